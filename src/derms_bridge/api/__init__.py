@@ -1,0 +1,1 @@
+"""The FastAPI app: trigger routes, the operations API, health."""

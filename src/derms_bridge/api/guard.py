@@ -1,0 +1,79 @@
+"""Checks that run before a route reads its body: the caller, the content type, the size.
+
+FastAPI parses and validates a body before it resolves dependencies, so a
+dependency would answer a stranger's malformed body with 422 instead of 401, and
+would read a body of any size. A route class runs these checks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+from derms_bridge.api.problems import problem
+from derms_bridge.api.security import Authenticator
+from derms_bridge.settings import Role
+
+BodyKind = Literal["json", "none"]
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="derms-bridge", Bearer'}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_limited(request: Request, limit: int) -> None:
+    """Read the body once, refusing it past `limit` bytes; later reads get the cached copy."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    request._body = b"".join(chunks)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
+    """A route class that lets only callers of `role` in, with a JSON body within the limit."""
+
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def guarded_handler(request: Request) -> Response:
+                authenticator: Authenticator = request.app.state.authenticator
+                principal = authenticator.authenticate(request.headers.get("authorization"))
+                if principal is None or principal.role != role:
+                    return problem(
+                        401,
+                        f"this route needs the credential of a {role} caller",
+                        headers=UNAUTHORIZED_HEADERS,
+                    )
+                request.state.principal = principal
+                if body == "json" and request.method in ("POST", "PUT", "PATCH"):
+                    if not _is_json(request.headers.get("content-type", "")):
+                        return problem(415, "the body must be application/json")
+                    limit: int = request.app.state.max_json_body_bytes
+                    declared = request.headers.get("content-length")
+                    too_large = problem(413, f"the body is larger than the limit of {limit} bytes")
+                    if declared is not None and declared.isdigit() and int(declared) > limit:
+                        return too_large
+                    try:
+                        await _read_limited(request, limit)
+                    except BodyTooLarge:
+                        return too_large
+                return await handler(request)
+
+            return guarded_handler
+
+    return GuardedRoute

@@ -1,0 +1,101 @@
+"""RFC 9457 problem details for every error the hub answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://derms-bridge.readthedocs.io/problems/"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    500: "Internal error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+_TYPES = {
+    401: "unauthorized",
+    404: "not-found",
+    409: "conflict",
+    413: "too-large",
+    415: "unsupported-media-type",
+    422: "validation",
+    502: "target-failed",
+    504: "target-timeout",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    instance_id: str | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + _TYPES.get(status, "error"),
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance_id is not None:
+        body["instanceId"] = instance_id
+    if errors is not None:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """("body", "enrollmentRequests", 0, "messageId") -> enrollmentRequests[0].messageId"""
+    parts = list(
+        location[1:] if location and location[0] in ("body", "query", "path") else location
+    )
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            message = f"malformed JSON: {error.get('ctx', {}).get('error', error['msg'])}"
+            errors.append({"field": "body", "message": message})
+            continue
+        errors.append({"field": field_path(error["loc"]), "message": error["msg"]})
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    return problem(422, summary, errors=errors)
+
+
+def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def _unexpected_problem(_request: Request, _exc: Exception) -> JSONResponse:
+    return problem(500, "the hub met an unexpected error; it is in the hub's log")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(Exception, _unexpected_problem)

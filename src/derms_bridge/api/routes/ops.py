@@ -1,0 +1,79 @@
+"""The operations API: find instances, read their activity, resubmit them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from derms_bridge.api.deps import DOCUMENTED_AUTH, EngineDep, PrincipalDep
+from derms_bridge.api.guard import guarded
+from derms_bridge.catalog import flow_info
+from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
+from derms_bridge.schemas.ops import InstanceDetail, InstancePage, InstanceStatus
+from derms_bridge.store.instances import InstanceFilter
+
+router = APIRouter(
+    prefix="/ops",
+    route_class=guarded("operator", body="none"),
+    dependencies=DOCUMENTED_AUTH,
+    tags=["Operations"],
+)
+
+
+@router.get("/instances", response_model=InstancePage, responses={401: {}, 422: {}})
+async def list_instances(
+    engine: EngineDep,
+    flow: Annotated[str | None, Query(description="flow key or identifier")] = None,
+    status: InstanceStatus | None = None,
+    key: Annotated[
+        str | None, Query(description="a business identifier: messageId, enrollmentId, ...")
+    ] = None,
+    received_from: datetime | None = None,
+    received_to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> InstancePage:
+    """Newest first."""
+    flow_key = None
+    if flow is not None:
+        info = flow_info(flow)
+        if info is None:
+            raise HTTPException(422, f"flow: no flow is called {flow!r}")
+        flow_key = info.key
+    return await engine.store.search(
+        InstanceFilter(
+            flow=flow_key,
+            status=status,
+            business_key=key,
+            received_from=received_from,
+            received_to=received_to,
+            limit=limit,
+            offset=offset,
+        )
+    )
+
+
+@router.get("/instances/{instance_id}", response_model=InstanceDetail, responses={404: {}})
+async def show_instance(instance_id: str, engine: EngineDep) -> InstanceDetail:
+    detail = await engine.store.get(instance_id)
+    if detail is None:
+        raise HTTPException(404, f"instance {instance_id} does not exist")
+    return detail
+
+
+@router.post(
+    "/instances/{instance_id}/resubmit",
+    response_model=InstanceDetail,
+    responses={404: {}, 409: {}},
+)
+async def resubmit_instance(instance_id: str, engine: EngineDep, principal: PrincipalDep) -> Any:
+    """Run the flow again from the stored payload; the new instance names the old one."""
+    try:
+        outcome = await engine.resubmit(instance_id, caller=principal.name)
+    except InstanceNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except NotResubmittable as exc:
+        raise HTTPException(409, str(exc)) from None
+    return await engine.store.get(outcome.instance_id)

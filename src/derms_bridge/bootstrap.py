@@ -1,0 +1,89 @@
+"""The one place that builds the hub from settings: connectors, store, engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from derms_bridge.api.security import Authenticator
+from derms_bridge.connectors.http import HttpConnection
+from derms_bridge.connectors.mail import Mailer
+from derms_bridge.engine.error_handler import CommonErrorHandler
+from derms_bridge.engine.redaction import Redactor
+from derms_bridge.engine.runner import FlowEngine
+from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.settings import Settings
+from derms_bridge.store.database import open_engine
+from derms_bridge.store.instances import InstanceStore
+
+
+def secrets_in(value: Any) -> Iterator[str]:
+    """Every secret value in the settings, so that none is ever written out."""
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+        if "://" in value.get_secret_value():
+            password = value.get_secret_value().split("://", 1)[1].split("@", 1)[0]
+            if ":" in password:
+                yield password.split(":", 1)[1]
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from secrets_in(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secrets_in(item)
+
+
+class LookupsHolder:
+    """The lookups in force; replaced whole when an operator edits them."""
+
+    def __init__(self, lookups: Lookups) -> None:
+        self.current = lookups
+
+    def __call__(self) -> Lookups:
+        return self.current
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    store: InstanceStore
+    engine: FlowEngine
+    authenticator: Authenticator
+    lookups: LookupsHolder
+    connections: list[HttpConnection]
+
+    async def aclose(self) -> None:
+        for connection in self.connections:
+            await connection.aclose()
+        await self.store.engine.dispose()
+
+
+def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
+    holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir))
+    store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
+    cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs)
+    derms = {
+        name: HttpConnection(f"DERMS {name}", connection)
+        for name, connection in settings.connections.derms.items()
+    }
+    redact = Redactor(secrets_in(settings))
+    error_handler = CommonErrorHandler(store, Mailer(settings.smtp), holder, redact)
+    engine = FlowEngine(
+        store=store,
+        cpmcs=cpmcs,
+        derms=derms,
+        lookups=holder,
+        error_handler=error_handler,
+        enrollment_concurrency=settings.limits.enrollment_concurrency,
+    )
+    return Hub(
+        settings=settings,
+        store=store,
+        engine=engine,
+        authenticator=Authenticator(settings.callers),
+        lookups=holder,
+        connections=[cpmcs, *derms.values()],
+    )

@@ -1,0 +1,57 @@
+"""CPMCS's REST services, as the flows call them."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import ValidationError
+
+from derms_bridge.connectors.http import CallObserver, HttpConnection, read_model
+from derms_bridge.errors import BusinessError
+from derms_bridge.schemas.cpmcs import (
+    CpmcsErrorBody,
+    EnrollProgramRequest,
+    EnrollProgramResponse,
+)
+
+ENROLL = "/rest/apis/cross/digitalAssets/programEnrollments/enroll"
+
+
+def cpmcs_business_error(response: httpx.Response) -> BusinessError | None:
+    """CPMCS's ERROR or VAL-ERROR body on a 400 or 422; anything else is not a business error."""
+    if response.status_code not in (400, 422):
+        return None
+    try:
+        body = CpmcsErrorBody.model_validate_json(response.content)
+    except ValidationError:
+        return None
+    return BusinessError(
+        body.exception.message or body.status,
+        status=body.status,
+        message_number=body.exception.messageNumber,
+        http_status=response.status_code,
+    )
+
+
+class CpmcsClient:
+    """CPMCS for one flow run: the shared connection, and where this run's calls are recorded."""
+
+    def __init__(self, connection: HttpConnection, observer: CallObserver | None = None) -> None:
+        self._connection = connection
+        self._observer = observer
+
+    async def _post(self, operation: str, path: str, body: object) -> httpx.Response:
+        return await self._connection.call(
+            operation,
+            "POST",
+            path,
+            json=body,
+            observer=self._observer,
+            business_error=cpmcs_business_error,
+        )
+
+    async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
+        operation = "enrollProgram"
+        response = await self._post(
+            operation, ENROLL, body.model_dump(mode="json", exclude_none=True)
+        )
+        return read_model(EnrollProgramResponse, response, "CPMCS", operation)

@@ -1,0 +1,1 @@
+"""What the cloud service itself provided: instances, activity, the error handler."""

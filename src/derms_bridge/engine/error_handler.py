@@ -1,0 +1,101 @@
+"""Flow 20, the Common Error Handler (OUTL-BA-DACS_DRMS_ERROR).
+
+Sends the error email to the Email_ID `to` recipients when ConfigProps
+`notification.email.error.flag` is true and `notification.type.email` is `email`,
+and only the first time a given error occurs in an instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+from derms_bridge.catalog import FlowInfo
+from derms_bridge.connectors.mail import Mailer, MailError
+from derms_bridge.engine.redaction import Redactor
+from derms_bridge.lookups import Lookups
+from derms_bridge.store.instances import InstanceStore
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(error: str) -> str:
+    return hashlib.sha256(error.encode()).hexdigest()
+
+
+def error_email(
+    flow: FlowInfo, instance_id: str, keys: Sequence[tuple[str, str]], error: str
+) -> tuple[str, str]:
+    """Subject and body: the flow, the instance, its business identifiers, the error."""
+    subject = f"[derms-bridge] {flow.title} ({flow.identifier}) error: {error[:120]}"
+    lines = [
+        f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
+        f"Instance:  {instance_id}",
+    ]
+    if keys:
+        lines.append("Business identifiers:")
+        lines.extend(f"  {kind}: {value}" for kind, value in dict.fromkeys(keys))
+    lines += [
+        "",
+        "Error:",
+        f"  {error}",
+        "",
+        "Resubmit from the console or with:",
+        f"  derms-bridge resubmit {instance_id}",
+    ]
+    return subject, "\n".join(lines) + "\n"
+
+
+class CommonErrorHandler:
+    def __init__(
+        self,
+        store: InstanceStore,
+        mailer: Mailer,
+        lookups: Callable[[], Lookups],
+        redact: Redactor,
+    ) -> None:
+        self._store = store
+        self._mailer = mailer
+        self._lookups = lookups
+        self._redact = redact
+
+    def emails_enabled(self) -> bool:
+        lookups = self._lookups()
+        return (
+            lookups.flag("notification.email.error.flag")
+            and lookups.prop("notification.type.email").strip().lower() == "email"
+        )
+
+    async def handle(
+        self,
+        flow: FlowInfo,
+        instance_id: str,
+        keys: Sequence[tuple[str, str]],
+        error: str,
+    ) -> str | None:
+        """Email the error if it is new to this instance; the mail problem, if any."""
+        error = self._redact(error)
+        log.warning(
+            "flow error", extra={"instance_id": instance_id, "flow": flow.key, "error": error}
+        )
+        if not await self._store.claim_error_notice(instance_id, fingerprint(error)):
+            return None
+        if not self.emails_enabled():
+            return None
+        lookups = self._lookups()
+        recipients = lookups.emails("to")
+        if not recipients:
+            return "no 'to' recipients in lookup OUTL-BRT-DACS_DRMS_Email_ID"
+        subject, body = error_email(flow, instance_id, keys, error)
+        try:
+            await self._mailer.send(
+                sender=(lookups.emails("from") or ["derms-bridge@localhost"])[0],
+                to=recipients,
+                subject=subject,
+                body=body,
+            )
+        except MailError as exc:
+            log.error("error email not sent", extra={"instance_id": instance_id, "error": str(exc)})
+            return str(exc)
+        return None

@@ -1,0 +1,167 @@
+"""Runs a flow for one message: the instance first, then the flow, then its outcome."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from derms_bridge.catalog import FlowInfo
+from derms_bridge.connectors.cpmcs import CpmcsClient
+from derms_bridge.connectors.http import CallRecord, HttpConnection
+from derms_bridge.engine.error_handler import CommonErrorHandler
+from derms_bridge.flows.ports import FlowContext
+from derms_bridge.flows.registry import SYNC_FLOWS, SyncFlow
+from derms_bridge.lookups import Lookups
+from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    instance_id: str
+    status: str
+    reply: Any
+    error: str | None
+
+
+class InstanceNotFound(Exception):
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id} does not exist")
+
+
+class NotResubmittable(Exception):
+    """The instance's flow cannot be run again from its stored payload."""
+
+
+@dataclass
+class _Run:
+    """One run of a flow: its activity and business keys, and its way to the error handler."""
+
+    instance_id: str
+    flow: FlowInfo
+    handler: CommonErrorHandler
+    keys: list[tuple[str, str]]
+    new_keys: list[tuple[str, str]] = field(default_factory=list)
+    activities: list[NewActivity] = field(default_factory=list)
+
+    def observe(self, call: CallRecord) -> None:
+        self.activities.append(
+            NewActivity(
+                target=call.target,
+                operation=call.operation,
+                method=call.method,
+                path=call.path,
+                http_status=call.http_status,
+                duration_ms=round(call.duration_ms, 3),
+                error=call.error,
+                at=utcnow(),
+            )
+        )
+
+    def add_business_key(self, kind: str, value: str) -> None:
+        self.new_keys.append((kind, value))
+
+    async def report(self, error: str) -> None:
+        mail_problem = await self.handler.handle(
+            self.flow, self.instance_id, self.keys + self.new_keys, error
+        )
+        if mail_problem is not None:
+            self.activities.append(
+                NewActivity(
+                    target="smtp",
+                    operation="errorEmail",
+                    method=None,
+                    path=None,
+                    http_status=None,
+                    duration_ms=0.0,
+                    error=mail_problem,
+                    at=utcnow(),
+                )
+            )
+
+
+class FlowEngine:
+    def __init__(
+        self,
+        *,
+        store: InstanceStore,
+        cpmcs: HttpConnection,
+        derms: Mapping[str, HttpConnection],
+        lookups: Callable[[], Lookups],
+        error_handler: CommonErrorHandler,
+        enrollment_concurrency: int,
+    ) -> None:
+        self.store = store
+        self._cpmcs = cpmcs
+        self._derms = derms
+        self._lookups = lookups
+        self._error_handler = error_handler
+        self._enrollment_concurrency = enrollment_concurrency
+
+    async def run_sync(
+        self,
+        flow: SyncFlow[Any, Any],
+        message: Any,
+        *,
+        caller: str | None,
+        resubmit_of: str | None = None,
+    ) -> RunOutcome:
+        instance_id = str(uuid.uuid4())
+        keys = flow.business_keys(message)
+        payload = message.model_dump(mode="json", exclude_none=True)
+        await self.store.create(
+            instance_id=instance_id,
+            flow=flow.info.key,
+            caller=caller,
+            payload=payload,
+            keys=keys,
+            resubmit_of=resubmit_of,
+        )
+        run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
+        context = FlowContext(
+            cpmcs=CpmcsClient(self._cpmcs, run.observe),
+            lookups=self._lookups(),
+            errors=run,
+            run=run,
+            concurrency=self._enrollment_concurrency,
+        )
+        try:
+            result = await flow.run(message, context)
+            reply, succeeded, error = result.reply, result.succeeded, result.error
+        except Exception as exc:
+            log.exception("flow crashed", extra={"instance_id": instance_id, "flow": flow.info.key})
+            error = f"the flow stopped: {type(exc).__name__}: {exc}"
+            await run.report(error)
+            reply, succeeded = flow.crash_reply(message, error), False
+        status = "succeeded" if succeeded else "failed"
+        reply_json = reply.model_dump(mode="json", exclude_none=True)
+        await self.store.finish(
+            instance_id,
+            status=status,
+            reply=reply_json,
+            error=error,
+            activities=run.activities,
+            keys=run.new_keys,
+        )
+        return RunOutcome(instance_id=instance_id, status=status, reply=reply_json, error=error)
+
+    async def resubmit(self, instance_id: str, *, caller: str | None) -> RunOutcome:
+        """Run the instance's flow again from its stored payload, linked to the old run."""
+        stored = await self.store.payload_of(instance_id)
+        if stored is None:
+            raise InstanceNotFound(instance_id)
+        flow_key, payload = stored
+        flow = SYNC_FLOWS.get(flow_key)
+        if flow is None:
+            raise NotResubmittable(f"flow {flow_key} cannot be resubmitted from its payload")
+        try:
+            message = flow.message_model.model_validate(payload)
+        except ValidationError as exc:
+            raise NotResubmittable(f"the stored payload no longer validates: {exc}") from None
+        return await self.run_sync(flow, message, caller=caller, resubmit_of=instance_id)

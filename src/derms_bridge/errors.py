@@ -1,0 +1,56 @@
+"""The errors a flow can meet, in the reference's two kinds: business and technical."""
+
+from __future__ import annotations
+
+
+class FlowError(Exception):
+    """Anything that stops one record or one message of a flow."""
+
+    code = "FAILURE"
+
+
+class BusinessError(FlowError):
+    """The target understood the request and refused it (the reference's ERROR)."""
+
+    code = "ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str = "ERROR",
+        message_number: int | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.message_number = message_number
+        self.http_status = http_status
+
+
+class TechnicalFault(FlowError):
+    """The target could not be reached or did not answer usefully (the reference's FAILURE)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        unreachable: bool = False,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.unreachable = unreachable
+        self.timed_out = timed_out
+
+
+class LookupMiss(FlowError):
+    """A value that the named lookup has no row for."""
+
+    def __init__(self, lookup: str, value: str) -> None:
+        super().__init__(f"lookup {lookup} has no row for {value!r}")
+        self.lookup = lookup
+        self.value = value

@@ -1,0 +1,1 @@
+"""One module per flow: the reference's numbered steps in Python."""

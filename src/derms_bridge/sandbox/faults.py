@@ -1,0 +1,149 @@
+"""How a simulated target breaks or refuses calls: injected faults and a Basic credential check.
+
+Both leave the admin routes under the simulator prefix (``/_sim``) alone, so a test can
+always read state and change settings while the target itself misbehaves.
+"""
+
+import asyncio
+import base64
+import logging
+import random
+import secrets
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+SIM_PREFIX = "/_sim"
+
+
+class FaultSettings(BaseModel):
+    """What every call to a simulated target suffers until the settings change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: int = Field(default=0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    status_code: int | None = Field(default=None, ge=400, le=599)
+    down: bool = False
+
+
+class SimulatedOutageError(Exception):
+    """Raised after the response has started, so that the server drops the connection."""
+
+
+class FaultInjector:
+    """The current fault settings of one simulator and the random source its failures draw on."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.settings = FaultSettings()
+        # Seeded so that a test or a benchmark can replay the same sequence of random failures.
+        self.rng = random.Random(seed)  # noqa: S311
+
+
+class _OutageLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], SimulatedOutageError))
+
+
+_OUTAGE_LOG_FILTER = _OutageLogFilter()
+
+
+def is_admin_path(path: str, prefix: str = SIM_PREFIX) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class FaultMiddleware:
+    """Applies the injector's settings to every HTTP request outside the admin prefix."""
+
+    def __init__(self, app: ASGIApp, injector: FaultInjector, prefix: str) -> None:
+        self.app = app
+        self.injector = injector
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_admin_path(scope["path"], self.prefix):
+            await self.app(scope, receive, send)
+            return
+        settings = self.injector.settings
+        if settings.latency_ms:
+            await asyncio.sleep(settings.latency_ms / 1000)
+        if settings.down:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            raise SimulatedOutageError("simulated outage: connection dropped")
+        if settings.status_code is not None:
+            detail = f"Simulated fault: HTTP {settings.status_code}"
+            response = JSONResponse(
+                {"status": "FAULT", "detail": detail}, status_code=settings.status_code
+            )
+            await response(scope, receive, send)
+            return
+        if settings.error_rate and self.injector.rng.random() < settings.error_rate:
+            response = JSONResponse(
+                {"status": "FAULT", "detail": "Simulated random failure"}, status_code=500
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def install_faults(
+    app: FastAPI, prefix: str = SIM_PREFIX, seed: int | None = None
+) -> FaultInjector:
+    """Adds the fault middleware and ``GET``/``PUT``/``DELETE {prefix}/faults`` to ``app``."""
+    injector = FaultInjector(seed)
+    app.state.faults = injector
+    # uvicorn logs every exception that escapes the app; a simulated outage is not news.
+    uvicorn_error_log = logging.getLogger("uvicorn.error")
+    if _OUTAGE_LOG_FILTER not in uvicorn_error_log.filters:
+        uvicorn_error_log.addFilter(_OUTAGE_LOG_FILTER)
+
+    @app.get(f"{prefix}/faults", tags=["simulator"])
+    async def read_faults() -> FaultSettings:
+        return injector.settings
+
+    @app.put(f"{prefix}/faults", tags=["simulator"])
+    async def replace_faults(settings: FaultSettings) -> FaultSettings:
+        injector.settings = settings
+        return injector.settings
+
+    @app.delete(f"{prefix}/faults", tags=["simulator"])
+    async def reset_faults() -> FaultSettings:
+        injector.settings = FaultSettings()
+        return injector.settings
+
+    app.add_middleware(FaultMiddleware, injector=injector, prefix=prefix)
+    return injector
+
+
+class BasicAuthMiddleware:
+    """Answers 401 to every HTTP request outside the admin prefix that lacks the credential."""
+
+    def __init__(self, app: ASGIApp, credentials: tuple[str, str], prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        user, password = credentials
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        self.expected = f"Basic {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_admin_path(scope["path"], self.prefix):
+            await self.app(scope, receive, send)
+            return
+        authorization = dict(scope["headers"]).get(b"authorization", b"")
+        if secrets.compare_digest(authorization, self.expected):
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            {"status": "ERROR", "detail": "Missing or wrong credential"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Basic realm="simulator"'},
+        )
+        await response(scope, receive, send)
+
+
+def install_basic_auth(
+    app: FastAPI, credentials: tuple[str, str], prefix: str = SIM_PREFIX
+) -> None:
+    app.add_middleware(BasicAuthMiddleware, credentials=credentials, prefix=prefix)

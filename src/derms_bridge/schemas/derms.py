@@ -1,0 +1,83 @@
+"""What Edge DERMS sends to the hub (and what the hub sends to DERMS)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from derms_bridge.schemas.common import Wire, parse_iso_datetime
+
+EnrollmentSource = Literal["X1BY", "X1CC", "X1SS"]
+AssetOwnership = Literal["W1CO", "W1OW"]
+
+
+class CustomerInfo(Wire):
+    cisPersonId: str | None = None
+    cisAccountId: str | None = None
+    name: str | None = None
+    homePhone: str | None = None
+    businessPhone: str | None = None
+    email: str | None = None
+
+
+class ProgramInfo(Wire):
+    cisServiceAgreementId: str | None = None
+    programCode: str = Field(min_length=1)
+    startDateTimeISO: str
+    endDateTimeISO: str | None = None
+
+    @field_validator("startDateTimeISO", "endDateTimeISO")
+    @classmethod
+    def _is_iso_datetime(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_iso_datetime(value)
+        return value
+
+
+class LocationInfo(Wire):
+    division: str | None = None
+    cisPremiseId: str | None = None
+    cisServicePointId: str | None = None
+    timeZone: str | None = None
+    address1: str | None = None
+    city: str | None = None
+    country: str | None = None
+    county: str | None = None
+    state: str | None = None
+    postal: str | None = None
+
+
+class Asset(Wire):
+    sequence: int | None = None
+    assetId: str | None = None
+    specification: str = Field(min_length=1, description="MAKE!MODEL, through AssetSpec")
+    assetType: str = Field(min_length=1, description="through AssetType")
+    badgeNo: str | None = None
+    serialNo: str | None = None
+    nicId: str | None = None
+    headEndSystem: str | None = None
+
+
+class AssetInfo(Wire):
+    installationMethod: str | None = None
+    assetOwnership: AssetOwnership | None = None
+    assetList: list[Asset] = Field(min_length=1)
+
+
+class EnrollmentRequest(Wire):
+    """One enrollment (ER): becomes one enrollProgram call."""
+
+    messageId: str = Field(min_length=1, max_length=120, description="becomes transactionId")
+    enrollmentSource: EnrollmentSource | None = None
+    customerInfo: CustomerInfo
+    programInfo: ProgramInfo
+    locationInfo: LocationInfo
+    assetInfo: AssetInfo
+
+
+class EnrollmentRequestMessage(Wire):
+    """Flow 1's trigger body."""
+
+    drmsInstanceId: str | None = Field(None, max_length=120)
+    enrollmentRequests: list[EnrollmentRequest] = Field(min_length=1)

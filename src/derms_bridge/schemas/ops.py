@@ -1,0 +1,60 @@
+"""What the operations API shows of instances and their activity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+InstanceStatus = Literal["received", "in_progress", "succeeded", "failed"]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class BusinessKey(_View):
+    kind: str
+    value: str
+
+
+class ActivityView(_View):
+    seq: int
+    target: str
+    operation: str
+    method: str | None
+    path: str | None
+    http_status: int | None
+    duration_ms: float
+    error: str | None
+    at: datetime
+
+
+class InstanceSummary(_View):
+    id: str
+    flow: str
+    flow_identifier: str
+    status: InstanceStatus
+    caller: str | None
+    error: str | None
+    attempts: int
+    resubmit_of: str | None
+    received_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    business_keys: list[BusinessKey]
+
+
+class InstanceDetail(InstanceSummary):
+    payload: Any
+    reply: Any | None
+    resubmitted_as: list[str]
+    activities: list[ActivityView]
+
+
+class InstancePage(BaseModel):
+    items: list[InstanceSummary]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,239 @@
+"""One validated settings object: a YAML file, then DERMS_BRIDGE_* environment variables.
+
+Environment variables use ``__`` between levels, e.g.
+``DERMS_BRIDGE_DATABASE__URL`` or ``DERMS_BRIDGE_CONNECTIONS__CPMCS__BASE_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "DERMS_BRIDGE_"
+DEFAULT_SETTINGS_FILE = Path("config/derms-bridge.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    connect: float = Field(5.0, gt=0, description="seconds to open a connection")
+    read: float = Field(30.0, gt=0, description="seconds to wait for each answer")
+
+
+class BasicAuth(_Strict):
+    type: Literal["basic"] = "basic"
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class OAuth2ClientCredentials(_Strict):
+    type: Literal["oauth2"] = "oauth2"
+    token_url: AnyHttpUrl
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+
+
+OutboundAuth = Annotated[BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")]
+
+
+class Connection(_Strict):
+    """One outside system the hub calls."""
+
+    base_url: AnyHttpUrl
+    timeouts: Timeouts = Timeouts()
+    auth: OutboundAuth | None = None
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of the CA that signs this system's certificate"
+    )
+    max_connections: int = Field(100, ge=1)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA bundle {value} does not exist")
+        return value
+
+
+class Connections(_Strict):
+    cpmcs: Connection
+    derms: dict[str, Connection] = Field(
+        description="named DERMS connections; the Routing lookup picks one by division",
+    )
+
+    @field_validator("derms")
+    @classmethod
+    def _derms_not_empty(cls, value: dict[str, Connection]) -> dict[str, Connection]:
+        if not value:
+            raise ValueError("at least one DERMS connection is needed")
+        return value
+
+
+Role = Literal["derms", "cpmcs", "operator"]
+
+
+class Caller(_Strict):
+    """A system or person allowed to call the hub."""
+
+    role: Role
+    username: str | None = Field(None, min_length=1)
+    password_hash: SecretStr | None = Field(
+        None, description="argon2 hash, made with `derms-bridge hash-password`"
+    )
+    token_sha256: SecretStr | None = Field(
+        None, description="hex SHA-256 of a bearer token, made with `derms-bridge hash-token`"
+    )
+
+    @model_validator(mode="after")
+    def _has_a_credential(self) -> Caller:
+        basic = self.username is not None and self.password_hash is not None
+        if not basic and self.token_sha256 is None:
+            raise ValueError("a caller needs username and password_hash, or token_sha256")
+        if (self.username is None) != (self.password_hash is None):
+            raise ValueError("username and password_hash go together")
+        if self.password_hash is not None and not self.password_hash.get_secret_value().startswith(
+            "$argon2"
+        ):
+            raise ValueError("password_hash must be an argon2 hash, not a plain password")
+        return self
+
+
+class Smtp(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["none", "starttls", "tls"] = "none"
+    timeout: float = Field(10.0, gt=0)
+
+
+class Database(_Strict):
+    url: SecretStr = Field(
+        SecretStr("sqlite:///var/derms-bridge.db"),
+        description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db",
+    )
+    migrate_on_start: bool = True
+
+
+class Limits(_Strict):
+    max_json_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    enrollment_concurrency: int = Field(
+        16, ge=1, le=256, description="enrollProgram calls in flight for one batch"
+    )
+
+
+class Server(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: Server = Server()
+    database: Database = Database()
+    connections: Connections
+    callers: dict[str, Caller] = Field(default_factory=dict)
+    smtp: Smtp = Smtp()
+    limits: Limits = Limits()
+    lookups_dir: Path = Path("config/lookups")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables win over the YAML file, which arrives as init values.
+        return (env_settings, init_settings)
+
+
+class SettingsError(Exception):
+    """A settings file or variable that cannot be used; `problems` name each one."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _line_of(path: Path, location: tuple[int | str, ...]) -> int | None:
+    """The line of the YAML node at `location`, so an error points into the file."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in location:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                return line
+            line = match.start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _describe(path: Path, exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = tuple(p for p in error["loc"] if not isinstance(p, str) or p != "function-after")
+        field = ".".join(str(p) for p in location) or "(top level)"
+        line = _line_of(path, location) if path.is_file() else None
+        where = f"{path}:{line}" if line else str(path)
+        problems.append(f"{where}: {field}: {error['msg']}")
+    return problems
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read the YAML file (if any) and the environment; raise SettingsError naming every mistake."""
+    path = path or DEFAULT_SETTINGS_FILE
+    data: Any = {}
+    if path.is_file():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise SettingsError(str(path), [f"{where}: not valid YAML: {exc}"]) from None
+        if not isinstance(data, dict):
+            raise SettingsError(str(path), [f"{path}: the top level must be a mapping"])
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise SettingsError(str(path), _describe(path, exc)) from None

@@ -1,0 +1,253 @@
+"""Queries on instances, their business keys, activities and error notices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from derms_bridge.catalog import BY_KEY
+from derms_bridge.schemas.ops import (
+    ActivityView,
+    BusinessKey,
+    InstanceDetail,
+    InstancePage,
+    InstanceSummary,
+)
+from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, ErrorNoticeRow, InstanceRow
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time stored here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class NewActivity:
+    target: str
+    operation: str
+    method: str | None
+    path: str | None
+    http_status: int | None
+    duration_ms: float
+    error: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    flow: str | None = None
+    status: str | None = None
+    business_key: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class InstanceStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def create(
+        self,
+        *,
+        instance_id: str,
+        flow: str,
+        caller: str | None,
+        payload: Any,
+        keys: Sequence[tuple[str, str]],
+        resubmit_of: str | None = None,
+    ) -> None:
+        """Written, and committed, before the flow calls anyone."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            attempts = 1
+            if resubmit_of is not None:
+                previous = await session.get(InstanceRow, resubmit_of)
+                attempts = (previous.attempts + 1) if previous is not None else 1
+            session.add(
+                InstanceRow(
+                    id=instance_id,
+                    flow=flow,
+                    status="in_progress",
+                    caller=caller,
+                    payload=payload,
+                    attempts=attempts,
+                    resubmit_of=resubmit_of,
+                    received_at=now,
+                    updated_at=now,
+                )
+            )
+            await session.flush()
+            session.add_all(_key_rows(instance_id, keys))
+
+    async def finish(
+        self,
+        instance_id: str,
+        *,
+        status: str,
+        reply: Any,
+        error: str | None,
+        activities: Sequence[NewActivity],
+        keys: Sequence[tuple[str, str]],
+    ) -> None:
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(status=status, reply=reply, error=error, updated_at=now, finished_at=now)
+            )
+            first_seq = await session.scalar(
+                select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
+                    ActivityRow.instance_id == instance_id
+                )
+            )
+            session.add_all(
+                ActivityRow(instance_id=instance_id, seq=(first_seq or 0) + n, **vars(a))
+                for n, a in enumerate(activities, start=1)
+            )
+            session.add_all(_key_rows(instance_id, keys))
+
+    async def claim_error_notice(self, instance_id: str, fingerprint: str) -> bool:
+        """True the first time this error is seen in this instance, false ever after."""
+        values = {"instance_id": instance_id, "fingerprint": fingerprint, "at": utcnow()}
+        async with self._sessions.begin() as session:
+            insert = (
+                postgresql.insert(ErrorNoticeRow)
+                if self.engine.dialect.name == "postgresql"
+                else sqlite.insert(ErrorNoticeRow)
+            )
+            inserted = await session.execute(
+                insert.values(**values)
+                .on_conflict_do_nothing()
+                .returning(ErrorNoticeRow.fingerprint)
+            )
+            return inserted.first() is not None
+
+    async def get(self, instance_id: str) -> InstanceDetail | None:
+        async with self._sessions() as session:
+            row = await session.get(InstanceRow, instance_id)
+            if row is None:
+                return None
+            keys = await _keys_of(session, [instance_id])
+            activities = (
+                await session.scalars(
+                    select(ActivityRow)
+                    .where(ActivityRow.instance_id == instance_id)
+                    .order_by(ActivityRow.seq)
+                )
+            ).all()
+            later = (
+                await session.scalars(
+                    select(InstanceRow.id)
+                    .where(InstanceRow.resubmit_of == instance_id)
+                    .order_by(InstanceRow.received_at)
+                )
+            ).all()
+            summary = _summary(row, keys.get(instance_id, []))
+            return InstanceDetail(
+                **summary.model_dump(),
+                payload=row.payload,
+                reply=row.reply,
+                resubmitted_as=list(later),
+                activities=[
+                    ActivityView.model_validate(a).model_copy(update={"at": _aware(a.at)})
+                    for a in activities
+                ],
+            )
+
+    async def payload_of(self, instance_id: str) -> tuple[str, Any] | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(InstanceRow.flow, InstanceRow.payload).where(
+                        InstanceRow.id == instance_id
+                    )
+                )
+            ).first()
+            return (row[0], row[1]) if row is not None else None
+
+    async def search(self, where: InstanceFilter) -> InstancePage:
+        query = select(InstanceRow)
+        if where.flow:
+            query = query.where(InstanceRow.flow == where.flow)
+        if where.status:
+            query = query.where(InstanceRow.status == where.status)
+        if where.received_from:
+            query = query.where(InstanceRow.received_at >= where.received_from)
+        if where.received_to:
+            query = query.where(InstanceRow.received_at < where.received_to)
+        if where.business_key:
+            matching = select(BusinessKeyRow.instance_id).where(
+                BusinessKeyRow.value == where.business_key
+            )
+            query = query.where(InstanceRow.id.in_(matching))
+        async with self._sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = (
+                await session.scalars(
+                    query.order_by(InstanceRow.received_at.desc(), InstanceRow.id)
+                    .limit(where.limit)
+                    .offset(where.offset)
+                )
+            ).all()
+            keys = await _keys_of(session, [r.id for r in rows])
+        return InstancePage(
+            items=[_summary(r, keys.get(r.id, [])) for r in rows],
+            total=total or 0,
+            limit=where.limit,
+            offset=where.offset,
+        )
+
+
+def _key_rows(instance_id: str, keys: Sequence[tuple[str, str]]) -> list[BusinessKeyRow]:
+    unique = dict.fromkeys((kind, value[:200]) for kind, value in keys if value)
+    return [BusinessKeyRow(instance_id=instance_id, kind=k, value=v) for k, v in unique]
+
+
+async def _keys_of(session: AsyncSession, ids: list[str]) -> dict[str, list[BusinessKey]]:
+    found: dict[str, list[BusinessKey]] = {}
+    if not ids:
+        return found
+    rows = await session.scalars(
+        select(BusinessKeyRow)
+        .where(BusinessKeyRow.instance_id.in_(ids))
+        .order_by(BusinessKeyRow.id)
+    )
+    for row in rows:
+        found.setdefault(row.instance_id, []).append(BusinessKey(kind=row.kind, value=row.value))
+    return found
+
+
+def _summary(row: InstanceRow, keys: list[BusinessKey]) -> InstanceSummary:
+    info = BY_KEY.get(row.flow)
+    return InstanceSummary(
+        id=row.id,
+        flow=row.flow,
+        flow_identifier=info.identifier if info else row.flow,
+        status=row.status,
+        caller=row.caller,
+        error=row.error,
+        attempts=row.attempts,
+        resubmit_of=row.resubmit_of,
+        received_at=_aware(row.received_at),
+        updated_at=_aware(row.updated_at),
+        finished_at=_aware(row.finished_at) if row.finished_at else None,
+        business_keys=keys,
+    )

@@ -1,0 +1,201 @@
+"""Shared fixtures: real simulators and an SMTP sink on loopback, the hub on SQLite and PostgreSQL.
+
+Every test that asks for `hub` runs twice, once per database. PostgreSQL must be
+running (see .ci/run); DERMS_BRIDGE_TEST_POSTGRES=off leaves it out on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+
+from derms_bridge.api.app import create_app
+from derms_bridge.api.security import hash_password
+from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
+from derms_bridge.sandbox.derms_sim import create_derms_app
+from derms_bridge.sandbox.servers import ServerThread
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import (
+    Caller,
+    Connection,
+    Connections,
+    Database,
+    Limits,
+    Settings,
+    Smtp,
+    Timeouts,
+)
+from derms_bridge.store.database import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOKUPS_DIR = ROOT / "config" / "lookups"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DERMS_BRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+PASSWORDS = {"derms": "derms-test-pw", "cpmcs": "cpmcs-test-pw", "operator": "operator-test-pw"}
+DERMS_AUTH = ("derms", PASSWORDS["derms"])
+CPMCS_AUTH = ("cpmcs", PASSWORDS["cpmcs"])
+OPERATOR_AUTH = ("operator", PASSWORDS["operator"])
+
+TABLES = ("error_notices", "activities", "business_keys", "instances")
+
+
+def _backends() -> list[str]:
+    if os.environ.get("DERMS_BRIDGE_TEST_POSTGRES", "on").lower() == "off":
+        return ["sqlite"]
+    return ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=_backends())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, empty database of each kind, for the whole session."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'hub.db'}"
+        migrate(url)
+        yield url
+        return
+    name = f"derms_bridge_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}); start it "
+            "(see .ci/run) or set DERMS_BRIDGE_TEST_POSTGRES=off to test on SQLite only"
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    yield url
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def empty_tables(url: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        else:
+            for table in TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def cpmcs_server() -> Iterator[ServerThread]:
+    with ServerThread(create_cpmcs_app(seed=1), name="CPMCS simulator") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def derms_server() -> Iterator[ServerThread]:
+    with ServerThread(create_derms_app(seed=2), name="DERMS simulator") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def cpmcs_sim(cpmcs_server: ServerThread) -> Iterator[httpx.Client]:
+    """The CPMCS simulator's admin side, reset for each test."""
+    with httpx.Client(base_url=cpmcs_server.url, timeout=10) as client:
+        client.delete("/_sim/state").raise_for_status()
+        client.delete("/_sim/faults").raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def derms_sim(derms_server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=derms_server.url, timeout=10) as client:
+        client.delete("/_sim/state").raise_for_status()
+        client.delete("/_sim/faults").raise_for_status()
+        client.delete("/_sim/ack").raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def mailbox(smtp_server: SmtpSink) -> SmtpSink:
+    smtp_server.clear()
+    return smtp_server
+
+
+@pytest.fixture(scope="session")
+def callers() -> dict[str, Caller]:
+    return {
+        role: Caller(role=role, username=role, password_hash=hash_password(password))
+        for role, password in PASSWORDS.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def default_lookups() -> Lookups:
+    return load_lookups(LOOKUPS_DIR)
+
+
+@dataclass
+class HubUnderTest:
+    hub: Hub
+    client: httpx.AsyncClient
+    settings: Settings
+
+
+def hub_settings(
+    database_url: str,
+    cpmcs_url: str,
+    derms_url: str,
+    smtp: SmtpSink,
+    callers: dict[str, Caller],
+    **limits: int,
+) -> Settings:
+    return Settings(
+        database=Database(url=database_url),
+        connections=Connections(
+            cpmcs=Connection(base_url=cpmcs_url, timeouts=Timeouts(connect=2, read=3)),
+            derms={"default": Connection(base_url=derms_url, timeouts=Timeouts(connect=2, read=3))},
+        ),
+        callers=callers,
+        smtp=Smtp(host=smtp.host, port=smtp.port, timeout=5),
+        limits=Limits(**limits),
+        lookups_dir=LOOKUPS_DIR,
+    )
+
+
+@pytest.fixture
+async def hub(
+    database_url: str,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+) -> AsyncIterator[HubUnderTest]:
+    """The hub on an empty database, talking to the simulators over loopback."""
+    empty_tables(database_url)
+    settings = hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers)
+    built = build_hub(settings, default_lookups)
+    app = create_app(built)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://hub.test", timeout=30
+    ) as client:
+        yield HubUnderTest(hub=built, client=client, settings=settings)
+    await built.aclose()

@@ -1,0 +1,522 @@
+"""The simulators, the SMTP sink and the server thread, driven over loopback as the hub would."""
+
+import hashlib
+import logging
+import re
+import smtplib
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from derms_bridge.sandbox.cpmcs_sim import ENROLL_PATH, HEALTH_CHECK_PATH, create_cpmcs_app
+from derms_bridge.sandbox.derms_sim import create_derms_app
+from derms_bridge.sandbox.servers import ServerThread, free_port
+from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
+
+ISO_UTC_MILLIS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def enroll_request(transaction_id: str, program_code: str = "BYOT") -> dict[str, Any]:
+    return {
+        "transactionId": transaction_id,
+        "enrollmentSource": "X1BY",
+        "customerInfo": {"cisPersonId": "P-1", "cisAccountId": "A-1", "name": "Ada Lovelace"},
+        "programInfo": {
+            "cisServiceAgreementId": "SA-1",
+            "programCode": program_code,
+            "startDate": "2026-12-01",
+            "endDate": "2027-12-01",
+        },
+        "locationInfo": {"division": "NORTH", "cisPremiseId": "PR-1", "timeZone": "UTC"},
+        "assetInfo": {
+            "installationMethod": "SELF",
+            "assetOwnership": "W1CO",
+            "assetList": [{"sequence": 1, "assetId": "AS-1", "specification": "X1ECOBEE5"}],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def cpmcs_server() -> Iterator[ServerThread]:
+    with ServerThread(create_cpmcs_app(seed=7), name="cpmcs-sim") as server:
+        yield server
+
+
+@pytest.fixture
+def cpmcs(cpmcs_server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cpmcs_server.url, timeout=10) as client:
+        client.delete("/_sim/state").raise_for_status()
+        client.delete("/_sim/faults").raise_for_status()
+        yield client
+
+
+@pytest.fixture(scope="module")
+def derms_server() -> Iterator[ServerThread]:
+    with ServerThread(create_derms_app(), name="derms-sim") as server:
+        yield server
+
+
+@pytest.fixture
+def derms(derms_server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=derms_server.url, timeout=10) as client:
+        client.delete("/_sim/state").raise_for_status()
+        client.delete("/_sim/faults").raise_for_status()
+        client.delete("/_sim/ack").raise_for_status()
+        yield client
+
+
+class TestCpmcsEnrollment:
+    def test_new_enrollment_is_kept_pending_with_a_twelve_digit_id(
+        self, cpmcs: httpx.Client
+    ) -> None:
+        request = enroll_request("M-1")
+
+        response = cpmcs.post(ENROLL_PATH, json=request)
+
+        assert response.status_code == 200
+        answer = response.json()
+        assert answer["status"] == "PENDING"
+        assert re.fullmatch(r"\d{12}", answer["enrollmentId"])
+        kept = cpmcs.get("/_sim/state/enrollments").json()
+        assert kept == [
+            {
+                "enrollmentId": answer["enrollmentId"],
+                "transactionId": "M-1",
+                "status": "PENDING",
+                "body": request,
+            }
+        ]
+
+    def test_each_enrollment_gets_its_own_id(self, cpmcs: httpx.Client) -> None:
+        ids = {
+            cpmcs.post(ENROLL_PATH, json=enroll_request(f"M-{n}")).json()["enrollmentId"]
+            for n in range(20)
+        }
+
+        assert len(ids) == 20
+
+    def test_a_transaction_seen_before_is_refused_as_already_enrolled(
+        self, cpmcs: httpx.Client
+    ) -> None:
+        first = cpmcs.post(ENROLL_PATH, json=enroll_request("M-2")).json()
+
+        again = cpmcs.post(ENROLL_PATH, json=enroll_request("M-2"))
+
+        assert again.status_code == 400
+        assert again.json() == {
+            "status": "ERROR",
+            "exception": {
+                "messageCategory": 11101,
+                "messageNumber": 10589,
+                "message": "Enrollment already exists for transaction M-2: "
+                + first["enrollmentId"],
+            },
+        }
+        assert len(cpmcs.get("/_sim/state/enrollments").json()) == 1
+
+    def test_an_unknown_program_is_refused_as_a_validation_error(self, cpmcs: httpx.Client) -> None:
+        response = cpmcs.post(ENROLL_PATH, json=enroll_request("M-3", program_code="SOLAR"))
+
+        assert response.status_code == 422
+        assert response.json() == {
+            "status": "VAL-ERROR",
+            "exception": {
+                "messageCategory": 11101,
+                "messageNumber": 10010,
+                "message": "Program SOLAR is not defined",
+            },
+        }
+        assert cpmcs.get("/_sim/state/enrollments").json() == []
+
+    def test_the_other_known_program_is_accepted(self, cpmcs: httpx.Client) -> None:
+        response = cpmcs.post(ENROLL_PATH, json=enroll_request("M-4", program_code="EVSMART"))
+
+        assert response.status_code == 200
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b"not json",
+            b"[1, 2]",
+            b'{"programInfo": {"programCode": "BYOT"}}',
+            b'{"transactionId": "M-5", "programInfo": {}}',
+            b'{"transactionId": "M-5", "programInfo": "BYOT"}',
+        ],
+        ids=["not-json", "not-object", "no-transaction", "no-program-code", "bad-program-info"],
+    )
+    def test_a_malformed_body_is_refused_as_a_validation_error(
+        self, cpmcs: httpx.Client, content: bytes
+    ) -> None:
+        response = cpmcs.post(
+            ENROLL_PATH, content=content, headers={"content-type": "application/json"}
+        )
+
+        assert response.status_code == 400
+        answer = response.json()
+        assert answer["status"] == "VAL-ERROR"
+        assert answer["exception"]["messageCategory"] == 11101
+        assert answer["exception"]["message"]
+
+    def test_resetting_state_forgets_enrollments_and_transactions(
+        self, cpmcs: httpx.Client
+    ) -> None:
+        cpmcs.post(ENROLL_PATH, json=enroll_request("M-6")).raise_for_status()
+
+        cpmcs.delete("/_sim/state").raise_for_status()
+
+        assert cpmcs.get("/_sim/state/enrollments").json() == []
+        assert cpmcs.post(ENROLL_PATH, json=enroll_request("M-6")).status_code == 200
+
+    def test_state_is_readable_in_process(self, cpmcs_server: ServerThread) -> None:
+        app = create_cpmcs_app()
+        with ServerThread(app) as server, httpx.Client(base_url=server.url) as client:
+            client.post(ENROLL_PATH, json=enroll_request("M-7")).raise_for_status()
+
+        assert [e.transaction_id for e in app.state.sim.enrollments()] == ["M-7"]
+
+    def test_the_same_seed_hands_out_the_same_ids(self) -> None:
+        ids = []
+        for _ in range(2):
+            with (
+                ServerThread(create_cpmcs_app(seed=3)) as server,
+                httpx.Client(base_url=server.url) as client,
+            ):
+                ids.append(client.post(ENROLL_PATH, json=enroll_request("M-8")).json())
+
+        assert ids[0] == ids[1]
+
+
+def test_cpmcs_health_check_answers_up(cpmcs: httpx.Client) -> None:
+    response = cpmcs.get(HEALTH_CHECK_PATH)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "UP"}
+
+
+def test_cpmcs_counts_calls_per_route_including_failed_ones(cpmcs: httpx.Client) -> None:
+    cpmcs.get(HEALTH_CHECK_PATH)
+    cpmcs.post(ENROLL_PATH, json=enroll_request("M-9"))
+    cpmcs.put("/_sim/faults", json={"status_code": 503})
+    cpmcs.get(HEALTH_CHECK_PATH)
+
+    calls = cpmcs.get("/_sim/state/calls").json()
+
+    assert calls == {HEALTH_CHECK_PATH: 2, ENROLL_PATH: 1}
+
+
+class TestFaults:
+    def test_latency_delays_every_answer_by_at_least_the_setting(self, cpmcs: httpx.Client) -> None:
+        cpmcs.put("/_sim/faults", json={"latency_ms": 300}).raise_for_status()
+
+        started = time.perf_counter()
+        response = cpmcs.get(HEALTH_CHECK_PATH)
+        elapsed = time.perf_counter() - started
+
+        assert response.status_code == 200
+        assert elapsed >= 0.3
+
+    def test_a_status_code_answers_every_target_call_with_it(self, cpmcs: httpx.Client) -> None:
+        cpmcs.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+
+        health = cpmcs.get(HEALTH_CHECK_PATH)
+        enroll = cpmcs.post(ENROLL_PATH, json=enroll_request("M-10"))
+
+        assert (health.status_code, enroll.status_code) == (503, 503)
+        assert health.json()["detail"] == "Simulated fault: HTTP 503"
+        assert cpmcs.get("/_sim/state/enrollments").json() == []
+
+    def test_an_error_rate_of_one_fails_every_call_with_500(self, cpmcs: httpx.Client) -> None:
+        cpmcs.put("/_sim/faults", json={"error_rate": 1.0}).raise_for_status()
+
+        statuses = {cpmcs.get(HEALTH_CHECK_PATH).status_code for _ in range(10)}
+
+        assert statuses == {500}
+
+    def test_the_same_seed_fails_the_same_calls(self) -> None:
+        runs = []
+        for _ in range(2):
+            with (
+                ServerThread(create_cpmcs_app(seed=11)) as server,
+                httpx.Client(base_url=server.url) as client,
+            ):
+                client.put("/_sim/faults", json={"error_rate": 0.5}).raise_for_status()
+                runs.append([client.get(HEALTH_CHECK_PATH).status_code for _ in range(30)])
+
+        assert runs[0] == runs[1]
+        assert set(runs[0]) == {200, 500}
+
+    def test_down_drops_the_connection_and_logs_nothing(
+        self, cpmcs: httpx.Client, uvicorn_errors: list[logging.LogRecord]
+    ) -> None:
+        cpmcs.put("/_sim/faults", json={"down": True}).raise_for_status()
+
+        with pytest.raises(httpx.TransportError):
+            cpmcs.get(HEALTH_CHECK_PATH)
+
+        assert cpmcs.get("/_sim/faults").json()["down"] is True
+        assert uvicorn_errors == []
+
+    def test_admin_routes_stay_up_whatever_the_faults(self, cpmcs: httpx.Client) -> None:
+        cpmcs.put(
+            "/_sim/faults", json={"status_code": 500, "error_rate": 1.0, "latency_ms": 0}
+        ).raise_for_status()
+
+        assert cpmcs.get("/_sim/state/calls").status_code == 200
+
+    @pytest.mark.parametrize(
+        "settings",
+        [
+            {"latency_ms": -1},
+            {"error_rate": 1.5},
+            {"error_rate": -0.1},
+            {"status_code": 200},
+            {"status_code": 600},
+            {"down": "sometimes"},
+            {"latency": 10},
+        ],
+    )
+    def test_bad_settings_are_refused_and_change_nothing(
+        self, cpmcs: httpx.Client, settings: dict[str, Any]
+    ) -> None:
+        before = cpmcs.get("/_sim/faults").json()
+
+        response = cpmcs.put("/_sim/faults", json=settings)
+
+        assert response.status_code == 422
+        assert cpmcs.get("/_sim/faults").json() == before
+
+    def test_reset_restores_a_healthy_target(self, cpmcs: httpx.Client) -> None:
+        cpmcs.put(
+            "/_sim/faults", json={"latency_ms": 5, "status_code": 502, "down": True}
+        ).raise_for_status()
+
+        reset = cpmcs.delete("/_sim/faults")
+
+        defaults = {"latency_ms": 0, "error_rate": 0.0, "status_code": None, "down": False}
+        assert reset.json() == defaults
+        assert cpmcs.get("/_sim/faults").json() == defaults
+        assert cpmcs.get(HEALTH_CHECK_PATH).status_code == 200
+
+    def test_faults_apply_to_derms_too(self, derms: httpx.Client) -> None:
+        derms.put("/_sim/faults", json={"status_code": 504}).raise_for_status()
+
+        response = derms.post("/enroll", json={"dacsMessageId": "S-1"})
+
+        assert response.status_code == 504
+        assert derms.get("/_sim/state/received").json() == {}
+
+
+class RecordCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def uvicorn_errors() -> Iterator[list[logging.LogRecord]]:
+    collector = RecordCollector()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(collector)
+    yield collector.records
+    logger.removeHandler(collector)
+
+
+@pytest.mark.parametrize(
+    ("create_app", "target_path"),
+    [(create_cpmcs_app, ENROLL_PATH), (create_derms_app, "/enroll")],
+    ids=["cpmcs", "derms"],
+)
+def test_credentials_guard_target_routes_only(
+    create_app: Callable[..., FastAPI], target_path: str
+) -> None:
+    app = create_app(credentials=("hub", "s3cret"))
+    body = enroll_request("M-11")
+    with ServerThread(app) as server, httpx.Client(base_url=server.url) as client:
+        anonymous = client.post(target_path, json=body)
+        wrong = client.post(target_path, json=body, auth=("hub", "guess"))
+        admin = client.get("/_sim/faults")
+        right = client.post(target_path, json=body, auth=("hub", "s3cret"))
+
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.headers["www-authenticate"].startswith("Basic")
+    assert admin.status_code == 200
+    assert right.status_code == 200
+
+
+class TestDerms:
+    @pytest.mark.parametrize(
+        "route",
+        [
+            "/enroll",
+            "/status-check",
+            "/dacs-opt-out",
+            "/update-program",
+            "/update-aggregator",
+            "/device-reservation-ack",
+            "/device-outcome-ack",
+        ],
+    )
+    def test_each_message_is_recorded_and_acknowledged(
+        self, derms: httpx.Client, route: str
+    ) -> None:
+        body = {"dacsMessageId": "S-100", "anything": {"nested": [1, 2]}}
+
+        response = derms.post(route, json=body)
+
+        assert response.status_code == 200
+        ack = response.json()["MsgAck"]
+        assert ack["ackType"] == "SUCCESS"
+        assert ISO_UTC_MILLIS.match(ack["whenISO"])
+        [answer] = ack["responses"]["response"]
+        assert answer["id"] == answer["dacsMessageId"] == "S-100"
+        assert (answer["value"], answer["responseCode"]) == ("ACCEPTED", "SUCCESS")
+        assert ISO_UTC_MILLIS.match(answer["responseTimeISO"])
+        assert derms.get("/_sim/state/received").json() == {route: [body]}
+
+    def test_a_message_without_an_id_is_acknowledged_with_an_empty_one(
+        self, derms: httpx.Client
+    ) -> None:
+        ack = derms.post("/device-reservation-ack", json={"MsgAck": {}}).json()["MsgAck"]
+
+        assert ack["responses"]["response"][0]["id"] == ""
+
+    def test_a_body_that_is_not_an_object_is_refused_and_not_recorded(
+        self, derms: httpx.Client
+    ) -> None:
+        response = derms.post("/enroll", json=["S-1"])
+
+        assert response.status_code == 400
+        assert derms.get("/_sim/state/received").json() == {}
+
+    @pytest.mark.parametrize("ack_type", ["ERROR", "FAILURE"])
+    def test_the_ack_setting_makes_derms_refuse(self, derms: httpx.Client, ack_type: str) -> None:
+        derms.put("/_sim/ack", json={"ackType": ack_type}).raise_for_status()
+
+        ack = derms.post("/update-program", json={"dacsMessageId": "S-2"}).json()["MsgAck"]
+
+        assert ack["ackType"] == ack_type
+        assert ack["responses"]["response"][0]["responseCode"] == ack_type
+        assert derms.delete("/_sim/ack").json() == {"ackType": "SUCCESS"}
+
+    def test_a_bad_ack_setting_is_refused(self, derms: httpx.Client) -> None:
+        response = derms.put("/_sim/ack", json={"ackType": "MAYBE"})
+
+        assert response.status_code == 422
+        assert derms.get("/_sim/ack").json() == {"ackType": "SUCCESS"}
+
+    def test_a_device_score_file_is_recorded_by_size_and_digest(self, derms: httpx.Client) -> None:
+        content = b"nicId,score\n" + b"NIC-1,0.93\n" * 50_000
+
+        response = derms.post(
+            "/device-score/SDCSE_20261126.csv",
+            content=content,
+            headers={"content-type": "application/octet-stream"},
+        )
+
+        assert response.status_code == 202
+        assert derms.get("/_sim/state/received").json() == {
+            "/device-score": [
+                {
+                    "fileName": "SDCSE_20261126.csv",
+                    "contentType": "application/octet-stream",
+                    "size": len(content),
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                }
+            ]
+        }
+
+    def test_resetting_state_forgets_what_was_received(self, derms: httpx.Client) -> None:
+        derms.post("/enroll", json={"dacsMessageId": "S-3"}).raise_for_status()
+
+        derms.delete("/_sim/state").raise_for_status()
+
+        assert derms.get("/_sim/state/received").json() == {}
+
+
+class TestServerThread:
+    def test_port_zero_serves_on_a_real_port_until_stopped(self) -> None:
+        server = ServerThread(create_cpmcs_app(), name="probe")
+        server.start()
+        try:
+            assert server.port > 0
+            assert server.url == f"http://127.0.0.1:{server.port}"
+            assert httpx.get(server.url + HEALTH_CHECK_PATH).status_code == 200
+        finally:
+            server.stop()
+
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url + HEALTH_CHECK_PATH)
+
+    def test_a_stopped_server_starts_again_on_the_same_port(self) -> None:
+        server = ServerThread(create_cpmcs_app())
+        with server:
+            first_port = server.port
+        with server:
+            assert server.port == first_port
+            assert httpx.get(server.url + HEALTH_CHECK_PATH).status_code == 200
+
+    def test_an_explicit_port_is_used(self) -> None:
+        port = free_port()
+
+        with ServerThread(create_derms_app(), port=port) as server:
+            assert server.port == port
+            assert httpx.post(server.url + "/enroll", json={}).status_code == 200
+
+    def test_a_port_in_use_fails_to_start(self, cpmcs_server: ServerThread) -> None:
+        with pytest.raises(OSError, match="in use"):
+            ServerThread(create_cpmcs_app(), port=cpmcs_server.port).start()
+
+    def test_port_is_unknown_before_start(self) -> None:
+        with pytest.raises(RuntimeError, match="until it is started"):
+            _ = ServerThread(create_cpmcs_app()).port
+
+
+def send_mail(sink: SmtpSink, subject: str, body: str) -> None:
+    message = EmailMessage()
+    message["From"] = "hub@example.test"
+    message["To"] = "ops@example.test, oncall@example.test"
+    message["Subject"] = subject
+    message.set_content(body)
+    with smtplib.SMTP(sink.host, sink.port, timeout=10) as client:
+        client.send_message(message)
+
+
+class TestSmtpSink:
+    def test_a_message_sent_with_smtplib_is_kept_parsed(self) -> None:
+        arrived: list[ReceivedMail] = []
+        with SmtpSink(on_message=arrived.append) as sink:
+            send_mail(sink, "Error in OUTL-BA-DACS_DRMS_ENROLL_SYNC", "DERMS answered 503.\n")
+
+            [mail] = sink.wait_for(1)
+
+        assert mail.mail_from == "hub@example.test"
+        assert mail.rcpt_tos == ("ops@example.test", "oncall@example.test")
+        assert mail.subject == "Error in OUTL-BA-DACS_DRMS_ENROLL_SYNC"
+        assert mail.body_text == "DERMS answered 503.\n"
+        assert mail.message["To"] == "ops@example.test, oncall@example.test"
+        assert arrived == [mail]
+        assert sink.messages() == [mail]
+
+    def test_wait_for_returns_once_enough_have_come_and_clear_forgets_them(self) -> None:
+        with SmtpSink(port=free_port()) as sink:
+            for n in range(3):
+                send_mail(sink, f"mail {n}", "body")
+
+            subjects = [mail.subject for mail in sink.wait_for(3)]
+            sink.clear()
+            remaining = sink.messages()
+
+        assert subjects == ["mail 0", "mail 1", "mail 2"]
+        assert remaining == []
+
+    def test_wait_for_times_out_saying_how_many_came(self) -> None:
+        with SmtpSink() as sink, pytest.raises(TimeoutError, match="received 0 of 1"):
+            sink.wait_for(1, timeout=0.2)
