@@ -11,7 +11,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from derms_bridge.lookups import LookupFileError, load_lookups
+from derms_bridge.lookups import LookupFileError, load_lookups, sandbox_lookups_dir
 from derms_bridge.settings import DEFAULT_SETTINGS_FILE, Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -19,8 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path,
@@ -129,7 +129,10 @@ def sandbox(
     derms_port: Annotated[int | None, typer.Option(help="default: the hub's port + 2")] = None,
     smtp_port: Annotated[int | None, typer.Option(help="default: the hub's port + 3")] = None,
     database: Annotated[str, typer.Option(help="database URL")] = "sqlite:///var/sandbox.db",
-    lookups: Annotated[Path, typer.Option(help="lookups directory")] = Path("config/lookups"),
+    lookups: Annotated[
+        Path | None,
+        typer.Option(help="lookups directory; default: ./config/lookups, else the shipped rows"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
 ) -> None:
     """Run the hub with simulated CPMCS, DERMS and an SMTP sink, all on loopback."""
@@ -141,7 +144,7 @@ def sandbox(
     )
 
     ports = SandboxPorts(hub=port, cpmcs=cpmcs_port, derms=derms_port, smtp=smtp_port)
-    settings = sandbox_settings(ports, database, lookups)
+    settings = sandbox_settings(ports, database, lookups or sandbox_lookups_dir())
     simulators = start_simulators(ports, out)
     out.print(banner(ports, database), highlight=False, markup=False, soft_wrap=True)
     sys.stdout.flush()

@@ -43,6 +43,15 @@ REQUIRED_PROPERTIES = (
 
 DEFAULT_ROUTE = "*"
 
+#: Where a wheel keeps the shipped lookups (the repository's config/lookups).
+PACKAGED_LOOKUPS = Path(__file__).parent / "default_lookups"
+
+
+def sandbox_lookups_dir() -> Path:
+    """The working directory's config/lookups when there is one, else the shipped rows."""
+    local = Path("config/lookups")
+    return local if local.is_dir() or not PACKAGED_LOOKUPS.is_dir() else PACKAGED_LOOKUPS
+
 
 class LookupFileError(Exception):
     """A lookup file that cannot be used; `problems` name file, line and field."""

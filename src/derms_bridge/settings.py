@@ -67,6 +67,13 @@ class Connection(_Strict):
     )
     max_connections: int = Field(100, ge=1)
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.username or value.password:
+            raise ValueError("put credentials under auth, not in base_url")
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
@@ -103,6 +110,15 @@ class Caller(_Strict):
     token_sha256: SecretStr | None = Field(
         None, description="hex SHA-256 of a bearer token, made with `derms-bridge hash-token`"
     )
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _is_sha256_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            digest = value.get_secret_value()
+            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+                raise ValueError("token_sha256 must be 64 hex digits (derms-bridge hash-token)")
+        return value
 
     @model_validator(mode="after")
     def _has_a_credential(self) -> Caller:

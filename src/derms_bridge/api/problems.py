@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://derms-bridge.readthedocs.io/problems/"
+TYPE_BASE = "urn:derms-bridge:problem:"
 
 _TITLES = {
     400: "Bad request",

@@ -41,8 +41,9 @@ def error_email(
         "Error:",
         f"  {error}",
         "",
-        "Resubmit from the console or with:",
-        f"  derms-bridge resubmit {instance_id}",
+        "Read it and resubmit it through the operations API:",
+        f"  GET  /ops/instances/{instance_id}",
+        f"  POST /ops/instances/{instance_id}/resubmit",
     ]
     return subject, "\n".join(lines) + "\n"
 
