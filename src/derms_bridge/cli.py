@@ -12,7 +12,13 @@ import uvicorn
 from rich.console import Console
 
 from derms_bridge.lookups import LookupFileError, load_lookups, sandbox_lookups_dir
-from derms_bridge.settings import DEFAULT_SETTINGS_FILE, Settings, SettingsError, load_settings
+from derms_bridge.settings import (
+    DEFAULT_SETTINGS_FILE,
+    Settings,
+    SettingsError,
+    load_settings,
+    lookups_dir_of,
+)
 
 app = typer.Typer(
     help="The integration hub between Oracle Utilities CPMCS and Edge DERMS.",
@@ -48,18 +54,20 @@ def check_config(config: ConfigOption = DEFAULT_SETTINGS_FILE) -> None:
         settings = load_settings(config)
     except SettingsError as exc:
         problems.extend(exc.problems)
-    lookups_dir = settings.lookups_dir if settings else Settings.model_fields["lookups_dir"].default
+    lookups_dir = settings.lookups_dir if settings else lookups_dir_of(config)
     try:
         lookups = load_lookups(lookups_dir)
     except LookupFileError as exc:
         problems.extend(exc.problems)
         lookups = None
     if settings is not None and lookups is not None:
-        for division, name in lookups.tables["Routing"].rows.items():
+        routing = lookups.tables["Routing"]
+        for division, name in routing.rows.items():
             if name not in settings.connections.derms:
                 problems.append(
-                    f"{lookups_dir}/OUTL-BRT-DACS_DRMS_Routing.csv: division {division!r} "
-                    f"goes to DERMS connection {name!r}, which {config} does not define"
+                    f"{lookups_dir / routing.full_name}.csv:{routing.lines[division]}: "
+                    f"division {division!r} goes to DERMS connection {name!r}, "
+                    f"which {config} does not define"
                 )
     if problems:
         for problem in problems:

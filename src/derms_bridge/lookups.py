@@ -66,6 +66,7 @@ class Lookup:
     name: str
     columns: tuple[str, ...]
     rows: Mapping[str, str]
+    lines: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -112,6 +113,7 @@ class Lookups:
 def _read_table(path: Path, name: str) -> tuple[Lookup, list[str]]:
     problems: list[str] = []
     rows: dict[str, str] = {}
+    lines: dict[str, int] = {}
     columns: tuple[str, ...] = ()
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -139,11 +141,12 @@ def _read_table(path: Path, name: str) -> tuple[Lookup, list[str]]:
                     problems.append(f"{path}:{line}: {columns[0]} {key!r} appears twice")
                     continue
                 rows[key] = record[1].strip()
+                lines[key] = line
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         problems.append(f"{path}: cannot be read: {exc}")
     if not columns and not problems:
         problems.append(f"{path}:1: the file is empty; it needs a header row")
-    return Lookup(name=name, columns=columns, rows=rows), problems
+    return Lookup(name=name, columns=columns, rows=rows, lines=lines), problems
 
 
 def load_lookups(directory: Path) -> Lookups:

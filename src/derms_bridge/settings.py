@@ -6,6 +6,7 @@ Environment variables use ``__`` between levels, e.g.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -225,15 +226,57 @@ def _line_of(path: Path, location: tuple[int | str, ...]) -> int | None:
     return line
 
 
+#: Tags pydantic puts in an error's location for a discriminated union; not in the file.
+_UNION_TAGS = {("auth", "basic"), ("auth", "oauth2")}
+
+
+def _as_written(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    kept: list[int | str] = []
+    for part in location:
+        if kept and (str(kept[-1]), str(part)) in _UNION_TAGS:
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def _variable_for(location: tuple[int | str, ...]) -> str | None:
+    """The DERMS_BRIDGE_* variable that set this value, or one of its parents, if any."""
+    present = {name.upper() for name in os.environ}
+    for depth in range(len(location), 0, -1):
+        name = ENV_PREFIX + "__".join(str(part).upper() for part in location[:depth])
+        if name in present:
+            return name
+    return None
+
+
 def _describe(path: Path, exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = tuple(p for p in error["loc"] if not isinstance(p, str) or p != "function-after")
+        location = _as_written(tuple(error["loc"]))
         field = ".".join(str(p) for p in location) or "(top level)"
-        line = _line_of(path, location) if path.is_file() else None
-        where = f"{path}:{line}" if line else str(path)
+        variable = _variable_for(location)
+        if variable is not None:
+            where = f"{variable} (environment)"
+        else:
+            line = _line_of(path, location) if path.is_file() else None
+            where = f"{path}:{line}" if line else str(path)
         problems.append(f"{where}: {field}: {error['msg']}")
     return problems
+
+
+def lookups_dir_of(path: Path) -> Path:
+    """The lookups directory a settings file names, even when the rest of it is wrong."""
+    variable = os.environ.get(ENV_PREFIX + "LOOKUPS_DIR")
+    if variable:
+        return Path(variable)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("lookups_dir"), str):
+        return Path(data["lookups_dir"])
+    default: Path = Settings.model_fields["lookups_dir"].default
+    return default
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from pydantic import ValidationError
 
-from derms_bridge.connectors.http import CallObserver, HttpConnection, read_model
+from derms_bridge.connectors.http import CallObserver, HttpConnection, model_reader
 from derms_bridge.errors import BusinessError
 from derms_bridge.schemas.cpmcs import (
     CpmcsErrorBody,
@@ -39,19 +39,14 @@ class CpmcsClient:
         self._connection = connection
         self._observer = observer
 
-    async def _post(self, operation: str, path: str, body: object) -> httpx.Response:
+    async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
+        operation = "enrollProgram"
         return await self._connection.call(
             operation,
             "POST",
-            path,
-            json=body,
+            ENROLL,
+            json=body.model_dump(mode="json", exclude_none=True),
+            read=model_reader(EnrollProgramResponse, "CPMCS", operation),
             observer=self._observer,
             business_error=cpmcs_business_error,
         )
-
-    async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
-        operation = "enrollProgram"
-        response = await self._post(
-            operation, ENROLL, body.model_dump(mode="json", exclude_none=True)
-        )
-        return read_model(EnrollProgramResponse, response, "CPMCS", operation)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from derms_bridge.connectors.http import CallObserver, HttpConnection
 from derms_bridge.errors import TechnicalFault
 from derms_bridge.lookups import Lookups
@@ -35,13 +37,16 @@ class DermsClient:
 
     async def post_json(self, operation: str, path: str, body: Any, *, division: str | None) -> Any:
         """POST to the division's DERMS; its JSON answer, or a TechnicalFault."""
-        response = await self.connection_for(division).call(
-            operation, "POST", path, json=body, observer=self._observer
+
+        def read_json(response: httpx.Response) -> Any:
+            try:
+                return response.json() if response.content else None
+            except ValueError:
+                raise TechnicalFault(
+                    f"DERMS answered {operation} with a body that is not JSON",
+                    http_status=response.status_code,
+                ) from None
+
+        return await self.connection_for(division).call(
+            operation, "POST", path, json=body, read=read_json, observer=self._observer
         )
-        try:
-            return response.json() if response.content else None
-        except ValueError:
-            raise TechnicalFault(
-                f"DERMS answered {operation} with a body that is not JSON",
-                http_status=response.status_code,
-            ) from None

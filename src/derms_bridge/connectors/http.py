@@ -36,15 +36,20 @@ class CallRecord:
 CallObserver = Callable[[CallRecord], None]
 BusinessErrorReader = Callable[[httpx.Response], BusinessError | None]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class OAuth2ClientCredentialsAuth(httpx.Auth):
     """Bearer token from a client-credentials grant, fetched once and reused until it expires."""
 
-    # Renew a little early so a token never expires between being read and being checked.
+    # Renew early (a tenth of its life, at most 30 s) so that a token never expires
+    # between being sent and being checked.
     EARLY_RENEWAL_SECONDS = 30.0
 
-    def __init__(self, settings: OAuth2ClientCredentials, timeout: httpx.Timeout) -> None:
+    def __init__(
+        self, system: str, settings: OAuth2ClientCredentials, timeout: httpx.Timeout
+    ) -> None:
+        self._endpoint = f"{system} token endpoint {settings.token_url}"
         self._settings = settings
         self._timeout = timeout
         self._token: str | None = None
@@ -65,13 +70,17 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
                         self._settings.client_secret.get_secret_value(),
                     ),
                 )
+            except httpx.TimeoutException:
+                raise TechnicalFault(
+                    f"{self._endpoint} did not answer in time", timed_out=True
+                ) from None
             except httpx.HTTPError as exc:
                 raise TechnicalFault(
-                    f"token endpoint unreachable: {type(exc).__name__}", unreachable=True
+                    f"{self._endpoint} unreachable: {_reason(exc)}", unreachable=True
                 ) from None
         if response.status_code != 200:
             raise TechnicalFault(
-                f"token endpoint refused the client credentials (HTTP {response.status_code})",
+                f"{self._endpoint} refused the client credentials (HTTP {response.status_code})",
                 http_status=response.status_code,
             )
         try:
@@ -79,9 +88,10 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
             token = str(payload["access_token"])
             lifetime = float(payload.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError):
-            raise TechnicalFault("token endpoint answered without an access_token") from None
+            raise TechnicalFault(f"{self._endpoint} answered without an access_token") from None
         self._token = token
-        self._expires_at = time.monotonic() + lifetime - self.EARLY_RENEWAL_SECONDS
+        margin = min(self.EARLY_RENEWAL_SECONDS, lifetime / 10)
+        self._expires_at = time.monotonic() + lifetime - margin
         return token
 
     async def _current_token(self, *, renew: bool = False) -> str:
@@ -100,12 +110,12 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
             yield request
 
 
-def _auth_for(settings: Connection, timeout: httpx.Timeout) -> httpx.Auth | None:
+def _auth_for(system: str, settings: Connection, timeout: httpx.Timeout) -> httpx.Auth | None:
     auth = settings.auth
     if isinstance(auth, BasicAuth):
         return httpx.BasicAuth(auth.username, auth.password.get_secret_value())
     if isinstance(auth, OAuth2ClientCredentials):
-        return OAuth2ClientCredentialsAuth(auth, timeout)
+        return OAuth2ClientCredentialsAuth(system, auth, timeout)
     return None
 
 
@@ -126,7 +136,7 @@ class HttpConnection:
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            auth=_auth_for(settings, timeout),
+            auth=_auth_for(system, settings, timeout),
             verify=_verify_for(settings),
             limits=httpx.Limits(
                 max_connections=settings.max_connections,
@@ -144,11 +154,13 @@ class HttpConnection:
         method: str,
         path: str,
         *,
+        read: Callable[[httpx.Response], T],
         observer: CallObserver | None,
         json: Any = None,
         business_error: BusinessErrorReader | None = None,
-    ) -> httpx.Response:
-        """Send one request; a fault or a business error raises, any other answer returns."""
+    ) -> T:
+        """Send one request and read its answer with `read`; a fault or a business error
+        raises, and either way the call is reported to `observer` once."""
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
@@ -183,7 +195,7 @@ class HttpConnection:
                 raise TechnicalFault(
                     f"{self.system} answered HTTP {status} to {operation}", http_status=status
                 )
-            return response
+            return read(response)
         except (TechnicalFault, BusinessError) as fault:
             error = str(fault)
             raise
@@ -207,13 +219,17 @@ def _reason(exc: httpx.HTTPError) -> str:
     return text or type(exc).__name__
 
 
-def read_model(model: type[M], response: httpx.Response, system: str, op: str) -> M:
-    """The answer's body as `model`, or a TechnicalFault saying it could not be read."""
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        raise TechnicalFault(
-            f"{system} answered {op} with HTTP {response.status_code} and a body "
-            f"the hub cannot read",
-            http_status=response.status_code,
-        ) from None
+def model_reader(model: type[M], system: str, operation: str) -> Callable[[httpx.Response], M]:
+    """Reads an answer's body as `model`, or raises a TechnicalFault saying it cannot."""
+
+    def read(response: httpx.Response) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError:
+            raise TechnicalFault(
+                f"{system} answered {operation} with HTTP {response.status_code} and a body "
+                "the hub cannot read",
+                http_status=response.status_code,
+            ) from None
+
+    return read

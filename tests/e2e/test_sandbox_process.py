@@ -1,0 +1,206 @@
+"""`derms-bridge sandbox` as a user starts it: a real process, real ports, curl, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from derms_bridge.sandbox.servers import LOOPBACK, free_port
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLE = ROOT / "examples" / "enrollment-request.json"
+STARTUP_SECONDS = 30.0
+SHUTDOWN_SECONDS = 15.0
+
+DERMS = ("derms", "derms-sandbox")
+CPMCS = ("cpmcs", "cpmcs-sandbox")
+OPERATOR = ("operator", "operator-sandbox")
+
+
+def console_script() -> Path:
+    beside = Path(sys.executable).parent / "derms-bridge"
+    return beside if beside.is_file() else ROOT / ".venv" / "bin" / "derms-bridge"
+
+
+def is_free(port: int) -> bool:
+    """Nothing listens on the port, so a server could bind it (as uvicorn does, reusing it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def listens(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        return probe.connect_ex((LOOPBACK, port)) == 0
+
+
+def four_free_ports() -> int:
+    """A port P such that P, P+1, P+2 and P+3 are free: the hub and its three simulators."""
+    for _ in range(100):
+        port = free_port()
+        if port + 3 <= 65535 and all(is_free(port + n) for n in range(1, 4)):
+            return port
+    raise RuntimeError("found no four free ports in a row on loopback")
+
+
+@dataclass
+class Output:
+    """Everything a stream of the process wrote, read in a thread so the pipe never fills."""
+
+    lines: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def follow(self, stream: IO[str]) -> threading.Thread:
+        def read() -> None:
+            for line in stream:
+                with self.lock:
+                    self.lines.append(line)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def text(self) -> str:
+        with self.lock:
+            return "".join(self.lines)
+
+
+@dataclass
+class Sandbox:
+    process: subprocess.Popen[str]
+    port: int
+    stdout: Output
+    stderr: Output
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def describe(self) -> str:
+        return f"stdout:\n{self.stdout.text}\nstderr:\n{self.stderr.text}"
+
+
+def wait_until_healthy(sandbox: Sandbox) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if sandbox.process.poll() is not None:
+            pytest.fail(
+                f"the sandbox exited with {sandbox.process.returncode}\n{sandbox.describe()}"
+            )
+        try:
+            if httpx.get(f"{sandbox.url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(
+        f"the sandbox did not answer /healthz within {STARTUP_SECONDS} s\n{sandbox.describe()}"
+    )
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    port = four_free_ports()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
+    process = subprocess.Popen(  # noqa: S603
+        [
+            str(console_script()),
+            "sandbox",
+            "--port",
+            str(port),
+            "--database",
+            f"sqlite:///{tmp_path / 'sbx.db'}",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    started = Sandbox(process=process, port=port, stdout=Output(), stderr=Output())
+    readers = [started.stdout.follow(process.stdout), started.stderr.follow(process.stderr)]
+    try:
+        wait_until_healthy(started)
+        yield started
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for reader in readers:
+            reader.join(timeout=5)
+
+
+def test_the_sandbox_serves_the_example_and_stops_on_ctrl_c(sandbox: Sandbox) -> None:
+    hub = sandbox.url
+    banner = sandbox.stdout.text
+    assert hub in banner
+    for simulator, port in (("CPMCS simulator", 1), ("DERMS simulator", 2)):
+        assert f"{simulator}  http://{LOOPBACK}:{sandbox.port + port}" in banner, banner
+    assert f"SMTP sink        {LOOPBACK}:{sandbox.port + 3}" in banner
+    for user, password in (DERMS, CPMCS, OPERATOR):
+        assert f"{user} / {password}" in banner, banner
+
+    # What the banner's curl line sends: the file's bytes, as JSON, with the DERMS credential.
+    reply = httpx.post(
+        f"{hub}/enroll-to-dacs",
+        content=EXAMPLE.read_bytes(),
+        headers={"Content-Type": "application/json"},
+        auth=DERMS,
+        timeout=30,
+    )
+
+    assert reply.status_code == 200, reply.text
+    ack: dict[str, Any] = reply.json()["MsgAck"]
+    assert ack["ackType"] == "ERROR"
+    responses = ack["responses"]["response"]
+    assert [(r["id"], r["responseCode"]) for r in responses] == [
+        ("M-1001", "SUCCESS"),
+        ("M-1002", "ERROR"),
+    ]
+    assert responses[0]["value"] == "PENDING"
+    assert responses[0]["dacsMessageId"]
+    assert "Program NOSUCH is not defined" in responses[1]["value"]
+
+    found = httpx.get(f"{hub}/ops/instances", params={"key": "M-1001"}, auth=OPERATOR, timeout=10)
+    assert found.status_code == 200, found.text
+    [instance] = found.json()["items"]
+    assert instance["id"] == reply.headers["X-Instance-Id"]
+    detail = httpx.get(f"{hub}/ops/instances/{instance['id']}", auth=OPERATOR, timeout=10).json()
+    assert detail["reply"]["MsgAck"]["ackType"] == "ERROR"
+    assert [a["operation"] for a in detail["activities"]] == ["enrollProgram", "enrollProgram"]
+
+    # The credentials are the sandbox's own: another role's password does not pass.
+    refused = httpx.get(f"{hub}/ops/instances", auth=DERMS, timeout=10)
+    assert refused.status_code == 401
+
+    sandbox.process.send_signal(signal.SIGINT)
+    try:
+        code = sandbox.process.wait(timeout=SHUTDOWN_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"the sandbox still runs {SHUTDOWN_SECONDS} s after SIGINT\n{sandbox.describe()}"
+        )
+    assert code == 0, sandbox.describe()
+    # Its simulators and SMTP sink went with it.
+    for offset in range(4):
+        assert not listens(sandbox.port + offset), offset

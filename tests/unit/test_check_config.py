@@ -1,0 +1,233 @@
+"""`derms-bridge check-config` as a user runs it: the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SHIPPED_LOOKUPS = ROOT / "config" / "lookups"
+PREFIX = "OUTL-BRT-DACS_DRMS_"
+
+
+def console_script() -> Path:
+    """The derms-bridge next to the running interpreter, else the repository's venv."""
+    beside = Path(sys.executable).parent / "derms-bridge"
+    return beside if beside.is_file() else ROOT / ".venv" / "bin" / "derms-bridge"
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error ")]
+
+
+def check_config(config: Path, cwd: Path) -> Run:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
+    done = subprocess.run(  # noqa: S603
+        [str(console_script()), "check-config", "--config", str(config)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def settings_yaml(lookups_dir: Path | str, *, cpmcs_url: str = "https://cpmcs.example/") -> str:
+    return f"""\
+connections:
+  cpmcs:
+    base_url: {cpmcs_url}
+  derms:
+    default:
+      base_url: https://derms.example/
+callers:
+  cpmcs:
+    role: cpmcs
+    token_sha256: "{"0" * 64}"
+smtp:
+  port: 587
+lookups_dir: {lookups_dir}
+"""
+
+
+def line_of(text: str, fragment: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if fragment in line:
+            return number
+    raise AssertionError(f"{fragment!r} is not in the text")
+
+
+@pytest.fixture
+def lookups(tmp_path: Path) -> Path:
+    """A copy of the shipped lookups that a test may break."""
+    copy = tmp_path / "lookups"
+    shutil.copytree(SHIPPED_LOOKUPS, copy)
+    return copy
+
+
+def lookup_file(directory: Path, name: str) -> Path:
+    return directory / f"{PREFIX}{name}.csv"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_good_config_prints_ok_and_exits_0(tmp_path: Path, lookups: Path) -> None:
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith(f"ok {config}: 2 connections, 1 callers; 13 lookups in {lookups}")
+    assert run.stderr == ""
+
+
+def test_the_shipped_example_settings_pass_check_config(tmp_path: Path) -> None:
+    example = ROOT / "config" / "derms-bridge.example.yaml"
+    text = example.read_text(encoding="utf-8").replace(
+        "lookups_dir: config/lookups", f"lookups_dir: {SHIPPED_LOOKUPS}"
+    )
+    config = write(tmp_path / "example.yaml", text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith(f"ok {config}: 2 connections, 3 callers; 13 lookups")
+
+
+def test_two_mistakes_are_both_reported_with_file_line_and_field(
+    tmp_path: Path, lookups: Path
+) -> None:
+    # A deployment's layout: the lookups under the working directory, as the default says.
+    shutil.copytree(lookups, tmp_path / "config" / "lookups")
+    text = settings_yaml("config/lookups", cpmcs_url="not a url").replace(
+        "port: 587", "port: 99999"
+    )
+    config = write(tmp_path / "bad.yaml", text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    assert run.stdout == ""
+    assert len(run.errors) == 2, run.stderr
+    url_line, port_line = line_of(text, "not a url"), line_of(text, "99999")
+    assert run.errors[0].startswith(f"error {config}:{url_line}: connections.cpmcs.base_url: ")
+    assert run.errors[1].startswith(f"error {config}:{port_line}: smtp.port: ")
+    assert "65535" in run.errors[1]
+
+
+def test_a_config_that_is_not_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
+    text = "connections:\n  cpmcs: a: b\n"
+    config = write(tmp_path / "broken.yaml", text)
+
+    run = check_config(config, ROOT)
+
+    assert run.code == 2
+    assert run.errors[0].startswith(f"error {config}:2: not valid YAML")
+
+
+def test_every_broken_lookup_is_reported_with_its_file_and_line(
+    tmp_path: Path, lookups: Path
+) -> None:
+    asset_spec = lookup_file(lookups, "AssetSpec")
+    spec_text = asset_spec.read_text(encoding="utf-8") + "ECOBEE!SMART5,X1OTHER\n"
+    write(asset_spec, spec_text)
+    duplicate_line = len(spec_text.splitlines())
+    lookup_file(lookups, "WeekDay").unlink()
+    props = lookup_file(lookups, "ConfigProps")
+    write(
+        props,
+        "".join(
+            line
+            for line in props.read_text(encoding="utf-8").splitlines(keepends=True)
+            if not line.startswith("notification.type.email,")
+        ),
+    )
+    event_type = lookup_file(lookups, "EventType")
+    write(event_type, "DERMS\nECONOMIC\n")
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    assert run.stdout == ""
+    errors = run.errors
+    assert f"error {asset_spec}:{duplicate_line}: DERMS 'ECOBEE!SMART5' appears twice" in errors
+    assert f"error {lookup_file(lookups, 'WeekDay')}: missing" in errors
+    assert f"error {props}: property notification.type.email is missing" in errors
+    assert f"error {event_type}:1: the header needs two columns or more" in errors
+    assert len(errors) == 4, run.stderr
+
+
+def test_a_routing_file_without_a_default_row_is_reported(tmp_path: Path, lookups: Path) -> None:
+    routing = write(lookup_file(lookups, "Routing"), "division,connection\nNORTH,default\n")
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    assert run.errors == [f"error {routing}: no '*' row for other divisions"]
+
+
+def test_a_route_to_an_undefined_derms_connection_is_reported(
+    tmp_path: Path, lookups: Path
+) -> None:
+    routing = write(
+        lookup_file(lookups, "Routing"), "division,connection\n*,default\nNORTH,north\n"
+    )
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    [error] = run.errors
+    assert error.startswith(f"error {routing}")
+    assert "'NORTH'" in error
+    assert "'north'" in error
+    assert str(config) in error
+
+
+def test_a_route_to_an_undefined_derms_connection_names_its_line(
+    tmp_path: Path, lookups: Path
+) -> None:
+    routing = write(
+        lookup_file(lookups, "Routing"), "division,connection\n*,default\nNORTH,north\n"
+    )
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.errors[0].startswith(f"error {routing}:3: ")
+
+
+def test_a_settings_mistake_does_not_hide_the_lookup_mistakes(
+    tmp_path: Path, lookups: Path
+) -> None:
+    asset_spec = lookup_file(lookups, "AssetSpec")
+    write(asset_spec, asset_spec.read_text(encoding="utf-8") + "ECOBEE!SMART5,X1OTHER\n")
+    text = settings_yaml(lookups).replace("port: 587", "port: 99999")
+    config = write(tmp_path / "bad.yaml", text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    assert any(e.startswith(f"error {config}:") and "smtp.port" in e for e in run.errors)
+    assert any(str(asset_spec) in e and "appears twice" in e for e in run.errors), run.stderr
+    assert len(run.errors) == 2, run.stderr
