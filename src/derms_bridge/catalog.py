@@ -67,8 +67,9 @@ FLOWS: tuple[FlowInfo, ...] = (
 BY_KEY = {flow.key: flow for flow in FLOWS}
 
 
-def flow_info(key_or_identifier: str) -> FlowInfo | None:
-    """A flow by its key (enrollment_request) or its identifier (OUTL-BA-...)."""
+def flows_named(key_or_identifier: str) -> list[FlowInfo]:
+    """The flows a key (enrollment_request) or an identifier (OUTL-BA-...) names; the
+    reference gives flows 4 and 5 one identifier, so an identifier may name two."""
     if key_or_identifier in BY_KEY:
-        return BY_KEY[key_or_identifier]
-    return next((f for f in FLOWS if f.identifier == key_or_identifier), None)
+        return [BY_KEY[key_or_identifier]]
+    return [f for f in FLOWS if f.identifier == key_or_identifier]

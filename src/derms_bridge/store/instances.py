@@ -31,6 +31,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _utc(moment: datetime) -> datetime:
+    # SQLite compares the wall-clock text and drops any offset; every stored time is UTC.
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class NewActivity:
     target: str
@@ -45,7 +50,7 @@ class NewActivity:
 
 @dataclass(frozen=True)
 class InstanceFilter:
-    flow: str | None = None
+    flows: tuple[str, ...] = ()
     status: str | None = None
     business_key: str | None = None
     received_from: datetime | None = None
@@ -185,14 +190,14 @@ class InstanceStore:
 
     async def search(self, where: InstanceFilter) -> InstancePage:
         query = select(InstanceRow)
-        if where.flow:
-            query = query.where(InstanceRow.flow == where.flow)
+        if where.flows:
+            query = query.where(InstanceRow.flow.in_(where.flows))
         if where.status:
             query = query.where(InstanceRow.status == where.status)
         if where.received_from:
-            query = query.where(InstanceRow.received_at >= where.received_from)
+            query = query.where(InstanceRow.received_at >= _utc(where.received_from))
         if where.received_to:
-            query = query.where(InstanceRow.received_at < where.received_to)
+            query = query.where(InstanceRow.received_at < _utc(where.received_to))
         if where.business_key:
             matching = select(BusinessKeyRow.instance_id).where(
                 BusinessKeyRow.value == where.business_key

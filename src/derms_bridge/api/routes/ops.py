@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, EngineDep, PrincipalDep
 from derms_bridge.api.guard import guarded
-from derms_bridge.catalog import flow_info
+from derms_bridge.catalog import FlowInfo, flows_named
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 from derms_bridge.schemas.ops import InstanceDetail, InstancePage, InstanceStatus
 from derms_bridge.store.instances import InstanceFilter
@@ -36,15 +37,22 @@ async def list_instances(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> InstancePage:
     """Newest first."""
-    flow_key = None
+    flows: list[FlowInfo] = []
     if flow is not None:
-        info = flow_info(flow)
-        if info is None:
-            raise HTTPException(422, f"flow: no flow is called {flow!r}")
-        flow_key = info.key
+        flows = flows_named(flow)
+        if not flows:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "flow"),
+                        "msg": f"no flow is called {flow!r}",
+                        "type": "value_error",
+                    }
+                ]
+            )
     return await engine.store.search(
         InstanceFilter(
-            flow=flow_key,
+            flows=tuple(f.key for f in flows),
             status=status,
             business_key=key,
             received_from=received_from,

@@ -1,0 +1,315 @@
+"""The operations API and the routes around it: finding instances, reading them, health, docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+
+from derms_bridge.api.app import create_app
+from derms_bridge.bootstrap import build_hub
+from derms_bridge.lookups import Lookups
+from derms_bridge.sandbox.servers import ServerThread, free_port
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import Caller
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, hub_settings
+from tests.payloads import enrollment_message, enrollment_request
+
+PROBLEM_JSON = "application/problem+json"
+FLOW_KEY = "enrollment_request"
+FLOW_IDENTIFIER = "OUTL-BA-DRMS_DACS_ENROLLRQ"
+
+
+async def enroll(hub: HubUnderTest, *message_ids: str) -> str:
+    """Sends one message with an enrollment per id; the id of the instance it made."""
+    message = enrollment_message(*(enrollment_request(m) for m in message_ids))
+    reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
+    assert reply.status_code == 200
+    return reply.headers["X-Instance-Id"]
+
+
+async def listing(hub: HubUnderTest, **params: str | int) -> dict[str, Any]:
+    reply = await hub.client.get("/ops/instances", params=params, auth=OPERATOR_AUTH)
+    assert reply.status_code == 200, reply.text
+    page: dict[str, Any] = reply.json()
+    return page
+
+
+async def listed_ids(hub: HubUnderTest, **params: str | int) -> list[str]:
+    return [item["id"] for item in (await listing(hub, **params))["items"]]
+
+
+async def refused_listing(hub: HubUnderTest, **params: str | int) -> dict[str, Any]:
+    reply = await hub.client.get("/ops/instances", params=params, auth=OPERATOR_AUTH)
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == PROBLEM_JSON
+    problem: dict[str, Any] = reply.json()
+    assert problem["status"] == 422
+    return problem
+
+
+async def test_instances_are_found_by_flow_key_and_identifier(hub: HubUnderTest) -> None:
+    instance_id = await enroll(hub, "FLOW-1")
+
+    assert await listed_ids(hub, flow=FLOW_KEY) == [instance_id]
+    assert await listed_ids(hub, flow=FLOW_IDENTIFIER) == [instance_id]
+    # A flow that exists but ran nothing finds nothing, so the filter does filter.
+    assert (await listing(hub, flow="enrollment_sync"))["total"] == 0
+    assert (await listing(hub, flow="OUTL-BA-DACS_DRMS_ENROLL_SYNC"))["total"] == 0
+
+
+async def test_an_unknown_flow_is_a_422_problem(hub: HubUnderTest) -> None:
+    problem = await refused_listing(hub, flow="no_such_flow")
+
+    assert "no_such_flow" in problem["detail"]
+
+
+async def test_an_unknown_flow_is_listed_as_a_bad_field(hub: HubUnderTest) -> None:
+    problem = await refused_listing(hub, flow="no_such_flow")
+
+    assert [error["field"] for error in problem["errors"]] == ["flow"]
+
+
+async def test_instances_are_found_by_status(hub: HubUnderTest, cpmcs_sim: httpx.Client) -> None:
+    succeeded_id = await enroll(hub, "OK-1")
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+    failed_id = await enroll(hub, "FAIL-1")
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+
+    assert await listed_ids(hub, status="succeeded") == [succeeded_id]
+    assert await listed_ids(hub, status="failed") == [failed_id]
+    assert (await listing(hub, status="in_progress"))["total"] == 0
+
+
+async def test_an_unknown_status_is_a_422_naming_status(hub: HubUnderTest) -> None:
+    problem = await refused_listing(hub, status="done")
+
+    assert [error["field"] for error in problem["errors"]] == ["status"]
+
+
+async def test_instances_are_found_by_business_key(hub: HubUnderTest) -> None:
+    await enroll(hub, "KEY-A")
+    wanted_id = await enroll(hub, "KEY-B", "KEY-C")
+    await enroll(hub, "KEY-D")
+
+    assert await listed_ids(hub, key="KEY-C") == [wanted_id]
+    assert (await listing(hub, key="KEY-Z"))["total"] == 0
+    # Exact, not a prefix: "KEY" is part of every messageId above.
+    assert (await listing(hub, key="KEY"))["total"] == 0
+
+
+async def test_instances_are_found_by_time_received(hub: HubUnderTest) -> None:
+    instance_id = await enroll(hub, "TIME-1")
+    [item] = (await listing(hub))["items"]
+    received_at = datetime.fromisoformat(item["received_at"])
+    before = (received_at - timedelta(minutes=1)).isoformat()
+    after = (received_at + timedelta(minutes=1)).isoformat()
+
+    assert await listed_ids(hub, received_from=before) == [instance_id]
+    assert await listed_ids(hub, received_to=after) == [instance_id]
+    assert await listed_ids(hub, received_from=before, received_to=after) == [instance_id]
+    assert await listed_ids(hub, received_to=before) == []
+    assert await listed_ids(hub, received_from=after) == []
+
+
+async def test_a_time_window_in_the_future_finds_nothing(hub: HubUnderTest) -> None:
+    await enroll(hub, "FUTURE-1")
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+
+    page = await listing(hub, received_from=tomorrow.isoformat())
+
+    assert (page["total"], page["items"]) == (0, [])
+
+
+# Only on SQLite: PostgreSQL's timestamptz compares instants, so there the test passes.
+@pytest.mark.parametrize("hours_east", [5, -5], ids=["east-of-utc", "west-of-utc"])
+async def test_a_time_with_another_offset_means_the_same_moment(
+    hub: HubUnderTest, hours_east: int
+) -> None:
+    # An operator may well write local time with its offset; it names the same instant.
+    instance_id = await enroll(hub, "ZONE-1")
+    [item] = (await listing(hub))["items"]
+    received_at = datetime.fromisoformat(item["received_at"])
+    local = timezone(timedelta(hours=hours_east))
+    before = (received_at - timedelta(minutes=1)).astimezone(local).isoformat()
+    after = (received_at + timedelta(minutes=1)).astimezone(local).isoformat()
+
+    assert await listed_ids(hub, received_from=before, received_to=after) == [instance_id]
+    assert await listed_ids(hub, received_from=after) == []
+    assert await listed_ids(hub, received_to=before) == []
+
+
+async def test_a_time_that_is_not_a_date_time_is_a_422(hub: HubUnderTest) -> None:
+    problem = await refused_listing(hub, received_from="yesterday")
+
+    assert [error["field"] for error in problem["errors"]] == ["received_from"]
+
+
+async def test_newest_instance_comes_first(hub: HubUnderTest) -> None:
+    sent = [await enroll(hub, f"ORDER-{n}") for n in range(4)]
+
+    assert await listed_ids(hub) == list(reversed(sent))
+
+
+async def test_pages_cover_every_instance_once(hub: HubUnderTest) -> None:
+    sent = [await enroll(hub, f"PAGE-{n}") for n in range(5)]
+
+    pages = [await listing(hub, limit=2, offset=offset) for offset in (0, 2, 4)]
+
+    assert [page["total"] for page in pages] == [5, 5, 5]
+    assert [(page["limit"], page["offset"]) for page in pages] == [(2, 0), (2, 2), (2, 4)]
+    assert [len(page["items"]) for page in pages] == [2, 2, 1]
+    assert [item["id"] for page in pages for item in page["items"]] == list(reversed(sent))
+    past_the_end = await listing(hub, limit=2, offset=5)
+    assert (past_the_end["total"], past_the_end["items"]) == (5, [])
+
+
+async def test_the_default_page_is_50(hub: HubUnderTest) -> None:
+    page = await listing(hub)
+
+    assert (page["limit"], page["offset"]) == (50, 0)
+
+
+async def test_the_largest_page_is_500(hub: HubUnderTest) -> None:
+    assert (await listing(hub, limit=500))["limit"] == 500
+
+    problem = await refused_listing(hub, limit=501)
+
+    assert [error["field"] for error in problem["errors"]] == ["limit"]
+
+
+@pytest.mark.parametrize(
+    ("param", "value"), [("limit", 0), ("offset", -1), ("limit", "ten")], ids=str
+)
+async def test_a_bad_page_is_a_422_naming_it(
+    hub: HubUnderTest, param: str, value: str | int
+) -> None:
+    problem = await refused_listing(hub, **{param: value})
+
+    assert [error["field"] for error in problem["errors"]] == [param]
+
+
+async def test_an_unknown_instance_is_a_404_problem(hub: HubUnderTest) -> None:
+    reply = await hub.client.get("/ops/instances/no-such-instance", auth=OPERATOR_AUTH)
+
+    assert reply.status_code == 404
+    assert reply.headers["content-type"] == PROBLEM_JSON
+    problem = reply.json()
+    assert problem["status"] == 404
+    assert "no-such-instance" in problem["detail"]
+
+
+async def test_an_instance_shows_each_call_in_order(hub: HubUnderTest) -> None:
+    message_ids = [f"ACT-{n}" for n in range(3)]
+    instance_id = await enroll(hub, *message_ids)
+
+    reply = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+
+    assert reply.status_code == 200
+    detail = reply.json()
+    assert detail["id"] == instance_id
+    assert detail["flow"] == FLOW_KEY
+    assert detail["flow_identifier"] == FLOW_IDENTIFIER
+    assert detail["caller"] == "derms"
+    activities = detail["activities"]
+    assert [a["seq"] for a in activities] == [1, 2, 3]
+    assert {(a["target"], a["operation"], a["http_status"]) for a in activities} == {
+        ("CPMCS", "enrollProgram", 200)
+    }
+    assert {a["method"] for a in activities} == {"POST"}
+    assert all(a["path"].endswith("/programEnrollments/enroll") for a in activities)
+    assert all(isinstance(a["duration_ms"], float) and a["duration_ms"] > 0 for a in activities)
+    moments = [datetime.fromisoformat(a["at"]) for a in activities]
+    assert moments == sorted(moments)
+    received_at = datetime.fromisoformat(detail["received_at"])
+    finished_at = datetime.fromisoformat(detail["finished_at"])
+    assert received_at <= moments[0] and moments[-1] <= finished_at
+    assert {k["value"] for k in detail["business_keys"]} >= set(message_ids)
+
+
+async def test_a_failed_call_shows_its_status_and_error(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+    instance_id = await enroll(hub, "ACT-FAIL")
+
+    detail = (await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)).json()
+
+    assert detail["status"] == "failed"
+    [call] = [a for a in detail["activities"] if a["target"] == "CPMCS"]
+    assert (call["operation"], call["http_status"]) == ("enrollProgram", 500)
+    assert "500" in call["error"]
+
+
+async def test_healthz_answers_without_a_credential(hub: HubUnderTest) -> None:
+    reply = await hub.client.get("/healthz")
+
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ok"}
+
+
+async def test_readyz_reports_the_database(hub: HubUnderTest) -> None:
+    reply = await hub.client.get("/readyz")
+
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ready", "database": "ok"}
+
+
+@pytest.fixture
+async def hub_without_database(
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The hub pointed at a PostgreSQL port that nothing listens on."""
+    gone = f"postgresql://postgres@127.0.0.1:{free_port()}/gone"
+    settings = hub_settings(gone, cpmcs_server.url, derms_server.url, mailbox, callers)
+    built = build_hub(settings, default_lookups)
+    transport = httpx.ASGITransport(app=create_app(built))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        yield client
+    await built.aclose()
+
+
+async def test_readyz_is_503_when_the_database_is_gone(
+    hub_without_database: httpx.AsyncClient,
+) -> None:
+    ready = await hub_without_database.get("/readyz")
+    alive = await hub_without_database.get("/healthz")
+
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    # Alive but not ready: an orchestrator should stop routing to it, not restart it.
+    assert alive.status_code == 200
+
+
+async def test_docs_are_served_as_html(hub: HubUnderTest) -> None:
+    reply = await hub.client.get("/docs")
+
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in reply.text
+
+
+async def test_openapi_lists_the_routes_and_how_to_authenticate(hub: HubUnderTest) -> None:
+    reply = await hub.client.get("/openapi.json")
+
+    assert reply.status_code == 200
+    document = reply.json()
+    assert "post" in document["paths"]["/enroll-to-dacs"]
+    assert "get" in document["paths"]["/ops/instances"]
+    assert "get" in document["paths"]["/ops/instances/{instance_id}"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["HTTPBasic"] == {"type": "http", "scheme": "basic"}
+    assert schemes["HTTPBearer"] == {"type": "http", "scheme": "bearer"}
+    required = document["paths"]["/enroll-to-dacs"]["post"]["security"]
+    assert {name for requirement in required for name in requirement} == {
+        "HTTPBasic",
+        "HTTPBearer",
+    }
+    assert "security" not in document["paths"]["/healthz"]["get"]
