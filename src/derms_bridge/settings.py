@@ -155,7 +155,7 @@ class Database(_Strict):
 class Limits(_Strict):
     max_json_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     enrollment_concurrency: int = Field(
-        16, ge=1, le=256, description="enrollProgram calls in flight for one batch"
+        32, ge=1, le=256, description="enrollProgram calls in flight for one batch"
     )
 
 

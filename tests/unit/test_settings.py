@@ -151,7 +151,7 @@ def test_a_minimal_file_takes_the_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, minimal_yaml()))
 
     assert settings.limits.max_json_body_bytes == 50 * 1024 * 1024
-    assert settings.limits.enrollment_concurrency == 16
+    assert settings.limits.enrollment_concurrency == 32
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
     assert settings.connections.cpmcs.timeouts.read == 30
     assert settings.callers == {}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 from pydantic import ValidationError
 
-from derms_bridge.connectors.http import CallObserver, HttpConnection, model_reader
+from derms_bridge.connectors.http import Answer, CallObserver, HttpConnection, model_reader
 from derms_bridge.errors import BusinessError
 from derms_bridge.schemas.cpmcs import (
     CpmcsErrorBody,
@@ -16,19 +15,19 @@ from derms_bridge.schemas.cpmcs import (
 ENROLL = "/rest/apis/cross/digitalAssets/programEnrollments/enroll"
 
 
-def cpmcs_business_error(response: httpx.Response) -> BusinessError | None:
+def cpmcs_business_error(answer: Answer) -> BusinessError | None:
     """CPMCS's ERROR or VAL-ERROR body on a 400 or 422; anything else is not a business error."""
-    if response.status_code not in (400, 422):
+    if answer.status not in (400, 422):
         return None
     try:
-        body = CpmcsErrorBody.model_validate_json(response.content)
+        body = CpmcsErrorBody.model_validate_json(answer.body)
     except ValidationError:
         return None
     return BusinessError(
         body.exception.message or body.status,
         status=body.status,
         message_number=body.exception.messageNumber,
-        http_status=response.status_code,
+        http_status=answer.status,
     )
 
 

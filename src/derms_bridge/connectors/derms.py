@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from derms_bridge.connectors.http import CallObserver, HttpConnection
+from derms_bridge.connectors.http import Answer, CallObserver, HttpConnection
 from derms_bridge.errors import TechnicalFault
 from derms_bridge.lookups import Lookups
 
@@ -38,13 +36,13 @@ class DermsClient:
     async def post_json(self, operation: str, path: str, body: Any, *, division: str | None) -> Any:
         """POST to the division's DERMS; its JSON answer, or a TechnicalFault."""
 
-        def read_json(response: httpx.Response) -> Any:
+        def read_json(answer: Answer) -> Any:
             try:
-                return response.json() if response.content else None
+                return answer.json() if answer.body else None
             except ValueError:
                 raise TechnicalFault(
                     f"DERMS answered {operation} with a body that is not JSON",
-                    http_status=response.status_code,
+                    http_status=answer.status,
                 ) from None
 
         return await self.connection_for(division).call(

@@ -37,7 +37,7 @@ class FlowContext:
     lookups: Lookups
     errors: ErrorHandler
     run: RunRecord
-    concurrency: int = 16
+    concurrency: int = 32
 
 
 @dataclass(frozen=True)
