@@ -65,3 +65,42 @@ def enrollment_message(
     *requests: dict[str, Any], drms_instance_id: str = "DRMS-1"
 ) -> dict[str, Any]:
     return {"drmsInstanceId": drms_instance_id, "enrollmentRequests": list(requests)}
+
+
+def enrollment_sync_message(
+    sync_request_id: str = "SR-1001", *, division: str = "NORTH"
+) -> dict[str, Any]:
+    """CPMCS's X1-NMSDASMSG."""
+    return {
+        "sendDetails": {
+            "syncRequestId": sync_request_id,
+            "contactInfo": {"contactId": "C-1", "cisPersonId": "1234567890"},
+            "subscriptionInfo": {
+                "subscriptionId": "SUB-1",
+                "cisAccountId": "2345678901",
+                "subscriptionType": "ENROLL",
+                "status": "ACTIVE",
+                "programId": "P-1",
+                "startDateTime": "2026-12-01T00:00:00-05:00",
+                "endDateTime": "2027-12-01T00:00:00-05:00",
+                "programCode": "BYOT",
+            },
+            "locationInfo": {
+                "division": division,
+                "servicePointId": "SP-1",
+                "cisPremiseId": "4567890123",
+                "cisServicePointId": "5678901234",
+                "controllableDevices": [
+                    {
+                        "deviceId": "DEV-1",
+                        "deviceType": "THERMOSTAT",
+                        "specification": "X1ECOBEE5",
+                        "nicId": "NIC-1",
+                        "headEndSystem": "ECOBEE",
+                        "serialNo": "SN-1",
+                        "badgeNo": "B-1",
+                    }
+                ],
+            },
+        }
+    }

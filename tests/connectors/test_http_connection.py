@@ -27,10 +27,11 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from derms_bridge.connectors.cpmcs import ENROLL, CpmcsClient
+from derms_bridge.connectors.cpmcs import OPERATIONS, CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.errors import BusinessError, TechnicalFault
+from derms_bridge.flows.ports import AnyJson
 from derms_bridge.lookups import Lookup, Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
@@ -38,6 +39,7 @@ from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest
 from derms_bridge.settings import Connection
 
+ENROLL_PATH = OPERATIONS["enrollProgram"][1]
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOOKUPS_DIR = ROOT / "config" / "lookups"
 
@@ -199,7 +201,7 @@ def create_oauth_app(state: OAuthState) -> FastAPI:
             {"access_token": issued, "token_type": "Bearer", "expires_in": lifetime}
         )
 
-    @app.post(ENROLL)
+    @app.post(ENROLL_PATH)
     async def protected(request: Request) -> JSONResponse:
         authorization = request.headers.get("authorization", "")
         with state.lock:
@@ -477,7 +479,7 @@ def scripted_server() -> Iterator[tuple[ServerThread, Script]]:
     script = Script()
     app = FastAPI()
 
-    @app.post(ENROLL)
+    @app.post(ENROLL_PATH)
     async def answer() -> Response:
         return Response(script.body, status_code=script.status, media_type=script.media_type)
 
@@ -570,7 +572,7 @@ async def test_other_error_answers_are_technical_faults(
         status,
     )
     assert record.method == "POST"
-    assert record.path == ENROLL
+    assert record.path == ENROLL_PATH
     assert record.error == str(fault)
 
 
@@ -773,9 +775,11 @@ async def test_a_division_with_a_route_reaches_its_derms(
     north, default = derms_pair
     calls = Calls()
     async with derms_client(derms_pair, routed_lookups, calls) as derms:
-        ack = await derms.post_json("enroll", "/enroll", {"dacsMessageId": "N-1"}, division="NORTH")
+        ack = await derms.send(
+            "enroll", AnyJson({"dacsMessageId": "N-1"}), AnyJson, division="NORTH"
+        )
 
-    assert ack["MsgAck"]["ackType"] == "SUCCESS"
+    assert ack.root["MsgAck"]["ackType"] == "SUCCESS"
     assert received(north) == {"/enroll": [{"dacsMessageId": "N-1"}]}
     assert received(default) == {}
     assert calls.one().target == "DERMS north"
@@ -790,7 +794,7 @@ async def test_a_division_without_a_route_goes_to_the_default(
     north, default = derms_pair
     calls = Calls()
     async with derms_client(derms_pair, routed_lookups, calls) as derms:
-        await derms.post_json("enroll", "/enroll", {"dacsMessageId": "W-1"}, division=division)
+        await derms.send("enroll", AnyJson({"dacsMessageId": "W-1"}), AnyJson, division=division)
 
     assert received(default) == {"/enroll": [{"dacsMessageId": "W-1"}]}
     assert received(north) == {}
@@ -804,7 +808,7 @@ async def test_a_route_to_an_undefined_connection_is_a_fault_naming_it(
     calls = Calls()
     async with derms_client(derms_pair, routed_lookups, calls) as derms:
         with pytest.raises(TechnicalFault) as caught:
-            await derms.post_json("enroll", "/enroll", {"dacsMessageId": "S-1"}, division="SOUTH")
+            await derms.send("enroll", AnyJson({"dacsMessageId": "S-1"}), AnyJson, division="SOUTH")
 
     assert "'south'" in str(caught.value)
     assert "'SOUTH'" in str(caught.value)

@@ -3,67 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from derms_bridge.errors import BusinessError, LookupMiss, TechnicalFault
 from derms_bridge.flows import enrollment_request
 from derms_bridge.flows.ports import FlowContext
-from derms_bridge.lookups import load_lookups
 from derms_bridge.schemas.common import overall_ack_type
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 from derms_bridge.schemas.derms import EnrollmentRequest, EnrollmentRequestMessage
+from tests.fakes import LOOKUPS, FakeCpmcs, FakeErrors, FakeRun, fakes
 from tests.payloads import enrollment_message
 from tests.payloads import enrollment_request as er_payload
-
-LOOKUPS = load_lookups(Path(__file__).resolve().parents[2] / "config" / "lookups")
 
 
 def er(message_id: str, **changes: str) -> EnrollmentRequest:
     return EnrollmentRequest.model_validate(er_payload(message_id, **changes))
 
 
-class FakeCpmcs:
-    """Answers by messageId: a prepared error, else a new PENDING enrollment."""
+class SlowCpmcs(FakeCpmcs):
+    """Answers by messageId: a prepared error, else a new PENDING enrollment; later
+    requests answer sooner, so completion order differs from request order."""
 
     def __init__(self, errors: dict[str, Exception] | None = None, delay: float = 0.0) -> None:
+        super().__init__()
         self.errors = errors or {}
         self.delay = delay
         self.received: list[EnrollProgramRequest] = []
 
     async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
         self.received.append(body)
-        # Later requests answer sooner, so completion order differs from request order.
         await asyncio.sleep(self.delay / (len(self.received)))
         if body.transactionId in self.errors:
             raise self.errors[body.transactionId]
         return EnrollProgramResponse(enrollmentId=f"E-{body.transactionId}", status="PENDING")
 
 
-class FakeErrors:
-    def __init__(self) -> None:
-        self.reported: list[str] = []
-
-    async def report(self, error: str) -> None:
-        self.reported.append(error)
-
-
-class FakeRun:
-    def __init__(self) -> None:
-        self.keys: list[tuple[str, str]] = []
-
-    def add_business_key(self, kind: str, value: str) -> None:
-        self.keys.append((kind, value))
-
-
 def context(cpmcs: FakeCpmcs, concurrency: int = 4) -> tuple[FlowContext, FakeErrors, FakeRun]:
-    errors, run = FakeErrors(), FakeRun()
-    return (
-        FlowContext(cpmcs=cpmcs, lookups=LOOKUPS, errors=errors, run=run, concurrency=concurrency),
-        errors,
-        run,
-    )
+    made = fakes(cpmcs, concurrency=concurrency)
+    return made.context, made.errors, made.run
 
 
 def message(*ids: str) -> EnrollmentRequestMessage:
@@ -116,17 +94,18 @@ def test_overall_ack_type(codes: list[str], expected: str) -> None:
 
 
 async def test_responses_keep_the_request_order_though_answers_come_in_any_order() -> None:
-    cpmcs = FakeCpmcs(delay=0.01)
+    cpmcs = SlowCpmcs(delay=0.01)
     ctx, _, run = context(cpmcs)
     ids = [f"M-{n}" for n in range(10)]
 
     result = await enrollment_request.run(message(*ids), ctx)
 
+    assert result.reply is not None
     responses = result.reply.MsgAck.responses.response
     assert [r.id for r in responses] == ids
     assert [r.dacsMessageId for r in responses] == [f"E-{i}" for i in ids]
     assert {r.value for r in responses} == {"PENDING"}
-    assert result.succeeded
+    assert result.status == "succeeded"
     assert ("enrollmentId", "E-M-3") in run.keys
 
 
@@ -134,7 +113,7 @@ async def test_at_most_the_configured_number_in_flight() -> None:
     in_flight = 0
     peak = 0
 
-    class CountingCpmcs(FakeCpmcs):
+    class CountingCpmcs(SlowCpmcs):
         async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
             nonlocal in_flight, peak
             in_flight += 1
@@ -150,7 +129,7 @@ async def test_at_most_the_configured_number_in_flight() -> None:
 
 
 async def test_each_kind_of_answer() -> None:
-    cpmcs = FakeCpmcs(
+    cpmcs = SlowCpmcs(
         errors={
             "DUP": BusinessError("already enrolled", message_number=10589),
             "BAD": BusinessError(
@@ -163,6 +142,7 @@ async def test_each_kind_of_answer() -> None:
 
     result = await enrollment_request.run(message("OK", "DUP", "BAD", "DOWN"), ctx)
 
+    assert result.reply is not None
     responses = {r.id: r for r in result.reply.MsgAck.responses.response}
     assert responses["OK"].responseCode == "SUCCESS"
     assert responses["DUP"].responseCode == "SUCCESS"
@@ -170,7 +150,7 @@ async def test_each_kind_of_answer() -> None:
     assert responses["BAD"].value == "VAL-ERROR 10010: Program X is not defined"
     assert responses["DOWN"].responseCode == "FAILURE"
     assert result.reply.MsgAck.ackType == "FAILURE"
-    assert not result.succeeded
+    assert result.status == "failed"
     assert errors.reported == ["CPMCS answered HTTP 500 to enrollProgram"]
     assert result.error is not None
     assert "BAD" in result.error
@@ -178,12 +158,13 @@ async def test_each_kind_of_answer() -> None:
 
 async def test_once_cpmcs_is_unreachable_the_rest_are_not_sent() -> None:
     unreachable = TechnicalFault("CPMCS unreachable at http://cpmcs: refused", unreachable=True)
-    cpmcs = FakeCpmcs(errors={f"M-{n}": unreachable for n in range(10)})
+    cpmcs = SlowCpmcs(errors={f"M-{n}": unreachable for n in range(10)})
     ctx, _, _ = context(cpmcs, concurrency=1)
 
     result = await enrollment_request.run(message(*(f"M-{n}" for n in range(10))), ctx)
 
     assert len(cpmcs.received) == 1
+    assert result.reply is not None
     responses = result.reply.MsgAck.responses.response
     assert {r.responseCode for r in responses} == {"FAILURE"}
     assert responses[5].value.startswith("not sent: CPMCS unreachable")

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from derms_bridge import __version__
 from derms_bridge.api.problems import install_problem_handlers
-from derms_bridge.api.routes import derms_triggers, health, ops
+from derms_bridge.api.routes import health, ops, triggers
 from derms_bridge.bootstrap import Hub
 
 
@@ -29,7 +29,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.authenticator = hub.authenticator
     app.state.max_json_body_bytes = hub.settings.limits.max_json_body_bytes
     install_problem_handlers(app)
-    app.include_router(derms_triggers.router)
+    app.include_router(triggers.derms_router)
+    app.include_router(triggers.cpmcs_router)
     app.include_router(ops.router)
     app.include_router(health.router)
     return app

@@ -10,35 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "urn:derms-bridge:problem:"
-
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    413: "Content too large",
-    415: "Unsupported media type",
-    422: "Validation failed",
-    500: "Internal error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-
-_TYPES = {
-    401: "unauthorized",
-    404: "not-found",
-    409: "conflict",
-    413: "too-large",
-    415: "unsupported-media-type",
-    422: "validation",
-    502: "target-failed",
-    504: "target-timeout",
-}
+from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
 
 
 def problem(
@@ -49,14 +21,7 @@ def problem(
     errors: Sequence[Mapping[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": TYPE_BASE + _TYPES.get(status, "error"),
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-    }
-    if instance_id is not None:
-        body["instanceId"] = instance_id
+    body = problem_body(status, detail, instance_id=instance_id)
     if errors is not None:
         body["errors"] = list(errors)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)

@@ -1,8 +1,11 @@
-"""CPMCS's REST services, as the flows call them."""
+"""CPMCS's REST services, as the flows call them (paths from the contract)."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, ValidationError
 
 from derms_bridge.connectors.http import Answer, CallObserver, HttpConnection, model_reader
 from derms_bridge.errors import BusinessError
@@ -12,7 +15,32 @@ from derms_bridge.schemas.cpmcs import (
     EnrollProgramResponse,
 )
 
-ENROLL = "/rest/apis/cross/digitalAssets/programEnrollments/enroll"
+M = TypeVar("M", bound=BaseModel)
+
+#: operation -> (method, path); {name} parts are filled from the call's path values.
+OPERATIONS: dict[str, tuple[str, str]] = {
+    "enrollProgram": ("POST", "/rest/apis/cross/digitalAssets/programEnrollments/enroll"),
+    "postAcknowledgement": (
+        "POST",
+        "/rest/apis/cross/digitalAssets/programEnrollments/postAcknowledgement",
+    ),
+    "postControllableDeviceStatus": (
+        "POST",
+        "/rest/apis/cross/digitalAssets/controllableDeviceStatus/response",
+    ),
+    "createProgramEvent": ("POST", "/rest/apis/cross/service/programEvent/"),
+    "actionProgramEvent": ("POST", "/rest/apis/cross/service/programEvent/lifecycle"),
+    "reserveDevice": (
+        "POST",
+        "/rest/apis/cross/service/programEventParticipation/reserveDevice",
+    ),
+    "postEventOutcome": (
+        "POST",
+        "/rest/apis/cross/service/programEventParticipation/postEventOutcome",
+    ),
+    "updateSyncRequest": ("PATCH", "/rest/apis/common/sync/syncRequest/{syncRequestId}"),
+    "healthCheck": ("GET", "/rest/apis/common/healthCheck"),
+}
 
 
 def cpmcs_business_error(answer: Answer) -> BusinessError | None:
@@ -38,14 +66,17 @@ class CpmcsClient:
         self._connection = connection
         self._observer = observer
 
-    async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
-        operation = "enrollProgram"
+    async def send(self, operation: str, body: BaseModel | None, answer: type[M], **path: str) -> M:
+        method, template = OPERATIONS[operation]
         return await self._connection.call(
             operation,
-            "POST",
-            ENROLL,
-            json=body.model_dump(mode="json", exclude_none=True),
-            read=model_reader(EnrollProgramResponse, "CPMCS", operation),
+            method,
+            template.format(**{k: quote(v, safe="") for k, v in path.items()}),
+            json=body.model_dump(mode="json", exclude_none=True) if body is not None else None,
+            read=model_reader(answer, "CPMCS", operation),
             observer=self._observer,
             business_error=cpmcs_business_error,
         )
+
+    async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
+        return await self.send("enrollProgram", body, EnrollProgramResponse)

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TypeVar
 
-from derms_bridge.connectors.http import Answer, CallObserver, HttpConnection
+from pydantic import BaseModel
+
+from derms_bridge.connectors.http import CallObserver, HttpConnection, model_reader
 from derms_bridge.errors import TechnicalFault
 from derms_bridge.lookups import Lookups
+
+M = TypeVar("M", bound=BaseModel)
+
+#: operation -> path, under the base URL of the DERMS connection the division routes to.
+OPERATIONS: dict[str, str] = {
+    "enroll": "/enroll",
+    "statusCheck": "/status-check",
+    "optOut": "/dacs-opt-out",
+    "updateProgram": "/update-program",
+    "updateAggregator": "/update-aggregator",
+    "deviceReservationAck": "/device-reservation-ack",
+    "deviceOutcomeAck": "/device-outcome-ack",
+}
 
 
 class DermsClient:
@@ -33,18 +48,15 @@ class DermsClient:
             )
         return connection
 
-    async def post_json(self, operation: str, path: str, body: Any, *, division: str | None) -> Any:
-        """POST to the division's DERMS; its JSON answer, or a TechnicalFault."""
-
-        def read_json(answer: Answer) -> Any:
-            try:
-                return answer.json() if answer.body else None
-            except ValueError:
-                raise TechnicalFault(
-                    f"DERMS answered {operation} with a body that is not JSON",
-                    http_status=answer.status,
-                ) from None
-
+    async def send(
+        self, operation: str, body: BaseModel, answer: type[M], *, division: str | None
+    ) -> M:
+        """POST to the division's DERMS; its answer read as `answer`, or a TechnicalFault."""
         return await self.connection_for(division).call(
-            operation, "POST", path, json=body, read=read_json, observer=self._observer
+            operation,
+            "POST",
+            OPERATIONS[operation],
+            json=body.model_dump(mode="json", exclude_none=True),
+            read=model_reader(answer, "DERMS", operation),
+            observer=self._observer,
         )

@@ -255,7 +255,8 @@ def model_reader(model: type[M], system: str, operation: str) -> Callable[[Answe
 
     def read(answer: Answer) -> M:
         try:
-            return model.model_validate_json(answer.body)
+            # An empty body reads as JSON null, which only a model that allows it accepts.
+            return model.model_validate_json(answer.body or b"null")
         except ValidationError:
             raise TechnicalFault(
                 f"{system} answered {operation} with HTTP {answer.status} and a body "

@@ -8,15 +8,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
+from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
-from derms_bridge.flows.ports import FlowContext
-from derms_bridge.flows.registry import SYNC_FLOWS, SyncFlow
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
+from derms_bridge.flows.registry import SYNC_FLOWS
 from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.problems import problem_body
 from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
 
 log = logging.getLogger(__name__)
@@ -24,10 +26,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """What the caller gets: an HTTP status and a body (a reply or a problem)."""
+
     instance_id: str
     status: str
+    http_status: int
     reply: Any
     error: str | None
+
+    @property
+    def is_fault(self) -> bool:
+        return self.http_status >= 400
 
 
 class InstanceNotFound(Exception):
@@ -86,6 +95,20 @@ class _Run:
             )
 
 
+class _Children:
+    """Runs a linked flow as its own instance, child of the running one."""
+
+    def __init__(self, engine: FlowEngine, parent_id: str, caller: str | None) -> None:
+        self._engine = engine
+        self._parent_id = parent_id
+        self._caller = caller
+
+    async def run(self, flow: SyncFlow[Any, Any], message: BaseModel) -> FlowResult[Any]:
+        return await self._engine.run_flow(
+            flow, message, caller=self._caller, parent_id=self._parent_id
+        )
+
+
 class FlowEngine:
     def __init__(
         self,
@@ -112,44 +135,61 @@ class FlowEngine:
         caller: str | None,
         resubmit_of: str | None = None,
     ) -> RunOutcome:
+        """Run a flow for a caller waiting on its answer: the reply, or the fault it gets."""
         instance_id = str(uuid.uuid4())
+        result = await self.run_flow(
+            flow, message, caller=caller, resubmit_of=resubmit_of, instance_id=instance_id
+        )
+        return _outcome(instance_id, result)
+
+    async def run_flow(
+        self,
+        flow: SyncFlow[Any, Any],
+        message: Any,
+        *,
+        caller: str | None,
+        resubmit_of: str | None = None,
+        parent_id: str | None = None,
+        instance_id: str | None = None,
+    ) -> FlowResult[Any]:
+        instance_id = instance_id or str(uuid.uuid4())
         keys = flow.business_keys(message)
-        payload = message.model_dump(mode="json", exclude_none=True)
         await self.store.create(
             instance_id=instance_id,
             flow=flow.info.key,
             caller=caller,
-            payload=payload,
+            payload=message.model_dump(mode="json", exclude_none=True),
             keys=keys,
             resubmit_of=resubmit_of,
+            parent_id=parent_id,
         )
         run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
+        lookups = self._lookups()
         context = FlowContext(
             cpmcs=CpmcsClient(self._cpmcs, run.observe),
-            lookups=self._lookups(),
+            derms=DermsClient(self._derms, lookups, run.observe),
+            lookups=lookups,
             errors=run,
             run=run,
+            children=_Children(self, instance_id, caller),
             concurrency=self._enrollment_concurrency,
         )
         try:
             result = await flow.run(message, context)
-            reply, succeeded, error = result.reply, result.succeeded, result.error
         except Exception as exc:
             log.exception("flow crashed", extra={"instance_id": instance_id, "flow": flow.info.key})
             error = f"the flow stopped: {type(exc).__name__}: {exc}"
             await run.report(error)
-            reply, succeeded = flow.crash_reply(message, error), False
-        status = "succeeded" if succeeded else "failed"
-        reply_json = reply.model_dump(mode="json", exclude_none=True)
+            result = FlowResult.failed(flow.crash_reply(message, error), error)
         await self.store.finish(
             instance_id,
-            status=status,
-            reply=reply_json,
-            error=error,
+            status=result.status,
+            reply=_outcome(instance_id, result).reply,
+            error=result.error,
             activities=run.activities,
             keys=run.new_keys,
         )
-        return RunOutcome(instance_id=instance_id, status=status, reply=reply_json, error=error)
+        return result
 
     async def resubmit(self, instance_id: str, *, caller: str | None) -> RunOutcome:
         """Run the instance's flow again from its stored payload, linked to the old run."""
@@ -165,3 +205,24 @@ class FlowEngine:
         except ValidationError as exc:
             raise NotResubmittable(f"the stored payload no longer validates: {exc}") from None
         return await self.run_sync(flow, message, caller=caller, resubmit_of=instance_id)
+
+
+def _outcome(instance_id: str, result: FlowResult[Any]) -> RunOutcome:
+    """The HTTP answer of a run: its reply, or the fault the caller gets (502, 504 on timeout)."""
+    if result.reply is not None:
+        return RunOutcome(
+            instance_id=instance_id,
+            status=result.status,
+            http_status=200,
+            reply=result.reply.model_dump(mode="json", exclude_none=True),
+            error=result.error,
+        )
+    status = 504 if result.timed_out else 502
+    detail = result.error or "the target failed"
+    return RunOutcome(
+        instance_id=instance_id,
+        status=result.status,
+        http_status=status,
+        reply=problem_body(status, detail, instance_id=instance_id),
+        error=result.error,
+    )

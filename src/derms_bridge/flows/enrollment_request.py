@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
+from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import BusinessError, LookupMiss, TechnicalFault
-from derms_bridge.flows.ports import FlowContext, FlowResult
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.cpmcs import (
@@ -19,8 +20,6 @@ from derms_bridge.schemas.cpmcs import (
     EnrollProgramRequest,
 )
 from derms_bridge.schemas.derms import EnrollmentRequest, EnrollmentRequestMessage
-
-IDENTIFIER = "OUTL-BA-DRMS_DACS_ENROLLRQ"
 
 
 def business_keys(message: EnrollmentRequestMessage) -> list[tuple[str, str]]:
@@ -121,7 +120,7 @@ async def run(message: EnrollmentRequestMessage, ctx: FlowContext) -> FlowResult
         error = f"{len(failed)} of {len(responses)} enrollment requests not accepted: " + "; ".join(
             f"{r.id}: {r.value}" for r in failed[:5]
         )
-    return FlowResult(reply=ack, succeeded=not failed, error=error)
+    return FlowResult.failed(ack, error) if error else FlowResult.ok(ack)
 
 
 def crash_reply(message: EnrollmentRequestMessage, error: str) -> AckMessage:
@@ -132,3 +131,15 @@ def crash_reply(message: EnrollmentRequestMessage, error: str) -> AckMessage:
             for er in message.enrollmentRequests
         ]
     )
+
+
+FLOW = SyncFlow(
+    info=BY_KEY["enrollment_request"],
+    message_model=EnrollmentRequestMessage,
+    reply_model=AckMessage,
+    business_keys=business_keys,
+    run=run,
+    crash_reply=crash_reply,
+    route="/enroll-to-dacs",
+    role="derms",
+)

@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from pydantic import BaseModel, RootModel
+
+from derms_bridge.catalog import FlowInfo
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
-Reply = TypeVar("Reply")
+Message = TypeVar("Message", bound=BaseModel)
+Reply = TypeVar("Reply", bound=BaseModel)
+Answer = TypeVar("Answer", bound=BaseModel)
+
+RunStatus = Literal["succeeded", "failed", "skipped"]
+
+
+class AnyJson(RootModel[Any]):
+    """An answer whose body the flow does not read (or reads as plain JSON)."""
 
 
 class CpmcsApi(Protocol):
-    """CPMCS's REST services; BusinessError and TechnicalFault sort what goes wrong."""
+    """CPMCS's REST services; BusinessError and TechnicalFault sort what goes wrong.
+
+    `operation` is a CPMCS operation name of the contract: enrollProgram,
+    postAcknowledgement, postControllableDeviceStatus, createProgramEvent,
+    actionProgramEvent, reserveDevice, postEventOutcome, updateSyncRequest.
+    """
 
     async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse: ...
+
+    async def send(
+        self, operation: str, body: BaseModel, answer: type[Answer], **path: str
+    ) -> Answer: ...
+
+
+class DermsApi(Protocol):
+    """DERMS's inbound services, on the connection the Routing lookup picks for a division.
+
+    `operation` is a DERMS operation of the contract: enroll, statusCheck, optOut,
+    updateProgram, updateAggregator, deviceReservationAck, deviceOutcomeAck.
+    """
+
+    async def send(
+        self, operation: str, body: BaseModel, answer: type[Answer], *, division: str | None
+    ) -> Answer: ...
 
 
 class ErrorHandler(Protocol):
@@ -31,19 +64,57 @@ class RunRecord(Protocol):
     def add_business_key(self, kind: str, value: str) -> None: ...
 
 
+class ChildFlows(Protocol):
+    """Runs another flow as its own instance, linked to the running one (flows 12, 14)."""
+
+    async def run(self, flow: SyncFlow[Any, Any], message: BaseModel) -> FlowResult[Any]: ...
+
+
 @dataclass(frozen=True)
 class FlowContext:
     cpmcs: CpmcsApi
+    derms: DermsApi
     lookups: Lookups
     errors: ErrorHandler
     run: RunRecord
+    children: ChildFlows
     concurrency: int = 32
 
 
 @dataclass(frozen=True)
 class FlowResult(Generic[Reply]):
-    """The reply for the caller and whether the instance succeeded."""
+    """How a run ended: the reply for the caller (None: the caller gets a fault)."""
 
-    reply: Reply
-    succeeded: bool
+    reply: Reply | None
+    status: RunStatus
     error: str | None = None
+    timed_out: bool = False
+
+    @classmethod
+    def ok(cls, reply: Reply) -> FlowResult[Reply]:
+        return cls(reply=reply, status="succeeded")
+
+    @classmethod
+    def failed(
+        cls, reply: Reply | None, error: str, *, timed_out: bool = False
+    ) -> FlowResult[Reply]:
+        return cls(reply=reply, status="failed", error=error, timed_out=timed_out)
+
+    @classmethod
+    def skipped(cls, reply: Reply, why: str) -> FlowResult[Reply]:
+        return cls(reply=reply, status="skipped", error=why)
+
+
+@dataclass(frozen=True)
+class SyncFlow(Generic[Message, Reply]):
+    """A flow that answers its caller at once, and what the engine and the API need of it."""
+
+    info: FlowInfo
+    message_model: type[Message]
+    reply_model: type[Reply]
+    business_keys: Callable[[Message], list[tuple[str, str]]]
+    run: Callable[[Message, FlowContext], Awaitable[FlowResult[Reply]]]
+    crash_reply: Callable[[Message, str], Reply | None]
+    #: The trigger route and the role allowed to call it; None for an internal flow.
+    route: str | None = None
+    role: Literal["derms", "cpmcs"] | None = None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-InstanceStatus = Literal["received", "in_progress", "succeeded", "failed"]
+InstanceStatus = Literal["in_progress", "succeeded", "failed", "skipped"]
 
 
 class _View(BaseModel):
@@ -40,6 +40,7 @@ class InstanceSummary(_View):
     error: str | None
     attempts: int
     resubmit_of: str | None
+    parent_id: str | None
     received_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -50,6 +51,7 @@ class InstanceDetail(InstanceSummary):
     payload: Any
     reply: Any | None
     resubmitted_as: list[str]
+    children: list[str]
     activities: list[ActivityView]
 
 

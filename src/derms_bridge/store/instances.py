@@ -77,6 +77,7 @@ class InstanceStore:
         payload: Any,
         keys: Sequence[tuple[str, str]],
         resubmit_of: str | None = None,
+        parent_id: str | None = None,
     ) -> None:
         """Written, and committed, before the flow calls anyone."""
         now = utcnow()
@@ -94,6 +95,7 @@ class InstanceStore:
                     payload=payload,
                     attempts=attempts,
                     resubmit_of=resubmit_of,
+                    parent_id=parent_id,
                     received_at=now,
                     updated_at=now,
                 )
@@ -165,12 +167,20 @@ class InstanceStore:
                     .order_by(InstanceRow.received_at)
                 )
             ).all()
+            children = (
+                await session.scalars(
+                    select(InstanceRow.id)
+                    .where(InstanceRow.parent_id == instance_id)
+                    .order_by(InstanceRow.received_at)
+                )
+            ).all()
             summary = _summary(row, keys.get(instance_id, []))
             return InstanceDetail(
                 **summary.model_dump(),
                 payload=row.payload,
                 reply=row.reply,
                 resubmitted_as=list(later),
+                children=list(children),
                 activities=[
                     ActivityView.model_validate(a).model_copy(update={"at": _aware(a.at)})
                     for a in activities
@@ -251,6 +261,7 @@ def _summary(row: InstanceRow, keys: list[BusinessKey]) -> InstanceSummary:
         error=row.error,
         attempts=row.attempts,
         resubmit_of=row.resubmit_of,
+        parent_id=row.parent_id,
         received_at=_aware(row.received_at),
         updated_at=_aware(row.updated_at),
         finished_at=_aware(row.finished_at) if row.finished_at else None,

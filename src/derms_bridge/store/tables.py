@@ -38,6 +38,9 @@ class InstanceRow(Base):
     resubmit_of: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("instances.id"), index=True
     )
+    parent_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("instances.id"), index=True
+    )
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

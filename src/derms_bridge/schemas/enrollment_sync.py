@@ -1,0 +1,74 @@
+"""Flow 2, Enrollment Sync: CPMCS's X1-NMSDASMSG and what DERMS /enroll receives."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from derms_bridge.schemas.common import Wire
+
+
+class ContactInfo(Wire):
+    contactId: str | None = None
+    cisPersonId: str | None = None
+
+
+class SubscriptionInfo(Wire):
+    subscriptionId: str | None = None
+    cisAccountId: str | None = None
+    subscriptionType: str | None = None
+    status: str | None = None
+    programId: str | None = None
+    startDateTime: str | None = None
+    endDateTime: str | None = None
+    programCode: str | None = None
+
+
+class ControllableDevice(Wire):
+    deviceId: str | None = None
+    deviceType: str | None = None
+    specification: str | None = None
+    nicId: str | None = None
+    headEndSystem: str | None = None
+    serialNo: str | None = None
+    badgeNo: str | None = None
+
+
+class SyncLocationInfo(Wire):
+    division: str | None = None
+    servicePointId: str | None = None
+    cisPremiseId: str | None = None
+    cisServicePointId: str | None = None
+    controllableDevices: list[ControllableDevice] = Field(default_factory=list)
+
+
+class EnrollmentSyncDetails(Wire):
+    syncRequestId: str = Field(min_length=1, max_length=14)
+    contactInfo: ContactInfo | None = None
+    subscriptionInfo: SubscriptionInfo
+    locationInfo: SyncLocationInfo
+
+
+class EnrollmentSyncMessage(Wire):
+    """CPMCS outbound message X1-NMSDASMSG (Asset Customer)."""
+
+    sendDetails: EnrollmentSyncDetails
+
+
+class DermsSubscriptionInfo(Wire):
+    subscriptionId: str | None = None
+    cisAccountId: str | None = None
+    subscriptionType: str | None = None
+    status: str | None = None
+    programId: str | None = None
+    startDateTimeISO: str | None = None
+    endDateTimeISO: str | None = None
+    programCode: str | None = None
+
+
+class DermsEnroll(Wire):
+    """The body of DERMS POST /enroll."""
+
+    dacsMessageId: str
+    contactInfo: ContactInfo | None = None
+    subscriptionInfo: DermsSubscriptionInfo
+    locationInfo: SyncLocationInfo

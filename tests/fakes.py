@@ -1,0 +1,130 @@
+"""Fakes of the interfaces a flow is written against, for unit tests that run in microseconds.
+
+A fake answers from what the test prepared and records what it was sent, so a test
+can assert on the calls a flow made without any server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
+from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
+
+M = TypeVar("M", bound=BaseModel)
+
+LOOKUPS = load_lookups(Path(__file__).resolve().parent.parent / "config" / "lookups")
+
+#: What a fake answers one operation: a JSON body, or an exception to raise.
+Script = dict[str, Any | Exception | Callable[[BaseModel], Any]]
+
+
+@dataclass
+class Sent:
+    operation: str
+    body: BaseModel | None
+    path: dict[str, str] = field(default_factory=dict)
+    division: str | None = None
+
+
+class FakeCpmcs:
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or {}
+        self.sent: list[Sent] = []
+
+    async def send(self, operation: str, body: BaseModel | None, answer: type[M], **path: str) -> M:
+        self.sent.append(Sent(operation, body, dict(path)))
+        return _answer(self.script, operation, body, answer)
+
+    async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
+        return await self.send("enrollProgram", body, EnrollProgramResponse)
+
+
+class FakeDerms:
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or {}
+        self.sent: list[Sent] = []
+
+    async def send(
+        self, operation: str, body: BaseModel, answer: type[M], *, division: str | None
+    ) -> M:
+        self.sent.append(Sent(operation, body, division=division))
+        return _answer(self.script, operation, body, answer)
+
+
+def _answer(script: Script, operation: str, body: BaseModel | None, answer: type[M]) -> M:
+    planned = script.get(operation)
+    if isinstance(planned, Exception):
+        raise planned
+    if callable(planned) and body is not None:
+        planned = planned(body)
+    return answer.model_validate(planned)
+
+
+class FakeErrors:
+    def __init__(self) -> None:
+        self.reported: list[str] = []
+
+    async def report(self, error: str) -> None:
+        self.reported.append(error)
+
+
+class FakeRun:
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, str]] = []
+
+    def add_business_key(self, kind: str, value: str) -> None:
+        self.keys.append((kind, value))
+
+
+class FakeChildren:
+    """Runs a child flow in the same context, and remembers which ran."""
+
+    def __init__(self) -> None:
+        self.context: FlowContext | None = None
+        self.ran: list[tuple[str, BaseModel, FlowResult[Any]]] = []
+
+    async def run(self, flow: SyncFlow[Any, Any], message: BaseModel) -> FlowResult[Any]:
+        assert self.context is not None
+        result = await flow.run(message, self.context)
+        self.ran.append((flow.info.key, message, result))
+        return result
+
+
+@dataclass
+class Fakes:
+    context: FlowContext
+    cpmcs: FakeCpmcs
+    derms: FakeDerms
+    errors: FakeErrors
+    run: FakeRun
+    children: FakeChildren
+
+
+def fakes(
+    cpmcs: Script | FakeCpmcs | None = None,
+    derms: Script | None = None,
+    *,
+    lookups: Lookups = LOOKUPS,
+    concurrency: int = 4,
+) -> Fakes:
+    cpmcs_fake = cpmcs if isinstance(cpmcs, FakeCpmcs) else FakeCpmcs(cpmcs)
+    derms_fake = FakeDerms(derms)
+    errors, run, children = FakeErrors(), FakeRun(), FakeChildren()
+    context = FlowContext(
+        cpmcs=cpmcs_fake,
+        derms=derms_fake,
+        lookups=lookups,
+        errors=errors,
+        run=run,
+        children=children,
+        concurrency=concurrency,
+    )
+    children.context = context
+    return Fakes(context, cpmcs_fake, derms_fake, errors, run, children)
