@@ -1,4 +1,4 @@
-"""A simulated Oracle CPMCS: program enrollment and the health check, with state in memory."""
+"""A simulated Oracle CPMCS: the REST services the hub calls, with state in memory."""
 
 import random
 import threading
@@ -18,12 +18,22 @@ from derms_bridge.sandbox.faults import (
 )
 
 ENROLL_PATH = "/rest/apis/cross/digitalAssets/programEnrollments/enroll"
+ACKNOWLEDGEMENT_PATH = "/rest/apis/cross/digitalAssets/programEnrollments/postAcknowledgement"
+DEVICE_STATUS_PATH = "/rest/apis/cross/digitalAssets/controllableDeviceStatus/response"
+PROGRAM_EVENT_PATH = "/rest/apis/cross/service/programEvent/"
+PROGRAM_EVENT_LIFECYCLE_PATH = "/rest/apis/cross/service/programEvent/lifecycle"
+SYNC_REQUEST_PATH = "/rest/apis/common/sync/syncRequest/{sync_request_id}"
 HEALTH_CHECK_PATH = "/rest/apis/common/healthCheck"
+
+#: What the simulated CPMCS answers postControllableDeviceStatus with.
+DEVICE_STATUS_BO_STATUS = "X1CO"
 
 KNOWN_PROGRAMS = frozenset({"BYOT", "EVSMART"})
 MESSAGE_CATEGORY = 11101
 MALFORMED_REQUEST = 10001
 PROGRAM_NOT_DEFINED = 10010
+PROGRAM_EVENT_EXISTS = 10020
+PROGRAM_EVENT_UNKNOWN = 10021
 ALREADY_ENROLLED = 10589
 
 
@@ -53,6 +63,50 @@ class CpmcsState:
         self._enrollments_by_transaction: dict[str, Enrollment] = {}
         self._enrollment_ids: set[str] = set()
         self._calls: Counter[str] = Counter()
+        self._received: dict[str, list[dict[str, Any]]] = {}
+        self._program_events: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def keep(self, kind: str, body: dict[str, Any]) -> None:
+        """Keeps a request body under `kind` (acknowledgements, sync-requests, ...)."""
+        with self._lock:
+            self._received.setdefault(kind, []).append(body)
+
+    def received(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._received.get(kind, []))
+
+    def create_program_event(self, key: tuple[str, str], body: dict[str, Any]) -> bool:
+        """Keeps a new program event SCHEDULED; False when it exists already."""
+        with self._lock:
+            if key in self._program_events:
+                return False
+            self._program_events[key] = {
+                "eventExternalIdentifier": key[0],
+                "externalIdentifier": key[1],
+                "status": "X1SD",
+                "history": ["X1SD"],
+                "created": body,
+            }
+            return True
+
+    def act_on_program_event(self, key: tuple[str, str], action: str, reason: str | None) -> bool:
+        """Moves a program event to `action`; False when there is no such event."""
+        with self._lock:
+            event = self._program_events.get(key)
+            if event is None:
+                return False
+            event["status"] = action
+            event["history"].append(action)
+            if reason:
+                event["cancelReason"] = reason
+            return True
+
+    def program_events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                dict(event, history=list(event["history"]))
+                for event in self._program_events.values()
+            ]
 
     def enroll(self, transaction_id: str, body: dict[str, Any]) -> tuple[Enrollment, bool]:
         """Keeps a new PENDING enrollment, or returns the one the transaction already made.
@@ -96,6 +150,8 @@ class CpmcsState:
             self._enrollments_by_transaction.clear()
             self._enrollment_ids.clear()
             self._calls.clear()
+            self._received.clear()
+            self._program_events.clear()
 
 
 class CallCounterMiddleware:
@@ -124,6 +180,23 @@ def cpmcs_error(http_status: int, status: str, message_number: int, message: str
 
 def _malformed(message: str) -> JSONResponse:
     return cpmcs_error(400, "VAL-ERROR", MALFORMED_REQUEST, message)
+
+
+async def _json_object(request: Request) -> dict[str, Any] | JSONResponse:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _malformed("Request body is not valid JSON")
+    if not isinstance(body, dict):
+        return _malformed("Request body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], *path: str) -> str | None:
+    value: Any = body
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def create_cpmcs_app(
@@ -164,9 +237,73 @@ def create_cpmcs_app(
             return cpmcs_error(400, "ERROR", ALREADY_ENROLLED, message)
         return JSONResponse({"enrollmentId": enrollment.enrollment_id, "status": enrollment.status})
 
+    @app.post(ACKNOWLEDGEMENT_PATH)
+    async def post_acknowledgement(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if _text(body, "syncRequestId") is None:
+            return _malformed("syncRequestId is required")
+        state.keep("acknowledgements", body)
+        return JSONResponse({})
+
+    @app.post(DEVICE_STATUS_PATH)
+    async def post_controllable_device_status(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if _text(body, "responseDetail", "transactionID") is None:
+            return _malformed("responseDetail.transactionID is required")
+        state.keep("device-statuses", body)
+        return JSONResponse({"boStatus": DEVICE_STATUS_BO_STATUS})
+
+    @app.post(PROGRAM_EVENT_PATH)
+    async def create_program_event(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        event, stage = _text(body, "eventExternalIdentifier"), _text(body, "externalIdentifier")
+        if event is None or stage is None:
+            return _malformed("eventExternalIdentifier and externalIdentifier are required")
+        if not state.create_program_event((event, stage), body):
+            message = f"Program event {event}/{stage} already exists"
+            return cpmcs_error(400, "ERROR", PROGRAM_EVENT_EXISTS, message)
+        return JSONResponse({})
+
+    @app.post(PROGRAM_EVENT_LIFECYCLE_PATH)
+    async def action_program_event(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        event, stage = _text(body, "eventExternalIdentifier"), _text(body, "externalIdentifier")
+        action = _text(body, "action")
+        if event is None or stage is None or action is None:
+            return _malformed("action, eventExternalIdentifier and externalIdentifier are required")
+        if not state.act_on_program_event((event, stage), action, _text(body, "cancelReason")):
+            message = f"Program event {event}/{stage} does not exist"
+            return cpmcs_error(400, "ERROR", PROGRAM_EVENT_UNKNOWN, message)
+        return JSONResponse({})
+
+    @app.patch(SYNC_REQUEST_PATH)
+    async def update_sync_request(sync_request_id: str, request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        state.keep("sync-requests", {"syncRequestId": sync_request_id, "body": body})
+        return JSONResponse({})
+
     @app.get(HEALTH_CHECK_PATH)
     async def health_check() -> dict[str, str]:
         return {"status": "UP"}
+
+    @app.get(f"{SIM_PREFIX}/state/program-events", tags=["simulator"])
+    async def read_program_events() -> list[dict[str, Any]]:
+        return state.program_events()
+
+    @app.get(f"{SIM_PREFIX}/state/received/{{kind}}", tags=["simulator"])
+    async def read_received(kind: str) -> list[dict[str, Any]]:
+        """acknowledgements, device-statuses or sync-requests, in the order received."""
+        return state.received(kind)
 
     @app.get(f"{SIM_PREFIX}/state/enrollments", tags=["simulator"])
     async def read_enrollments() -> list[dict[str, Any]]:
