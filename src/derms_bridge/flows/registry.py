@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from derms_bridge.flows import enrollment_request, enrollment_sync
+from derms_bridge.flows import (
+    aggregator_sync,
+    customer_event_opt_out,
+    customer_unavailability,
+    device_status_check,
+    device_status_check_ack,
+    enroll_headend_status_ack,
+    enrollment_request,
+    enrollment_sync,
+    program_event_status_update,
+    program_rule_sync,
+    sync_ack,
+)
 from derms_bridge.flows.ports import SyncFlow
 
 SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
@@ -12,5 +24,15 @@ SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
     for flow in (
         enrollment_request.FLOW,
         enrollment_sync.FLOW,
+        device_status_check.FLOW,
+        customer_event_opt_out.FLOW,
+        customer_unavailability.FLOW,
+        enroll_headend_status_ack.FLOW,
+        device_status_check_ack.FLOW,
+        program_event_status_update.FLOW,
+        program_rule_sync.FLOW,
+        sync_ack.PROGRAM_RULE_SYNC_ACK_FLOW,
+        aggregator_sync.FLOW,
+        sync_ack.AGGREGATOR_SYNC_ACK_FLOW,
     )
 }

@@ -120,13 +120,9 @@ class InstanceStore:
                 .where(InstanceRow.id == instance_id)
                 .values(status=status, reply=reply, error=error, updated_at=now, finished_at=now)
             )
-            first_seq = await session.scalar(
-                select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
-                    ActivityRow.instance_id == instance_id
-                )
-            )
+            # A run writes its activities once, when it finishes: they number from 1.
             session.add_all(
-                ActivityRow(instance_id=instance_id, seq=(first_seq or 0) + n, **vars(a))
+                ActivityRow(instance_id=instance_id, seq=n, **vars(a))
                 for n, a in enumerate(activities, start=1)
             )
             session.add_all(_key_rows(instance_id, keys))

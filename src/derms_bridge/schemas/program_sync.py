@@ -1,0 +1,150 @@
+"""Flows 11-14, Program Rule Sync and Aggregator Sync with their acknowledgements.
+
+CPMCS's X1-GEDPGRMSG and X1-GEDAGRMSG, what DERMS /update-program and
+/update-aggregator receive and answer, and the F1-SyncRequest update that
+acknowledges the sync to CPMCS.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from derms_bridge.schemas.common import Wire
+
+#: F1-SyncRequest's limit on syncRequestId (CPMCS field limits).
+SYNC_REQUEST_ID_MAX = 14
+#: F1-SyncRequest's limit on exceptionInfo[].comments.
+COMMENTS_MAX = 254
+#: CPMCS's bounds on exceptionInfo[].messageCategory and messageNumber.
+MESSAGE_NUMBER_MIN, MESSAGE_NUMBER_MAX = -99999, 99999
+#: The message category of every exceptionInfo the hub writes (as in flow 3).
+MESSAGE_CATEGORY = 11101
+
+SyncRequestId = Annotated[str, Field(min_length=1, max_length=SYNC_REQUEST_ID_MAX)]
+
+
+# Flow 11: CPMCS's program and what DERMS receives.
+
+
+class ProgramRule(Wire):
+    """A program rule; its codes are CPMCS's (X1WK, X1MO, X1WD)."""
+
+    ruleId: str | None = None
+    cycleFrequency: str | None = None
+    maxEvents: int | None = None
+    # Hours may be fractional; a whole number stays an int on the way to DERMS.
+    maxEventHours: int | float | None = None
+    weekDays: list[str] = Field(default_factory=list)
+    allowEventDays: str | None = None
+
+
+class Program(Wire):
+    programCode: str = Field(min_length=1)
+    description: str | None = None
+    division: str | None = None
+    rules: list[ProgramRule] = Field(default_factory=list)
+
+
+class ProgramRuleSyncDetails(Wire):
+    syncRequestId: SyncRequestId
+    program: Program
+
+
+class ProgramRuleSyncMessage(Wire):
+    """CPMCS outbound message X1-GEDPGRMSG (Program Rule)."""
+
+    sendDetails: ProgramRuleSyncDetails
+
+
+class DermsUpdateProgram(Wire):
+    """The body of DERMS POST /update-program; the rules carry DERMS's values (WEEKLY, MON)."""
+
+    dacsMessageId: str
+    program: Program
+
+
+# Flow 13: CPMCS's aggregator and what DERMS receives.
+
+
+class Aggregator(Wire):
+    aggregatorId: str = Field(min_length=1)
+    name: str | None = None
+    status: str | None = None
+    division: str | None = None
+    # The contract leaves a contact's fields open: they go to DERMS as CPMCS sent them.
+    contacts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class AggregatorSyncDetails(Wire):
+    syncRequestId: SyncRequestId
+    aggregator: Aggregator
+
+
+class AggregatorSyncMessage(Wire):
+    """CPMCS outbound message X1-GEDAGRMSG (Aggregator)."""
+
+    sendDetails: AggregatorSyncDetails
+
+
+class DermsUpdateAggregator(Wire):
+    """The body of DERMS POST /update-aggregator."""
+
+    dacsMessageId: str
+    aggregator: Aggregator
+
+
+# What DERMS answers both with HTTP 200: a MsgAck, read leniently so that an ackType
+# or responseCode the contract does not name still counts as "other than SUCCESS".
+
+
+class DermsAckResponse(Wire):
+    id: str | None = None
+    value: str | None = None
+    responseCode: str | None = None
+    responseTimeISO: str | None = None
+    dacsMessageId: str | None = None
+
+
+class DermsAckResponses(Wire):
+    response: list[DermsAckResponse] = Field(default_factory=list)
+
+
+class DermsAckBody(Wire):
+    ackType: str
+    whenISO: str | None = None
+    responses: DermsAckResponses = Field(default_factory=DermsAckResponses)
+
+
+class DermsSyncAnswer(Wire):
+    """DERMS's MsgAck to /update-program or /update-aggregator."""
+
+    MsgAck: DermsAckBody
+
+
+# Flows 12 and 14: what the sync hands its acknowledgement, and what CPMCS receives.
+
+
+class SyncAckMessage(Wire):
+    """The message of flow 12 or 14: the sync request and DERMS's HTTP 200 answer to it."""
+
+    syncRequestId: SyncRequestId
+    dermsAnswer: DermsSyncAnswer
+
+
+class ExceptionInfo(Wire):
+    messageCategory: int = Field(
+        default=MESSAGE_CATEGORY, ge=MESSAGE_NUMBER_MIN, le=MESSAGE_NUMBER_MAX
+    )
+    messageNumber: int = Field(ge=MESSAGE_NUMBER_MIN, le=MESSAGE_NUMBER_MAX)
+    comments: str = Field(max_length=COMMENTS_MAX)
+
+
+class SyncRequestUpdate(Wire):
+    """The body of CPMCS F1-SyncRequest PATCH /rest/apis/common/sync/syncRequest/{id}."""
+
+    syncRequestId: SyncRequestId
+    hasError: bool
+    # Omitted (None) when hasError is false.
+    exceptionInfo: list[ExceptionInfo] | None = None

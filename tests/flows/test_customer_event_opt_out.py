@@ -1,0 +1,146 @@
+"""Flow 9 through the hub's HTTP API, against the DERMS simulator and an SMTP sink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.payloads import event_opt_out_message
+
+ROUTE = "/cpmcs/outbound/X1-EPOPTOMSG"
+
+
+async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
+    return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
+
+
+def received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = (
+        derms_sim.get("/_sim/state/received").json().get("/dacs-opt-out", [])
+    )
+    return bodies
+
+
+async def test_derms_gets_the_event_opt_out_and_cpmcs_gets_the_message_id(
+    hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    reply = await send(hub, event_opt_out_message("OPT-1", event_id="EV-1"))
+
+    assert reply.status_code == 200
+    assert reply.json() == {"responseDetails": {"externalId": "OPT-1"}}
+    [body] = received(derms_sim)
+    assert body == {
+        "dacsMessageId": "OPT-1",
+        "optOutType": "EVENT",
+        "eventId": "EV-1",
+        "device": {"deviceId": "DEV-1", "nicId": "NIC-1", "headEndSystem": "ECOBEE"},
+    }
+    assert mailbox.messages() == []
+
+
+async def test_ack_type_error_is_a_fault_naming_it_and_an_email(
+    hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    derms_sim.put("/_sim/ack", json={"ackType": "ERROR"}).raise_for_status()
+
+    reply = await send(hub, event_opt_out_message("OPT-2"))
+
+    assert reply.status_code == 502
+    problem = reply.json()
+    assert problem["detail"] == "DERMS answered optOut with ackType ERROR: REJECTED"
+    assert problem["instanceId"] == reply.headers["X-Instance-Id"]
+    [mail] = mailbox.wait_for(1)
+    assert "ackType ERROR: REJECTED" in mail.body_text
+    assert "OPT-2" in mail.body_text
+    assert len(received(derms_sim)) == 1
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_an_error_status_is_a_fault_to_cpmcs_and_an_email(
+    hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink, status: int
+) -> None:
+    derms_sim.put("/_sim/faults", json={"status_code": status}).raise_for_status()
+
+    reply = await send(hub, event_opt_out_message("OPT-3"))
+
+    assert reply.status_code == 502
+    assert reply.headers["content-type"] == "application/problem+json"
+    problem = reply.json()
+    assert f"HTTP {status} to optOut" in problem["detail"]
+    assert problem["instanceId"] == reply.headers["X-Instance-Id"]
+    [mail] = mailbox.wait_for(1)
+    assert "OPT-3" in mail.body_text
+    assert "Customer Event Opt Out" in mail.subject
+    detail = (
+        await hub.client.get(f"/ops/instances/{problem['instanceId']}", auth=OPERATOR_AUTH)
+    ).json()
+    assert detail["status"] == "failed"
+    assert detail["reply"]["status"] == 502
+
+
+async def test_a_timeout_is_a_504_and_an_email(
+    hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    derms_sim.put("/_sim/faults", json={"latency_ms": 3500}).raise_for_status()
+
+    reply = await send(hub, event_opt_out_message("OPT-4"))
+
+    assert reply.status_code == 504
+    assert "did not answer optOut within 3 s" in reply.json()["detail"]
+    assert len(mailbox.wait_for(1)) == 1
+
+
+async def test_a_derms_that_drops_the_connection_is_a_502(
+    hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    derms_sim.put("/_sim/faults", json={"down": True}).raise_for_status()
+
+    reply = await send(hub, event_opt_out_message("OPT-5"))
+
+    assert reply.status_code == 502
+    assert len(mailbox.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize("key", ["OPT-6", "EV-6", "DEV-1"])
+async def test_found_by_message_event_or_device(hub: HubUnderTest, key: str) -> None:
+    reply = await send(hub, event_opt_out_message("OPT-6", event_id="EV-6"))
+
+    found = await hub.client.get("/ops/instances", params={"key": key}, auth=OPERATOR_AUTH)
+
+    [item] = found.json()["items"]
+    assert item["id"] == reply.headers["X-Instance-Id"]
+    assert item["flow_identifier"] == "OUTL-BA-DACS_DERMS_EVTOPTOUT_UPD"
+    assert item["status"] == "succeeded"
+    detail = (await hub.client.get(f"/ops/instances/{item['id']}", auth=OPERATOR_AUTH)).json()
+    [activity] = detail["activities"]
+    assert (activity["target"], activity["operation"], activity["http_status"]) == (
+        "DERMS default",
+        "optOut",
+        200,
+    )
+
+
+async def test_a_message_without_its_event_is_refused(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    message = event_opt_out_message()
+    del message["sendDetails"]["eventExternalIdentifier"]
+
+    reply = await send(hub, message)
+
+    assert reply.status_code == 422
+    assert [e["field"] for e in reply.json()["errors"]] == ["sendDetails.eventExternalIdentifier"]
+    assert received(derms_sim) == []
+
+
+async def test_only_the_cpmcs_caller_may_send_it(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    reply = await hub.client.post(ROUTE, json=event_opt_out_message(), auth=DERMS_AUTH)
+
+    assert reply.status_code == 401
+    assert received(derms_sim) == []

@@ -1,0 +1,224 @@
+"""Flow 5 through the hub's HTTP API, against the CPMCS simulator and an SMTP sink."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from derms_bridge.lookups import Lookups
+from derms_bridge.sandbox.cpmcs_sim import DEVICE_STATUS_BO_STATUS
+from derms_bridge.sandbox.servers import ServerThread
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import Caller
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.flows.refusing_cpmcs import (
+    REFUSAL_MESSAGE,
+    REFUSAL_NUMBER,
+    create_refusing_cpmcs_app,
+    hub_against,
+)
+
+ROUTE = "/status-check-ack-to-dacs"
+STATUS_PATH = "/rest/apis/cross/digitalAssets/controllableDeviceStatus/response"
+
+
+def status_message(
+    dacs_message_id: str = "COMM-1", response_code: str = "SUCCESS"
+) -> dict[str, Any]:
+    """DERMS's answer to a device status check."""
+    return {
+        "dacsMessageId": dacs_message_id,
+        "responseCode": response_code,
+        "message": "device answered",
+    }
+
+
+async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
+    return await hub.client.post(ROUTE, json=message, auth=DERMS_AUTH)
+
+
+def response_of(reply: httpx.Response) -> dict[str, Any]:
+    [response] = reply.json()["MsgAck"]["responses"]["response"]
+    assert isinstance(response, dict)
+    return response
+
+
+def received(cpmcs_sim: httpx.Client) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = cpmcs_sim.get("/_sim/state/received/device-statuses").json()
+    return bodies
+
+
+async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
+    found = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+    assert found.status_code == 200
+    detail: dict[str, Any] = found.json()
+    return detail
+
+
+@pytest.mark.parametrize("response_code", ["SUCCESS", "FAILURE"])
+async def test_cpmcs_gets_the_status_and_derms_its_bo_status(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink, response_code: str
+) -> None:
+    reply = await send(hub, status_message("COMM-1", response_code))
+
+    assert reply.status_code == 200
+    assert reply.json()["MsgAck"]["ackType"] == "SUCCESS"
+    response = response_of(reply)
+    assert response["responseCode"] == DEVICE_STATUS_BO_STATUS
+    assert response["value"] == DEVICE_STATUS_BO_STATUS
+    assert (response["id"], response["dacsMessageId"]) == ("COMM-1", "COMM-1")
+    assert received(cpmcs_sim) == [
+        {"responseDetail": {"transactionID": "COMM-1", "result": {"status": response_code}}}
+    ]
+    assert mailbox.messages() == []
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_an_error_status_is_a_failure_ack_and_an_email(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink, status: int
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": status}).raise_for_status()
+
+    reply = await send(hub, status_message("COMM-2"))
+
+    assert reply.status_code == 200
+    assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
+    response = response_of(reply)
+    assert response["responseCode"] == "FAILURE"
+    assert response["value"] == f"CPMCS answered HTTP {status} to postControllableDeviceStatus"
+    [mail] = mailbox.wait_for(1)
+    assert "Device Status Check Ack" in mail.subject
+    assert "communicationId: COMM-2" in mail.body_text
+    detail = await instance(hub, reply.headers["X-Instance-Id"])
+    assert detail["status"] == "failed"
+    assert detail["error"] == response["value"]
+
+
+async def test_a_timeout_is_a_failure_ack(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 3500}).raise_for_status()
+
+    reply = await send(hub, status_message("COMM-3"))
+
+    assert reply.status_code == 200
+    assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
+    expected = "CPMCS did not answer postControllableDeviceStatus within 3 s"
+    assert response_of(reply)["value"] == expected
+    assert len(mailbox.wait_for(1)) == 1
+
+
+async def test_a_cpmcs_that_drops_the_connection_is_a_failure_ack(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"down": True}).raise_for_status()
+
+    reply = await send(hub, status_message("COMM-4"))
+
+    assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
+    assert response_of(reply)["responseCode"] == "FAILURE"
+    assert len(mailbox.wait_for(1)) == 1
+
+
+@pytest.fixture(scope="module")
+def refusing_cpmcs() -> Iterator[ServerThread]:
+    with ServerThread(create_refusing_cpmcs_app(), name="refusing CPMCS") as server:
+        yield server
+
+
+async def test_a_cpmcs_business_error_is_a_failure_ack_and_an_email(
+    refusing_cpmcs: ServerThread,
+    database_url: str,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+) -> None:
+    async with hub_against(
+        refusing_cpmcs.url,
+        database_url=database_url,
+        derms_url=str(derms_sim.base_url),
+        mailbox=mailbox,
+        callers=callers,
+        lookups=default_lookups,
+    ) as client:
+        reply = await client.post(ROUTE, json=status_message("COMM-5"), auth=DERMS_AUTH)
+
+    expected = (
+        f"CPMCS refused postControllableDeviceStatus: ERROR {REFUSAL_NUMBER}: {REFUSAL_MESSAGE}"
+    )
+    # The reference answers every CPMCS error status with FAILURE, a refusal included.
+    assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
+    assert (response_of(reply)["responseCode"], response_of(reply)["value"]) == (
+        "FAILURE",
+        expected,
+    )
+    [mail] = mailbox.wait_for(1)
+    assert expected in mail.body_text
+
+
+async def test_one_email_per_failed_instance(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+
+    first = await send(hub, status_message("COMM-6"))
+    second = await send(hub, status_message("COMM-7"))
+
+    mails = mailbox.wait_for(2)
+    with pytest.raises(TimeoutError):
+        mailbox.wait_for(3, timeout=0.5)
+    for reply, communication_id in ((first, "COMM-6"), (second, "COMM-7")):
+        [mail] = [m for m in mails if reply.headers["X-Instance-Id"] in m.body_text]
+        assert f"communicationId: {communication_id}" in mail.body_text
+
+
+async def test_found_by_its_communication_id(hub: HubUnderTest) -> None:
+    reply = await send(hub, status_message("COMM-8"))
+
+    found = await hub.client.get("/ops/instances", params={"key": "COMM-8"}, auth=OPERATOR_AUTH)
+
+    [item] = found.json()["items"]
+    assert item["id"] == reply.headers["X-Instance-Id"]
+    assert item["flow"] == "device_status_check_ack"
+    assert item["status"] == "succeeded"
+    detail = await instance(hub, item["id"])
+    assert detail["reply"]["MsgAck"]["responses"]["response"][0]["responseCode"] == "X1CO"
+    [activity] = detail["activities"]
+    assert (activity["target"], activity["operation"], activity["path"]) == (
+        "CPMCS",
+        "postControllableDeviceStatus",
+        STATUS_PATH,
+    )
+    assert activity["http_status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"dacsMessageId": "C" * 31}, "dacsMessageId"),
+        ({"responseCode": "ERROR"}, "responseCode"),
+    ],
+)
+async def test_a_value_cpmcs_could_not_take_is_refused_and_nothing_sent(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, changes: dict[str, str], field: str
+) -> None:
+    reply = await send(hub, {**status_message(), **changes})
+
+    assert reply.status_code == 422
+    assert [error["field"] for error in reply.json()["errors"]] == [field]
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
+    listed = await hub.client.get("/ops/instances", auth=OPERATOR_AUTH)
+    assert listed.json()["total"] == 0
+
+
+async def test_only_the_derms_caller_may_send_it(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    reply = await hub.client.post(ROUTE, json=status_message(), auth=CPMCS_AUTH)
+
+    assert reply.status_code == 401
+    assert received(cpmcs_sim) == []

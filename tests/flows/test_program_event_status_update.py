@@ -1,0 +1,261 @@
+"""Flow 6 through the hub's HTTP API, against the CPMCS simulator and an SMTP sink on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+
+ROUTE = "/stage-status-to-dacs"
+
+
+def stage_status(
+    message_id: str, status: str, *, event: str = "E-1", stage: str = "S-1", **changes: Any
+) -> dict[str, Any]:
+    """One stage status as DERMS sends it; a change to None leaves the field out."""
+    body: dict[str, Any] = {
+        "messageId": message_id,
+        "eventId": event,
+        "stageId": stage,
+        "programId": "BYOT",
+        "eventType": "ECONOMIC",
+        "stageStatus": status,
+        "startDateTimeISO": "2026-12-01T14:00:00.000Z",
+        "endDateTimeISO": "2026-12-01T18:00:00.000Z",
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
+    return await hub.client.post(ROUTE, json=message, auth=DERMS_AUTH)
+
+
+def only_response(reply: httpx.Response) -> dict[str, Any]:
+    """The MsgAck's one response, with the overall ackType beside it."""
+    assert reply.status_code == 200, reply.text
+    ack = reply.json()["MsgAck"]
+    [response] = ack["responses"]["response"]
+    response["ackType"] = ack["ackType"]
+    assert isinstance(response, dict)
+    return response
+
+
+def program_events(cpmcs_sim: httpx.Client) -> dict[tuple[str, str], dict[str, Any]]:
+    events = cpmcs_sim.get("/_sim/state/program-events").json()
+    return {(e["eventExternalIdentifier"], e["externalIdentifier"]): e for e in events}
+
+
+def calls(cpmcs_sim: httpx.Client) -> dict[str, int]:
+    counted: dict[str, int] = cpmcs_sim.get("/_sim/state/calls").json()
+    return counted
+
+
+async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
+    found = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+    assert found.status_code == 200
+    detail: dict[str, Any] = found.json()
+    return detail
+
+
+async def test_scheduled_creates_the_program_event(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    reply = await send(hub, stage_status("M-1", "SCHEDULED", eventType="RELIABILITY"))
+
+    response = only_response(reply)
+    assert (response["ackType"], response["id"], response["value"]) == ("SUCCESS", "M-1", "CREATED")
+    assert response["responseCode"] == "SUCCESS"
+    event = program_events(cpmcs_sim)[("E-1", "S-1")]
+    assert event["status"] == "X1SD"
+    assert event["created"] == {
+        "eventExternalIdentifier": "E-1",
+        "externalIdentifier": "S-1",
+        "programExternalIdentifier": "BYOT",
+        "programEventCategory": "X1RE",
+        "startDateTime": "2026-12-01T14:00:00.000Z",
+        "endDateTime": "2026-12-01T18:00:00.000Z",
+    }
+    assert mailbox.messages() == []
+
+
+async def test_each_later_status_moves_the_event_and_cpmcs_keeps_the_history(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    steps = [
+        ("S-1", "SCHEDULED", "CREATED"),
+        ("S-1", "IN_PROGRESS", "X1IP"),
+        ("S-1", "COMPLETED", "F1CO"),
+        ("S-2", "SCHEDULED", "CREATED"),
+        ("S-2", "CANCELLED", "F1CN"),
+    ]
+    for number, (stage, status, value) in enumerate(steps):
+        reason = "the grid recovered" if status == "CANCELLED" else None
+        reply = await send(
+            hub, stage_status(f"M-{number}", status, stage=stage, cancelReason=reason)
+        )
+        response = only_response(reply)
+        assert (response["ackType"], response["value"]) == ("SUCCESS", value), status
+
+    events = program_events(cpmcs_sim)
+    completed, cancelled = events[("E-1", "S-1")], events[("E-1", "S-2")]
+    assert (completed["status"], completed["history"]) == ("F1CO", ["X1SD", "X1IP", "F1CO"])
+    assert "cancelReason" not in completed
+    assert (cancelled["status"], cancelled["history"]) == ("F1CN", ["X1SD", "F1CN"])
+    assert cancelled["cancelReason"] == "the grid recovered"
+
+
+async def test_a_duplicate_scheduled_is_an_error_and_emailed(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    await send(hub, stage_status("M-1", "SCHEDULED"))
+
+    reply = await send(hub, stage_status("M-2", "SCHEDULED"))
+
+    response = only_response(reply)
+    assert (response["ackType"], response["responseCode"]) == ("ERROR", "ERROR")
+    assert response["value"] == (
+        "createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
+    )
+    # The reference emails any error of this flow, CPMCS's business errors included.
+    [mail] = mailbox.wait_for(1)
+    assert "Program Event Status Update" in mail.subject
+    assert "10020" in mail.body_text
+    assert reply.headers["X-Instance-Id"] in mail.body_text
+    assert (await instance(hub, reply.headers["X-Instance-Id"]))["status"] == "failed"
+    assert program_events(cpmcs_sim)[("E-1", "S-1")]["history"] == ["X1SD"]
+
+
+async def test_an_action_on_an_unknown_event_is_an_error(
+    hub: HubUnderTest, mailbox: SmtpSink
+) -> None:
+    reply = await send(hub, stage_status("M-1", "IN_PROGRESS", event="E-404"))
+
+    response = only_response(reply)
+    assert response["ackType"] == "ERROR"
+    assert response["value"] == (
+        "actionProgramEvent: ERROR 10021: Program event E-404/S-1 does not exist"
+    )
+    assert len(mailbox.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "expected"),
+    [
+        ({"status_code": 500}, "SCHEDULED", "CPMCS answered HTTP 500 to createProgramEvent"),
+        # An action on an unknown event: the simulator's late answer, after this test,
+        # changes no state that the next test could see.
+        (
+            {"latency_ms": 3500},
+            "IN_PROGRESS",
+            "CPMCS did not answer actionProgramEvent within 3 s",
+        ),
+    ],
+)
+async def test_a_technical_fault_is_a_failure_emailed_once(
+    hub: HubUnderTest,
+    cpmcs_sim: httpx.Client,
+    mailbox: SmtpSink,
+    fault: dict[str, int],
+    status: str,
+    expected: str,
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json=fault).raise_for_status()
+
+    reply = await send(hub, stage_status("M-F", status, event="E-FAULT"))
+
+    response = only_response(reply)
+    assert (response["ackType"], response["responseCode"]) == ("FAILURE", "FAILURE")
+    assert response["value"] == expected
+    [mail] = mailbox.wait_for(1)
+    assert expected in mail.body_text
+    detail = await instance(hub, reply.headers["X-Instance-Id"])
+    assert detail["status"] == "failed"
+    assert detail["error"] == expected
+
+
+async def test_a_status_the_lookup_lacks_is_a_failure_and_nothing_is_sent(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    reply = await send(hub, stage_status("M-1", "PAUSED"))
+
+    response = only_response(reply)
+    assert response["ackType"] == "FAILURE"
+    assert response["value"] == "lookup OUTL-BRT-DACS_DRMS_StageStatus has no row for 'PAUSED'"
+    assert calls(cpmcs_sim) == {}
+    assert "OUTL-BRT-DACS_DRMS_StageStatus" in mailbox.wait_for(1)[0].body_text
+
+
+async def test_an_event_type_the_lookup_lacks_is_a_failure_and_nothing_is_sent(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    reply = await send(hub, stage_status("M-1", "SCHEDULED", eventType="VOLCANO"))
+
+    response = only_response(reply)
+    assert response["ackType"] == "FAILURE"
+    assert response["value"] == "lookup OUTL-BRT-DACS_DRMS_EventType has no row for 'VOLCANO'"
+    assert calls(cpmcs_sim) == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("eventId", 120), ("stageId", 120), ("programId", 120), ("cancelReason", 254)],
+)
+async def test_a_field_over_its_cpmcs_limit_is_refused_and_nothing_is_sent(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, field: str, limit: int
+) -> None:
+    reply = await send(hub, stage_status("M-1", "CANCELLED", **{field: "x" * (limit + 1)}))
+
+    assert reply.status_code == 422
+    assert reply.headers["content-type"] == "application/problem+json"
+    [error] = reply.json()["errors"]
+    assert error["field"] == field
+    assert str(limit) in error["message"]
+    assert calls(cpmcs_sim) == {}
+    listed = await hub.client.get("/ops/instances", auth=OPERATOR_AUTH)
+    assert listed.json()["items"] == []
+
+
+async def test_a_scheduled_stage_without_its_program_is_refused(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    reply = await send(hub, stage_status("M-1", "SCHEDULED", programId=None))
+
+    assert reply.status_code == 422
+    assert "programId" in reply.json()["detail"]
+    assert calls(cpmcs_sim) == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"), [("messageId", "M-7"), ("eventId", "E-7"), ("stageId", "S-7")]
+)
+async def test_found_by_each_business_key(hub: HubUnderTest, kind: str, value: str) -> None:
+    reply = await send(hub, stage_status("M-7", "SCHEDULED", event="E-7", stage="S-7"))
+
+    found = await hub.client.get("/ops/instances", params={"key": value}, auth=OPERATOR_AUTH)
+
+    [item] = found.json()["items"]
+    assert item["id"] == reply.headers["X-Instance-Id"]
+    assert item["flow_identifier"] == "OUTL-BA-DRMS_DACS_STAGE_STAT_UPD"
+    assert item["status"] == "succeeded"
+    detail = await instance(hub, item["id"])
+    assert (kind, value) in {(k["kind"], k["value"]) for k in detail["business_keys"]}
+    [activity] = detail["activities"]
+    assert (activity["target"], activity["operation"], activity["http_status"]) == (
+        "CPMCS",
+        "createProgramEvent",
+        200,
+    )
+
+
+async def test_only_the_derms_caller_may_send_it(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    reply = await hub.client.post(ROUTE, json=stage_status("M-1", "SCHEDULED"), auth=CPMCS_AUTH)
+
+    assert reply.status_code == 401
+    assert calls(cpmcs_sim) == {}
