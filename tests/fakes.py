@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from derms_bridge.errors import BusinessError, TechnicalFault
 from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
@@ -40,7 +41,7 @@ class FakeCpmcs:
 
     async def send(self, operation: str, body: BaseModel | None, answer: type[M], **path: str) -> M:
         self.sent.append(Sent(operation, body, dict(path)))
-        return _answer(self.script, operation, body, answer)
+        return _answer(self.script, "CPMCS", operation, body, answer)
 
     async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
         return await self.send("enrollProgram", body, EnrollProgramResponse)
@@ -55,16 +56,34 @@ class FakeDerms:
         self, operation: str, body: BaseModel, answer: type[M], *, division: str | None
     ) -> M:
         self.sent.append(Sent(operation, body, division=division))
-        return _answer(self.script, operation, body, answer)
+        return _answer(self.script, "DERMS", operation, body, answer)
+
+    async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
+        self.sent.append(Sent(operation, body, division=division))
+        _raise_planned(self.script, "DERMS", operation)
 
 
-def _answer(script: Script, operation: str, body: BaseModel | None, answer: type[M]) -> M:
+def _raise_planned(script: Script, system: str, operation: str) -> None:
     planned = script.get(operation)
+    if isinstance(planned, BusinessError):
+        # As the real connector does: a refusal names who refused what.
+        planned.refused_by = f"{system} {operation}"
     if isinstance(planned, Exception):
         raise planned
+
+
+def _answer(
+    script: Script, system: str, operation: str, body: BaseModel | None, answer: type[M]
+) -> M:
+    _raise_planned(script, system, operation)
+    planned = script.get(operation)
     if callable(planned) and body is not None:
         planned = planned(body)
-    return answer.model_validate(planned)
+    try:
+        return answer.model_validate(planned)
+    except ValidationError:
+        # As the real connector does with an answer it cannot read.
+        raise TechnicalFault(f"{operation} answered a body the hub cannot read") from None
 
 
 class FakeErrors:

@@ -6,13 +6,9 @@ from __future__ import annotations
 class FlowError(Exception):
     """Anything that stops one record or one message of a flow."""
 
-    code = "FAILURE"
-
 
 class BusinessError(FlowError):
     """The target understood the request and refused it (the reference's ERROR)."""
-
-    code = "ERROR"
 
     def __init__(
         self,
@@ -21,12 +17,27 @@ class BusinessError(FlowError):
         status: str = "ERROR",
         message_number: int | None = None,
         http_status: int | None = None,
+        refused_by: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.message_number = message_number
         self.http_status = http_status
+        #: "CPMCS postAcknowledgement": who refused what, when the connector knows it.
+        self.refused_by = refused_by
+
+    @property
+    def coded(self) -> str:
+        """The target's own words: `VAL-ERROR 10010: Program X is not defined`."""
+        number = f" {self.message_number}" if self.message_number is not None else ""
+        return f"{self.status}{number}: {self.message}"
+
+    def __str__(self) -> str:
+        if self.refused_by is None:
+            return self.message
+        system, _, operation = self.refused_by.partition(" ")
+        return f"{system} refused {operation}: {self.coded}"
 
 
 class TechnicalFault(FlowError):

@@ -530,12 +530,13 @@ async def test_a_cpmcs_error_body_is_a_business_error(
         status,
     )
     assert error.message == message
+    assert str(error) == f"CPMCS refused enrollProgram: {cpmcs_status} {number}: {message}"
     assert (record.target, record.operation, record.http_status) == (
         "CPMCS",
         "enrollProgram",
         status,
     )
-    assert record.error == message
+    assert record.error == str(error)
 
 
 @pytest.mark.parametrize(

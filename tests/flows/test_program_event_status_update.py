@@ -119,7 +119,7 @@ async def test_a_duplicate_scheduled_is_an_error_and_emailed(
     response = only_response(reply)
     assert (response["ackType"], response["responseCode"]) == ("ERROR", "ERROR")
     assert response["value"] == (
-        "createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
+        "CPMCS refused createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
     )
     # The reference emails any error of this flow, CPMCS's business errors included.
     [mail] = mailbox.wait_for(1)
@@ -138,7 +138,7 @@ async def test_an_action_on_an_unknown_event_is_an_error(
     response = only_response(reply)
     assert response["ackType"] == "ERROR"
     assert response["value"] == (
-        "actionProgramEvent: ERROR 10021: Program event E-404/S-1 does not exist"
+        "CPMCS refused actionProgramEvent: ERROR 10021: Program event E-404/S-1 does not exist"
     )
     assert len(mailbox.wait_for(1)) == 1
 

@@ -70,7 +70,7 @@ async def test_a_business_refusal_is_a_fault_too() -> None:
     result = await device_status_check.run(message("COMM-5"), made.context)
 
     assert (result.reply, result.status) == (None, "failed")
-    assert made.errors.reported == ["unknown device"]
+    assert made.errors.reported == ["DERMS refused statusCheck: ERROR: unknown device"]
 
 
 async def test_a_timeout_is_marked_so_that_cpmcs_gets_a_504() -> None:

@@ -157,7 +157,9 @@ class TestRun:
 
         result = await flow.run(stage(), made.context)
 
-        reason = "createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
+        reason = (
+            "CPMCS refused createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
+        )
         assert result.status == "failed"
         assert result.error == reason
         assert only_response(result.reply) == ("ERROR", "M-1", reason)

@@ -60,3 +60,14 @@ class DermsClient:
             read=model_reader(answer, "DERMS", operation),
             observer=self._observer,
         )
+
+    async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
+        """POST to the division's DERMS; any 2xx is done, whatever its body holds."""
+        await self.connection_for(division).call(
+            operation,
+            "POST",
+            OPERATIONS[operation],
+            json=body.model_dump(mode="json", exclude_none=True),
+            read=lambda _answer: None,
+            observer=self._observer,
+        )

@@ -226,6 +226,7 @@ class HttpConnection:
                 )
             refusal = business_error(answer) if business_error and status >= 400 else None
             if refusal is not None:
+                refusal.refused_by = f"{self.system} {operation}"
                 raise refusal
             if status >= 300:
                 raise TechnicalFault(

@@ -8,8 +8,8 @@ answers with a MsgAck. Flow 10 sends its unavailabilities through `send_opt_out`
 from __future__ import annotations
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.errors import FlowError, TechnicalFault
-from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
+from derms_bridge.errors import FlowError
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow, fault_to_cpmcs
 from derms_bridge.schemas.common import AckMessage, CpmcsReply, ResponseDetails
 from derms_bridge.schemas.opt_out import DermsOptOut, EventOptOutMessage
 
@@ -51,9 +51,7 @@ async def send_opt_out(
         ack = await ctx.derms.send("optOut", opt_out, AckMessage, division=division)
     except FlowError as error:
         # An error status, no answer or one the hub cannot read: 504 when DERMS timed out.
-        await ctx.errors.report(str(error))
-        timed_out = isinstance(error, TechnicalFault) and error.timed_out
-        return FlowResult.failed(None, str(error), timed_out=timed_out)
+        return await fault_to_cpmcs(ctx, error)
     refusal = refusal_in(ack)
     if refusal is not None:
         # A 200 whose ackType is not SUCCESS: DERMS did not take the opt-out.

@@ -7,8 +7,8 @@ on the connection its division routes to, and answers later through flow 5.
 from __future__ import annotations
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.errors import FlowError, TechnicalFault
-from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow
+from derms_bridge.errors import FlowError
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow, fault_to_cpmcs
 from derms_bridge.schemas.common import CpmcsReply, ResponseDetails
 from derms_bridge.schemas.device_status_check import DermsStatusCheck, DeviceStatusCheckMessage
 
@@ -28,17 +28,14 @@ async def run(message: DeviceStatusCheckMessage, ctx: FlowContext) -> FlowResult
     details = message.sendDetails
     try:
         # Steps 2 and 3: transform, and invoke DERMS's status check service.
-        await ctx.derms.send(
+        await ctx.derms.deliver(
             "statusCheck",
             to_derms_status_check(message),
-            AnyJson,
             division=details.deviceInfo.division,
         )
     except FlowError as error:
         # Step 4: an error status or no answer is an email and a fault to CPMCS.
-        await ctx.errors.report(str(error))
-        timed_out = isinstance(error, TechnicalFault) and error.timed_out
-        return FlowResult.failed(None, str(error), timed_out=timed_out)
+        return await fault_to_cpmcs(ctx, error)
     # Step 4: DERMS's 200 ends the process, whatever its body says (the reference reads only
     # the status); the device's status comes back later through flow 5.
     return FlowResult.ok(

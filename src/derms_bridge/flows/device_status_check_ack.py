@@ -7,7 +7,7 @@ through postControllableDeviceStatus, and DERMS gets CPMCS's boStatus back.
 from __future__ import annotations
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.errors import BusinessError, FlowError
+from derms_bridge.errors import FlowError
 from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
 from derms_bridge.schemas.device_status_check_ack import (
     DeviceStatusAck,
@@ -37,15 +37,6 @@ def to_device_status(message: DeviceStatusCheckAckMessage) -> PostControllableDe
     )
 
 
-def describe(error: FlowError) -> str:
-    """The error as DERMS reads it in the MsgAck and operators in the email."""
-    if isinstance(error, BusinessError):
-        # CPMCS's own message alone does not say who refused what.
-        number = f" {error.message_number}" if error.message_number is not None else ""
-        return f"CPMCS refused {OPERATION}: {error.status}{number}: {error.message}"
-    return str(error)
-
-
 def failure(message: DeviceStatusCheckAckMessage, reason: str) -> DeviceStatusAck:
     return DeviceStatusAck.of(
         "FAILURE",
@@ -70,7 +61,7 @@ async def run(
     except FlowError as error:
         # Steps 4 and 5: an error status (a refusal included) or no answer is a
         # FAILURE to DERMS, and the error email.
-        reason = describe(error)
+        reason = str(error)
         await ctx.errors.report(reason)
         return FlowResult.failed(failure(message, reason), reason)
     # Step 4: status 200 returns CPMCS's boStatus in responseCode, with a SUCCESS ackType.

@@ -57,15 +57,6 @@ def to_post_acknowledgement(
     )
 
 
-def describe(error: FlowError) -> str:
-    """The error as DERMS reads it in the MsgAck and operators in the email."""
-    if isinstance(error, BusinessError):
-        # CPMCS's own message alone does not say who refused what.
-        number = f" {error.message_number}" if error.message_number is not None else ""
-        return f"CPMCS refused {OPERATION}: {error.status}{number}: {error.message}"
-    return str(error)
-
-
 def acknowledgement(
     message: EnrollHeadendStatusAckMessage, value: str, code: AckCode
 ) -> AckMessage:
@@ -92,7 +83,7 @@ async def run(message: EnrollHeadendStatusAckMessage, ctx: FlowContext) -> FlowR
     except FlowError as error:
         # Step 4: any error is emailed and the flow stops; DERMS reads it in the MsgAck,
         # ERROR when CPMCS refused the acknowledgement, FAILURE for everything else.
-        reason = describe(error)
+        reason = str(error)
         await ctx.errors.report(reason)
         code: AckCode = "ERROR" if isinstance(error, BusinessError) else "FAILURE"
         return FlowResult.failed(acknowledgement(message, reason, code), reason)

@@ -88,10 +88,7 @@ async def _enroll_one(
     except BusinessError as error:
         if error.message_number == ALREADY_ENROLLED:
             return AckResponse(id=er.messageId, value=error.message, responseCode="SUCCESS")
-        number = f" {error.message_number}" if error.message_number is not None else ""
-        return AckResponse(
-            id=er.messageId, value=f"{error.status}{number}: {error.message}", responseCode="ERROR"
-        )
+        return AckResponse(id=er.messageId, value=error.coded, responseCode="ERROR")
     except (TechnicalFault, LookupMiss) as error:
         # Step 4: a technical error on one record is captured in its response and
         # emailed the first time it occurs; the collection goes on.

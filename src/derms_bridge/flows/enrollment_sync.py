@@ -7,8 +7,8 @@ gets it at /enroll on the connection its division routes to.
 from __future__ import annotations
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.errors import FlowError, TechnicalFault
-from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow
+from derms_bridge.errors import FlowError
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow, fault_to_cpmcs
 from derms_bridge.schemas.common import CpmcsReply, ResponseDetails
 from derms_bridge.schemas.enrollment_sync import (
     DermsEnroll,
@@ -56,14 +56,12 @@ async def run(message: EnrollmentSyncMessage, ctx: FlowContext) -> FlowResult[Cp
     details = message.sendDetails
     try:
         # Steps 2 and 3: transform, and invoke DERMS's enrollment service.
-        await ctx.derms.send(
-            "enroll", to_derms_enroll(message), AnyJson, division=details.locationInfo.division
+        await ctx.derms.deliver(
+            "enroll", to_derms_enroll(message), division=details.locationInfo.division
         )
     except FlowError as error:
         # Steps 4 and 5: an error status or no answer is a fault to CPMCS and an email.
-        await ctx.errors.report(str(error))
-        timed_out = isinstance(error, TechnicalFault) and error.timed_out
-        return FlowResult.failed(None, str(error), timed_out=timed_out)
+        return await fault_to_cpmcs(ctx, error)
     # Step 4: DERMS's 200 finishes the request with syncRequestId as externalId.
     return FlowResult.ok(
         CpmcsReply(responseDetails=ResponseDetails(externalId=details.syncRequestId))

@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, RootModel
 
 from derms_bridge.catalog import FlowInfo
+from derms_bridge.errors import FlowError, TechnicalFault
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
@@ -48,6 +49,10 @@ class DermsApi(Protocol):
     async def send(
         self, operation: str, body: BaseModel, answer: type[Answer], *, division: str | None
     ) -> Answer: ...
+
+    async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
+        """Send, and take any 2xx answer as done without reading its body."""
+        ...
 
 
 class ErrorHandler(Protocol):
@@ -118,3 +123,11 @@ class SyncFlow(Generic[Message, Reply]):
     #: The trigger route and the role allowed to call it; None for an internal flow.
     route: str | None = None
     role: Literal["derms", "cpmcs"] | None = None
+
+
+async def fault_to_cpmcs(ctx: FlowContext, error: FlowError) -> FlowResult[Any]:
+    """The reference's "throws a fault back to CPMCS and sends the error email": no
+    reply, so CPMCS gets a 502 problem (504 when the target timed out)."""
+    await ctx.errors.report(str(error))
+    timed_out = isinstance(error, TechnicalFault) and error.timed_out
+    return FlowResult.failed(None, str(error), timed_out=timed_out)

@@ -69,12 +69,6 @@ def msg_ack(message: StageStatusMessage, value: str, code: AckCode) -> AckMessag
     return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
 
 
-def refusal_reason(operation: str, error: BusinessError) -> str:
-    """CPMCS's own words, after the operation it refused (flow 1's `STATUS NUMBER: message`)."""
-    number = f" {error.message_number}" if error.message_number is not None else ""
-    return f"{operation}: {error.status}{number}: {error.message}"
-
-
 async def run(message: StageStatusMessage, ctx: FlowContext) -> FlowResult[AckMessage]:
     # Step 1: triggered by DERMS with one stage and its status.
     operation = "createProgramEvent" if message.is_scheduled else "actionProgramEvent"
@@ -93,14 +87,9 @@ async def run(message: StageStatusMessage, ctx: FlowContext) -> FlowResult[AckMe
         # Step 5: any error is emailed and answered negatively. The reference makes no
         # exception for CPMCS's business errors here (unlike flow 1), so they are emailed
         # too, and answered ERROR rather than FAILURE.
-        if isinstance(error, BusinessError):
-            code: AckCode = "ERROR"
-            reason = refusal_reason(operation, error)
-        else:
-            code = "FAILURE"
-            reason = str(error)
-        await ctx.errors.report(reason)
-        return FlowResult.failed(msg_ack(message, reason, code), reason)
+        code: AckCode = "ERROR" if isinstance(error, BusinessError) else "FAILURE"
+        await ctx.errors.report(str(error))
+        return FlowResult.failed(msg_ack(message, str(error), code), str(error))
     # Step 4: the positive response.
     return FlowResult.ok(msg_ack(message, value, "SUCCESS"))
 

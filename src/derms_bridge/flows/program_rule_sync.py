@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import LookupMiss
-from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow, fault_to_cpmcs
 from derms_bridge.flows.sync_ack import (
     PROGRAM_RULE_SYNC_ACK_FLOW,
     crash_reply,
-    fault,
     update_derms_and_acknowledge,
 )
 from derms_bridge.lookups import Lookups
@@ -72,7 +71,7 @@ async def run(message: ProgramRuleSyncMessage, ctx: FlowContext) -> FlowResult[C
         body = to_derms_program(message, ctx.lookups)
     except LookupMiss as miss:
         # Step 5: the error email and a fault to CPMCS.
-        return await fault(ctx, miss)
+        return await fault_to_cpmcs(ctx, miss)
     # Steps 3 to 5, as flow 13: DERMS's update-program, then flow 12 on its HTTP 200.
     return await update_derms_and_acknowledge(
         ctx,

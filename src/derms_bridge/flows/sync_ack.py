@@ -12,8 +12,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.errors import BusinessError, FlowError, TechnicalFault
-from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow
+from derms_bridge.errors import FlowError
+from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow, fault_to_cpmcs
 from derms_bridge.schemas.common import CpmcsReply, ResponseDetails
 from derms_bridge.schemas.program_sync import (
     COMMENTS_MAX,
@@ -64,18 +64,6 @@ def to_sync_request_update(message: SyncAckMessage) -> SyncRequestUpdate:
     )
 
 
-def describe(error: FlowError, operation: str) -> str:
-    """The error as the email and the instance show it; a business error names CPMCS's code."""
-    if isinstance(error, BusinessError):
-        number = f" {error.message_number}" if error.message_number is not None else ""
-        return f"CPMCS refused {operation}: {error.status}{number}: {error.message}"
-    return str(error)
-
-
-def timed_out(error: FlowError) -> bool:
-    return isinstance(error, TechnicalFault) and error.timed_out
-
-
 async def acknowledge(message: SyncAckMessage, ctx: FlowContext) -> FlowResult[SyncRequestUpdate]:
     """Flows 12 and 14; the reply (for the instance, not for a caller) is what CPMCS got."""
     # Step 1: triggered by flow 11 or 13 after DERMS's HTTP 200, with DERMS's answer.
@@ -88,9 +76,7 @@ async def acknowledge(message: SyncAckMessage, ctx: FlowContext) -> FlowResult[S
         )
     except FlowError as error:
         # Step 4: an error email; this instance fails and the sync that ran it learns so.
-        text = describe(error, "updateSyncRequest")
-        await ctx.errors.report(text)
-        return FlowResult.failed(None, text, timed_out=timed_out(error))
+        return await fault_to_cpmcs(ctx, error)
     return FlowResult.ok(update)
 
 
@@ -100,13 +86,6 @@ def ack_business_keys(message: SyncAckMessage) -> list[tuple[str, str]]:
 
 def crash_reply(_message: BaseModel, _error: str) -> None:
     return None
-
-
-async def fault(ctx: FlowContext, error: FlowError) -> FlowResult[CpmcsReply]:
-    """Flows 11 and 13, step 5: the error email, and a fault to CPMCS (504 on a timeout)."""
-    text = str(error)
-    await ctx.errors.report(text)
-    return FlowResult.failed(None, text, timed_out=timed_out(error))
 
 
 async def update_derms_and_acknowledge(
@@ -125,7 +104,7 @@ async def update_derms_and_acknowledge(
         answer = await ctx.derms.send(operation, body, DermsSyncAnswer, division=division)
     except FlowError as error:
         # Step 4, an error status, and step 5, no answer or one the hub cannot read.
-        return await fault(ctx, error)
+        return await fault_to_cpmcs(ctx, error)
     # Step 4, HTTP 200: the acknowledgement runs as an instance of its own, child of this one.
     acked = await ctx.children.run(
         acknowledgement, SyncAckMessage(syncRequestId=sync_request_id, dermsAnswer=answer)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 AckCode = Literal["SUCCESS", "ERROR", "FAILURE"]
 
@@ -25,6 +25,15 @@ def parse_iso_datetime(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone offset (add Z for UTC)")
     return parsed
+
+
+def _iso_datetime(value: str) -> str:
+    parse_iso_datetime(value)
+    return value
+
+
+#: An ISO 8601 date-time with an offset, kept as written (it goes on as it came).
+IsoDateTime = Annotated[str, AfterValidator(_iso_datetime)]
 
 
 class Wire(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from derms_bridge.schemas.common import Wire, parse_iso_datetime
+from derms_bridge.schemas.common import IsoDateTime, Wire
 
 EnrollmentSource = Literal["X1BY", "X1CC", "X1SS"]
 AssetOwnership = Literal["W1CO", "W1OW"]
@@ -24,15 +24,8 @@ class CustomerInfo(Wire):
 class ProgramInfo(Wire):
     cisServiceAgreementId: str | None = None
     programCode: str = Field(min_length=1)
-    startDateTimeISO: str
-    endDateTimeISO: str | None = None
-
-    @field_validator("startDateTimeISO", "endDateTimeISO")
-    @classmethod
-    def _is_iso_datetime(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_iso_datetime(value)
-        return value
+    startDateTimeISO: IsoDateTime
+    endDateTimeISO: IsoDateTime | None = None
 
 
 class LocationInfo(Wire):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from derms_bridge.schemas.common import Wire, parse_iso_datetime
+from derms_bridge.schemas.common import IsoDateTime, Wire
 
 OptOutType = Literal["EVENT", "UNAVAILABILITY"]
 UnavailabilityAction = Literal["ADD", "UPDATE", "DELETE"]
@@ -48,17 +48,9 @@ class UnavailabilityDetails(Wire):
     messageId: str = Field(min_length=1)
     action: UnavailabilityAction
     unavailabilityId: str = Field(min_length=1)
-    startDateTime: str | None = None
-    endDateTime: str | None = None
+    startDateTime: IsoDateTime | None = None
+    endDateTime: IsoDateTime | None = None
     deviceInfo: OptOutDeviceInfo
-
-    @field_validator("startDateTime", "endDateTime")
-    @classmethod
-    def _is_iso_datetime(cls, value: str | None) -> str | None:
-        # They reach DERMS as startDateTimeISO and endDateTimeISO, so they must be ISO 8601.
-        if value is not None:
-            parse_iso_datetime(value)
-        return value
 
     @model_validator(mode="after")
     def _an_add_has_its_period(self) -> UnavailabilityDetails:

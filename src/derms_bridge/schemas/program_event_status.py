@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from derms_bridge.schemas.common import Wire, parse_iso_datetime
+from derms_bridge.schemas.common import IsoDateTime, Wire
 
 #: The stageStatus that creates the program event; every other one is a lifecycle action.
 SCHEDULED = "SCHEDULED"
@@ -48,16 +48,9 @@ class StageStatusMessage(Wire):
     stageStatus: str = Field(
         min_length=1, description="SCHEDULED creates the event; any other, through StageStatus"
     )
-    startDateTimeISO: str | None = Field(None, description="needed when SCHEDULED")
-    endDateTimeISO: str | None = Field(None, description="needed when SCHEDULED")
+    startDateTimeISO: IsoDateTime | None = Field(None, description="needed when SCHEDULED")
+    endDateTimeISO: IsoDateTime | None = Field(None, description="needed when SCHEDULED")
     cancelReason: str | None = Field(None, max_length=CANCEL_REASON_LIMIT)
-
-    @field_validator("startDateTimeISO", "endDateTimeISO")
-    @classmethod
-    def _is_iso_datetime(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_iso_datetime(value)
-        return value
 
     @model_validator(mode="after")
     def _scheduled_has_what_create_needs(self) -> Self:

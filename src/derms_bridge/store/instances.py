@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.schemas.ops import (
@@ -60,9 +62,24 @@ class InstanceFilter:
 
 
 class InstanceStore:
+    """Writes go through Core statements on one connection each: every flow writes twice,
+    and the ORM's unit of work cost several times the SQL's own time per flow."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite lets one writer in at a time; writers queued here never meet its lock,
+        # whose busy-wait made a loaded hub's writes take up to a second.
+        self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        if self._sqlite_writer is None:
+            async with self.engine.begin() as connection:
+                yield connection
+            return
+        async with self._sqlite_writer, self.engine.begin() as connection:
+            yield connection
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -81,13 +98,15 @@ class InstanceStore:
     ) -> None:
         """Written, and committed, before the flow calls anyone."""
         now = utcnow()
-        async with self._sessions.begin() as session:
+        async with self._writing() as connection:
             attempts = 1
             if resubmit_of is not None:
-                previous = await session.get(InstanceRow, resubmit_of)
-                attempts = (previous.attempts + 1) if previous is not None else 1
-            session.add(
-                InstanceRow(
+                previous = await connection.scalar(
+                    select(InstanceRow.attempts).where(InstanceRow.id == resubmit_of)
+                )
+                attempts = (previous or 0) + 1
+            await connection.execute(
+                insert(InstanceRow).values(
                     id=instance_id,
                     flow=flow,
                     status="in_progress",
@@ -100,8 +119,7 @@ class InstanceStore:
                     updated_at=now,
                 )
             )
-            await session.flush()
-            session.add_all(_key_rows(instance_id, keys))
+            await _insert_keys(connection, instance_id, keys)
 
     async def finish(
         self,
@@ -114,30 +132,33 @@ class InstanceStore:
         keys: Sequence[tuple[str, str]],
     ) -> None:
         now = utcnow()
-        async with self._sessions.begin() as session:
-            await session.execute(
+        async with self._writing() as connection:
+            await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == instance_id)
                 .values(status=status, reply=reply, error=error, updated_at=now, finished_at=now)
             )
-            # A run writes its activities once, when it finishes: they number from 1.
-            session.add_all(
-                ActivityRow(instance_id=instance_id, seq=n, **vars(a))
-                for n, a in enumerate(activities, start=1)
-            )
-            session.add_all(_key_rows(instance_id, keys))
+            if activities:
+                # A run writes its activities once, when it finishes: they number from 1.
+                await connection.execute(
+                    insert(ActivityRow),
+                    [
+                        {"instance_id": instance_id, "seq": n, **vars(activity)}
+                        for n, activity in enumerate(activities, start=1)
+                    ],
+                )
+            await _insert_keys(connection, instance_id, keys)
 
     async def claim_error_notice(self, instance_id: str, fingerprint: str) -> bool:
         """True the first time this error is seen in this instance, false ever after."""
         values = {"instance_id": instance_id, "fingerprint": fingerprint, "at": utcnow()}
-        async with self._sessions.begin() as session:
-            insert = (
-                postgresql.insert(ErrorNoticeRow)
-                if self.engine.dialect.name == "postgresql"
-                else sqlite.insert(ErrorNoticeRow)
-            )
-            inserted = await session.execute(
-                insert.values(**values)
+        dialect_insert = (
+            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        async with self._writing() as connection:
+            inserted = await connection.execute(
+                dialect_insert(ErrorNoticeRow)
+                .values(**values)
                 .on_conflict_do_nothing()
                 .returning(ErrorNoticeRow.fingerprint)
             )
@@ -227,9 +248,15 @@ class InstanceStore:
         )
 
 
-def _key_rows(instance_id: str, keys: Sequence[tuple[str, str]]) -> list[BusinessKeyRow]:
+async def _insert_keys(
+    connection: AsyncConnection, instance_id: str, keys: Sequence[tuple[str, str]]
+) -> None:
     unique = dict.fromkeys((kind, value[:200]) for kind, value in keys if value)
-    return [BusinessKeyRow(instance_id=instance_id, kind=k, value=v) for k, v in unique]
+    if unique:
+        await connection.execute(
+            insert(BusinessKeyRow),
+            [{"instance_id": instance_id, "kind": k, "value": v} for k, v in unique],
+        )
 
 
 async def _keys_of(session: AsyncSession, ids: list[str]) -> dict[str, list[BusinessKey]]:
