@@ -31,6 +31,7 @@ from derms_bridge.settings import (
     Connections,
     Database,
     Limits,
+    Segments,
     Settings,
     Smtp,
     Timeouts,
@@ -48,7 +49,7 @@ DERMS_AUTH = ("derms", PASSWORDS["derms"])
 CPMCS_AUTH = ("cpmcs", PASSWORDS["cpmcs"])
 OPERATOR_AUTH = ("operator", PASSWORDS["operator"])
 
-TABLES = ("error_notices", "activities", "business_keys", "instances")
+TABLES = ("segments", "file_jobs", "error_notices", "activities", "business_keys", "instances")
 
 
 def _backends() -> list[str]:
@@ -163,6 +164,7 @@ def hub_settings(
     derms_url: str,
     smtp: SmtpSink,
     callers: dict[str, Caller],
+    segments: Segments | None = None,
     **limits: int,
 ) -> Settings:
     return Settings(
@@ -174,6 +176,7 @@ def hub_settings(
         callers=callers,
         smtp=Smtp(host=smtp.host, port=smtp.port, timeout=5),
         limits=Limits(**limits),
+        segments=segments or Segments(),
         lookups_dir=LOOKUPS_DIR,
     )
 

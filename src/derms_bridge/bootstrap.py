@@ -12,11 +12,14 @@ from derms_bridge.api.security import Authenticator
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.engine.error_handler import CommonErrorHandler
+from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
+from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
+from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
 
 
@@ -54,6 +57,9 @@ class Hub:
     authenticator: Authenticator
     lookups: LookupsHolder
     connections: list[HttpConnection]
+    files: FileStore
+    intake: FileIntake
+    workers: WorkerPool
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -70,9 +76,22 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         for name, connection in settings.connections.derms.items()
     }
     redact = Redactor(secrets_in(settings))
-    error_handler = CommonErrorHandler(store, Mailer(settings.smtp), holder, redact)
+    mailer = Mailer(settings.smtp)
+    error_handler = CommonErrorHandler(store, mailer, holder, redact)
+    files = FileStore(store)
+    worker = FileWorker(
+        files=files,
+        cpmcs=cpmcs,
+        derms=derms,
+        lookups=holder,
+        error_handler=error_handler,
+        notifier=ProcessNotifier(mailer, holder, redact),
+        settings=settings.segments,
+    )
     engine = FlowEngine(
         store=store,
+        files=files,
+        wake_workers=worker.wake,
         cpmcs=cpmcs,
         derms=derms,
         lookups=holder,
@@ -86,4 +105,7 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         authenticator=Authenticator(settings.callers),
         lookups=holder,
         connections=[cpmcs, *derms.values()],
+        files=files,
+        intake=FileIntake(store, files, holder, settings.segments, worker.wake),
+        workers=WorkerPool(worker),
     )

@@ -131,6 +131,42 @@ def serve(
 
 
 @app.command()
+def worker(
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Send the file flows' segments, without serving the API (run as many as you like,
+    on as many machines, against one PostgreSQL)."""
+    import asyncio
+    import signal
+
+    from derms_bridge.bootstrap import build_hub
+    from derms_bridge.logs import configure_logging
+
+    settings = _settings_or_exit(config)
+    configure_logging(log_level.upper())
+    try:
+        lookups = load_lookups(settings.lookups_dir)
+    except LookupFileError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/] {problem}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+    async def work() -> None:
+        hub = build_hub(settings, lookups)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await hub.workers.worker.run(stop)
+        finally:
+            await hub.aclose()
+
+    asyncio.run(work())
+
+
+@app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="the hub's port")] = 8080,
     cpmcs_port: Annotated[int | None, typer.Option(help="default: the hub's port + 1")] = None,

@@ -159,6 +159,19 @@ class Limits(_Strict):
     )
 
 
+class Segments(_Strict):
+    """How the file flows (7, 8) cut a file and send it."""
+
+    size: int = Field(1000, ge=1, le=100_000, description="rows per segment, as in OIC")
+    parallelism: int = Field(8, ge=1, le=128, description="segments in flight per worker")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="a claimed segment or file is taken up again after this"
+    )
+    poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for work")
+    ack_attempts: int = Field(5, ge=1, le=20, description="tries of DERMS's acknowledgement")
+    max_file_bytes: int = Field(2 * 1024**3, ge=1024, description="the largest CSV accepted")
+
+
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -178,6 +191,7 @@ class Settings(BaseSettings):
     callers: dict[str, Caller] = Field(default_factory=dict)
     smtp: Smtp = Smtp()
     limits: Limits = Limits()
+    segments: Segments = Segments()
     lookups_dir: Path = Path("config/lookups")
 
     @classmethod

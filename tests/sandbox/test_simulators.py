@@ -13,7 +13,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from derms_bridge.sandbox.cpmcs_sim import ENROLL_PATH, HEALTH_CHECK_PATH, create_cpmcs_app
+from derms_bridge.sandbox.cpmcs_sim import (
+    ENROLL_PATH,
+    HEALTH_CHECK_PATH,
+    POST_EVENT_OUTCOME_PATH,
+    RESERVE_DEVICE_PATH,
+    create_cpmcs_app,
+)
 from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
@@ -520,3 +526,233 @@ class TestSmtpSink:
     def test_wait_for_times_out_saying_how_many_came(self) -> None:
         with SmtpSink() as sink, pytest.raises(TimeoutError, match="received 0 of 1"):
             sink.wait_for(1, timeout=0.2)
+
+
+def reserve_request(event_id: str, nic_ids: list[str]) -> dict[str, Any]:
+    return {
+        "eventExternalIdentifier": event_id,
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+        "deviceList": [
+            {
+                "nicId": nic_id,
+                "headEndSystem": "ECOBEE",
+                "reservationStartDateTime": "2026-12-01T14:00:00Z",
+                "reservationEndDateTime": "2026-12-01T18:00:00Z",
+            }
+            for nic_id in nic_ids
+        ],
+    }
+
+
+def outcome_entry(event_id: str, nic_id: str, outcome: str = "D1SP") -> dict[str, Any]:
+    return {
+        "eventExternalIdentifier": event_id,
+        "nicId": nic_id,
+        "headEndSystem": "ECOBEE",
+        "outcome": outcome,
+        "participationStartDateTime": "2026-12-01T14:00:00Z",
+        "participationEndDateTime": "2026-12-01T18:00:00Z",
+        "errorMessage": None,
+    }
+
+
+def test_reserve_device_holds_a_device_sent_twice_once(cpmcs: httpx.Client) -> None:
+    first_segment = reserve_request("E-1", ["NIC-1", "NIC-2"])
+    for body in (first_segment, first_segment, reserve_request("E-2", ["NIC-1"])):
+        response = cpmcs.post(RESERVE_DEVICE_PATH, json=body)
+        assert (response.status_code, response.json()) == (200, {})
+
+    summary = cpmcs.get("/_sim/state/reservations/summary").json()
+    kept = cpmcs.get("/_sim/state/reservations", params={"eventId": "E-1"}).json()
+
+    assert summary == {
+        "devices": 3,
+        "received": 5,
+        "duplicates": 2,
+        "calls": 3,
+        "events": {"E-1": 2, "E-2": 1},
+    }
+    assert kept == [
+        {
+            "eventExternalIdentifier": "E-1",
+            "eventStartDateTime": "2026-12-01T14:00:00Z",
+            "eventEndDateTime": "2026-12-01T18:00:00Z",
+            **device,
+            "timesReceived": 2,
+        }
+        for device in first_segment["deviceList"]
+    ]
+
+
+def test_reservations_read_back_up_to_the_limit_in_the_order_received(
+    cpmcs: httpx.Client,
+) -> None:
+    cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1", "NIC-2"]))
+    cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-2", ["NIC-3"]))
+
+    every = cpmcs.get("/_sim/state/reservations").json()
+    first_two = cpmcs.get("/_sim/state/reservations", params={"limit": 2}).json()
+    unknown = cpmcs.get("/_sim/state/reservations", params={"eventId": "E-9"}).json()
+    bad_limit = cpmcs.get("/_sim/state/reservations", params={"limit": 0})
+
+    assert [entry["nicId"] for entry in every] == ["NIC-1", "NIC-2", "NIC-3"]
+    assert [entry["nicId"] for entry in first_two] == ["NIC-1", "NIC-2"]
+    assert unknown == []
+    assert bad_limit.status_code == 422
+
+
+def test_a_hundred_thousand_reservations_summarise_in_a_small_answer(
+    cpmcs: httpx.Client,
+) -> None:
+    segment_size = 10_000
+    for start in range(0, 100_000, segment_size):
+        nic_ids = [f"NIC-{n:06d}" for n in range(start, start + segment_size)]
+        cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-BIG", nic_ids)).raise_for_status()
+
+    summary = cpmcs.get("/_sim/state/reservations/summary")
+    page = cpmcs.get("/_sim/state/reservations", params={"eventId": "E-BIG", "limit": 5})
+
+    assert summary.json() == {
+        "devices": 100_000,
+        "received": 100_000,
+        "duplicates": 0,
+        "calls": 10,
+        "events": {"E-BIG": 100_000},
+    }
+    assert len(summary.content) < 200
+    assert [entry["nicId"] for entry in page.json()] == [f"NIC-{n:06d}" for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (RESERVE_DEVICE_PATH, {"deviceList": []}),
+        (RESERVE_DEVICE_PATH, {"eventExternalIdentifier": "E-1", "deviceList": "NIC-1"}),
+        (RESERVE_DEVICE_PATH, {"eventExternalIdentifier": "E-1"}),
+        (RESERVE_DEVICE_PATH, {"eventExternalIdentifier": "E-1", "deviceList": [{"nicId": "N"}]}),
+        (RESERVE_DEVICE_PATH, ["E-1"]),
+        (POST_EVENT_OUTCOME_PATH, {"postOutcomeList": {"nicId": "NIC-1"}}),
+        (POST_EVENT_OUTCOME_PATH, {}),
+        (
+            POST_EVENT_OUTCOME_PATH,
+            {"postOutcomeList": [outcome_entry("E-1", "NIC-1"), {"nicId": "NIC-2"}]},
+        ),
+    ],
+    ids=[
+        "reserve-no-event",
+        "reserve-devices-not-a-list",
+        "reserve-no-devices",
+        "reserve-device-without-head-end",
+        "reserve-not-an-object",
+        "outcomes-not-a-list",
+        "outcomes-missing",
+        "outcome-without-event",
+    ],
+)
+def test_a_malformed_device_call_is_refused_and_keeps_nothing(
+    cpmcs: httpx.Client, path: str, body: Any
+) -> None:
+    response = cpmcs.post(path, json=body)
+
+    assert response.status_code == 400
+    assert response.json()["status"] == "VAL-ERROR"
+    assert response.json()["exception"]["messageNumber"] == 10001
+    for kind in ("reservations", "outcomes"):
+        assert cpmcs.get(f"/_sim/state/{kind}/summary").json()["calls"] == 0
+
+
+def test_post_event_outcome_keeps_the_last_outcome_per_device(cpmcs: httpx.Client) -> None:
+    first = [outcome_entry("E-1", "NIC-1", "D1ND"), outcome_entry("E-2", "NIC-1")]
+    again = [outcome_entry("E-1", "NIC-1", "D1SP")]
+    for outcomes in (first, again):
+        response = cpmcs.post(POST_EVENT_OUTCOME_PATH, json={"postOutcomeList": outcomes})
+        assert (response.status_code, response.json()) == (200, {})
+
+    summary = cpmcs.get("/_sim/state/outcomes/summary").json()
+    kept = cpmcs.get("/_sim/state/outcomes", params={"eventId": "E-1"}).json()
+
+    assert summary == {
+        "devices": 2,
+        "received": 3,
+        "duplicates": 1,
+        "calls": 2,
+        "events": {"E-1": 1, "E-2": 1},
+    }
+    assert kept == [{**outcome_entry("E-1", "NIC-1", "D1SP"), "timesReceived": 2}]
+    assert len(cpmcs.get("/_sim/state/outcomes").json()) == 2
+
+
+def test_resetting_state_forgets_reservations_and_outcomes(cpmcs: httpx.Client) -> None:
+    cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1"])).raise_for_status()
+    outcomes = {"postOutcomeList": [outcome_entry("E-1", "NIC-1")]}
+    cpmcs.post(POST_EVENT_OUTCOME_PATH, json=outcomes).raise_for_status()
+
+    cpmcs.delete("/_sim/state").raise_for_status()
+
+    empty = {"devices": 0, "received": 0, "duplicates": 0, "calls": 0, "events": {}}
+    for kind in ("reservations", "outcomes"):
+        assert cpmcs.get(f"/_sim/state/{kind}/summary").json() == empty
+        assert cpmcs.get(f"/_sim/state/{kind}").json() == []
+
+
+def test_fail_calls_fails_exactly_the_numbered_calls_to_one_path(cpmcs: httpx.Client) -> None:
+    cpmcs.put(
+        "/_sim/faults",
+        json={"fail_calls": [3], "fail_calls_path": RESERVE_DEVICE_PATH, "status_code": 503},
+    ).raise_for_status()
+
+    health = cpmcs.get(HEALTH_CHECK_PATH)
+    statuses = [
+        cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", [f"NIC-{n}"])).status_code
+        for n in range(1, 6)
+    ]
+
+    assert health.status_code == 200
+    assert statuses == [200, 200, 503, 200, 200]
+    kept = cpmcs.get("/_sim/state/reservations").json()
+    assert [entry["nicId"] for entry in kept] == ["NIC-1", "NIC-2", "NIC-4", "NIC-5"]
+
+
+def test_fail_calls_without_a_path_counts_every_target_call_but_not_admin_ones(
+    cpmcs: httpx.Client,
+) -> None:
+    cpmcs.put("/_sim/faults", json={"fail_calls": [2, 4]}).raise_for_status()
+
+    statuses = []
+    for _ in range(5):
+        statuses.append(cpmcs.get(HEALTH_CHECK_PATH).status_code)
+        cpmcs.get("/_sim/state/calls").raise_for_status()
+
+    assert statuses == [200, 500, 200, 500, 200]
+    settings_put = cpmcs.put("/_sim/faults", json={"fail_calls": [1]}).json()
+    assert settings_put["fail_calls"] == [1]
+    assert cpmcs.get(HEALTH_CHECK_PATH).json() == {
+        "status": "FAULT",
+        "detail": "Simulated fault of call 1: HTTP 500",
+    }
+
+
+def test_putting_or_deleting_faults_numbers_calls_afresh(cpmcs: httpx.Client) -> None:
+    settings = {"fail_calls": [2]}
+    cpmcs.put("/_sim/faults", json=settings).raise_for_status()
+    before_put = [cpmcs.get(HEALTH_CHECK_PATH).status_code for _ in range(3)]
+    cpmcs.put("/_sim/faults", json=settings).raise_for_status()
+    after_put = [cpmcs.get(HEALTH_CHECK_PATH).status_code for _ in range(3)]
+    cpmcs.delete("/_sim/faults").raise_for_status()
+    after_delete = [cpmcs.get(HEALTH_CHECK_PATH).status_code for _ in range(3)]
+
+    assert before_put == after_put == [200, 500, 200]
+    assert after_delete == [200, 200, 200]
+    assert "fail_calls" not in cpmcs.get("/_sim/faults").json()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"fail_calls": [0]}, {"fail_calls": [-1]}, {"fail_calls": 3}, {"fail_calls": ["third"]}],
+)
+def test_bad_call_numbers_are_refused(cpmcs: httpx.Client, settings: dict[str, Any]) -> None:
+    response = cpmcs.put("/_sim/faults", json=settings)
+
+    assert response.status_code == 422
+    assert "fail_calls" not in cpmcs.get("/_sim/faults").json()

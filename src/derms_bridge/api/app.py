@@ -9,14 +9,20 @@ from fastapi import FastAPI
 
 from derms_bridge import __version__
 from derms_bridge.api.problems import install_problem_handlers
-from derms_bridge.api.routes import health, ops, triggers
+from derms_bridge.api.routes import file_triggers, health, ops, triggers
 from derms_bridge.bootstrap import Hub
 
 
-def create_app(hub: Hub) -> FastAPI:
+def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
+    """The API; with `run_workers` this process also sends the files' segments."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_workers:
+            hub.workers.start()
         yield
+        if run_workers:
+            await hub.workers.stop()
         await hub.aclose()
 
     app = FastAPI(
@@ -26,11 +32,14 @@ def create_app(hub: Hub) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.engine = hub.engine
+    app.state.hub = hub
     app.state.authenticator = hub.authenticator
     app.state.max_json_body_bytes = hub.settings.limits.max_json_body_bytes
+    app.state.max_file_bytes = hub.settings.segments.max_file_bytes
     install_problem_handlers(app)
     app.include_router(triggers.derms_router)
     app.include_router(triggers.cpmcs_router)
+    app.include_router(file_triggers.router)
     app.include_router(ops.router)
     app.include_router(health.router)
     return app

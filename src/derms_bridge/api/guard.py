@@ -17,7 +17,7 @@ from derms_bridge.api.problems import problem
 from derms_bridge.api.security import Authenticator
 from derms_bridge.settings import Role
 
-BodyKind = Literal["json", "none"]
+BodyKind = Literal["json", "multipart", "none"]
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="derms-bridge", Bearer'}
 
@@ -60,6 +60,16 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
                         headers=UNAUTHORIZED_HEADERS,
                     )
                 request.state.principal = principal
+                if body == "multipart":
+                    media = request.headers.get("content-type", "").split(";", 1)[0].strip()
+                    if media.lower() != "multipart/form-data":
+                        return problem(415, "the body must be multipart/form-data")
+                    file_limit: int = request.app.state.max_file_bytes
+                    declared = request.headers.get("content-length")
+                    if declared is not None and declared.isdigit() and int(declared) > file_limit:
+                        return problem(
+                            413, f"the body is larger than the limit of {file_limit} bytes"
+                        )
                 if body == "json" and request.method in ("POST", "PUT", "PATCH"):
                     if not _is_json(request.headers.get("content-type", "")):
                         return problem(415, "the body must be application/json")

@@ -16,9 +16,10 @@ from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
-from derms_bridge.flows.registry import SYNC_FLOWS
+from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.problems import problem_body
+from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class FlowEngine:
         self,
         *,
         store: InstanceStore,
+        files: FileStore,
+        wake_workers: Callable[[], None],
         cpmcs: HttpConnection,
         derms: Mapping[str, HttpConnection],
         lookups: Callable[[], Lookups],
@@ -121,6 +124,8 @@ class FlowEngine:
         enrollment_concurrency: int,
     ) -> None:
         self.store = store
+        self._files = files
+        self._wake_workers = wake_workers
         self._cpmcs = cpmcs
         self._derms = derms
         self._lookups = lookups
@@ -197,6 +202,18 @@ class FlowEngine:
         if stored is None:
             raise InstanceNotFound(instance_id)
         flow_key, payload = stored
+        if flow_key in FILE_FLOWS:
+            # A file's run goes again from its kept segments, those CPMCS has not taken.
+            if not await self._files.resume(instance_id):
+                raise NotResubmittable("the file is still being sent, or was sent whole")
+            self._wake_workers()
+            return RunOutcome(
+                instance_id=instance_id,
+                status="in_progress",
+                http_status=202,
+                reply=None,
+                error=None,
+            )
         flow = SYNC_FLOWS.get(flow_key)
         if flow is None:
             raise NotResubmittable(f"flow {flow_key} cannot be resubmitted from its payload")

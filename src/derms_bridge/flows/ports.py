@@ -125,6 +125,30 @@ class SyncFlow(Generic[Message, Reply]):
     role: Literal["derms", "cpmcs"] | None = None
 
 
+#: One CSV row as it came, its fields in the order of the flow's header.
+CsvRow = list[str]
+
+
+@dataclass(frozen=True)
+class FileFlow(Generic[Message]):
+    """A flow that takes a JSON message and a CSV file, sends the file's rows to CPMCS in
+    segments, and acknowledges the whole file to DERMS once (flows 7 and 8)."""
+
+    info: FlowInfo
+    message_model: type[Message]
+    header: tuple[str, ...]
+    business_keys: Callable[[Message], list[tuple[str, str]]]
+    #: Why a row cannot be sent (naming the column), or None; checked before anything is sent.
+    row_problem: Callable[[CsvRow, Lookups], str | None]
+    #: The CPMCS operation each segment goes to, and the body it sends.
+    segment_operation: str
+    segment_request: Callable[[Message, list[CsvRow], Lookups], BaseModel]
+    #: The DERMS operation that takes the acknowledgement, and the MsgAck it sends.
+    ack_operation: str
+    acknowledgement: Callable[[Message, Literal["SUCCESS", "FAILURE"], str], BaseModel]
+    route: str
+
+
 async def fault_to_cpmcs(ctx: FlowContext, error: FlowError) -> FlowResult[Any]:
     """The reference's "throws a fault back to CPMCS and sends the error email": no
     reply, so CPMCS gets a 502 problem (504 when the target timed out)."""

@@ -13,11 +13,13 @@ from derms_bridge.flows import (
     enroll_headend_status_ack,
     enrollment_request,
     enrollment_sync,
+    event_device_outcome,
+    event_device_reservation,
     program_event_status_update,
     program_rule_sync,
     sync_ack,
 )
-from derms_bridge.flows.ports import SyncFlow
+from derms_bridge.flows.ports import FileFlow, SyncFlow
 
 SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
     flow.info.key: flow
@@ -35,4 +37,8 @@ SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
         aggregator_sync.FLOW,
         sync_ack.AGGREGATOR_SYNC_ACK_FLOW,
     )
+}
+
+FILE_FLOWS: dict[str, FileFlow[Any]] = {
+    flow.info.key: flow for flow in (event_device_reservation.FLOW, event_device_outcome.FLOW)
 }

@@ -3,10 +3,12 @@
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from itertools import chain, islice
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +24,8 @@ ACKNOWLEDGEMENT_PATH = "/rest/apis/cross/digitalAssets/programEnrollments/postAc
 DEVICE_STATUS_PATH = "/rest/apis/cross/digitalAssets/controllableDeviceStatus/response"
 PROGRAM_EVENT_PATH = "/rest/apis/cross/service/programEvent/"
 PROGRAM_EVENT_LIFECYCLE_PATH = "/rest/apis/cross/service/programEvent/lifecycle"
+RESERVE_DEVICE_PATH = "/rest/apis/cross/service/programEventParticipation/reserveDevice"
+POST_EVENT_OUTCOME_PATH = "/rest/apis/cross/service/programEventParticipation/postEventOutcome"
 SYNC_REQUEST_PATH = "/rest/apis/common/sync/syncRequest/{sync_request_id}"
 HEALTH_CHECK_PATH = "/rest/apis/common/healthCheck"
 
@@ -53,6 +57,51 @@ class Enrollment:
         }
 
 
+class DeviceLedger:
+    """Device entries kept once per (event, nicId, headEndSystem), the last one received winning.
+
+    The totals grow as entries arrive, so that a summary costs the same for ten devices as for
+    a million. Not locked: CpmcsState holds its lock around every use.
+    """
+
+    def __init__(self) -> None:
+        # event id -> (nicId, headEndSystem) -> (times received, last entry received)
+        self._by_event: dict[str, dict[tuple[str, str], tuple[int, dict[str, Any]]]] = {}
+        self._devices = 0
+        self._received = 0
+        self._calls = 0
+
+    def keep(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Keeps the (event id, entry) pairs of one call."""
+        self._calls += 1
+        for event_id, entry in entries:
+            devices = self._by_event.setdefault(event_id, {})
+            key = (entry["nicId"], entry["headEndSystem"])
+            earlier = devices.get(key)
+            if earlier is None:
+                self._devices += 1
+            devices[key] = (1 if earlier is None else earlier[0] + 1, entry)
+            self._received += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "devices": self._devices,
+            "received": self._received,
+            "duplicates": self._received - self._devices,
+            "calls": self._calls,
+            "events": {event_id: len(devices) for event_id, devices in self._by_event.items()},
+        }
+
+    def entries(self, event_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` entries kept, of one event or of all, in the order first received."""
+        kept: Iterator[tuple[int, dict[str, Any]]]
+        if event_id is None:
+            kept = chain.from_iterable(devices.values() for devices in self._by_event.values())
+        else:
+            kept = iter(self._by_event.get(event_id, {}).values())
+        return [dict(entry, timesReceived=times) for times, entry in islice(kept, limit)]
+
+
 class CpmcsState:
     """Everything the simulated CPMCS remembers; safe to read from another thread."""
 
@@ -65,6 +114,41 @@ class CpmcsState:
         self._calls: Counter[str] = Counter()
         self._received: dict[str, list[dict[str, Any]]] = {}
         self._program_events: dict[tuple[str, str], dict[str, Any]] = {}
+        self._reservations = DeviceLedger()
+        self._outcomes = DeviceLedger()
+
+    def reserve_devices(self, body: dict[str, Any], devices: list[dict[str, Any]]) -> None:
+        """Keeps one reserveDevice call; each device entry carries the event's fields."""
+        event_fields = {
+            name: body.get(name)
+            for name in ("eventExternalIdentifier", "eventStartDateTime", "eventEndDateTime")
+        }
+        event_id = body["eventExternalIdentifier"]
+        with self._lock:
+            self._reservations.keep((event_id, event_fields | device) for device in devices)
+
+    def post_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
+        """Keeps one postEventOutcome call; an outcome names its own event."""
+        with self._lock:
+            self._outcomes.keep(
+                (outcome["eventExternalIdentifier"], outcome) for outcome in outcomes
+            )
+
+    def reservations_summary(self) -> dict[str, Any]:
+        with self._lock:
+            return self._reservations.summary()
+
+    def reservations(self, event_id: str | None, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._reservations.entries(event_id, limit)
+
+    def outcomes_summary(self) -> dict[str, Any]:
+        with self._lock:
+            return self._outcomes.summary()
+
+    def outcomes(self, event_id: str | None, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._outcomes.entries(event_id, limit)
 
     def keep(self, kind: str, body: dict[str, Any]) -> None:
         """Keeps a request body under `kind` (acknowledgements, sync-requests, ...)."""
@@ -152,6 +236,8 @@ class CpmcsState:
             self._calls.clear()
             self._received.clear()
             self._program_events.clear()
+            self._reservations = DeviceLedger()
+            self._outcomes = DeviceLedger()
 
 
 class CallCounterMiddleware:
@@ -197,6 +283,22 @@ def _text(body: dict[str, Any], *path: str) -> str | None:
     for part in path:
         value = value.get(part) if isinstance(value, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def _device_entries(
+    body: dict[str, Any], list_name: str, required: tuple[str, ...]
+) -> list[dict[str, Any]] | JSONResponse:
+    """The objects listed under ``list_name``, each with every ``required`` text; else the error.
+
+    One bad entry refuses the whole call, so that a refused segment leaves nothing behind.
+    """
+    entries = body.get(list_name)
+    if not isinstance(entries, list):
+        return _malformed(f"{list_name} must be a list")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or any(_text(entry, name) is None for name in required):
+            return _malformed(f"{list_name}[{index}] needs {', '.join(required)}")
+    return entries
 
 
 def create_cpmcs_app(
@@ -284,6 +386,32 @@ def create_cpmcs_app(
             return cpmcs_error(400, "ERROR", PROGRAM_EVENT_UNKNOWN, message)
         return JSONResponse({})
 
+    @app.post(RESERVE_DEVICE_PATH)
+    async def reserve_device(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if _text(body, "eventExternalIdentifier") is None:
+            return _malformed("eventExternalIdentifier is required")
+        devices = _device_entries(body, "deviceList", ("nicId", "headEndSystem"))
+        if isinstance(devices, JSONResponse):
+            return devices
+        state.reserve_devices(body, devices)
+        return JSONResponse({})
+
+    @app.post(POST_EVENT_OUTCOME_PATH)
+    async def post_event_outcome(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        outcomes = _device_entries(
+            body, "postOutcomeList", ("eventExternalIdentifier", "nicId", "headEndSystem")
+        )
+        if isinstance(outcomes, JSONResponse):
+            return outcomes
+        state.post_outcomes(outcomes)
+        return JSONResponse({})
+
     @app.patch(SYNC_REQUEST_PATH)
     async def update_sync_request(sync_request_id: str, request: Request) -> JSONResponse:
         body = await _json_object(request)
@@ -308,6 +436,32 @@ def create_cpmcs_app(
     @app.get(f"{SIM_PREFIX}/state/enrollments", tags=["simulator"])
     async def read_enrollments() -> list[dict[str, Any]]:
         return [enrollment.as_json() for enrollment in state.enrollments()]
+
+    @app.get(f"{SIM_PREFIX}/state/reservations/summary", tags=["simulator"])
+    async def read_reservations_summary() -> dict[str, Any]:
+        """Totals over the reserveDevice calls accepted (refused ones count in state/calls)."""
+        return state.reservations_summary()
+
+    @app.get(f"{SIM_PREFIX}/state/reservations", tags=["simulator"])
+    async def read_reservations(
+        event_id: Annotated[str | None, Query(alias="eventId")] = None,
+        limit: Annotated[int, Query(ge=1)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Reserved devices, each once with how many times it was received."""
+        return state.reservations(event_id, limit)
+
+    @app.get(f"{SIM_PREFIX}/state/outcomes/summary", tags=["simulator"])
+    async def read_outcomes_summary() -> dict[str, Any]:
+        """Totals over the postEventOutcome calls accepted (refused ones count in state/calls)."""
+        return state.outcomes_summary()
+
+    @app.get(f"{SIM_PREFIX}/state/outcomes", tags=["simulator"])
+    async def read_outcomes(
+        event_id: Annotated[str | None, Query(alias="eventId")] = None,
+        limit: Annotated[int, Query(ge=1)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Device outcomes, the last received per device, with how many times it was received."""
+        return state.outcomes(event_id, limit)
 
     @app.get(f"{SIM_PREFIX}/state/calls", tags=["simulator"])
     async def read_calls() -> dict[str, int]:

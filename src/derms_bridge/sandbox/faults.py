@@ -9,9 +9,16 @@ import base64
 import logging
 import random
 import secrets
+from typing import Annotated, Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -19,7 +26,12 @@ SIM_PREFIX = "/_sim"
 
 
 class FaultSettings(BaseModel):
-    """What every call to a simulated target suffers until the settings change."""
+    """What every call to a simulated target suffers until the settings change.
+
+    ``fail_calls`` picks single calls instead: the Nth target call since these settings were
+    put (1-based; only calls to ``fail_calls_path`` count when that is set) answers
+    ``status_code``, or 500 without one, and ``status_code`` no longer fails every other call.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -27,6 +39,20 @@ class FaultSettings(BaseModel):
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     status_code: int | None = Field(default=None, ge=400, le=599)
     down: bool = False
+    fail_calls: list[Annotated[int, Field(ge=1)]] | None = None
+    fail_calls_path: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unused_call_numbers(
+        self, serialize: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        # Settings without call numbers read back exactly as they did before the knob existed,
+        # so that clients comparing the whole settings object keep working.
+        settings: dict[str, Any] = serialize(self)
+        if self.fail_calls is None and self.fail_calls_path is None:
+            settings.pop("fail_calls", None)
+            settings.pop("fail_calls_path", None)
+        return settings
 
 
 class SimulatedOutageError(Exception):
@@ -37,9 +63,30 @@ class FaultInjector:
     """The current fault settings of one simulator and the random source its failures draw on."""
 
     def __init__(self, seed: int | None = None) -> None:
-        self.settings = FaultSettings()
+        self._settings = FaultSettings()
+        self.calls_counted = 0
         # Seeded so that a test or a benchmark can replay the same sequence of random failures.
         self.rng = random.Random(seed)  # noqa: S311
+
+    @property
+    def settings(self) -> FaultSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: FaultSettings) -> None:
+        # fail_calls numbers calls from the moment its settings take effect.
+        self._settings = settings
+        self.calls_counted = 0
+
+    def count_call(self, path: str) -> int | None:
+        """Counts a target call for ``fail_calls``; its number when it must fail, else None."""
+        settings = self._settings
+        if settings.fail_calls is None:
+            return None
+        if settings.fail_calls_path is not None and path != settings.fail_calls_path:
+            return None
+        self.calls_counted += 1
+        return self.calls_counted if self.calls_counted in settings.fail_calls else None
 
 
 class _OutageLogFilter(logging.Filter):
@@ -67,12 +114,20 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         settings = self.injector.settings
+        # Numbered on arrival, before any latency, so that the Nth call sent is the Nth counted.
+        failing_call_number = self.injector.count_call(scope["path"])
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
         if settings.down:
             await send({"type": "http.response.start", "status": 503, "headers": []})
             raise SimulatedOutageError("simulated outage: connection dropped")
-        if settings.status_code is not None:
+        if failing_call_number is not None:
+            status_code = settings.status_code or 500
+            detail = f"Simulated fault of call {failing_call_number}: HTTP {status_code}"
+            response = JSONResponse({"status": "FAULT", "detail": detail}, status_code=status_code)
+            await response(scope, receive, send)
+            return
+        if settings.status_code is not None and settings.fail_calls is None:
             detail = f"Simulated fault: HTTP {settings.status_code}"
             response = JSONResponse(
                 {"status": "FAULT", "detail": detail}, status_code=settings.status_code

@@ -47,11 +47,27 @@ class InstanceSummary(_View):
     business_keys: list[BusinessKey]
 
 
+class FileProgressView(_View):
+    """A file flow's run: its segments done, failed and left, and what went wrong."""
+
+    state: str
+    run: int
+    outcome: str | None
+    failure: str | None
+    row_errors: list[str]
+    total_rows: int
+    segments: dict[str, int]
+    rows_sent: int
+    segment_errors: list[str]
+    ack_error: str | None
+
+
 class InstanceDetail(InstanceSummary):
     payload: Any
     reply: Any | None
     resubmitted_as: list[str]
     children: list[str]
+    file: FileProgressView | None = None
     activities: list[ActivityView]
 
 

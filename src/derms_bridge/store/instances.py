@@ -73,7 +73,8 @@ class InstanceStore:
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; on SQLite, one at a time in this process."""
         if self._sqlite_writer is None:
             async with self.engine.begin() as connection:
                 yield connection
@@ -98,7 +99,7 @@ class InstanceStore:
     ) -> None:
         """Written, and committed, before the flow calls anyone."""
         now = utcnow()
-        async with self._writing() as connection:
+        async with self.writing() as connection:
             attempts = 1
             if resubmit_of is not None:
                 previous = await connection.scalar(
@@ -132,7 +133,7 @@ class InstanceStore:
         keys: Sequence[tuple[str, str]],
     ) -> None:
         now = utcnow()
-        async with self._writing() as connection:
+        async with self.writing() as connection:
             await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == instance_id)
@@ -155,7 +156,7 @@ class InstanceStore:
         dialect_insert = (
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
-        async with self._writing() as connection:
+        async with self.writing() as connection:
             inserted = await connection.execute(
                 dialect_insert(ErrorNoticeRow)
                 .values(**values)

@@ -90,3 +90,50 @@ class ErrorNoticeRow(Base):
     )
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FileJobRow(Base):
+    """A file flow's message and the state of its current run (flows 7, 8)."""
+
+    __tablename__ = "file_jobs"
+
+    instance_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    )
+    flow: Mapped[str] = mapped_column(String(64))
+    message: Mapped[Any] = mapped_column(JSON)
+    #: queued (health check next), running (segments going), failing (a segment failed:
+    #: no new ones go), acking (the one acknowledgement is due), done.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(8))
+    failure: Mapped[str | None] = mapped_column(Text)
+    row_errors: Mapped[Any | None] = mapped_column(JSON)
+    run: Mapped[int] = mapped_column(Integer)
+    total_rows: Mapped[int] = mapped_column(Integer)
+    total_segments: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ack_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SegmentRow(Base):
+    """`segments.size` rows of a file, as CSV text, and whether CPMCS took them."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_instance_seq", "instance_id", "seq", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    first_line: Mapped[int] = mapped_column(Integer)
+    row_count: Mapped[int] = mapped_column(Integer)
+    rows_csv: Mapped[str] = mapped_column(Text)
+    #: pending, sending (claimed under a lease), accepted, failed.
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, EngineDep, PrincipalDep
 from derms_bridge.api.guard import guarded
+from derms_bridge.bootstrap import Hub
 from derms_bridge.catalog import FlowInfo, flows_named
-from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
-from derms_bridge.schemas.ops import InstanceDetail, InstancePage, InstanceStatus
+from derms_bridge.engine.runner import FlowEngine, InstanceNotFound, NotResubmittable
+from derms_bridge.schemas.ops import (
+    FileProgressView,
+    InstanceDetail,
+    InstancePage,
+    InstanceStatus,
+)
 from derms_bridge.store.instances import InstanceFilter
 
 router = APIRouter(
@@ -64,10 +70,21 @@ async def list_instances(
 
 
 @router.get("/instances/{instance_id}", response_model=InstanceDetail, responses={404: {}})
-async def show_instance(instance_id: str, engine: EngineDep) -> InstanceDetail:
-    detail = await engine.store.get(instance_id)
+async def show_instance(instance_id: str, engine: EngineDep, request: Request) -> InstanceDetail:
+    detail = await _detail(instance_id, engine, request)
     if detail is None:
         raise HTTPException(404, f"instance {instance_id} does not exist")
+    return detail
+
+
+async def _detail(instance_id: str, engine: FlowEngine, request: Request) -> InstanceDetail | None:
+    detail = await engine.store.get(instance_id)
+    if detail is None:
+        return None
+    hub: Hub = request.app.state.hub
+    progress = await hub.files.progress(instance_id)
+    if progress is not None:
+        detail.file = FileProgressView.model_validate(progress)
     return detail
 
 
@@ -76,12 +93,15 @@ async def show_instance(instance_id: str, engine: EngineDep) -> InstanceDetail:
     response_model=InstanceDetail,
     responses={404: {}, 409: {}},
 )
-async def resubmit_instance(instance_id: str, engine: EngineDep, principal: PrincipalDep) -> Any:
-    """Run the flow again from the stored payload; the new instance names the old one."""
+async def resubmit_instance(
+    instance_id: str, engine: EngineDep, principal: PrincipalDep, request: Request
+) -> Any:
+    """Run the flow again from the stored payload; the new instance names the old one. A
+    file flow's instance runs again itself, sending only the segments CPMCS has not taken."""
     try:
         outcome = await engine.resubmit(instance_id, caller=principal.name)
     except InstanceNotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except NotResubmittable as exc:
         raise HTTPException(409, str(exc)) from None
-    return await engine.store.get(outcome.instance_id)
+    return await _detail(outcome.instance_id, engine, request)

@@ -1,0 +1,69 @@
+"""The file flows' trigger routes (7, 8): a JSON `message` and a CSV `file`, multipart.
+
+The answer is 202 with the instance id as soon as the file is kept; DERMS hears the
+outcome from the flow's acknowledgement.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' form
+# fields from their annotations at import time.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
+from derms_bridge.api.guard import guarded
+from derms_bridge.api.problems import problem
+from derms_bridge.bootstrap import Hub
+from derms_bridge.engine.files import FileRefused
+from derms_bridge.flows.ports import FileFlow
+from derms_bridge.flows.registry import FILE_FLOWS
+
+router = APIRouter(
+    route_class=guarded("derms", body="multipart"),
+    dependencies=DOCUMENTED_AUTH,
+    tags=["Triggers from DERMS"],
+)
+
+
+def _endpoint(flow: FileFlow[Any]) -> Any:
+    async def trigger(
+        request: Request,
+        principal: PrincipalDep,
+        message: Annotated[str, Form(description="the JSON message")],
+        file: Annotated[UploadFile, File(description="the CSV, header " + ",".join(flow.header))],
+    ) -> JSONResponse:
+        hub: Hub = request.app.state.hub
+        try:
+            received = await hub.intake.receive(flow, message, file.file, caller=principal.name)
+        except FileRefused as refused:
+            return problem(422, str(refused), errors=refused.errors)
+        return JSONResponse(
+            {"instanceId": received.instance_id, "resumed": received.resumed},
+            status_code=202,
+            headers={"X-Instance-Id": received.instance_id},
+        )
+
+    trigger.__doc__ = (
+        f"Flow {flow.info.number}, {flow.info.title} ({flow.info.identifier}): the file is "
+        "kept in segments and sent to CPMCS; DERMS gets one acknowledgement."
+    )
+    return trigger
+
+
+for _flow in FILE_FLOWS.values():
+    router.add_api_route(
+        _flow.route,
+        _endpoint(_flow),
+        methods=["POST"],
+        status_code=202,
+        summary=f"Flow {_flow.info.number}, {_flow.info.title}",
+        operation_id=_flow.info.key,
+        responses={
+            401: {"description": "no credential, or not DERMS's"},
+            413: {"description": "the body is over segments.max_file_bytes"},
+            415: {"description": "the body is not multipart/form-data"},
+            422: {"description": "the message or the file's header does not fit the contract"},
+        },
+    )

@@ -1,0 +1,475 @@
+"""The file flows' engine (7, 8): intake into segments, workers that send them, one ack.
+
+1. Intake: the CSV is read as it streams from the request's spooled upload, checked
+   row by row, and cut into segments of `segments.size` rows, kept with the job in one
+   transaction. A message whose messageId was seen resumes that instance instead.
+2. A worker claims a queued job under a lease and runs CPMCS's health check.
+3. Workers (in every hub process) claim segments under a lease and send them,
+   `segments.parallelism` at a time; a segment that fails stops the others going.
+4. Whoever records the last segment makes the acknowledgement due; a worker claims
+   it and sends DERMS the one MsgAck of the run, with retries, then the emails.
+A process that dies leaves leases that run out, and another worker takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import IO, Any
+
+import stamina
+from pydantic import BaseModel, ValidationError
+
+from derms_bridge.connectors.cpmcs import CpmcsClient
+from derms_bridge.connectors.derms import DermsClient
+from derms_bridge.connectors.http import CallRecord, HttpConnection
+from derms_bridge.engine.error_handler import CommonErrorHandler
+from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.errors import FlowError, TechnicalFault
+from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow
+from derms_bridge.flows.registry import FILE_FLOWS
+from derms_bridge.lookups import Lookups
+from derms_bridge.settings import Segments
+from derms_bridge.store.files import ClaimedJob, ClaimedSegment, FileStore, NewSegment
+from derms_bridge.store.instances import InstanceFilter, InstanceStore, NewActivity, utcnow
+
+log = logging.getLogger(__name__)
+
+#: How many bad rows a refused file's FAILURE acknowledgement names.
+BAD_ROWS_NAMED = 10
+
+
+class FileRefused(Exception):
+    """The trigger's message or the file's header does not fit: nothing is kept."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Received:
+    instance_id: str
+    resumed: bool
+
+
+@dataclass
+class _Activities:
+    """Calls recorded as activities of a file's instance."""
+
+    entries: list[NewActivity] = field(default_factory=list)
+
+    def observe(self, call: CallRecord) -> None:
+        self.entries.append(
+            NewActivity(
+                target=call.target,
+                operation=call.operation,
+                method=call.method,
+                path=call.path,
+                http_status=call.http_status,
+                duration_ms=round(call.duration_ms, 3),
+                error=call.error,
+                at=utcnow(),
+            )
+        )
+
+
+@dataclass
+class _Scan:
+    """What reading the file found besides its segments."""
+
+    rows: int = 0
+    bad_rows: list[str] = field(default_factory=list)
+
+
+#: A segment's rows and the line its first row stood on; None marks the file's end.
+_Cut = tuple[list[CsvRow], int] | None
+
+
+def _cut(
+    reader: Any,
+    flow: FileFlow[Any],
+    lookups: Lookups,
+    size: int,
+    scan: _Scan,
+    emit: Callable[[_Cut], None],
+) -> None:
+    """Runs in a thread: check every row and emit segments of `size` rows as CSV text."""
+    try:
+        rows: list[CsvRow] = []
+        first_line = 0
+        width = len(flow.header)
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            problem = (
+                f"has {len(row)} fields, the header has {width}"
+                if len(row) != width
+                else flow.row_problem(row, lookups)
+            )
+            if problem is not None:
+                scan.bad_rows.append(f"line {line}: {problem}")
+                if len(scan.bad_rows) >= BAD_ROWS_NAMED:
+                    break
+                continue
+            scan.rows += 1
+            if scan.bad_rows:
+                continue
+            if not rows:
+                first_line = line
+            rows.append(row)
+            if len(rows) == size:
+                emit((rows, first_line))
+                rows = []
+        if rows and not scan.bad_rows:
+            emit((rows, first_line))
+    except (csv.Error, UnicodeDecodeError) as exc:
+        scan.bad_rows.append(f"line {reader.line_num}: the file cannot be read as CSV: {exc}")
+    finally:
+        emit(None)
+
+
+class FileIntake:
+    def __init__(
+        self,
+        instances: InstanceStore,
+        files: FileStore,
+        lookups: Callable[[], Lookups],
+        settings: Segments,
+        wake: Callable[[], None],
+    ) -> None:
+        self._instances = instances
+        self._files = files
+        self._lookups = lookups
+        self._size = settings.size
+        self._wake = wake
+
+    async def receive(
+        self, flow: FileFlow[Any], message_text: str, upload: IO[bytes], *, caller: str | None
+    ) -> Received:
+        # Step 1: the message and the file's header, before anything is kept.
+        try:
+            message = flow.message_model.model_validate_json(message_text)
+        except ValidationError as exc:
+            raise FileRefused(
+                [
+                    {
+                        "field": ".".join(["message", *(str(p) for p in error["loc"])]),
+                        "message": error["msg"],
+                    }
+                    for error in exc.errors()
+                ]
+            ) from None
+        text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
+        reader = csv.reader(text)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
+        if header is None or tuple(h.strip() for h in header) != flow.header:
+            raise FileRefused(
+                [
+                    {
+                        "field": "file",
+                        "message": f"the header must be {','.join(flow.header)}"
+                        + (f", not {','.join(header)}" if header else "; the file is empty"),
+                    }
+                ]
+            )
+        keys = flow.business_keys(message)
+        message_json = message.model_dump(mode="json", exclude_none=True)
+        message_id = dict(keys)["messageId"]
+        earlier = await self._instances.search(
+            InstanceFilter(flows=(flow.info.key,), business_key=message_id, limit=1)
+        )
+        resubmit_of = None
+        if earlier.items:
+            previous = earlier.items[0].id
+            if await self._files.has_segments(previous):
+                # DERMS's resend after a FAILURE: the segments already kept go again,
+                # only those CPMCS has not taken.
+                await self._files.resume(previous)
+                self._wake()
+                return Received(previous, resumed=True)
+            resubmit_of = previous
+        instance_id = str(uuid.uuid4())
+        await self._instances.create(
+            instance_id=instance_id,
+            flow=flow.info.key,
+            caller=caller,
+            payload=message_json,
+            keys=keys,
+            resubmit_of=resubmit_of,
+        )
+        # Steps 2 and 3: every row checked, the segments kept in one transaction.
+        scan = _Scan()
+        loop = asyncio.get_running_loop()
+        handoff: asyncio.Queue[_Cut] = asyncio.Queue(maxsize=4)
+
+        def emit(item: _Cut) -> None:
+            asyncio.run_coroutine_threadsafe(handoff.put(item), loop).result()
+
+        async def segments() -> AsyncIterator[NewSegment]:
+            seq = 0
+            while True:
+                item = await handoff.get()
+                if item is None:
+                    break
+                if scan.bad_rows:
+                    continue
+                rows, first_line = item
+                buffer = io.StringIO()
+                csv.writer(buffer, lineterminator="\n").writerows(rows)
+                seq += 1
+                yield NewSegment(
+                    seq=seq, first_line=first_line, row_count=len(rows), rows_csv=buffer.getvalue()
+                )
+            if scan.bad_rows or not scan.rows:
+                raise _NothingToSend
+
+        cutter = asyncio.create_task(
+            asyncio.to_thread(_cut, reader, flow, self._lookups(), self._size, scan, emit)
+        )
+        try:
+            await self._files.receive(instance_id, flow.info.key, message_json, segments())
+        except _NothingToSend:
+            await cutter
+            count = (
+                f"{BAD_ROWS_NAMED} bad rows or more"
+                if len(scan.bad_rows) >= BAD_ROWS_NAMED
+                else f"{len(scan.bad_rows)} bad row" + ("s" if len(scan.bad_rows) > 1 else "")
+            )
+            failure = (
+                f"{count}, nothing sent: " + "; ".join(scan.bad_rows)
+                if scan.bad_rows
+                else "the file has no rows"
+            )
+            await self._files.refuse(
+                instance_id, flow.info.key, message_json, failure, scan.bad_rows
+            )
+        finally:
+            await cutter
+        self._wake()
+        return Received(instance_id, resumed=False)
+
+
+class _NothingToSend(Exception):
+    """The file had bad rows or none: its segments are not kept."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class FileWorker:
+    def __init__(
+        self,
+        *,
+        files: FileStore,
+        cpmcs: HttpConnection,
+        derms: Mapping[str, HttpConnection],
+        lookups: Callable[[], Lookups],
+        error_handler: CommonErrorHandler,
+        notifier: ProcessNotifier,
+        settings: Segments,
+    ) -> None:
+        self.name = worker_name()
+        self._files = files
+        self._cpmcs = cpmcs
+        self._derms = derms
+        self._lookups = lookups
+        self._errors = error_handler
+        self._notifier = notifier
+        self._settings = settings
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._work = asyncio.Event()
+        self._messages: dict[str, BaseModel] = {}
+
+    def wake(self) -> None:
+        """More work may be waiting (safe to call from any thread of the loop's process)."""
+        self._work.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.step()
+            except Exception:
+                log.exception("file worker step failed")
+                busy = False
+            if busy:
+                continue
+            self._work.clear()
+            waiting = asyncio.create_task(self._work.wait())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait(
+                {waiting, stopping},
+                timeout=self._settings.poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiting.cancel()
+            stopping.cancel()
+
+    async def step(self) -> bool:
+        """One round of whatever work is due; True when there was some."""
+        coordinated = await self._coordinate()
+        sent = await self._send_segments()
+        return coordinated or sent
+
+    def _message(self, flow: FileFlow[Any], instance_id: str, payload: Any) -> BaseModel:
+        message = self._messages.get(instance_id)
+        if message is None:
+            message = flow.message_model.model_validate(payload)
+            self._messages[instance_id] = message
+        return message
+
+    async def _coordinate(self) -> bool:
+        did = False
+        while (job := await self._files.claim_job(self.name, self._lease)) is not None:
+            did = True
+            if job.state == "queued":
+                await self._check_health(job)
+            else:
+                await self._acknowledge(job)
+        return did
+
+    async def _check_health(self, job: ClaimedJob) -> None:
+        """Step 2: CPMCS must answer its health check before any segment goes."""
+        calls = _Activities()
+        try:
+            await CpmcsClient(self._cpmcs, calls.observe).send("healthCheck", None, AnyJson)
+        except FlowError as error:
+            await self._files.add_activities(job.instance_id, calls.entries)
+            failure = f"CPMCS health check failed: {error}"
+            await self._files.fail_before_sending(job.instance_id, self.name, failure)
+            await self._acknowledge(
+                ClaimedJob(
+                    **{**vars(job), "state": "acking", "outcome": "FAILURE", "failure": failure}
+                )
+            )
+            return
+        await self._files.add_activities(job.instance_id, calls.entries)
+        await self._files.start_sending(job.instance_id, self.name)
+
+    async def _send_segments(self) -> bool:
+        """Step 3: keep `segments.parallelism` segments in flight while any are free."""
+        in_flight: set[asyncio.Task[None]] = set()
+        did = False
+        while True:
+            room = self._settings.parallelism - len(in_flight)
+            if room > 0:
+                claimed = await self._files.claim_segments(self.name, self._lease, room)
+                in_flight |= {asyncio.create_task(self._send(segment)) for segment in claimed}
+                did = did or bool(claimed)
+            if not in_flight:
+                return did
+            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+
+    async def _send(self, segment: ClaimedSegment) -> None:
+        flow = FILE_FLOWS[segment.flow]
+        message = self._message(flow, segment.instance_id, segment.message)
+        calls = _Activities()
+        rows = list(csv.reader(io.StringIO(segment.rows_csv)))
+        error: str | None = None
+        try:
+            body = flow.segment_request(message, rows, self._lookups())
+            await CpmcsClient(self._cpmcs, calls.observe).send(
+                flow.segment_operation, body, AnyJson
+            )
+        except FlowError as refused:
+            error = str(refused)
+        # The reference's step 3: an HTTP error on any segment is the file's FAILURE; the
+        # acknowledgement's error email says so, once.
+        failure: str | None = None
+        if error is not None:
+            last_line = segment.first_line + segment.row_count - 1
+            failure = f"segment {segment.seq} (lines {segment.first_line}-{last_line}): {error}"
+        await self._files.record_segment(
+            segment, self.name, error=error, failure=failure, activities=calls.entries
+        )
+        if await self._files.finish_sending(segment.instance_id) is not None:
+            self.wake()
+
+    async def _acknowledge(self, job: ClaimedJob) -> None:
+        """Step 4 or 5: DERMS gets the run's one MsgAck, then the emails go."""
+        flow = FILE_FLOWS[job.flow]
+        message = self._message(flow, job.instance_id, job.message)
+        keys = flow.business_keys(message)
+        succeeded = job.outcome == "SUCCESS"
+        summary = (
+            f"{job.total_rows} rows in {job.total_segments} segments taken by CPMCS "
+            f"{flow.segment_operation} (run {job.run})"
+            if succeeded
+            else job.failure or "the file was not sent"
+        )
+        ack = flow.acknowledgement(message, "SUCCESS" if succeeded else "FAILURE", summary)
+        calls = _Activities()
+        derms = DermsClient(self._derms, self._lookups(), calls.observe)
+        ack_error: str | None = None
+        try:
+            async for attempt in stamina.retry_context(
+                on=FlowError,
+                attempts=self._settings.ack_attempts,
+                wait_initial=0.2,
+                wait_max=5.0,
+                timeout=None,
+            ):
+                with attempt:
+                    answer = await derms.send(flow.ack_operation, ack, AnyJson, division=None)
+                    _accepted(answer.root, flow.ack_operation)
+        except FlowError as error:
+            ack_error = (
+                f"DERMS did not accept the acknowledgement after "
+                f"{self._settings.ack_attempts} tries: {error}"
+            )
+        if not succeeded:
+            await self._errors.handle(flow.info, job.instance_id, keys, summary)
+        if ack_error is not None:
+            await self._errors.handle(flow.info, job.instance_id, keys, ack_error)
+        outcome = "SUCCESS" if succeeded and ack_error is None else "FAILURE"
+        await self._notifier.process_complete(
+            flow.info,
+            job.instance_id,
+            keys,
+            outcome,
+            summary + (f"\n{ack_error}" if ack_error else ""),
+        )
+        await self._files.acknowledged(
+            job, self.name, ack_error=ack_error, activities=calls.entries
+        )
+        self._messages.pop(job.instance_id, None)
+
+
+def _accepted(answer: Any, operation: str) -> None:
+    """A MsgAck whose ackType is not SUCCESS is DERMS not taking the acknowledgement."""
+    ack_type = answer.get("MsgAck", {}).get("ackType") if isinstance(answer, dict) else None
+    if ack_type not in (None, "SUCCESS"):
+        raise TechnicalFault(f"DERMS answered {operation} with ackType {ack_type}")
+
+
+class WorkerPool:
+    """The file worker of one hub process, run beside the API or on its own."""
+
+    def __init__(self, worker: FileWorker) -> None:
+        self.worker = worker
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.worker.run(self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task

@@ -1,0 +1,56 @@
+"""The process-complete email of the file flows (to.process.notification)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from derms_bridge.catalog import FlowInfo
+from derms_bridge.connectors.mail import Mailer, MailError
+from derms_bridge.engine.redaction import Redactor
+from derms_bridge.lookups import Lookups
+
+log = logging.getLogger(__name__)
+
+
+class ProcessNotifier:
+    def __init__(self, mailer: Mailer, lookups: Callable[[], Lookups], redact: Redactor) -> None:
+        self._mailer = mailer
+        self._lookups = lookups
+        self._redact = redact
+
+    async def process_complete(
+        self,
+        flow: FlowInfo,
+        instance_id: str,
+        keys: Sequence[tuple[str, str]],
+        outcome: str,
+        summary: str,
+    ) -> str | None:
+        """Email what happened, when `notification.email.process.complete.flag` says so;
+        the mail problem, if any."""
+        lookups = self._lookups()
+        if not lookups.flag("notification.email.process.complete.flag"):
+            return None
+        recipients = lookups.emails("to.process.notification")
+        if not recipients:
+            return "no 'to.process.notification' recipients in lookup OUTL-BRT-DACS_DRMS_Email_ID"
+        summary = self._redact(summary)
+        lines = [
+            f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
+            f"Instance:  {instance_id}",
+            f"Outcome:   {outcome}",
+        ]
+        lines += [f"  {kind}: {value}" for kind, value in dict.fromkeys(keys)]
+        lines += ["", summary]
+        try:
+            await self._mailer.send(
+                sender=(lookups.emails("from") or ["derms-bridge@localhost"])[0],
+                to=recipients,
+                subject=f"[derms-bridge] {flow.title} complete: {outcome}",
+                body="\n".join(lines) + "\n",
+            )
+        except MailError as exc:
+            log.error("process-complete email not sent", extra={"instance_id": instance_id})
+            return str(exc)
+        return None

@@ -1,0 +1,93 @@
+"""Flow 7, Event Device Reservation (OUTL_BA_DRMS_DACS_EVT_DVCRESV).
+
+DERMS sends a stage of an event with a CSV of the devices reserved for it. The hub
+checks CPMCS is up (F1-HealthCheckRest), sends the devices to reserveDevice in
+segments of `segments.size` rows, several at once, and acknowledges the whole file
+to DERMS once: SUCCESS when every segment was taken, else FAILURE so that DERMS
+retries. The engine (engine/files.py) runs these steps; this module says what each
+step sends.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from derms_bridge.catalog import BY_KEY
+from derms_bridge.flows.csv_rows import length_problem, utc_problem
+from derms_bridge.flows.ports import CsvRow, FileFlow
+from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.common import AckMessage, AckResponse
+from derms_bridge.schemas.event_device_reservation import (
+    ReservationMessage,
+    ReservedDevice,
+    ReserveDeviceRequest,
+)
+
+HEADER = (
+    "recordId",
+    "nicId",
+    "headEndSystemId",
+    "reservationStartDateTime",
+    "reservationEndDateTime",
+)
+
+
+def business_keys(message: ReservationMessage) -> list[tuple[str, str]]:
+    keys = [("messageId", message.messageId), ("eventId", message.eventId)]
+    if message.stageId:
+        keys.append(("stageId", message.stageId))
+    if message.drmsInstanceId:
+        keys.append(("drmsInstanceId", message.drmsInstanceId))
+    return keys
+
+
+def row_problem(row: CsvRow, _lookups: Lookups) -> str | None:
+    """Step 3's precondition: a row CPMCS would refuse stops the whole file."""
+    _record, nic_id, head_end, starts, ends = row
+    return (
+        length_problem("nicId", nic_id, 100)
+        or length_problem("headEndSystemId", head_end, 50)
+        or utc_problem("reservationStartDateTime", starts)
+        or utc_problem("reservationEndDateTime", ends)
+    )
+
+
+def to_reserve_device(
+    message: ReservationMessage, rows: list[CsvRow], _lookups: Lookups
+) -> ReserveDeviceRequest:
+    """Step 3: one segment of the file in CPMCS's reserveDevice format."""
+    return ReserveDeviceRequest(
+        eventExternalIdentifier=message.eventId,
+        eventStartDateTime=message.eventStartDateTime,
+        eventEndDateTime=message.eventEndDateTime,
+        deviceList=[
+            ReservedDevice(
+                nicId=nic_id,
+                headEndSystem=head_end,
+                reservationStartDateTime=starts,
+                reservationEndDateTime=ends,
+            )
+            for _record, nic_id, head_end, starts, ends in rows
+        ],
+    )
+
+
+def acknowledgement(
+    message: ReservationMessage, code: Literal["SUCCESS", "FAILURE"], value: str
+) -> AckMessage:
+    """Steps 2, 3 and 4: the one MsgAck for DERMS's /device-reservation-ack."""
+    return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
+
+
+FLOW = FileFlow(
+    info=BY_KEY["event_device_reservation"],
+    message_model=ReservationMessage,
+    header=HEADER,
+    business_keys=business_keys,
+    row_problem=row_problem,
+    segment_operation="reserveDevice",
+    segment_request=to_reserve_device,
+    ack_operation="deviceReservationAck",
+    acknowledgement=acknowledgement,
+    route="/device-reservation-to-dacs",
+)

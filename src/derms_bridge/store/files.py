@@ -1,0 +1,481 @@
+"""Queries on file jobs and their segments: intake, claims under a lease, results, resume.
+
+Claims are conditional updates (a row is taken only if it is still free when the
+update runs), so two workers never take the same segment; on PostgreSQL the
+candidates are also selected FOR UPDATE SKIP LOCKED, so that workers on several
+machines pass each other by instead of waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
+from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+
+
+@dataclass(frozen=True)
+class NewSegment:
+    seq: int
+    first_line: int
+    row_count: int
+    rows_csv: str
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    instance_id: str
+    flow: str
+    message: Any
+    state: str
+    outcome: str | None
+    failure: str | None
+    run: int
+    total_rows: int
+    total_segments: int
+
+
+@dataclass(frozen=True)
+class ClaimedSegment:
+    id: int
+    instance_id: str
+    flow: str
+    message: Any
+    seq: int
+    first_line: int
+    row_count: int
+    rows_csv: str
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    state: str
+    run: int
+    outcome: str | None
+    failure: str | None
+    row_errors: list[str]
+    total_rows: int
+    segments: dict[str, int]
+    rows_sent: int
+    segment_errors: list[str]
+    ack_error: str | None
+
+
+def _live(lease: Any, now: datetime) -> Any:
+    return and_(lease.is_not(None), lease >= now)
+
+
+class FileStore:
+    def __init__(self, instances: InstanceStore) -> None:
+        self._instances = instances
+        self._postgres = instances.engine.dialect.name == "postgresql"
+
+    async def receive(
+        self,
+        instance_id: str,
+        flow: str,
+        message: Any,
+        segments: AsyncIterator[NewSegment],
+    ) -> tuple[int, int]:
+        """Keep every segment and the queued job in one transaction; (rows, segments)."""
+        rows = count = 0
+        async with self._instances.writing() as connection:
+            batch: list[dict[str, Any]] = []
+            async for segment in segments:
+                rows += segment.row_count
+                count += 1
+                batch.append(
+                    {
+                        "instance_id": instance_id,
+                        "status": "pending",
+                        "attempts": 0,
+                        **vars(segment),
+                    }
+                )
+                if len(batch) >= 20:
+                    await connection.execute(insert(SegmentRow), batch)
+                    batch = []
+            if batch:
+                await connection.execute(insert(SegmentRow), batch)
+            await connection.execute(
+                insert(FileJobRow).values(
+                    instance_id=instance_id,
+                    flow=flow,
+                    message=message,
+                    state="queued",
+                    run=1,
+                    total_rows=rows,
+                    total_segments=count,
+                    updated_at=utcnow(),
+                )
+            )
+        return rows, count
+
+    async def refuse(
+        self, instance_id: str, flow: str, message: Any, failure: str, row_errors: list[str]
+    ) -> None:
+        """A file that will not be sent: its FAILURE acknowledgement is due at once."""
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                insert(FileJobRow).values(
+                    instance_id=instance_id,
+                    flow=flow,
+                    message=message,
+                    state="acking",
+                    outcome="FAILURE",
+                    failure=failure,
+                    row_errors=row_errors,
+                    run=1,
+                    total_rows=0,
+                    total_segments=0,
+                    updated_at=utcnow(),
+                )
+            )
+
+    async def claim_job(self, owner: str, lease: timedelta) -> ClaimedJob | None:
+        """A job whose health check or acknowledgement is due, and free or abandoned."""
+        now = utcnow()
+        free = or_(FileJobRow.lease_until.is_(None), FileJobRow.lease_until < now)
+        candidates = (
+            select(FileJobRow.instance_id)
+            .where(FileJobRow.state.in_(("queued", "acking")), free)
+            .order_by(FileJobRow.updated_at)
+            .limit(1)
+        )
+        if self._postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        async with self._instances.writing() as connection:
+            found = await connection.scalar(candidates)
+            if found is None:
+                return None
+            claimed = (
+                await connection.execute(
+                    update(FileJobRow)
+                    .where(FileJobRow.instance_id == found, free)
+                    .values(owner=owner, lease_until=now + lease)
+                    .returning(
+                        FileJobRow.instance_id,
+                        FileJobRow.flow,
+                        FileJobRow.message,
+                        FileJobRow.state,
+                        FileJobRow.outcome,
+                        FileJobRow.failure,
+                        FileJobRow.run,
+                        FileJobRow.total_rows,
+                        FileJobRow.total_segments,
+                    )
+                )
+            ).first()
+        return ClaimedJob(*claimed) if claimed is not None else None
+
+    async def start_sending(self, instance_id: str, owner: str) -> None:
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == instance_id, FileJobRow.owner == owner)
+                .values(state="running", owner=None, lease_until=None, updated_at=utcnow())
+            )
+
+    async def fail_before_sending(self, instance_id: str, owner: str, failure: str) -> None:
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == instance_id, FileJobRow.owner == owner)
+                .values(state="acking", outcome="FAILURE", failure=failure, updated_at=utcnow())
+            )
+
+    async def claim_segments(
+        self, owner: str, lease: timedelta, limit: int
+    ) -> list[ClaimedSegment]:
+        now = utcnow()
+        free = or_(
+            SegmentRow.status == "pending",
+            and_(SegmentRow.status == "sending", SegmentRow.lease_until < now),
+        )
+        candidates = (
+            select(SegmentRow.id)
+            .join(FileJobRow, FileJobRow.instance_id == SegmentRow.instance_id)
+            .where(FileJobRow.state == "running", free)
+            .order_by(SegmentRow.instance_id, SegmentRow.seq)
+            .limit(limit)
+        )
+        if self._postgres:
+            candidates = candidates.with_for_update(of=SegmentRow, skip_locked=True)
+        async with self._instances.writing() as connection:
+            ids = list(await connection.scalars(candidates))
+            if not ids:
+                return []
+            taken = (
+                await connection.execute(
+                    update(SegmentRow)
+                    .where(SegmentRow.id.in_(ids), free)
+                    .values(
+                        status="sending",
+                        owner=owner,
+                        lease_until=now + lease,
+                        attempts=SegmentRow.attempts + 1,
+                    )
+                    .returning(
+                        SegmentRow.id,
+                        SegmentRow.instance_id,
+                        SegmentRow.seq,
+                        SegmentRow.first_line,
+                        SegmentRow.row_count,
+                        SegmentRow.rows_csv,
+                    )
+                )
+            ).all()
+            jobs: dict[str, tuple[str, Any]] = {
+                instance_id: (flow, message)
+                for instance_id, flow, message in await connection.execute(
+                    select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
+                        FileJobRow.instance_id.in_({row.instance_id for row in taken})
+                    )
+                )
+            }
+        return [
+            ClaimedSegment(
+                id=row.id,
+                instance_id=row.instance_id,
+                flow=jobs[row.instance_id][0],
+                message=jobs[row.instance_id][1],
+                seq=row.seq,
+                first_line=row.first_line,
+                row_count=row.row_count,
+                rows_csv=row.rows_csv,
+            )
+            for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
+        ]
+
+    async def record_segment(
+        self,
+        segment: ClaimedSegment,
+        owner: str,
+        *,
+        error: str | None,
+        failure: str | None,
+        activities: Sequence[NewActivity],
+    ) -> None:
+        """The segment's result; its failure stops the job's other segments from going."""
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.id == segment.id, SegmentRow.owner == owner)
+                .values(
+                    status="failed" if error else "accepted",
+                    error=error,
+                    lease_until=None,
+                )
+            )
+            if error is not None:
+                await connection.execute(
+                    update(FileJobRow)
+                    .where(
+                        FileJobRow.instance_id == segment.instance_id,
+                        FileJobRow.state == "running",
+                    )
+                    .values(state="failing", failure=failure or error, updated_at=utcnow())
+                )
+            await add_activities(connection, segment.instance_id, activities)
+
+    async def finish_sending(self, instance_id: str) -> str | None:
+        """Make the acknowledgement due once no segment is left to go: the outcome, for
+        the one caller whose update did it, else None."""
+        now = utcnow()
+        left = exists().where(
+            SegmentRow.instance_id == instance_id,
+            or_(
+                SegmentRow.status == "pending",
+                and_(SegmentRow.status == "sending", _live(SegmentRow.lease_until, now)),
+            ),
+        )
+        in_flight = exists().where(
+            SegmentRow.instance_id == instance_id,
+            SegmentRow.status == "sending",
+            _live(SegmentRow.lease_until, now),
+        )
+        async with self._instances.writing() as connection:
+            done = (
+                await connection.execute(
+                    update(FileJobRow)
+                    .where(
+                        FileJobRow.instance_id == instance_id,
+                        or_(
+                            and_(FileJobRow.state == "running", ~left),
+                            and_(FileJobRow.state == "failing", ~in_flight),
+                        ),
+                    )
+                    .values(
+                        state="acking",
+                        outcome=case((FileJobRow.state == "failing", "FAILURE"), else_="SUCCESS"),
+                        owner=None,
+                        lease_until=None,
+                        updated_at=now,
+                    )
+                    .returning(FileJobRow.outcome)
+                )
+            ).first()
+        return done[0] if done is not None else None
+
+    async def acknowledged(
+        self,
+        job: ClaimedJob,
+        owner: str,
+        *,
+        ack_error: str | None,
+        activities: Sequence[NewActivity],
+    ) -> None:
+        """The run is over: the job done, the instance succeeded or failed."""
+        now = utcnow()
+        succeeded = job.outcome == "SUCCESS" and ack_error is None
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == job.instance_id, FileJobRow.owner == owner)
+                .values(
+                    state="done", ack_error=ack_error, owner=None, lease_until=None, updated_at=now
+                )
+            )
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == job.instance_id)
+                .values(
+                    status="succeeded" if succeeded else "failed",
+                    error=None if succeeded else (ack_error or job.failure),
+                    updated_at=now,
+                    finished_at=now,
+                )
+            )
+            await add_activities(connection, job.instance_id, activities)
+
+    async def add_activities(self, instance_id: str, activities: Sequence[NewActivity]) -> None:
+        async with self._instances.writing() as connection:
+            await add_activities(connection, instance_id, activities)
+
+    async def resume(self, instance_id: str) -> bool:
+        """A failed run's file runs again: its segments not accepted go, once more, then one
+        acknowledgement. False when the job is still running, or succeeded."""
+        now = utcnow()
+        async with self._instances.writing() as connection:
+            resumed = (
+                await connection.execute(
+                    update(FileJobRow)
+                    .where(
+                        FileJobRow.instance_id == instance_id,
+                        FileJobRow.state == "done",
+                        FileJobRow.outcome == "FAILURE",
+                    )
+                    .values(
+                        state="queued",
+                        outcome=None,
+                        failure=None,
+                        ack_error=None,
+                        run=FileJobRow.run + 1,
+                        owner=None,
+                        lease_until=None,
+                        updated_at=now,
+                    )
+                    .returning(FileJobRow.run)
+                )
+            ).first()
+            if resumed is None:
+                return False
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.instance_id == instance_id, SegmentRow.status == "failed")
+                .values(status="pending", error=None)
+            )
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(
+                    status="in_progress",
+                    error=None,
+                    attempts=InstanceRow.attempts + 1,
+                    updated_at=now,
+                    finished_at=None,
+                )
+            )
+        return True
+
+    async def has_segments(self, instance_id: str) -> bool | None:
+        """Whether a job keeps any segments; None when there is no job."""
+        async with self._instances.engine.connect() as connection:
+            total = await connection.scalar(
+                select(FileJobRow.total_segments).where(FileJobRow.instance_id == instance_id)
+            )
+        return None if total is None else total > 0
+
+    async def progress(self, instance_id: str) -> FileProgress | None:
+        async with self._instances.engine.connect() as connection:
+            job = (
+                await connection.execute(
+                    select(FileJobRow).where(FileJobRow.instance_id == instance_id)
+                )
+            ).first()
+            if job is None:
+                return None
+            counts = dict(
+                (
+                    await connection.execute(
+                        select(SegmentRow.status, func.count())
+                        .where(SegmentRow.instance_id == instance_id)
+                        .group_by(SegmentRow.status)
+                    )
+                ).all()
+            )
+            rows_sent = await connection.scalar(
+                select(func.coalesce(func.sum(SegmentRow.row_count), 0)).where(
+                    SegmentRow.instance_id == instance_id, SegmentRow.status == "accepted"
+                )
+            )
+            errors = (
+                await connection.execute(
+                    select(SegmentRow.seq, SegmentRow.first_line, SegmentRow.error)
+                    .where(SegmentRow.instance_id == instance_id, SegmentRow.error.is_not(None))
+                    .order_by(SegmentRow.seq)
+                    .limit(20)
+                )
+            ).all()
+        return FileProgress(
+            state=job.state,
+            run=job.run,
+            outcome=job.outcome,
+            failure=job.failure,
+            row_errors=list(job.row_errors or []),
+            total_rows=job.total_rows,
+            segments={
+                s: int(counts.get(s, 0)) for s in ("pending", "sending", "accepted", "failed")
+            },
+            rows_sent=int(rows_sent or 0),
+            segment_errors=[
+                f"segment {seq} (from line {line}): {error}" for seq, line, error in errors
+            ],
+            ack_error=job.ack_error,
+        )
+
+
+async def add_activities(
+    connection: AsyncConnection, instance_id: str, activities: Sequence[NewActivity]
+) -> None:
+    """Activities written as a file run goes, numbered after those already kept."""
+    if not activities:
+        return
+    last = await connection.scalar(
+        select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
+            ActivityRow.instance_id == instance_id
+        )
+    )
+    await connection.execute(
+        insert(ActivityRow),
+        [
+            {"instance_id": instance_id, "seq": (last or 0) + n, **vars(activity)}
+            for n, activity in enumerate(activities, start=1)
+        ],
+    )

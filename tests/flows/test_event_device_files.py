@@ -1,0 +1,380 @@
+"""Flows 7 and 8 through the hub's HTTP API: the file kept in segments, sent by a worker,
+acknowledged once, against the simulators and an SMTP sink on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from derms_bridge.api.app import create_app
+from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.lookups import Lookups
+from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
+from derms_bridge.sandbox.servers import ServerThread
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import Caller, Segments
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
+from tests.csv_files import Corruption, write_outcome_csv, write_reservation_csv
+
+RESERVATION = "/device-reservation-to-dacs"
+OUTCOME = "/device-outcome-to-dacs"
+HEALTH_CHECK = "/rest/apis/common/healthCheck"
+
+
+class FileHub:
+    """The hub with small segments, one at a time so that a failure lands where a test
+    puts it, and a worker the test runs step by step."""
+
+    def __init__(self, hub: Hub, client: httpx.AsyncClient) -> None:
+        self.hub = hub
+        self.client = client
+
+    async def send(
+        self, route: str, message: dict[str, Any], csv_file: Path | bytes
+    ) -> httpx.Response:
+        content = csv_file if isinstance(csv_file, bytes) else csv_file.read_bytes()
+        return await self.client.post(
+            route,
+            data={"message": json.dumps(message)},
+            files={"file": ("devices.csv", content, "text/csv")},
+            auth=DERMS_AUTH,
+        )
+
+    async def drain(self) -> None:
+        """Run the worker until no work is left, as a hub process's worker would."""
+        while await self.hub.workers.worker.step():
+            pass
+
+    async def detail(self, instance_id: str) -> dict[str, Any]:
+        found = await self.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+        assert found.status_code == 200
+        detail: dict[str, Any] = found.json()
+        return detail
+
+
+@pytest.fixture
+async def files_hub(
+    database_url: str,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+) -> AsyncIterator[FileHub]:
+    empty_tables(database_url)
+    settings = hub_settings(
+        database_url,
+        cpmcs_server.url,
+        derms_server.url,
+        mailbox,
+        callers,
+        segments=Segments(size=100, parallelism=1, lease_seconds=30, ack_attempts=2),
+    )
+    built = build_hub(settings, default_lookups)
+    transport = httpx.ASGITransport(app=create_app(built, run_workers=False))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://hub.test", timeout=30
+    ) as client:
+        yield FileHub(built, client)
+    await built.aclose()
+
+
+def reservation(message_id: str = "RSV-1") -> dict[str, Any]:
+    return {
+        "drmsInstanceId": "DRMS-7",
+        "messageId": message_id,
+        "eventId": "EV-1",
+        "stageId": "ST-1",
+        "eventType": "ECONOMIC",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+
+
+def acks(derms_sim: httpx.Client, route: str = "/device-reservation-ack") -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = derms_sim.get("/_sim/state/received").json().get(route, [])
+    return bodies
+
+
+def only_response(ack: dict[str, Any]) -> dict[str, Any]:
+    [response] = ack["MsgAck"]["responses"]["response"]
+    assert isinstance(response, dict)
+    return response
+
+
+def reserved(cpmcs_sim: httpx.Client) -> dict[str, Any]:
+    summary: dict[str, Any] = cpmcs_sim.get("/_sim/state/reservations/summary").json()
+    return summary
+
+
+async def test_a_file_is_sent_in_segments_and_acknowledged_once(
+    files_hub: FileHub,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    tmp_path: Path,
+) -> None:
+    reply = await files_hub.send(
+        RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 250)
+    )
+
+    assert reply.status_code == 202
+    instance_id = reply.json()["instanceId"]
+    assert reply.json()["resumed"] is False
+    await files_hub.drain()
+
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (250, 0, 3)
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "SUCCESS"
+    assert only_response(ack)["id"] == "RSV-1"
+    assert "250 rows in 3 segments" in only_response(ack)["value"]
+    detail = await files_hub.detail(instance_id)
+    assert detail["status"] == "succeeded"
+    assert detail["file"]["segments"] == {"pending": 0, "sending": 0, "accepted": 3, "failed": 0}
+    assert detail["file"]["rows_sent"] == 250
+    operations = [a["operation"] for a in detail["activities"]]
+    assert operations == ["healthCheck", *["reserveDevice"] * 3, "deviceReservationAck"]
+    [mail] = mailbox.wait_for(1)
+    assert mail.rcpt_tos == ("integration-ops@utility.example",)
+    assert "complete: SUCCESS" in mail.subject
+
+
+async def test_cpmcs_receives_the_mapped_devices(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, tmp_path: Path
+) -> None:
+    await files_hub.send(RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 3))
+    await files_hub.drain()
+
+    [device, *_] = cpmcs_sim.get("/_sim/state/reservations", params={"eventId": "EV-1"}).json()
+    assert device["eventExternalIdentifier"] == "EV-1"
+    assert device["eventStartDateTime"] == "2026-12-01T14:00:00Z"
+    assert device["nicId"].startswith("NIC-")
+    assert device["headEndSystem"] == "ECOBEE"
+    assert device["reservationStartDateTime"].endswith("Z")
+
+
+async def test_a_file_with_bad_rows_is_refused_whole(
+    files_hub: FileHub,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    tmp_path: Path,
+) -> None:
+    corrupt = {5: Corruption.BAD_TIMESTAMP, 9: Corruption.LONG_NIC_ID}
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 150, corrupt=corrupt)
+
+    reply = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    assert reply.status_code == 202
+    assert reserved(cpmcs_sim)["received"] == 0
+    [ack] = acks(derms_sim)
+    value = only_response(ack)["value"]
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert "line 6: reservationStartDateTime" in value
+    assert "line 10: nicId: 101 characters" in value
+    detail = await files_hub.detail(reply.json()["instanceId"])
+    assert detail["status"] == "failed"
+    assert len(detail["file"]["row_errors"]) == 2
+    subjects = [m.subject for m in mailbox.wait_for(2)]
+    assert any("complete: FAILURE" in subject for subject in subjects)
+    assert any("error: 2 bad rows, nothing sent" in subject for subject in subjects)
+
+
+async def test_an_empty_file_is_a_failure(
+    files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    await files_hub.send(RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 0))
+    await files_hub.drain()
+
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert only_response(ack)["value"] == "the file has no rows"
+
+
+async def test_cpmcs_down_at_the_health_check_sends_nothing(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 503, "fail_calls": [1], "fail_calls_path": HEALTH_CHECK},
+    ).raise_for_status()
+
+    await files_hub.send(RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 50))
+    await files_hub.drain()
+
+    assert reserved(cpmcs_sim)["received"] == 0
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert "health check failed" in only_response(ack)["value"]
+
+
+async def test_a_failed_segment_stops_the_rest_and_a_resend_completes_the_file(
+    files_hub: FileHub,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    tmp_path: Path,
+) -> None:
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 500, "fail_calls": [2], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 500)
+
+    first = await files_hub.send(RESERVATION, reservation("RSV-9"), csv_file)
+    await files_hub.drain()
+
+    instance_id = first.json()["instanceId"]
+    detail = await files_hub.detail(instance_id)
+    assert detail["status"] == "failed"
+    assert detail["file"]["segments"] == {"pending": 3, "sending": 0, "accepted": 1, "failed": 1}
+    assert "segment 2 (from line 102)" in detail["file"]["segment_errors"][0]
+    [failure] = acks(derms_sim)
+    assert failure["MsgAck"]["ackType"] == "FAILURE"
+    assert "HTTP 500" in only_response(failure)["value"]
+    assert len(mailbox.wait_for(2)) == 2
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+
+    again = await files_hub.send(RESERVATION, reservation("RSV-9"), csv_file)
+    await files_hub.drain()
+
+    assert again.json() == {"instanceId": instance_id, "resumed": True}
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"]) == (500, 0)
+    assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["FAILURE", "SUCCESS"]
+    detail = await files_hub.detail(instance_id)
+    assert detail["status"] == "succeeded"
+    assert detail["attempts"] == 2
+    assert detail["file"]["run"] == 2
+    assert detail["file"]["rows_sent"] == 500
+
+
+async def test_resubmit_sends_only_what_cpmcs_has_not_taken(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 503, "fail_calls": [3], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    reply = await files_hub.send(
+        RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 300)
+    )
+    await files_hub.drain()
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    instance_id = reply.json()["instanceId"]
+
+    resubmitted = await files_hub.client.post(
+        f"/ops/instances/{instance_id}/resubmit", auth=OPERATOR_AUTH
+    )
+    await files_hub.drain()
+
+    assert resubmitted.status_code == 200
+    assert resubmitted.json()["id"] == instance_id
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (300, 0, 3)
+    assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["FAILURE", "SUCCESS"]
+    again = await files_hub.client.post(
+        f"/ops/instances/{instance_id}/resubmit", auth=OPERATOR_AUTH
+    )
+    assert again.status_code == 409
+
+
+async def test_an_ack_derms_will_not_take_is_retried_then_emailed(
+    files_hub: FileHub, derms_sim: httpx.Client, mailbox: SmtpSink, tmp_path: Path
+) -> None:
+    derms_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+
+    reply = await files_hub.send(
+        RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 10)
+    )
+    await files_hub.drain()
+
+    detail = await files_hub.detail(reply.json()["instanceId"])
+    assert detail["status"] == "failed"
+    assert "did not accept the acknowledgement after 2 tries" in detail["error"]
+    ack_calls = [a for a in detail["activities"] if a["operation"] == "deviceReservationAck"]
+    assert [a["http_status"] for a in ack_calls] == [500, 500]
+    assert any("did not accept" in m.body_text for m in mailbox.wait_for(2))
+
+
+async def test_outcomes_of_several_events_go_through_the_event_outcome_lookup(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    csv_file = write_outcome_csv(tmp_path / "o.csv", 120, event_ids=("EV-1", "EV-2"))
+
+    reply = await files_hub.send(
+        OUTCOME, {"messageId": "OUT-1", "fileName": "outcomes.csv"}, csv_file
+    )
+    await files_hub.drain()
+
+    assert reply.status_code == 202
+    summary = cpmcs_sim.get("/_sim/state/outcomes/summary").json()
+    assert summary["devices"] == 120
+    assert set(summary["events"]) == {"EV-1", "EV-2"}
+    kept = cpmcs_sim.get("/_sim/state/outcomes", params={"eventId": "EV-1"}).json()
+    assert {o["outcome"] for o in kept} <= {"D1SP", "D1IO", "D1ND", "D1ER", "D1CN"}
+    [ack] = acks(derms_sim, "/device-outcome-ack")
+    assert ack["MsgAck"]["ackType"] == "SUCCESS"
+    found = await files_hub.client.get(
+        "/ops/instances", params={"key": "outcomes.csv"}, auth=OPERATOR_AUTH
+    )
+    assert [i["id"] for i in found.json()["items"]] == [reply.json()["instanceId"]]
+
+
+async def test_an_unknown_outcome_refuses_the_file(
+    files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    csv_file = write_outcome_csv(tmp_path / "o.csv", 20, corrupt={4: Corruption.UNKNOWN_OUTCOME})
+
+    await files_hub.send(OUTCOME, {"messageId": "OUT-2"}, csv_file)
+    await files_hub.drain()
+
+    [ack] = acks(derms_sim, "/device-outcome-ack")
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert "line 5: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome" in only_response(ack)["value"]
+
+
+@pytest.mark.parametrize(
+    ("message", "content", "field"),
+    [
+        ({"messageId": "X"}, b"recordId,nicId\n1,N\n", "message.eventId"),
+        (reservation(), b"recordId,nicId,headEndSystemId\n1,N,E\n", "file"),
+        (reservation(), b"", "file"),
+    ],
+)
+async def test_a_bad_message_or_header_is_a_422_and_keeps_nothing(
+    files_hub: FileHub, message: dict[str, Any], content: bytes, field: str
+) -> None:
+    reply = await files_hub.send(RESERVATION, message, content)
+
+    assert reply.status_code == 422
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert field in [e["field"] for e in reply.json()["errors"]]
+    listed = await files_hub.client.get("/ops/instances", auth=OPERATOR_AUTH)
+    assert listed.json()["total"] == 0
+
+
+async def test_json_instead_of_multipart_is_a_415(files_hub: FileHub) -> None:
+    reply = await files_hub.client.post(RESERVATION, json=reservation(), auth=DERMS_AUTH)
+
+    assert reply.status_code == 415
+
+
+async def test_only_derms_may_send_a_file(files_hub: FileHub, tmp_path: Path) -> None:
+    reply = await files_hub.client.post(
+        RESERVATION,
+        data={"message": json.dumps(reservation())},
+        files={"file": ("r.csv", write_reservation_csv(tmp_path / "r.csv", 1).read_bytes())},
+        auth=OPERATOR_AUTH,
+    )
+
+    assert reply.status_code == 401
