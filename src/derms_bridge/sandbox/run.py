@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from derms_bridge.api.security import hash_password
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
@@ -82,7 +83,8 @@ class Simulators:
 
 def start_simulators(ports: SandboxPorts, console: Console) -> Simulators:
     def show_mail(mail: ReceivedMail) -> None:
-        console.print(f"[bold magenta]mail[/] to {', '.join(mail.rcpt_tos)}: {mail.subject}")
+        recipients = escape(", ".join(mail.rcpt_tos))
+        console.print(f"[bold magenta]mail[/] to {recipients}: {escape(mail.subject)}")
 
     cpmcs = ServerThread(create_cpmcs_app(), port=ports.cpmcs_port, name="CPMCS simulator")
     derms = ServerThread(create_derms_app(), port=ports.derms_port, name="DERMS simulator")
