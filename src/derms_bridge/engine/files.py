@@ -33,13 +33,14 @@ from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.engine.runner import activity_of
 from derms_bridge.errors import FlowError, TechnicalFault
 from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.settings import Segments
 from derms_bridge.store.files import ClaimedJob, ClaimedSegment, FileStore, NewSegment
-from derms_bridge.store.instances import InstanceFilter, InstanceStore, NewActivity, utcnow
+from derms_bridge.store.instances import InstanceFilter, InstanceStore, NewActivity
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,7 @@ class _Activities:
     entries: list[NewActivity] = field(default_factory=list)
 
     def observe(self, call: CallRecord) -> None:
-        self.entries.append(
-            NewActivity(
-                target=call.target,
-                operation=call.operation,
-                method=call.method,
-                path=call.path,
-                http_status=call.http_status,
-                duration_ms=round(call.duration_ms, 3),
-                error=call.error,
-                at=utcnow(),
-            )
-        )
+        self.entries.append(activity_of(call))
 
 
 @dataclass

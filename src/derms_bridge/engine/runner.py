@@ -49,6 +49,20 @@ class NotResubmittable(Exception):
     """The instance's flow cannot be run again from its stored payload."""
 
 
+def activity_of(call: CallRecord) -> NewActivity:
+    """An outbound call as its instance's activity keeps it."""
+    return NewActivity(
+        target=call.target,
+        operation=call.operation,
+        method=call.method,
+        path=call.path,
+        http_status=call.http_status,
+        duration_ms=round(call.duration_ms, 3),
+        error=call.error,
+        at=utcnow(),
+    )
+
+
 @dataclass
 class _Run:
     """One run of a flow: its activity and business keys, and its way to the error handler."""
@@ -61,18 +75,7 @@ class _Run:
     activities: list[NewActivity] = field(default_factory=list)
 
     def observe(self, call: CallRecord) -> None:
-        self.activities.append(
-            NewActivity(
-                target=call.target,
-                operation=call.operation,
-                method=call.method,
-                path=call.path,
-                http_status=call.http_status,
-                duration_ms=round(call.duration_ms, 3),
-                error=call.error,
-                at=utcnow(),
-            )
-        )
+        self.activities.append(activity_of(call))
 
     def add_business_key(self, kind: str, value: str) -> None:
         self.new_keys.append((kind, value))
