@@ -14,6 +14,7 @@ A process that dies leaves leases that run out, and another worker takes over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import logging
@@ -21,6 +22,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any
@@ -187,9 +189,9 @@ class FileIntake:
             if await self._files.has_segments(previous):
                 # DERMS's resend after a FAILURE: the segments already kept go again,
                 # only those CPMCS has not taken.
-                await self._files.resume(previous)
+                resumed = await self._files.resume(previous)
                 self._wake()
-                return Received(previous, resumed=True)
+                return Received(previous, resumed=resumed)
             resubmit_of = previous
         instance_id = str(uuid.uuid4())
         await self._instances.create(
@@ -290,6 +292,8 @@ class FileWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before the step, so that a wake during it is not lost.
+            self._work.clear()
             try:
                 busy = await self.step()
             except Exception:
@@ -297,7 +301,6 @@ class FileWorker:
                 busy = False
             if busy:
                 continue
-            self._work.clear()
             waiting = asyncio.create_task(self._work.wait())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait(
@@ -314,6 +317,26 @@ class FileWorker:
         sent = await self._send_segments()
         return coordinated or sent
 
+    @asynccontextmanager
+    async def _held(
+        self, *, job: str | None = None, segment: int | None = None
+    ) -> AsyncIterator[None]:
+        """Renew a claim while its work runs: an acknowledgement retried against a slow
+        DERMS can outlast a lease, and a lapsed claim would be sent again by another worker."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease.total_seconds() / 3)
+                await self._files.renew(self.name, self._lease, job=job, segment=segment)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
     def _message(self, flow: FileFlow[Any], instance_id: str, payload: Any) -> BaseModel:
         message = self._messages.get(instance_id)
         if message is None:
@@ -325,10 +348,11 @@ class FileWorker:
         did = False
         while (job := await self._files.claim_job(self.name, self._lease)) is not None:
             did = True
-            if job.state == "queued":
-                await self._check_health(job)
-            else:
-                await self._acknowledge(job)
+            async with self._held(job=job.instance_id):
+                if job.state == "queued":
+                    await self._check_health(job)
+                else:
+                    await self._acknowledge(job)
         return did
 
     async def _check_health(self, job: ClaimedJob) -> None:
@@ -373,9 +397,10 @@ class FileWorker:
         error: str | None = None
         try:
             body = flow.segment_request(message, rows, self._lookups())
-            await CpmcsClient(self._cpmcs, calls.observe).send(
-                flow.segment_operation, body, AnyJson
-            )
+            async with self._held(segment=segment.id):
+                await CpmcsClient(self._cpmcs, calls.observe).send(
+                    flow.segment_operation, body, AnyJson
+                )
         except FlowError as refused:
             error = str(refused)
         # The reference's step 3: an HTTP error on any segment is the file's FAILURE; the

@@ -1,0 +1,581 @@
+"""The file flows' faults with real hub processes: killed mid-file, a segment CPMCS refuses,
+two worker processes sharing one file on PostgreSQL, and an acknowledgement slower than
+the job's lease.
+
+Each hub here is `derms-bridge serve` (or `derms-bridge worker`) started from a settings
+file, talking to the session's simulators over loopback; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+import yaml
+
+from derms_bridge.api.security import hash_password
+from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
+from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from tests.conftest import (
+    DERMS_AUTH,
+    LOOKUPS_DIR,
+    OPERATOR_AUTH,
+    PASSWORDS,
+    POSTGRES_ADMIN_URL,
+)
+from tests.csv_files import write_reservation_csv
+from tests.e2e.test_sandbox_process import ROOT, Output, console_script
+
+RESERVATION = "/device-reservation-to-dacs"
+RESERVATION_ACK = "/device-reservation-ack"
+STARTUP_SECONDS = 30.0
+FINISH_SECONDS = 60.0
+#: Names the extra worker's PostgreSQL sessions (libpq reads PGAPPNAME), so that the test
+#: can see when it has started polling for work.
+WORKER_APP_NAME = "derms-bridge-file-faults-worker"
+
+T = TypeVar("T")
+
+
+@dataclass
+class HubProcess:
+    """One `derms-bridge` process, its output read in threads so that the pipes never fill."""
+
+    command: list[str]
+    process: subprocess.Popen[str]
+    stdout: Output = field(default_factory=Output)
+    stderr: Output = field(default_factory=Output)
+    readers: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def describe(self) -> str:
+        return (
+            f"{' '.join(self.command)} (pid {self.pid}, exit {self.process.poll()})\n"
+            f"stdout:\n{self.stdout.text}\nstderr:\n{self.stderr.text[-4000:]}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as when a machine loses power."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        for reader in self.readers:
+            reader.join(timeout=5)
+
+
+class Processes:
+    """Starts hub processes and kills every one of them when the test ends."""
+
+    def __init__(self) -> None:
+        self.started: list[HubProcess] = []
+
+    def start(self, *arguments: str, env: dict[str, str] | None = None) -> HubProcess:
+        command = [str(console_script()), *arguments]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
+        environment.update(env or {})
+        process = subprocess.Popen(  # noqa: S603
+            command,
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        started = HubProcess(command=command, process=process)
+        started.readers = [
+            started.stdout.follow(process.stdout),
+            started.stderr.follow(process.stderr),
+        ]
+        self.started.append(started)
+        return started
+
+    def describe(self) -> str:
+        return "\n\n".join(process.describe() for process in self.started)
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            process.kill()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.kill_all()
+
+
+@pytest.fixture(autouse=True)
+def faults_cleared(cpmcs_sim: httpx.Client, derms_sim: httpx.Client) -> Iterator[None]:
+    """The session's simulators go back to answering at once, for the tests after these."""
+    yield
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    derms_sim.delete("/_sim/faults").raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def caller_hashes() -> dict[str, str]:
+    return {role: hash_password(PASSWORDS[role]) for role in ("derms", "operator")}
+
+
+def write_settings(
+    path: Path,
+    *,
+    database_url: str,
+    cpmcs: ServerThread,
+    derms: ServerThread,
+    mailbox: SmtpSink,
+    hashes: dict[str, str],
+    segments: dict[str, float],
+) -> Path:
+    timeouts = {"connect": 2, "read": 5}
+    settings: dict[str, Any] = {
+        "database": {"url": database_url},
+        "connections": {
+            "cpmcs": {"base_url": cpmcs.url, "timeouts": timeouts},
+            "derms": {"default": {"base_url": derms.url, "timeouts": timeouts}},
+        },
+        "callers": {
+            role: {"role": role, "username": role, "password_hash": hashed}
+            for role, hashed in hashes.items()
+        },
+        "smtp": {"host": mailbox.host, "port": mailbox.port, "timeout": 5},
+        "segments": {"ack_attempts": 2, **segments},
+        "lookups_dir": str(LOOKUPS_DIR),
+    }
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
+def serve(processes: Processes, settings: Path, port: int) -> HubProcess:
+    hub = processes.start(
+        "serve", "--config", str(settings), "--port", str(port), "--log-level", "warning"
+    )
+    wait_for(
+        lambda: _healthy(port),
+        STARTUP_SECONDS,
+        f"the hub did not answer /healthz on port {port}",
+        processes,
+        watch=hub,
+    )
+    return hub
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://{LOOPBACK}:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    seconds: float,
+    what: str,
+    processes: Processes,
+    *,
+    watch: HubProcess | None = None,
+    interval: float = 0.05,
+) -> T:
+    """Polls `check` until it answers something truthy; fails naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        if watch is not None and watch.process.poll() is not None:
+            pytest.fail(f"{what}: the process exited\n{processes.describe()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {seconds} s\n{processes.describe()}")
+        time.sleep(interval)
+
+
+def reservation(message_id: str) -> dict[str, Any]:
+    return {
+        "drmsInstanceId": "DRMS-7",
+        "messageId": message_id,
+        "eventId": "EV-1",
+        "stageId": "ST-1",
+        "eventType": "ECONOMIC",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+
+
+def send_file(port: int, message: dict[str, Any], csv_file: Path) -> dict[str, Any]:
+    reply = httpx.post(
+        f"http://{LOOPBACK}:{port}{RESERVATION}",
+        data={"message": json.dumps(message)},
+        files={"file": ("devices.csv", csv_file.read_bytes(), "text/csv")},
+        auth=DERMS_AUTH,
+        timeout=30,
+    )
+    assert reply.status_code == 202, reply.text
+    received: dict[str, Any] = reply.json()
+    return received
+
+
+def acks(derms_sim: httpx.Client) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = (
+        derms_sim.get("/_sim/state/received").json().get(RESERVATION_ACK, [])
+    )
+    return received
+
+
+def ack_types(derms_sim: httpx.Client) -> list[str]:
+    return [ack["MsgAck"]["ackType"] for ack in acks(derms_sim)]
+
+
+def ack_value(ack: dict[str, Any]) -> str:
+    [response] = ack["MsgAck"]["responses"]["response"]
+    value: str = response["value"]
+    return value
+
+
+def reserved(cpmcs_sim: httpx.Client) -> dict[str, Any]:
+    summary: dict[str, Any] = cpmcs_sim.get("/_sim/state/reservations/summary").json()
+    return summary
+
+
+def reserve_calls(cpmcs_sim: httpx.Client) -> int:
+    """reserveDevice calls that reached CPMCS, counted as they arrive (before any latency)."""
+    calls: dict[str, int] = cpmcs_sim.get("/_sim/state/calls").json()
+    return calls.get(RESERVE_DEVICE_PATH, 0)
+
+
+def instance(port: int, instance_id: str) -> dict[str, Any]:
+    found = httpx.get(
+        f"http://{LOOPBACK}:{port}/ops/instances/{instance_id}", auth=OPERATOR_AUTH, timeout=10
+    )
+    assert found.status_code == 200, found.text
+    detail: dict[str, Any] = found.json()
+    return detail
+
+
+def finished(port: int, instance_id: str) -> Callable[[], dict[str, Any] | None]:
+    """A check for `wait_for`: the instance's detail once its run is over (ack sent, recorded)."""
+
+    def check() -> dict[str, Any] | None:
+        detail = instance(port, instance_id)
+        return detail if detail["file"]["state"] == "done" else None
+
+    return check
+
+
+def test_a_hub_killed_mid_file_finishes_it_after_a_restart(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    rows = 3000
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={"size": 100, "parallelism": 2, "lease_seconds": 2, "poll_seconds": 0.2},
+    )
+    port = free_port()
+    hub = serve(processes, settings, port)
+    # 30 segments, two at a time, 100 ms each: the file takes about 1.5 s.
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 100}).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
+
+    instance_id = send_file(port, reservation("RSV-KILL"), csv_file)["instanceId"]
+    wait_for(
+        lambda: reserved(cpmcs_sim)["devices"] >= 500,
+        20,
+        "CPMCS received no 500 devices",
+        processes,
+        watch=hub,
+        interval=0.01,
+    )
+    # Killed just as a segment reaches CPMCS: it waits there 100 ms, so the hub holds it
+    # under a lease, sending, when it dies.
+    arrived = reserve_calls(cpmcs_sim)
+    wait_for(
+        lambda: reserve_calls(cpmcs_sim) > arrived,
+        10,
+        "no further segment reached CPMCS",
+        processes,
+        watch=hub,
+        interval=0.005,
+    )
+    hub.kill()
+    at_kill = reserved(cpmcs_sim)
+    assert at_kill["devices"] < rows, f"the file was done before the kill: {at_kill}"
+    assert acks(derms_sim) == []
+
+    restarted = serve(processes, settings, port)
+    wait_for(
+        lambda: acks(derms_sim),
+        FINISH_SECONDS,
+        "DERMS received no acknowledgement",
+        processes,
+        watch=restarted,
+    )
+    detail = wait_for(finished(port, instance_id), 10, "the run was not recorded", processes)
+
+    summary = reserved(cpmcs_sim)
+    assert summary["devices"] == rows, (
+        f"CPMCS holds {summary['devices']} devices of {rows}: {summary}; at the kill: {at_kill}"
+    )
+    # A segment in flight at the kill may have reached CPMCS and goes again after its lease:
+    # CPMCS keeps each device once, so a duplicate is harmless; at most two segments' worth.
+    assert summary["duplicates"] <= 2 * 100, (
+        f"{summary['duplicates']} duplicates (at the kill: {at_kill})"
+    )
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "SUCCESS", ack
+    assert f"{rows} rows in 30 segments" in ack_value(ack)
+    assert detail["status"] == "succeeded", detail
+    assert detail["file"]["rows_sent"] == rows
+    assert detail["file"]["segments"] == {"pending": 0, "sending": 0, "accepted": 30, "failed": 0}
+    with sqlite3.connect(tmp_path / "hub.db") as connection:
+        taken_over = connection.execute(
+            "SELECT seq, attempts FROM segments WHERE attempts > 1 ORDER BY seq"
+        ).fetchall()
+    # The segments in flight at the kill went again once their leases ran out.
+    assert taken_over, "no segment was sent again after the kill"
+    # Reported with -rP: how many devices went twice because of the kill.
+    print(
+        f"devices at the kill: {at_kill['devices']}; duplicates: {summary['duplicates']}; "
+        f"segments sent again (seq, attempts): {taken_over}"
+    )
+
+
+def test_a_segment_cpmcs_refuses_fails_the_file_and_the_resend_completes_it(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    rows = 1000
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={"size": 100, "parallelism": 2, "lease_seconds": 10, "poll_seconds": 0.2},
+    )
+    port = free_port()
+    hub = serve(processes, settings, port)
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 500, "fail_calls": [3], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
+
+    first = send_file(port, reservation("RSV-500"), csv_file)
+    instance_id = first["instanceId"]
+    wait_for(lambda: acks(derms_sim), 20, "no FAILURE acknowledgement", processes, watch=hub)
+    detail = wait_for(finished(port, instance_id), 10, "the failure was not recorded", processes)
+
+    [failure] = acks(derms_sim)
+    assert failure["MsgAck"]["ackType"] == "FAILURE", failure
+    assert "HTTP 500" in ack_value(failure)
+    assert detail["status"] == "failed"
+    segments = detail["file"]["segments"]
+    assert segments["failed"] == 1
+    assert segments["sending"] == 0
+    # The failure stopped the segments not yet claimed from going.
+    assert segments["pending"] > 0, segments
+    assert reserved(cpmcs_sim)["devices"] == 100 * segments["accepted"]
+
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    again = send_file(port, reservation("RSV-500"), csv_file)
+    assert again == {"instanceId": instance_id, "resumed": True}
+    wait_for(lambda: len(acks(derms_sim)) == 2, 20, "no second acknowledgement", processes)
+    detail = wait_for(finished(port, instance_id), 10, "the resend was not recorded", processes)
+
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"]) == (rows, 0), summary
+    assert ack_types(derms_sim) == ["FAILURE", "SUCCESS"]
+    assert detail["status"] == "succeeded"
+    assert detail["file"]["run"] == 2
+    assert detail["file"]["rows_sent"] == rows
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (the hub migrates it), dropped at the end."""
+    name = f"derms_bridge_e2e_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc})")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sessions_named(database_url: str, application_name: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s",
+            (application_name,),
+        ).fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
+
+
+def test_two_worker_processes_share_one_file_on_postgresql(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    rows = 2000
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=postgres_url,
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={"size": 50, "parallelism": 2, "lease_seconds": 10, "poll_seconds": 0.1},
+    )
+    port = free_port()
+    # The API process migrates the database; the worker starts on the migrated schema.
+    hub = serve(processes, settings, port)
+    worker = processes.start(
+        "worker",
+        "--config",
+        str(settings),
+        "--log-level",
+        "warning",
+        env={"PGAPPNAME": WORKER_APP_NAME},
+    )
+    wait_for(
+        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
+        STARTUP_SECONDS,
+        "the worker process did not look for work",
+        processes,
+        watch=worker,
+    )
+    # 40 segments at 50 ms each: about a second for one worker, so both get work.
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 50}).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
+
+    instance_id = send_file(port, reservation("RSV-TWO"), csv_file)["instanceId"]
+    wait_for(
+        lambda: acks(derms_sim), FINISH_SECONDS, "DERMS received no acknowledgement", processes
+    )
+    detail = wait_for(finished(port, instance_id), 10, "the run was not recorded", processes)
+
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"]) == (rows, 0), summary
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "SUCCESS", ack
+    assert detail["status"] == "succeeded", detail
+    assert detail["file"]["rows_sent"] == rows
+    with psycopg.connect(postgres_url) as connection:
+        owners = connection.execute(
+            "SELECT owner, count(*) FROM segments WHERE instance_id = %s AND status = 'accepted' "
+            "GROUP BY owner",
+            (instance_id,),
+        ).fetchall()
+    # A worker's name is host:pid:id.
+    by_pid: dict[int, int] = {}
+    for owner, count in owners:
+        pid = int(owner.split(":")[1])
+        by_pid[pid] = by_pid.get(pid, 0) + count
+    assert sum(by_pid.values()) == 40
+    assert set(by_pid) == {hub.pid, worker.pid}, (
+        f"segments sent per pid: {by_pid}; serve is {hub.pid}, worker is {worker.pid}"
+    )
+    print(f"segments sent per process: serve {by_pid[hub.pid]}, worker {by_pid[worker.pid]}")
+
+
+def test_an_acknowledgement_slower_than_the_lease_is_sent_once(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    # The defaults do the same on a larger scale: a lease of 60 s against 5 tries of DERMS's
+    # acknowledgement with a read timeout of 30 s each.
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=postgres_url,
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={"size": 50, "parallelism": 2, "lease_seconds": 1, "poll_seconds": 0.1},
+    )
+    port = free_port()
+    serve(processes, settings, port)
+    worker = processes.start(
+        "worker", "--config", str(settings), env={"PGAPPNAME": WORKER_APP_NAME}
+    )
+    wait_for(
+        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
+        STARTUP_SECONDS,
+        "the worker process did not look for work",
+        processes,
+        watch=worker,
+    )
+    derms_sim.put("/_sim/faults", json={"latency_ms": 1500}).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", 10)
+
+    instance_id = send_file(port, reservation("RSV-SLOW-ACK"), csv_file)["instanceId"]
+    wait_for(
+        lambda: instance(port, instance_id)["status"] != "in_progress",
+        20,
+        "the acknowledgement was not sent",
+        processes,
+    )
+    time.sleep(2.0)
+
+    detail = instance(port, instance_id)
+    assert ack_types(derms_sim) == ["SUCCESS"]
+    assert detail["file"]["state"] == "done", detail["file"]
