@@ -78,5 +78,18 @@ class CpmcsClient:
             business_error=cpmcs_business_error,
         )
 
+    async def send_json(self, operation: str, body_json: str) -> None:
+        """Send a body already written as JSON; any 2xx answer is taken, unread."""
+        method, path = OPERATIONS[operation]
+        await self._connection.call(
+            operation,
+            method,
+            path,
+            raw_json=body_json.encode(),
+            read=lambda _answer: None,
+            observer=self._observer,
+            business_error=cpmcs_business_error,
+        )
+
     async def enroll_program(self, body: EnrollProgramRequest) -> EnrollProgramResponse:
         return await self.send("enrollProgram", body, EnrollProgramResponse)

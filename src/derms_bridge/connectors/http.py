@@ -161,22 +161,28 @@ class HttpConnection:
         if self._session is not None:
             await self._session.close()
 
-    async def _send(self, method: str, path: str, json: Any, headers: Mapping[str, str]) -> Answer:
+    async def _send(
+        self, method: str, path: str, json: Any, raw_json: bytes | None, headers: Mapping[str, str]
+    ) -> Answer:
+        if raw_json is not None:
+            headers = {**headers, "Content-Type": "application/json"}
         async with self._client().request(
-            method, self.base_url + path, json=json, headers=headers
+            method, self.base_url + path, json=json, data=raw_json, headers=headers
         ) as response:
             return Answer(status=response.status, body=await response.read())
 
-    async def _exchange(self, operation: str, method: str, path: str, json: Any) -> Answer:
+    async def _exchange(
+        self, operation: str, method: str, path: str, json: Any, raw_json: bytes | None
+    ) -> Answer:
         """One request and its whole answer; what stops it becomes a TechnicalFault."""
         try:
             if self._oauth is None:
-                return await self._send(method, path, json, {})
+                return await self._send(method, path, json, raw_json, {})
             bearer = await self._oauth.header(self._client())
-            answer = await self._send(method, path, json, {"Authorization": bearer})
+            answer = await self._send(method, path, json, raw_json, {"Authorization": bearer})
             if answer.status == 401:
                 bearer = await self._oauth.header(self._client(), renew=True)
-                answer = await self._send(method, path, json, {"Authorization": bearer})
+                answer = await self._send(method, path, json, raw_json, {"Authorization": bearer})
             return answer
         except aiohttp.ClientConnectorError as exc:
             raise TechnicalFault(
@@ -209,6 +215,7 @@ class HttpConnection:
         read: Callable[[Answer], T],
         observer: CallObserver | None,
         json: Any = None,
+        raw_json: bytes | None = None,
         business_error: BusinessErrorReader | None = None,
     ) -> T:
         """Send one request and read its answer with `read`; a fault or a business error
@@ -217,7 +224,7 @@ class HttpConnection:
         status: int | None = None
         error: str | None = None
         try:
-            answer = await self._exchange(operation, method, path, json)
+            answer = await self._exchange(operation, method, path, json, raw_json)
             status = answer.status
             if status in (401, 403):
                 raise TechnicalFault(

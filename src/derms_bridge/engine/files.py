@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import socket
@@ -82,23 +83,30 @@ class _Scan:
     bad_rows: list[str] = field(default_factory=list)
 
 
-#: A segment's rows and the line its first row stood on; None marks the file's end.
-_Cut = tuple[list[CsvRow], int] | None
+#: A segment's body, the line its first row stood on and its rows; None: the file's end.
+_Cut = tuple[str, int, int] | None
 
 
 def _cut(
     reader: Any,
     flow: FileFlow[Any],
+    message: BaseModel,
     lookups: Lookups,
     size: int,
     scan: _Scan,
     emit: Callable[[_Cut], None],
 ) -> None:
-    """Runs in a thread: check every row and emit segments of `size` rows as CSV text."""
+    """Runs in a thread: check every row, and emit segments of `size` rows as the JSON
+    body CPMCS will get, so that sending one later is only sending it."""
     try:
         rows: list[CsvRow] = []
         first_line = 0
         width = len(flow.header)
+
+        def cut() -> None:
+            body = json.dumps(flow.segment_request(message, rows, lookups), separators=(",", ":"))
+            emit((body, first_line, len(rows)))
+
         for row in reader:
             line = reader.line_num
             if not row:
@@ -120,10 +128,10 @@ def _cut(
                 first_line = line
             rows.append(row)
             if len(rows) == size:
-                emit((rows, first_line))
+                cut()
                 rows = []
         if rows and not scan.bad_rows:
-            emit((rows, first_line))
+            cut()
     except (csv.Error, UnicodeDecodeError) as exc:
         scan.bad_rows.append(f"line {reader.line_num}: the file cannot be read as CSV: {exc}")
     finally:
@@ -218,18 +226,16 @@ class FileIntake:
                     break
                 if scan.bad_rows:
                     continue
-                rows, first_line = item
-                buffer = io.StringIO()
-                csv.writer(buffer, lineterminator="\n").writerows(rows)
+                body, first_line, row_count = item
                 seq += 1
                 yield NewSegment(
-                    seq=seq, first_line=first_line, row_count=len(rows), rows_csv=buffer.getvalue()
+                    seq=seq, first_line=first_line, row_count=row_count, body_json=body
                 )
             if scan.bad_rows or not scan.rows:
                 raise _NothingToSend
 
         cutter = asyncio.create_task(
-            asyncio.to_thread(_cut, reader, flow, self._lookups(), self._size, scan, emit)
+            asyncio.to_thread(_cut, reader, flow, message, self._lookups(), self._size, scan, emit)
         )
         try:
             await self._files.receive(instance_id, flow.info.key, message_json, segments())
@@ -345,7 +351,7 @@ class FileWorker:
         return message
 
     async def _coordinate(self) -> bool:
-        did = False
+        did = bool(await self._files.finish_stalled())
         while (job := await self._files.claim_job(self.name, self._lease)) is not None:
             did = True
             async with self._held(job=job.instance_id):
@@ -379,7 +385,8 @@ class FileWorker:
         did = False
         while True:
             room = self._settings.parallelism - len(in_flight)
-            if room > 0:
+            # Claimed in batches, half the parallelism at a time: each claim is a write.
+            if room >= max(1, self._settings.parallelism // 2) or not in_flight:
                 claimed = await self._files.claim_segments(self.name, self._lease, room)
                 in_flight |= {asyncio.create_task(self._send(segment)) for segment in claimed}
                 did = did or bool(claimed)
@@ -391,15 +398,12 @@ class FileWorker:
 
     async def _send(self, segment: ClaimedSegment) -> None:
         flow = FILE_FLOWS[segment.flow]
-        message = self._message(flow, segment.instance_id, segment.message)
         calls = _Activities()
-        rows = list(csv.reader(io.StringIO(segment.rows_csv)))
         error: str | None = None
         try:
-            body = flow.segment_request(message, rows, self._lookups())
             async with self._held(segment=segment.id):
-                await CpmcsClient(self._cpmcs, calls.observe).send(
-                    flow.segment_operation, body, AnyJson
+                await CpmcsClient(self._cpmcs, calls.observe).send_json(
+                    flow.segment_operation, segment.body_json
                 )
         except FlowError as refused:
             error = str(refused)
@@ -409,10 +413,10 @@ class FileWorker:
         if error is not None:
             last_line = segment.first_line + segment.row_count - 1
             failure = f"segment {segment.seq} (lines {segment.first_line}-{last_line}): {error}"
-        await self._files.record_segment(
+        due = await self._files.record_segment(
             segment, self.name, error=error, failure=failure, activities=calls.entries
         )
-        if await self._files.finish_sending(segment.instance_id) is not None:
+        if due is not None:
             self.wake()
 
     async def _acknowledge(self, job: ClaimedJob) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from derms_bridge.schemas.common import parse_iso_datetime
 
 
+# A file's rows mostly share their times: each distinct one is parsed once.
+@functools.lru_cache(maxsize=4096)
 def utc_problem(column: str, value: str) -> str | None:
     """Why `value` is not a UTC date-time (ISO 8601 with Z or +00:00), or None."""
     try:

@@ -67,20 +67,20 @@ def to_post_event_outcome(
     _message: OutcomeMessage, rows: list[CsvRow], lookups: Lookups
 ) -> PostEventOutcomeRequest:
     """Step 3: one segment of the file in CPMCS's postEventOutcome format."""
-    return PostEventOutcomeRequest(
-        postOutcomeList=[
-            DeviceOutcome(
-                eventExternalIdentifier=event_id,
-                nicId=nic_id,
-                headEndSystem=head_end,
-                outcome=lookups.translate("EventOutcome", outcome),
-                participationStartDateTime=starts,
-                participationEndDateTime=ends,
-                errorMessage=error_message or None,
-            )
-            for _record, event_id, nic_id, head_end, outcome, starts, ends, error_message in rows
-        ]
-    )
+    outcomes: list[DeviceOutcome] = []
+    for _record, event_id, nic_id, head_end, outcome, starts, ends, error_message in rows:
+        device: DeviceOutcome = {
+            "eventExternalIdentifier": event_id,
+            "nicId": nic_id,
+            "headEndSystem": head_end,
+            "outcome": lookups.translate("EventOutcome", outcome),
+            "participationStartDateTime": starts,
+            "participationEndDateTime": ends,
+        }
+        if error_message:
+            device["errorMessage"] = error_message
+        outcomes.append(device)
+    return {"postOutcomeList": outcomes}
 
 
 def acknowledgement(

@@ -19,7 +19,6 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_reservation import (
     ReservationMessage,
-    ReservedDevice,
     ReserveDeviceRequest,
 )
 
@@ -56,20 +55,20 @@ def to_reserve_device(
     message: ReservationMessage, rows: list[CsvRow], _lookups: Lookups
 ) -> ReserveDeviceRequest:
     """Step 3: one segment of the file in CPMCS's reserveDevice format."""
-    return ReserveDeviceRequest(
-        eventExternalIdentifier=message.eventId,
-        eventStartDateTime=message.eventStartDateTime,
-        eventEndDateTime=message.eventEndDateTime,
-        deviceList=[
-            ReservedDevice(
-                nicId=nic_id,
-                headEndSystem=head_end,
-                reservationStartDateTime=starts,
-                reservationEndDateTime=ends,
-            )
+    return {
+        "eventExternalIdentifier": message.eventId,
+        "eventStartDateTime": message.eventStartDateTime,
+        "eventEndDateTime": message.eventEndDateTime,
+        "deviceList": [
+            {
+                "nicId": nic_id,
+                "headEndSystem": head_end,
+                "reservationStartDateTime": starts,
+                "reservationEndDateTime": ends,
+            }
             for _record, nic_id, head_end, starts, ends in rows
         ],
-    )
+    }
 
 
 def acknowledgement(

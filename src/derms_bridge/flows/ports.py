@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -140,9 +140,10 @@ class FileFlow(Generic[Message]):
     business_keys: Callable[[Message], list[tuple[str, str]]]
     #: Why a row cannot be sent (naming the column), or None; checked before anything is sent.
     row_problem: Callable[[CsvRow, Lookups], str | None]
-    #: The CPMCS operation each segment goes to, and the body it sends.
+    #: The CPMCS operation each segment goes to, and the body it sends (built when the file
+    #: is received, so that sending a segment is only sending it).
     segment_operation: str
-    segment_request: Callable[[Message, list[CsvRow], Lookups], BaseModel]
+    segment_request: Callable[[Message, list[CsvRow], Lookups], Mapping[str, Any]]
     #: The DERMS operation that takes the acknowledgement, and the MsgAck it sends.
     ack_operation: str
     acknowledgement: Callable[[Message, Literal["SUCCESS", "FAILURE"], str], BaseModel]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 from pydantic import Field
 
 from derms_bridge.schemas.common import Wire
@@ -15,15 +17,19 @@ class OutcomeMessage(Wire):
     fileName: str | None = Field(None, max_length=255)
 
 
-class DeviceOutcome(Wire):
-    eventExternalIdentifier: str = Field(max_length=120)
-    nicId: str = Field(max_length=100)
-    headEndSystem: str = Field(max_length=50)
+# A segment's body is built for a thousand rows at a time, so it is a TypedDict: the
+# rows were checked against CPMCS's limits already.
+
+
+class DeviceOutcome(TypedDict):
+    eventExternalIdentifier: str
+    nicId: str
+    headEndSystem: str
     outcome: str
     participationStartDateTime: str
     participationEndDateTime: str
-    errorMessage: str | None = Field(None, max_length=100)
+    errorMessage: NotRequired[str]
 
 
-class PostEventOutcomeRequest(Wire):
+class PostEventOutcomeRequest(TypedDict):
     postOutcomeList: list[DeviceOutcome]

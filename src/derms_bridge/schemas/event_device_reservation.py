@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from pydantic import Field
 
 from derms_bridge.schemas.common import IsoDateTime, Wire
@@ -19,15 +21,20 @@ class ReservationMessage(Wire):
     eventEndDateTime: IsoDateTime
 
 
-class ReservedDevice(Wire):
-    nicId: str = Field(max_length=100)
-    headEndSystem: str = Field(max_length=50)
+# A segment's body is built for a thousand rows at a time, so it is a TypedDict: the
+# rows were checked against CPMCS's limits already, and a model per device would cost
+# more than sending it (bench/device_reservation.py).
+
+
+class ReservedDevice(TypedDict):
+    nicId: str
+    headEndSystem: str
     reservationStartDateTime: str
     reservationEndDateTime: str
 
 
-class ReserveDeviceRequest(Wire):
-    eventExternalIdentifier: str = Field(max_length=120)
+class ReserveDeviceRequest(TypedDict):
+    eventExternalIdentifier: str
     eventStartDateTime: str
     eventEndDateTime: str
     deviceList: list[ReservedDevice]

@@ -25,7 +25,7 @@ class NewSegment:
     seq: int
     first_line: int
     row_count: int
-    rows_csv: str
+    body_json: str
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ClaimedSegment:
     seq: int
     first_line: int
     row_count: int
-    rows_csv: str
+    body_json: str
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ class FileStore:
                         SegmentRow.seq,
                         SegmentRow.first_line,
                         SegmentRow.row_count,
-                        SegmentRow.rows_csv,
+                        SegmentRow.body_json,
                     )
                 )
             ).all()
@@ -262,7 +262,7 @@ class FileStore:
                 seq=row.seq,
                 first_line=row.first_line,
                 row_count=row.row_count,
-                rows_csv=row.rows_csv,
+                body_json=row.body_json,
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]
@@ -275,17 +275,15 @@ class FileStore:
         error: str | None,
         failure: str | None,
         activities: Sequence[NewActivity],
-    ) -> None:
-        """The segment's result; its failure stops the job's other segments from going."""
+    ) -> str | None:
+        """The segment's result; its failure stops the job's other segments from going.
+        When it was the run's last, the acknowledgement falls due: its outcome is returned
+        to the one caller that made it so."""
         async with self._instances.writing() as connection:
             await connection.execute(
                 update(SegmentRow)
                 .where(SegmentRow.id == segment.id, SegmentRow.owner == owner)
-                .values(
-                    status="failed" if error else "accepted",
-                    error=error,
-                    lease_until=None,
-                )
+                .values(status="failed" if error else "accepted", error=error, lease_until=None)
             )
             if error is not None:
                 await connection.execute(
@@ -297,46 +295,22 @@ class FileStore:
                     .values(state="failing", failure=failure or error, updated_at=utcnow())
                 )
             await add_activities(connection, segment.instance_id, activities)
-
-    async def finish_sending(self, instance_id: str) -> str | None:
-        """Make the acknowledgement due once no segment is left to go: the outcome, for
-        the one caller whose update did it, else None."""
-        now = utcnow()
-        # One status per EXISTS, so that SQLite finds the few pending or sending rows through
-        # ix_segments_status: under an OR it walks every segment of the file by instance_id
-        # instead, and status is stored after rows_csv, so each row read follows its overflow
-        # pages (about 15 ms per call at 1,000 segments of 1,000 rows, bench/device_reservation.py).
-        in_flight = exists().where(
-            SegmentRow.instance_id == instance_id,
-            SegmentRow.status == "sending",
-            _live(SegmentRow.lease_until, now),
-        )
-        pending = exists().where(
-            SegmentRow.instance_id == instance_id, SegmentRow.status == "pending"
-        )
-        left = or_(pending, in_flight)
-        async with self._instances.writing() as connection:
-            done = (
+            due = (
                 await connection.execute(
-                    update(FileJobRow)
-                    .where(
-                        FileJobRow.instance_id == instance_id,
-                        or_(
-                            and_(FileJobRow.state == "running", ~left),
-                            and_(FileJobRow.state == "failing", ~in_flight),
-                        ),
-                    )
-                    .values(
-                        state="acking",
-                        outcome=case((FileJobRow.state == "failing", "FAILURE"), else_="SUCCESS"),
-                        owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    )
-                    .returning(FileJobRow.outcome)
+                    _finish_runs(FileJobRow.instance_id == segment.instance_id)
                 )
             ).first()
-        return done[0] if done is not None else None
+        return due[0] if due is not None else None
+
+    async def finish_stalled(self) -> int:
+        """Make due the acknowledgement of any run with nothing left to send. Recording a
+        segment does this for its own run; on PostgreSQL two workers recording a run's
+        last two segments at once can each still see the other's as sending, so a
+        worker's round sweeps up after them."""
+        async with self._instances.writing() as connection:
+            return len(
+                (await connection.execute(_finish_runs(FileJobRow.instance_id.is_not(None)))).all()
+            )
 
     async def acknowledged(
         self,
@@ -484,6 +458,41 @@ class FileStore:
             ],
             ack_error=job.ack_error,
         )
+
+
+def _finish_runs(which: Any) -> Any:
+    """The update that makes a run's acknowledgement due once none of its segments is
+    left to go (a failing run: once none is still in flight), returning the outcome."""
+    now = utcnow()
+    job = FileJobRow.instance_id
+    # One status per EXISTS, so that SQLite finds the few pending or sending rows through
+    # ix_segments_status: under an OR it walks every segment of the file by instance_id
+    # instead, following each row's overflow pages (about 15 ms a call at 1,000 segments
+    # of 1,000 rows, bench/device_reservation.py).
+    in_flight = exists().where(
+        SegmentRow.instance_id == job,
+        SegmentRow.status == "sending",
+        _live(SegmentRow.lease_until, now),
+    )
+    pending = exists().where(SegmentRow.instance_id == job, SegmentRow.status == "pending")
+    return (
+        update(FileJobRow)
+        .where(
+            which,
+            or_(
+                and_(FileJobRow.state == "running", ~pending, ~in_flight),
+                and_(FileJobRow.state == "failing", ~in_flight),
+            ),
+        )
+        .values(
+            state="acking",
+            outcome=case((FileJobRow.state == "failing", "FAILURE"), else_="SUCCESS"),
+            owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+        .returning(FileJobRow.outcome)
+    )
 
 
 async def add_activities(

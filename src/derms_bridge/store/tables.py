@@ -64,6 +64,8 @@ class ActivityRow(Base):
     """One outbound call or step of an instance."""
 
     __tablename__ = "activities"
+    # A file's activities are numbered after the last kept, a thousand times a file.
+    __table_args__ = (Index("ix_activities_instance_seq", "instance_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     instance_id: Mapped[str] = mapped_column(
@@ -118,7 +120,7 @@ class FileJobRow(Base):
 
 
 class SegmentRow(Base):
-    """`segments.size` rows of a file, as CSV text, and whether CPMCS took them."""
+    """`segments.size` rows of a file, as the JSON body CPMCS will get, and whether it took them."""
 
     __tablename__ = "segments"
     __table_args__ = (Index("ix_segments_instance_seq", "instance_id", "seq", unique=True),)
@@ -130,7 +132,7 @@ class SegmentRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     first_line: Mapped[int] = mapped_column(Integer)
     row_count: Mapped[int] = mapped_column(Integer)
-    rows_csv: Mapped[str] = mapped_column(Text)
+    body_json: Mapped[str] = mapped_column(Text)
     #: pending, sending (claimed under a lease), accepted, failed.
     status: Mapped[str] = mapped_column(String(12), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

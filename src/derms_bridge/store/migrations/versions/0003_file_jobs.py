@@ -1,4 +1,4 @@
-"""file jobs and their segments, for the file flows (7, 8)
+"""file jobs and their segments, for the file flows (7, 8); activities by number
 
 Revision ID: 0003
 Revises: 0002
@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("first_line", sa.Integer(), nullable=False),
         sa.Column("row_count", sa.Integer(), nullable=False),
-        sa.Column("rows_csv", sa.Text(), nullable=False),
+        sa.Column("body_json", sa.Text(), nullable=False),
         sa.Column("status", sa.String(12), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("owner", sa.String(80)),
@@ -60,8 +60,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_segments_instance_seq", "segments", ["instance_id", "seq"], unique=True)
     op.create_index("ix_segments_status", "segments", ["status"])
+    op.create_index("ix_activities_instance_seq", "activities", ["instance_id", "seq"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_activities_instance_seq", "activities")
     op.drop_table("segments")
     op.drop_table("file_jobs")

@@ -1,0 +1,667 @@
+"""Benchmark: an Event Device Reservation file (flow 7) through the hub to the CPMCS simulator,
+beside a plain httpx client sending the same reserveDevice bodies to the same simulator, in
+one run; and the hub's peak memory for a small file and a large one.
+
+Processes, so that none shares another's GIL:
+
+* the CPMCS simulator and the DERMS simulator (which takes the acknowledgement): uvicorn on
+  ``derms_bridge.sandbox.cpmcs_sim:create_cpmcs_app --factory`` and
+  ``derms_bridge.sandbox.derms_sim:create_derms_app --factory``;
+* the hub: ``derms-bridge serve`` with a settings YAML written to a temporary directory
+  (SQLite there, migrated on start; segments of 1,000 rows, ``--parallelism`` in flight; the
+  derms caller's argon2 hash from ``hash_password``; SMTP to an aiosmtpd sink in this
+  process). A fresh hub process serves each file, so that each peak is its own;
+* this process: writes the CSV files (``tests/csv_files.write_reservation_csv``, imported
+  with the repository's root put on ``sys.path``), uploads them, and is the plain client.
+
+Hub run: first one authenticated request (a JSON body, answered 415): the hub checks the
+derms caller's password with argon2 once per process, which takes 64 MiB for a moment, and
+remembers it. Then the peak resident set (``VmHWM`` in ``/proc/<pid>/status``) is read, for
+the process's whole life so far, and reset (``/proc/<pid>/clear_refs``), so that the peak read
+once the ack has come is the file's. Then the CSV is POSTed to ``/device-reservation-to-dacs``
+as multipart built by hand, the file streamed from disk in 64 KiB chunks
+(``tests/csv_files.file_chunks``) with its Content-Length, so the client never holds it. The
+time runs from the start of the POST until the DERMS simulator has received the
+acknowledgement (``GET /_sim/state/received`` polled); then the CPMCS simulator must hold one
+device per row (``/_sim/state/reservations/summary``), the acknowledgement must be SUCCESS for
+the message, and the process-complete email must have come.
+
+Plain run: the same rows read back from the same file, cut in the same segments of 1,000,
+each turned into its reserveDevice body by the flow's own ``to_reserve_device`` and
+serialized beforehand; one ``httpx.AsyncClient`` sends them with the same parallelism to the
+same simulator (its state cleared first), timed from the first send to the last answer.
+httpx, as the issue asks, although aiohttp (the hub's client) is faster here
+(docs/architecture.md): the baseline is the slower of the two.
+
+Targets: the hub's rows per second at least 0.8 of the plain client's; the hub's peak memory
+under 300 MB for both files (the whole-life peak, argon2's included), and the peaks while
+the two files went within 20% of each other (argon2's moment, the same for both, would hide
+any difference). Nothing is asserted on time or memory: the exit code is 1 only when an
+answer is wrong, 0 otherwise, PASS or MISS.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/device_reservation.py [--rows N] [--small-rows N] [--parallelism P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from derms_bridge.api.security import hash_password
+from derms_bridge.flows.event_device_reservation import to_reserve_device
+from derms_bridge.lookups import load_lookups
+from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
+from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.schemas.event_device_reservation import ReservationMessage
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    # tests/csv_files.py writes the files: the same rows the tests use, in constant memory.
+    sys.path.insert(0, str(REPO))
+
+from tests.csv_files import file_chunks, write_reservation_csv  # noqa: E402
+
+LOOKUPS_DIR = REPO / "config" / "lookups"
+HUB_ROUTE = "/device-reservation-to-dacs"
+ACK_ROUTE = "/device-reservation-ack"
+DERMS_USER, DERMS_PASSWORD = "derms", "derms-bench"
+
+#: Rows per segment: the hub's default, and the plain client's bodies.
+SEGMENT_ROWS = 1000
+
+TARGET_RATIO = 0.8
+TARGET_PEAK_MB = 300.0
+TARGET_PEAK_SPREAD = 0.20
+
+STARTUP_SECONDS = 60.0
+#: How long a file may take from the POST to the acknowledgement before the run is wrong.
+ACK_SECONDS = 1800.0
+MAIL_SECONDS = 30.0
+POLL_SECONDS = 0.02
+CLIENT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+
+
+class BenchmarkFailure(Exception):
+    """An answer that is not the one expected: the timing would mean nothing."""
+
+
+def reservation(message_id: str) -> dict[str, Any]:
+    """The trigger's message, for the event tests/csv_files.py writes its rows for."""
+    return {
+        "drmsInstanceId": "DRMS-BENCH",
+        "messageId": message_id,
+        "eventId": "EV-1",
+        "stageId": "ST-1",
+        "eventType": "ECONOMIC",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def wait_until_serving(url: str, path: str, alive: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    with httpx.Client(base_url=url, timeout=1.0) as probe:
+        while True:
+            try:
+                if probe.get(path).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            if not alive():
+                raise RuntimeError(f"{what} exited before it served")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} did not serve within {STARTUP_SECONDS:g} s")
+            time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def simulator_process(factory: str, what: str) -> Iterator[str]:
+    """A simulator served by uvicorn in a process of its own; its base URL."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        factory,
+        "--factory",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    process = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+    try:
+        url = f"http://{LOOPBACK}:{port}"
+        wait_until_serving(url, "/_sim/faults", lambda: process.poll() is None, what)
+        yield url
+    finally:
+        stop_process(process)
+
+
+@dataclass(frozen=True)
+class HubProcess:
+    url: str
+    pid: int
+    alive: Callable[[], bool]
+
+    def memory_mb(self, field: str) -> float:
+        """A memory line of /proc/<pid>/status (VmHWM: the peak resident set), in MB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024  # kB
+        raise RuntimeError(f"/proc/{self.pid}/status has no {field}")
+
+    def reset_peak(self) -> bool:
+        """VmHWM back to the present resident set (Linux 4.0+); False when not allowed."""
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
+
+def hub_settings(
+    directory: Path, port: int, cpmcs_url: str, derms_url: str, smtp_port: int, parallelism: int
+) -> Path:
+    """The hub's settings YAML, written to `directory`; its path."""
+    settings = {
+        "server": {"host": LOOPBACK, "port": port},
+        "database": {"url": f"sqlite:///{directory / 'hub.db'}", "migrate_on_start": True},
+        "connections": {
+            "cpmcs": {"base_url": cpmcs_url},
+            "derms": {"default": {"base_url": derms_url}},
+        },
+        "callers": {
+            "derms": {
+                "role": "derms",
+                "username": DERMS_USER,
+                "password_hash": hash_password(DERMS_PASSWORD),
+            }
+        },
+        "smtp": {"host": LOOPBACK, "port": smtp_port},
+        "segments": {"size": SEGMENT_ROWS, "parallelism": parallelism},
+        "lookups_dir": str(LOOKUPS_DIR),
+    }
+    path = directory / "derms-bridge.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
+@contextmanager
+def hub_process(
+    cpmcs_url: str, derms_url: str, smtp_port: int, parallelism: int
+) -> Iterator[HubProcess]:
+    """A fresh `derms-bridge serve` with a database of its own."""
+    with tempfile.TemporaryDirectory(prefix="derms-bridge-bench-hub-") as tmp:
+        port = free_port()
+        config = hub_settings(Path(tmp), port, cpmcs_url, derms_url, smtp_port, parallelism)
+        command = [
+            str(Path(sys.executable).parent / "derms-bridge"),
+            "serve",
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+        ]
+        process = subprocess.Popen(command, cwd=tmp)  # noqa: S603 - the project's own command
+        try:
+            url = f"http://{LOOPBACK}:{port}"
+            alive: Callable[[], bool] = lambda: process.poll() is None  # noqa: E731
+            wait_until_serving(url, "/healthz", alive, "the hub")
+            yield HubProcess(url=url, pid=process.pid, alive=alive)
+        finally:
+            stop_process(process)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub's run
+
+
+@dataclass(frozen=True)
+class HubRun:
+    rows: int
+    seconds: float
+    intake_seconds: float
+    #: VmHWM after start-up and one authenticated request: argon2 verifies with 64 MiB.
+    ready_peak_mb: float
+    #: VmRSS just before the POST.
+    rest_mb: float
+    #: VmHWM once the run is over: since the reset before the POST when `peak_reset`, else
+    #: over the process's life.
+    peak_mb: float
+    peak_reset: bool
+    duplicates: int
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def process_peak_mb(self) -> float:
+        """The peak over the process's whole life."""
+        return max(self.ready_peak_mb, self.peak_mb)
+
+
+def multipart(message: dict[str, Any], csv_file: Path) -> tuple[bytes, bytes, str, int]:
+    """What goes before and after the file's bytes, the boundary, and the body's length."""
+    boundary = f"derms-bridge-bench-{uuid.uuid4().hex}"
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="message"\r\n\r\n'
+        f"{json.dumps(message)}\r\n"
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{csv_file.name}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head, tail, boundary, len(head) + csv_file.stat().st_size + len(tail)
+
+
+async def post_file(
+    client: httpx.AsyncClient, hub_url: str, message: dict[str, Any], csv_file: Path
+) -> httpx.Response:
+    """The file streamed from disk inside a multipart body of known length."""
+    head, tail, boundary, length = multipart(message, csv_file)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        for chunk in file_chunks(csv_file):
+            yield chunk
+        yield tail
+
+    return await client.post(
+        hub_url + HUB_ROUTE,
+        content=body(),
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(length),
+        },
+        auth=(DERMS_USER, DERMS_PASSWORD),
+    )
+
+
+async def wait_for_ack(
+    client: httpx.AsyncClient, derms_url: str, hub: HubProcess
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + ACK_SECONDS
+    while True:
+        received = (await client.get(derms_url + "/_sim/state/received")).json()
+        acks: list[dict[str, Any]] = received.get(ACK_ROUTE, [])
+        if acks:
+            return acks
+        if not hub.alive():
+            raise BenchmarkFailure("the hub exited before DERMS had the acknowledgement")
+        if time.monotonic() > deadline:
+            raise BenchmarkFailure(f"DERMS had no acknowledgement within {ACK_SECONDS:g} s")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def check_ack(acks: list[dict[str, Any]], message_id: str) -> None:
+    if len(acks) != 1:
+        raise BenchmarkFailure(f"DERMS received {len(acks)} acknowledgements, not one")
+    try:
+        ack = acks[0]["MsgAck"]
+        [response] = ack["responses"]["response"]
+        answered = (ack["ackType"], response["id"], response["responseCode"])
+    except (KeyError, TypeError, ValueError):
+        raise BenchmarkFailure(f"the acknowledgement is no MsgAck: {acks[0]!r:.300}") from None
+    if answered != ("SUCCESS", message_id, "SUCCESS"):
+        raise BenchmarkFailure(
+            f"the acknowledgement is {answered}, not SUCCESS for {message_id}: "
+            f"{response.get('value')!r:.300}"
+        )
+
+
+async def reservations_summary(client: httpx.AsyncClient, cpmcs_url: str) -> dict[str, Any]:
+    summary: dict[str, Any] = (
+        await client.get(cpmcs_url + "/_sim/state/reservations/summary")
+    ).json()
+    return summary
+
+
+def check_devices(summary: dict[str, Any], rows: int, arm: str) -> None:
+    if summary["devices"] != rows:
+        raise BenchmarkFailure(
+            f"after the {arm} run the CPMCS simulator holds {summary['devices']:,} devices, "
+            f"not {rows:,} (summary {summary})"
+        )
+
+
+async def reset(client: httpx.AsyncClient, *urls: str) -> None:
+    for url in urls:
+        (await client.delete(url + "/_sim/state")).raise_for_status()
+
+
+async def hub_run(
+    hub: HubProcess,
+    cpmcs_url: str,
+    derms_url: str,
+    mailbox: SmtpSink,
+    csv_file: Path,
+    rows: int,
+) -> HubRun:
+    message_id = f"RSV-BENCH-{rows}"
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+        await reset(client, cpmcs_url, derms_url)
+        mailbox.clear()
+        # The hub checks the derms caller's password with argon2 once per process (64 MiB for
+        # a moment), then remembers it: done here, so that the peak measured is the file's.
+        warm_up = await client.post(hub.url + HUB_ROUTE, json={}, auth=(DERMS_USER, DERMS_PASSWORD))
+        if warm_up.status_code != 415:
+            raise BenchmarkFailure(
+                f"the hub answered a JSON body HTTP {warm_up.status_code}, not 415: "
+                f"{warm_up.text[:300]}"
+            )
+        ready_peak_mb = hub.memory_mb("VmHWM")
+        rest_mb = hub.memory_mb("VmRSS")
+        peak_reset = hub.reset_peak()
+        started = time.perf_counter()
+        answer = await post_file(client, hub.url, reservation(message_id), csv_file)
+        intake_seconds = time.perf_counter() - started
+        if answer.status_code != 202 or answer.json().get("resumed") is not False:
+            raise BenchmarkFailure(
+                f"the hub answered the file HTTP {answer.status_code}: {answer.text[:300]}"
+            )
+        acks = await wait_for_ack(client, derms_url, hub)
+        seconds = time.perf_counter() - started
+        check_ack(acks, message_id)
+        summary = await reservations_summary(client, cpmcs_url)
+        check_devices(summary, rows, "hub")
+    try:
+        mails = await asyncio.to_thread(mailbox.wait_for, 1, MAIL_SECONDS)
+    except TimeoutError as missing:
+        raise BenchmarkFailure(f"no process-complete email: {missing}") from None
+    if not any("complete: SUCCESS" in mail.subject for mail in mails):
+        raise BenchmarkFailure(f"no process-complete SUCCESS email: {[m.subject for m in mails]}")
+    return HubRun(
+        rows=rows,
+        seconds=seconds,
+        intake_seconds=intake_seconds,
+        ready_peak_mb=ready_peak_mb,
+        rest_mb=rest_mb,
+        peak_mb=hub.memory_mb("VmHWM"),
+        peak_reset=peak_reset,
+        duplicates=int(summary["duplicates"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain client's run
+
+
+def segment_bodies(csv_file: Path, message_id: str) -> list[bytes]:
+    """The file's rows, cut as the hub cuts them, as the reserveDevice bodies the hub sends:
+    the flow's own transformation, dumped as CpmcsClient dumps it, as JSON as aiohttp writes it.
+    """
+    message = ReservationMessage.model_validate(reservation(message_id))
+    lookups = load_lookups(LOOKUPS_DIR)
+    bodies = []
+    with csv_file.open(newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        next(reader)
+        while rows := list(islice(reader, SEGMENT_ROWS)):
+            body = to_reserve_device(message, rows, lookups)
+            bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+async def plain_run(cpmcs_url: str, bodies: list[bytes], parallelism: int) -> float:
+    """Seconds from the first send to the last answer, `parallelism` in flight."""
+    limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
+    async with httpx.AsyncClient(
+        base_url=cpmcs_url, limits=limits, timeout=CLIENT_TIMEOUT
+    ) as client:
+        await reset(client, cpmcs_url)
+        queue = iter(enumerate(bodies, start=1))
+
+        async def sender() -> None:
+            # One shared iterator: each sender takes the next body when its last is answered.
+            for number, body in queue:
+                answer = await client.post(
+                    RESERVE_DEVICE_PATH,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                if answer.status_code != 200:
+                    raise BenchmarkFailure(
+                        f"the simulator answered body {number} HTTP {answer.status_code}: "
+                        f"{answer.text[:300]}"
+                    )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(parallelism)))
+        seconds = time.perf_counter() - started
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+
+
+@dataclass(frozen=True)
+class Result:
+    rows: int
+    segments: int
+    parallelism: int
+    file_mb: float
+    small: HubRun
+    large: HubRun
+    plain_seconds: float
+
+    @property
+    def plain_rows_per_second(self) -> float:
+        return self.rows / self.plain_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.large.rows_per_second / self.plain_rows_per_second
+
+    @property
+    def peak_spread(self) -> float:
+        """How far the large file's peak is from the small one's, as a fraction of the small."""
+        return abs(self.large.peak_mb - self.small.peak_mb) / self.small.peak_mb
+
+
+async def hub_runs(
+    sizes: list[tuple[Path, int]],
+    cpmcs_url: str,
+    derms_url: str,
+    mailbox: SmtpSink,
+    parallelism: int,
+) -> list[HubRun]:
+    runs = []
+    for csv_file, rows in sizes:
+        with hub_process(cpmcs_url, derms_url, mailbox.port, parallelism) as hub:
+            runs.append(await hub_run(hub, cpmcs_url, derms_url, mailbox, csv_file, rows))
+    return runs
+
+
+def run(rows: int, small_rows: int, parallelism: int) -> Result:
+    with (
+        tempfile.TemporaryDirectory(prefix="derms-bridge-bench-files-") as tmp,
+        simulator_process(
+            "derms_bridge.sandbox.cpmcs_sim:create_cpmcs_app", "the CPMCS simulator"
+        ) as cpmcs_url,
+        simulator_process(
+            "derms_bridge.sandbox.derms_sim:create_derms_app", "the DERMS simulator"
+        ) as derms_url,
+        SmtpSink() as mailbox,
+    ):
+        small_file = write_reservation_csv(Path(tmp) / "small.csv", small_rows)
+        large_file = write_reservation_csv(Path(tmp) / "large.csv", rows)
+        small, large = asyncio.run(
+            hub_runs(
+                [(small_file, small_rows), (large_file, rows)],
+                cpmcs_url,
+                derms_url,
+                mailbox,
+                parallelism,
+            )
+        )
+        bodies = segment_bodies(large_file, "RSV-BENCH-PLAIN")
+        plain_seconds = asyncio.run(plain_run(cpmcs_url, bodies, parallelism))
+        del bodies
+        with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+            summary = client.get(cpmcs_url + "/_sim/state/reservations/summary").json()
+        check_devices(summary, rows, "plain client")
+        file_mb = large_file.stat().st_size / 1e6
+    return Result(
+        rows=rows,
+        segments=-(-rows // SEGMENT_ROWS),
+        parallelism=parallelism,
+        file_mb=file_mb,
+        small=small,
+        large=large,
+        plain_seconds=plain_seconds,
+    )
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "MISS"
+
+
+def report(result: Result) -> str:
+    small, large = result.small, result.large
+    peaks_under = max(small.process_peak_mb, large.process_peak_mb) < TARGET_PEAK_MB
+    file_peak = (
+        "while the file went (VmHWM reset just before the POST)"
+        if small.peak_reset and large.peak_reset
+        else "over the process's life (/proc/<pid>/clear_refs refused a reset)"
+    )
+    lines = [
+        ("hub", "derms-bridge serve, a fresh process (and SQLite) per file"),
+        ("CPMCS, DERMS simulators", "processes of their own"),
+        (
+            "plain client",
+            "httpx.AsyncClient, as the issue asks (slower than aiohttp, the hub's client, "
+            "here: docs/architecture.md); bodies built before its clock starts",
+        ),
+        ("", ""),
+        (f"throughput at {result.rows:,} rows", ""),
+        ("file", f"{result.file_mb:,.1f} MB, streamed from disk"),
+        (
+            "segments",
+            f"{result.segments:,} of {SEGMENT_ROWS:,} rows, {result.parallelism} in flight",
+        ),
+        (
+            "hub",
+            f"{large.rows_per_second:,.0f} rows/s ({large.seconds:.2f} s: the POST answered "
+            f"after {large.intake_seconds:.2f} s, DERMS had the ack "
+            f"{large.seconds - large.intake_seconds:.2f} s later)",
+        ),
+        (
+            "plain httpx client",
+            f"{result.plain_rows_per_second:,.0f} rows/s ({result.plain_seconds:.2f} s)",
+        ),
+        ("ratio (hub/plain)", f"{result.ratio:.3f}"),
+        (
+            f"hub at {small.rows:,} rows",
+            f"{small.rows_per_second:,.0f} rows/s ({small.seconds:.2f} s)",
+        ),
+        ("", ""),
+        ("hub peak memory", file_peak),
+        *(
+            (
+                f"{run.rows:,} rows",
+                f"{run.peak_mb:,.1f} MB ({run.rest_mb:,.1f} MB at rest before the POST)",
+            )
+            for run in (small, large)
+        ),
+        ("difference", f"{100 * result.peak_spread:.1f} %"),
+        (
+            "process peak, whole life",
+            f"{small.process_peak_mb:,.1f} MB and {large.process_peak_mb:,.1f} MB "
+            "(start-up, then argon2's 64 MiB at the first authenticated request)",
+        ),
+        ("", ""),
+        ("targets", ""),
+        (f"ratio >= {TARGET_RATIO:g}", verdict(result.ratio >= TARGET_RATIO)),
+        (f"peak < {TARGET_PEAK_MB:g} MB at both sizes", verdict(peaks_under)),
+        (
+            f"peaks within {100 * TARGET_PEAK_SPREAD:g}%",
+            verdict(result.peak_spread <= TARGET_PEAK_SPREAD),
+        ),
+    ]
+    width = max(len(name) for name, _ in lines)
+    return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in lines)
+
+
+def positive(text: str) -> int:
+    value = int(text.replace(",", "").replace("_", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="A reservation file through the hub to the CPMCS simulator, against the "
+        "same reserveDevice bodies from a plain httpx client; and the hub's peak memory."
+    )
+    parser.add_argument(
+        "--rows", type=positive, default=1_000_000, help="the large file's rows (default 1000000)"
+    )
+    parser.add_argument(
+        "--small-rows",
+        type=positive,
+        default=100_000,
+        help="the small file's rows, for the memory comparison (default 100000)",
+    )
+    parser.add_argument(
+        "--parallelism",
+        type=positive,
+        default=8,
+        help="segments in flight, the hub's segments.parallelism and the plain client's "
+        "(default 8)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args.rows, args.small_rows, args.parallelism)
+    except BenchmarkFailure as failure:
+        print(f"device_reservation: FAILED: {failure}", file=sys.stderr)
+        return 1
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
