@@ -42,7 +42,13 @@ from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.settings import Segments
-from derms_bridge.store.files import ClaimedJob, ClaimedSegment, FileStore, NewSegment
+from derms_bridge.store.files import (
+    ClaimedJob,
+    ClaimedSegment,
+    FileStore,
+    NewSegment,
+    SegmentResult,
+)
 from derms_bridge.store.instances import InstanceFilter, InstanceStore, NewActivity
 
 log = logging.getLogger(__name__)
@@ -380,23 +386,33 @@ class FileWorker:
         await self._files.start_sending(job.instance_id, self.name)
 
     async def _send_segments(self) -> bool:
-        """Step 3: keep `segments.parallelism` segments in flight while any are free."""
-        in_flight: set[asyncio.Task[None]] = set()
+        """Step 3: keep `segments.parallelism` segments in flight while any are free.
+        The results of the segments that finished together are recorded, and the next
+        segments claimed, in one transaction, before any more is waited for."""
+        in_flight: set[asyncio.Task[SegmentResult]] = set()
+        results: list[SegmentResult] = []
         did = False
         while True:
             room = self._settings.parallelism - len(in_flight)
-            # Claimed in batches, half the parallelism at a time: each claim is a write.
-            if room >= max(1, self._settings.parallelism // 2) or not in_flight:
-                claimed = await self._files.claim_segments(self.name, self._lease, room)
+            if results or room > 0:
+                due, claimed = await self._files.record_and_claim(
+                    self.name, self._lease, results, room
+                )
+                results = []
+                if due:
+                    self.wake()
                 in_flight |= {asyncio.create_task(self._send(segment)) for segment in claimed}
                 did = did or bool(claimed)
             if not in_flight:
                 return did
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
+            broken = [task.exception() for task in done if task.exception() is not None]
+            results = [task.result() for task in done if task.exception() is None]
+            if broken:
+                await self._files.record_and_claim(self.name, self._lease, results, 0)
+                raise broken[0]  # type: ignore[misc]
 
-    async def _send(self, segment: ClaimedSegment) -> None:
+    async def _send(self, segment: ClaimedSegment) -> SegmentResult:
         flow = FILE_FLOWS[segment.flow]
         calls = _Activities()
         error: str | None = None
@@ -413,11 +429,7 @@ class FileWorker:
         if error is not None:
             last_line = segment.first_line + segment.row_count - 1
             failure = f"segment {segment.seq} (lines {segment.first_line}-{last_line}): {error}"
-        due = await self._files.record_segment(
-            segment, self.name, error=error, failure=failure, activities=calls.entries
-        )
-        if due is not None:
-            self.wake()
+        return SegmentResult(segment, error, failure, calls.entries)
 
     async def _acknowledge(self, job: ClaimedJob) -> None:
         """Step 4 or 5: DERMS gets the run's one MsgAck, then the emails go."""

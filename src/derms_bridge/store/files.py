@@ -54,6 +54,16 @@ class ClaimedSegment:
 
 
 @dataclass(frozen=True)
+class SegmentResult:
+    """A sent segment's result, to be recorded: error None when CPMCS took it."""
+
+    segment: ClaimedSegment
+    error: str | None
+    failure: str | None
+    activities: Sequence[NewActivity]
+
+
+@dataclass(frozen=True)
 class FileProgress:
     state: str
     run: int
@@ -204,8 +214,24 @@ class FileStore:
                 .values(state="acking", outcome="FAILURE", failure=failure, updated_at=utcnow())
             )
 
-    async def claim_segments(
-        self, owner: str, lease: timedelta, limit: int
+    async def record_and_claim(
+        self,
+        owner: str,
+        lease: timedelta,
+        results: Sequence[SegmentResult],
+        limit: int,
+    ) -> tuple[bool, list[ClaimedSegment]]:
+        """Record finished segments and claim up to `limit` more, in one transaction: on
+        SQLite every write of a process queues behind one lock, so a worker's round of
+        results and claims is one write instead of one per segment. True when an
+        acknowledgement fell due."""
+        async with self._instances.writing() as connection:
+            due = await _record(connection, owner, results)
+            claimed = await self._claim(connection, owner, lease, limit) if limit > 0 else []
+        return due, claimed
+
+    async def _claim(
+        self, connection: AsyncConnection, owner: str, lease: timedelta, limit: int
     ) -> list[ClaimedSegment]:
         now = utcnow()
         free = or_(
@@ -221,38 +247,37 @@ class FileStore:
         )
         if self._postgres:
             candidates = candidates.with_for_update(of=SegmentRow, skip_locked=True)
-        async with self._instances.writing() as connection:
-            ids = list(await connection.scalars(candidates))
-            if not ids:
-                return []
-            taken = (
-                await connection.execute(
-                    update(SegmentRow)
-                    .where(SegmentRow.id.in_(ids), free)
-                    .values(
-                        status="sending",
-                        owner=owner,
-                        lease_until=now + lease,
-                        attempts=SegmentRow.attempts + 1,
-                    )
-                    .returning(
-                        SegmentRow.id,
-                        SegmentRow.instance_id,
-                        SegmentRow.seq,
-                        SegmentRow.first_line,
-                        SegmentRow.row_count,
-                        SegmentRow.body_json,
-                    )
+        ids = list(await connection.scalars(candidates))
+        if not ids:
+            return []
+        taken = (
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.id.in_(ids), free)
+                .values(
+                    status="sending",
+                    owner=owner,
+                    lease_until=now + lease,
+                    attempts=SegmentRow.attempts + 1,
                 )
-            ).all()
-            jobs: dict[str, tuple[str, Any]] = {
-                instance_id: (flow, message)
-                for instance_id, flow, message in await connection.execute(
-                    select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
-                        FileJobRow.instance_id.in_({row.instance_id for row in taken})
-                    )
+                .returning(
+                    SegmentRow.id,
+                    SegmentRow.instance_id,
+                    SegmentRow.seq,
+                    SegmentRow.first_line,
+                    SegmentRow.row_count,
+                    SegmentRow.body_json,
                 )
-            }
+            )
+        ).all()
+        jobs: dict[str, tuple[str, Any]] = {
+            instance_id: (flow, message)
+            for instance_id, flow, message in await connection.execute(
+                select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
+                    FileJobRow.instance_id.in_({row.instance_id for row in taken})
+                )
+            )
+        }
         return [
             ClaimedSegment(
                 id=row.id,
@@ -266,41 +291,6 @@ class FileStore:
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]
-
-    async def record_segment(
-        self,
-        segment: ClaimedSegment,
-        owner: str,
-        *,
-        error: str | None,
-        failure: str | None,
-        activities: Sequence[NewActivity],
-    ) -> str | None:
-        """The segment's result; its failure stops the job's other segments from going.
-        When it was the run's last, the acknowledgement falls due: its outcome is returned
-        to the one caller that made it so."""
-        async with self._instances.writing() as connection:
-            await connection.execute(
-                update(SegmentRow)
-                .where(SegmentRow.id == segment.id, SegmentRow.owner == owner)
-                .values(status="failed" if error else "accepted", error=error, lease_until=None)
-            )
-            if error is not None:
-                await connection.execute(
-                    update(FileJobRow)
-                    .where(
-                        FileJobRow.instance_id == segment.instance_id,
-                        FileJobRow.state == "running",
-                    )
-                    .values(state="failing", failure=failure or error, updated_at=utcnow())
-                )
-            await add_activities(connection, segment.instance_id, activities)
-            due = (
-                await connection.execute(
-                    _finish_runs(FileJobRow.instance_id == segment.instance_id)
-                )
-            ).first()
-        return due[0] if due is not None else None
 
     async def finish_stalled(self) -> int:
         """Make due the acknowledgement of any run with nothing left to send. Recording a
@@ -460,6 +450,53 @@ class FileStore:
         )
 
 
+async def _record_results(
+    connection: AsyncConnection, owner: str, results: Sequence[SegmentResult]
+) -> None:
+    """The segments' results; a failure stops its job's other segments from going."""
+    accepted = [result.segment.id for result in results if result.error is None]
+    if accepted:
+        await connection.execute(
+            update(SegmentRow)
+            .where(SegmentRow.id.in_(accepted), SegmentRow.owner == owner)
+            .values(status="accepted", error=None, lease_until=None)
+        )
+    activities: dict[str, list[NewActivity]] = {}
+    for result in results:
+        segment = result.segment
+        if result.error is not None:
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.id == segment.id, SegmentRow.owner == owner)
+                .values(status="failed", error=result.error, lease_until=None)
+            )
+            await connection.execute(
+                update(FileJobRow)
+                .where(
+                    FileJobRow.instance_id == segment.instance_id,
+                    FileJobRow.state == "running",
+                )
+                .values(
+                    state="failing", failure=result.failure or result.error, updated_at=utcnow()
+                )
+            )
+        activities.setdefault(segment.instance_id, []).extend(result.activities)
+    for instance_id, entries in activities.items():
+        await add_activities(connection, instance_id, entries)
+
+
+async def _record(
+    connection: AsyncConnection, owner: str, results: Sequence[SegmentResult]
+) -> bool:
+    """Record the results, then make due the acknowledgement of each run they finished."""
+    if not results:
+        return False
+    await _record_results(connection, owner, results)
+    instances = sorted({result.segment.instance_id for result in results})
+    due = await connection.execute(_finish_runs(FileJobRow.instance_id.in_(instances)))
+    return bool(due.all())
+
+
 def _finish_runs(which: Any) -> Any:
     """The update that makes a run's acknowledgement due once none of its segments is
     left to go (a failing run: once none is still in flight), returning the outcome."""
@@ -475,12 +512,15 @@ def _finish_runs(which: Any) -> Any:
         _live(SegmentRow.lease_until, now),
     )
     pending = exists().where(SegmentRow.instance_id == job, SegmentRow.status == "pending")
+    # A running run's segment left sending under a lapsed lease (its worker died) is still
+    # to go: another worker claims it again, so the run is not over while any is sending.
+    sending = exists().where(SegmentRow.instance_id == job, SegmentRow.status == "sending")
     return (
         update(FileJobRow)
         .where(
             which,
             or_(
-                and_(FileJobRow.state == "running", ~pending, ~in_flight),
+                and_(FileJobRow.state == "running", ~pending, ~sending),
                 and_(FileJobRow.state == "failing", ~in_flight),
             ),
         )
