@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -156,6 +157,31 @@ class HubUnderTest:
     hub: Hub
     client: httpx.AsyncClient
     settings: Settings
+
+    async def detail(self, instance_id: str) -> dict[str, Any]:
+        """The instance as GET /ops/instances/{id} shows it to an operator."""
+        found = await self.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+        assert found.status_code == 200, found.text
+        detail: dict[str, Any] = found.json()
+        return detail
+
+    async def found_by(self, key: str) -> list[dict[str, Any]]:
+        """The instances an operator finds by a business identifier."""
+        page = await self.client.get("/ops/instances", params={"key": key}, auth=OPERATOR_AUTH)
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
+
+
+def derms_received(derms_sim: httpx.Client, route: str) -> list[dict[str, Any]]:
+    """The bodies the DERMS simulator received on `route`, in order."""
+    bodies: list[dict[str, Any]] = derms_sim.get("/_sim/state/received").json().get(route, [])
+    return bodies
+
+
+def cpmcs_received(cpmcs_sim: httpx.Client, kind: str) -> list[dict[str, Any]]:
+    """What the CPMCS simulator kept of `kind`: acknowledgements, device-statuses, sync-requests."""
+    bodies: list[dict[str, Any]] = cpmcs_sim.get(f"/_sim/state/received/{kind}").json()
+    return bodies
 
 
 def hub_settings(

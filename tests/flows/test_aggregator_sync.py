@@ -8,7 +8,14 @@ import httpx
 import pytest
 
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import (
+    CPMCS_AUTH,
+    DERMS_AUTH,
+    OPERATOR_AUTH,
+    HubUnderTest,
+    cpmcs_received,
+    derms_received,
+)
 from tests.payloads import aggregator_sync_message
 
 ROUTE = "/cpmcs/outbound/X1-GEDAGRMSG"
@@ -16,29 +23,6 @@ ROUTE = "/cpmcs/outbound/X1-GEDAGRMSG"
 
 async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
     return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
-
-
-def derms_received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
-    received: dict[str, list[dict[str, Any]]] = derms_sim.get("/_sim/state/received").json()
-    return received.get("/update-aggregator", [])
-
-
-def sync_requests(cpmcs_sim: httpx.Client) -> list[dict[str, Any]]:
-    patches: list[dict[str, Any]] = cpmcs_sim.get("/_sim/state/received/sync-requests").json()
-    return patches
-
-
-async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
-    detail: dict[str, Any] = (
-        await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
-    ).json()
-    return detail
-
-
-async def found_by(hub: HubUnderTest, key: str) -> list[dict[str, Any]]:
-    page = await hub.client.get("/ops/instances", params={"key": key}, auth=OPERATOR_AUTH)
-    items: list[dict[str, Any]] = page.json()["items"]
-    return items
 
 
 async def test_derms_gets_the_aggregator_and_cpmcs_the_acknowledgement(
@@ -50,10 +34,10 @@ async def test_derms_gets_the_aggregator_and_cpmcs_the_acknowledgement(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "SRA-1"}}
-    assert derms_received(derms_sim) == [
+    assert derms_received(derms_sim, "/update-aggregator") == [
         {"dacsMessageId": "SRA-1", "aggregator": message["sendDetails"]["aggregator"]}
     ]
-    assert sync_requests(cpmcs_sim) == [
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == [
         {"syncRequestId": "SRA-1", "body": {"syncRequestId": "SRA-1", "hasError": False}}
     ]
     assert mailbox.messages() == []
@@ -65,9 +49,9 @@ async def test_parent_and_child_are_linked_and_both_found_by_the_sync_request_id
     reply = await send(hub, aggregator_sync_message("SRA-2"))
     parent_id = reply.headers["X-Instance-Id"]
 
-    parent = await instance(hub, parent_id)
+    parent = await hub.detail(parent_id)
     [child_id] = parent["children"]
-    child = await instance(hub, child_id)
+    child = await hub.detail(child_id)
 
     assert (parent["status"], parent["flow_identifier"]) == (
         "succeeded",
@@ -84,8 +68,8 @@ async def test_parent_and_child_are_linked_and_both_found_by_the_sync_request_id
     assert [(a["operation"], a["method"], a["http_status"]) for a in child["activities"]] == [
         ("updateSyncRequest", "PATCH", 200)
     ]
-    assert {item["id"] for item in await found_by(hub, "SRA-2")} == {parent_id, child_id}
-    assert [item["id"] for item in await found_by(hub, "AGG-1")] == [parent_id]
+    assert {item["id"] for item in await hub.found_by("SRA-2")} == {parent_id, child_id}
+    assert [item["id"] for item in await hub.found_by("AGG-1")] == [parent_id]
 
 
 async def test_an_error_ack_on_http_200_is_acknowledged_with_has_error(
@@ -96,7 +80,7 @@ async def test_an_error_ack_on_http_200_is_acknowledged_with_has_error(
     reply = await send(hub, aggregator_sync_message("SRA-3"))
 
     assert reply.json() == {"responseDetails": {"externalId": "SRA-3"}}
-    [patch] = sync_requests(cpmcs_sim)
+    [patch] = cpmcs_received(cpmcs_sim, "sync-requests")
     assert patch["body"] == {
         "syncRequestId": "SRA-3",
         "hasError": True,
@@ -121,7 +105,7 @@ async def test_a_derms_error_status_is_a_502_and_an_email_and_no_acknowledgement
     [mail] = mailbox.wait_for(1)
     assert "Aggregator Sync (OUTL-BA-DACS_DERMS_AGGREG_SYNC)" in mail.subject
     assert "aggregatorId: AGG-1" in mail.body_text
-    assert sync_requests(cpmcs_sim) == []
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == []
 
 
 async def test_a_derms_timeout_is_a_504(
@@ -133,7 +117,7 @@ async def test_a_derms_timeout_is_a_504(
 
     assert reply.status_code == 504
     assert "did not answer updateAggregator within 3 s" in reply.json()["detail"]
-    assert sync_requests(cpmcs_sim) == []
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == []
 
 
 async def test_a_failed_acknowledgement_is_a_502_with_the_child_email(
@@ -148,9 +132,9 @@ async def test_a_failed_acknowledgement_is_a_502_with_the_child_email(
     assert problem["detail"] == (
         "Aggregator Sync Ack failed: CPMCS answered HTTP 500 to updateSyncRequest"
     )
-    assert len(derms_received(derms_sim)) == 1
-    [child_id] = (await instance(hub, problem["instanceId"]))["children"]
-    assert (await instance(hub, child_id))["status"] == "failed"
+    assert len(derms_received(derms_sim, "/update-aggregator")) == 1
+    [child_id] = (await hub.detail(problem["instanceId"]))["children"]
+    assert (await hub.detail(child_id))["status"] == "failed"
     [mail] = mailbox.wait_for(1)
     assert "Aggregator Sync Ack (OUTL-BA-DERMS_DACS_AGGSYNC_ACK)" in mail.subject
     assert len(mailbox.messages()) == 1
@@ -161,7 +145,7 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
 ) -> None:
     cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
     reply = await send(hub, aggregator_sync_message("SRA-7"))
-    [child_id] = (await instance(hub, reply.headers["X-Instance-Id"]))["children"]
+    [child_id] = (await hub.detail(reply.headers["X-Instance-Id"]))["children"]
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
 
     resubmitted = await hub.client.post(f"/ops/instances/{child_id}/resubmit", auth=OPERATOR_AUTH)
@@ -173,7 +157,7 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
         "succeeded",
         child_id,
     )
-    assert sync_requests(cpmcs_sim) == [
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == [
         {"syncRequestId": "SRA-7", "body": {"syncRequestId": "SRA-7", "hasError": False}}
     ]
 
@@ -185,7 +169,7 @@ async def test_a_sync_request_id_cpmcs_could_not_take_back_is_refused(
 
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "sendDetails.syncRequestId"
-    assert derms_received(derms_sim) == []
+    assert derms_received(derms_sim, "/update-aggregator") == []
 
 
 async def test_an_aggregator_without_its_id_is_refused(
@@ -198,7 +182,7 @@ async def test_an_aggregator_without_its_id_is_refused(
 
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "sendDetails.aggregator.aggregatorId"
-    assert derms_received(derms_sim) == []
+    assert derms_received(derms_sim, "/update-aggregator") == []
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
@@ -207,4 +191,4 @@ async def test_only_the_cpmcs_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=aggregator_sync_message(), auth=DERMS_AUTH)
 
     assert reply.status_code == 401
-    assert derms_received(derms_sim) == []
+    assert derms_received(derms_sim, "/update-aggregator") == []

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, derms_received
 from tests.payloads import event_opt_out_message
 
 ROUTE = "/cpmcs/outbound/X1-EPOPTOMSG"
@@ -18,13 +18,6 @@ async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
     return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
 
 
-def received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = (
-        derms_sim.get("/_sim/state/received").json().get("/dacs-opt-out", [])
-    )
-    return bodies
-
-
 async def test_derms_gets_the_event_opt_out_and_cpmcs_gets_the_message_id(
     hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
@@ -32,7 +25,7 @@ async def test_derms_gets_the_event_opt_out_and_cpmcs_gets_the_message_id(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "OPT-1"}}
-    [body] = received(derms_sim)
+    [body] = derms_received(derms_sim, "/dacs-opt-out")
     assert body == {
         "dacsMessageId": "OPT-1",
         "optOutType": "EVENT",
@@ -56,7 +49,7 @@ async def test_ack_type_error_is_a_fault_naming_it_and_an_email(
     [mail] = mailbox.wait_for(1)
     assert "ackType ERROR: REJECTED" in mail.body_text
     assert "OPT-2" in mail.body_text
-    assert len(received(derms_sim)) == 1
+    assert len(derms_received(derms_sim, "/dacs-opt-out")) == 1
 
 
 @pytest.mark.parametrize("status", [400, 500])
@@ -134,7 +127,7 @@ async def test_a_message_without_its_event_is_refused(
 
     assert reply.status_code == 422
     assert [e["field"] for e in reply.json()["errors"]] == ["sendDetails.eventExternalIdentifier"]
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/dacs-opt-out") == []
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
@@ -143,4 +136,4 @@ async def test_only_the_cpmcs_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=event_opt_out_message(), auth=DERMS_AUTH)
 
     assert reply.status_code == 401
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/dacs-opt-out") == []

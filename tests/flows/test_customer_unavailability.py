@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, derms_received
 from tests.payloads import customer_unavailability_message
 
 ROUTE = "/cpmcs/outbound/X1-CUSTUNAVL"
@@ -18,13 +18,6 @@ async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
     return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
 
 
-def received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = (
-        derms_sim.get("/_sim/state/received").json().get("/dacs-opt-out", [])
-    )
-    return bodies
-
-
 async def test_derms_gets_the_unavailability_and_cpmcs_gets_the_message_id(
     hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
@@ -32,7 +25,7 @@ async def test_derms_gets_the_unavailability_and_cpmcs_gets_the_message_id(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "UNAV-1"}}
-    [body] = received(derms_sim)
+    [body] = derms_received(derms_sim, "/dacs-opt-out")
     assert body == {
         "dacsMessageId": "UNAV-1",
         "optOutType": "UNAVAILABILITY",
@@ -51,7 +44,7 @@ async def test_any_other_action_is_answered_skipped_and_not_sent(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "UNAV-2"}}
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/dacs-opt-out") == []
     found = await hub.client.get("/ops/instances", params={"key": "UNAV-2"}, auth=OPERATOR_AUTH)
     [item] = found.json()["items"]
     assert item["id"] == reply.headers["X-Instance-Id"]
@@ -133,7 +126,7 @@ async def test_a_message_without_its_unavailability_id_is_refused(
 
     assert reply.status_code == 422
     assert [e["field"] for e in reply.json()["errors"]] == ["sendDetails.unavailabilityId"]
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/dacs-opt-out") == []
 
 
 async def test_an_add_without_its_end_is_refused_naming_it(
@@ -148,7 +141,7 @@ async def test_an_add_without_its_end_is_refused_naming_it(
     [error] = reply.json()["errors"]
     assert error["field"] == "sendDetails"
     assert "an ADD needs endDateTime" in error["message"]
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/dacs-opt-out") == []
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
@@ -157,4 +150,4 @@ async def test_only_the_cpmcs_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=customer_unavailability_message(), auth=DERMS_AUTH)
 
     assert reply.status_code == 401
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/dacs-opt-out") == []

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, derms_received
 from tests.payloads import device_status_check_message
 
 ROUTE = "/cpmcs/outbound/X1-CTRLDVCS"
@@ -18,13 +18,6 @@ async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
     return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
 
 
-def received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = (
-        derms_sim.get("/_sim/state/received").json().get("/status-check", [])
-    )
-    return bodies
-
-
 async def test_derms_gets_the_device_and_cpmcs_gets_the_communication_id(
     hub: HubUnderTest, derms_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
@@ -32,7 +25,7 @@ async def test_derms_gets_the_device_and_cpmcs_gets_the_communication_id(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "COMM-1"}}
-    [body] = received(derms_sim)
+    [body] = derms_received(derms_sim, "/status-check")
     assert body == {
         "dacsMessageId": "COMM-1",
         "DeviceInfo": {
@@ -136,7 +129,7 @@ async def test_a_message_without_its_communication_id_is_refused(
 
     assert reply.status_code == 422
     assert [e["field"] for e in reply.json()["errors"]] == ["sendDetails.communicationId"]
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/status-check") == []
 
 
 async def test_a_communication_id_cpmcs_could_not_take_back_is_refused(
@@ -147,7 +140,7 @@ async def test_a_communication_id_cpmcs_could_not_take_back_is_refused(
 
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "sendDetails.communicationId"
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/status-check") == []
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
@@ -156,4 +149,4 @@ async def test_only_the_cpmcs_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=device_status_check_message(), auth=DERMS_AUTH)
 
     assert reply.status_code == 401
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/status-check") == []

@@ -13,7 +13,7 @@ from derms_bridge.sandbox.cpmcs_sim import DEVICE_STATUS_BO_STATUS
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Caller
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, cpmcs_received
 from tests.flows.refusing_cpmcs import (
     REFUSAL_MESSAGE,
     REFUSAL_NUMBER,
@@ -46,18 +46,6 @@ def response_of(reply: httpx.Response) -> dict[str, Any]:
     return response
 
 
-def received(cpmcs_sim: httpx.Client) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = cpmcs_sim.get("/_sim/state/received/device-statuses").json()
-    return bodies
-
-
-async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
-    found = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
-    assert found.status_code == 200
-    detail: dict[str, Any] = found.json()
-    return detail
-
-
 @pytest.mark.parametrize("response_code", ["SUCCESS", "FAILURE"])
 async def test_cpmcs_gets_the_status_and_derms_its_bo_status(
     hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink, response_code: str
@@ -70,7 +58,7 @@ async def test_cpmcs_gets_the_status_and_derms_its_bo_status(
     assert response["responseCode"] == DEVICE_STATUS_BO_STATUS
     assert response["value"] == DEVICE_STATUS_BO_STATUS
     assert (response["id"], response["dacsMessageId"]) == ("COMM-1", "COMM-1")
-    assert received(cpmcs_sim) == [
+    assert cpmcs_received(cpmcs_sim, "device-statuses") == [
         {"responseDetail": {"transactionID": "COMM-1", "result": {"status": response_code}}}
     ]
     assert mailbox.messages() == []
@@ -92,7 +80,7 @@ async def test_an_error_status_is_a_failure_ack_and_an_email(
     [mail] = mailbox.wait_for(1)
     assert "Device Status Check Ack" in mail.subject
     assert "communicationId: COMM-2" in mail.body_text
-    detail = await instance(hub, reply.headers["X-Instance-Id"])
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
     assert detail["status"] == "failed"
     assert detail["error"] == response["value"]
 
@@ -185,7 +173,7 @@ async def test_found_by_its_communication_id(hub: HubUnderTest) -> None:
     assert item["id"] == reply.headers["X-Instance-Id"]
     assert item["flow"] == "device_status_check_ack"
     assert item["status"] == "succeeded"
-    detail = await instance(hub, item["id"])
+    detail = await hub.detail(item["id"])
     assert detail["reply"]["MsgAck"]["responses"]["response"][0]["responseCode"] == "X1CO"
     [activity] = detail["activities"]
     assert (activity["target"], activity["operation"], activity["path"]) == (
@@ -221,4 +209,4 @@ async def test_only_the_derms_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=status_message(), auth=CPMCS_AUTH)
 
     assert reply.status_code == 401
-    assert received(cpmcs_sim) == []
+    assert cpmcs_received(cpmcs_sim, "device-statuses") == []

@@ -12,7 +12,7 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Caller
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, cpmcs_received
 from tests.flows.refusing_cpmcs import (
     REFUSAL_MESSAGE,
     REFUSAL_NUMBER,
@@ -50,18 +50,6 @@ def response_of(reply: httpx.Response) -> dict[str, Any]:
     return response
 
 
-def received(cpmcs_sim: httpx.Client) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = cpmcs_sim.get("/_sim/state/received/acknowledgements").json()
-    return bodies
-
-
-async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
-    found = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
-    assert found.status_code == 200
-    detail: dict[str, Any] = found.json()
-    return detail
-
-
 async def test_cpmcs_gets_the_acknowledgement_and_derms_a_success(
     hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
@@ -78,7 +66,7 @@ async def test_cpmcs_gets_the_acknowledgement_and_derms_a_success(
         "ACKNOWLEDGED",
         "SUCCESS",
     )
-    assert received(cpmcs_sim) == [
+    assert cpmcs_received(cpmcs_sim, "acknowledgements") == [
         {
             "syncRequestId": "SR-1",
             "hasError": True,
@@ -112,7 +100,7 @@ async def test_an_error_status_is_a_failure_ack_and_an_email(
     assert "Enroll and Device Headend Status Ack" in mail.subject
     assert "syncRequestId: SR-2" in mail.body_text
     assert reply.headers["X-Instance-Id"] in mail.body_text
-    detail = await instance(hub, reply.headers["X-Instance-Id"])
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
     assert detail["status"] == "failed"
     assert detail["error"] == response["value"]
 
@@ -217,7 +205,7 @@ async def test_an_unknown_head_end_status_sends_nothing_and_names_the_lookup(
     assert cpmcs_sim.get("/_sim/state/calls").json() == {}
     [mail] = mailbox.wait_for(1)
     assert "LOST_IN_SPACE" in mail.body_text
-    detail = await instance(hub, reply.headers["X-Instance-Id"])
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
     assert detail["status"] == "failed"
     assert detail["activities"] == []
 
@@ -250,7 +238,7 @@ async def test_found_by_its_sync_request_id_and_each_device(hub: HubUnderTest) -
         found = await hub.client.get("/ops/instances", params={"key": key}, auth=OPERATOR_AUTH)
         assert [item["id"] for item in found.json()["items"]] == [instance_id], key
 
-    detail = await instance(hub, instance_id)
+    detail = await hub.detail(instance_id)
     assert detail["flow"] == "enroll_headend_status_ack"
     assert detail["flow_identifier"] == "OUTL-BA-DERMS_DACS_EN_DVSTAT_ACK"
     assert detail["status"] == "succeeded"
@@ -311,4 +299,4 @@ async def test_only_the_derms_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=ack_message(), auth=CPMCS_AUTH)
 
     assert reply.status_code == 401
-    assert received(cpmcs_sim) == []
+    assert cpmcs_received(cpmcs_sim, "acknowledgements") == []

@@ -26,13 +26,6 @@ def responses_of(reply: httpx.Response) -> list[dict[str, Any]]:
     return responses
 
 
-async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
-    found = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
-    assert found.status_code == 200
-    detail: dict[str, Any] = found.json()
-    return detail
-
-
 async def test_every_request_is_enrolled_and_answered_in_order(
     hub: HubUnderTest, cpmcs_sim: httpx.Client
 ) -> None:
@@ -204,7 +197,7 @@ async def test_the_instance_is_found_by_each_business_identifier(hub: HubUnderTe
         found = await hub.client.get("/ops/instances", params={"key": key}, auth=OPERATOR_AUTH)
         assert [i["id"] for i in found.json()["items"]] == [instance_id], key
 
-    detail = await instance(hub, instance_id)
+    detail = await hub.detail(instance_id)
     assert detail["status"] == "succeeded"
     assert detail["flow_identifier"] == "OUTL-BA-DRMS_DACS_ENROLLRQ"
     assert detail["reply"]["MsgAck"]["ackType"] == "SUCCESS"
@@ -221,7 +214,7 @@ async def test_resubmit_runs_again_and_links_to_the_failed_run(
     cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
     failed = await send(hub, enrollment_message(enrollment_request("R-1")))
     old_id = failed.headers["X-Instance-Id"]
-    assert (await instance(hub, old_id))["status"] == "failed"
+    assert (await hub.detail(old_id))["status"] == "failed"
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
 
     resubmitted = await hub.client.post(f"/ops/instances/{old_id}/resubmit", auth=OPERATOR_AUTH)
@@ -232,7 +225,7 @@ async def test_resubmit_runs_again_and_links_to_the_failed_run(
     assert new["resubmit_of"] == old_id
     assert new["attempts"] == 2
     assert new["reply"]["MsgAck"]["ackType"] == "SUCCESS"
-    assert (await instance(hub, old_id))["resubmitted_as"] == [new["id"]]
+    assert (await hub.detail(old_id))["resubmitted_as"] == [new["id"]]
     assert len(cpmcs_sim.get("/_sim/state/enrollments").json()) == 1
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, derms_received
 from tests.payloads import enrollment_sync_message
 
 ROUTE = "/cpmcs/outbound/X1-NMSDASMSG"
@@ -18,11 +18,6 @@ async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
     return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
 
 
-def received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = derms_sim.get("/_sim/state/received").json().get("/enroll", [])
-    return bodies
-
-
 async def test_derms_gets_the_enrollment_and_cpmcs_gets_the_sync_request_id(
     hub: HubUnderTest, derms_sim: httpx.Client
 ) -> None:
@@ -30,7 +25,7 @@ async def test_derms_gets_the_enrollment_and_cpmcs_gets_the_sync_request_id(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "SR-1"}}
-    [body] = received(derms_sim)
+    [body] = derms_received(derms_sim, "/enroll")
     assert body["dacsMessageId"] == "SR-1"
     assert body["subscriptionInfo"]["startDateTimeISO"] == "2026-12-01T00:00:00-05:00"
     assert body["subscriptionInfo"]["endDateTimeISO"] == "2027-12-01T00:00:00-05:00"
@@ -107,7 +102,7 @@ async def test_a_sync_request_id_cpmcs_could_not_take_back_is_refused(
 
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "sendDetails.syncRequestId"
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/enroll") == []
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
@@ -116,4 +111,4 @@ async def test_only_the_cpmcs_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=enrollment_sync_message(), auth=DERMS_AUTH)
 
     assert reply.status_code == 401
-    assert received(derms_sim) == []
+    assert derms_received(derms_sim, "/enroll") == []

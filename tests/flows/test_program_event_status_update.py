@@ -55,13 +55,6 @@ def calls(cpmcs_sim: httpx.Client) -> dict[str, int]:
     return counted
 
 
-async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
-    found = await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
-    assert found.status_code == 200
-    detail: dict[str, Any] = found.json()
-    return detail
-
-
 async def test_scheduled_creates_the_program_event(
     hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
@@ -126,7 +119,7 @@ async def test_a_duplicate_scheduled_is_an_error_and_emailed(
     assert "Program Event Status Update" in mail.subject
     assert "10020" in mail.body_text
     assert reply.headers["X-Instance-Id"] in mail.body_text
-    assert (await instance(hub, reply.headers["X-Instance-Id"]))["status"] == "failed"
+    assert (await hub.detail(reply.headers["X-Instance-Id"]))["status"] == "failed"
     assert program_events(cpmcs_sim)[("E-1", "S-1")]["history"] == ["X1SD"]
 
 
@@ -173,7 +166,7 @@ async def test_a_technical_fault_is_a_failure_emailed_once(
     assert response["value"] == expected
     [mail] = mailbox.wait_for(1)
     assert expected in mail.body_text
-    detail = await instance(hub, reply.headers["X-Instance-Id"])
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
     assert detail["status"] == "failed"
     assert detail["error"] == expected
 
@@ -242,7 +235,7 @@ async def test_found_by_each_business_key(hub: HubUnderTest, kind: str, value: s
     assert item["id"] == reply.headers["X-Instance-Id"]
     assert item["flow_identifier"] == "OUTL-BA-DRMS_DACS_STAGE_STAT_UPD"
     assert item["status"] == "succeeded"
-    detail = await instance(hub, item["id"])
+    detail = await hub.detail(item["id"])
     assert (kind, value) in {(k["kind"], k["value"]) for k in detail["business_keys"]}
     [activity] = detail["activities"]
     assert (activity["target"], activity["operation"], activity["http_status"]) == (

@@ -8,7 +8,14 @@ import httpx
 import pytest
 
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
+from tests.conftest import (
+    CPMCS_AUTH,
+    DERMS_AUTH,
+    OPERATOR_AUTH,
+    HubUnderTest,
+    cpmcs_received,
+    derms_received,
+)
 from tests.payloads import program_rule, program_rule_sync_message
 
 ROUTE = "/cpmcs/outbound/X1-GEDPGRMSG"
@@ -16,29 +23,6 @@ ROUTE = "/cpmcs/outbound/X1-GEDPGRMSG"
 
 async def send(hub: HubUnderTest, message: dict[str, Any]) -> httpx.Response:
     return await hub.client.post(ROUTE, json=message, auth=CPMCS_AUTH)
-
-
-def derms_received(derms_sim: httpx.Client) -> list[dict[str, Any]]:
-    received: dict[str, list[dict[str, Any]]] = derms_sim.get("/_sim/state/received").json()
-    return received.get("/update-program", [])
-
-
-def sync_requests(cpmcs_sim: httpx.Client) -> list[dict[str, Any]]:
-    patches: list[dict[str, Any]] = cpmcs_sim.get("/_sim/state/received/sync-requests").json()
-    return patches
-
-
-async def instance(hub: HubUnderTest, instance_id: str) -> dict[str, Any]:
-    detail: dict[str, Any] = (
-        await hub.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
-    ).json()
-    return detail
-
-
-async def found_by(hub: HubUnderTest, key: str) -> list[dict[str, Any]]:
-    page = await hub.client.get("/ops/instances", params={"key": key}, auth=OPERATOR_AUTH)
-    items: list[dict[str, Any]] = page.json()["items"]
-    return items
 
 
 async def test_derms_gets_the_program_and_cpmcs_the_acknowledgement(
@@ -56,7 +40,7 @@ async def test_derms_gets_the_program_and_cpmcs_the_acknowledgement(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "SRP-1"}}
-    assert derms_received(derms_sim) == [
+    assert derms_received(derms_sim, "/update-program") == [
         {
             "dacsMessageId": "SRP-1",
             "program": {
@@ -84,7 +68,7 @@ async def test_derms_gets_the_program_and_cpmcs_the_acknowledgement(
             },
         }
     ]
-    assert sync_requests(cpmcs_sim) == [
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == [
         {"syncRequestId": "SRP-1", "body": {"syncRequestId": "SRP-1", "hasError": False}}
     ]
     assert mailbox.messages() == []
@@ -96,9 +80,9 @@ async def test_parent_and_child_are_linked_and_both_found_by_the_sync_request_id
     reply = await send(hub, program_rule_sync_message("SRP-2"))
     parent_id = reply.headers["X-Instance-Id"]
 
-    parent = await instance(hub, parent_id)
+    parent = await hub.detail(parent_id)
     [child_id] = parent["children"]
-    child = await instance(hub, child_id)
+    child = await hub.detail(child_id)
 
     assert (parent["status"], parent["parent_id"]) == ("succeeded", None)
     assert parent["flow_identifier"] == "OUTL-BA-DACS_DERMS_PROGRULE_SYNC"
@@ -116,8 +100,8 @@ async def test_parent_and_child_are_linked_and_both_found_by_the_sync_request_id
     ]
     assert child["reply"] == {"syncRequestId": "SRP-2", "hasError": False}
     assert child["payload"]["dermsAnswer"]["MsgAck"]["ackType"] == "SUCCESS"
-    assert {item["id"] for item in await found_by(hub, "SRP-2")} == {parent_id, child_id}
-    assert [item["id"] for item in await found_by(hub, "BYOT")] == [parent_id]
+    assert {item["id"] for item in await hub.found_by("SRP-2")} == {parent_id, child_id}
+    assert [item["id"] for item in await hub.found_by("BYOT")] == [parent_id]
 
 
 async def test_an_error_ack_on_http_200_is_acknowledged_with_has_error(
@@ -129,7 +113,7 @@ async def test_an_error_ack_on_http_200_is_acknowledged_with_has_error(
 
     assert reply.status_code == 200
     assert reply.json() == {"responseDetails": {"externalId": "SRP-3"}}
-    [patch] = sync_requests(cpmcs_sim)
+    [patch] = cpmcs_received(cpmcs_sim, "sync-requests")
     assert patch == {
         "syncRequestId": "SRP-3",
         "body": {
@@ -161,8 +145,8 @@ async def test_a_derms_error_status_is_a_502_and_an_email_and_no_acknowledgement
     [mail] = mailbox.wait_for(1)
     assert "Program Rule Sync (OUTL-BA-DACS_DERMS_PROGRULE_SYNC)" in mail.subject
     assert "syncRequestId: SRP-4" in mail.body_text
-    assert sync_requests(cpmcs_sim) == []
-    parent = await instance(hub, problem["instanceId"])
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == []
+    parent = await hub.detail(problem["instanceId"])
     assert (parent["status"], parent["children"]) == ("failed", [])
 
 
@@ -175,7 +159,7 @@ async def test_a_derms_timeout_is_a_504(
 
     assert reply.status_code == 504
     assert "did not answer updateProgram within 3 s" in reply.json()["detail"]
-    assert sync_requests(cpmcs_sim) == []
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == []
 
 
 async def test_an_unreachable_derms_is_a_502_and_an_email(
@@ -187,7 +171,7 @@ async def test_an_unreachable_derms_is_a_502_and_an_email(
 
     assert reply.status_code == 502
     assert len(mailbox.wait_for(1)) == 1
-    assert sync_requests(cpmcs_sim) == []
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == []
 
 
 async def test_a_failed_acknowledgement_is_a_502_with_the_child_email(
@@ -202,10 +186,10 @@ async def test_a_failed_acknowledgement_is_a_502_with_the_child_email(
     assert problem["detail"] == (
         "Program Rule Sync Ack failed: CPMCS answered HTTP 500 to updateSyncRequest"
     )
-    assert len(derms_received(derms_sim)) == 1
-    parent = await instance(hub, problem["instanceId"])
+    assert len(derms_received(derms_sim, "/update-program")) == 1
+    parent = await hub.detail(problem["instanceId"])
     [child_id] = parent["children"]
-    child = await instance(hub, child_id)
+    child = await hub.detail(child_id)
     assert (parent["status"], child["status"]) == ("failed", "failed")
     assert child["error"] == "CPMCS answered HTTP 500 to updateSyncRequest"
     # One email, from the acknowledgement that failed; the sync does not repeat it.
@@ -221,7 +205,7 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
 ) -> None:
     cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
     reply = await send(hub, program_rule_sync_message("SRP-8"))
-    [child_id] = (await instance(hub, reply.headers["X-Instance-Id"]))["children"]
+    [child_id] = (await hub.detail(reply.headers["X-Instance-Id"]))["children"]
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
 
     resubmitted = await hub.client.post(f"/ops/instances/{child_id}/resubmit", auth=OPERATOR_AUTH)
@@ -233,11 +217,11 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
         "succeeded",
         child_id,
     )
-    assert (await instance(hub, child_id))["resubmitted_as"] == [again["id"]]
-    assert sync_requests(cpmcs_sim) == [
+    assert (await hub.detail(child_id))["resubmitted_as"] == [again["id"]]
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == [
         {"syncRequestId": "SRP-8", "body": {"syncRequestId": "SRP-8", "hasError": False}}
     ]
-    assert again["id"] in {item["id"] for item in await found_by(hub, "SRP-8")}
+    assert again["id"] in {item["id"] for item in await hub.found_by("SRP-8")}
 
 
 @pytest.mark.parametrize(
@@ -261,8 +245,8 @@ async def test_a_code_a_lookup_lacks_is_a_fault_naming_it_and_nothing_is_sent(
 
     assert reply.status_code == 502
     assert reply.json()["detail"] == f"lookup {lookup} has no row for {code!r}"
-    assert derms_received(derms_sim) == []
-    assert sync_requests(cpmcs_sim) == []
+    assert derms_received(derms_sim, "/update-program") == []
+    assert cpmcs_received(cpmcs_sim, "sync-requests") == []
     [mail] = mailbox.wait_for(1)
     assert lookup in mail.body_text
 
@@ -274,8 +258,8 @@ async def test_a_sync_request_id_cpmcs_could_not_take_back_is_refused(
 
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "sendDetails.syncRequestId"
-    assert derms_received(derms_sim) == []
-    assert await found_by(hub, "SRP-" + "9" * 11) == []
+    assert derms_received(derms_sim, "/update-program") == []
+    assert await hub.found_by("SRP-" + "9" * 11) == []
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
@@ -284,4 +268,4 @@ async def test_only_the_cpmcs_caller_may_send_it(
     reply = await hub.client.post(ROUTE, json=program_rule_sync_message(), auth=DERMS_AUTH)
 
     assert reply.status_code == 401
-    assert derms_received(derms_sim) == []
+    assert derms_received(derms_sim, "/update-program") == []
