@@ -65,3 +65,14 @@ class LookupMiss(FlowError):
         super().__init__(f"lookup {lookup} has no row for {value!r}")
         self.lookup = lookup
         self.value = value
+
+
+class FileStorageError(TechnicalFault):
+    """A file store (FTP, SFTP, object storage, a local folder) refused or failed an operation.
+
+    The message names the store and the file or folder, never a credential.
+    """
+
+
+class BadFileName(ValueError):
+    """A file name that could leave its folder or confuse a store; refused before any call."""

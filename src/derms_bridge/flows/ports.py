@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -52,6 +52,53 @@ class DermsApi(Protocol):
 
     async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
         """Send, and take any 2xx answer as done without reading its body."""
+        ...
+
+
+@dataclass(frozen=True)
+class Folder:
+    """Where files live in a store: a directory (FTP, SFTP, a local folder) or a bucket,
+    in a namespace for OCI Object Storage (ConfigProps dacs.os.namespace)."""
+
+    path: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str
+    size: int | None = None
+
+
+class FileStorage(Protocol):
+    """One of CPMCS's file stores. Every method streams: no file is ever held whole.
+
+    Failures raise FileStorageError naming the store, the folder and the file;
+    names are checked with file_names.checked_file_name before any call.
+    """
+
+    #: Where the store is, for messages and the console: "FTP 127.0.0.1:2121", never a secret.
+    description: str
+
+    async def list(self, folder: Folder, prefix: str = "") -> list[StoredFile]:
+        """The files (not directories) of the folder whose names begin with prefix, by name."""
+        ...
+
+    def read(self, folder: Folder, name: str) -> AsyncIterator[bytes]:
+        """The file's bytes, in chunks, as they arrive."""
+        ...
+
+    async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the chunks as the file (replacing one of that name); the bytes written.
+
+        A write cut short leaves no file of that name behind where the store allows it.
+        """
+        ...
+
+    async def rename(self, folder: Folder, name: str, new_name: str) -> None: ...
+
+    async def check(self) -> None:
+        """Reach the store and log in (for the console's connections page)."""
         ...
 
 
