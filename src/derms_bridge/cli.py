@@ -484,6 +484,7 @@ def resubmit(
     where = _filter(flow, status, since, key, 500) if filtering else None
     settings = _settings_or_exit(config)
     lookups = _lookups_or_exit(settings.lookups_dir)
+    _log_as_json_lines(settings, "warning")
     results: list[tuple[str, str, str, str]] = []
 
     async def run() -> None:
