@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from derms_bridge import metrics
 from derms_bridge.api.security import Authenticator
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
@@ -70,15 +71,15 @@ class Hub:
 def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir))
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
-    cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs)
+    cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)
     derms = {
-        name: HttpConnection(f"DERMS {name}", connection)
+        name: HttpConnection(f"DERMS {name}", connection, watcher=metrics.outbound_call_made)
         for name, connection in settings.connections.derms.items()
     }
     redact = Redactor(secrets_in(settings))
     mailer = Mailer(settings.smtp)
     error_handler = CommonErrorHandler(store, mailer, holder, redact)
-    files = FileStore(store)
+    files = metrics.MeteredFileStore(store)
     worker = FileWorker(
         files=files,
         cpmcs=cpmcs,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
@@ -34,6 +38,8 @@ ConfigOption = Annotated[
 ]
 
 EXIT_CONFIG = 2
+
+T = TypeVar("T")
 
 
 def _settings_or_exit(path: Path) -> Settings:
@@ -92,13 +98,32 @@ def migrate(config: ConfigOption = DEFAULT_SETTINGS_FILE) -> None:
     out.print("[green]ok[/] database schema is current")
 
 
+def _share_metrics(settings: Settings) -> None:
+    """The hub processes of this machine keep their counts in one directory, which
+    prometheus-client must be told before it is first imported."""
+    directory = settings.metrics.dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from derms_bridge.metrics import forget_dead_processes
+
+    forget_dead_processes(directory)
+
+
+def _log_as_json_lines(settings: Settings, log_level: str) -> None:
+    from derms_bridge.bootstrap import secrets_in
+    from derms_bridge.engine.redaction import Redactor
+    from derms_bridge.logs import configure_logging
+
+    configure_logging(log_level.upper(), Redactor(secrets_in(settings)))
+
+
 def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
+    _share_metrics(settings)
     from derms_bridge.api.app import create_app
     from derms_bridge.bootstrap import build_hub
-    from derms_bridge.logs import configure_logging
     from derms_bridge.store.database import migrate as run_migrations
 
-    configure_logging(log_level.upper())
+    _log_as_json_lines(settings, log_level)
     try:
         lookups = load_lookups(settings.lookups_dir)
     except LookupFileError as exc:
@@ -140,11 +165,11 @@ def worker(
     import asyncio
     import signal
 
-    from derms_bridge.bootstrap import build_hub
-    from derms_bridge.logs import configure_logging
-
     settings = _settings_or_exit(config)
-    configure_logging(log_level.upper())
+    _share_metrics(settings)
+    from derms_bridge.bootstrap import build_hub
+
+    _log_as_json_lines(settings, log_level)
     try:
         lookups = load_lookups(settings.lookups_dir)
     except LookupFileError as exc:
@@ -216,3 +241,360 @@ def hash_token_command() -> None:
 
 def main() -> None:
     app()
+
+
+# --- operating the hub: instances, resubmit, lookups ------------------------------------
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_AGE = re.compile(r"^(\d+)\s*([smhd])$")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _since(value: str | None) -> datetime | None:
+    """An ISO date-time (UTC when it has no offset) or an age: 30m, 2h, 7d."""
+    if value is None:
+        return None
+    age = _AGE.match(value.strip())
+    if age:
+        return datetime.now(UTC) - timedelta(**{_AGE_UNITS[age[2]]: int(age[1])})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither an ISO date-time nor an age like 30m, 2h, 7d",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _flow_keys(flow: str | None) -> tuple[str, ...]:
+    from derms_bridge.catalog import flows_named
+
+    if flow is None:
+        return ()
+    found = flows_named(flow)
+    if not found:
+        raise typer.BadParameter(f"no flow is called {flow!r}", param_hint="--flow")
+    return tuple(f.key for f in found)
+
+
+def _in_store(config: Path, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` against the configured database's instance store."""
+    from derms_bridge.store.database import open_engine
+    from derms_bridge.store.instances import InstanceStore
+
+    settings = _settings_or_exit(config)
+
+    async def run() -> T:
+        store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
+        try:
+            return await work(store)
+        finally:
+            await store.engine.dispose()
+
+    return _database_or_exit(run)
+
+
+def _database_or_exit(run: Callable[[], Awaitable[T]]) -> T:
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return asyncio.run(run())  # type: ignore[arg-type]
+    except SQLAlchemyError as exc:
+        err.print(
+            f"[red]error[/] the database cannot be used: {type(exc).__name__}: "
+            f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+StatusOption = Annotated[
+    str | None,
+    typer.Option(help="in_progress, succeeded, failed or skipped"),
+]
+FlowOption = Annotated[str | None, typer.Option(help="a flow key or identifier")]
+SinceOption = Annotated[
+    str | None, typer.Option(help="received at or after: an ISO date-time, or an age (2h, 7d)")
+]
+
+
+def _filter(
+    flow: str | None, status: str | None, since: str | None, key: str | None, limit: int
+) -> Any:
+    from derms_bridge.store.instances import InstanceFilter
+
+    if status is not None and status not in ("in_progress", "succeeded", "failed", "skipped"):
+        raise typer.BadParameter(f"{status!r} is not a status", param_hint="--status")
+    return InstanceFilter(
+        flows=_flow_keys(flow),
+        status=status,
+        business_key=key,
+        received_from=_since(since),
+        limit=limit,
+    )
+
+
+instances_app = typer.Typer(help="Find and read instances (one per message received).")
+app.add_typer(instances_app, name="instances")
+
+
+@instances_app.command("list")
+def instances_list(
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    flow: FlowOption = None,
+    status: StatusOption = None,
+    since: SinceOption = None,
+    key: Annotated[
+        str | None, typer.Option(help="any business identifier: messageId, enrollmentId, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, for scripts")] = False,
+) -> None:
+    """The instances that match, newest first."""
+    from rich.table import Table
+
+    where = _filter(flow, status, since, key, limit)
+    page = _in_store(config, lambda store: store.search(where))
+    if as_json:
+        out.print_json(page.model_dump_json())
+        return
+    table = Table(title=f"{len(page.items)} of {page.total} instances", title_justify="left")
+    for column in ("received (UTC)", "id", "flow", "status", "tries", "identifiers", "error"):
+        table.add_column(column, overflow="fold")
+    colours = {"succeeded": "green", "failed": "red", "in_progress": "yellow"}
+    for item in page.items:
+        table.add_row(
+            item.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            item.id,
+            item.flow,
+            f"[{colours.get(item.status, 'white')}]{item.status}[/]",
+            str(item.attempts),
+            ", ".join(f"{k.kind}={k.value}" for k in item.business_keys[:4]),
+            (item.error or "")[:120],
+        )
+    out.print(table)
+
+
+@instances_app.command("show")
+def instances_show(
+    instance_id: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, for scripts")] = False,
+) -> None:
+    """One instance: its activities in order, its error, and a file's progress."""
+    from derms_bridge.schemas.ops import FileProgressView
+    from derms_bridge.store.files import FileStore
+
+    async def read(store: Any) -> Any:
+        detail = await store.get(instance_id)
+        if detail is not None:
+            progress = await FileStore(store).progress(instance_id)
+            if progress is not None:
+                detail.file = FileProgressView.model_validate(progress)
+        return detail
+
+    detail = _in_store(config, read)
+    if detail is None:
+        err.print(f"[red]error[/] instance {instance_id} does not exist", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    if as_json:
+        out.print_json(detail.model_dump_json())
+        return
+    _print_detail(detail)
+
+
+def _print_detail(detail: Any) -> None:
+    from rich.table import Table
+
+    out.print(f"[bold]{detail.id}[/]  {detail.flow} ({detail.flow_identifier})", highlight=False)
+    facts = [
+        ("status", detail.status),
+        ("attempts", str(detail.attempts)),
+        ("caller", detail.caller or "-"),
+        ("received", detail.received_at.isoformat()),
+        ("finished", detail.finished_at.isoformat() if detail.finished_at else "-"),
+        ("identifiers", ", ".join(f"{k.kind}={k.value}" for k in detail.business_keys) or "-"),
+        ("resubmit of", detail.resubmit_of or "-"),
+        ("resubmitted as", ", ".join(detail.resubmitted_as) or "-"),
+        ("parent", detail.parent_id or "-"),
+        ("children", ", ".join(detail.children) or "-"),
+    ]
+    for label, value in facts:
+        out.print(f"  {label:<15}{value}", highlight=False)
+    if detail.error:
+        out.print(f"  [red]{'error':<15}{detail.error}[/]", highlight=False)
+    if detail.file is not None:
+        file = detail.file
+        segments = ", ".join(f"{n} {state}" for state, n in file.segments.items())
+        out.print(
+            f"  {'file':<15}{file.state}, run {file.run}, {file.rows_sent} of "
+            f"{file.total_rows} rows sent; segments: {segments}",
+            highlight=False,
+        )
+        for problem in [*file.segment_errors, *([file.ack_error] if file.ack_error else [])]:
+            out.print(f"  [red]{'':<15}{problem}[/]", highlight=False)
+    table = Table(title="activities", title_justify="left")
+    for column in ("#", "at (UTC)", "target", "operation", "call", "status", "ms", "error"):
+        table.add_column(column, overflow="fold")
+    for n, activity in enumerate(detail.activities, start=1):
+        table.add_row(
+            str(n),
+            activity.at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3],
+            activity.target,
+            activity.operation,
+            " ".join(p for p in (activity.method, activity.path) if p),
+            str(activity.http_status or "-"),
+            f"{activity.duration_ms:.0f}",
+            activity.error or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def resubmit(
+    instance_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...")] = None,
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    flow: FlowOption = None,
+    status: StatusOption = None,
+    since: SinceOption = None,
+    key: Annotated[str | None, typer.Option(help="a business identifier")] = None,
+) -> None:
+    """Run instances again from their stored payloads: those named, or all a filter selects
+    (e.g. --flow enrollment_request --status failed --since 2h). Exit 0 when every one
+    succeeded, 1 when any failed, 2 for a mistake in the command or an unknown instance."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from derms_bridge.bootstrap import build_hub
+    from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
+
+    filtering = any(v is not None for v in (flow, status, since, key))
+    if bool(instance_ids) == filtering:
+        err.print(
+            "[red]error[/] name instance ids, or select them with --flow/--status/--since/--key "
+            "(one or the other)",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    where = _filter(flow, status, since, key, 500) if filtering else None
+    settings = _settings_or_exit(config)
+    lookups = _lookups_or_exit(settings.lookups_dir)
+    _log_as_json_lines(settings, "warning")
+    results: list[tuple[str, str, str, str]] = []
+
+    async def run() -> None:
+        hub = build_hub(settings, lookups)
+        try:
+            chosen = list(instance_ids or [])
+            if where is not None:
+                chosen = await _all_matching(hub.store, where)
+            missing = [i for i in chosen if await hub.store.payload_of(i) is None]
+            if missing:
+                for instance_id in missing:
+                    err.print(f"[red]error[/] instance {instance_id} does not exist")
+                raise typer.Exit(EXIT_USAGE)
+            with Progress(console=err, transient=True) as progress:
+                task = progress.add_task("resubmitting", total=len(chosen))
+                for instance_id in chosen:
+                    try:
+                        outcome = await hub.engine.resubmit(instance_id, caller="cli")
+                        results.append(
+                            (instance_id, outcome.instance_id, outcome.status, outcome.error or "")
+                        )
+                    except (InstanceNotFound, NotResubmittable) as exc:
+                        results.append((instance_id, "-", "refused", str(exc)))
+                    progress.advance(task)
+        finally:
+            await hub.aclose()
+
+    _database_or_exit(run)
+    if not results:
+        out.print("nothing to resubmit: no instance matches")
+        return
+    table = Table(title="resubmitted", title_justify="left")
+    for column in ("instance", "new run", "status", "error"):
+        table.add_column(column, overflow="fold")
+    for old, new, outcome_status, error in results:
+        table.add_row(old, new, outcome_status, error[:160])
+    out.print(table)
+    failed = [r for r in results if r[2] in ("failed", "refused")]
+    out.print(
+        f"{len(results) - len(failed)} of {len(results)} resubmitted without failing",
+        highlight=False,
+    )
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+async def _all_matching(store: Any, where: Any) -> list[str]:
+    """Every id the filter selects, gathered before any runs: the new runs may match it."""
+    from dataclasses import replace
+
+    ids: list[str] = []
+    while True:
+        page = await store.search(replace(where, offset=len(ids)))
+        ids.extend(item.id for item in page.items)
+        if not page.items or len(ids) >= page.total:
+            return ids
+
+
+def _lookups_or_exit(directory: Path) -> Any:
+    try:
+        return load_lookups(directory)
+    except LookupFileError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/] {problem}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+lookups_app = typer.Typer(help="Carry lookups to and from CSV files.")
+app.add_typer(lookups_app, name="lookups")
+
+
+@lookups_app.command("export")
+def lookups_export(
+    target: Annotated[Path, typer.Argument(metavar="DIR|FILE")],
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    name: Annotated[
+        list[str] | None, typer.Option("--name", "-n", help="a lookup (e.g. EventType); repeat")
+    ] = None,
+) -> None:
+    """Write the lookups in force as CSV: every one into a directory, or one into a .csv file."""
+    from derms_bridge.lookup_files import export_lookups
+
+    directory = _settings_or_exit(config).lookups_dir
+    try:
+        written = export_lookups(directory, list(name or []), target)
+    except LookupFileError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/] {problem}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+
+
+@lookups_app.command("import")
+def lookups_import(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+) -> None:
+    """Replace lookups by CSV files, in the hub's layout or a cloud service export (a DVM row
+    first). Nothing is written unless every file, and the lookups with them, are valid. A
+    running hub reads its lookups when it starts."""
+    from derms_bridge.lookup_files import import_lookups
+
+    directory = _settings_or_exit(config).lookups_dir
+    try:
+        lookups, written = import_lookups(files, directory)
+    except LookupFileError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/] {problem}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    for path in written:
+        name = path.stem.removeprefix("OUTL-BRT-DACS_DRMS_")
+        out.print(f"wrote {path} ({len(lookups.tables[name].rows)} rows)", highlight=False)

@@ -1,33 +1,68 @@
-"""Logs as JSON lines, each carrying the instance id and flow when there is one."""
+"""Logs as JSON lines, each carrying the instance id and flow when there is one.
+
+The engine names the instance it runs with `instance_logged`; every line logged
+while it runs, by any module and in any task it starts, carries its id and flow.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 _CONTEXT_FIELDS = ("instance_id", "flow", "error")
 
+#: (instance id, flow key) of the instance being run in this context, if any.
+_running: ContextVar[tuple[str, str] | None] = ContextVar("derms_bridge_instance", default=None)
+
+
+@contextmanager
+def instance_logged(instance_id: str, flow: str) -> Iterator[None]:
+    """Lines logged inside carry this instance's id and flow; a child instance's own
+    block names the child, and the parent's comes back after it."""
+    token = _running.set((instance_id, flow))
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def _unmasked(text: str) -> str:
+    return text
+
 
 class JsonLines(logging.Formatter):
+    def __init__(self, redact: Callable[[str], str] = _unmasked) -> None:
+        super().__init__()
+        self._redact = redact
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self._redact(record.getMessage()),
         }
+        running = _running.get()
+        named = getattr(record, "instance_id", None)
+        if running is not None and named in (None, running[0]):
+            entry["instance_id"], entry["flow"] = running
         for name in _CONTEXT_FIELDS:
             if hasattr(record, name):
-                entry[name] = getattr(record, name)
+                value = getattr(record, name)
+                entry[name] = self._redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            entry["exception"] = self._redact(self.formatException(record.exc_info))
+        return self._redact(json.dumps(entry, default=str))
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", redact: Callable[[str], str] = _unmasked) -> None:
+    """JSON lines on standard error; `redact` masks the configured secrets in every line."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonLines())
+    handler.setFormatter(JsonLines(redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -100,6 +100,14 @@ class Connections(_Strict):
 Role = Literal["derms", "cpmcs", "operator"]
 
 
+def _sha256_hex(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        digest = value.get_secret_value()
+        if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise ValueError("token_sha256 must be 64 hex digits (derms-bridge hash-token)")
+    return value
+
+
 class Caller(_Strict):
     """A system or person allowed to call the hub."""
 
@@ -112,14 +120,7 @@ class Caller(_Strict):
         None, description="hex SHA-256 of a bearer token, made with `derms-bridge hash-token`"
     )
 
-    @field_validator("token_sha256")
-    @classmethod
-    def _is_sha256_hex(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            digest = value.get_secret_value()
-            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-                raise ValueError("token_sha256 must be 64 hex digits (derms-bridge hash-token)")
-        return value
+    _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
 
     @model_validator(mode="after")
     def _has_a_credential(self) -> Caller:
@@ -172,6 +173,22 @@ class Segments(_Strict):
     max_file_bytes: int = Field(2 * 1024**3, ge=1024, description="the largest CSV accepted")
 
 
+class Metrics(_Strict):
+    """The Prometheus scrape at /metrics."""
+
+    dir: Path = Field(
+        Path("var/metrics"),
+        description="where the hub processes of this machine keep their counts, to be summed",
+    )
+    token_sha256: SecretStr | None = Field(
+        None,
+        description="hex SHA-256 of a bearer token that may read /metrics and nothing else "
+        "(`derms-bridge hash-token`); operator callers may read it too",
+    )
+
+    _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
+
+
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -192,6 +209,7 @@ class Settings(BaseSettings):
     smtp: Smtp = Smtp()
     limits: Limits = Limits()
     segments: Segments = Segments()
+    metrics: Metrics = Metrics()
     lookups_dir: Path = Path("config/lookups")
 
     @classmethod

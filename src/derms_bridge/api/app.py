@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from derms_bridge import __version__
 from derms_bridge.api.problems import install_problem_handlers
-from derms_bridge.api.routes import file_triggers, health, ops, triggers
+from derms_bridge.api.routes import file_triggers, health, metrics, ops, triggers
 from derms_bridge.bootstrap import Hub
 
 
@@ -42,4 +42,5 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(file_triggers.router)
     app.include_router(ops.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

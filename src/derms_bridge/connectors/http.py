@@ -125,8 +125,12 @@ def _ssl_for(settings: Connection) -> ssl.SSLContext:
 class HttpConnection:
     """One pooled client for one configured system; shared by every flow run."""
 
-    def __init__(self, system: str, settings: Connection) -> None:
+    def __init__(
+        self, system: str, settings: Connection, *, watcher: CallObserver | None = None
+    ) -> None:
         self.system = system
+        # Told of every call besides its own observer, e.g. to count them all once.
+        self._watcher = watcher
         self.base_url = str(settings.base_url).rstrip("/")
         self.read_timeout = settings.timeouts.read
         self.connect_timeout = settings.timeouts.connect
@@ -244,18 +248,19 @@ class HttpConnection:
             error = str(fault)
             raise
         finally:
+            record = CallRecord(
+                target=self.system,
+                operation=operation,
+                method=method,
+                path=path,
+                http_status=status,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                error=error,
+            )
             if observer is not None:
-                observer(
-                    CallRecord(
-                        target=self.system,
-                        operation=operation,
-                        method=method,
-                        path=path,
-                        http_status=status,
-                        duration_ms=(time.perf_counter() - started) * 1000,
-                        error=error,
-                    )
-                )
+                observer(record)
+            if self._watcher is not None:
+                self._watcher(record)
 
 
 def model_reader(model: type[M], system: str, operation: str) -> Callable[[Answer], M]:

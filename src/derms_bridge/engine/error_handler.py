@@ -97,6 +97,9 @@ class CommonErrorHandler:
                 body=body,
             )
         except MailError as exc:
-            log.error("error email not sent", extra={"instance_id": instance_id, "error": str(exc)})
+            log.error(
+                "error email not sent",
+                extra={"instance_id": instance_id, "flow": flow.key, "error": str(exc)},
+            )
             return str(exc)
         return None

@@ -51,6 +51,9 @@ class ProcessNotifier:
                 body="\n".join(lines) + "\n",
             )
         except MailError as exc:
-            log.error("process-complete email not sent", extra={"instance_id": instance_id})
+            log.error(
+                "process-complete email not sent",
+                extra={"instance_id": instance_id, "flow": flow.key, "error": str(exc)},
+            )
             return str(exc)
         return None

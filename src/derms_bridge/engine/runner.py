@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from derms_bridge import metrics
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
@@ -17,6 +19,7 @@ from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS
+from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.problems import problem_body
 from derms_bridge.store.files import FileStore
@@ -161,6 +164,23 @@ class FlowEngine:
         instance_id: str | None = None,
     ) -> FlowResult[Any]:
         instance_id = instance_id or str(uuid.uuid4())
+        started = time.perf_counter()
+        with instance_logged(instance_id, flow.info.key), metrics.instance_running(flow.info.key):
+            result = await self._run_recorded(
+                flow, message, instance_id, caller, resubmit_of, parent_id
+            )
+        metrics.instance_finished(flow.info.key, result.status, time.perf_counter() - started)
+        return result
+
+    async def _run_recorded(
+        self,
+        flow: SyncFlow[Any, Any],
+        message: Any,
+        instance_id: str,
+        caller: str | None,
+        resubmit_of: str | None,
+        parent_id: str | None,
+    ) -> FlowResult[Any]:
         keys = flow.business_keys(message)
         await self.store.create(
             instance_id=instance_id,
@@ -171,6 +191,7 @@ class FlowEngine:
             resubmit_of=resubmit_of,
             parent_id=parent_id,
         )
+        metrics.instance_received(flow.info.key)
         run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
         lookups = self._lookups()
         context = FlowContext(

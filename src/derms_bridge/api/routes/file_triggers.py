@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from derms_bridge import metrics
 from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
@@ -39,6 +40,8 @@ def _endpoint(flow: FileFlow[Any]) -> Any:
             received = await hub.intake.receive(flow, message, file.file, caller=principal.name)
         except FileRefused as refused:
             return problem(422, str(refused), errors=refused.errors)
+        if not received.resumed:
+            metrics.instance_received(flow.info.key)
         return JSONResponse(
             {"instanceId": received.instance_id, "resumed": received.resumed},
             status_code=202,

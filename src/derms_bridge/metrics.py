@@ -1,0 +1,178 @@
+"""Prometheus metrics: what the flows did, what the outside systems answered, what waits.
+
+Counters and histograms are kept by the process that does the work. When
+`derms-bridge serve` and `derms-bridge worker` run on one machine they keep them in
+one directory (`metrics.dir`, prometheus-client's multiprocess mode), so that any
+process's /metrics answers the machine's totals. The segments waiting are read from
+the store at each scrape, so they are the same whichever process answers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from derms_bridge.connectors.http import CallRecord
+from derms_bridge.flows.registry import FILE_FLOWS
+from derms_bridge.store.files import ClaimedJob, FileStore
+from derms_bridge.store.instances import NewActivity
+from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
+
+#: prometheus-client reads it when first imported: `serve` and `worker` set it before.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+REGISTRY = CollectorRegistry()
+
+INSTANCES_RECEIVED = Counter(
+    "derms_bridge_instances_received",
+    "Instances started, per flow (a resubmitted message starts a new one).",
+    ["flow"],
+    registry=REGISTRY,
+)
+INSTANCES_FINISHED = Counter(
+    "derms_bridge_instances_finished",
+    "Instance runs ended, per flow and status (succeeded, failed, skipped).",
+    ["flow", "status"],
+    registry=REGISTRY,
+)
+INSTANCE_DURATION = Histogram(
+    "derms_bridge_instance_duration_seconds",
+    "From an instance's receipt to the end of its run, per flow.",
+    ["flow"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    registry=REGISTRY,
+)
+INSTANCES_RUNNING = Gauge(
+    "derms_bridge_instances_running",
+    "Request/response flow runs in progress in the live hub processes, per flow.",
+    ["flow"],
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+OUTBOUND_CALLS = Counter(
+    "derms_bridge_outbound_calls",
+    "Calls to CPMCS and DERMS, per target, operation and HTTP status ('none': no answer).",
+    ["target", "operation", "status"],
+    registry=REGISTRY,
+)
+SCHEDULE_RUNS = Counter(
+    "derms_bridge_schedule_runs",
+    "Scheduled flow runs ended, per flow and outcome.",
+    ["flow", "outcome"],
+    registry=REGISTRY,
+)
+
+
+def instance_received(flow: str) -> None:
+    INSTANCES_RECEIVED.labels(flow).inc()
+
+
+def instance_finished(flow: str, status: str, seconds: float | None) -> None:
+    INSTANCES_FINISHED.labels(flow, status).inc()
+    if seconds is not None:
+        INSTANCE_DURATION.labels(flow).observe(seconds)
+
+
+def instance_running(flow: str) -> AbstractContextManager[None]:
+    tracked: AbstractContextManager[None] = INSTANCES_RUNNING.labels(flow).track_inprogress()
+    return tracked
+
+
+def outbound_call_made(call: CallRecord) -> None:
+    """An HttpConnection's watcher: every outbound call, whoever made it, counts once."""
+    status = str(call.http_status) if call.http_status is not None else "none"
+    OUTBOUND_CALLS.labels(call.target, call.operation, status).inc()
+
+
+def schedule_run_finished(flow: str, outcome: str) -> None:
+    """For the scheduler: a scheduled run of `flow` ended with `outcome` (e.g. succeeded,
+    failed, nothing_to_do)."""
+    SCHEDULE_RUNS.labels(flow, outcome).inc()
+
+
+class MeteredFileStore(FileStore):
+    """The file store, counting each file run that ends (the file workers end them)."""
+
+    async def acknowledged(
+        self,
+        job: ClaimedJob,
+        owner: str,
+        *,
+        ack_error: str | None,
+        activities: Sequence[NewActivity],
+    ) -> None:
+        await super().acknowledged(job, owner, ack_error=ack_error, activities=activities)
+        ended = await run_end(self._instances.engine, job.instance_id)
+        if ended is not None:
+            # A later run's time since receipt includes the wait for its resubmission.
+            instance_finished(job.flow, ended.status, ended.seconds if job.run == 1 else None)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def forget_dead_processes(directory: Path) -> None:
+    """Drop the live gauges of hub processes that are gone, and this one's when it exits,
+    as prometheus-client asks; their counters stay, so that totals never go back."""
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _is_alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(directory))  # type: ignore[no-untyped-call]
+    atexit.register(multiprocess.mark_process_dead, os.getpid(), str(directory))
+
+
+class _SegmentsWaiting(Collector):
+    def __init__(self, waiting: list[SegmentsWaiting]) -> None:
+        self._waiting = {w.flow: w for w in waiting}
+
+    def collect(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily(
+            "derms_bridge_segments_in_flight",
+            "File segments held by a live worker, being sent to CPMCS, per flow.",
+            labels=["flow"],
+        )
+        queued = GaugeMetricFamily(
+            "derms_bridge_segments_queued",
+            "File segments waiting for a worker, per flow.",
+            labels=["flow"],
+        )
+        for flow in sorted(FILE_FLOWS.keys() | self._waiting.keys()):
+            found = self._waiting.get(flow, SegmentsWaiting(flow, 0, 0))
+            in_flight.add_metric([flow], found.in_flight)
+            queued.add_metric([flow], found.queued)
+        yield in_flight
+        yield queued
+
+
+async def exposition(engine: AsyncEngine) -> bytes:
+    """The text a scraper gets: this machine's counters, and the store's segments waiting."""
+    directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    counted = REGISTRY
+    if directory:
+        counted = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counted, directory)  # type: ignore[no-untyped-call]
+    waiting = CollectorRegistry()
+    waiting.register(_SegmentsWaiting(await segments_waiting(engine)))
+    return generate_latest(counted) + generate_latest(waiting)
