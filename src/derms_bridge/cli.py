@@ -135,8 +135,8 @@ def worker(
     config: ConfigOption = DEFAULT_SETTINGS_FILE,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
-    """Send the file flows' segments, without serving the API (run as many as you like,
-    on as many machines, against one PostgreSQL)."""
+    """Send the file flows' segments and transfers, without serving the API (run as many
+    as you like, on as many machines, against one PostgreSQL)."""
     import asyncio
     import signal
 
@@ -159,7 +159,7 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await hub.workers.worker.run(stop)
+            await asyncio.gather(hub.workers.worker.run(stop), hub.transfers.run(stop))
         finally:
             await hub.aclose()
 
