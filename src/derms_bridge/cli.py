@@ -183,12 +183,14 @@ def sandbox(
     from derms_bridge.sandbox.run import (
         SandboxPorts,
         banner,
+        make_store_folders,
         sandbox_settings,
         start_simulators,
     )
 
     ports = SandboxPorts(hub=port, cpmcs=cpmcs_port, derms=derms_port, smtp=smtp_port)
     settings = sandbox_settings(ports, database, lookups or sandbox_lookups_dir())
+    make_store_folders(settings)
     simulators = start_simulators(ports, out)
     out.print(banner(ports, database), highlight=False, markup=False, soft_wrap=True)
     sys.stdout.flush()
