@@ -6,15 +6,22 @@ can assert on the calls a flow made without any server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from derms_bridge.errors import BusinessError, TechnicalFault
-from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
+from derms_bridge.errors import BusinessError, FileStorageError, TechnicalFault
+from derms_bridge.flows.ports import (
+    FileStores,
+    FlowContext,
+    FlowResult,
+    Folder,
+    StoredFile,
+    SyncFlow,
+)
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
@@ -116,6 +123,66 @@ class FakeChildren:
         return result
 
 
+class FakeStorage:
+    """A file store in memory: folders that exist, and the files written to them."""
+
+    def __init__(self, description: str, folders: set[Folder] | None = None) -> None:
+        self.description = description
+        self.folders = folders if folders is not None else set()
+        self.files: dict[tuple[Folder, str], bytes] = {}
+
+    def _existing(self, folder: Folder) -> Folder:
+        if folder not in self.folders:
+            raise FileStorageError(f"{self.description}: folder {folder.path!r} does not exist")
+        return folder
+
+    async def list(self, folder: Folder, prefix: str = "") -> list[StoredFile]:
+        self._existing(folder)
+        return sorted(
+            (
+                StoredFile(name, len(data))
+                for (where, name), data in self.files.items()
+                if where == folder and name.startswith(prefix)
+            ),
+            key=lambda stored: stored.name,
+        )
+
+    async def read(self, folder: Folder, name: str) -> AsyncIterator[bytes]:
+        yield self.files[(self._existing(folder), name)]
+
+    async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
+        self._existing(folder)
+        data = b"".join([chunk async for chunk in chunks])
+        self.files[(folder, name)] = data
+        return len(data)
+
+    async def rename(self, folder: Folder, name: str, new_name: str) -> None:
+        self.files[(folder, new_name)] = self.files.pop((self._existing(folder), name))
+
+    async def check(self) -> None:
+        pass
+
+
+class FakeReceivedFiles:
+    """The files received with messages, by reference."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    async def read(self, reference: str) -> AsyncIterator[bytes]:
+        if reference not in self.files:
+            raise TechnicalFault(f"the file received with instance {reference} is no longer kept")
+        yield self.files[reference]
+
+
+class FakeNotifications:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def process_complete(self, outcome: str, summary: str) -> None:
+        self.sent.append((outcome, summary))
+
+
 @dataclass
 class Fakes:
     context: FlowContext
@@ -124,6 +191,10 @@ class Fakes:
     errors: FakeErrors
     run: FakeRun
     children: FakeChildren
+    ftp: FakeStorage
+    object_storage: FakeStorage
+    received_files: FakeReceivedFiles
+    notifications: FakeNotifications
 
 
 def fakes(
@@ -136,6 +207,8 @@ def fakes(
     cpmcs_fake = cpmcs if isinstance(cpmcs, FakeCpmcs) else FakeCpmcs(cpmcs)
     derms_fake = FakeDerms(derms)
     errors, run, children = FakeErrors(), FakeRun(), FakeChildren()
+    ftp, object_storage = FakeStorage("fake FTP"), FakeStorage("fake object storage")
+    received_files, notifications = FakeReceivedFiles(), FakeNotifications()
     context = FlowContext(
         cpmcs=cpmcs_fake,
         derms=derms_fake,
@@ -143,7 +216,21 @@ def fakes(
         errors=errors,
         run=run,
         children=children,
+        stores=FileStores(ftp=ftp, object_storage=object_storage),
+        received_files=received_files,
+        notifications=notifications,
         concurrency=concurrency,
     )
     children.context = context
-    return Fakes(context, cpmcs_fake, derms_fake, errors, run, children)
+    return Fakes(
+        context,
+        cpmcs_fake,
+        derms_fake,
+        errors,
+        run,
+        children,
+        ftp,
+        object_storage,
+        received_files,
+        notifications,
+    )

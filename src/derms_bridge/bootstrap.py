@@ -10,6 +10,7 @@ from pydantic import BaseModel, SecretStr
 
 from derms_bridge import metrics
 from derms_bridge.api.security import Authenticator
+from derms_bridge.connectors.files.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.engine.error_handler import CommonErrorHandler
@@ -17,11 +18,14 @@ from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
+from derms_bridge.engine.transfers import TransferIntake, TransferWorker
+from derms_bridge.flows.ports import FileStores
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.staged_files import StagedFileStore
 
 
 def secrets_in(value: Any) -> Iterator[str]:
@@ -61,6 +65,8 @@ class Hub:
     files: FileStore
     intake: FileIntake
     workers: WorkerPool
+    transfer_intake: TransferIntake
+    transfers: TransferWorker
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -80,14 +86,20 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
     mailer = Mailer(settings.smtp)
     error_handler = CommonErrorHandler(store, mailer, holder, redact)
     files = metrics.MeteredFileStore(store)
+    notifier = ProcessNotifier(mailer, holder, redact)
     worker = FileWorker(
         files=files,
         cpmcs=cpmcs,
         derms=derms,
         lookups=holder,
         error_handler=error_handler,
-        notifier=ProcessNotifier(mailer, holder, redact),
+        notifier=notifier,
         settings=settings.segments,
+    )
+    staged_files = StagedFileStore(store)
+    stores = FileStores(
+        ftp=LocalFolderStorage(settings.local_stores / "ftp"),
+        object_storage=LocalFolderStorage(settings.local_stores / "object-storage"),
     )
     engine = FlowEngine(
         store=store,
@@ -98,7 +110,12 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         lookups=holder,
         error_handler=error_handler,
         enrollment_concurrency=settings.limits.enrollment_concurrency,
+        notifier=notifier,
+        stores=stores,
+        staged_files=staged_files,
+        wake_transfers=lambda: transfers.wake(),
     )
+    transfers = TransferWorker(engine=engine, staged=staged_files, settings=settings.segments)
     return Hub(
         settings=settings,
         store=store,
@@ -109,4 +126,8 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         files=files,
         intake=FileIntake(store, files, holder, settings.segments, worker.wake),
         workers=WorkerPool(worker),
+        transfer_intake=TransferIntake(
+            store, staged_files, settings.segments.max_file_bytes, transfers.wake
+        ),
+        transfers=transfers,
     )

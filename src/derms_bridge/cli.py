@@ -160,8 +160,8 @@ def worker(
     config: ConfigOption = DEFAULT_SETTINGS_FILE,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
-    """Send the file flows' segments, without serving the API (run as many as you like,
-    on as many machines, against one PostgreSQL)."""
+    """Send the file flows' segments and transfers, without serving the API (run as many
+    as you like, on as many machines, against one PostgreSQL)."""
     import asyncio
     import signal
 
@@ -184,7 +184,7 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await hub.workers.worker.run(stop)
+            await asyncio.gather(hub.workers.worker.run(stop), hub.transfers.run(stop))
         finally:
             await hub.aclose()
 
@@ -208,12 +208,14 @@ def sandbox(
     from derms_bridge.sandbox.run import (
         SandboxPorts,
         banner,
+        make_store_folders,
         sandbox_settings,
         start_simulators,
     )
 
     ports = SandboxPorts(hub=port, cpmcs=cpmcs_port, derms=derms_port, smtp=smtp_port)
     settings = sandbox_settings(ports, database, lookups or sandbox_lookups_dir())
+    make_store_folders(settings)
     simulators = start_simulators(ports, out)
     out.print(banner(ports, database), highlight=False, markup=False, soft_wrap=True)
     sys.stdout.flush()

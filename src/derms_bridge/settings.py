@@ -211,6 +211,11 @@ class Settings(BaseSettings):
     segments: Segments = Segments()
     metrics: Metrics = Metrics()
     lookups_dir: Path = Path("config/lookups")
+    local_stores: Path = Field(
+        Path("var/stores"),
+        description="the folders that stand in for CPMCS's FTP server (ftp/) and object "
+        "storage (object-storage/, a folder per namespace, then per bucket)",
+    )
 
     @classmethod
     def settings_customise_sources(

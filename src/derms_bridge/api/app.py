@@ -9,7 +9,14 @@ from fastapi import FastAPI
 
 from derms_bridge import __version__
 from derms_bridge.api.problems import install_problem_handlers
-from derms_bridge.api.routes import file_triggers, health, metrics, ops, triggers
+from derms_bridge.api.routes import (
+    file_triggers,
+    health,
+    metrics,
+    ops,
+    transfer_triggers,
+    triggers,
+)
 from derms_bridge.bootstrap import Hub
 
 
@@ -20,9 +27,11 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if run_workers:
             hub.workers.start()
+            hub.transfers.start()
         yield
         if run_workers:
             await hub.workers.stop()
+            await hub.transfers.stop()
         await hub.aclose()
 
     app = FastAPI(
@@ -40,6 +49,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(triggers.derms_router)
     app.include_router(triggers.cpmcs_router)
     app.include_router(file_triggers.router)
+    app.include_router(transfer_triggers.router)
     app.include_router(ops.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -17,13 +17,16 @@ from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
-from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
-from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS
+from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.engine.observed_storage import observed
+from derms_bridge.flows.ports import FileStores, FlowContext, FlowResult, SyncFlow
+from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.problems import problem_body
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
+from derms_bridge.store.staged_files import StagedFileStore
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +76,23 @@ class _Run:
     instance_id: str
     flow: FlowInfo
     handler: CommonErrorHandler
+    notifier: ProcessNotifier
     keys: list[tuple[str, str]]
     new_keys: list[tuple[str, str]] = field(default_factory=list)
     activities: list[NewActivity] = field(default_factory=list)
 
     def observe(self, call: CallRecord) -> None:
         self.activities.append(activity_of(call))
+
+    def record(self, activity: NewActivity) -> None:
+        self.activities.append(activity)
+
+    async def process_complete(self, outcome: str, summary: str) -> None:
+        mail_problem = await self.notifier.process_complete(
+            self.flow, self.instance_id, self.keys + self.new_keys, outcome, summary
+        )
+        if mail_problem is not None:
+            self.activities.append(_mail_problem("processCompleteEmail", mail_problem))
 
     def add_business_key(self, kind: str, value: str) -> None:
         self.new_keys.append((kind, value))
@@ -88,18 +102,20 @@ class _Run:
             self.flow, self.instance_id, self.keys + self.new_keys, error
         )
         if mail_problem is not None:
-            self.activities.append(
-                NewActivity(
-                    target="smtp",
-                    operation="errorEmail",
-                    method=None,
-                    path=None,
-                    http_status=None,
-                    duration_ms=0.0,
-                    error=mail_problem,
-                    at=utcnow(),
-                )
-            )
+            self.activities.append(_mail_problem("errorEmail", mail_problem))
+
+
+def _mail_problem(operation: str, problem: str) -> NewActivity:
+    return NewActivity(
+        target="smtp",
+        operation=operation,
+        method=None,
+        path=None,
+        http_status=None,
+        duration_ms=0.0,
+        error=problem,
+        at=utcnow(),
+    )
 
 
 class _Children:
@@ -128,6 +144,10 @@ class FlowEngine:
         lookups: Callable[[], Lookups],
         error_handler: CommonErrorHandler,
         enrollment_concurrency: int,
+        notifier: ProcessNotifier,
+        stores: FileStores,
+        staged_files: StagedFileStore,
+        wake_transfers: Callable[[], None],
     ) -> None:
         self.store = store
         self._files = files
@@ -137,6 +157,10 @@ class FlowEngine:
         self._lookups = lookups
         self._error_handler = error_handler
         self._enrollment_concurrency = enrollment_concurrency
+        self._notifier = notifier
+        self._stores = stores
+        self._staged_files = staged_files
+        self._wake_transfers = wake_transfers
 
     async def run_sync(
         self,
@@ -164,23 +188,6 @@ class FlowEngine:
         instance_id: str | None = None,
     ) -> FlowResult[Any]:
         instance_id = instance_id or str(uuid.uuid4())
-        started = time.perf_counter()
-        with instance_logged(instance_id, flow.info.key), metrics.instance_running(flow.info.key):
-            result = await self._run_recorded(
-                flow, message, instance_id, caller, resubmit_of, parent_id
-            )
-        metrics.instance_finished(flow.info.key, result.status, time.perf_counter() - started)
-        return result
-
-    async def _run_recorded(
-        self,
-        flow: SyncFlow[Any, Any],
-        message: Any,
-        instance_id: str,
-        caller: str | None,
-        resubmit_of: str | None,
-        parent_id: str | None,
-    ) -> FlowResult[Any]:
         keys = flow.business_keys(message)
         await self.store.create(
             instance_id=instance_id,
@@ -192,7 +199,51 @@ class FlowEngine:
             parent_id=parent_id,
         )
         metrics.instance_received(flow.info.key)
-        run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
+        return await self._run(flow, message, instance_id, caller, keys)
+
+    async def run_written(
+        self, flow: SyncFlow[Any, Any], message: Any, *, instance_id: str, caller: str | None
+    ) -> FlowResult[Any]:
+        """Run a flow on an instance written before (a received file's, kept at intake),
+        perhaps not for the first time: its activities follow those of earlier runs."""
+        keys = flow.business_keys(message)
+        return await self._run(flow, message, instance_id, caller, keys, after_kept=True)
+
+    async def _run(
+        self,
+        flow: SyncFlow[Any, Any],
+        message: Any,
+        instance_id: str,
+        caller: str | None,
+        keys: list[tuple[str, str]],
+        *,
+        after_kept: bool = False,
+    ) -> FlowResult[Any]:
+        started = time.perf_counter()
+        with instance_logged(instance_id, flow.info.key), metrics.instance_running(flow.info.key):
+            result = await self._run_recorded(
+                flow, message, instance_id, caller, keys, after_kept=after_kept
+            )
+        metrics.instance_finished(flow.info.key, result.status, time.perf_counter() - started)
+        return result
+
+    async def _run_recorded(
+        self,
+        flow: SyncFlow[Any, Any],
+        message: Any,
+        instance_id: str,
+        caller: str | None,
+        keys: list[tuple[str, str]],
+        *,
+        after_kept: bool,
+    ) -> FlowResult[Any]:
+        run = _Run(
+            instance_id=instance_id,
+            flow=flow.info,
+            handler=self._error_handler,
+            notifier=self._notifier,
+            keys=keys,
+        )
         lookups = self._lookups()
         context = FlowContext(
             cpmcs=CpmcsClient(self._cpmcs, run.observe),
@@ -201,6 +252,9 @@ class FlowEngine:
             errors=run,
             run=run,
             children=_Children(self, instance_id, caller),
+            stores=observed(self._stores, run.record),
+            received_files=self._staged_files,
+            notifications=run,
             concurrency=self._enrollment_concurrency,
         )
         try:
@@ -217,6 +271,7 @@ class FlowEngine:
             error=result.error,
             activities=run.activities,
             keys=run.new_keys,
+            after_kept=after_kept,
         )
         return result
 
@@ -226,6 +281,18 @@ class FlowEngine:
         if stored is None:
             raise InstanceNotFound(instance_id)
         flow_key, payload = stored
+        if flow_key in TRANSFER_FLOWS:
+            # The kept file is passed on again, by a worker, on the same instance.
+            if not await self._staged_files.resume(instance_id):
+                raise NotResubmittable("the file is still being transferred, or was transferred")
+            self._wake_transfers()
+            return RunOutcome(
+                instance_id=instance_id,
+                status="in_progress",
+                http_status=202,
+                reply=None,
+                error=None,
+            )
         if flow_key in FILE_FLOWS:
             # A file's run goes again from its kept segments, those CPMCS has not taken.
             if not await self._files.resume(instance_id):

@@ -102,6 +102,30 @@ class FileStorage(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FileStores:
+    """CPMCS's file stores, one for each value of ConfigProps dacs.file.target.transfer.pref."""
+
+    ftp: FileStorage
+    object_storage: FileStorage
+
+
+class ReceivedFiles(Protocol):
+    """The files that came with a message (flow 15's CSV), kept by the hub until passed on."""
+
+    def read(self, reference: str) -> AsyncIterator[bytes]:
+        """The file's bytes as they came, in chunks; TechnicalFault if it is no longer kept."""
+        ...
+
+
+class ProcessNotifications(Protocol):
+    """The process-complete email (to.process.notification) of the running instance."""
+
+    async def process_complete(self, outcome: str, summary: str) -> None:
+        """Email what happened, when notification.email.process.complete.flag says so."""
+        ...
+
+
 class ErrorHandler(Protocol):
     """The common error handler (flow 20) for the running instance."""
 
@@ -130,6 +154,9 @@ class FlowContext:
     errors: ErrorHandler
     run: RunRecord
     children: ChildFlows
+    stores: FileStores
+    received_files: ReceivedFiles
+    notifications: ProcessNotifications
     concurrency: int = 32
 
 

@@ -17,6 +17,7 @@ from derms_bridge.flows import (
     event_device_reservation,
     program_event_status_update,
     program_rule_sync,
+    sp_network_location_transfer,
     sync_ack,
 )
 from derms_bridge.flows.ports import FileFlow, SyncFlow
@@ -41,4 +42,9 @@ SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
 
 FILE_FLOWS: dict[str, FileFlow[Any]] = {
     flow.info.key: flow for flow in (event_device_reservation.FLOW, event_device_outcome.FLOW)
+}
+
+#: Flows that take a file to pass on unchanged: kept at intake, run by a transfer worker.
+TRANSFER_FLOWS: dict[str, SyncFlow[Any, Any]] = {
+    flow.info.key: flow for flow in (sp_network_location_transfer.FLOW,)
 }

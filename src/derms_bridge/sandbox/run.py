@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from derms_bridge.api.security import hash_password
+from derms_bridge.errors import LookupMiss
+from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
@@ -66,7 +69,31 @@ def sandbox_settings(ports: SandboxPorts, database_url: str, lookups_dir: Path) 
         callers=callers,
         smtp=Smtp(host=LOOPBACK, port=ports.smtp_port),
         lookups_dir=lookups_dir,
+        local_stores=Path("var/sandbox-stores"),
     )
+
+
+#: The ConfigProps that name an FTP directory, and those that name an object storage bucket.
+FTP_DIRECTORIES = ("dacs.spNtwkLoc.ftp.input.directory", "dacs.dvcScore.ftp.input.directory")
+BUCKETS = ("dacs.spNtwkLoc.os.bucketname", "dacs.os.dvcScore.bucketname")
+
+
+def make_store_folders(settings: Settings) -> list[Path]:
+    """The folders of the local stand-ins for CPMCS's file stores that ConfigProps names,
+    so that the file transfers work from the sandbox's first start."""
+    lookups = load_lookups(settings.lookups_dir)
+    folders = []
+    for prop in FTP_DIRECTORIES:
+        with contextlib.suppress(LookupMiss):
+            folders.append(settings.local_stores / "ftp" / lookups.prop(prop).strip("/"))
+    for prop in BUCKETS:
+        with contextlib.suppress(LookupMiss):
+            namespace = lookups.prop("dacs.os.namespace")
+            bucket = lookups.prop(prop)
+            folders.append(settings.local_stores / "object-storage" / namespace / bucket)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
 
 
 @dataclass
@@ -109,6 +136,8 @@ def banner(ports: SandboxPorts, database_url: str) -> str:
             "   (received: GET /_sim/state/received)",
             f"  SMTP sink        {LOOPBACK}:{ports.smtp_port}   (each mail is printed here)",
             f"  database         {database_url}",
+            "  file stores      var/sandbox-stores/ftp, var/sandbox-stores/object-storage"
+            "   (local folders)",
             "callers (sandbox only):",
             f"  DERMS     {user} / {password}",
             f"  CPMCS     {cpmcs_caller[0]} / {cpmcs_caller[1]}",
@@ -116,6 +145,8 @@ def banner(ports: SandboxPorts, database_url: str) -> str:
             "try:",
             f"  curl -u {user}:{password} -H 'Content-Type: application/json' "
             f"-d @examples/enrollment-request.json {hub}/enroll-to-dacs",
+            f"  curl -u {user}:{password} -F 'message=<examples/network-model.json' "
+            f"-F 'file=@examples/network-model.csv;type=text/csv' {hub}/network-model-to-dacs",
             f"  curl -u {operator[0]}:{operator[1]} {hub}/ops/instances",
             "Ctrl-C stops the sandbox.",
         ]

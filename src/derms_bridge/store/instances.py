@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,8 +96,10 @@ class InstanceStore:
         keys: Sequence[tuple[str, str]],
         resubmit_of: str | None = None,
         parent_id: str | None = None,
+        alongside: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> None:
-        """Written, and committed, before the flow calls anyone."""
+        """Written, and committed, before the flow calls anyone; `alongside` writes what
+        must exist with it (a received file), in the same transaction."""
         now = utcnow()
         async with self.writing() as connection:
             attempts = 1
@@ -121,6 +123,8 @@ class InstanceStore:
                 )
             )
             await _insert_keys(connection, instance_id, keys)
+            if alongside is not None:
+                await alongside(connection)
 
     async def finish(
         self,
@@ -131,7 +135,10 @@ class InstanceStore:
         error: str | None,
         activities: Sequence[NewActivity],
         keys: Sequence[tuple[str, str]],
+        after_kept: bool = False,
     ) -> None:
+        """The run's outcome; `after_kept` numbers its activities after those of the
+        instance's earlier runs (a received file's transfer, run again)."""
         now = utcnow()
         async with self.writing() as connection:
             await connection.execute(
@@ -141,11 +148,21 @@ class InstanceStore:
             )
             if activities:
                 # A run writes its activities once, when it finishes: they number from 1.
+                first = 1
+                if after_kept:
+                    first += (
+                        await connection.scalar(
+                            select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
+                                ActivityRow.instance_id == instance_id
+                            )
+                        )
+                        or 0
+                    )
                 await connection.execute(
                     insert(ActivityRow),
                     [
                         {"instance_id": instance_id, "seq": n, **vars(activity)}
-                        for n, activity in enumerate(activities, start=1)
+                        for n, activity in enumerate(activities, start=first)
                     ],
                 )
             await _insert_keys(connection, instance_id, keys)

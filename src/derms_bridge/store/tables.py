@@ -7,11 +7,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
 )
@@ -139,3 +142,37 @@ class SegmentRow(Base):
     owner: Mapped[str | None] = mapped_column(String(80))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class StagedFileRow(Base):
+    """A file received to be passed on unchanged (flow 15), and the state of its transfer."""
+
+    __tablename__ = "staged_files"
+
+    instance_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: queued (a transfer is due), running (claimed under a lease), failed, done.
+    state: Mapped[str] = mapped_column(String(12), index=True)
+    owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The chunks go once the file is stored where it was going; the row stays as a record.
+    chunks_kept: Mapped[bool] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StagedChunkRow(Base):
+    """A piece of a staged file, in order: a file of any size is read and written a chunk
+    at a time, and every hub process sharing the database can read it."""
+
+    __tablename__ = "staged_file_chunks"
+    __table_args__ = (PrimaryKeyConstraint("instance_id", "seq"),)
+
+    instance_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("staged_files.instance_id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,192 @@
+"""Flow 15's engine: the file kept as it came, then a worker passes it on.
+
+1. Intake: the message is checked, then the instance is written and the file kept in
+   the database in chunks, in one transaction, before DERMS hears 202. A message whose
+   messageId was seen answers with that instance, running its transfer again if it
+   failed.
+2. A worker (in any hub process) claims the transfer under a lease, renewed while it
+   runs, and runs the flow on the instance. A process that dies leaves a lease that
+   runs out, and another worker takes the transfer up; one that never claimed it
+   leaves it queued for the next worker that starts.
+3. A file stored where it was going is no longer kept; a failed one is, for a resend
+   or `POST /ops/instances/{id}/resubmit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import IO
+from uuid import uuid4
+
+from pydantic import ValidationError
+
+from derms_bridge.engine.files import FileRefused, Received, worker_name
+from derms_bridge.engine.runner import FlowEngine
+from derms_bridge.flows import sp_network_location_transfer
+from derms_bridge.flows.registry import TRANSFER_FLOWS
+from derms_bridge.schemas.network_location import NetworkLocationTransfer, NetworkModelMessage
+from derms_bridge.settings import Segments
+from derms_bridge.store.instances import InstanceFilter, InstanceStore
+from derms_bridge.store.staged_files import EmptyFile, StagedFileStore
+
+log = logging.getLogger(__name__)
+
+
+class TransferIntake:
+    """DERMS's POST /network-model-to-dacs: the message checked, the file kept."""
+
+    def __init__(
+        self,
+        instances: InstanceStore,
+        staged: StagedFileStore,
+        max_file_bytes: int,
+        wake: Callable[[], None],
+    ) -> None:
+        self._instances = instances
+        self._staged = staged
+        self._max_file_bytes = max_file_bytes
+        self._wake = wake
+
+    async def receive(
+        self, message_text: str, upload: IO[bytes], *, caller: str | None
+    ) -> Received:
+        """FileRefused (nothing written) for a message that does not fit or an empty
+        file; FileTooLarge past the limit."""
+        flow = sp_network_location_transfer.FLOW
+        try:
+            message = NetworkModelMessage.model_validate_json(message_text)
+        except ValidationError as exc:
+            raise FileRefused(
+                [
+                    {
+                        "field": ".".join(["message", *(str(p) for p in error["loc"])]),
+                        "message": error["msg"],
+                    }
+                    for error in exc.errors()
+                ]
+            ) from None
+        earlier = await self._earlier(flow.info.key, message.messageId)
+        if earlier is not None:
+            # DERMS's resend: the file kept the first time goes again if it failed; one
+            # that is going, or went, is not sent twice.
+            resumed = await self._staged.resume(earlier)
+            if resumed:
+                self._wake()
+            return Received(earlier, resumed=resumed)
+        received = await self._keep(message, upload, caller)
+        self._wake()
+        return received
+
+    async def _earlier(self, flow: str, message_id: str) -> str | None:
+        found = await self._instances.search(
+            InstanceFilter(flows=(flow,), business_key=message_id, limit=10)
+        )
+        for instance in found.items:
+            if any(k.kind == "messageId" and k.value == message_id for k in instance.business_keys):
+                return instance.id
+        return None
+
+    async def _keep(
+        self, message: NetworkModelMessage, upload: IO[bytes], caller: str | None
+    ) -> Received:
+        flow = sp_network_location_transfer.FLOW
+        instance_id = str(uuid4())
+        transfer = NetworkLocationTransfer(**message.model_dump(), fileReference=instance_id)
+        try:
+            await self._staged.receive(
+                instance_id=instance_id,
+                flow=flow.info.key,
+                caller=caller,
+                payload=transfer.model_dump(mode="json"),
+                keys=flow.business_keys(transfer),
+                file_name=transfer.fileName,
+                upload=upload,
+                max_bytes=self._max_file_bytes,
+            )
+        except EmptyFile:
+            raise FileRefused([{"field": "file", "message": "the file is empty"}]) from None
+        return Received(instance_id, resumed=False)
+
+
+class TransferWorker:
+    """Claims due transfers and runs their flow, in every hub process that runs workers."""
+
+    def __init__(self, *, engine: FlowEngine, staged: StagedFileStore, settings: Segments) -> None:
+        self.name = worker_name()
+        self._engine = engine
+        self._staged = staged
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._poll_seconds = settings.poll_seconds
+        self._work = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._work.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run(self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # Cleared before the step, so that a wake during it is not lost.
+            self._work.clear()
+            try:
+                busy = await self.step()
+            except Exception:
+                log.exception("transfer worker step failed")
+                busy = False
+            if busy:
+                continue
+            waiting = asyncio.create_task(self._work.wait())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait(
+                {waiting, stopping}, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiting.cancel()
+            stopping.cancel()
+
+    async def step(self) -> bool:
+        """Run one due transfer; True when there was one."""
+        claimed = await self._staged.claim(self.name, self._lease)
+        if claimed is None:
+            return False
+        flow = TRANSFER_FLOWS[claimed.flow]
+        message = flow.message_model.model_validate(claimed.payload)
+        async with self._held(claimed.instance_id):
+            result = await self._engine.run_written(
+                flow, message, instance_id=claimed.instance_id, caller=claimed.caller
+            )
+        await self._staged.finished(
+            claimed.instance_id, self.name, succeeded=result.status == "succeeded"
+        )
+        return True
+
+    @asynccontextmanager
+    async def _held(self, instance_id: str) -> AsyncIterator[None]:
+        """Renew the claim while the file goes: a large file can outlast a lease, and a
+        lapsed claim would be taken up by another worker while this one still sends."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease.total_seconds() / 3)
+                await self._staged.renew(instance_id, self.name, self._lease)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing

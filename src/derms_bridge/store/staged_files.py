@@ -1,0 +1,233 @@
+"""Queries on staged files: a file kept in the database, in chunks, until it is passed on.
+
+The database, not a folder, keeps them: hub processes on several machines share one
+PostgreSQL and nothing else, so whichever worker claims the transfer can read the
+file; and the file is committed with its instance, in one transaction, before the
+caller hears 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import IO, Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from derms_bridge.errors import TechnicalFault
+from derms_bridge.store.instances import InstanceStore, utcnow
+from derms_bridge.store.tables import InstanceRow, StagedChunkRow, StagedFileRow
+
+#: Bytes per chunk row: large enough that a 1 GB file is a thousand rows, small enough
+#: that a chunk in flight costs little memory.
+CHUNK_BYTES = 1024 * 1024
+
+
+class FileTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+class EmptyFile(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ClaimedTransfer:
+    instance_id: str
+    flow: str
+    payload: Any
+    caller: str | None
+
+
+class StagedFileStore:
+    def __init__(self, instances: InstanceStore, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self._instances = instances
+        self._chunk_bytes = chunk_bytes
+        self._postgres = instances.engine.dialect.name == "postgresql"
+
+    async def receive(
+        self,
+        *,
+        instance_id: str,
+        flow: str,
+        caller: str | None,
+        payload: Any,
+        keys: Sequence[tuple[str, str]],
+        file_name: str,
+        upload: IO[bytes],
+        max_bytes: int,
+    ) -> int:
+        """Write the instance and keep its file, in one transaction; the file's size.
+        FileTooLarge or EmptyFile leave nothing written."""
+        size = 0
+
+        async def stage(connection: AsyncConnection) -> None:
+            nonlocal size
+            digest = hashlib.sha256()
+            await connection.execute(
+                insert(StagedFileRow).values(
+                    instance_id=instance_id,
+                    file_name=file_name,
+                    size=0,
+                    sha256="",
+                    state="queued",
+                    chunks_kept=True,
+                    updated_at=utcnow(),
+                )
+            )
+            seq = 0
+            while chunk := await asyncio.to_thread(upload.read, self._chunk_bytes):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(max_bytes)
+                digest.update(chunk)
+                seq += 1
+                await connection.execute(
+                    insert(StagedChunkRow).values(instance_id=instance_id, seq=seq, data=chunk)
+                )
+            if size == 0:
+                raise EmptyFile
+            await connection.execute(
+                update(StagedFileRow)
+                .where(StagedFileRow.instance_id == instance_id)
+                .values(size=size, sha256=digest.hexdigest())
+            )
+
+        await self._instances.create(
+            instance_id=instance_id,
+            flow=flow,
+            caller=caller,
+            payload=payload,
+            keys=keys,
+            alongside=stage,
+        )
+        return size
+
+    async def read(self, reference: str) -> AsyncIterator[bytes]:
+        """The file's chunks in order, each read when the last has been taken."""
+        async with self._instances.engine.connect() as connection:
+            kept = await connection.scalar(
+                select(StagedFileRow.chunks_kept).where(StagedFileRow.instance_id == reference)
+            )
+        if not kept:
+            raise TechnicalFault(f"the file received with instance {reference} is no longer kept")
+        seq = 1
+        while True:
+            async with self._instances.engine.connect() as connection:
+                data = await connection.scalar(
+                    select(StagedChunkRow.data).where(
+                        StagedChunkRow.instance_id == reference, StagedChunkRow.seq == seq
+                    )
+                )
+            if data is None:
+                return
+            yield data
+            seq += 1
+
+    async def state_of(self, instance_id: str) -> str | None:
+        async with self._instances.engine.connect() as connection:
+            state: str | None = await connection.scalar(
+                select(StagedFileRow.state).where(StagedFileRow.instance_id == instance_id)
+            )
+        return state
+
+    async def claim(self, owner: str, lease: timedelta) -> ClaimedTransfer | None:
+        """A transfer that is due, or whose worker's lease ran out (it died)."""
+        now = utcnow()
+        due = or_(
+            StagedFileRow.state == "queued",
+            and_(StagedFileRow.state == "running", StagedFileRow.lease_until < now),
+        )
+        candidates = (
+            select(StagedFileRow.instance_id).where(due).order_by(StagedFileRow.updated_at).limit(1)
+        )
+        if self._postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        async with self._instances.writing() as connection:
+            found = await connection.scalar(candidates)
+            if found is None:
+                return None
+            claimed = (
+                await connection.execute(
+                    update(StagedFileRow)
+                    .where(StagedFileRow.instance_id == found, due)
+                    .values(state="running", owner=owner, lease_until=now + lease, updated_at=now)
+                    .returning(StagedFileRow.instance_id)
+                )
+            ).first()
+            if claimed is None:
+                return None
+            instance = (
+                await connection.execute(
+                    select(InstanceRow.flow, InstanceRow.payload, InstanceRow.caller).where(
+                        InstanceRow.id == found
+                    )
+                )
+            ).one()
+        return ClaimedTransfer(found, instance.flow, instance.payload, instance.caller)
+
+    async def renew(self, instance_id: str, owner: str, lease: timedelta) -> None:
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                update(StagedFileRow)
+                .where(StagedFileRow.instance_id == instance_id, StagedFileRow.owner == owner)
+                .values(lease_until=utcnow() + lease)
+            )
+
+    async def finished(self, instance_id: str, owner: str, *, succeeded: bool) -> None:
+        """The transfer is over: a file stored where it was going is no longer kept; a
+        failed one is kept for a resend or a resubmit."""
+        async with self._instances.writing() as connection:
+            ended = (
+                await connection.execute(
+                    update(StagedFileRow)
+                    .where(StagedFileRow.instance_id == instance_id, StagedFileRow.owner == owner)
+                    .values(
+                        state="done" if succeeded else "failed",
+                        owner=None,
+                        lease_until=None,
+                        chunks_kept=not succeeded,
+                        updated_at=utcnow(),
+                    )
+                    .returning(StagedFileRow.instance_id)
+                )
+            ).first()
+            if ended is not None and succeeded:
+                await connection.execute(
+                    delete(StagedChunkRow).where(StagedChunkRow.instance_id == instance_id)
+                )
+
+    async def resume(self, instance_id: str) -> bool:
+        """A failed transfer is due again, on the same instance; False unless it failed."""
+        now = utcnow()
+        async with self._instances.writing() as connection:
+            resumed = (
+                await connection.execute(
+                    update(StagedFileRow)
+                    .where(
+                        StagedFileRow.instance_id == instance_id, StagedFileRow.state == "failed"
+                    )
+                    .values(state="queued", updated_at=now)
+                    .returning(StagedFileRow.instance_id)
+                )
+            ).first()
+            if resumed is None:
+                return False
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(
+                    status="in_progress",
+                    error=None,
+                    attempts=InstanceRow.attempts + 1,
+                    updated_at=now,
+                    finished_at=None,
+                )
+            )
+        return True
