@@ -6,7 +6,7 @@ can assert on the calls a flow made without any server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ class FakeDerms:
     def __init__(self, script: Script | None = None) -> None:
         self.script = script or {}
         self.sent: list[Sent] = []
+        self.uploaded: dict[str, bytes] = {}
 
     async def send(
         self, operation: str, body: BaseModel, answer: type[M], *, division: str | None
@@ -61,6 +62,18 @@ class FakeDerms:
     async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
         self.sent.append(Sent(operation, body, division=division))
         _raise_planned(self.script, "DERMS", operation)
+
+    async def upload(
+        self, operation: str, file_name: str, chunks: AsyncIterable[bytes], *, division: str | None
+    ) -> int:
+        """Reads the whole body into `uploaded`; answers the script's status for the
+        operation (an int, or a callable of the file name), 202 by default."""
+        self.uploaded[file_name] = b"".join([chunk async for chunk in chunks])
+        _raise_planned(self.script, "DERMS", operation)
+        planned: Any = self.script.get(operation, 202)
+        status = planned(file_name) if callable(planned) else planned
+        assert isinstance(status, int)
+        return status
 
 
 def _raise_planned(script: Script, system: str, operation: str) -> None:

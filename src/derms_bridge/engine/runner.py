@@ -13,9 +13,11 @@ from pydantic import BaseModel, ValidationError
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
+from derms_bridge.connectors.files.observed import ObservedStorage
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
-from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
+from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.flows.ports import FileStores, FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.problems import problem_body
@@ -49,13 +51,17 @@ class NotResubmittable(Exception):
     """The instance's flow cannot be run again from its stored payload."""
 
 
+#: As much of a call's path as an activity keeps (store/tables.py ActivityRow.path).
+ACTIVITY_PATH_CHARS = 400
+
+
 def activity_of(call: CallRecord) -> NewActivity:
     """An outbound call as its instance's activity keeps it."""
     return NewActivity(
         target=call.target,
         operation=call.operation,
         method=call.method,
-        path=call.path,
+        path=call.path[:ACTIVITY_PATH_CHARS],
         http_status=call.http_status,
         duration_ms=round(call.duration_ms, 3),
         error=call.error,
@@ -73,9 +79,31 @@ class _Run:
     keys: list[tuple[str, str]]
     new_keys: list[tuple[str, str]] = field(default_factory=list)
     activities: list[NewActivity] = field(default_factory=list)
+    #: Told of each activity as it happens (`derms-bridge run` prints them).
+    watcher: Callable[[NewActivity], None] | None = None
 
     def observe(self, call: CallRecord) -> None:
-        self.activities.append(activity_of(call))
+        self._add(activity_of(call))
+
+    def _add(self, activity: NewActivity) -> None:
+        self.activities.append(activity)
+        if self.watcher is not None:
+            self.watcher(activity)
+
+    def mail_problem(self, operation: str, problem: str | None) -> None:
+        if problem is not None:
+            self._add(
+                NewActivity(
+                    target="smtp",
+                    operation=operation,
+                    method=None,
+                    path=None,
+                    http_status=None,
+                    duration_ms=0.0,
+                    error=problem,
+                    at=utcnow(),
+                )
+            )
 
     def add_business_key(self, kind: str, value: str) -> None:
         self.new_keys.append((kind, value))
@@ -84,19 +112,30 @@ class _Run:
         mail_problem = await self.handler.handle(
             self.flow, self.instance_id, self.keys + self.new_keys, error
         )
-        if mail_problem is not None:
-            self.activities.append(
-                NewActivity(
-                    target="smtp",
-                    operation="errorEmail",
-                    method=None,
-                    path=None,
-                    http_status=None,
-                    duration_ms=0.0,
-                    error=mail_problem,
-                    at=utcnow(),
-                )
-            )
+        self.mail_problem("errorEmail", mail_problem)
+
+
+@dataclass
+class _Notices:
+    """The process emails of one run, their failures kept as its activity."""
+
+    run: _Run
+    notifier: ProcessNotifier
+
+    async def no_file(self, summary: str) -> None:
+        problem = await self.notifier.no_file(self.run.flow, self.run.instance_id, summary)
+        self.run.mail_problem("noFileEmail", problem)
+
+    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
+        problem = await self.notifier.process_complete(
+            self.run.flow,
+            self.run.instance_id,
+            self.run.keys + self.run.new_keys,
+            outcome,
+            summary,
+            whatever_the_flag=failed,
+        )
+        self.run.mail_problem("processCompleteEmail", problem)
 
 
 class _Children:
@@ -125,6 +164,8 @@ class FlowEngine:
         lookups: Callable[[], Lookups],
         error_handler: CommonErrorHandler,
         enrollment_concurrency: int,
+        stores: FileStores,
+        notifier: ProcessNotifier,
     ) -> None:
         self.store = store
         self._files = files
@@ -134,6 +175,8 @@ class FlowEngine:
         self._lookups = lookups
         self._error_handler = error_handler
         self._enrollment_concurrency = enrollment_concurrency
+        self._stores = stores
+        self._notifier = notifier
 
     async def run_sync(
         self,
@@ -172,16 +215,7 @@ class FlowEngine:
             parent_id=parent_id,
         )
         run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
-        lookups = self._lookups()
-        context = FlowContext(
-            cpmcs=CpmcsClient(self._cpmcs, run.observe),
-            derms=DermsClient(self._derms, lookups, run.observe),
-            lookups=lookups,
-            errors=run,
-            run=run,
-            children=_Children(self, instance_id, caller),
-            concurrency=self._enrollment_concurrency,
-        )
+        context = self._context(run, caller)
         try:
             result = await flow.run(message, context)
         except Exception as exc:
@@ -198,6 +232,67 @@ class FlowEngine:
             keys=run.new_keys,
         )
         return result
+
+    async def run_scheduled(
+        self,
+        flow: ScheduledFlow[Any],
+        *,
+        instance_id: str,
+        caller: str | None,
+        trigger: dict[str, Any],
+        keys: list[tuple[str, str]],
+        watcher: Callable[[NewActivity], None] | None = None,
+    ) -> FlowResult[Any]:
+        """Run a flow that a schedule or an operator starts; `trigger` is kept as its payload."""
+        await self.store.create(
+            instance_id=instance_id, flow=flow.info.key, caller=caller, payload=trigger, keys=keys
+        )
+        run = _Run(
+            instance_id=instance_id,
+            flow=flow.info,
+            handler=self._error_handler,
+            keys=keys,
+            watcher=watcher,
+        )
+        try:
+            result = await flow.run(self._context(run, caller))
+        except Exception as exc:
+            log.exception("flow crashed", extra={"instance_id": instance_id, "flow": flow.info.key})
+            error = f"the flow stopped: {type(exc).__name__}: {exc}"
+            await run.report(error)
+            result = FlowResult.failed(None, error)
+        await self.store.finish(
+            instance_id,
+            status=result.status,
+            reply=(
+                result.reply.model_dump(mode="json", exclude_none=True)
+                if result.reply is not None
+                else None
+            ),
+            error=result.error,
+            activities=run.activities,
+            keys=run.new_keys,
+        )
+        return result
+
+    def _context(self, run: _Run, caller: str | None) -> FlowContext:
+        lookups = self._lookups()
+        return FlowContext(
+            cpmcs=CpmcsClient(self._cpmcs, run.observe),
+            derms=DermsClient(self._derms, lookups, run.observe),
+            lookups=lookups,
+            errors=run,
+            run=run,
+            children=_Children(self, run.instance_id, caller),
+            concurrency=self._enrollment_concurrency,
+            stores=FileStores(
+                ftp=ObservedStorage(self._stores.ftp, "ftp", run.observe),
+                object_storage=ObservedStorage(
+                    self._stores.object_storage, "object storage", run.observe
+                ),
+            ),
+            notices=_Notices(run, self._notifier),
+        )
 
     async def resubmit(self, instance_id: str, *, caller: str | None) -> RunOutcome:
         """Run the instance's flow again from its stored payload, linked to the old run."""

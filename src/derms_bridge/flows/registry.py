@@ -8,6 +8,7 @@ from derms_bridge.flows import (
     aggregator_sync,
     customer_event_opt_out,
     customer_unavailability,
+    device_score_transfer,
     device_status_check,
     device_status_check_ack,
     enroll_headend_status_ack,
@@ -19,7 +20,7 @@ from derms_bridge.flows import (
     program_rule_sync,
     sync_ack,
 )
-from derms_bridge.flows.ports import FileFlow, SyncFlow
+from derms_bridge.flows.ports import FileFlow, ScheduledFlow, SyncFlow
 
 SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
     flow.info.key: flow
@@ -41,4 +42,10 @@ SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
 
 FILE_FLOWS: dict[str, FileFlow[Any]] = {
     flow.info.key: flow for flow in (event_device_reservation.FLOW, event_device_outcome.FLOW)
+}
+
+#: The flows a schedule or an operator starts; settings.ScheduledFlowKey names the same.
+SCHEDULED_FLOWS: dict[str, ScheduledFlow[Any]] = {
+    flow.info.key: flow
+    for flow in (device_score_transfer.FTP_FLOW, device_score_transfer.OBJECT_STORAGE_FLOW)
 }
