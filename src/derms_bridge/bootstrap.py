@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
 from derms_bridge.api.security import Authenticator
+from derms_bridge.connectors.files.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.engine.error_handler import CommonErrorHandler
@@ -16,11 +18,14 @@ from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
+from derms_bridge.engine.schedules import Scheduler
+from derms_bridge.flows.ports import FileStores
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.schedules import ScheduleStore
 
 
 def secrets_in(value: Any) -> Iterator[str]:
@@ -60,6 +65,7 @@ class Hub:
     files: FileStore
     intake: FileIntake
     workers: WorkerPool
+    scheduler: Scheduler
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -67,7 +73,21 @@ class Hub:
         await self.store.engine.dispose()
 
 
-def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
+def local_file_stores(root: Path) -> FileStores:
+    """Both of CPMCS's stores as folders under `root` (ftp/, object-storage/<namespace>/)."""
+    return FileStores(
+        ftp=LocalFolderStorage(root / "ftp"),
+        object_storage=LocalFolderStorage(root / "object-storage"),
+    )
+
+
+#: Where the file stores are until the settings name real ones.
+DEFAULT_FILE_STORES_ROOT = Path("var/file-stores")
+
+
+def build_hub(
+    settings: Settings, lookups: Lookups | None = None, stores: FileStores | None = None
+) -> Hub:
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir))
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs)
@@ -79,13 +99,14 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
     mailer = Mailer(settings.smtp)
     error_handler = CommonErrorHandler(store, mailer, holder, redact)
     files = FileStore(store)
+    notifier = ProcessNotifier(mailer, holder, redact)
     worker = FileWorker(
         files=files,
         cpmcs=cpmcs,
         derms=derms,
         lookups=holder,
         error_handler=error_handler,
-        notifier=ProcessNotifier(mailer, holder, redact),
+        notifier=notifier,
         settings=settings.segments,
     )
     engine = FlowEngine(
@@ -97,6 +118,8 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         lookups=holder,
         error_handler=error_handler,
         enrollment_concurrency=settings.limits.enrollment_concurrency,
+        stores=stores or local_file_stores(DEFAULT_FILE_STORES_ROOT),
+        notifier=notifier,
     )
     return Hub(
         settings=settings,
@@ -108,4 +131,7 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         files=files,
         intake=FileIntake(store, files, holder, settings.segments, worker.wake),
         workers=WorkerPool(worker),
+        scheduler=Scheduler(
+            engine=engine, store=ScheduleStore(store), schedules=settings.schedules
+        ),
     )

@@ -9,19 +9,22 @@ from fastapi import FastAPI
 
 from derms_bridge import __version__
 from derms_bridge.api.problems import install_problem_handlers
-from derms_bridge.api.routes import file_triggers, health, ops, triggers
+from derms_bridge.api.routes import file_triggers, health, ops, schedules, triggers
 from derms_bridge.bootstrap import Hub
 
 
 def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
-    """The API; with `run_workers` this process also sends the files' segments."""
+    """The API; with `run_workers` this process also sends the files' segments and runs
+    the schedules."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if run_workers:
             hub.workers.start()
+            hub.scheduler.start()
         yield
         if run_workers:
+            await hub.scheduler.stop()
             await hub.workers.stop()
         await hub.aclose()
 
@@ -41,5 +44,6 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(triggers.cpmcs_router)
     app.include_router(file_triggers.router)
     app.include_router(ops.router)
+    app.include_router(schedules.router)
     app.include_router(health.router)
     return app
