@@ -201,5 +201,5 @@ async def test_flow_17_sends_the_files_of_the_bucket(
     assert instance["status"] == "succeeded"
     assert instance["flow_identifier"] == "OUTL-BA-DRMS_DACS_SEND_DVCSCOREC"
     assert [r["fileName"] for r in received(derms_sim)] == ["SDCSE_os.csv"]
-    assert [a["target"] for a in instance["activities"]][0] == "object storage"
+    assert instance["activities"][0]["target"] == "object storage"
     assert [p.name for p in bucket.iterdir()] == ["Sent-SDCSE_os.csv"]
