@@ -20,7 +20,11 @@ from sqlalchemy import create_engine, text
 
 from derms_bridge.api.app import create_app
 from derms_bridge.api.security import hash_password
-from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.bootstrap import (
+    Hub,
+    build_hub,
+    local_file_stores,
+)
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
@@ -53,6 +57,8 @@ OPERATOR_AUTH = ("operator", PASSWORDS["operator"])
 TABLES = (
     "staged_file_chunks",
     "staged_files",
+    "schedule_ticks",
+    "schedules",
     "segments",
     "file_jobs",
     "error_notices",
@@ -166,6 +172,8 @@ class HubUnderTest:
     hub: Hub
     client: httpx.AsyncClient
     settings: Settings
+    #: The folder holding both file stores (ftp/, object-storage/), as local folders.
+    file_stores: Path
 
     async def detail(self, instance_id: str) -> dict[str, Any]:
         """The instance as GET /ops/instances/{id} shows it to an operator."""
@@ -226,14 +234,16 @@ async def hub(
     mailbox: SmtpSink,
     callers: dict[str, Caller],
     default_lookups: Lookups,
+    tmp_path: Path,
 ) -> AsyncIterator[HubUnderTest]:
     """The hub on an empty database, talking to the simulators over loopback."""
     empty_tables(database_url)
     settings = hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers)
-    built = build_hub(settings, default_lookups)
+    file_stores = tmp_path / "file-stores"
+    built = build_hub(settings, default_lookups, local_file_stores(file_stores))
     app = create_app(built)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://hub.test", timeout=30
     ) as client:
-        yield HubUnderTest(hub=built, client=client, settings=settings)
+        yield HubUnderTest(hub=built, client=client, settings=settings, file_stores=file_stores)
     await built.aclose()

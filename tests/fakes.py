@@ -58,6 +58,7 @@ class FakeDerms:
     def __init__(self, script: Script | None = None) -> None:
         self.script = script or {}
         self.sent: list[Sent] = []
+        self.uploaded: dict[str, bytes] = {}
 
     async def send(
         self, operation: str, body: BaseModel, answer: type[M], *, division: str | None
@@ -68,6 +69,18 @@ class FakeDerms:
     async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
         self.sent.append(Sent(operation, body, division=division))
         _raise_planned(self.script, "DERMS", operation)
+
+    async def upload(
+        self, operation: str, file_name: str, chunks: AsyncIterable[bytes], *, division: str | None
+    ) -> int:
+        """Reads the whole body into `uploaded`; answers the script's status for the
+        operation (an int, or a callable of the file name), 202 by default."""
+        self.uploaded[file_name] = b"".join([chunk async for chunk in chunks])
+        _raise_planned(self.script, "DERMS", operation)
+        planned: Any = self.script.get(operation, 202)
+        status = planned(file_name) if callable(planned) else planned
+        assert isinstance(status, int)
+        return status
 
 
 def _raise_planned(script: Script, system: str, operation: str) -> None:
@@ -176,10 +189,15 @@ class FakeReceivedFiles:
 
 
 class FakeNotifications:
+    """The process emails a flow sent: (outcome, summary), "NO FILE" for the no-file email."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    async def process_complete(self, outcome: str, summary: str) -> None:
+    async def no_file(self, summary: str) -> None:
+        self.sent.append(("NO FILE", summary))
+
+    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
         self.sent.append((outcome, summary))
 
 
@@ -218,7 +236,7 @@ def fakes(
         children=children,
         stores=FileStores(ftp=ftp, object_storage=object_storage),
         received_files=received_files,
-        notifications=notifications,
+        notices=notifications,
         concurrency=concurrency,
     )
     children.context = context

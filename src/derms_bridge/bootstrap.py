@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -18,6 +19,7 @@ from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
+from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
 from derms_bridge.flows.ports import FileStores
 from derms_bridge.lookups import Lookups, load_lookups
@@ -25,6 +27,7 @@ from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.staged_files import StagedFileStore
 
 
@@ -67,6 +70,7 @@ class Hub:
     workers: WorkerPool
     transfer_intake: TransferIntake
     transfers: TransferWorker
+    scheduler: Scheduler
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -74,7 +78,17 @@ class Hub:
         await self.store.engine.dispose()
 
 
-def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
+def local_file_stores(root: Path) -> FileStores:
+    """Both of CPMCS's stores as folders under `root` (ftp/, object-storage/<namespace>/)."""
+    return FileStores(
+        ftp=LocalFolderStorage(root / "ftp"),
+        object_storage=LocalFolderStorage(root / "object-storage"),
+    )
+
+
+def build_hub(
+    settings: Settings, lookups: Lookups | None = None, stores: FileStores | None = None
+) -> Hub:
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir))
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)
@@ -97,10 +111,7 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
         settings=settings.segments,
     )
     staged_files = StagedFileStore(store)
-    stores = FileStores(
-        ftp=LocalFolderStorage(settings.local_stores / "ftp"),
-        object_storage=LocalFolderStorage(settings.local_stores / "object-storage"),
-    )
+    stores = stores or local_file_stores(settings.local_stores)
     engine = FlowEngine(
         store=store,
         files=files,
@@ -130,4 +141,7 @@ def build_hub(settings: Settings, lookups: Lookups | None = None) -> Hub:
             store, staged_files, settings.segments.max_file_bytes, transfers.wake
         ),
         transfers=transfers,
+        scheduler=Scheduler(
+            engine=engine, store=ScheduleStore(store), schedules=settings.schedules
+        ),
     )

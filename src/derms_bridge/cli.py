@@ -160,8 +160,8 @@ def worker(
     config: ConfigOption = DEFAULT_SETTINGS_FILE,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
-    """Send the file flows' segments and transfers, without serving the API (run as many
-    as you like, on as many machines, against one PostgreSQL)."""
+    """Send the file flows' segments and transfers, and run the schedules, without serving
+    the API (run as many as you like, on as many machines, against one PostgreSQL)."""
     import asyncio
     import signal
 
@@ -184,11 +184,85 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await asyncio.gather(hub.workers.worker.run(stop), hub.transfers.run(stop))
+            await asyncio.gather(
+                hub.workers.worker.run(stop), hub.transfers.run(stop), hub.scheduler.run(stop)
+            )
         finally:
             await hub.aclose()
 
     asyncio.run(work())
+
+
+EXIT_RUN_FAILED = 1
+
+
+@app.command("run")
+def run_now(
+    flow: Annotated[
+        str, typer.Argument(help="device_score_ftp or device_score_os, or its identifier")
+    ],
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+) -> None:
+    """Run a scheduled flow now, as its schedule would, and show each step as it happens.
+
+    Exit code 0 when the run succeeded (or found no file), 1 when it failed or another run
+    of the flow was still going, 2 for an unknown flow or unusable settings.
+    """
+    import asyncio
+
+    from derms_bridge.bootstrap import build_hub
+    from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, UnknownScheduledFlow
+    from derms_bridge.flows.ports import FlowResult
+    from derms_bridge.store.database import migrate as run_migrations
+    from derms_bridge.store.instances import NewActivity
+
+    settings = _settings_or_exit(config)
+    try:
+        key = Scheduler.flow_named(flow).info.key
+        lookups = load_lookups(settings.lookups_dir)
+    except UnknownScheduledFlow as exc:
+        err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except LookupFileError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/] {problem}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if settings.database.migrate_on_start:
+        run_migrations(settings.database.url.get_secret_value())
+
+    def show(activity: NewActivity) -> None:
+        mark = "[red]x[/]" if activity.error else "[green]ok[/]"
+        status = f" HTTP {activity.http_status}" if activity.http_status is not None else ""
+        problem = f": {activity.error}" if activity.error else ""
+        out.print(
+            f"  {mark} {activity.target} {activity.operation} {activity.path or ''}{status} "
+            f"({activity.duration_ms:.0f} ms){problem}",
+            highlight=False,
+        )
+
+    async def run() -> tuple[str, FlowResult[Any]]:
+        hub = build_hub(settings, lookups)
+        try:
+            started = await hub.scheduler.run_now(key, caller="cli", watcher=show)
+            out.print(f"{key}: instance {started.instance_id}", highlight=False)
+            with out.status(f"running {key}", spinner="dots"):
+                result = await started.done
+            return started.instance_id, result
+        finally:
+            await hub.aclose()
+
+    try:
+        instance_id, result = asyncio.run(run())
+    except AlreadyRunning as exc:
+        err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_RUN_FAILED) from None
+    colour = "red" if result.status == "failed" else "green"
+    out.print(f"[{colour}]{result.status}[/] {result.error or ''}", highlight=False)
+    if result.reply is not None:
+        out.print_json(data=result.reply.model_dump(mode="json"))
+    out.print(f"details: GET /ops/instances/{instance_id}", highlight=False)
+    if result.status == "failed":
+        raise typer.Exit(EXIT_RUN_FAILED)
 
 
 @app.command()

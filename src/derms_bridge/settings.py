@@ -7,10 +7,13 @@ Environment variables use ``__`` between levels, e.g.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from cronsim import CronSim, CronSimError
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
@@ -189,6 +192,38 @@ class Metrics(_Strict):
     _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
 
 
+class Schedule(_Strict):
+    """When a scheduled flow runs: a cron expression read in a time zone."""
+
+    cron: str = Field(
+        description="five fields (minute hour day month weekday), or six with seconds first"
+    )
+    timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Paris")
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _is_cron(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime.now(UTC))
+        except CronSimError as exc:
+            raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from None
+        return value
+
+
+#: The flows a schedule starts (flows/registry.py SCHEDULED_FLOWS).
+ScheduledFlowKey = Literal["device_score_ftp", "device_score_os"]
+
+
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -210,6 +245,8 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     segments: Segments = Segments()
     metrics: Metrics = Metrics()
+
+    schedules: dict[ScheduledFlowKey, Schedule] = Field(default_factory=dict)
     lookups_dir: Path = Path("config/lookups")
     local_stores: Path = Field(
         Path("var/stores"),
@@ -271,6 +308,9 @@ def _as_written(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
     kept: list[int | str] = []
     for part in location:
         if kept and (str(kept[-1]), str(part)) in _UNION_TAGS:
+            continue
+        # pydantic's marker of a mapping's key (rich would also read it as markup).
+        if part == "[key]":
             continue
         kept.append(part)
     return tuple(kept)

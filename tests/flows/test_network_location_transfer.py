@@ -161,7 +161,7 @@ async def test_os_preference_puts_the_file_unchanged_into_the_bucket(
         "write",
         None,
     )
-    assert write["path"] == f"cpmcs/sp-network-location/{NAME}"
+    assert write["path"] == f"cpmcs:sp-network-location/{NAME}"
     [mail] = mailbox.wait_for(1)
     assert mail.rcpt_tos == ("integration-ops@utility.example",)
     assert "complete: SUCCESS" in mail.subject

@@ -14,6 +14,7 @@ from derms_bridge.api.routes import (
     health,
     metrics,
     ops,
+    schedules,
     transfer_triggers,
     triggers,
 )
@@ -21,15 +22,18 @@ from derms_bridge.bootstrap import Hub
 
 
 def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
-    """The API; with `run_workers` this process also sends the files' segments."""
+    """The API; with `run_workers` this process also sends the files' segments and runs
+    the schedules."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if run_workers:
             hub.workers.start()
             hub.transfers.start()
+            hub.scheduler.start()
         yield
         if run_workers:
+            await hub.scheduler.stop()
             await hub.workers.stop()
             await hub.transfers.stop()
         await hub.aclose()
@@ -51,6 +55,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(file_triggers.router)
     app.include_router(transfer_triggers.router)
     app.include_router(ops.router)
+    app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ OPERATIONS: dict[str, str] = {
     "updateAggregator": "/update-aggregator",
     "deviceReservationAck": "/device-reservation-ack",
     "deviceOutcomeAck": "/device-outcome-ack",
+    "deviceScore": "/device-score",
 }
 
 
@@ -69,5 +71,18 @@ class DermsClient:
             OPERATIONS[operation],
             json=body.model_dump(mode="json", exclude_none=True),
             read=lambda _answer: None,
+            observer=self._observer,
+        )
+
+    async def upload(
+        self, operation: str, file_name: str, chunks: AsyncIterable[bytes], *, division: str | None
+    ) -> int:
+        """Stream a file as the raw body to {operation's path}/{file name, URL-encoded};
+        DERMS's HTTP status (a TechnicalFault when no answer came)."""
+        return await self.connection_for(division).upload(
+            operation,
+            f"{OPERATIONS[operation]}/{quote(file_name, safe='')}",
+            chunks,
+            content_type="application/octet-stream",
             observer=self._observer,
         )

@@ -13,7 +13,8 @@ import asyncio
 import json as jsonlib
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -179,7 +180,7 @@ class HttpConnection:
         self, operation: str, method: str, path: str, json: Any, raw_json: bytes | None
     ) -> Answer:
         """One request and its whole answer; what stops it becomes a TechnicalFault."""
-        try:
+        with self._faults(operation):
             if self._oauth is None:
                 return await self._send(method, path, json, raw_json, {})
             bearer = await self._oauth.header(self._client())
@@ -188,6 +189,12 @@ class HttpConnection:
                 bearer = await self._oauth.header(self._client(), renew=True)
                 answer = await self._send(method, path, json, raw_json, {"Authorization": bearer})
             return answer
+
+    @contextmanager
+    def _faults(self, operation: str) -> Iterator[None]:
+        """Whatever keeps an answer from arriving, as a TechnicalFault saying what it was."""
+        try:
+            yield
         except aiohttp.ClientConnectorError as exc:
             raise TechnicalFault(
                 f"{self.system} unreachable at {self.base_url}: {_reason(exc)}",
@@ -209,6 +216,56 @@ class HttpConnection:
                 f"{self.system} broke the connection during {operation}: {_reason(exc)}",
                 unreachable=True,
             ) from None
+
+    async def upload(
+        self,
+        operation: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str,
+        observer: CallObserver | None,
+    ) -> int:
+        """POST the chunks as the body as they come (chunked, never buffered whole); the
+        HTTP status the system answered. A body cannot be sent twice, so an OAuth2 token is
+        fetched before it and a 401 is not retried."""
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        headers = {"Content-Type": content_type}
+        try:
+            with self._faults(operation):
+                if self._oauth is not None:
+                    headers["Authorization"] = await self._oauth.header(self._client())
+                async with self._client().post(
+                    self.base_url + path, data=chunks, headers=headers
+                ) as response:
+                    status = response.status
+                    await response.read()
+            if status in (401, 403):
+                raise TechnicalFault(
+                    f"{self.system} refused the hub's credentials for {operation} (HTTP {status})",
+                    http_status=status,
+                )
+            if status >= 300:
+                error = f"{self.system} answered HTTP {status} to {operation}"
+            return status
+        except TechnicalFault as fault:
+            error = str(fault)
+            raise
+        finally:
+            if observer is not None:
+                observer(
+                    CallRecord(
+                        target=self.system,
+                        operation=operation,
+                        method="POST",
+                        path=path,
+                        http_status=status,
+                        duration_ms=(time.perf_counter() - started) * 1000,
+                        error=error,
+                    )
+                )
 
     async def call(
         self,

@@ -15,11 +15,11 @@ from derms_bridge import metrics
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
+from derms_bridge.connectors.files.observed import ObservedStorage
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
-from derms_bridge.engine.observed_storage import observed
-from derms_bridge.flows.ports import FileStores, FlowContext, FlowResult, SyncFlow
+from derms_bridge.flows.ports import FileStores, FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
@@ -55,13 +55,17 @@ class NotResubmittable(Exception):
     """The instance's flow cannot be run again from its stored payload."""
 
 
+#: As much of a call's path as an activity keeps (store/tables.py ActivityRow.path).
+ACTIVITY_PATH_CHARS = 400
+
+
 def activity_of(call: CallRecord) -> NewActivity:
     """An outbound call as its instance's activity keeps it."""
     return NewActivity(
         target=call.target,
         operation=call.operation,
         method=call.method,
-        path=call.path,
+        path=call.path[:ACTIVITY_PATH_CHARS],
         http_status=call.http_status,
         duration_ms=round(call.duration_ms, 3),
         error=call.error,
@@ -76,23 +80,34 @@ class _Run:
     instance_id: str
     flow: FlowInfo
     handler: CommonErrorHandler
-    notifier: ProcessNotifier
     keys: list[tuple[str, str]]
     new_keys: list[tuple[str, str]] = field(default_factory=list)
     activities: list[NewActivity] = field(default_factory=list)
+    #: Told of each activity as it happens (`derms-bridge run` prints them).
+    watcher: Callable[[NewActivity], None] | None = None
 
     def observe(self, call: CallRecord) -> None:
-        self.activities.append(activity_of(call))
+        self._add(activity_of(call))
 
-    def record(self, activity: NewActivity) -> None:
+    def _add(self, activity: NewActivity) -> None:
         self.activities.append(activity)
+        if self.watcher is not None:
+            self.watcher(activity)
 
-    async def process_complete(self, outcome: str, summary: str) -> None:
-        mail_problem = await self.notifier.process_complete(
-            self.flow, self.instance_id, self.keys + self.new_keys, outcome, summary
-        )
-        if mail_problem is not None:
-            self.activities.append(_mail_problem("processCompleteEmail", mail_problem))
+    def mail_problem(self, operation: str, problem: str | None) -> None:
+        if problem is not None:
+            self._add(
+                NewActivity(
+                    target="smtp",
+                    operation=operation,
+                    method=None,
+                    path=None,
+                    http_status=None,
+                    duration_ms=0.0,
+                    error=problem,
+                    at=utcnow(),
+                )
+            )
 
     def add_business_key(self, kind: str, value: str) -> None:
         self.new_keys.append((kind, value))
@@ -101,21 +116,30 @@ class _Run:
         mail_problem = await self.handler.handle(
             self.flow, self.instance_id, self.keys + self.new_keys, error
         )
-        if mail_problem is not None:
-            self.activities.append(_mail_problem("errorEmail", mail_problem))
+        self.mail_problem("errorEmail", mail_problem)
 
 
-def _mail_problem(operation: str, problem: str) -> NewActivity:
-    return NewActivity(
-        target="smtp",
-        operation=operation,
-        method=None,
-        path=None,
-        http_status=None,
-        duration_ms=0.0,
-        error=problem,
-        at=utcnow(),
-    )
+@dataclass
+class _Notices:
+    """The process emails of one run, their failures kept as its activity."""
+
+    run: _Run
+    notifier: ProcessNotifier
+
+    async def no_file(self, summary: str) -> None:
+        problem = await self.notifier.no_file(self.run.flow, self.run.instance_id, summary)
+        self.run.mail_problem("noFileEmail", problem)
+
+    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
+        problem = await self.notifier.process_complete(
+            self.run.flow,
+            self.run.instance_id,
+            self.run.keys + self.run.new_keys,
+            outcome,
+            summary,
+            whatever_the_flag=failed,
+        )
+        self.run.mail_problem("processCompleteEmail", problem)
 
 
 class _Children:
@@ -237,26 +261,8 @@ class FlowEngine:
         *,
         after_kept: bool,
     ) -> FlowResult[Any]:
-        run = _Run(
-            instance_id=instance_id,
-            flow=flow.info,
-            handler=self._error_handler,
-            notifier=self._notifier,
-            keys=keys,
-        )
-        lookups = self._lookups()
-        context = FlowContext(
-            cpmcs=CpmcsClient(self._cpmcs, run.observe),
-            derms=DermsClient(self._derms, lookups, run.observe),
-            lookups=lookups,
-            errors=run,
-            run=run,
-            children=_Children(self, instance_id, caller),
-            stores=observed(self._stores, run.record),
-            received_files=self._staged_files,
-            notifications=run,
-            concurrency=self._enrollment_concurrency,
-        )
+        run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
+        context = self._context(run, caller)
         try:
             result = await flow.run(message, context)
         except Exception as exc:
@@ -274,6 +280,72 @@ class FlowEngine:
             after_kept=after_kept,
         )
         return result
+
+    async def run_scheduled(
+        self,
+        flow: ScheduledFlow[Any],
+        *,
+        instance_id: str,
+        caller: str | None,
+        trigger: dict[str, Any],
+        keys: list[tuple[str, str]],
+        watcher: Callable[[NewActivity], None] | None = None,
+    ) -> FlowResult[Any]:
+        """Run a flow that a schedule or an operator starts; `trigger` is kept as its payload."""
+        await self.store.create(
+            instance_id=instance_id, flow=flow.info.key, caller=caller, payload=trigger, keys=keys
+        )
+        metrics.instance_received(flow.info.key)
+        run = _Run(
+            instance_id=instance_id,
+            flow=flow.info,
+            handler=self._error_handler,
+            keys=keys,
+            watcher=watcher,
+        )
+        started = time.perf_counter()
+        with instance_logged(instance_id, flow.info.key):
+            try:
+                result = await flow.run(self._context(run, caller))
+            except Exception as exc:
+                log.exception("flow crashed")
+                error = f"the flow stopped: {type(exc).__name__}: {exc}"
+                await run.report(error)
+                result = FlowResult.failed(None, error)
+        metrics.instance_finished(flow.info.key, result.status, time.perf_counter() - started)
+        await self.store.finish(
+            instance_id,
+            status=result.status,
+            reply=(
+                result.reply.model_dump(mode="json", exclude_none=True)
+                if result.reply is not None
+                else None
+            ),
+            error=result.error,
+            activities=run.activities,
+            keys=run.new_keys,
+        )
+        return result
+
+    def _context(self, run: _Run, caller: str | None) -> FlowContext:
+        lookups = self._lookups()
+        return FlowContext(
+            cpmcs=CpmcsClient(self._cpmcs, run.observe),
+            derms=DermsClient(self._derms, lookups, run.observe),
+            lookups=lookups,
+            errors=run,
+            run=run,
+            children=_Children(self, run.instance_id, caller),
+            concurrency=self._enrollment_concurrency,
+            stores=FileStores(
+                ftp=ObservedStorage(self._stores.ftp, "ftp", run.observe),
+                object_storage=ObservedStorage(
+                    self._stores.object_storage, "object storage", run.observe
+                ),
+            ),
+            received_files=self._staged_files,
+            notices=_Notices(run, self._notifier),
+        )
 
     async def resubmit(self, instance_id: str, *, caller: str | None) -> RunOutcome:
         """Run the instance's flow again from its stored payload, linked to the old run."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, RootModel
 
 from derms_bridge.catalog import FlowInfo
-from derms_bridge.errors import FlowError, TechnicalFault
+from derms_bridge.errors import FileStorageError, FlowError, TechnicalFault
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
@@ -52,6 +52,13 @@ class DermsApi(Protocol):
 
     async def deliver(self, operation: str, body: BaseModel, *, division: str | None) -> None:
         """Send, and take any 2xx answer as done without reading its body."""
+        ...
+
+    async def upload(
+        self, operation: str, file_name: str, chunks: AsyncIterable[bytes], *, division: str | None
+    ) -> int:
+        """Stream the chunks as the raw body (application/octet-stream) to the operation's
+        path for the file; DERMS's HTTP status, or a TechnicalFault when no answer came."""
         ...
 
 
@@ -102,12 +109,41 @@ class FileStorage(Protocol):
         ...
 
 
+class UnconfiguredStorage:
+    """The store of a role that the settings give none: every call says so."""
+
+    def __init__(self, role: str) -> None:
+        self.description = f"{role} store (not configured)"
+        self._role = role
+
+    def _refuse(self) -> FileStorageError:
+        return FileStorageError(f"no {self._role} store is configured in the settings")
+
+    async def list(self, folder: Folder, prefix: str = "") -> list[StoredFile]:
+        raise self._refuse()
+
+    async def read(self, folder: Folder, name: str) -> AsyncIterator[bytes]:
+        raise self._refuse()
+        yield b""  # pragma: no cover - makes this an async generator, as the protocol reads
+
+    async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
+        raise self._refuse()
+
+    async def rename(self, folder: Folder, name: str, new_name: str) -> None:
+        raise self._refuse()
+
+    async def check(self) -> None:
+        raise self._refuse()
+
+
 @dataclass(frozen=True)
 class FileStores:
-    """CPMCS's file stores, one for each value of ConfigProps dacs.file.target.transfer.pref."""
+    """CPMCS's file stores by role: its on-premises FTP (or SFTP) server and its object storage."""
 
-    ftp: FileStorage
-    object_storage: FileStorage
+    ftp: FileStorage = field(default_factory=lambda: UnconfiguredStorage("ftp"))
+    object_storage: FileStorage = field(
+        default_factory=lambda: UnconfiguredStorage("object storage")
+    )
 
 
 class ReceivedFiles(Protocol):
@@ -118,12 +154,34 @@ class ReceivedFiles(Protocol):
         ...
 
 
-class ProcessNotifications(Protocol):
-    """The process-complete email (to.process.notification) of the running instance."""
+class ProcessNotices(Protocol):
+    """The process emails of the file flows, to the Email_ID `to.process.notification`."""
 
-    async def process_complete(self, outcome: str, summary: str) -> None:
-        """Email what happened, when notification.email.process.complete.flag says so."""
+    async def no_file(self, summary: str) -> None:
+        """The no-file email (the flow checks `notification.email.process.nofile.flag`)."""
         ...
+
+    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
+        """The process-complete email: when its flag is true, and always when `failed`."""
+        ...
+
+
+class _NoReceivedFiles:
+    """Stands in where a context is built for a message that came with no file."""
+
+    async def read(self, reference: str) -> AsyncIterator[bytes]:
+        raise RuntimeError("this flow context has no received files")
+        yield b""  # pragma: no cover - makes this an async generator, as the protocol reads
+
+
+class _NoNotices:
+    """Stands in where a context is built without process emails (the flows that send none)."""
+
+    async def no_file(self, summary: str) -> None:
+        raise RuntimeError("this flow context sends no process emails")
+
+    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
+        raise RuntimeError("this flow context sends no process emails")
 
 
 class ErrorHandler(Protocol):
@@ -154,10 +212,10 @@ class FlowContext:
     errors: ErrorHandler
     run: RunRecord
     children: ChildFlows
-    stores: FileStores
-    received_files: ReceivedFiles
-    notifications: ProcessNotifications
     concurrency: int = 32
+    stores: FileStores = field(default_factory=FileStores)
+    received_files: ReceivedFiles = field(default_factory=lambda: _NoReceivedFiles())
+    notices: ProcessNotices = field(default_factory=lambda: _NoNotices())
 
 
 @dataclass(frozen=True)
@@ -197,6 +255,15 @@ class SyncFlow(Generic[Message, Reply]):
     #: The trigger route and the role allowed to call it; None for an internal flow.
     route: str | None = None
     role: Literal["derms", "cpmcs"] | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledFlow(Generic[Reply]):
+    """A flow that nobody calls: a schedule or an operator starts it (flows 16, 17)."""
+
+    info: FlowInfo
+    reply_model: type[Reply]
+    run: Callable[[FlowContext], Awaitable[FlowResult[Reply]]]
 
 
 #: One CSV row as it came, its fields in the order of the flow's header.

@@ -8,6 +8,7 @@ from derms_bridge.flows import (
     aggregator_sync,
     customer_event_opt_out,
     customer_unavailability,
+    device_score_transfer,
     device_status_check,
     device_status_check_ack,
     enroll_headend_status_ack,
@@ -20,7 +21,7 @@ from derms_bridge.flows import (
     sp_network_location_transfer,
     sync_ack,
 )
-from derms_bridge.flows.ports import FileFlow, SyncFlow
+from derms_bridge.flows.ports import FileFlow, ScheduledFlow, SyncFlow
 
 SYNC_FLOWS: dict[str, SyncFlow[Any, Any]] = {
     flow.info.key: flow
@@ -47,4 +48,10 @@ FILE_FLOWS: dict[str, FileFlow[Any]] = {
 #: Flows that take a file to pass on unchanged: kept at intake, run by a transfer worker.
 TRANSFER_FLOWS: dict[str, SyncFlow[Any, Any]] = {
     flow.info.key: flow for flow in (sp_network_location_transfer.FLOW,)
+}
+
+#: The flows a schedule or an operator starts; settings.ScheduledFlowKey names the same.
+SCHEDULED_FLOWS: dict[str, ScheduledFlow[Any]] = {
+    flow.info.key: flow
+    for flow in (device_score_transfer.FTP_FLOW, device_score_transfer.OBJECT_STORAGE_FLOW)
 }

@@ -69,14 +69,15 @@ async def run(message: NetworkLocationTransfer, ctx: FlowContext) -> FlowResult[
     # Step 3: the process-complete email, on success and on error.
     if result.reply is not None and result.status == "succeeded":
         report = result.reply
-        await ctx.notifications.process_complete(
+        await ctx.notices.process_complete(
             "SUCCESS",
             f"{message.loadType} load {message.fileName} ({report.bytes} bytes) "
             f"transferred to {report.target}.",
+            failed=False,
         )
         return FlowResult.ok(report)
     error = f"{message.fileName} not transferred: {result.error or 'the transfer failed'}"
-    await ctx.notifications.process_complete("ERROR", f"{message.loadType} load {error}")
+    await ctx.notices.process_complete("ERROR", f"{message.loadType} load {error}", failed=True)
     # Step 4: the error through the common error handler; step 5: processing stops.
     await ctx.errors.report(error)
     return FlowResult.failed(None, error)

@@ -176,3 +176,33 @@ class StagedChunkRow(Base):
     )
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ScheduleRow(Base):
+    """A scheduled flow: the ticks handled so far, and the lease of the run going now."""
+
+    __tablename__ = "schedules"
+
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Ticks up to this moment are handled (run, skipped, or before the schedule existed).
+    ticks_through: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The run going now, held under a lease so that two runs never overlap.
+    running_instance: Mapped[str | None] = mapped_column(String(36))
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_instance: Mapped[str | None] = mapped_column(String(36))
+    last_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduleTickRow(Base):
+    """One due tick of a schedule, claimed by the one hub process that inserted it."""
+
+    __tablename__ = "schedule_ticks"
+
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tick: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(80))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    instance_id: Mapped[str | None] = mapped_column(String(36))
+    #: Why the tick started no run: the previous run, still going.
+    skipped: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,52 @@
+"""The operations API of the schedules: what is scheduled, and starting a run now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
+from derms_bridge.api.guard import guarded
+from derms_bridge.api.problems import problem
+from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, UnknownScheduledFlow
+from derms_bridge.schemas.schedules import RunStarted, ScheduleView
+
+router = APIRouter(
+    prefix="/ops",
+    route_class=guarded("operator", body="none"),
+    dependencies=DOCUMENTED_AUTH,
+    tags=["Operations"],
+)
+
+
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.hub.scheduler
+    return scheduler
+
+
+@router.get("/schedules", response_model=list[ScheduleView], responses={401: {}})
+async def list_schedules(request: Request) -> list[ScheduleView]:
+    """Every scheduled flow: its cron and time zone, next and last run, and whether it runs."""
+    return await _scheduler(request).overview()
+
+
+@router.post(
+    "/schedules/{flow}/run",
+    status_code=202,
+    response_model=RunStarted,
+    responses={
+        401: {},
+        404: {"description": "no scheduled flow has this name"},
+        409: {"description": "the flow is running: the problem's instanceId names that run"},
+    },
+)
+async def run_schedule_now(flow: str, request: Request, principal: PrincipalDep) -> Any:
+    """Start a run of the flow now, as its schedule would; follow it at /ops/instances/{id}."""
+    try:
+        started = await _scheduler(request).run_now(flow, caller=principal.name)
+    except UnknownScheduledFlow as exc:
+        raise HTTPException(404, str(exc)) from None
+    except AlreadyRunning as exc:
+        return problem(409, str(exc), instance_id=exc.instance_id)
+    return RunStarted(instanceId=started.instance_id, flow=started.flow)

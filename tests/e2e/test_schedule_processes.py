@@ -1,0 +1,185 @@
+"""Schedules with real `derms-bridge` processes: `run <flow>` from the command line, and two
+worker processes sharing one PostgreSQL that run each tick once between them.
+
+The processes run in a folder of the test's own, where the local file stores live
+(var/stores/...), against the session's simulators and SMTP sink.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+
+from derms_bridge.api.security import hash_password
+from derms_bridge.sandbox.servers import ServerThread
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from tests.conftest import LOOKUPS_DIR, PASSWORDS, HubUnderTest, derms_received
+from tests.e2e.test_sandbox_process import console_script
+
+FOLDER = ("var", "stores", "ftp", "outbound", "device-score")
+
+
+def write_settings(
+    workdir: Path,
+    database_url: str,
+    derms: ServerThread,
+    cpmcs: ServerThread,
+    mailbox: SmtpSink,
+    schedules: dict[str, Any] | None = None,
+) -> Path:
+    settings = {
+        "database": {"url": database_url},
+        "connections": {
+            "cpmcs": {"base_url": cpmcs.url},
+            "derms": {"default": {"base_url": derms.url, "timeouts": {"connect": 2, "read": 5}}},
+        },
+        "callers": {
+            "operator": {
+                "role": "operator",
+                "username": "operator",
+                "password_hash": hash_password(PASSWORDS["operator"]),
+            }
+        },
+        "smtp": {"host": mailbox.host, "port": mailbox.port, "timeout": 5},
+        "schedules": schedules or {},
+        "lookups_dir": str(LOOKUPS_DIR),
+    }
+    path = workdir / "derms-bridge.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
+def environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
+
+
+def derms_bridge(workdir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [str(console_script()), *arguments],
+        cwd=workdir,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def workdir(
+    tmp_path: Path,
+    hub: HubUnderTest,
+    derms_server: ServerThread,
+    cpmcs_server: ServerThread,
+    mailbox: SmtpSink,
+) -> Path:
+    """A folder with the hub's settings (on the test's database) and an FTP folder."""
+    tmp_path.joinpath(*FOLDER).mkdir(parents=True)
+    write_settings(
+        tmp_path, hub.settings.database.url.get_secret_value(), derms_server, cpmcs_server, mailbox
+    )
+    return tmp_path
+
+
+async def test_run_sends_the_files_now_and_shows_each_step(
+    workdir: Path, hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    workdir.joinpath(*FOLDER, "SDCSE_cli.csv").write_text("deviceId,score\nD-1,42\n")
+
+    ran = derms_bridge(workdir, "run", "device_score_ftp", "--config", "derms-bridge.yaml")
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "ok DERMS default deviceScore /device-score/SDCSE_cli.csv HTTP 202" in ran.stdout
+    assert "ok ftp rename /outbound/device-score/SDCSE_cli.csv -> Sent-SDCSE_cli.csv" in (
+        ran.stdout
+    )
+    assert "succeeded" in ran.stdout
+    assert [r["fileName"] for r in derms_received(derms_sim, "/device-score")] == ["SDCSE_cli.csv"]
+    [instance] = await hub.found_by("SDCSE_cli.csv")
+    assert (instance["flow"], instance["caller"]) == ("device_score_ftp", "cli")
+
+
+async def test_run_exits_1_when_the_run_failed(workdir: Path, derms_sim: httpx.Client) -> None:
+    workdir.joinpath(*FOLDER, "SDCSE_refused.csv").write_text("x")
+    derms_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+
+    ran = derms_bridge(workdir, "run", "device_score_ftp", "--config", "derms-bridge.yaml")
+    derms_sim.delete("/_sim/faults").raise_for_status()
+
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "x DERMS default deviceScore /device-score/SDCSE_refused.csv HTTP 500" in ran.stdout
+    assert "failed 0 sent, 1 not sent" in ran.stdout
+    assert [p.name for p in workdir.joinpath(*FOLDER).iterdir()] == ["Error-SDCSE_refused.csv"]
+
+
+def test_run_exits_2_for_a_flow_that_is_not_scheduled(workdir: Path) -> None:
+    ran = derms_bridge(workdir, "run", "enrollment_sync", "--config", "derms-bridge.yaml")
+
+    assert ran.returncode == 2
+    assert "no scheduled flow is called 'enrollment_sync'" in ran.stderr
+
+
+def test_two_hub_processes_on_postgresql_run_each_tick_once(
+    tmp_path: Path,
+    database_url: str,
+    hub: HubUnderTest,
+    derms_server: ServerThread,
+    cpmcs_server: ServerThread,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several hub processes share a database only on PostgreSQL")
+    tmp_path.joinpath(*FOLDER).mkdir(parents=True)
+    tmp_path.joinpath(*FOLDER, "SDCSE_once.csv").write_text("sent by one process, once")
+    write_settings(
+        tmp_path,
+        database_url,
+        derms_server,
+        cpmcs_server,
+        mailbox,
+        {"device_score_ftp": {"cron": "*/2 * * * * *", "timezone": "Europe/Paris"}},
+    )
+    command = [str(console_script()), "worker", "--config", "derms-bridge.yaml"]
+    workers = [
+        subprocess.Popen(  # noqa: S603
+            command,
+            cwd=tmp_path,
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        with psycopg.connect(database_url) as db:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                claimed = db.execute("SELECT count(*) FROM schedule_ticks").fetchone()
+                db.commit()
+                if claimed is not None and claimed[0] >= 4:
+                    break
+                time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(timeout=10)
+    with psycopg.connect(database_url) as db:
+        ticks = db.execute("SELECT tick, owner, instance_id FROM schedule_ticks").fetchall()
+        runs = db.execute(
+            "SELECT value, count(*) FROM business_keys WHERE kind = 'scheduleTick' GROUP BY value"
+        ).fetchall()
+    assert len(ticks) >= 4, ticks
+    assert len({tick for tick, _, _ in ticks}) == len(ticks)
+    assert all(count == 1 for _, count in runs), runs
+    assert len(runs) == sum(1 for _, _, instance in ticks if instance is not None)
+    assert [r["fileName"] for r in derms_received(derms_sim, "/device-score")] == ["SDCSE_once.csv"]
+    assert [p.name for p in tmp_path.joinpath(*FOLDER).iterdir()] == ["Sent-SDCSE_once.csv"]
