@@ -139,3 +139,16 @@ class SegmentRow(Base):
     owner: Mapped[str | None] = mapped_column(String(80))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class LookupAuditRow(Base):
+    """One operator's edit of a lookup: who, when, and each row added, changed or removed."""
+
+    __tablename__ = "lookup_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lookup: Mapped[str] = mapped_column(String(80), index=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: [{"key": ..., "before": [...] | null, "after": [...] | null}, ...]
+    changes: Mapped[Any] = mapped_column(JSON)
