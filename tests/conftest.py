@@ -50,7 +50,15 @@ DERMS_AUTH = ("derms", PASSWORDS["derms"])
 CPMCS_AUTH = ("cpmcs", PASSWORDS["cpmcs"])
 OPERATOR_AUTH = ("operator", PASSWORDS["operator"])
 
-TABLES = ("segments", "file_jobs", "error_notices", "activities", "business_keys", "instances")
+TABLES = (
+    "lookup_audit",
+    "segments",
+    "file_jobs",
+    "error_notices",
+    "activities",
+    "business_keys",
+    "instances",
+)
 
 
 def _backends() -> list[str]:

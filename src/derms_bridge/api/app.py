@@ -11,6 +11,7 @@ from derms_bridge import __version__
 from derms_bridge.api.problems import install_problem_handlers
 from derms_bridge.api.routes import file_triggers, health, ops, triggers
 from derms_bridge.bootstrap import Hub
+from derms_bridge.console.app import create_console
 
 
 def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
@@ -42,4 +43,5 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(file_triggers.router)
     app.include_router(ops.router)
     app.include_router(health.router)
+    app.mount("/console", create_console(hub))
     return app

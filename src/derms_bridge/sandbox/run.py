@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from derms_bridge.settings import (
     Server,
     Settings,
     Smtp,
+    WebConsole,
 )
 
 #: The sandbox's callers: fixed, documented, and never valid outside the sandbox.
@@ -66,6 +68,8 @@ def sandbox_settings(ports: SandboxPorts, database_url: str, lookups_dir: Path) 
         callers=callers,
         smtp=Smtp(host=LOOPBACK, port=ports.smtp_port),
         lookups_dir=lookups_dir,
+        # A new secret each run: a sandbox restart logs the operator out, which is harmless.
+        console=WebConsole(session_secret=secrets.token_urlsafe(32)),
     )
 
 
@@ -117,6 +121,7 @@ def banner(ports: SandboxPorts, database_url: str) -> str:
             f"  curl -u {user}:{password} -H 'Content-Type: application/json' "
             f"-d @examples/enrollment-request.json {hub}/enroll-to-dacs",
             f"  curl -u {operator[0]}:{operator[1]} {hub}/ops/instances",
+            f"  the console: {hub}/console (operator / {operator[1]})",
             "Ctrl-C stops the sandbox.",
         ]
     )
