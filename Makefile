@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: sandbox test lint typecheck unit bench clean
+.PHONY: sandbox test lint typecheck unit bench clean screenshots
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,16 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy src tests $(wildcard bench/*.py)
 
-test: lint typecheck
+# The browser tests drive Debian's Chromium; installed once, never a downloaded browser.
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
+
+test: lint typecheck $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Rewrites docs/console/*.png from the browser tests.
+screenshots: $(INSTALLED) $(CHROMIUM)
+	DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1 DERMS_BRIDGE_TEST_POSTGRES=off $(BIN)/pytest -q tests/browser
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/enrollment_batch.py

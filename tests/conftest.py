@@ -59,6 +59,7 @@ TABLES = (
     "staged_files",
     "schedule_ticks",
     "schedules",
+    "lookup_audit",
     "segments",
     "file_jobs",
     "error_notices",

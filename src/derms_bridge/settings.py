@@ -229,6 +229,25 @@ class Server(_Strict):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class WebConsole(_Strict):
+    """The operations web console at /console."""
+
+    session_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="signs the console's session cookies; the console is off without it",
+    )
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, description="a login lasts this long")
+    behind_proxy: bool = Field(
+        False,
+        description="trust X-Forwarded-Proto, set by a proxy that ends TLS in front of the hub",
+    )
+    failed_logins_allowed: int = Field(
+        5, ge=1, description="failed logins per user or address before a pause"
+    )
+    failed_login_pause_seconds: float = Field(300.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -253,6 +272,7 @@ class Settings(BaseSettings):
         description="the folders that stand in for CPMCS's FTP server (ftp/) and object "
         "storage (object-storage/, a folder per namespace, then per bucket)",
     )
+    console: WebConsole = WebConsole()
 
     @classmethod
     def settings_customise_sources(

@@ -19,6 +19,7 @@ from derms_bridge.api.routes import (
     triggers,
 )
 from derms_bridge.bootstrap import Hub
+from derms_bridge.console.app import create_console
 
 
 def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
@@ -58,4 +59,5 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.mount("/console", create_console(hub))
     return app

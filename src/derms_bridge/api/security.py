@@ -55,6 +55,10 @@ class Authenticator:
             username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
+        return self.verify_password(username, password)
+
+    def verify_password(self, username: str, password: str) -> Principal | None:
+        """The caller these credentials belong to, or None, in the same time either way."""
         digest = self._digest(f"{username}\x00{password}")
         remembered = self._verified.get(digest)
         if remembered is not None:

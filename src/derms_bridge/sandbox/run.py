@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from derms_bridge.settings import (
     Server,
     Settings,
     Smtp,
+    WebConsole,
 )
 
 #: The sandbox's callers: fixed, documented, and never valid outside the sandbox.
@@ -70,6 +72,8 @@ def sandbox_settings(ports: SandboxPorts, database_url: str, lookups_dir: Path) 
         smtp=Smtp(host=LOOPBACK, port=ports.smtp_port),
         lookups_dir=lookups_dir,
         local_stores=Path("var/sandbox-stores"),
+        # A new secret each run: a sandbox restart logs the operator out, which is harmless.
+        console=WebConsole(session_secret=secrets.token_urlsafe(32)),
     )
 
 
@@ -148,6 +152,7 @@ def banner(ports: SandboxPorts, database_url: str) -> str:
             f"  curl -u {user}:{password} -F 'message=<examples/network-model.json' "
             f"-F 'file=@examples/network-model.csv;type=text/csv' {hub}/network-model-to-dacs",
             f"  curl -u {operator[0]}:{operator[1]} {hub}/ops/instances",
+            f"  the console: {hub}/console (operator / {operator[1]})",
             "Ctrl-C stops the sandbox.",
         ]
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -234,20 +234,7 @@ class InstanceStore:
             return (row[0], row[1]) if row is not None else None
 
     async def search(self, where: InstanceFilter) -> InstancePage:
-        query = select(InstanceRow)
-        if where.flows:
-            query = query.where(InstanceRow.flow.in_(where.flows))
-        if where.status:
-            query = query.where(InstanceRow.status == where.status)
-        if where.received_from:
-            query = query.where(InstanceRow.received_at >= _utc(where.received_from))
-        if where.received_to:
-            query = query.where(InstanceRow.received_at < _utc(where.received_to))
-        if where.business_key:
-            matching = select(BusinessKeyRow.instance_id).where(
-                BusinessKeyRow.value == where.business_key
-            )
-            query = query.where(InstanceRow.id.in_(matching))
+        query = matching(where)
         async with self._sessions() as session:
             total = await session.scalar(select(func.count()).select_from(query.subquery()))
             rows = (
@@ -264,6 +251,23 @@ class InstanceStore:
             limit=where.limit,
             offset=where.offset,
         )
+
+
+def matching(where: InstanceFilter) -> Select[InstanceRow]:
+    """The instances a filter selects, unordered and unpaged."""
+    query = select(InstanceRow)
+    if where.flows:
+        query = query.where(InstanceRow.flow.in_(where.flows))
+    if where.status:
+        query = query.where(InstanceRow.status == where.status)
+    if where.received_from:
+        query = query.where(InstanceRow.received_at >= _utc(where.received_from))
+    if where.received_to:
+        query = query.where(InstanceRow.received_at < _utc(where.received_to))
+    if where.business_key:
+        keyed = select(BusinessKeyRow.instance_id).where(BusinessKeyRow.value == where.business_key)
+        query = query.where(InstanceRow.id.in_(keyed))
+    return query
 
 
 async def _insert_keys(

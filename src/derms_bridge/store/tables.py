@@ -206,3 +206,16 @@ class ScheduleTickRow(Base):
     instance_id: Mapped[str | None] = mapped_column(String(36))
     #: Why the tick started no run: the previous run, still going.
     skipped: Mapped[str | None] = mapped_column(Text)
+
+
+class LookupAuditRow(Base):
+    """One operator's edit of a lookup: who, when, and each row added, changed or removed."""
+
+    __tablename__ = "lookup_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lookup: Mapped[str] = mapped_column(String(80), index=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: [{"key": ..., "before": [...] | null, "after": [...] | null}, ...]
+    changes: Mapped[Any] = mapped_column(JSON)

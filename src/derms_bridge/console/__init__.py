@@ -1,0 +1,1 @@
+"""The operations web console: server-rendered pages behind an operator's login."""

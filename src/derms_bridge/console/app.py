@@ -1,0 +1,154 @@
+"""The console's application, mounted by the hub at /console."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from derms_bridge.bootstrap import Hub
+from derms_bridge.console import pages
+from derms_bridge.console.sessions import ConsoleSession
+from derms_bridge.console.web import (
+    CSRF_CHECKED,
+    HERE,
+    ROOT,
+    ConsoleState,
+    CsrfRefused,
+    LoginRequired,
+    SessionDep,
+    StateDep,
+    is_htmx,
+    render,
+)
+
+# The pages load nothing but their own script and stylesheet, and no site may frame them.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+CONSOLE_OFF_PAGE = """<!doctype html><title>Console off</title>
+<h1>The console is off</h1>
+<p>It needs <code>console.session_secret</code> in the settings (or the environment
+variable <code>DERMS_BRIDGE_CONSOLE__SESSION_SECRET</code>): a random value of 32
+characters or more, the same on every hub process behind one address, for example
+from <code>python -c "import secrets; print(secrets.token_urlsafe(32))"</code>.</p>
+"""
+
+auth = APIRouter(dependencies=CSRF_CHECKED)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a console page: a login never sends anyone to another site."""
+    if target and target.startswith(ROOT + "/") and not target.startswith("//"):
+        return target
+    return ROOT + "/"
+
+
+@auth.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, state: StateDep, session: SessionDep) -> Response:
+    current = session or ConsoleSession.anonymous()
+    response = render(
+        request,
+        "login.html",
+        {"next": _safe_next(request.query_params.get("next"))},
+        session=current,
+    )
+    if session is None:
+        state.cookies.write(response, request, current)
+    return response
+
+
+@auth.post("/login", response_class=HTMLResponse)
+async def log_in(request: Request, state: StateDep, session: SessionDep) -> Response:
+    form = await request.form()
+    username = str(form.get("username", ""))
+    password = str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "")))
+    client = request.client.host if request.client else "unknown"
+    throttle_keys = (f"user:{username}", f"address:{client}")
+    wait = state.throttle.seconds_to_wait(*throttle_keys)
+    if wait > 0:
+        minutes = max(1, round(wait / 60))
+        message = f"Too many failed logins. Try again in about {minutes} minute(s)."
+        return render(
+            request,
+            "login.html",
+            {"error": message, "next": target, "username": username},
+            status_code=429,
+            session=session,
+        )
+    # argon2 takes tens of milliseconds of CPU on purpose; the event loop goes on meanwhile.
+    principal = await asyncio.to_thread(state.hub.authenticator.verify_password, username, password)
+    if principal is None or principal.role != "operator":
+        state.throttle.failed(*throttle_keys)
+        return render(
+            request,
+            "login.html",
+            {"error": "Wrong username or password.", "next": target, "username": username},
+            status_code=401,
+            session=session,
+        )
+    state.throttle.succeeded(f"user:{username}")
+    response = RedirectResponse(target, status_code=303)
+    state.cookies.write(response, request, ConsoleSession.logged_in(principal.name))
+    return response
+
+
+@auth.post("/logout")
+async def log_out(request: Request, state: StateDep) -> Response:
+    response = RedirectResponse(ROOT + "/login", status_code=303)
+    state.cookies.clear(response, request)
+    return response
+
+
+def create_console(hub: Hub) -> FastAPI:
+    """The console; without a session secret in the settings, a page saying how to turn it on."""
+    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    secret = hub.settings.console.session_secret
+    if secret is None:
+
+        @console.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+        async def console_off(path: str) -> Response:
+            return HTMLResponse(CONSOLE_OFF_PAGE, status_code=503)
+
+        return console
+
+    console.state.console = ConsoleState.of(hub, secret.get_secret_value())
+
+    @console.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @console.exception_handler(LoginRequired)
+    async def to_login(request: Request, _exc: LoginRequired) -> Response:
+        target = ROOT + "/login"
+        if is_htmx(request):
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{target}?next={quote(here)}", status_code=303)
+
+    @console.exception_handler(CsrfRefused)
+    async def refused(request: Request, _exc: CsrfRefused) -> Response:
+        return render(request, "refused.html", status_code=403)
+
+    console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    console.include_router(auth)
+    console.include_router(pages.router)
+    return console

@@ -1,0 +1,101 @@
+"""What the console's dashboard and bulk resubmit ask of the instances: counts and selections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select
+
+from derms_bridge.store.instances import InstanceFilter, InstanceStore, _aware, _utc, matching
+from derms_bridge.store.tables import InstanceRow
+
+
+@dataclass(frozen=True)
+class FlowCounts:
+    """One flow's instances received in a window, by how they stand now."""
+
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    in_progress: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Failure:
+    instance_id: str
+    flow: str
+    error: str | None
+    received_at: datetime
+
+
+def _not_resubmitted() -> ColumnElement[bool]:
+    later = select(InstanceRow.resubmit_of).where(InstanceRow.resubmit_of.is_not(None))
+    return InstanceRow.id.not_in(later)
+
+
+async def counts_by_flow(store: InstanceStore, since: datetime) -> dict[str, FlowCounts]:
+    """Per flow key, the instances received since `since`; a flow with none is absent."""
+    query = (
+        select(InstanceRow.flow, InstanceRow.status, func.count())
+        .where(InstanceRow.received_at >= _utc(since))
+        .group_by(InstanceRow.flow, InstanceRow.status)
+    )
+    by_flow: dict[str, dict[str, int]] = {}
+    async with store.engine.connect() as connection:
+        for flow, status, count in await connection.execute(query):
+            by_flow.setdefault(flow, {})[status] = count
+    return {
+        flow: FlowCounts(
+            received=sum(statuses.values()),
+            succeeded=statuses.get("succeeded", 0),
+            failed=statuses.get("failed", 0),
+            in_progress=statuses.get("in_progress", 0),
+            skipped=statuses.get("skipped", 0),
+        )
+        for flow, statuses in by_flow.items()
+    }
+
+
+async def failing_now(store: InstanceStore, since: datetime, limit: int = 10) -> list[Failure]:
+    """The newest failed instances since `since` that nobody has resubmitted yet."""
+    query = (
+        select(InstanceRow.id, InstanceRow.flow, InstanceRow.error, InstanceRow.received_at)
+        .where(InstanceRow.status == "failed")
+        .where(InstanceRow.received_at >= _utc(since))
+        .where(_not_resubmitted())
+        .order_by(InstanceRow.received_at.desc(), InstanceRow.id)
+        .limit(limit)
+    )
+    async with store.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [
+        Failure(
+            instance_id=row.id,
+            flow=row.flow,
+            error=row.error,
+            received_at=_aware(row.received_at),
+        )
+        for row in rows
+    ]
+
+
+async def failures_to_resubmit(
+    store: InstanceStore, where: InstanceFilter, limit: int
+) -> tuple[list[str], int]:
+    """The failed instances a filter selects that were not resubmitted already, oldest first,
+    at most `limit` of them; and how many there are in all."""
+    query = matching(InstanceFilter(**{**vars(where), "status": "failed"})).where(
+        _not_resubmitted()
+    )
+    async with store.engine.connect() as connection:
+        total = await connection.scalar(select(func.count()).select_from(query.subquery()))
+        ids = (
+            await connection.scalars(
+                query.with_only_columns(InstanceRow.id)
+                .order_by(InstanceRow.received_at, InstanceRow.id)
+                .limit(limit)
+            )
+        ).all()
+    return list(ids), total or 0

@@ -1,0 +1,96 @@
+"""Debian's Chromium driven by Playwright against a hub served by uvicorn on loopback.
+
+One browser for the whole session; each test gets its own context (cookies) and its own hub.
+DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1 writes the pages' screenshots into docs/console/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from derms_bridge.api.app import create_app
+from derms_bridge.bootstrap import build_hub
+from derms_bridge.lookups import Lookups
+from derms_bridge.sandbox.servers import ServerThread
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import Caller
+from derms_bridge.store.database import migrate
+from tests.conftest import ROOT, hub_settings
+from tests.console.conftest import console_settings, copy_of_lookups
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "docs" / "console"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing; `make test` installs it (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        yield launched
+        await launched.close()
+
+
+@dataclass
+class ServedHub:
+    url: str
+    client: httpx.AsyncClient
+
+
+@pytest.fixture
+def served_hub(
+    tmp_path: Path,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+) -> Iterator[str]:
+    """The hub, console on, on a fresh SQLite file; its base URL."""
+    database_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(database_url)
+    settings = console_settings(
+        hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers),
+        copy_of_lookups(tmp_path / "lookups"),
+    )
+    with ServerThread(create_app(build_hub(settings, default_lookups)), name="hub") as server:
+        yield server.url
+
+
+@pytest.fixture
+async def page(browser: Browser, served_hub: str) -> AsyncIterator[Page]:
+    context = await browser.new_context(
+        base_url=served_hub, viewport={"width": 1360, "height": 900}
+    )
+    context.set_default_timeout(10_000)
+    opened = await context.new_page()
+    yield opened
+    await context.close()
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """Kept in docs/console/ when DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1; else nothing is written."""
+    if os.environ.get("DERMS_BRIDGE_CONSOLE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)

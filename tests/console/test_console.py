@@ -1,0 +1,504 @@
+"""The console over HTTP as a browser would use it: login, CSRF, cookies, pages, edits."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from derms_bridge.lookups import PREFIX
+from derms_bridge.sandbox.servers import free_port
+from derms_bridge.settings import BasicAuth, Connection, Connections, OAuth2ClientCredentials, Smtp
+from tests.conftest import DERMS_AUTH, PASSWORDS
+from tests.console.conftest import (
+    ConsoleUnderTest,
+    console_for,
+    console_settings,
+    copy_of_lookups,
+    csrf_of,
+    page_text,
+    table_rows,
+)
+from tests.payloads import enrollment_message, enrollment_request
+
+PAGES = ("/console/", "/console/instances", "/console/lookups", "/console/connections")
+
+
+async def enroll(console: ConsoleUnderTest, message_id: str) -> str:
+    message = enrollment_message(enrollment_request(message_id))
+    reply = await console.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
+    return reply.headers["X-Instance-Id"]
+
+
+async def failed_enrollment(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client, message_id: str
+) -> str:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    instance_id = await enroll(console, message_id)
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    return instance_id
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_every_page_sends_a_stranger_to_the_login(
+    console: ConsoleUnderTest, path: str
+) -> None:
+    reply = await console.client.get(path)
+
+    assert reply.status_code == 303
+    assert reply.headers["location"].startswith("/console/login?next=")
+
+
+async def test_htmx_asks_a_stranger_to_go_to_the_login(console: ConsoleUnderTest) -> None:
+    reply = await console.client.get("/console/instances", headers={"HX-Request": "true"})
+
+    assert reply.headers["HX-Redirect"] == "/console/login"
+
+
+async def test_an_operator_logs_in_and_sees_the_dashboard(console: ConsoleUnderTest) -> None:
+    reply = await console.log_in()
+
+    assert (reply.status_code, reply.headers["location"]) == (303, "/console/")
+    dashboard = await console.client.get("/console/")
+    assert dashboard.status_code == 200
+    assert "Failing now" in dashboard.text
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        ("operator", "not-the-password"),
+        ("nobody", PASSWORDS["operator"]),
+        ("derms", PASSWORDS["derms"]),
+    ],
+    ids=["wrong-password", "unknown-user", "not-an-operator"],
+)
+async def test_a_wrong_login_is_refused_saying_only_that(
+    console: ConsoleUnderTest, username: str, password: str
+) -> None:
+    reply = await console.log_in(username, password)
+
+    assert reply.status_code == 401
+    assert "Wrong username or password." in reply.text
+    assert (await console.client.get("/console/")).status_code == 303
+
+
+async def test_repeated_failures_pause_logins_even_with_the_right_password(
+    console: ConsoleUnderTest,
+) -> None:
+    allowed = console.settings.console.failed_logins_allowed
+    for _ in range(allowed):
+        assert (await console.log_in(password="guess")).status_code == 401
+
+    paused = await console.log_in()
+
+    assert paused.status_code == 429
+    assert "Too many failed logins" in paused.text
+
+
+async def test_logging_out_ends_the_session(console: ConsoleUnderTest) -> None:
+    await console.log_in()
+
+    reply = await console.post("/console/logout")
+
+    assert (reply.status_code, reply.headers["location"]) == (303, "/console/login")
+    assert (await console.client.get("/console/")).status_code == 303
+
+
+async def test_a_tampered_session_cookie_counts_as_none(console: ConsoleUnderTest) -> None:
+    await console.log_in()
+    cookie = console.client.cookies["derms_console_session"]
+    console.client.cookies.clear()
+    console.client.cookies.set("derms_console_session", cookie[:-2] + "xx", path="/console")
+
+    assert (await console.client.get("/console/")).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "path", ["/console/logout", "/console/lookups/ConfigProps", "/console/bulk-resubmit"]
+)
+@pytest.mark.parametrize("token", [None, "wrong", "from-another-session"])
+async def test_a_form_without_the_sessions_csrf_token_is_refused(
+    console: ConsoleUnderTest, path: str, token: str | None
+) -> None:
+    await console.log_in()
+    if token == "from-another-session":
+        stranger = httpx.AsyncClient(
+            transport=console.client._transport, base_url="http://hub.test"
+        )
+        async with stranger:
+            token = csrf_of((await stranger.get("/console/login")).text)
+    data = {"csrf_token": token} if token else {}
+
+    reply = await console.client.post(path, data=data)
+
+    assert reply.status_code == 403
+    assert "Nothing was done" in reply.text
+    # Still logged in: the refusal did not log the operator out.
+    assert (await console.client.get("/console/")).status_code == 200
+
+
+async def test_an_htmx_post_with_a_wrong_token_header_is_refused(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    await console.log_in()
+    instance_id = await failed_enrollment(console, cpmcs_sim, "CSRF-1")
+
+    reply = await console.client.post(
+        f"/console/instances/{instance_id}/resubmit",
+        headers={"HX-Request": "true", "X-CSRF-Token": "wrong"},
+    )
+
+    assert reply.status_code == 403
+    assert (await console.hub.store.get(instance_id)).resubmitted_as == []  # type: ignore[union-attr]
+
+
+async def test_the_login_form_itself_needs_its_csrf_token(console: ConsoleUnderTest) -> None:
+    await console.client.get("/console/login")
+
+    reply = await console.client.post(
+        "/console/login", data={"username": "operator", "password": PASSWORDS["operator"]}
+    )
+
+    assert reply.status_code == 403
+
+
+def set_cookie_of(reply: httpx.Response) -> str:
+    [header] = [v for k, v in reply.headers.multi_items() if k == "set-cookie"]
+    return header.lower()
+
+
+async def test_the_session_cookie_is_httponly_samesite_and_not_secure_over_http(
+    console: ConsoleUnderTest,
+) -> None:
+    cookie = set_cookie_of(await console.log_in())
+
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+    assert "path=/console" in cookie
+    assert "secure" not in cookie
+
+
+async def login_cookie(
+    settings_console: dict[str, object],
+    base_url: str,
+    headers: dict[str, str],
+    console: ConsoleUnderTest,
+    tmp_path: Path,
+) -> str:
+    settings = console_settings(
+        console.settings, copy_of_lookups(tmp_path / "l2"), **settings_console
+    )
+    async for other in console_for(settings, console.hub.lookups.current, base_url):
+        other.client.headers.update(headers)
+        # The login page's own cookie: a Secure one would not come back over plain HTTP.
+        return set_cookie_of(await other.client.get("/console/login"))
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("behind_proxy", "base_url", "headers", "secure"),
+    [
+        (False, "https://hub.test", {}, True),
+        (False, "http://hub.test", {"X-Forwarded-Proto": "https"}, False),
+        (True, "http://hub.test", {"X-Forwarded-Proto": "https"}, True),
+        (True, "http://hub.test", {}, False),
+    ],
+    ids=["tls", "untrusted-forwarded-proto", "proxy-with-tls", "proxy-without-tls"],
+)
+async def test_the_session_cookie_is_secure_when_the_request_came_over_tls(
+    console: ConsoleUnderTest,
+    tmp_path: Path,
+    behind_proxy: bool,
+    base_url: str,
+    headers: dict[str, str],
+    secure: bool,
+) -> None:
+    cookie = await login_cookie(
+        {"behind_proxy": behind_proxy}, base_url, headers, console, tmp_path
+    )
+
+    assert ("; secure" in cookie) is secure
+
+
+async def test_a_session_expires(console: ConsoleUnderTest, tmp_path: Path) -> None:
+    settings = console_settings(
+        console.settings, copy_of_lookups(tmp_path / "l3"), session_hours=1 / 3600
+    )
+    async for short in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        await short.log_in()
+        assert (await short.client.get("/console/")).status_code == 200
+        await asyncio.sleep(2.1)
+        assert (await short.client.get("/console/")).status_code == 303
+
+
+async def test_without_a_session_secret_the_console_says_how_to_turn_it_on(
+    console: ConsoleUnderTest,
+) -> None:
+    settings = console.settings.model_copy(
+        update={"console": console.settings.console.model_copy(update={"session_secret": None})}
+    )
+    async for off in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        reply = await off.client.get("/console/")
+        assert reply.status_code == 503
+        assert "console.session_secret" in reply.text
+
+
+async def test_the_dashboard_counts_each_flows_instances(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    await enroll(console, "DASH-OK-1")
+    await enroll(console, "DASH-OK-2")
+    failed_id = await failed_enrollment(console, cpmcs_sim, "DASH-FAIL-1")
+    await console.log_in()
+
+    page = (await console.client.get("/console/", params={"window": "1h"})).text
+
+    # By flow number: received, succeeded, failed, in progress.
+    rows = {row[0]: row[2:] for row in table_rows(page) if len(row) == 6}
+    assert rows["1"] == ["3", "2", "1", "0"]
+    assert rows["2"] == ["0", "0", "0", "0"]
+    assert set(rows) == {"#", *(str(n) for n in range(1, 21))}
+    assert f"/console/instances/{failed_id}" in page
+    assert "CPMCS answered HTTP 503" in page
+
+
+async def test_an_instance_is_found_by_its_business_identifier(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    await enroll(console, "FIND-OTHER")
+    wanted = await failed_enrollment(console, cpmcs_sim, "FIND-ME")
+    await console.log_in()
+
+    page = await console.client.get(
+        "/console/instances", params={"key": "FIND-ME"}, headers={"HX-Request": "true"}
+    )
+
+    assert page.status_code == 200
+    assert "<html" not in page.text
+    assert f"/console/instances/{wanted}" in page.text
+    assert '<span id="total">1</span>' in page.text
+
+
+async def test_instances_are_filtered_by_flow_and_status_and_paged(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    for n in range(3):
+        await enroll(console, f"PAGED-{n}")
+    await failed_enrollment(console, cpmcs_sim, "PAGED-FAIL")
+    await console.log_in()
+
+    succeeded = await console.client.get(
+        "/console/instances", params={"flow": "enrollment_request", "status": "succeeded"}
+    )
+    other_flow = await console.client.get("/console/instances", params={"flow": "enrollment_sync"})
+    bad = await console.client.get("/console/instances", params={"status": "done"})
+
+    assert '<span id="total">3</span>' in succeeded.text
+    assert '<span id="total">0</span>' in other_flow.text
+    assert "there is no status &#39;done&#39;" in bad.text
+
+
+async def test_the_instance_page_shows_activities_error_and_resubmits(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    failed_id = await failed_enrollment(console, cpmcs_sim, "PAGE-1")
+    await console.log_in()
+
+    page = (await console.client.get(f"/console/instances/{failed_id}")).text
+    resubmitted = await console.client.post(
+        f"/console/instances/{failed_id}/resubmit",
+        headers={"HX-Request": "true", "X-CSRF-Token": console.csrf_token},
+    )
+
+    assert "enrollProgram" in page
+    assert "CPMCS answered HTTP 503" in page
+    assert "PAGE-1" in page
+    assert resubmitted.status_code == 200
+    assert "succeeded" in resubmitted.text
+    [new_id] = (await console.hub.store.get(failed_id)).resubmitted_as  # type: ignore[union-attr]
+    assert f"/console/instances/{new_id}" in resubmitted.text
+    new_page = (await console.client.get(f"/console/instances/{new_id}")).text
+    assert f"/console/instances/{failed_id}" in new_page
+
+
+async def test_bulk_resubmit_confirms_the_count_then_reports_outcomes(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    await enroll(console, "BULK-OK")
+    for n in range(3):
+        await failed_enrollment(console, cpmcs_sim, f"BULK-{n}")
+    await console.log_in()
+    chosen = {"flow": "enrollment_request", "status": "failed"}
+
+    confirm = await console.client.get("/console/bulk-resubmit", params=chosen)
+    done = await console.post("/console/bulk-resubmit", data=chosen)
+    again = await console.client.get("/console/bulk-resubmit", params=chosen)
+
+    assert '<strong id="bulk-total">3</strong>' in confirm.text
+    assert '<td class="n" id="bulk-succeeded">3</td>' in done.text
+    assert '<td class="n" id="bulk-failed">0</td>' in done.text
+    assert '<strong id="bulk-total">0</strong>' in again.text
+
+
+def lookup_form(
+    console: ConsoleUnderTest, rows: list[tuple[str, str]], version: str
+) -> dict[str, str]:
+    form = {"rows": str(len(rows)), "version": version}
+    for index, (key, value) in enumerate(rows):
+        form[f"cell-{index}-0"] = key
+        form[f"cell-{index}-1"] = value
+    return form
+
+
+async def config_props_form(console: ConsoleUnderTest) -> tuple[list[tuple[str, str]], str]:
+    page = (await console.client.get("/console/lookups/ConfigProps")).text
+    version = page.split('name="version" value="', 1)[1].split('"', 1)[0]
+    rows = list(console.hub.lookups.current.tables["ConfigProps"].rows.items())
+    return rows, version
+
+
+async def test_a_lookup_edit_is_saved_put_in_force_and_audited(console: ConsoleUnderTest) -> None:
+    await console.log_in()
+    rows, version = await config_props_form(console)
+    edited = [(k, "false" if k == "notification.email.error.flag" else v) for k, v in rows] + [
+        ("dacs.new.property", "42")
+    ]
+
+    reply = await console.post(
+        "/console/lookups/ConfigProps", lookup_form(console, edited, version)
+    )
+
+    assert reply.status_code == 200, page_text(reply.text)
+    assert "Saved." in reply.text
+    assert console.hub.lookups.current.flag("notification.email.error.flag") is False
+    assert console.hub.lookups.current.prop("dacs.new.property") == "42"
+    written = (console.settings.lookups_dir / f"{PREFIX}ConfigProps.csv").read_text()
+    assert "notification.email.error.flag,false" in written
+    audit = page_text(reply.text)
+    assert "operator" in audit
+    assert "notification.email.error.flag : true → false" in audit
+    assert "added dacs.new.property = 42" in audit
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda rows: [*rows, ("notification.email.process.complete.flag", "x")], "already on row"),
+        (
+            lambda rows: [(k, "maybe" if k.endswith("error.flag") else v) for k, v in rows],
+            "must be true or false",
+        ),
+        (lambda rows: [*rows, ("", "orphan value")], "property is empty"),
+        (
+            lambda rows: [r for r in rows if r[0] != "notification.type.email"],
+            "property notification.type.email is required",
+        ),
+    ],
+    ids=["duplicate-key", "flag-not-boolean", "empty-key", "required-key-missing"],
+)
+async def test_a_wrong_lookup_edit_is_refused_and_nothing_changes(
+    console: ConsoleUnderTest, change: object, problem: str
+) -> None:
+    await console.log_in()
+    rows, version = await config_props_form(console)
+    path = console.settings.lookups_dir / f"{PREFIX}ConfigProps.csv"
+    before = path.read_bytes()
+    in_force = console.hub.lookups.current
+
+    reply = await console.post(
+        "/console/lookups/ConfigProps",
+        lookup_form(console, change(rows), version),  # type: ignore[operator]
+    )
+
+    assert reply.status_code == 422
+    assert problem in page_text(reply.text)
+    assert path.read_bytes() == before
+    assert console.hub.lookups.current is in_force
+    assert "Not changed from the console yet." in reply.text
+
+
+async def test_an_edit_of_a_lookup_changed_meanwhile_is_refused(console: ConsoleUnderTest) -> None:
+    await console.log_in()
+    rows, version = await config_props_form(console)
+    path = console.settings.lookups_dir / f"{PREFIX}ConfigProps.csv"
+    path.write_text(path.read_text() + "someone.else,was.here\n")
+
+    reply = await console.post("/console/lookups/ConfigProps", lookup_form(console, rows, version))
+
+    assert reply.status_code == 409
+    assert "was changed since this page was opened" in reply.text
+
+
+async def test_a_routing_row_must_name_a_derms_connection(console: ConsoleUnderTest) -> None:
+    await console.log_in()
+    page = (await console.client.get("/console/lookups/Routing")).text
+    version = page.split('name="version" value="', 1)[1].split('"', 1)[0]
+
+    reply = await console.post(
+        "/console/lookups/Routing",
+        lookup_form(console, [("*", "default"), ("EAST", "nowhere")], version),
+    )
+
+    assert reply.status_code == 422
+    assert "which is not a DERMS connection" in page_text(reply.text)
+
+
+SECRETS = ("cpmcs-basic-pw-1234", "derms-oauth-secret-5678", "smtp-pw-9012", PASSWORDS["operator"])
+
+
+async def test_no_page_shows_a_secret(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client, cpmcs_server: object, tmp_path: Path
+) -> None:
+    closed_port = free_port()
+    connections = Connections(
+        cpmcs=Connection(
+            base_url=console.settings.connections.cpmcs.base_url,
+            auth=BasicAuth(username="hub", password=SECRETS[0]),
+        ),
+        derms={
+            "default": console.settings.connections.derms["default"],
+            "west": Connection(
+                base_url=f"http://127.0.0.1:{closed_port}/api",
+                auth=OAuth2ClientCredentials(
+                    token_url=f"http://127.0.0.1:{closed_port}/token",
+                    client_id="hub",
+                    client_secret=SECRETS[1],
+                ),
+            ),
+        },
+    )
+    settings = console_settings(
+        console.settings.model_copy(
+            update={
+                "connections": connections,
+                "smtp": Smtp(
+                    host="127.0.0.1", port=closed_port, username="hub", password=SECRETS[2]
+                ),
+            }
+        ),
+        copy_of_lookups(tmp_path / "l4"),
+    )
+    async for secretive in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        await secretive.log_in()
+        failed_id = await failed_enrollment(secretive, cpmcs_sim, "SECRET-1")
+        pages = [
+            *PAGES,
+            f"/console/instances/{failed_id}",
+            "/console/lookups/ConfigProps",
+            "/console/?window=7d",
+        ]
+        shown = [(await secretive.client.get(path)).text for path in pages]
+        connections_page = shown[3]
+
+        for text in shown:
+            assert not [secret for secret in SECRETS if secret in text]
+        rows = {row[0]: row for row in table_rows(connections_page)}
+        assert rows["CPMCS"][2] == console.settings.connections.cpmcs.base_url.unicode_string()
+        assert rows["CPMCS"][3] == "yes"
+        assert rows["DERMS west"][2] == f"http://127.0.0.1:{closed_port}/api"
+        assert rows["DERMS west"][3].startswith("no")
+        assert rows["SMTP"][2] == f"127.0.0.1:{closed_port}"
+        assert rows["SMTP"][3].startswith("no")
