@@ -16,6 +16,9 @@ from derms_bridge.flows.ports import Folder, StoredFile
 from derms_bridge.settings import S3ObjectStore
 
 CHUNK_BYTES = 1024 * 1024
+#: S3's smallest part: botocore holds a few copies of each part in flight while it signs
+#: and sends it, so an upload takes about 30 MB whatever the size of the file.
+PART_BYTES = 5 * 1024 * 1024
 Result = TypeVar("Result")
 
 
@@ -27,27 +30,22 @@ class _ChunksReader:
     def __init__(self, chunks: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop) -> None:
         self._chunks = aiter(chunks)
         self._loop = loop
-        self._pending = b""
+        self._pending = bytearray()
         self.consumed = 0
-
-    def _next_chunk(self) -> bytes:
-        future = asyncio.run_coroutine_threadsafe(self._anext(), self._loop)
-        return future.result()
 
     async def _anext(self) -> bytes:
         return await anext(self._chunks, b"")
 
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._pending) < size:
-            chunk = self._next_chunk()
+            chunk = asyncio.run_coroutine_threadsafe(self._anext(), self._loop).result()
             if not chunk:
                 break
             self._pending += chunk
-        if size < 0:
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        self.consumed += len(data)
+        taken = len(self._pending) if size < 0 else min(size, len(self._pending))
+        data = bytes(self._pending[:taken])
+        del self._pending[:taken]
+        self.consumed += taken
         return data
 
 
@@ -55,6 +53,7 @@ class S3Storage:
     def __init__(self, settings: S3ObjectStore) -> None:
         try:
             import boto3
+            import boto3.s3.transfer
             import botocore.config
             import botocore.exceptions
         except ImportError:
@@ -79,6 +78,12 @@ class S3Storage:
             ),
         )
         self.description = f"S3 {endpoint or settings.region}"
+        self._transfer = boto3.s3.transfer.TransferConfig(
+            multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=2
+        )
+        # s3transfer's own bound on the parts of an unseekable stream held at once (10 by
+        # default); with two, an upload's memory stays the same whatever the file's size.
+        self._transfer.max_in_memory_upload_chunks = 2
 
     def _where(self, folder: Folder, name: str | None = None) -> str:
         bucket = f"bucket {folder.path!r}"
@@ -151,6 +156,7 @@ class S3Storage:
             reader,
             folder.path,
             name,
+            Config=self._transfer,
         )
         return reader.consumed
 
