@@ -250,13 +250,6 @@ class OciObjectStore(_Strict):
     )
     timeouts: Timeouts = Timeouts()
 
-    @field_validator("key_file")
-    @classmethod
-    def _key_file_exists(cls, value: Path) -> Path:
-        if not value.is_file():
-            raise ValueError(f"API signing key {value} does not exist")
-        return value
-
 
 class S3ObjectStore(_Strict):
     """An S3-compatible object store: MinIO, AWS S3, OCI's S3 compatibility endpoint."""

@@ -30,6 +30,10 @@ class OciObjectStorage:
                 "OCI object storage is configured but the oci package is not installed: "
                 "pip install 'derms-bridge[oci]'"
             ) from None
+        if not settings.key_file.is_file():
+            raise FileStorageError(
+                f"OCI object storage: the API signing key {settings.key_file} does not exist"
+            )
         self._oci: Any = oci
         self._failures: tuple[type[Exception], ...] = (
             oci.exceptions.ServiceError,
