@@ -162,8 +162,10 @@ def sandbox_file_stores(ports: SandboxPorts, files: SandboxFiles) -> FileStores:
 
 
 def sandbox_settings(
-    ports: SandboxPorts, database_url: str, lookups_dir: Path, files: SandboxFiles
+    ports: SandboxPorts, database_url: str, lookups_dir: Path, files: SandboxFiles | None = None
 ) -> Settings:
+    """The hub's settings in the sandbox; without `files` (the benchmarks), its file
+    stores stay the default local folders."""
     callers = {
         role: Caller(role=role, username=user, password_hash=hash_password(password))
         for role, (user, password) in SANDBOX_CALLERS.items()
@@ -177,7 +179,7 @@ def sandbox_settings(
         ),
         callers=callers,
         smtp=Smtp(host=LOOPBACK, port=ports.smtp_port),
-        file_stores=sandbox_file_stores(ports, files),
+        file_stores=sandbox_file_stores(ports, files) if files else FileStores(),
         lookups_dir=lookups_dir,
     )
 
