@@ -173,8 +173,9 @@ class HubUnderTest:
     hub: Hub
     client: httpx.AsyncClient
     settings: Settings
-    #: The folder holding both file stores (ftp/, object-storage/), as local folders.
-    file_stores: Path
+    #: The folder holding both file stores (ftp/, object-storage/) as local folders: the hub
+    #: fixture's own, or where a hub built from default settings keeps them.
+    file_stores: Path = Path("var/files")
 
     async def detail(self, instance_id: str) -> dict[str, Any]:
         """The instance as GET /ops/instances/{id} shows it to an operator."""

@@ -11,6 +11,7 @@ from pydantic import BaseModel, SecretStr
 
 from derms_bridge import metrics
 from derms_bridge.api.security import Authenticator
+from derms_bridge.connectors.files import open_storage
 from derms_bridge.connectors.files.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
@@ -111,7 +112,10 @@ def build_hub(
         settings=settings.segments,
     )
     staged_files = StagedFileStore(store)
-    stores = stores or local_file_stores(settings.local_stores)
+    stores = stores or FileStores(
+        ftp=open_storage(settings.file_stores.ftp),
+        object_storage=open_storage(settings.file_stores.object_storage),
+    )
     engine = FlowEngine(
         store=store,
         files=files,

@@ -271,6 +271,10 @@ def sandbox(
     cpmcs_port: Annotated[int | None, typer.Option(help="default: the hub's port + 1")] = None,
     derms_port: Annotated[int | None, typer.Option(help="default: the hub's port + 2")] = None,
     smtp_port: Annotated[int | None, typer.Option(help="default: the hub's port + 3")] = None,
+    ftp_port: Annotated[int | None, typer.Option(help="default: the hub's port + 4")] = None,
+    object_store_port: Annotated[
+        int | None, typer.Option(help="default: the hub's port + 5")
+    ] = None,
     database: Annotated[str, typer.Option(help="database URL")] = "sqlite:///var/sandbox.db",
     lookups: Annotated[
         Path | None,
@@ -278,20 +282,29 @@ def sandbox(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
 ) -> None:
-    """Run the hub with simulated CPMCS, DERMS and an SMTP sink, all on loopback."""
+    """Run the hub with simulated CPMCS and DERMS, an SMTP sink, an FTP server and an
+    object store, all on loopback."""
     from derms_bridge.sandbox.run import (
         SandboxPorts,
         banner,
-        make_store_folders,
+        prepare_sandbox_files,
         sandbox_settings,
         start_simulators,
     )
 
-    ports = SandboxPorts(hub=port, cpmcs=cpmcs_port, derms=derms_port, smtp=smtp_port)
-    settings = sandbox_settings(ports, database, lookups or sandbox_lookups_dir())
-    make_store_folders(settings)
-    simulators = start_simulators(ports, out)
-    out.print(banner(ports, database), highlight=False, markup=False, soft_wrap=True)
+    ports = SandboxPorts(
+        hub=port,
+        cpmcs=cpmcs_port,
+        derms=derms_port,
+        smtp=smtp_port,
+        ftp=ftp_port,
+        object_store=object_store_port,
+    )
+    lookups_dir = lookups or sandbox_lookups_dir()
+    files = prepare_sandbox_files(Path("var"), load_lookups(lookups_dir))
+    settings = sandbox_settings(ports, database, lookups_dir, files)
+    simulators = start_simulators(ports, files, out)
+    out.print(banner(ports, database, files), highlight=False, markup=False, soft_wrap=True)
     sys.stdout.flush()
     try:
         _serve(settings, settings.server.host, ports.hub, log_level)

@@ -224,6 +224,112 @@ class Schedule(_Strict):
 ScheduledFlowKey = Literal["device_score_ftp", "device_score_os"]
 
 
+class LocalFileStore(_Strict):
+    """A folder on the hub's own disk; for object storage, namespace and bucket are folders."""
+
+    type: Literal["local"] = "local"
+    root: Path
+
+
+class FtpFileStore(_Strict):
+    """An FTP server, plain or with explicit FTPS (AUTH TLS, then a protected data channel)."""
+
+    type: Literal["ftp"] = "ftp"
+    host: str = Field(min_length=1)
+    port: int = Field(21, ge=1, le=65535)
+    username: str = Field(min_length=1)
+    password: SecretStr
+    tls: bool = Field(False, description="explicit FTPS; the server's certificate is verified")
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of the CA that signs the server's certificate"
+    )
+    timeout: float = Field(30.0, gt=0, description="seconds to connect and for each answer")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA bundle {value} does not exist")
+        return value
+
+
+class SftpFileStore(_Strict):
+    """An SSH server's SFTP subsystem, logged in with a password or a private key."""
+
+    type: Literal["sftp"] = "sftp"
+    host: str = Field(min_length=1)
+    port: int = Field(22, ge=1, le=65535)
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    private_key: Path | None = Field(None, description="OpenSSH or PEM private key file")
+    private_key_passphrase: SecretStr | None = None
+    known_hosts: Path | None = Field(
+        None, description="known_hosts file naming the server; default ~/.ssh/known_hosts"
+    )
+    host_key: str | None = Field(
+        None, description="the server's public key, as one known_hosts line without the host"
+    )
+    accept_unknown_host_key: bool = Field(
+        False, description="trust any server key: only for a sandbox on loopback"
+    )
+    timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _has_a_credential(self) -> SftpFileStore:
+        if self.password is None and self.private_key is None:
+            raise ValueError("an SFTP store needs a password or a private_key")
+        if self.private_key is not None and not self.private_key.is_file():
+            raise ValueError(f"private key {self.private_key} does not exist")
+        if self.known_hosts is not None and not self.known_hosts.is_file():
+            raise ValueError(f"known_hosts file {self.known_hosts} does not exist")
+        if self.host_key is not None and self.known_hosts is not None:
+            raise ValueError("give known_hosts or host_key, not both")
+        return self
+
+
+class OciObjectStore(_Strict):
+    """OCI Object Storage's native API, signed with an API signing key."""
+
+    type: Literal["oci"] = "oci"
+    region: str = Field(min_length=1, description="e.g. us-ashburn-1")
+    tenancy: str = Field(min_length=1, description="the tenancy's OCID")
+    user: str = Field(min_length=1, description="the user's OCID")
+    fingerprint: str = Field(min_length=1, description="the API key's fingerprint")
+    key_file: Path = Field(description="the API signing key, a PEM private key")
+    key_passphrase: SecretStr | None = None
+    endpoint: AnyHttpUrl | None = Field(
+        None, description="instead of the region's endpoint (a private endpoint, the sandbox)"
+    )
+    timeouts: Timeouts = Timeouts()
+
+
+class S3ObjectStore(_Strict):
+    """An S3-compatible object store: MinIO, AWS S3, OCI's S3 compatibility endpoint."""
+
+    type: Literal["s3"] = "s3"
+    endpoint: AnyHttpUrl | None = Field(None, description="default: AWS S3 of the region")
+    region: str = "us-east-1"
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: SecretStr
+    path_style: bool = Field(True, description="bucket in the path, as MinIO and OCI want it")
+    ca_bundle: Path | None = None
+    timeouts: Timeouts = Timeouts()
+
+
+FtpStore = Annotated[FtpFileStore | SftpFileStore | LocalFileStore, Field(discriminator="type")]
+ObjectStore = Annotated[
+    OciObjectStore | S3ObjectStore | LocalFileStore, Field(discriminator="type")
+]
+FileStoreSettings = FtpFileStore | SftpFileStore | OciObjectStore | S3ObjectStore | LocalFileStore
+
+
+class FileStores(_Strict):
+    """CPMCS's two file stores: the reference's "OU FTP CPMCS" and its object storage."""
+
+    ftp: FtpStore = LocalFileStore(root=Path("var/files/ftp"))
+    object_storage: ObjectStore = LocalFileStore(root=Path("var/files/os"))
+
+
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -264,14 +370,9 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     segments: Segments = Segments()
     metrics: Metrics = Metrics()
-
     schedules: dict[ScheduledFlowKey, Schedule] = Field(default_factory=dict)
+    file_stores: FileStores = FileStores()
     lookups_dir: Path = Path("config/lookups")
-    local_stores: Path = Field(
-        Path("var/stores"),
-        description="the folders that stand in for CPMCS's FTP server (ftp/) and object "
-        "storage (object-storage/, a folder per namespace, then per bucket)",
-    )
     console: WebConsole = WebConsole()
 
     @classmethod
@@ -321,7 +422,12 @@ def _line_of(path: Path, location: tuple[int | str, ...]) -> int | None:
 
 
 #: Tags pydantic puts in an error's location for a discriminated union; not in the file.
-_UNION_TAGS = {("auth", "basic"), ("auth", "oauth2")}
+_UNION_TAGS = {
+    ("auth", "basic"),
+    ("auth", "oauth2"),
+    *(("ftp", kind) for kind in ("ftp", "sftp", "local")),
+    *(("object_storage", kind) for kind in ("oci", "s3", "local")),
+}
 
 
 def _as_written(location: tuple[int | str, ...]) -> tuple[int | str, ...]:

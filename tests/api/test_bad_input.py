@@ -291,9 +291,7 @@ async def small_limit_hub(
     built = build_hub(settings, default_lookups)
     transport = httpx.ASGITransport(app=create_app(built))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
-        yield HubUnderTest(
-            hub=built, client=client, settings=settings, file_stores=settings.local_stores
-        )
+        yield HubUnderTest(hub=built, client=client, settings=settings)
     await built.aclose()
 
 

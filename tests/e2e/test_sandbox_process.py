@@ -51,13 +51,14 @@ def listens(port: int) -> bool:
         return probe.connect_ex((LOOPBACK, port)) == 0
 
 
-def four_free_ports() -> int:
-    """A port P such that P, P+1, P+2 and P+3 are free: the hub and its three simulators."""
+def six_free_ports() -> int:
+    """A port P such that P to P+5 are free: the hub, its three simulators, the FTP server
+    and the object store."""
     for _ in range(100):
         port = free_port()
-        if port + 3 <= 65535 and all(is_free(port + n) for n in range(1, 4)):
+        if port + 5 <= 65535 and all(is_free(port + n) for n in range(1, 6)):
             return port
-    raise RuntimeError("found no four free ports in a row on loopback")
+    raise RuntimeError("found no six free ports in a row on loopback")
 
 
 @dataclass
@@ -118,7 +119,7 @@ def wait_until_healthy(sandbox: Sandbox) -> None:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    port = four_free_ports()
+    port = six_free_ports()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
     process = subprocess.Popen(  # noqa: S603
         [
@@ -202,5 +203,5 @@ def test_the_sandbox_serves_the_example_and_stops_on_ctrl_c(sandbox: Sandbox) ->
         )
     assert code == 0, sandbox.describe()
     # Its simulators and SMTP sink went with it.
-    for offset in range(4):
+    for offset in range(6):
         assert not listens(sandbox.port + offset), offset

@@ -2,7 +2,7 @@
 worker processes sharing one PostgreSQL that run each tick once between them.
 
 The processes run in a folder of the test's own, where the local file stores live
-(var/stores/...), against the session's simulators and SMTP sink.
+(var/files/...), against the session's simulators and SMTP sink.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import LOOKUPS_DIR, PASSWORDS, HubUnderTest, derms_received
 from tests.e2e.test_sandbox_process import console_script
 
-FOLDER = ("var", "stores", "ftp", "outbound", "device-score")
+FOLDER = ("var", "files", "ftp", "outbound", "device-score")
 
 
 def write_settings(

@@ -22,7 +22,8 @@ from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller, Segments, Settings
+from derms_bridge.settings import Caller, LocalFileStore, Segments, Settings
+from derms_bridge.settings import FileStores as FileStoreSettings
 from derms_bridge.store.staged_files import StagedFileStore
 from derms_bridge.store.tables import StagedChunkRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
@@ -105,7 +106,11 @@ def transfer_settings(
     settings = hub_settings(
         database_url, cpmcs_server.url, derms_server.url, mailbox, callers, segments=segments
     )
-    return settings.model_copy(update={"local_stores": stores})
+    local = FileStoreSettings(
+        ftp=LocalFileStore(root=stores / "ftp"),
+        object_storage=LocalFileStore(root=stores / "object-storage"),
+    )
+    return settings.model_copy(update={"file_stores": local})
 
 
 @pytest.fixture

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
 from derms_bridge.api.security import hash_password
-from derms_bridge.errors import LookupMiss
-from derms_bridge.lookups import load_lookups
+from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
+from derms_bridge.sandbox.ftp_server import FtpServer
+from derms_bridge.sandbox.object_store import (
+    ObjectStoreFiles,
+    create_object_store_app,
+    write_api_signing_key,
+)
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
 from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
 from derms_bridge.settings import (
@@ -22,6 +27,9 @@ from derms_bridge.settings import (
     Connection,
     Connections,
     Database,
+    FileStores,
+    FtpFileStore,
+    OciObjectStore,
     Server,
     Settings,
     Smtp,
@@ -34,6 +42,13 @@ SANDBOX_CALLERS = {
     "cpmcs": ("cpmcs", "cpmcs-sandbox"),
     "operator": ("operator", "operator-sandbox"),
 }
+#: The login of the sandbox's FTP server, standing in for CPMCS's "OU FTP CPMCS".
+SANDBOX_FTP_LOGIN = ("cpmcs", "cpmcs-ftp-sandbox")
+#: The sandbox's made-up OCI identity; its API key is made afresh at each start.
+SANDBOX_TENANCY = "ocid1.tenancy.oc1..sandbox"
+SANDBOX_OCI_USER = "ocid1.user.oc1..sandbox"
+SANDBOX_REGION = "us-ashburn-1"
+DEVICE_SCORE_ROWS = 120
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,8 @@ class SandboxPorts:
     cpmcs: int | None = None
     derms: int | None = None
     smtp: int | None = None
+    ftp: int | None = None
+    object_store: int | None = None
 
     @property
     def cpmcs_port(self) -> int:
@@ -55,8 +72,102 @@ class SandboxPorts:
     def smtp_port(self) -> int:
         return self.smtp if self.smtp is not None else self.hub + 3
 
+    @property
+    def ftp_port(self) -> int:
+        return self.ftp if self.ftp is not None else self.hub + 4
 
-def sandbox_settings(ports: SandboxPorts, database_url: str, lookups_dir: Path) -> Settings:
+    @property
+    def object_store_port(self) -> int:
+        return self.object_store if self.object_store is not None else self.hub + 5
+
+
+@dataclass(frozen=True)
+class SandboxFiles:
+    """The file stores' folders under var/, the folders and buckets ConfigProps names,
+    and the device score files placed in them."""
+
+    ftp_root: Path
+    object_root: Path
+    api_key: Path
+    fingerprint: str
+    namespace: str
+    ftp_folders: tuple[str, ...]
+    buckets: tuple[str, ...]
+    device_score_ftp: str
+    device_score_bucket: str
+    device_score_files: tuple[str, ...]
+
+
+def _device_score_csv(seed: int) -> bytes:
+    rows = ["nicId,headEndSystem,deviceScore"]
+    rows += [
+        f"NIC-{seed:02d}{row:05d},HES-{row % 3 + 1},{(row * 37 + seed) % 100}"
+        for row in range(DEVICE_SCORE_ROWS)
+    ]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def prepare_sandbox_files(var_dir: Path, lookups: Lookups) -> SandboxFiles:
+    """Creates what the file flows look for, by the names ConfigProps gives them."""
+    ftp_root, object_root = var_dir / "sandbox-ftp", var_dir / "sandbox-object-store"
+    namespace = lookups.prop("dacs.os.namespace")
+    ftp_folders = (
+        lookups.prop("dacs.dvcScore.ftp.input.directory"),
+        lookups.prop("dacs.spNtwkLoc.ftp.input.directory"),
+    )
+    buckets = (
+        lookups.prop("dacs.os.dvcScore.bucketname"),
+        lookups.prop("dacs.spNtwkLoc.os.bucketname"),
+    )
+    for folder in ftp_folders:
+        (ftp_root / folder.strip("/")).mkdir(parents=True, exist_ok=True)
+    objects = ObjectStoreFiles(object_root)
+    for bucket in buckets:
+        objects.create_bucket(namespace, bucket)
+    prefix = lookups.prop("dacs.dvcScore.extract.filename.prefix")
+    names = tuple(f"{prefix}_20261126_{part}.csv" for part in (1, 2, 3))
+    score_folder = ftp_root / ftp_folders[0].strip("/")
+    for seed, name in enumerate(names):
+        content = _device_score_csv(seed)
+        (score_folder / name).write_bytes(content)
+        objects.object_path(namespace, buckets[0], name).write_bytes(content)
+    api_key = var_dir / "sandbox-oci-api-key.pem"
+    return SandboxFiles(
+        ftp_root=ftp_root,
+        object_root=object_root,
+        api_key=api_key,
+        fingerprint=write_api_signing_key(api_key),
+        namespace=namespace,
+        ftp_folders=ftp_folders,
+        buckets=buckets,
+        device_score_ftp=ftp_folders[0],
+        device_score_bucket=buckets[0],
+        device_score_files=names,
+    )
+
+
+def sandbox_file_stores(ports: SandboxPorts, files: SandboxFiles) -> FileStores:
+    user, password = SANDBOX_FTP_LOGIN
+    return FileStores(
+        ftp=FtpFileStore(
+            host=LOOPBACK, port=ports.ftp_port, username=user, password=SecretStr(password)
+        ),
+        object_storage=OciObjectStore(
+            region=SANDBOX_REGION,
+            tenancy=SANDBOX_TENANCY,
+            user=SANDBOX_OCI_USER,
+            fingerprint=files.fingerprint,
+            key_file=files.api_key,
+            endpoint=f"http://{LOOPBACK}:{ports.object_store_port}",
+        ),
+    )
+
+
+def sandbox_settings(
+    ports: SandboxPorts, database_url: str, lookups_dir: Path, files: SandboxFiles | None = None
+) -> Settings:
+    """The hub's settings in the sandbox; without `files` (the benchmarks), its file
+    stores stay the default local folders."""
     callers = {
         role: Caller(role=role, username=user, password_hash=hash_password(password))
         for role, (user, password) in SANDBOX_CALLERS.items()
@@ -70,34 +181,11 @@ def sandbox_settings(ports: SandboxPorts, database_url: str, lookups_dir: Path) 
         ),
         callers=callers,
         smtp=Smtp(host=LOOPBACK, port=ports.smtp_port),
+        file_stores=sandbox_file_stores(ports, files) if files else FileStores(),
         lookups_dir=lookups_dir,
-        local_stores=Path("var/sandbox-stores"),
         # A new secret each run: a sandbox restart logs the operator out, which is harmless.
         console=WebConsole(session_secret=secrets.token_urlsafe(32)),
     )
-
-
-#: The ConfigProps that name an FTP directory, and those that name an object storage bucket.
-FTP_DIRECTORIES = ("dacs.spNtwkLoc.ftp.input.directory", "dacs.dvcScore.ftp.input.directory")
-BUCKETS = ("dacs.spNtwkLoc.os.bucketname", "dacs.os.dvcScore.bucketname")
-
-
-def make_store_folders(settings: Settings) -> list[Path]:
-    """The folders of the local stand-ins for CPMCS's file stores that ConfigProps names,
-    so that the file transfers work from the sandbox's first start."""
-    lookups = load_lookups(settings.lookups_dir)
-    folders = []
-    for prop in FTP_DIRECTORIES:
-        with contextlib.suppress(LookupMiss):
-            folders.append(settings.local_stores / "ftp" / lookups.prop(prop).strip("/"))
-    for prop in BUCKETS:
-        with contextlib.suppress(LookupMiss):
-            namespace = lookups.prop("dacs.os.namespace")
-            bucket = lookups.prop(prop)
-            folders.append(settings.local_stores / "object-storage" / namespace / bucket)
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-    return folders
 
 
 @dataclass
@@ -105,14 +193,18 @@ class Simulators:
     cpmcs: ServerThread
     derms: ServerThread
     smtp: SmtpSink
+    ftp: FtpServer
+    object_store: ServerThread
 
     def stop(self) -> None:
         self.cpmcs.stop()
         self.derms.stop()
         self.smtp.stop()
+        self.ftp.stop()
+        self.object_store.stop()
 
 
-def start_simulators(ports: SandboxPorts, console: Console) -> Simulators:
+def start_simulators(ports: SandboxPorts, files: SandboxFiles, console: Console) -> Simulators:
     def show_mail(mail: ReceivedMail) -> None:
         recipients = escape(", ".join(mail.rcpt_tos))
         console.print(f"[bold magenta]mail[/] to {recipients}: {escape(mail.subject)}")
@@ -120,13 +212,23 @@ def start_simulators(ports: SandboxPorts, console: Console) -> Simulators:
     cpmcs = ServerThread(create_cpmcs_app(), port=ports.cpmcs_port, name="CPMCS simulator")
     derms = ServerThread(create_derms_app(), port=ports.derms_port, name="DERMS simulator")
     smtp = SmtpSink(port=ports.smtp_port, on_message=show_mail)
+    user, password = SANDBOX_FTP_LOGIN
+    ftp = FtpServer(files.ftp_root, user, password, port=ports.ftp_port)
+    key_id = f"{SANDBOX_TENANCY}/{SANDBOX_OCI_USER}/{files.fingerprint}"
+    object_store = ServerThread(
+        create_object_store_app(files.object_root, key_id=key_id),
+        port=ports.object_store_port,
+        name="object store",
+    )
     cpmcs.start()
     derms.start()
     smtp.start()
-    return Simulators(cpmcs=cpmcs, derms=derms, smtp=smtp)
+    ftp.start()
+    object_store.start()
+    return Simulators(cpmcs=cpmcs, derms=derms, smtp=smtp, ftp=ftp, object_store=object_store)
 
 
-def banner(ports: SandboxPorts, database_url: str) -> str:
+def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles) -> str:
     hub = f"http://{LOOPBACK}:{ports.hub}"
     user, password = SANDBOX_CALLERS["derms"]
     operator = SANDBOX_CALLERS["operator"]
@@ -139,9 +241,14 @@ def banner(ports: SandboxPorts, database_url: str) -> str:
             f"  DERMS simulator  http://{LOOPBACK}:{ports.derms_port}"
             "   (received: GET /_sim/state/received)",
             f"  SMTP sink        {LOOPBACK}:{ports.smtp_port}   (each mail is printed here)",
+            f"  FTP server       ftp://{LOOPBACK}:{ports.ftp_port}   "
+            f"(login {SANDBOX_FTP_LOGIN[0]} / {SANDBOX_FTP_LOGIN[1]}; files in {files.ftp_root})",
+            f"  object store     http://{LOOPBACK}:{ports.object_store_port}   (OCI Object "
+            f"Storage API, namespace {files.namespace}; objects in {files.object_root})",
             f"  database         {database_url}",
-            "  file stores      var/sandbox-stores/ftp, var/sandbox-stores/object-storage"
-            "   (local folders)",
+            "device score files waiting:",
+            f"  FTP {files.device_score_ftp}: {', '.join(files.device_score_files)}",
+            f"  bucket {files.device_score_bucket}: {', '.join(files.device_score_files)}",
             "callers (sandbox only):",
             f"  DERMS     {user} / {password}",
             f"  CPMCS     {cpmcs_caller[0]} / {cpmcs_caller[1]}",

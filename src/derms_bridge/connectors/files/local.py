@@ -47,7 +47,8 @@ class LocalFolderStorage:
         )
 
     async def read(self, folder: Folder, name: str) -> AsyncIterator[bytes]:
-        path = self._existing_folder(folder) / checked_file_name(name)
+        checked_file_name(name)
+        path = self._existing_folder(folder) / name
         try:
             handle = await asyncio.to_thread(path.open, "rb")
         except OSError as exc:
@@ -57,7 +58,8 @@ class LocalFolderStorage:
                 yield chunk
 
     async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
-        target = self._existing_folder(folder) / checked_file_name(name)
+        checked_file_name(name)
+        target = self._existing_folder(folder) / name
         # Written beside the target and renamed into place, so that a cut transfer
         # leaves no partial file under the real name.
         partial = target.with_name(f".{target.name}.partial")
@@ -74,8 +76,10 @@ class LocalFolderStorage:
         return written
 
     async def rename(self, folder: Folder, name: str, new_name: str) -> None:
+        checked_file_name(name)
+        checked_file_name(new_name)
         path = self._existing_folder(folder)
-        source, target = path / checked_file_name(name), path / checked_file_name(new_name)
+        source, target = path / name, path / new_name
         if not source.is_file():
             raise FileStorageError(f"{self.description}: no file {name!r} to rename")
         os.replace(source, target)
