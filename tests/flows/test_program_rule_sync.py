@@ -205,7 +205,9 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
 ) -> None:
     cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
     reply = await send(hub, program_rule_sync_message("SRP-8"))
-    [child_id] = (await hub.detail(reply.headers["X-Instance-Id"]))["children"]
+    parent_id = reply.headers["X-Instance-Id"]
+    [child_id] = (await hub.detail(parent_id))["children"]
+    assert (await hub.detail(parent_id))["status"] == "failed"
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
 
     resubmitted = await hub.client.post(f"/ops/instances/{child_id}/resubmit", auth=OPERATOR_AUTH)
@@ -222,6 +224,10 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
         {"syncRequestId": "SRP-8", "body": {"syncRequestId": "SRP-8", "hasError": False}}
     ]
     assert again["id"] in {item["id"] for item in await hub.found_by("SRP-8")}
+    parent = await hub.detail(parent_id)
+    assert parent["children"] == [child_id, again["id"]]
+    assert parent["status"] == "succeeded"
+    assert parent["error"].startswith(f"resolved by resubmitted child {again['id']}")
 
 
 @pytest.mark.parametrize(

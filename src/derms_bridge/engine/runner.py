@@ -193,11 +193,17 @@ class FlowEngine:
         *,
         caller: str | None,
         resubmit_of: str | None = None,
+        parent_id: str | None = None,
     ) -> RunOutcome:
         """Run a flow for a caller waiting on its answer: the reply, or the fault it gets."""
         instance_id = str(uuid.uuid4())
         result = await self.run_flow(
-            flow, message, caller=caller, resubmit_of=resubmit_of, instance_id=instance_id
+            flow,
+            message,
+            caller=caller,
+            resubmit_of=resubmit_of,
+            parent_id=parent_id,
+            instance_id=instance_id,
         )
         return _outcome(instance_id, result)
 
@@ -352,7 +358,7 @@ class FlowEngine:
         stored = await self.store.payload_of(instance_id)
         if stored is None:
             raise InstanceNotFound(instance_id)
-        flow_key, payload = stored
+        flow_key, payload = stored.flow, stored.payload
         if flow_key in TRANSFER_FLOWS:
             # The kept file is passed on again, by a worker, on the same instance.
             if not await self._staged_files.resume(instance_id):
@@ -384,7 +390,13 @@ class FlowEngine:
             message = flow.message_model.model_validate(payload)
         except ValidationError as exc:
             raise NotResubmittable(f"the stored payload no longer validates: {exc}") from None
-        return await self.run_sync(flow, message, caller=caller, resubmit_of=instance_id)
+        outcome = await self.run_sync(
+            flow, message, caller=caller, resubmit_of=instance_id, parent_id=stored.parent_id
+        )
+        if stored.parent_id is not None and outcome.status == "succeeded":
+            # A child (an acknowledgement, flows 12 and 14) was all its parent lacked.
+            await self.store.resolve_parent(stored.parent_id, outcome.instance_id)
+        return outcome
 
 
 def _outcome(instance_id: str, result: FlowResult[Any]) -> RunOutcome:

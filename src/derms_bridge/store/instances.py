@@ -24,6 +24,15 @@ from derms_bridge.schemas.ops import (
 from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, ErrorNoticeRow, InstanceRow
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """What a run was started with, for running it again."""
+
+    flow: str
+    payload: Any
+    parent_id: str | None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -222,16 +231,38 @@ class InstanceStore:
                 ],
             )
 
-    async def payload_of(self, instance_id: str) -> tuple[str, Any] | None:
+    async def payload_of(self, instance_id: str) -> StoredMessage | None:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(InstanceRow.flow, InstanceRow.payload).where(
+                    select(InstanceRow.flow, InstanceRow.payload, InstanceRow.parent_id).where(
                         InstanceRow.id == instance_id
                     )
                 )
             ).first()
-            return (row[0], row[1]) if row is not None else None
+            return StoredMessage(row[0], row[1], row[2]) if row is not None else None
+
+    async def resolve_parent(self, parent_id: str, child_id: str) -> None:
+        """A failed parent whose failed child succeeded on resubmit has done all it had to:
+        it is marked succeeded, its error kept, saying which run resolved it."""
+        now = utcnow()
+        async with self.writing() as connection:
+            error = await connection.scalar(
+                select(InstanceRow.error).where(
+                    InstanceRow.id == parent_id, InstanceRow.status == "failed"
+                )
+            )
+            if error is None:
+                return
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == parent_id)
+                .values(
+                    status="succeeded",
+                    error=f"resolved by resubmitted child {child_id}; it had failed: {error}",
+                    updated_at=now,
+                )
+            )
 
     async def search(self, where: InstanceFilter) -> InstancePage:
         query = matching(where)
