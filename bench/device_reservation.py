@@ -27,9 +27,10 @@ device per row (``/_sim/state/reservations/summary``), the acknowledgement must 
 the message, and the process-complete email must have come.
 
 Plain run: the same rows read back from the same file, cut in the same segments of 1,000,
-each turned into its reserveDevice body by the flow's own ``to_reserve_device`` and
-serialized beforehand; one ``httpx.AsyncClient`` sends them with the same parallelism to the
-same simulator (its state cleared first), timed from the first send to the last answer.
+each turned into its reserveDevice body by the flow's own ``to_reserve_device`` and written
+as the hub writes it (``segment_json``: the same bytes), beforehand; one
+``httpx.AsyncClient`` sends them with the same parallelism to the same simulator (its
+state cleared first), timed from the first send to the last answer.
 httpx, as the issue asks, although aiohttp (the hub's client) is faster here
 (docs/architecture.md): the baseline is the slower of the two.
 
@@ -67,6 +68,7 @@ import yaml
 
 from derms_bridge.api.security import hash_password
 from derms_bridge.flows.event_device_reservation import to_reserve_device
+from derms_bridge.flows.ports import segment_json
 from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
 from derms_bridge.sandbox.servers import LOOPBACK, free_port
@@ -425,9 +427,8 @@ async def hub_run(
 
 
 def segment_bodies(csv_file: Path, message_id: str) -> list[bytes]:
-    """The file's rows, cut as the hub cuts them, as the reserveDevice bodies the hub sends:
-    the flow's own transformation, dumped as CpmcsClient dumps it, as JSON as aiohttp writes it.
-    """
+    """The file's rows, cut as the hub cuts them, as the reserveDevice bodies the hub sends,
+    byte for byte: the flow's own transformation, written as the hub keeps and sends it."""
     message = ReservationMessage.model_validate(reservation(message_id))
     lookups = load_lookups(LOOKUPS_DIR)
     bodies = []
@@ -435,8 +436,7 @@ def segment_bodies(csv_file: Path, message_id: str) -> list[bytes]:
         reader = csv.reader(file)
         next(reader)
         while rows := list(islice(reader, SEGMENT_ROWS)):
-            body = to_reserve_device(message, rows, lookups)
-            bodies.append(json.dumps(body).encode())
+            bodies.append(segment_json(to_reserve_device(message, rows, lookups)).encode())
     return bodies
 
 

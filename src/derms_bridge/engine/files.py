@@ -14,10 +14,10 @@ A process that dies leaves leases that run out, and another worker takes over.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import io
-import json
 import logging
 import os
 import socket
@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import repeat
 from typing import IO, Any
 
 import stamina
@@ -38,7 +39,7 @@ from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.runner import activity_of
 from derms_bridge.errors import FlowError, TechnicalFault
-from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow
+from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow, segment_json
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.settings import Segments
@@ -92,9 +93,91 @@ class _Scan:
 #: A segment's body, the line its first row stood on and its rows; None: the file's end.
 _Cut = tuple[str, int, int] | None
 
+#: How much of the upload is read at a time.
+_CHUNK_BYTES = 1 << 20
+
+
+class _Lines:
+    """The upload's lines as bytes, without their line feeds, read a chunk at a time."""
+
+    def __init__(self, upload: IO[bytes]) -> None:
+        self._upload = upload
+        self._pending: list[bytes] = []
+        self._partial = b""
+        self._ended = False
+        self._first = True
+
+    def take(self, count: int) -> list[bytes]:
+        """The next `count` lines; fewer at the file's end."""
+        while len(self._pending) < count and not self._ended:
+            chunk = self._upload.read(_CHUNK_BYTES)
+            if self._first:
+                chunk = chunk.removeprefix(codecs.BOM_UTF8)
+                self._first = False
+            if chunk:
+                lines = (self._partial + chunk).split(b"\n")
+                self._partial = lines.pop()
+                self._pending += lines
+            else:
+                self._ended = True
+                if self._partial:
+                    self._pending.append(self._partial)
+        taken = self._pending[:count]
+        del self._pending[:count]
+        return taken
+
+    def rest(self, taken: list[bytes]) -> IO[bytes]:
+        """The file again from the lines `taken` on, for the csv module to read."""
+        head = b"".join(line + b"\n" for line in taken + self._pending)
+        if not self._ended:
+            head += self._partial
+        self._pending = []
+        return io.BufferedReader(_Joined(head, self._upload))
+
+
+class _Joined(io.RawIOBase):
+    """Bytes already read, then the rest of a file."""
+
+    def __init__(self, head: bytes, tail: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._tail = tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        data = self._tail.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _plain_fields(lines: list[bytes], width: int) -> list[str] | None:
+    """The fields of `lines` laid end to end when each is a row of `width` fields of
+    printable ASCII, without quotes or backslashes: what the csv module would read, and JSON
+    as it stands. None for anything else, which the csv module then reads."""
+    if max(map(len, lines)) > csv.field_size_limit():
+        return None
+    if list(map(bytes.count, lines, repeat(b","))).count(width - 1) != len(lines):
+        return None
+    try:
+        text = b"\n".join(lines).decode()
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").removesuffix("\r")
+    fields = text.replace("\n", ",")
+    if not (fields.isascii() and fields.isprintable()) or '"' in fields or "\\" in fields:
+        return None
+    return fields.split(",")
+
 
 def _cut(
-    reader: Any,
+    lines: _Lines,
     flow: FileFlow[Any],
     message: BaseModel,
     lookups: Lookups,
@@ -103,18 +186,50 @@ def _cut(
     emit: Callable[[_Cut], None],
 ) -> None:
     """Runs in a thread: check every row, and emit segments of `size` rows as the JSON
-    body CPMCS will get, so that sending one later is only sending it."""
+    body CPMCS will get, so that sending one later is only sending it. Blocks of plain rows
+    go the flow's column-wise way; from the first block that does not, the csv module reads
+    the rest of the file and each row is checked on its own."""
+    line = 1  # the header's
+    block: list[bytes] = []
+    try:
+        if flow.plain_segment_body is not None:
+            while block := lines.take(size):
+                fields = _plain_fields(block, len(flow.header))
+                body = None if fields is None else flow.plain_segment_body(message, fields, lookups)
+                if body is None:
+                    break
+                emit((body, line + 1, len(block)))
+                scan.rows += len(block)
+                line += len(block)
+        if block or flow.plain_segment_body is None:
+            _cut_rows(lines.rest(block), line, flow, message, lookups, size, scan, emit)
+    finally:
+        emit(None)
+
+
+def _cut_rows(
+    rest: IO[bytes],
+    lines_before: int,
+    flow: FileFlow[Any],
+    message: BaseModel,
+    lookups: Lookups,
+    size: int,
+    scan: _Scan,
+    emit: Callable[[_Cut], None],
+) -> None:
+    """The rest of the file read by the csv module, and checked a row at a time."""
+    reader = csv.reader(io.TextIOWrapper(rest, encoding="utf-8", newline=""))
     try:
         rows: list[CsvRow] = []
         first_line = 0
         width = len(flow.header)
 
         def cut() -> None:
-            body = json.dumps(flow.segment_request(message, rows, lookups), separators=(",", ":"))
+            body = segment_json(flow.segment_request(message, rows, lookups))
             emit((body, first_line, len(rows)))
 
         for row in reader:
-            line = reader.line_num
+            line = lines_before + reader.line_num
             if not row:
                 continue
             problem = (
@@ -139,9 +254,9 @@ def _cut(
         if rows and not scan.bad_rows:
             cut()
     except (csv.Error, UnicodeDecodeError) as exc:
-        scan.bad_rows.append(f"line {reader.line_num}: the file cannot be read as CSV: {exc}")
-    finally:
-        emit(None)
+        scan.bad_rows.append(
+            f"line {lines_before + reader.line_num}: the file cannot be read as CSV: {exc}"
+        )
 
 
 class FileIntake:
@@ -175,10 +290,9 @@ class FileIntake:
                     for error in exc.errors()
                 ]
             ) from None
-        text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text)
+        lines = _Lines(upload)
         try:
-            header = next(reader, None)
+            header = next(csv.reader([line.decode() for line in lines.take(1)]), None)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
         if header is None or tuple(h.strip() for h in header) != flow.header:
@@ -241,7 +355,7 @@ class FileIntake:
                 raise _NothingToSend
 
         cutter = asyncio.create_task(
-            asyncio.to_thread(_cut, reader, flow, message, self._lookups(), self._size, scan, emit)
+            asyncio.to_thread(_cut, lines, flow, message, self._lookups(), self._size, scan, emit)
         )
         try:
             await self._files.receive(instance_id, flow.info.key, message_json, segments())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -195,6 +196,17 @@ class FileFlow(Generic[Message]):
     ack_operation: str
     acknowledgement: Callable[[Message, Literal["SUCCESS", "FAILURE"], str], BaseModel]
     route: str
+    #: The same body as `segment_json(segment_request(...))`, made from rows of plain text
+    #: (printable ASCII without quotes or backslashes, so that each field is JSON as it
+    #: stands), their fields laid end to end, checked a column at a time; None when a row
+    #: may have a problem, and the engine then checks them one by one with `row_problem`.
+    #: A file of a million rows goes this way several times faster.
+    plain_segment_body: Callable[[Message, list[str], Lookups], str | None] | None = None
+
+
+def segment_json(body: Mapping[str, Any]) -> str:
+    """A segment's body as it is kept and sent: compact JSON."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 async def fault_to_cpmcs(ctx: FlowContext, error: FlowError) -> FlowResult[Any]:
