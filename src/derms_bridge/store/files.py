@@ -25,7 +25,8 @@ class NewSegment:
     seq: int
     first_line: int
     row_count: int
-    body_json: str
+    #: The JSON body, zlib-compressed.
+    body_zlib: bytes
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class ClaimedSegment:
     seq: int
     first_line: int
     row_count: int
-    body_json: str
+    #: The JSON body, zlib-compressed.
+    body_zlib: bytes
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ class FileStore:
                     SegmentRow.seq,
                     SegmentRow.first_line,
                     SegmentRow.row_count,
-                    SegmentRow.body_json,
+                    SegmentRow.body_zlib,
                 )
             )
         ).all()
@@ -287,7 +289,7 @@ class FileStore:
                 seq=row.seq,
                 first_line=row.first_line,
                 row_count=row.row_count,
-                body_json=row.body_json,
+                body_zlib=row.body_zlib,
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]
