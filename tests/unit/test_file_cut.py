@@ -6,12 +6,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import zlib
 from typing import Any
 
 import pytest
 
-from derms_bridge.engine.files import _Cut, _cut, _Lines, _Scan
+from derms_bridge.engine.files import _cut, _Lines, _Scan
 from derms_bridge.flows.event_device_reservation import FLOW, to_reserve_device
 from derms_bridge.flows.ports import segment_json
 from derms_bridge.lookups import Lookups
@@ -37,15 +36,22 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
     return f"{number},{nic},ECOBEE,{starts},2026-12-01T18:00:00+00:00".encode()
 
 
-def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Scan]:
     flow = FLOW if plain else dataclasses.replace(FLOW, plain_segment_body=None)
     lines = _Lines(io.BytesIO(content))
     assert lines.take(1)[0].rstrip(b"\r") == HEADER
     scan = _Scan()
-    emitted: list[_Cut] = []
-    _cut(lines, flow, MESSAGE, Lookups(), SEGMENT_ROWS, scan, emitted.append)
-    assert emitted[-1] is None
-    return [item for item in emitted if item is not None], scan
+    emitted: list[tuple[str, int, int]] = []
+    _cut(
+        lines,
+        flow,
+        MESSAGE,
+        Lookups(),
+        SEGMENT_ROWS,
+        scan,
+        lambda body, first_line, rows: emitted.append((body, first_line, rows)),
+    )
+    return emitted, scan
 
 
 def file_of(rows: list[bytes], *, newline: bytes = b"\n", bom: bool = False) -> bytes:
@@ -60,6 +66,9 @@ FILES: dict[str, bytes] = {
     "crlf and a byte order mark": file_of(PLAIN_ROWS, newline=b"\r\n", bom=True),
     "no line feed at the end": file_of(PLAIN_ROWS)[:-1],
     "a quoted field": file_of([*PLAIN_ROWS[:4], b'5,"NIC,\n0005",ECOBEE,a,b', *PLAIN_ROWS[5:]]),
+    "a carriage return inside a row": file_of(
+        [*PLAIN_ROWS[:4], row(5, nic_id="NIC\r"), *PLAIN_ROWS[5:]]
+    ),
     "a blank line": file_of([*PLAIN_ROWS[:4], b"", *PLAIN_ROWS[4:]]),
     "non-ASCII": file_of([*PLAIN_ROWS[:7], row(8, nic_id="NIC-é")]),
     "a backslash": file_of([row(1, nic_id="NIC\\1"), *PLAIN_ROWS[1:]]),
@@ -93,9 +102,8 @@ def test_plain_rows_make_the_flows_own_body() -> None:
         (8, 2),
     ]
     rows = [line.decode().split(",") for line in PLAIN_ROWS[:3]]
-    body_json = zlib.decompress(segments[0][0]).decode()
-    assert body_json == segment_json(to_reserve_device(MESSAGE, rows, Lookups()))
-    body: dict[str, Any] = json.loads(body_json)
+    assert segments[0][0] == segment_json(to_reserve_device(MESSAGE, rows, Lookups()))
+    body: dict[str, Any] = json.loads(segments[0][0])
     assert body["deviceList"][0]["nicId"] == "NIC-0001"
 
 

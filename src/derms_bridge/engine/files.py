@@ -23,7 +23,9 @@ import os
 import socket
 import uuid
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -91,9 +93,9 @@ class _Scan:
     bad_rows: list[str] = field(default_factory=list)
 
 
-#: A segment's body (zlib-compressed JSON), the line its first row stood on and its rows;
-#: None: the file's end.
-_Cut = tuple[bytes, int, int] | None
+#: A segment's body (its JSON, being compressed), the line its first row stood on and its
+#: rows; None: the file's end.
+_Cut = tuple[Future[bytes], int, int] | None
 
 #: How much of the upload is read at a time.
 _CHUNK_BYTES = 1 << 20
@@ -158,6 +160,11 @@ class _Joined(io.RawIOBase):
         return len(data)
 
 
+#: The bytes a plain row may hold: printable ASCII but the quote and the backslash, which
+#: the csv module or JSON would read otherwise; and the separators between fields and rows.
+_PLAIN_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")})
+
+
 def _plain_fields(lines: list[bytes], width: int) -> list[str] | None:
     """The fields of `lines` laid end to end when each is a row of `width` fields of
     printable ASCII, without quotes or backslashes: what the csv module would read, and JSON
@@ -166,21 +173,17 @@ def _plain_fields(lines: list[bytes], width: int) -> list[str] | None:
         return None
     if list(map(bytes.count, lines, repeat(b","))).count(width - 1) != len(lines):
         return None
-    try:
-        text = b"\n".join(lines).decode()
-    except UnicodeDecodeError:
+    fields = b",".join(lines)
+    if b"\r" in fields:
+        fields = b",".join(line.removesuffix(b"\r") for line in lines)
+    if fields.translate(None, _PLAIN_BYTES):
         return None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").removesuffix("\r")
-    fields = text.replace("\n", ",")
-    if not (fields.isascii() and fields.isprintable()) or '"' in fields or "\\" in fields:
-        return None
-    return fields.split(",")
+    return fields.decode("ascii").split(",")
 
 
 def _compressed(body: str) -> bytes:
     # Level 1: a reservation body shrinks about 45 times, at a fifth of the cost of
-    # writing it uncompressed to SQLite; zlib lets go of the GIL while it works.
+    # writing it uncompressed to SQLite.
     return zlib.compress(body.encode(), 1)
 
 
@@ -191,7 +194,7 @@ def _cut(
     lookups: Lookups,
     size: int,
     scan: _Scan,
-    emit: Callable[[_Cut], None],
+    emit: Callable[[str, int, int], None],
 ) -> None:
     """Runs in a thread: check every row, and emit segments of `size` rows as the JSON
     body CPMCS will get, so that sending one later is only sending it. Blocks of plain rows
@@ -199,20 +202,17 @@ def _cut(
     the rest of the file and each row is checked on its own."""
     line = 1  # the header's
     block: list[bytes] = []
-    try:
-        if flow.plain_segment_body is not None:
-            while block := lines.take(size):
-                fields = _plain_fields(block, len(flow.header))
-                body = None if fields is None else flow.plain_segment_body(message, fields, lookups)
-                if body is None:
-                    break
-                emit((_compressed(body), line + 1, len(block)))
-                scan.rows += len(block)
-                line += len(block)
-        if block or flow.plain_segment_body is None:
-            _cut_rows(lines.rest(block), line, flow, message, lookups, size, scan, emit)
-    finally:
-        emit(None)
+    if flow.plain_segment_body is not None:
+        while block := lines.take(size):
+            fields = _plain_fields(block, len(flow.header))
+            body = None if fields is None else flow.plain_segment_body(message, fields, lookups)
+            if body is None:
+                break
+            emit(body, line + 1, len(block))
+            scan.rows += len(block)
+            line += len(block)
+    if block or flow.plain_segment_body is None:
+        _cut_rows(lines.rest(block), line, flow, message, lookups, size, scan, emit)
 
 
 def _cut_rows(
@@ -223,7 +223,7 @@ def _cut_rows(
     lookups: Lookups,
     size: int,
     scan: _Scan,
-    emit: Callable[[_Cut], None],
+    emit: Callable[[str, int, int], None],
 ) -> None:
     """The rest of the file read by the csv module, and checked a row at a time."""
     reader = csv.reader(io.TextIOWrapper(rest, encoding="utf-8", newline=""))
@@ -234,7 +234,7 @@ def _cut_rows(
 
         def cut() -> None:
             body = segment_json(flow.segment_request(message, rows, lookups))
-            emit((_compressed(body), first_line, len(rows)))
+            emit(body, first_line, len(rows))
 
         for row in reader:
             line = lines_before + reader.line_num
@@ -342,9 +342,20 @@ class FileIntake:
         scan = _Scan()
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Cut] = asyncio.Queue(maxsize=4)
+        # Compressing in a thread of its own overlaps it with checking the next segment.
+        compressing = ThreadPoolExecutor(1, thread_name_prefix="segment-zlib")
 
-        def emit(item: _Cut) -> None:
+        def put(item: _Cut) -> None:
             asyncio.run_coroutine_threadsafe(handoff.put(item), loop).result()
+
+        def emit(body: str, first_line: int, row_count: int) -> None:
+            put((compressing.submit(_compressed, body), first_line, row_count))
+
+        def cut() -> None:
+            try:
+                _cut(lines, flow, message, self._lookups(), self._size, scan, emit)
+            finally:
+                put(None)
 
         async def segments() -> AsyncIterator[NewSegment]:
             seq = 0
@@ -357,14 +368,15 @@ class FileIntake:
                 body, first_line, row_count = item
                 seq += 1
                 yield NewSegment(
-                    seq=seq, first_line=first_line, row_count=row_count, body_zlib=body
+                    seq=seq,
+                    first_line=first_line,
+                    row_count=row_count,
+                    body_zlib=await asyncio.wrap_future(body),
                 )
             if scan.bad_rows or not scan.rows:
                 raise _NothingToSend
 
-        cutter = asyncio.create_task(
-            asyncio.to_thread(_cut, lines, flow, message, self._lookups(), self._size, scan, emit)
-        )
+        cutter = asyncio.create_task(asyncio.to_thread(cut))
         try:
             await self._files.receive(instance_id, flow.info.key, message_json, segments())
         except _NothingToSend:
@@ -384,6 +396,7 @@ class FileIntake:
             )
         finally:
             await cutter
+            compressing.shutdown(cancel_futures=True)
         self._wake()
         return Received(instance_id, resumed=False)
 
@@ -508,31 +521,74 @@ class FileWorker:
         await self._files.start_sending(job.instance_id, self.name)
 
     async def _send_segments(self) -> bool:
-        """Step 3: keep `segments.parallelism` segments in flight while any are free.
-        The results of the segments that finished together are recorded, and the next
-        segments claimed, in one transaction, before any more is waited for."""
+        """Step 3: keep `segments.parallelism` segments in flight while any are left. As
+        many again are claimed ahead, so that a slot refills the moment its segment
+        finishes; the results, and the claims that top the reserve up, go to the store in
+        one transaction at a time, while the sending goes on."""
+        parallelism = self._settings.parallelism
+        ready: deque[ClaimedSegment] = deque()
         in_flight: set[asyncio.Task[SegmentResult]] = set()
         results: list[SegmentResult] = []
+        released: list[int] = []
+        failed: set[str] = set()
+        store_round: asyncio.Task[tuple[bool, list[ClaimedSegment]]] | None = None
+        asked = 0
+        left = True
+        broken: BaseException | None = None
         did = False
         while True:
-            room = self._settings.parallelism - len(in_flight)
-            if results or room > 0:
-                due, claimed = await self._files.record_and_claim(
-                    self.name, self._lease, results, room
-                )
-                results = []
+            while ready and len(in_flight) < parallelism and broken is None:
+                in_flight.add(asyncio.create_task(self._send(ready.popleft())))
+            if broken is not None:
+                released += [segment.id for segment in ready]
+                ready.clear()
+            if store_round is None:
+                # Rounds of several results and claims, not one a segment: a round's
+                # statements cost the hub more than sending a segment does.
+                low = left and broken is None and len(ready) <= parallelism // 2
+                asked = 2 * parallelism - len(ready) - len(in_flight) if low else 0
+                if (
+                    asked > 0
+                    or released
+                    or len(results) > parallelism // 2
+                    or (results and (not in_flight or failed))
+                ):
+                    store_round = asyncio.create_task(
+                        self._files.record_and_claim(
+                            self.name, self._lease, results, asked, released
+                        )
+                    )
+                    results, released = [], []
+            if store_round is None and not in_flight:
+                if broken is not None:
+                    raise broken
+                return did
+            done, _ = await asyncio.wait(
+                {*in_flight, *([store_round] if store_round else [])},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if store_round in done:
+                due, claimed = store_round.result()
+                store_round = None
                 if due:
                     self.wake()
-                in_flight |= {asyncio.create_task(self._send(segment)) for segment in claimed}
+                ready.extend(claimed)
+                left = len(claimed) == asked
                 did = did or bool(claimed)
-            if not in_flight:
-                return did
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            broken = [task.exception() for task in done if task.exception() is not None]
-            results = [task.result() for task in done if task.exception() is None]
-            if broken:
-                await self._files.record_and_claim(self.name, self._lease, results, 0)
-                raise broken[0]  # type: ignore[misc]
+            for task in [task for task in in_flight if task in done]:
+                in_flight.discard(task)
+                error = task.exception()
+                if error is not None:
+                    broken = broken or error
+                    continue
+                result = task.result()
+                results.append(result)
+                if result.error is not None:
+                    failed.add(result.segment.instance_id)
+            if failed:
+                # A file that has failed: what it has claimed and not sent stays unsent.
+                released += [segment.id for segment in ready if segment.instance_id in failed]
+                ready = deque(segment for segment in ready if segment.instance_id not in failed)
 
     async def _send(self, segment: ClaimedSegment) -> SegmentResult:
         flow = FILE_FLOWS[segment.flow]

@@ -47,7 +47,6 @@ class ClaimedSegment:
     id: int
     instance_id: str
     flow: str
-    message: Any
     seq: int
     first_line: int
     row_count: int
@@ -87,6 +86,8 @@ class FileStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
+        #: Each job's flow, by instance id, as claims find them: it never changes.
+        self._flows: dict[str, str] = {}
 
     async def receive(
         self,
@@ -222,14 +223,33 @@ class FileStore:
         lease: timedelta,
         results: Sequence[SegmentResult],
         limit: int,
+        released: Sequence[int] = (),
     ) -> tuple[bool, list[ClaimedSegment]]:
-        """Record finished segments and claim up to `limit` more, in one transaction: on
-        SQLite every write of a process queues behind one lock, so a worker's round of
-        results and claims is one write instead of one per segment. True when an
-        acknowledgement fell due."""
+        """Record finished segments, give back claimed ones that will not be sent
+        (`released`), and claim up to `limit` more, in one transaction: on SQLite every
+        write of a process queues behind one lock, so a worker's round of results and
+        claims is one write instead of one per segment. True when an acknowledgement fell
+        due."""
         async with self._instances.writing() as connection:
-            due = await _record(connection, owner, results)
+            if released:
+                await connection.execute(
+                    update(SegmentRow)
+                    .where(SegmentRow.id.in_(released), SegmentRow.owner == owner)
+                    .values(status="pending", owner=None, lease_until=None)
+                )
+            await _record_results(connection, owner, results)
             claimed = await self._claim(connection, owner, lease, limit) if limit > 0 else []
+            # A run this round has just claimed a segment of is not over: no need to look.
+            finishing = {result.segment.instance_id for result in results} - {
+                segment.instance_id for segment in claimed
+            }
+            due = bool(finishing) and bool(
+                (
+                    await connection.execute(
+                        _finish_runs(FileJobRow.instance_id.in_(sorted(finishing)))
+                    )
+                ).all()
+            )
         return due, claimed
 
     async def _claim(
@@ -249,6 +269,8 @@ class FileStore:
         )
         if self._postgres:
             candidates = candidates.with_for_update(of=SegmentRow, skip_locked=True)
+        # Selected first, not as a subquery of the update: PostgreSQL can run a subquery
+        # under IN once per row, and then its LIMIT limits nothing.
         ids = list(await connection.scalars(candidates))
         if not ids:
             return []
@@ -272,20 +294,19 @@ class FileStore:
                 )
             )
         ).all()
-        jobs: dict[str, tuple[str, Any]] = {
-            instance_id: (flow, message)
-            for instance_id, flow, message in await connection.execute(
-                select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
-                    FileJobRow.instance_id.in_({row.instance_id for row in taken})
+        unknown = {row.instance_id for row in taken} - self._flows.keys()
+        if unknown:
+            jobs = await connection.execute(
+                select(FileJobRow.instance_id, FileJobRow.flow).where(
+                    FileJobRow.instance_id.in_(unknown)
                 )
             )
-        }
+            self._flows |= {instance_id: flow for instance_id, flow in jobs}
         return [
             ClaimedSegment(
                 id=row.id,
                 instance_id=row.instance_id,
-                flow=jobs[row.instance_id][0],
-                message=jobs[row.instance_id][1],
+                flow=self._flows[row.instance_id],
                 seq=row.seq,
                 first_line=row.first_line,
                 row_count=row.row_count,
@@ -333,6 +354,7 @@ class FileStore:
             if closed is None:
                 # The claim was lost (its lease ran out): whoever holds it now finishes.
                 return
+            self._flows.pop(job.instance_id, None)
             await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == job.instance_id)
@@ -485,18 +507,6 @@ async def _record_results(
         activities.setdefault(segment.instance_id, []).extend(result.activities)
     for instance_id, entries in activities.items():
         await add_activities(connection, instance_id, entries)
-
-
-async def _record(
-    connection: AsyncConnection, owner: str, results: Sequence[SegmentResult]
-) -> bool:
-    """Record the results, then make due the acknowledgement of each run they finished."""
-    if not results:
-        return False
-    await _record_results(connection, owner, results)
-    instances = sorted({result.segment.instance_id for result in results})
-    due = await connection.execute(_finish_runs(FileJobRow.instance_id.in_(instances)))
-    return bool(due.all())
 
 
 def _finish_runs(which: Any) -> Any:
