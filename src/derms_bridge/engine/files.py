@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import socket
+import threading
 import uuid
 import zlib
 from collections import deque
@@ -341,12 +342,15 @@ class FileIntake:
         # Steps 2 and 3: every row checked, the segments kept in one transaction.
         scan = _Scan()
         loop = asyncio.get_running_loop()
-        handoff: asyncio.Queue[_Cut] = asyncio.Queue(maxsize=4)
+        handoff: asyncio.Queue[_Cut] = asyncio.Queue()
+        # At most a few segments between the thread and the store: constant memory.
+        room = threading.BoundedSemaphore(4)
         # Compressing in a thread of its own overlaps it with checking the next segment.
         compressing = ThreadPoolExecutor(1, thread_name_prefix="segment-zlib")
 
         def put(item: _Cut) -> None:
-            asyncio.run_coroutine_threadsafe(handoff.put(item), loop).result()
+            room.acquire()
+            loop.call_soon_threadsafe(handoff.put_nowait, item)
 
         def emit(body: str, first_line: int, row_count: int) -> None:
             put((compressing.submit(_compressed, body), first_line, row_count))
@@ -361,6 +365,7 @@ class FileIntake:
             seq = 0
             while True:
                 item = await handoff.get()
+                room.release()
                 if item is None:
                     break
                 if scan.bad_rows:
