@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from derms_bridge.engine.files import _cut, _Lines, _Scan
+from derms_bridge.engine.files import _cut, _Lines, _Scan, segment_body
 from derms_bridge.flows.event_device_reservation import FLOW, to_reserve_device
 from derms_bridge.flows.ports import segment_json
 from derms_bridge.lookups import Lookups
@@ -37,7 +37,12 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
 
 
 def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Scan]:
-    flow = FLOW if plain else dataclasses.replace(FLOW, plain_segment_body=None)
+    """The segments' bodies as they will be sent, the lines they start on and their rows."""
+    flow = (
+        FLOW
+        if plain
+        else dataclasses.replace(FLOW, plain_rows_fit=None, plain_segment_request=None)
+    )
     lines = _Lines(io.BytesIO(content))
     assert lines.take(1)[0].rstrip(b"\r") == HEADER
     scan = _Scan()
@@ -45,11 +50,12 @@ def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Sc
     _cut(
         lines,
         flow,
-        MESSAGE,
         Lookups(),
         SEGMENT_ROWS,
         scan,
-        lambda body, first_line, rows: emitted.append((body, first_line, rows)),
+        lambda rows_csv, first_line, rows: emitted.append(
+            (segment_body(flow, MESSAGE, rows_csv, Lookups()), first_line, rows)
+        ),
     )
     return emitted, scan
 

@@ -86,28 +86,28 @@ def _device_list_json(count: int) -> str:
     return ",".join(repeat(_DEVICE_JSON, count))
 
 
-def plain_reserve_device(
-    message: ReservationMessage, fields: list[str], lookups: Lookups
-) -> str | None:
-    """Step 3 for rows of plain text: row_problem's checks, a column at a time, then
-    to_reserve_device's body written by one string format, in C, instead of a dict a row."""
+def plain_rows_fit(fields: list[str]) -> bool:
+    """row_problem's checks, a column at a time, over rows of plain text."""
     width = len(HEADER)
     nic_ids, head_ends = fields[1::width], fields[2::width]
-    if not (
+    return (
         all(nic_ids)
         and max(map(len, nic_ids)) <= NIC_ID_LIMIT
         and all(head_ends)
         and max(map(len, head_ends)) <= HEAD_END_SYSTEM_LIMIT
-    ):
-        return None
-    if any(utc_problem("reservationStartDateTime", t) for t in set(fields[3::width])) or any(
-        utc_problem("reservationEndDateTime", t) for t in set(fields[4::width])
-    ):
-        return None
+        and not any(utc_problem("reservationStartDateTime", t) for t in set(fields[3::width]))
+        and not any(utc_problem("reservationEndDateTime", t) for t in set(fields[4::width]))
+    )
+
+
+def plain_reserve_device(message: ReservationMessage, fields: list[str], lookups: Lookups) -> str:
+    """Step 3 for rows of plain text: to_reserve_device's body written by one string format,
+    in C, instead of a dict a row."""
+    width = len(HEADER)
     devices = fields.copy()
     del devices[0::width]
     envelope, _, end = segment_json(to_reserve_device(message, [], lookups)).rpartition("[]")
-    return f"{envelope}[{_device_list_json(len(nic_ids)) % tuple(devices)}]{end}"
+    return f"{envelope}[{_device_list_json(len(devices) // (width - 1)) % tuple(devices)}]{end}"
 
 
 def acknowledgement(
@@ -128,5 +128,6 @@ FLOW = FileFlow(
     ack_operation="deviceReservationAck",
     acknowledgement=acknowledgement,
     route="/device-reservation-to-dacs",
-    plain_segment_body=plain_reserve_device,
+    plain_rows_fit=plain_rows_fit,
+    plain_segment_request=plain_reserve_device,
 )

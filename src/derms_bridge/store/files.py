@@ -25,8 +25,8 @@ class NewSegment:
     seq: int
     first_line: int
     row_count: int
-    #: The JSON body, zlib-compressed.
-    body_zlib: bytes
+    #: The segment's rows as CSV lines, zlib-compressed.
+    rows_zlib: bytes
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,12 @@ class ClaimedSegment:
     id: int
     instance_id: str
     flow: str
+    message: Any
     seq: int
     first_line: int
     row_count: int
-    #: The JSON body, zlib-compressed.
-    body_zlib: bytes
+    #: The segment's rows as CSV lines, zlib-compressed.
+    rows_zlib: bytes
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ class FileStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
-        #: Each job's flow, by instance id, as claims find them: it never changes.
-        self._flows: dict[str, str] = {}
+        #: Each job's flow and message, by instance id, as claims find them: they never change.
+        self._jobs: dict[str, tuple[str, Any]] = {}
 
     async def receive(
         self,
@@ -290,27 +291,28 @@ class FileStore:
                     SegmentRow.seq,
                     SegmentRow.first_line,
                     SegmentRow.row_count,
-                    SegmentRow.body_zlib,
+                    SegmentRow.rows_zlib,
                 )
             )
         ).all()
-        unknown = {row.instance_id for row in taken} - self._flows.keys()
+        unknown = {row.instance_id for row in taken} - self._jobs.keys()
         if unknown:
             jobs = await connection.execute(
-                select(FileJobRow.instance_id, FileJobRow.flow).where(
+                select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
                     FileJobRow.instance_id.in_(unknown)
                 )
             )
-            self._flows |= {instance_id: flow for instance_id, flow in jobs}
+            self._jobs |= {instance_id: (flow, message) for instance_id, flow, message in jobs}
         return [
             ClaimedSegment(
                 id=row.id,
                 instance_id=row.instance_id,
-                flow=self._flows[row.instance_id],
+                flow=self._jobs[row.instance_id][0],
+                message=self._jobs[row.instance_id][1],
                 seq=row.seq,
                 first_line=row.first_line,
                 row_count=row.row_count,
-                body_zlib=row.body_zlib,
+                rows_zlib=row.rows_zlib,
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]
@@ -354,7 +356,7 @@ class FileStore:
             if closed is None:
                 # The claim was lost (its lease ran out): whoever holds it now finishes.
                 return
-            self._flows.pop(job.instance_id, None)
+            self._jobs.pop(job.instance_id, None)
             await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == job.instance_id)
