@@ -536,10 +536,11 @@ class FileWorker:
         await self._files.start_sending(job.instance_id, self.name)
 
     async def _send_segments(self) -> bool:
-        """Step 3: keep `segments.parallelism` segments in flight while any are left. As
-        many again are claimed ahead, so that a slot refills the moment its segment
-        finishes; the results, and the claims that top the reserve up, go to the store in
-        one transaction at a time, while the sending goes on."""
+        """Step 3: keep `segments.parallelism` segments in flight while any are left. Up
+        to twice as many again are claimed ahead, so that a slot refills the moment its
+        segment finishes even while the store is slow; the results, and the claims that top
+        the reserve up, go to the store in one transaction at a time, while the sending
+        goes on."""
         parallelism = self._settings.parallelism
         ready: deque[ClaimedSegment] = deque()
         in_flight: set[asyncio.Task[SegmentResult]] = set()
@@ -560,8 +561,8 @@ class FileWorker:
             if store_round is None:
                 # Rounds of several results and claims, not one a segment: a round's
                 # statements cost the hub more than sending a segment does.
-                low = left and broken is None and len(ready) <= parallelism // 2
-                asked = 2 * parallelism - len(ready) - len(in_flight) if low else 0
+                low = left and broken is None and len(ready) <= parallelism
+                asked = 3 * parallelism - len(ready) - len(in_flight) if low else 0
                 if (
                     asked > 0
                     or released
