@@ -1,11 +1,11 @@
 """The file flows' engine (7, 8): intake into segments, workers that send them, one ack.
 
-1. Intake: the CSV is read as it streams from the request's spooled upload, checked
-   row by row, and cut into segments of `segments.size` rows, kept with the job in one
-   transaction. A message whose messageId was seen resumes that instance instead.
+1. Intake: the CSV is read as it streams from the request's spooled upload, every row
+   checked, and cut into segments of `segments.size` rows, kept (as their rows) with the
+   job in one transaction. A message whose messageId was seen resumes that instance.
 2. A worker claims a queued job under a lease and runs CPMCS's health check.
-3. Workers (in every hub process) claim segments under a lease and send them,
-   `segments.parallelism` at a time; a segment that fails stops the others going.
+3. Workers (in every hub process) claim segments under a lease, build each one's body
+   and send it, `segments.parallelism` at a time; a segment that fails stops the others.
 4. Whoever records the last segment makes the acknowledgement due; a worker claims
    it and sends DERMS the one MsgAck of the run, with retries, then the emails.
 A process that dies leaves leases that run out, and another worker takes over.
