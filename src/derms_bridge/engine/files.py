@@ -162,7 +162,7 @@ class _Joined(io.RawIOBase):
 
 
 #: The bytes a plain row may hold: printable ASCII but the quote and the backslash, which
-#: the csv module or JSON would read otherwise; and the separators between fields and rows.
+#: the csv module or JSON would read otherwise (the comma among them: it also joins rows).
 _PLAIN_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")})
 
 
