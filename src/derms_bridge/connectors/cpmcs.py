@@ -78,14 +78,14 @@ class CpmcsClient:
             business_error=cpmcs_business_error,
         )
 
-    async def send_json(self, operation: str, body_json: str) -> None:
+    async def send_json(self, operation: str, body_json: bytes) -> None:
         """Send a body already written as JSON; any 2xx answer is taken, unread."""
         method, path = OPERATIONS[operation]
         await self._connection.call(
             operation,
             method,
             path,
-            raw_json=body_json.encode(),
+            raw_json=body_json,
             read=lambda _answer: None,
             observer=self._observer,
             business_error=cpmcs_business_error,

@@ -1,11 +1,11 @@
 """The file flows' engine (7, 8): intake into segments, workers that send them, one ack.
 
-1. Intake: the CSV is read as it streams from the request's spooled upload, checked
-   row by row, and cut into segments of `segments.size` rows, kept with the job in one
-   transaction. A message whose messageId was seen resumes that instance instead.
+1. Intake: the CSV is read as it streams from the request's spooled upload, every row
+   checked, and cut into segments of `segments.size` rows, kept (as their rows) with the
+   job in one transaction. A message whose messageId was seen resumes that instance.
 2. A worker claims a queued job under a lease and runs CPMCS's health check.
-3. Workers (in every hub process) claim segments under a lease and send them,
-   `segments.parallelism` at a time; a segment that fails stops the others going.
+3. Workers (in every hub process) claim segments under a lease, build each one's body
+   and send it, `segments.parallelism` at a time; a segment that fails stops the others.
 4. Whoever records the last segment makes the acknowledgement due; a worker claims
    it and sends DERMS the one MsgAck of the run, with retries, then the emails.
 A process that dies leaves leases that run out, and another worker takes over.
@@ -14,18 +14,23 @@ A process that dies leaves leases that run out, and another worker takes over.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import io
-import json
 import logging
 import os
 import socket
+import threading
 import uuid
+import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import repeat
 from typing import IO, Any
 
 import stamina
@@ -38,7 +43,7 @@ from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.runner import activity_of
 from derms_bridge.errors import FlowError, TechnicalFault
-from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow
+from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow, segment_json
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.settings import Segments
@@ -89,32 +94,149 @@ class _Scan:
     bad_rows: list[str] = field(default_factory=list)
 
 
-#: A segment's body, the line its first row stood on and its rows; None: the file's end.
-_Cut = tuple[str, int, int] | None
+#: A segment's rows (as CSV, being compressed), the line its first row stood on and how
+#: many; None: the file's end.
+_Cut = tuple[Future[bytes], int, int] | None
+
+#: How much of the upload is read at a time.
+_CHUNK_BYTES = 1 << 20
+
+
+class _Lines:
+    """The upload's lines as bytes, without their line feeds, read a chunk at a time."""
+
+    def __init__(self, upload: IO[bytes]) -> None:
+        self._upload = upload
+        self._pending: list[bytes] = []
+        self._partial = b""
+        self._ended = False
+        self._first = True
+
+    def take(self, count: int) -> list[bytes]:
+        """The next `count` lines; fewer at the file's end."""
+        while len(self._pending) < count and not self._ended:
+            chunk = self._upload.read(_CHUNK_BYTES)
+            if self._first:
+                chunk = chunk.removeprefix(codecs.BOM_UTF8)
+                self._first = False
+            if chunk:
+                lines = (self._partial + chunk).split(b"\n")
+                self._partial = lines.pop()
+                self._pending += lines
+            else:
+                self._ended = True
+                if self._partial:
+                    self._pending.append(self._partial)
+        taken = self._pending[:count]
+        del self._pending[:count]
+        return taken
+
+    def rest(self, taken: list[bytes]) -> IO[bytes]:
+        """The file again from the lines `taken` on, for the csv module to read."""
+        head = b"".join(line + b"\n" for line in taken + self._pending)
+        if not self._ended:
+            head += self._partial
+        self._pending = []
+        return io.BufferedReader(_Joined(head, self._upload))
+
+
+class _Joined(io.RawIOBase):
+    """Bytes already read, then the rest of a file."""
+
+    def __init__(self, head: bytes, tail: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._tail = tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        data = self._tail.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+#: The bytes a plain row may hold: printable ASCII but the quote and the backslash, which
+#: the csv module or JSON would read otherwise (the comma among them: it also joins rows).
+_PLAIN_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")})
+
+
+def _plain_fields(lines: list[bytes], width: int) -> list[str] | None:
+    """The fields of `lines` laid end to end when each is a row of `width` fields of
+    printable ASCII, without quotes or backslashes: what the csv module would read, and JSON
+    as it stands. None for anything else, which the csv module then reads."""
+    if max(map(len, lines)) > csv.field_size_limit():
+        return None
+    if list(map(bytes.count, lines, repeat(b","))).count(width - 1) != len(lines):
+        return None
+    fields = b",".join(lines)
+    if b"\r" in fields:
+        fields = b",".join(line.removesuffix(b"\r") for line in lines)
+    if fields.translate(None, _PLAIN_BYTES):
+        return None
+    return fields.decode("ascii").split(",")
+
+
+def _compressed(rows_csv: bytes) -> bytes:
+    # Level 1: a reservation segment's rows shrink about 14 times, at a fraction of the
+    # cost of writing them uncompressed.
+    return zlib.compress(rows_csv, 1)
 
 
 def _cut(
-    reader: Any,
+    lines: _Lines,
     flow: FileFlow[Any],
-    message: BaseModel,
     lookups: Lookups,
     size: int,
     scan: _Scan,
-    emit: Callable[[_Cut], None],
+    emit: Callable[[bytes, int, int], None],
 ) -> None:
-    """Runs in a thread: check every row, and emit segments of `size` rows as the JSON
-    body CPMCS will get, so that sending one later is only sending it."""
+    """Runs in a thread: check every row, and emit segments of `size` rows, as CSV lines.
+    Blocks of plain rows are checked a column at a time, and kept as they came; from the
+    first block that is not, the csv module reads the rest of the file and each row is
+    checked on its own."""
+    line = 1  # the header's
+    block: list[bytes] = []
+    if flow.plain_rows_fit is not None:
+        while block := lines.take(size):
+            fields = _plain_fields(block, len(flow.header))
+            if fields is None or not flow.plain_rows_fit(fields):
+                break
+            emit(b"\n".join(block), line + 1, len(block))
+            scan.rows += len(block)
+            line += len(block)
+    if block or flow.plain_rows_fit is None:
+        _cut_rows(lines.rest(block), line, flow, lookups, size, scan, emit)
+
+
+def _cut_rows(
+    rest: IO[bytes],
+    lines_before: int,
+    flow: FileFlow[Any],
+    lookups: Lookups,
+    size: int,
+    scan: _Scan,
+    emit: Callable[[bytes, int, int], None],
+) -> None:
+    """The rest of the file read by the csv module, and checked a row at a time."""
+    reader = csv.reader(io.TextIOWrapper(rest, encoding="utf-8", newline=""))
     try:
         rows: list[CsvRow] = []
         first_line = 0
         width = len(flow.header)
 
         def cut() -> None:
-            body = json.dumps(flow.segment_request(message, rows, lookups), separators=(",", ":"))
-            emit((body, first_line, len(rows)))
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(rows)
+            emit(text.getvalue().removesuffix("\n").encode(), first_line, len(rows))
 
         for row in reader:
-            line = reader.line_num
+            line = lines_before + reader.line_num
             if not row:
                 continue
             problem = (
@@ -139,9 +261,21 @@ def _cut(
         if rows and not scan.bad_rows:
             cut()
     except (csv.Error, UnicodeDecodeError) as exc:
-        scan.bad_rows.append(f"line {reader.line_num}: the file cannot be read as CSV: {exc}")
-    finally:
-        emit(None)
+        scan.bad_rows.append(
+            f"line {lines_before + reader.line_num}: the file cannot be read as CSV: {exc}"
+        )
+
+
+def segment_body(flow: FileFlow[Any], message: BaseModel, rows_csv: bytes, lookups: Lookups) -> str:
+    """A segment's body, from its rows as the intake kept them (checked already)."""
+    lines = rows_csv.split(b"\n")
+    fields = (
+        _plain_fields(lines, len(flow.header)) if flow.plain_segment_request is not None else None
+    )
+    if flow.plain_segment_request is not None and fields is not None:
+        return flow.plain_segment_request(message, fields, lookups)
+    rows = list(csv.reader(io.StringIO(rows_csv.decode(), newline="")))
+    return segment_json(flow.segment_request(message, rows, lookups))
 
 
 class FileIntake:
@@ -175,10 +309,9 @@ class FileIntake:
                     for error in exc.errors()
                 ]
             ) from None
-        text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text)
+        lines = _Lines(upload)
         try:
-            header = next(reader, None)
+            header = next(csv.reader([line.decode() for line in lines.take(1)]), None)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
         if header is None or tuple(h.strip() for h in header) != flow.header:
@@ -219,30 +352,46 @@ class FileIntake:
         # Steps 2 and 3: every row checked, the segments kept in one transaction.
         scan = _Scan()
         loop = asyncio.get_running_loop()
-        handoff: asyncio.Queue[_Cut] = asyncio.Queue(maxsize=4)
+        handoff: asyncio.Queue[_Cut] = asyncio.Queue()
+        # At most a few segments between the thread and the store: constant memory.
+        room = threading.BoundedSemaphore(4)
+        # Compressing in a thread of its own overlaps it with checking the next segment.
+        compressing = ThreadPoolExecutor(1, thread_name_prefix="segment-zlib")
 
-        def emit(item: _Cut) -> None:
-            asyncio.run_coroutine_threadsafe(handoff.put(item), loop).result()
+        def put(item: _Cut) -> None:
+            room.acquire()
+            loop.call_soon_threadsafe(handoff.put_nowait, item)
+
+        def emit(rows_csv: bytes, first_line: int, row_count: int) -> None:
+            put((compressing.submit(_compressed, rows_csv), first_line, row_count))
+
+        def cut() -> None:
+            try:
+                _cut(lines, flow, self._lookups(), self._size, scan, emit)
+            finally:
+                put(None)
 
         async def segments() -> AsyncIterator[NewSegment]:
             seq = 0
             while True:
                 item = await handoff.get()
+                room.release()
                 if item is None:
                     break
                 if scan.bad_rows:
                     continue
-                body, first_line, row_count = item
+                rows_zlib, first_line, row_count = item
                 seq += 1
                 yield NewSegment(
-                    seq=seq, first_line=first_line, row_count=row_count, body_json=body
+                    seq=seq,
+                    first_line=first_line,
+                    row_count=row_count,
+                    rows_zlib=await asyncio.wrap_future(rows_zlib),
                 )
             if scan.bad_rows or not scan.rows:
                 raise _NothingToSend
 
-        cutter = asyncio.create_task(
-            asyncio.to_thread(_cut, reader, flow, message, self._lookups(), self._size, scan, emit)
-        )
+        cutter = asyncio.create_task(asyncio.to_thread(cut))
         try:
             await self._files.receive(instance_id, flow.info.key, message_json, segments())
         except _NothingToSend:
@@ -262,6 +411,7 @@ class FileIntake:
             )
         finally:
             await cutter
+            compressing.shutdown(cancel_futures=True)
         self._wake()
         return Received(instance_id, resumed=False)
 
@@ -386,31 +536,75 @@ class FileWorker:
         await self._files.start_sending(job.instance_id, self.name)
 
     async def _send_segments(self) -> bool:
-        """Step 3: keep `segments.parallelism` segments in flight while any are free.
-        The results of the segments that finished together are recorded, and the next
-        segments claimed, in one transaction, before any more is waited for."""
+        """Step 3: keep `segments.parallelism` segments in flight while any are left. Up
+        to twice as many again are claimed ahead, so that a slot refills the moment its
+        segment finishes even while the store is slow; the results, and the claims that top
+        the reserve up, go to the store in one transaction at a time, while the sending
+        goes on."""
+        parallelism = self._settings.parallelism
+        ready: deque[ClaimedSegment] = deque()
         in_flight: set[asyncio.Task[SegmentResult]] = set()
         results: list[SegmentResult] = []
+        released: list[int] = []
+        failed: set[str] = set()
+        store_round: asyncio.Task[tuple[bool, list[ClaimedSegment]]] | None = None
+        asked = 0
+        left = True
+        broken: BaseException | None = None
         did = False
         while True:
-            room = self._settings.parallelism - len(in_flight)
-            if results or room > 0:
-                due, claimed = await self._files.record_and_claim(
-                    self.name, self._lease, results, room
-                )
-                results = []
+            while ready and len(in_flight) < parallelism and broken is None:
+                in_flight.add(asyncio.create_task(self._send(ready.popleft())))
+            if broken is not None:
+                released += [segment.id for segment in ready]
+                ready.clear()
+            if store_round is None:
+                # Rounds of several results and claims, not one a segment: a round's
+                # statements cost the hub more than sending a segment does.
+                low = left and broken is None and len(ready) <= parallelism
+                asked = 3 * parallelism - len(ready) - len(in_flight) if low else 0
+                if (
+                    asked > 0
+                    or released
+                    or len(results) > parallelism // 2
+                    or (results and (not in_flight or failed))
+                ):
+                    store_round = asyncio.create_task(
+                        self._files.record_and_claim(
+                            self.name, self._lease, results, asked, released
+                        )
+                    )
+                    results, released = [], []
+            if store_round is None and not in_flight:
+                if broken is not None:
+                    raise broken
+                return did
+            done, _ = await asyncio.wait(
+                {*in_flight, *([store_round] if store_round else [])},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if store_round in done:
+                due, claimed = store_round.result()
+                store_round = None
                 if due:
                     self.wake()
-                in_flight |= {asyncio.create_task(self._send(segment)) for segment in claimed}
+                ready.extend(claimed)
+                left = len(claimed) == asked
                 did = did or bool(claimed)
-            if not in_flight:
-                return did
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            broken = [task.exception() for task in done if task.exception() is not None]
-            results = [task.result() for task in done if task.exception() is None]
-            if broken:
-                await self._files.record_and_claim(self.name, self._lease, results, 0)
-                raise broken[0]  # type: ignore[misc]
+            for task in [task for task in in_flight if task in done]:
+                in_flight.discard(task)
+                error = task.exception()
+                if error is not None:
+                    broken = broken or error
+                    continue
+                result = task.result()
+                results.append(result)
+                if result.error is not None:
+                    failed.add(result.segment.instance_id)
+            if failed:
+                # A file that has failed: what it has claimed and not sent stays unsent.
+                released += [segment.id for segment in ready if segment.instance_id in failed]
+                ready = deque(segment for segment in ready if segment.instance_id not in failed)
 
     async def _send(self, segment: ClaimedSegment) -> SegmentResult:
         flow = FILE_FLOWS[segment.flow]
@@ -419,7 +613,13 @@ class FileWorker:
         try:
             async with self._held(segment=segment.id):
                 await CpmcsClient(self._cpmcs, calls.observe).send_json(
-                    flow.segment_operation, segment.body_json
+                    flow.segment_operation,
+                    segment_body(
+                        flow,
+                        self._message(flow, segment.instance_id, segment.message),
+                        zlib.decompress(segment.rows_zlib),
+                        self._lookups(),
+                    ).encode(),
                 )
         except FlowError as refused:
             error = str(refused)

@@ -10,11 +10,13 @@ step sends.
 
 from __future__ import annotations
 
+import functools
+from itertools import repeat
 from typing import Literal
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
-from derms_bridge.flows.ports import CsvRow, FileFlow
+from derms_bridge.flows.ports import CsvRow, FileFlow, segment_json
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_reservation import (
@@ -29,6 +31,8 @@ HEADER = (
     "reservationStartDateTime",
     "reservationEndDateTime",
 )
+NIC_ID_LIMIT = 100
+HEAD_END_SYSTEM_LIMIT = 50
 
 
 def business_keys(message: ReservationMessage) -> list[tuple[str, str]]:
@@ -44,8 +48,8 @@ def row_problem(row: CsvRow, _lookups: Lookups) -> str | None:
     """Step 3's precondition: a row CPMCS would refuse stops the whole file."""
     _record, nic_id, head_end, starts, ends = row
     return (
-        length_problem("nicId", nic_id, 100)
-        or length_problem("headEndSystemId", head_end, 50)
+        length_problem("nicId", nic_id, NIC_ID_LIMIT)
+        or length_problem("headEndSystemId", head_end, HEAD_END_SYSTEM_LIMIT)
         or utc_problem("reservationStartDateTime", starts)
         or utc_problem("reservationEndDateTime", ends)
     )
@@ -71,6 +75,41 @@ def to_reserve_device(
     }
 
 
+_DEVICE_JSON = (
+    '{"nicId":"%s","headEndSystem":"%s",'
+    '"reservationStartDateTime":"%s","reservationEndDateTime":"%s"}'
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _device_list_json(count: int) -> str:
+    return ",".join(repeat(_DEVICE_JSON, count))
+
+
+def plain_rows_fit(fields: list[str]) -> bool:
+    """row_problem's checks, a column at a time, over rows of plain text."""
+    width = len(HEADER)
+    nic_ids, head_ends = fields[1::width], fields[2::width]
+    return (
+        all(nic_ids)
+        and max(map(len, nic_ids)) <= NIC_ID_LIMIT
+        and all(head_ends)
+        and max(map(len, head_ends)) <= HEAD_END_SYSTEM_LIMIT
+        and not any(utc_problem("reservationStartDateTime", t) for t in set(fields[3::width]))
+        and not any(utc_problem("reservationEndDateTime", t) for t in set(fields[4::width]))
+    )
+
+
+def plain_reserve_device(message: ReservationMessage, fields: list[str], lookups: Lookups) -> str:
+    """Step 3 for rows of plain text: to_reserve_device's body written by one string format,
+    in C, instead of a dict a row."""
+    width = len(HEADER)
+    devices = fields.copy()
+    del devices[0::width]
+    envelope, _, end = segment_json(to_reserve_device(message, [], lookups)).rpartition("[]")
+    return f"{envelope}[{_device_list_json(len(devices) // (width - 1)) % tuple(devices)}]{end}"
+
+
 def acknowledgement(
     message: ReservationMessage, code: Literal["SUCCESS", "FAILURE"], value: str
 ) -> AckMessage:
@@ -89,4 +128,6 @@ FLOW = FileFlow(
     ack_operation="deviceReservationAck",
     acknowledgement=acknowledgement,
     route="/device-reservation-to-dacs",
+    plain_rows_fit=plain_rows_fit,
+    plain_segment_request=plain_reserve_device,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -281,14 +282,26 @@ class FileFlow(Generic[Message]):
     business_keys: Callable[[Message], list[tuple[str, str]]]
     #: Why a row cannot be sent (naming the column), or None; checked before anything is sent.
     row_problem: Callable[[CsvRow, Lookups], str | None]
-    #: The CPMCS operation each segment goes to, and the body it sends (built when the file
-    #: is received, so that sending a segment is only sending it).
+    #: The CPMCS operation each segment goes to, and the body it sends (built as the segment
+    #: goes, from its rows kept as CSV, so that the intake only checks them).
     segment_operation: str
     segment_request: Callable[[Message, list[CsvRow], Lookups], Mapping[str, Any]]
     #: The DERMS operation that takes the acknowledgement, and the MsgAck it sends.
     ack_operation: str
     acknowledgement: Callable[[Message, Literal["SUCCESS", "FAILURE"], str], BaseModel]
     route: str
+    #: Rows of plain text (printable ASCII without quotes or backslashes, so that each field
+    #: is JSON as it stands), their fields laid end to end, checked a column at a time:
+    #: True when `row_problem` finds nothing in any; and the same body as
+    #: `segment_json(segment_request(...))` made from them by string formatting. A file of
+    #: a million rows goes this way several times faster than a row at a time.
+    plain_rows_fit: Callable[[list[str]], bool] | None = None
+    plain_segment_request: Callable[[Message, list[str], Lookups], str] | None = None
+
+
+def segment_json(body: Mapping[str, Any]) -> str:
+    """A segment's body as it is kept and sent: compact JSON."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 async def fault_to_cpmcs(ctx: FlowContext, error: FlowError) -> FlowResult[Any]:

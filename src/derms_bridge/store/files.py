@@ -25,7 +25,8 @@ class NewSegment:
     seq: int
     first_line: int
     row_count: int
-    body_json: str
+    #: The segment's rows as CSV lines, zlib-compressed.
+    rows_zlib: bytes
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class ClaimedSegment:
     seq: int
     first_line: int
     row_count: int
-    body_json: str
+    #: The segment's rows as CSV lines, zlib-compressed.
+    rows_zlib: bytes
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class FileStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
+        #: Each job's flow and message, by instance id, as claims find them: they never change.
+        self._jobs: dict[str, tuple[str, Any]] = {}
 
     async def receive(
         self,
@@ -220,14 +224,33 @@ class FileStore:
         lease: timedelta,
         results: Sequence[SegmentResult],
         limit: int,
+        released: Sequence[int] = (),
     ) -> tuple[bool, list[ClaimedSegment]]:
-        """Record finished segments and claim up to `limit` more, in one transaction: on
-        SQLite every write of a process queues behind one lock, so a worker's round of
-        results and claims is one write instead of one per segment. True when an
-        acknowledgement fell due."""
+        """Record finished segments, give back claimed ones that will not be sent
+        (`released`), and claim up to `limit` more, in one transaction: on SQLite every
+        write of a process queues behind one lock, so a worker's round of results and
+        claims is one write instead of one per segment. True when an acknowledgement fell
+        due."""
         async with self._instances.writing() as connection:
-            due = await _record(connection, owner, results)
+            if released:
+                await connection.execute(
+                    update(SegmentRow)
+                    .where(SegmentRow.id.in_(released), SegmentRow.owner == owner)
+                    .values(status="pending", owner=None, lease_until=None)
+                )
+            await _record_results(connection, owner, results)
             claimed = await self._claim(connection, owner, lease, limit) if limit > 0 else []
+            # A run this round has just claimed a segment of is not over: no need to look.
+            finishing = {result.segment.instance_id for result in results} - {
+                segment.instance_id for segment in claimed
+            }
+            due = bool(finishing) and bool(
+                (
+                    await connection.execute(
+                        _finish_runs(FileJobRow.instance_id.in_(sorted(finishing)))
+                    )
+                ).all()
+            )
         return due, claimed
 
     async def _claim(
@@ -247,6 +270,8 @@ class FileStore:
         )
         if self._postgres:
             candidates = candidates.with_for_update(of=SegmentRow, skip_locked=True)
+        # Selected first, not as a subquery of the update: PostgreSQL can run a subquery
+        # under IN once per row, and then its LIMIT limits nothing.
         ids = list(await connection.scalars(candidates))
         if not ids:
             return []
@@ -266,28 +291,28 @@ class FileStore:
                     SegmentRow.seq,
                     SegmentRow.first_line,
                     SegmentRow.row_count,
-                    SegmentRow.body_json,
+                    SegmentRow.rows_zlib,
                 )
             )
         ).all()
-        jobs: dict[str, tuple[str, Any]] = {
-            instance_id: (flow, message)
-            for instance_id, flow, message in await connection.execute(
+        unknown = {row.instance_id for row in taken} - self._jobs.keys()
+        if unknown:
+            jobs = await connection.execute(
                 select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
-                    FileJobRow.instance_id.in_({row.instance_id for row in taken})
+                    FileJobRow.instance_id.in_(unknown)
                 )
             )
-        }
+            self._jobs |= {instance_id: (flow, message) for instance_id, flow, message in jobs}
         return [
             ClaimedSegment(
                 id=row.id,
                 instance_id=row.instance_id,
-                flow=jobs[row.instance_id][0],
-                message=jobs[row.instance_id][1],
+                flow=self._jobs[row.instance_id][0],
+                message=self._jobs[row.instance_id][1],
                 seq=row.seq,
                 first_line=row.first_line,
                 row_count=row.row_count,
-                body_json=row.body_json,
+                rows_zlib=row.rows_zlib,
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]
@@ -331,6 +356,7 @@ class FileStore:
             if closed is None:
                 # The claim was lost (its lease ran out): whoever holds it now finishes.
                 return
+            self._jobs.pop(job.instance_id, None)
             await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == job.instance_id)
@@ -483,18 +509,6 @@ async def _record_results(
         activities.setdefault(segment.instance_id, []).extend(result.activities)
     for instance_id, entries in activities.items():
         await add_activities(connection, instance_id, entries)
-
-
-async def _record(
-    connection: AsyncConnection, owner: str, results: Sequence[SegmentResult]
-) -> bool:
-    """Record the results, then make due the acknowledgement of each run they finished."""
-    if not results:
-        return False
-    await _record_results(connection, owner, results)
-    instances = sorted({result.segment.instance_id for result in results})
-    due = await connection.execute(_finish_runs(FileJobRow.instance_id.in_(instances)))
-    return bool(due.all())
 
 
 def _finish_runs(which: Any) -> Any:

@@ -123,7 +123,8 @@ class FileJobRow(Base):
 
 
 class SegmentRow(Base):
-    """`segments.size` rows of a file, as the JSON body CPMCS will get, and whether it took them."""
+    """`segments.size` rows of a file, as CSV lines (zlib-compressed), and whether CPMCS took
+    them."""
 
     __tablename__ = "segments"
     __table_args__ = (Index("ix_segments_instance_seq", "instance_id", "seq", unique=True),)
@@ -135,7 +136,7 @@ class SegmentRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     first_line: Mapped[int] = mapped_column(Integer)
     row_count: Mapped[int] = mapped_column(Integer)
-    body_json: Mapped[str] = mapped_column(Text)
+    rows_zlib: Mapped[bytes] = mapped_column(LargeBinary)
     #: pending, sending (claimed under a lease), accepted, failed.
     status: Mapped[str] = mapped_column(String(12), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
