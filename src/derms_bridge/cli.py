@@ -284,13 +284,20 @@ def sandbox(
 ) -> None:
     """Run the hub with simulated CPMCS and DERMS, an SMTP sink, an FTP server and an
     object store, all on loopback."""
-    from derms_bridge.sandbox.run import (
-        SandboxPorts,
-        banner,
-        prepare_sandbox_files,
-        sandbox_settings,
-        start_simulators,
-    )
+    try:
+        from derms_bridge.sandbox.run import (
+            SandboxPorts,
+            banner,
+            prepare_sandbox_files,
+            sandbox_settings,
+            start_simulators,
+        )
+    except ImportError as missing:
+        err.print(
+            f"[red]error[/] the sandbox needs {missing.name}: pip install 'derms-bridge[sandbox]'",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
 
     ports = SandboxPorts(
         hub=port,
