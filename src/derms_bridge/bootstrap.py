@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +25,15 @@ from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
 from derms_bridge.flows.ports import FileStores
-from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
 from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.staged_files import StagedFileStore
+
+log = logging.getLogger(__name__)
 
 
 def secrets_in(value: Any) -> Iterator[str]:
@@ -48,13 +52,43 @@ def secrets_in(value: Any) -> Iterator[str]:
             yield from secrets_in(item)
 
 
-class LookupsHolder:
-    """The lookups in force; replaced whole when an operator edits them."""
+def _files_of(directory: Path) -> frozenset[tuple[str, int, int]]:
+    try:
+        return frozenset(
+            (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+            for entry in directory.glob("*.csv")
+        )
+    except OSError:
+        return frozenset()
 
-    def __init__(self, lookups: Lookups) -> None:
+
+class LookupsHolder:
+    """The lookups in force: replaced whole when an operator edits them in the console,
+    and read again when their files change under the hub (`derms-bridge lookups import`,
+    or another hub process's console), checked at most every `recheck_seconds`."""
+
+    def __init__(
+        self, lookups: Lookups, directory: Path | None = None, *, recheck_seconds: float = 2.0
+    ) -> None:
         self.current = lookups
+        self._directory = directory
+        self._recheck_seconds = recheck_seconds
+        self._files = _files_of(directory) if directory is not None else frozenset()
+        self._next_check = time.monotonic() + recheck_seconds
 
     def __call__(self) -> Lookups:
+        if self._directory is not None and time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + self._recheck_seconds
+            files = _files_of(self._directory)
+            if files != self._files:
+                self._files = files
+                try:
+                    self.current = load_lookups(self._directory)
+                except LookupFileError as exc:
+                    # The lookups in force stay: a flow never runs on half an edit.
+                    log.error(
+                        "lookups changed on disk but were not taken: %s", "; ".join(exc.problems)
+                    )
         return self.current
 
 
@@ -90,7 +124,7 @@ def local_file_stores(root: Path) -> FileStores:
 def build_hub(
     settings: Settings, lookups: Lookups | None = None, stores: FileStores | None = None
 ) -> Hub:
-    holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir))
+    holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir), settings.lookups_dir)
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)
     derms = {
