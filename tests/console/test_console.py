@@ -225,12 +225,12 @@ async def test_the_session_cookie_is_secure_when_the_request_came_over_tls(
 
 async def test_a_session_expires(console: ConsoleUnderTest, tmp_path: Path) -> None:
     settings = console_settings(
-        console.settings, copy_of_lookups(tmp_path / "l3"), session_hours=1 / 3600
+        console.settings, copy_of_lookups(tmp_path / "l3"), session_hours=3 / 3600
     )
     async for short in console_for(settings, console.hub.lookups.current, "http://hub.test"):
         await short.log_in()
         assert (await short.client.get("/console/")).status_code == 200
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(4.1)
         assert (await short.client.get("/console/")).status_code == 303
 
 
