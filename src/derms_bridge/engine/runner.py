@@ -364,25 +364,13 @@ class FlowEngine:
             if not await self._staged_files.resume(instance_id):
                 raise NotResubmittable("the file is still being transferred, or was transferred")
             self._wake_transfers()
-            return RunOutcome(
-                instance_id=instance_id,
-                status="in_progress",
-                http_status=202,
-                reply=None,
-                error=None,
-            )
+            return _handed_to_workers(instance_id)
         if flow_key in FILE_FLOWS:
             # A file's run goes again from its kept segments, those CPMCS has not taken.
             if not await self._files.resume(instance_id):
                 raise NotResubmittable("the file is still being sent, or was sent whole")
             self._wake_workers()
-            return RunOutcome(
-                instance_id=instance_id,
-                status="in_progress",
-                http_status=202,
-                reply=None,
-                error=None,
-            )
+            return _handed_to_workers(instance_id)
         flow = SYNC_FLOWS.get(flow_key)
         if flow is None:
             raise NotResubmittable(f"flow {flow_key} cannot be resubmitted from its payload")
@@ -397,6 +385,12 @@ class FlowEngine:
             # A child (an acknowledgement, flows 12 and 14) was all its parent lacked.
             await self.store.resolve_parent(stored.parent_id, outcome.instance_id)
         return outcome
+
+
+def _handed_to_workers(instance_id: str) -> RunOutcome:
+    return RunOutcome(
+        instance_id=instance_id, status="in_progress", http_status=202, reply=None, error=None
+    )
 
 
 def _outcome(instance_id: str, result: FlowResult[Any]) -> RunOutcome:
