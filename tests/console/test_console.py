@@ -318,6 +318,7 @@ async def test_instances_are_filtered_by_flow_and_status_and_paged(
 
     assert '<span id="total">3</span>' in succeeded.text
     assert '<span id="total">0</span>' in other_flow.text
+    assert "No instance matches." in page_text(other_flow.text)
     assert "there is no status &#39;done&#39;" in bad.text
 
 
