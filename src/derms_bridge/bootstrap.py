@@ -106,6 +106,8 @@ class Hub:
     transfer_intake: TransferIntake
     transfers: TransferWorker
     scheduler: Scheduler
+    #: CPMCS's file stores as the flows reach them (the console checks them).
+    stores: FileStores
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -182,4 +184,5 @@ def build_hub(
         scheduler=Scheduler(
             engine=engine, store=ScheduleStore(store), schedules=settings.schedules
         ),
+        stores=stores,
     )

@@ -18,12 +18,13 @@ from playwright.async_api import Browser, Page, async_playwright
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import build_hub
 from derms_bridge.lookups import Lookups
+from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller
+from derms_bridge.settings import Caller, FtpFileStore, Schedule
 from derms_bridge.store.database import migrate
 from tests.conftest import ROOT, hub_settings
-from tests.console.conftest import console_settings, copy_of_lookups
+from tests.console.conftest import console_settings, copy_of_lookups, local_store_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,8 +58,15 @@ class ServedHub:
 
 
 @pytest.fixture
+def hub_file_stores(tmp_path: Path) -> Path:
+    """The served hub's file stores: folders ftp/ and object-storage/ under this one."""
+    return tmp_path / "file-stores"
+
+
+@pytest.fixture
 def served_hub(
     tmp_path: Path,
+    hub_file_stores: Path,
     cpmcs_server: ServerThread,
     derms_server: ServerThread,
     cpmcs_sim: httpx.Client,
@@ -67,15 +75,35 @@ def served_hub(
     callers: dict[str, Caller],
     default_lookups: Lookups,
 ) -> Iterator[str]:
-    """The hub, console on, on a fresh SQLite file; its base URL."""
+    """The hub, console on, on a fresh SQLite file, flow 16 scheduled nightly, CPMCS's FTP
+    server the sandbox's over the folder ftp/ of `hub_file_stores`; its base URL."""
     database_url = f"sqlite:///{tmp_path / 'hub.db'}"
     migrate(database_url)
-    settings = console_settings(
-        hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers),
-        copy_of_lookups(tmp_path / "lookups"),
-    )
-    with ServerThread(create_app(build_hub(settings, default_lookups)), name="hub") as server:
-        yield server.url
+    stores = local_store_settings(hub_file_stores)
+    with FtpServer(hub_file_stores / "ftp", "cpmcs", "cpmcs-ftp-test") as ftp:
+        settings = console_settings(
+            hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers),
+            copy_of_lookups(tmp_path / "lookups"),
+        ).model_copy(
+            update={
+                "file_stores": stores.model_copy(
+                    update={
+                        "ftp": FtpFileStore(
+                            host="127.0.0.1",
+                            port=ftp.port,
+                            username="cpmcs",
+                            password="cpmcs-ftp-test",
+                            timeout=5,
+                        )
+                    }
+                ),
+                "schedules": {
+                    "device_score_ftp": Schedule(cron="0 2 * * *", timezone="Europe/Paris")
+                },
+            }
+        )
+        with ServerThread(create_app(build_hub(settings, default_lookups)), name="hub") as server:
+            yield server.url
 
 
 @pytest.fixture

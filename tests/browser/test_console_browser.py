@@ -1,8 +1,10 @@
-"""An operator in a real Chromium: log in, find a failed enrollment, resubmit it, be refused."""
+"""An operator in a real Chromium: log in, find a failed enrollment, resubmit it, run a
+schedule now and watch its outcome, be refused."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 from playwright.async_api import Page, expect
@@ -10,6 +12,8 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import screenshot
 from tests.conftest import DERMS_AUTH, PASSWORDS
 from tests.payloads import enrollment_message, enrollment_request
+
+DEVICE_SCORES = "deviceId,score\nD-1001,0.93\nD-1002,0.41\nD-1003,0.77\n"
 
 
 async def log_in(page: Page, password: str = PASSWORDS["operator"]) -> None:
@@ -99,3 +103,37 @@ async def test_the_lookups_and_connections_pages_show_what_is_in_force(page: Pag
     await expect(page.locator("table.connections")).to_contain_text("CPMCS")
     await expect(page.locator("table.connections tbody tr").first).to_contain_text("yes")
     await screenshot(page, "connections")
+
+
+async def test_an_operator_runs_a_schedule_now_and_watches_its_outcome(
+    page: Page, hub_file_stores: Path, derms_sim: httpx.Client
+) -> None:
+    folder = hub_file_stores / "ftp" / "outbound" / "device-score"
+    folder.mkdir(parents=True)
+    (folder / "SDCSE_20261126_1.csv").write_text(DEVICE_SCORES)
+    await log_in(page)
+    await page.get_by_role("link", name="Schedules").click()
+    ftp = page.locator("#schedule-device_score_ftp")
+    await expect(ftp).to_contain_text("0 2 * * * Europe/Paris")
+    await expect(ftp.locator(".last-run")).to_have_text("never run")
+    await expect(page.locator("#schedule-device_score_os")).to_contain_text("no schedule")
+
+    await ftp.get_by_role("button", name="Run now").click()
+
+    await expect(page.get_by_role("status")).to_contain_text(
+        "Device Score FTP Transfer started now as instance"
+    )
+    await expect(ftp.locator(".last-run .status")).to_have_text("succeeded")
+    await expect(ftp).not_to_have_class("running")
+    await screenshot(page, "schedules")
+
+    (folder / "SDCSE_20261126_2.csv").write_text(DEVICE_SCORES)
+    derms_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    await ftp.get_by_role("button", name="Run now").click()
+
+    await expect(ftp.locator(".last-run .status")).to_have_text("failed")
+    await expect(ftp.locator(".last-run")).to_contain_text("0 sent, 1 not sent")
+    await page.locator("#run-link").click()
+    await expect(page.locator("h1 .status")).to_have_text("failed")
+    await expect(page.locator("#error")).to_contain_text("0 sent, 1 not sent")
+    await expect(page.locator("table.activities")).to_contain_text("deviceScore")

@@ -17,7 +17,7 @@ from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller, Settings, WebConsole
+from derms_bridge.settings import Caller, FileStores, LocalFileStore, Settings, WebConsole
 from tests.conftest import LOOKUPS_DIR, PASSWORDS, empty_tables, hub_settings
 
 SESSION_SECRET = "console-test-secret-" + "x" * 20
@@ -27,6 +27,27 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def copy_of_lookups(folder: Path) -> Path:
     shutil.copytree(LOOKUPS_DIR, folder)
+    return folder
+
+
+def local_store_settings(root: Path) -> FileStores:
+    """Both of CPMCS's file stores as folders under `root`, made if need be."""
+    stores = FileStores(
+        ftp=LocalFileStore(root=root / "ftp"),
+        object_storage=LocalFileStore(root=root / "object-storage"),
+    )
+    for store in (stores.ftp, stores.object_storage):
+        assert isinstance(store, LocalFileStore)
+        store.root.mkdir(parents=True, exist_ok=True)
+    return stores
+
+
+def device_score_folder(settings: Settings) -> Path:
+    """Where flow 16 finds its files (ConfigProps dacs.dvcScore.ftp.input.directory)."""
+    store = settings.file_stores.ftp
+    assert isinstance(store, LocalFileStore)
+    folder = store.root / "outbound" / "device-score"
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -132,11 +153,12 @@ async def console(
     default_lookups: Lookups,
     tmp_path: Path,
 ) -> AsyncIterator[ConsoleUnderTest]:
-    """The hub on an empty database with its console on, over plain HTTP."""
+    """The hub on an empty database with its console on, over plain HTTP; its file stores
+    are folders of the test's own."""
     empty_tables(database_url)
     settings = console_settings(
         hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers),
         copy_of_lookups(tmp_path / "lookups"),
-    )
+    ).model_copy(update={"file_stores": local_store_settings(tmp_path / "file-stores")})
     async for under_test in console_for(settings, default_lookups, "http://hub.test"):
         yield under_test

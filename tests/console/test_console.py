@@ -5,12 +5,25 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncssh
 import httpx
 import pytest
 
 from derms_bridge.lookups import PREFIX
+from derms_bridge.sandbox.object_store import write_api_signing_key
 from derms_bridge.sandbox.servers import free_port
-from derms_bridge.settings import BasicAuth, Connection, Connections, OAuth2ClientCredentials, Smtp
+from derms_bridge.settings import (
+    BasicAuth,
+    Connection,
+    Connections,
+    FileStores,
+    FtpFileStore,
+    OAuth2ClientCredentials,
+    OciObjectStore,
+    S3ObjectStore,
+    SftpFileStore,
+    Smtp,
+)
 from tests.conftest import DERMS_AUTH, PASSWORDS
 from tests.console.conftest import (
     ConsoleUnderTest,
@@ -23,7 +36,13 @@ from tests.console.conftest import (
 )
 from tests.payloads import enrollment_message, enrollment_request
 
-PAGES = ("/console/", "/console/instances", "/console/lookups", "/console/connections")
+PAGES = (
+    "/console/",
+    "/console/instances",
+    "/console/lookups",
+    "/console/connections",
+    "/console/schedules",
+)
 
 
 async def enroll(console: ConsoleUnderTest, message_id: str) -> str:
@@ -256,10 +275,11 @@ async def test_the_dashboard_counts_each_flows_instances(
 
     page = (await console.client.get("/console/", params={"window": "1h"})).text
 
-    # By flow number: received, succeeded, failed, in progress.
-    rows = {row[0]: row[2:] for row in table_rows(page) if len(row) == 6}
-    assert rows["1"] == ["3", "2", "1", "0"]
-    assert rows["2"] == ["0", "0", "0", "0"]
+    # By flow number: received, succeeded, failed, in progress, skipped.
+    counts = page.split('<table class="counts">', 1)[1].split("</table>", 1)[0]
+    rows = {row[0]: row[2:] for row in table_rows(counts)}
+    assert rows["1"] == ["3", "2", "1", "0", "0"]
+    assert rows["2"] == ["0", "0", "0", "0", "0"]
     assert set(rows) == {"#", *(str(n) for n in range(1, 21))}
     assert f"/console/instances/{failed_id}" in page
     assert "CPMCS answered HTTP 503" in page
@@ -298,6 +318,7 @@ async def test_instances_are_filtered_by_flow_and_status_and_paged(
 
     assert '<span id="total">3</span>' in succeeded.text
     assert '<span id="total">0</span>' in other_flow.text
+    assert "No instance matches." in page_text(other_flow.text)
     assert "there is no status &#39;done&#39;" in bad.text
 
 
@@ -447,12 +468,62 @@ async def test_a_routing_row_must_name_a_derms_connection(console: ConsoleUnderT
 
 
 SECRETS = ("cpmcs-basic-pw-1234", "derms-oauth-secret-5678", "smtp-pw-9012", PASSWORDS["operator"])
+STORE_SECRETS = ("ftp-pw-3456", "sftp-pw-2468", "sftp-key-passphrase-7890", "s3-secret-key-1357")
 
 
+def secretive_stores(kind: str, folder: Path, port: int) -> tuple[FileStores, list[str]]:
+    """File stores whose settings hold every kind of secret, on a closed port; and the
+    secrets, with a line of each private key file among them."""
+    folder.mkdir()
+    if kind == "sftp-and-s3":
+        key_file = folder / "id_ed25519"
+        asyncssh.generate_private_key("ssh-ed25519").write_private_key(
+            key_file, format_name="pkcs8-pem", passphrase=STORE_SECRETS[2]
+        )
+        stores = FileStores(
+            ftp=SftpFileStore(
+                host="127.0.0.1",
+                port=port,
+                username="cpmcs",
+                password=STORE_SECRETS[1],
+                private_key=key_file,
+                private_key_passphrase=STORE_SECRETS[2],
+            ),
+            object_storage=S3ObjectStore(
+                endpoint=f"http://127.0.0.1:{port}",
+                access_key_id="hub",
+                secret_access_key=STORE_SECRETS[3],
+            ),
+        )
+    else:
+        key_file = folder / "oci-api-key.pem"
+        fingerprint = write_api_signing_key(key_file)
+        stores = FileStores(
+            ftp=FtpFileStore(
+                host="127.0.0.1", port=port, username="cpmcs", password=STORE_SECRETS[0]
+            ),
+            object_storage=OciObjectStore(
+                region="us-ashburn-1",
+                tenancy="ocid1.tenancy.oc1..hub",
+                user="ocid1.user.oc1..hub",
+                fingerprint=fingerprint,
+                key_file=key_file,
+                endpoint=f"http://127.0.0.1:{port}",
+            ),
+        )
+    return stores, [*STORE_SECRETS, key_file.read_text().splitlines()[1]]
+
+
+@pytest.mark.parametrize("stores_kind", ["sftp-and-s3", "ftp-and-oci"])
 async def test_no_page_shows_a_secret(
-    console: ConsoleUnderTest, cpmcs_sim: httpx.Client, cpmcs_server: object, tmp_path: Path
+    console: ConsoleUnderTest,
+    cpmcs_sim: httpx.Client,
+    cpmcs_server: object,
+    tmp_path: Path,
+    stores_kind: str,
 ) -> None:
     closed_port = free_port()
+    stores, store_secrets = secretive_stores(stores_kind, tmp_path / "keys", closed_port)
     connections = Connections(
         cpmcs=Connection(
             base_url=console.settings.connections.cpmcs.base_url,
@@ -477,6 +548,7 @@ async def test_no_page_shows_a_secret(
                 "smtp": Smtp(
                     host="127.0.0.1", port=closed_port, username="hub", password=SECRETS[2]
                 ),
+                "file_stores": stores,
             }
         ),
         copy_of_lookups(tmp_path / "l4"),
@@ -494,7 +566,7 @@ async def test_no_page_shows_a_secret(
         connections_page = shown[3]
 
         for text in shown:
-            assert not [secret for secret in SECRETS if secret in text]
+            assert not [secret for secret in (*SECRETS, *store_secrets) if secret in text]
         rows = {row[0]: row for row in table_rows(connections_page)}
         assert rows["CPMCS"][2] == console.settings.connections.cpmcs.base_url.unicode_string()
         assert rows["CPMCS"][3] == "yes"
@@ -502,3 +574,5 @@ async def test_no_page_shows_a_secret(
         assert rows["DERMS west"][3].startswith("no")
         assert rows["SMTP"][2] == f"127.0.0.1:{closed_port}"
         assert rows["SMTP"][3].startswith("no")
+        assert rows["CPMCS FTP server"][3].startswith("no")
+        assert rows["CPMCS object storage"][3].startswith("no")

@@ -1,4 +1,5 @@
-"""The console's pages: dashboard, instances, an instance, bulk resubmit, lookups, connections."""
+"""The console's pages: dashboard, instances, an instance, bulk resubmit, lookups, schedules,
+connections."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from derms_bridge.catalog import BY_KEY, FLOWS
 from derms_bridge.console.web import (
     CSRF_CHECKED,
+    ROOT,
     ConsoleState,
     OperatorDep,
     StateDep,
@@ -26,6 +28,8 @@ from derms_bridge.engine.bulk_resubmit import resubmit_many
 from derms_bridge.engine.connectivity import endpoints_of, probe_all
 from derms_bridge.engine.redaction import Redactor, mask_secret_fields
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
+from derms_bridge.engine.schedules import AlreadyRunning, UnknownScheduledFlow
+from derms_bridge.flows.registry import SCHEDULED_FLOWS
 from derms_bridge.lookup_edits import (
     Row,
     StaleEdit,
@@ -36,9 +40,15 @@ from derms_bridge.lookup_edits import (
 )
 from derms_bridge.lookups import REQUIRED, LookupFileError
 from derms_bridge.schemas.ops import FileProgressView, InstanceDetail
+from derms_bridge.schemas.schedules import ScheduleView
 from derms_bridge.store.instances import InstanceFilter
 from derms_bridge.store.lookup_audit import recent_edits, record_edit
-from derms_bridge.store.overview import counts_by_flow, failing_now, failures_to_resubmit
+from derms_bridge.store.overview import (
+    counts_by_flow,
+    failing_now,
+    failures_to_resubmit,
+    scheduled_runs,
+)
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
@@ -60,6 +70,7 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
     since = datetime.now(UTC) - WINDOWS[window]
     counts = await counts_by_flow(state.hub.store, since)
     failures = await failing_now(state.hub.store, since)
+    runs = await scheduled_runs(state.hub.store, SCHEDULED_FLOWS, since)
     return render(
         request,
         "dashboard.html",
@@ -70,6 +81,9 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
             "counts": counts,
             "failures": failures,
             "by_key": BY_KEY,
+            "schedules": await state.hub.scheduler.overview(),
+            "runs": runs,
+            "redact": state.redact,
         },
     )
 
@@ -375,7 +389,77 @@ async def save(request: Request, name: str, state: StateDep, operator: OperatorD
     return await _lookup_page(request, state, name, saved=True)
 
 
+async def _schedule_of(state: ConsoleState, flow: str) -> ScheduleView | None:
+    return next((each for each in await state.hub.scheduler.overview() if each.flow == flow), None)
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+async def schedules(request: Request, state: StateDep, operator: OperatorDep) -> Response:
+    return render(
+        request,
+        "schedules.html",
+        {
+            "schedules": await state.hub.scheduler.overview(),
+            "by_key": BY_KEY,
+            "redact": state.redact,
+        },
+    )
+
+
+@router.get("/schedules/{flow}", response_class=HTMLResponse)
+async def schedule_row(
+    request: Request, flow: str, state: StateDep, operator: OperatorDep
+) -> Response:
+    """A schedule's row as it stands now: what a running row asks for until its run ends."""
+    if not is_htmx(request):
+        return RedirectResponse(ROOT + "/schedules", status_code=303)
+    found = await _schedule_of(state, flow)
+    if found is None:
+        return render(
+            request, "not_found.html", {"what": f"scheduled flow {flow}"}, status_code=404
+        )
+    return render(
+        request,
+        "_schedule_row.html",
+        {"schedule": found, "by_key": BY_KEY, "redact": state.redact},
+    )
+
+
+@router.post("/schedules/{flow}/run", response_class=HTMLResponse)
+async def run_schedule_now(
+    request: Request, flow: str, state: StateDep, operator: OperatorDep
+) -> Response:
+    """Start the flow now; the answer says which instance, and replaces the flow's row so that
+    it follows the run until it ends."""
+    try:
+        started = await state.hub.scheduler.run_now(flow, caller=operator)
+    except UnknownScheduledFlow as exc:
+        return render(request, "_run_started.html", {"refused": str(exc)}, status_code=404)
+    except AlreadyRunning as exc:
+        return render(
+            request,
+            "_run_started.html",
+            {
+                "running": exc.instance_id,
+                "schedule": await _schedule_of(state, exc.flow),
+                "by_key": BY_KEY,
+                "redact": state.redact,
+            },
+            status_code=409,
+        )
+    return render(
+        request,
+        "_run_started.html",
+        {
+            "started": started.instance_id,
+            "schedule": await _schedule_of(state, started.flow),
+            "by_key": BY_KEY,
+            "redact": state.redact,
+        },
+    )
+
+
 @router.get("/connections", response_class=HTMLResponse)
 async def connections(request: Request, state: StateDep, operator: OperatorDep) -> Response:
-    checks = await probe_all(endpoints_of(state.hub.settings))
-    return render(request, "connections.html", {"checks": checks})
+    checks = await probe_all(endpoints_of(state.hub.settings), state.hub.stores)
+    return render(request, "connections.html", {"checks": checks, "redact": state.redact})

@@ -2,6 +2,8 @@
 
 A connect says the system is reachable without logging in to it, so the check needs
 no credential and leaves nothing in the other system's logs but a closed connection.
+CPMCS's file stores are the exception: their adapters log in (`FileStorage.check`),
+since a store that accepts connections but refuses the hub's login is not usable.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from derms_bridge.flows.ports import FileStorage, FileStores
 from derms_bridge.settings import Connection, Settings
 
 
@@ -28,7 +31,10 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Reachability:
-    endpoint: Endpoint
+    name: str
+    kind: str
+    #: Where the system is, with no credential in it.
+    address: str
     reachable: bool
     detail: str
     elapsed_ms: float
@@ -65,9 +71,8 @@ def _connection_endpoints(name: str, connection: Connection) -> list[Endpoint]:
     return found
 
 
-def endpoints_of(settings: Settings, extra: Sequence[Endpoint] = ()) -> list[Endpoint]:
-    """CPMCS, each DERMS connection and the SMTP server; `extra` takes the file stores'
-    endpoints (FTP, SFTP, object storage) from whoever builds them."""
+def endpoints_of(settings: Settings) -> list[Endpoint]:
+    """CPMCS, each DERMS connection and the SMTP server (the file stores: `check_store`)."""
     found = _connection_endpoints("CPMCS", settings.connections.cpmcs)
     for name, connection in settings.connections.derms.items():
         found.extend(_connection_endpoints(f"DERMS {name}", connection))
@@ -81,7 +86,6 @@ def endpoints_of(settings: Settings, extra: Sequence[Endpoint] = ()) -> list[End
             port=smtp.port,
         )
     )
-    found.extend(extra)
     return found
 
 
@@ -101,12 +105,51 @@ async def probe(endpoint: Endpoint, seconds: float) -> Reachability:
 
 def _result(endpoint: Endpoint, reachable: bool, detail: str, started: float) -> Reachability:
     return Reachability(
-        endpoint=endpoint,
+        name=endpoint.name,
+        kind=endpoint.kind,
+        address=endpoint.address,
         reachable=reachable,
         detail=detail,
-        elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        elapsed_ms=_elapsed_ms(started),
     )
 
 
-async def probe_all(endpoints: Sequence[Endpoint], seconds: float = 2.0) -> list[Reachability]:
-    return list(await asyncio.gather(*(probe(endpoint, seconds) for endpoint in endpoints)))
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+async def check_store(name: str, store: FileStorage, seconds: float) -> Reachability:
+    """The store reached and logged in to within `seconds`; one that hangs is cut off."""
+    started = time.perf_counter()
+    reachable, detail = True, "logged in"
+    try:
+        async with asyncio.timeout(seconds):
+            await store.check()
+    except TimeoutError:
+        reachable, detail = False, f"no answer within {seconds:g} s"
+    except Exception as exc:
+        # The adapters' errors begin with the store's description, shown beside it already.
+        reachable = False
+        detail = str(exc).removeprefix(f"{store.description}: ") or type(exc).__name__
+    return Reachability(
+        name=name,
+        kind="file store",
+        address=store.description,
+        reachable=reachable,
+        detail=detail,
+        elapsed_ms=_elapsed_ms(started),
+    )
+
+
+async def probe_all(
+    endpoints: Sequence[Endpoint],
+    stores: FileStores | None = None,
+    seconds: float = 2.0,
+    store_seconds: float = 3.0,
+) -> list[Reachability]:
+    """Every endpoint and store at once, so that the slowest one sets the time it takes."""
+    checks = [probe(endpoint, seconds) for endpoint in endpoints]
+    if stores is not None:
+        checks.append(check_store("CPMCS FTP server", stores.ftp, store_seconds))
+        checks.append(check_store("CPMCS object storage", stores.object_storage, store_seconds))
+    return list(await asyncio.gather(*checks))

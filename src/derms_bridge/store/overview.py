@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
 
 from derms_bridge.store.instances import InstanceFilter, InstanceStore, _aware, _utc, matching
-from derms_bridge.store.tables import InstanceRow
+from derms_bridge.store.tables import BusinessKeyRow, InstanceRow
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,37 @@ async def failures_to_resubmit(
             )
         ).all()
     return list(ids), total or 0
+
+
+@dataclass(frozen=True)
+class ScheduledRuns:
+    """A scheduled flow's runs received in a window, by what started them."""
+
+    by_schedule: int = 0
+    run_now: int = 0
+
+
+async def scheduled_runs(
+    store: InstanceStore, flows: Collection[str], since: datetime
+) -> dict[str, ScheduledRuns]:
+    """Per flow of `flows`, its runs since `since`: a schedule's run carries its tick as a
+    business identifier (scheduleTick), one an operator started does not."""
+    by_tick = (
+        select(BusinessKeyRow.instance_id)
+        .where(BusinessKeyRow.kind == "scheduleTick")
+        .scalar_subquery()
+    )
+    query = (
+        select(InstanceRow.flow, InstanceRow.id.in_(by_tick).label("ticked"), func.count())
+        .where(InstanceRow.flow.in_(list(flows)))
+        .where(InstanceRow.received_at >= _utc(since))
+        .group_by(InstanceRow.flow, "ticked")
+    )
+    counted: dict[str, dict[bool, int]] = {}
+    async with store.engine.connect() as connection:
+        for flow, ticked, count in await connection.execute(query):
+            counted.setdefault(flow, {})[bool(ticked)] = count
+    return {
+        flow: ScheduledRuns(by_schedule=runs.get(True, 0), run_now=runs.get(False, 0))
+        for flow, runs in counted.items()
+    }
