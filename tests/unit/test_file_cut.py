@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from derms_bridge.engine.files import _cut, _Lines, _Scan, segment_body
+from derms_bridge.engine.files import _cut, _Scan, _Upload, segment_body
 from derms_bridge.flows.event_device_reservation import FLOW, to_reserve_device
 from derms_bridge.flows.ports import segment_json
 from derms_bridge.lookups import Lookups
@@ -41,10 +41,10 @@ def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Sc
     flow = (
         FLOW
         if plain
-        else dataclasses.replace(FLOW, plain_rows_fit=None, plain_segment_request=None)
+        else dataclasses.replace(FLOW, plain_row_pattern=None, plain_segment_request=None)
     )
-    lines = _Lines(io.BytesIO(content))
-    assert lines.take(1)[0].rstrip(b"\r") == HEADER
+    lines = _Upload(io.BytesIO(content))
+    assert (lines.line() or b"").rstrip(b"\r") == HEADER
     scan = _Scan()
     emitted: list[tuple[str, int, int]] = []
     _cut(
