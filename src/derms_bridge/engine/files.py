@@ -630,7 +630,7 @@ class FileWorker:
                 if (
                     asked > 0
                     or released
-                    or len(results) > parallelism // 2
+                    or len(results) >= parallelism
                     or (results and (not in_flight or failed))
                 ):
                     store_round = asyncio.create_task(
