@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,13 @@ class HubProcess:
                 return int(line.split()[1]) / 1024  # kB
         raise RuntimeError(f"/proc/{self.pid}/status has no {field}")
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the process has used so far, its threads' included."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        # utime and stime, the 14th and 15th fields of the line (the 12th and 13th after
+        # the command's closing parenthesis), in clock ticks.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset_peak(self) -> bool:
         """VmHWM back to the present resident set (Linux 4.0+); False when not allowed."""
         try:
@@ -279,6 +287,9 @@ class HubRun:
     peak_mb: float
     peak_reset: bool
     duplicates: int
+    #: The hub's CPU time until its answer to the POST, and from then until the ack.
+    intake_cpu_seconds: float
+    sending_cpu_seconds: float
 
     @property
     def rows_per_second(self) -> float:
@@ -403,15 +414,18 @@ async def hub_run(
         ready_peak_mb = hub.memory_mb("VmHWM")
         rest_mb = hub.memory_mb("VmRSS")
         peak_reset = hub.reset_peak()
+        cpu_before = hub.cpu_seconds()
         started = time.perf_counter()
         answer = await post_file(client, hub.url, reservation(message_id), csv_file)
         intake_seconds = time.perf_counter() - started
+        cpu_answered = hub.cpu_seconds()
         if answer.status_code != 202 or answer.json().get("resumed") is not False:
             raise BenchmarkFailure(
                 f"the hub answered the file HTTP {answer.status_code}: {answer.text[:300]}"
             )
         acks = await wait_for_ack(client, derms_url, hub)
         seconds = time.perf_counter() - started
+        cpu_acked = hub.cpu_seconds()
         check_ack(acks, message_id)
         summary = await reservations_summary(client, cpmcs_url)
         check_devices(summary, rows, "hub")
@@ -430,6 +444,8 @@ async def hub_run(
         peak_mb=hub.memory_mb("VmHWM"),
         peak_reset=peak_reset,
         duplicates=int(summary["duplicates"]),
+        intake_cpu_seconds=cpu_answered - cpu_before,
+        sending_cpu_seconds=cpu_acked - cpu_answered,
     )
 
 
@@ -451,7 +467,14 @@ def segment_bodies(csv_file: Path, message_id: str) -> list[bytes]:
     return bodies
 
 
-async def plain_run(cpmcs_url: str, bodies: list[bytes], parallelism: int) -> float:
+@dataclass(frozen=True)
+class PlainRun:
+    seconds: float
+    #: This process's CPU time meanwhile: the plain client's.
+    cpu_seconds: float
+
+
+async def plain_run(cpmcs_url: str, bodies: list[bytes], parallelism: int) -> PlainRun:
     """Seconds from the first send to the last answer, `parallelism` in flight."""
     limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
     async with httpx.AsyncClient(
@@ -474,10 +497,12 @@ async def plain_run(cpmcs_url: str, bodies: list[bytes], parallelism: int) -> fl
                         f"{answer.text[:300]}"
                     )
 
+        cpu_before = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(parallelism)))
         seconds = time.perf_counter() - started
-    return seconds
+        cpu_seconds = time.process_time() - cpu_before
+    return PlainRun(seconds, cpu_seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,12 +517,12 @@ class Result:
     file_mb: float
     small: HubRun
     large: HubRun
-    plain_seconds: float
+    plain: PlainRun
     database_url: str | None
 
     @property
     def plain_rows_per_second(self) -> float:
-        return self.rows / self.plain_seconds
+        return self.rows / self.plain.seconds
 
     @property
     def ratio(self) -> float:
@@ -548,7 +573,7 @@ def run(rows: int, small_rows: int, parallelism: int, database_url: str | None) 
             )
         )
         bodies = segment_bodies(large_file, "RSV-BENCH-PLAIN")
-        plain_seconds = asyncio.run(plain_run(cpmcs_url, bodies, parallelism))
+        plain = asyncio.run(plain_run(cpmcs_url, bodies, parallelism))
         del bodies
         with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
             summary = client.get(cpmcs_url + "/_sim/state/reservations/summary").json()
@@ -561,7 +586,7 @@ def run(rows: int, small_rows: int, parallelism: int, database_url: str | None) 
         file_mb=file_mb,
         small=small,
         large=large,
-        plain_seconds=plain_seconds,
+        plain=plain,
         database_url=database_url,
     )
 
@@ -608,7 +633,12 @@ def report(result: Result) -> str:
         ),
         (
             "plain httpx client",
-            f"{result.plain_rows_per_second:,.0f} rows/s ({result.plain_seconds:.2f} s)",
+            f"{result.plain_rows_per_second:,.0f} rows/s ({result.plain.seconds:.2f} s)",
+        ),
+        (
+            "CPU while sending",
+            f"hub {large.sending_cpu_seconds:.2f} s (and {large.intake_cpu_seconds:.2f} s "
+            f"before its answer), plain client {result.plain.cpu_seconds:.2f} s",
         ),
         ("ratio (hub/plain)", f"{result.ratio:.3f}"),
         (

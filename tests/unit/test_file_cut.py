@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from derms_bridge.engine.files import _cut, _Lines, _Scan, segment_body
+from derms_bridge.engine.files import _cut, _Scan, _Upload, segment_body
 from derms_bridge.flows.event_device_reservation import FLOW, to_reserve_device
 from derms_bridge.flows.ports import segment_json
 from derms_bridge.lookups import Lookups
@@ -41,10 +41,10 @@ def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Sc
     flow = (
         FLOW
         if plain
-        else dataclasses.replace(FLOW, plain_rows_fit=None, plain_segment_request=None)
+        else dataclasses.replace(FLOW, plain_row_pattern=None, plain_segment_request=None)
     )
-    lines = _Lines(io.BytesIO(content))
-    assert lines.take(1)[0].rstrip(b"\r") == HEADER
+    lines = _Upload(io.BytesIO(content))
+    assert (lines.line() or b"").rstrip(b"\r") == HEADER
     scan = _Scan()
     emitted: list[tuple[str, int, int]] = []
     _cut(
@@ -65,7 +65,8 @@ def file_of(rows: list[bytes], *, newline: bytes = b"\n", bom: bool = False) -> 
     return b"\xef\xbb\xbf" + text if bom else text
 
 
-PLAIN_ROWS = [row(n) for n in range(1, 9)]
+PLAIN_ROWS_RANGE = range(1, 9)
+PLAIN_ROWS = [row(n) for n in PLAIN_ROWS_RANGE]
 
 FILES: dict[str, bytes] = {
     "plain": file_of(PLAIN_ROWS),
@@ -83,6 +84,16 @@ FILES: dict[str, bytes] = {
     "not UTC": file_of([*PLAIN_ROWS[:3], row(4, starts="2026-12-01T14:00:00+01:00")]),
     "not a date": file_of([*PLAIN_ROWS[:3], row(4, starts="2026-13-01T14:00:00Z")]),
     "a missing field": file_of([*PLAIN_ROWS[:5], b"6,NIC-6,ECOBEE,2026-12-01T14:00:00Z"]),
+    "two reservation windows": file_of(
+        [
+            row(n, starts="2026-12-01T15:00:00Z" if n % 2 else "2026-12-01T14:00:00Z")
+            for n in PLAIN_ROWS_RANGE
+        ]
+    ),
+    # More distinct date-times than the plain way learns: the csv module reads the rest.
+    "a date-time a row": file_of(
+        [row(n, starts=f"2026-12-01T14:{n:02d}:00Z") for n in range(1, 71)]
+    ),
     "a missing and an extra field": file_of(
         [*PLAIN_ROWS[:5], b"6,NIC-6,ECOBEE,2026-12-01T14:00:00Z", b"7,a,b,c,d,e"]
     ),

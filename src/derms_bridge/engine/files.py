@@ -20,6 +20,7 @@ import csv
 import io
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -30,7 +31,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from itertools import repeat
 from typing import IO, Any
 
 import stamina
@@ -43,6 +43,7 @@ from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.runner import activity_of
 from derms_bridge.errors import FlowError, TechnicalFault
+from derms_bridge.flows.csv_rows import utc_problem
 from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow, segment_json
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
@@ -94,49 +95,65 @@ class _Scan:
     bad_rows: list[str] = field(default_factory=list)
 
 
-#: A segment's rows (as CSV, being compressed), the line its first row stood on and how
-#: many; None: the file's end.
-_Cut = tuple[Future[bytes], int, int] | None
+#: A segment's rows as CSV lines, the line its first row stood on, and how many.
+_Rows = tuple[bytes, int, int]
+
+#: A batch of segments, their rows being compressed; None: the file's end.
+_Cut = Future[list[_Rows]] | None
+
+#: Segments handed from the intake's thread to the store at a time: a handoff wakes the
+#: event loop and a thread, which costs about as much as checking a segment does.
+_BATCH_SEGMENTS = 20
 
 #: How much of the upload is read at a time.
 _CHUNK_BYTES = 1 << 20
 
+#: How many distinct date-times the plain way learns before it leaves a file to the csv
+#: module: each one learned compiles the expression of a block again.
+_PLAIN_TIMES = 64
 
-class _Lines:
-    """The upload's lines as bytes, without their line feeds, read a chunk at a time."""
+
+class _Upload:
+    """The upload, read a chunk at a time: what has been read and not yet taken is
+    `data[pos:]`. The file's last line gets the line feed it may lack."""
 
     def __init__(self, upload: IO[bytes]) -> None:
         self._upload = upload
-        self._pending: list[bytes] = []
-        self._partial = b""
-        self._ended = False
+        self.data = b""
+        self.pos = 0
+        self.ended = False
         self._first = True
 
-    def take(self, count: int) -> list[bytes]:
-        """The next `count` lines; fewer at the file's end."""
-        while len(self._pending) < count and not self._ended:
-            chunk = self._upload.read(_CHUNK_BYTES)
-            if self._first:
-                chunk = chunk.removeprefix(codecs.BOM_UTF8)
-                self._first = False
-            if chunk:
-                lines = (self._partial + chunk).split(b"\n")
-                self._partial = lines.pop()
-                self._pending += lines
-            else:
-                self._ended = True
-                if self._partial:
-                    self._pending.append(self._partial)
-        taken = self._pending[:count]
-        del self._pending[:count]
-        return taken
+    def more(self) -> bool:
+        """Read another chunk; False at the file's end."""
+        if self.ended:
+            return False
+        chunk = self._upload.read(_CHUNK_BYTES)
+        if self._first:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)
+            self._first = False
+        if not chunk:
+            self.ended = True
+            if self.pos == len(self.data) or self.data.endswith(b"\n"):
+                return False
+            chunk = b"\n"
+        self.data = self.data[self.pos :] + chunk
+        self.pos = 0
+        return True
 
-    def rest(self, taken: list[bytes]) -> IO[bytes]:
-        """The file again from the lines `taken` on, for the csv module to read."""
-        head = b"".join(line + b"\n" for line in taken + self._pending)
-        if not self._ended:
-            head += self._partial
-        self._pending = []
+    def line(self) -> bytes | None:
+        """The next line without its line feed; None at the file's end."""
+        while (end := self.data.find(b"\n", self.pos)) < 0:
+            if not self.more():
+                return None
+        line = self.data[self.pos : end]
+        self.pos = end + 1
+        return line
+
+    def rest(self) -> IO[bytes]:
+        """The file from `pos` on, for the csv module to read."""
+        head = self.data[self.pos :]
+        self.data, self.pos = b"", 0
         return io.BufferedReader(_Joined(head, self._upload))
 
 
@@ -161,35 +178,24 @@ class _Joined(io.RawIOBase):
         return len(data)
 
 
-#: The bytes a plain row may hold: printable ASCII but the quote and the backslash, which
-#: the csv module or JSON would read otherwise (the comma among them: it also joins rows).
-_PLAIN_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")})
+#: The bytes of plain rows kept as lines: printable ASCII but the quote and the backslash
+#: (the comma among them, as it joins fields), and the line feed.
+_PLAIN_LINE_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}) + b"\n"
 
 
-def _plain_fields(lines: list[bytes], width: int) -> list[str] | None:
-    """The fields of `lines` laid end to end when each is a row of `width` fields of
-    printable ASCII, without quotes or backslashes: what the csv module would read, and JSON
-    as it stands. None for anything else, which the csv module then reads."""
-    if max(map(len, lines)) > csv.field_size_limit():
-        return None
-    if list(map(bytes.count, lines, repeat(b","))).count(width - 1) != len(lines):
-        return None
-    fields = b",".join(lines)
-    if b"\r" in fields:
-        fields = b",".join(line.removesuffix(b"\r") for line in lines)
-    if fields.translate(None, _PLAIN_BYTES):
-        return None
-    return fields.decode("ascii").split(",")
+_LINE_FEED_TO_COMMA = bytes.maketrans(b"\n", b",")
 
 
-def _compressed(rows_csv: bytes) -> bytes:
+def _compressed(batch: list[_Rows]) -> list[_Rows]:
     # Level 1: a reservation segment's rows shrink about 14 times, at a fraction of the
     # cost of writing them uncompressed.
-    return zlib.compress(rows_csv, 1)
+    return [
+        (zlib.compress(rows_csv, 1), first_line, count) for rows_csv, first_line, count in batch
+    ]
 
 
 def _cut(
-    lines: _Lines,
+    upload: _Upload,
     flow: FileFlow[Any],
     lookups: Lookups,
     size: int,
@@ -197,21 +203,76 @@ def _cut(
     emit: Callable[[bytes, int, int], None],
 ) -> None:
     """Runs in a thread: check every row, and emit segments of `size` rows, as CSV lines.
-    Blocks of plain rows are checked a column at a time, and kept as they came; from the
-    first block that is not, the csv module reads the rest of the file and each row is
+    Blocks of plain rows are checked by the flow's expression, and kept as they came; from
+    the first block that is not, the csv module reads the rest of the file and each row is
     checked on its own."""
-    line = 1  # the header's
-    block: list[bytes] = []
-    if flow.plain_rows_fit is not None:
-        while block := lines.take(size):
-            fields = _plain_fields(block, len(flow.header))
-            if fields is None or not flow.plain_rows_fit(fields):
-                break
-            emit(b"\n".join(block), line + 1, len(block))
-            scan.rows += len(block)
-            line += len(block)
-    if block or flow.plain_rows_fit is None:
-        _cut_rows(lines.rest(block), line, flow, lookups, size, scan, emit)
+    row_pattern = flow.plain_row_pattern
+    if row_pattern is None or not _cut_plain(upload, row_pattern, flow, lookups, size, scan, emit):
+        _cut_rows(upload.rest(), 1 + scan.rows, flow, lookups, size, scan, emit)
+
+
+def _cut_plain(
+    upload: _Upload,
+    row_pattern: Callable[[bytes, Lookups], bytes],
+    flow: FileFlow[Any],
+    lookups: Lookups,
+    size: int,
+    scan: _Scan,
+    emit: Callable[[bytes, int, int], None],
+) -> bool:
+    """The plain way, a block of `size` rows matched at a time; False at the first block it
+    cannot take whole, which the csv module then reads from its first line."""
+    times: list[bytes] = []
+
+    def blocks() -> re.Pattern[bytes]:
+        known = b"|".join(map(re.escape, times)) if times else b"(?!)"
+        row = row_pattern(b"(?:" + known + b")", lookups)
+        return re.compile(rb"(?:%s\r?\n){1,%d}" % (row, size))
+
+    pattern = blocks()
+    while True:
+        data, pos = upload.data, upload.pos
+        match = pattern.match(data, pos)
+        end = pos if match is None else match.end()
+        rows = data.count(b"\n", pos, end)
+        if rows < size:
+            if end == len(data):
+                # The block runs to the end of what has been read: read on, if there is more.
+                if upload.more():
+                    continue
+                if not rows:
+                    return True
+            elif data.find(b"\n", end) < 0:
+                upload.more()
+                continue
+            elif len(times) < _PLAIN_TIMES and _learned(
+                data[end : data.find(b"\n", end)], flow, times
+            ):
+                pattern = blocks()
+                continue
+            else:
+                return False
+        # A carriage return can only stand before a line feed here: the expression's
+        # fields take none.
+        emit(data[pos : end - 1].translate(None, b"\r"), 2 + scan.rows, rows)
+        scan.rows += rows
+        upload.pos = end
+
+
+def _learned(line: bytes, flow: FileFlow[Any], times: list[bytes]) -> bool:
+    """Whether the row holds UTC date-times of plain text not seen yet: added to `times`."""
+    fields = line.removesuffix(b"\r").split(b",")
+    if len(fields) != len(flow.header):
+        return False
+    found = False
+    for column in flow.plain_time_columns:
+        value = fields[column]
+        if value in times or value.translate(None, _PLAIN_LINE_BYTES):
+            continue
+        if utc_problem(flow.header[column], value.decode("ascii")) is None:
+            times.append(value)
+            found = True
+    return found
 
 
 def _cut_rows(
@@ -267,12 +328,11 @@ def _cut_rows(
 
 
 def segment_body(flow: FileFlow[Any], message: BaseModel, rows_csv: bytes, lookups: Lookups) -> str:
-    """A segment's body, from its rows as the intake kept them (checked already)."""
-    lines = rows_csv.split(b"\n")
-    fields = (
-        _plain_fields(lines, len(flow.header)) if flow.plain_segment_request is not None else None
-    )
-    if flow.plain_segment_request is not None and fields is not None:
+    """A segment's body, from its rows as the intake kept them (checked already). Rows of
+    plain text are their fields as they stand, whichever way the intake read them: the csv
+    module writes a field as it came unless it needs quotes."""
+    if flow.plain_segment_request is not None and not rows_csv.translate(None, _PLAIN_LINE_BYTES):
+        fields = rows_csv.translate(_LINE_FEED_TO_COMMA).decode("ascii").split(",")
         return flow.plain_segment_request(message, fields, lookups)
     rows = list(csv.reader(io.StringIO(rows_csv.decode(), newline="")))
     return segment_json(flow.segment_request(message, rows, lookups))
@@ -309,9 +369,10 @@ class FileIntake:
                     for error in exc.errors()
                 ]
             ) from None
-        lines = _Lines(upload)
+        lines = _Upload(upload)
         try:
-            header = next(csv.reader([line.decode() for line in lines.take(1)]), None)
+            first = lines.line()
+            header = None if first is None else next(csv.reader([first.decode()]), None)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
         if header is None or tuple(h.strip() for h in header) != flow.header:
@@ -353,21 +414,27 @@ class FileIntake:
         scan = _Scan()
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Cut] = asyncio.Queue()
-        # At most a few segments between the thread and the store: constant memory.
-        room = threading.BoundedSemaphore(4)
-        # Compressing in a thread of its own overlaps it with checking the next segment.
+        # At most a few batches between the thread and the store: constant memory.
+        room = threading.BoundedSemaphore(3)
+        # Compressing in a thread of its own overlaps it with checking the next batch.
         compressing = ThreadPoolExecutor(1, thread_name_prefix="segment-zlib")
+        batch: list[_Rows] = []
 
         def put(item: _Cut) -> None:
             room.acquire()
             loop.call_soon_threadsafe(handoff.put_nowait, item)
 
         def emit(rows_csv: bytes, first_line: int, row_count: int) -> None:
-            put((compressing.submit(_compressed, rows_csv), first_line, row_count))
+            batch.append((rows_csv, first_line, row_count))
+            if len(batch) == _BATCH_SEGMENTS:
+                put(compressing.submit(_compressed, batch.copy()))
+                batch.clear()
 
         def cut() -> None:
             try:
                 _cut(lines, flow, self._lookups(), self._size, scan, emit)
+                if batch:
+                    put(compressing.submit(_compressed, batch))
             finally:
                 put(None)
 
@@ -380,14 +447,11 @@ class FileIntake:
                     break
                 if scan.bad_rows:
                     continue
-                rows_zlib, first_line, row_count = item
-                seq += 1
-                yield NewSegment(
-                    seq=seq,
-                    first_line=first_line,
-                    row_count=row_count,
-                    rows_zlib=await asyncio.wrap_future(rows_zlib),
-                )
+                for rows_zlib, first_line, row_count in await asyncio.wrap_future(item):
+                    seq += 1
+                    yield NewSegment(
+                        seq=seq, first_line=first_line, row_count=row_count, rows_zlib=rows_zlib
+                    )
             if scan.bad_rows or not scan.rows:
                 raise _NothingToSend
 
@@ -566,7 +630,7 @@ class FileWorker:
                 if (
                     asked > 0
                     or released
-                    or len(results) > parallelism // 2
+                    or len(results) >= parallelism
                     or (results and (not in_flight or failed))
                 ):
                     store_round = asyncio.create_task(

@@ -10,13 +10,14 @@ step sends.
 
 from __future__ import annotations
 
+import csv
 import functools
 from itertools import repeat
 from typing import Literal
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
-from derms_bridge.flows.ports import CsvRow, FileFlow, segment_json
+from derms_bridge.flows.ports import CsvRow, FileFlow, plain_field, segment_json
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_reservation import (
@@ -86,17 +87,17 @@ def _device_list_json(count: int) -> str:
     return ",".join(repeat(_DEVICE_JSON, count))
 
 
-def plain_rows_fit(fields: list[str]) -> bool:
-    """row_problem's checks, a column at a time, over rows of plain text."""
-    width = len(HEADER)
-    nic_ids, head_ends = fields[1::width], fields[2::width]
-    return (
-        all(nic_ids)
-        and max(map(len, nic_ids)) <= NIC_ID_LIMIT
-        and all(head_ends)
-        and max(map(len, head_ends)) <= HEAD_END_SYSTEM_LIMIT
-        and not any(utc_problem("reservationStartDateTime", t) for t in set(fields[3::width]))
-        and not any(utc_problem("reservationEndDateTime", t) for t in set(fields[4::width]))
+def plain_row_pattern(times: bytes, _lookups: Lookups) -> bytes:
+    """row_problem's checks as the expression of one row of plain text: `times` are the
+    date-times already found to be UTC."""
+    return b",".join(
+        (
+            plain_field(0, csv.field_size_limit()),
+            plain_field(1, NIC_ID_LIMIT),
+            plain_field(1, HEAD_END_SYSTEM_LIMIT),
+            times,
+            times,
+        )
     )
 
 
@@ -128,6 +129,7 @@ FLOW = FileFlow(
     ack_operation="deviceReservationAck",
     acknowledgement=acknowledgement,
     route="/device-reservation-to-dacs",
-    plain_rows_fit=plain_rows_fit,
+    plain_row_pattern=plain_row_pattern,
+    plain_time_columns=(3, 4),
     plain_segment_request=plain_reserve_device,
 )

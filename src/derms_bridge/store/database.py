@@ -8,8 +8,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
@@ -44,6 +45,18 @@ def open_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(parsed, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def sqlite_side_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file as `engine`, for work done in a thread
+    in one call; None for PostgreSQL or a database in memory. It keeps no connection open
+    between uses, so it needs no disposing."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    side = create_engine(url.set(drivername="sqlite"), poolclass=NullPool)
+    event.listen(side, "connect", _sqlite_pragmas)
+    return side
 
 
 def migrate(url: str) -> None:

@@ -8,16 +8,20 @@ machines pass each other by instead of waiting.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, exists, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, case, exists, func, insert, or_, select, update
 
+from derms_bridge.store.database import sqlite_side_engine
 from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class FileStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
+        self._rounds_engine = sqlite_side_engine(instances.engine)
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
 
@@ -230,31 +235,54 @@ class FileStore:
         (`released`), and claim up to `limit` more, in one transaction: on SQLite every
         write of a process queues behind one lock, so a worker's round of results and
         claims is one write instead of one per segment. True when an acknowledgement fell
-        due."""
-        async with self._instances.writing() as connection:
-            if released:
-                await connection.execute(
-                    update(SegmentRow)
-                    .where(SegmentRow.id.in_(released), SegmentRow.owner == owner)
-                    .values(status="pending", owner=None, lease_until=None)
-                )
-            await _record_results(connection, owner, results)
-            claimed = await self._claim(connection, owner, lease, limit) if limit > 0 else []
-            # A run this round has just claimed a segment of is not over: no need to look.
-            finishing = {result.segment.instance_id for result in results} - {
-                segment.instance_id for segment in claimed
-            }
-            due = bool(finishing) and bool(
-                (
-                    await connection.execute(
-                        _finish_runs(FileJobRow.instance_id.in_(sorted(finishing)))
-                    )
-                ).all()
+        due.
+
+        On SQLite the round runs in a thread, by a connection of its own, in one call: by
+        aiosqlite each statement would take the event loop three or four trips to its
+        thread and back, and those trips cost more CPU than the statements."""
+        round_ = functools.partial(
+            self._round, owner=owner, lease=lease, results=results, limit=limit, released=released
+        )
+        if self._rounds_engine is None:
+            async with self._instances.writing() as connection:
+                return await connection.run_sync(round_)
+        async with self._instances.writer_turn():
+            return await asyncio.to_thread(self._in_transaction, round_)
+
+    def _in_transaction(self, work: Callable[[Connection], _T]) -> _T:
+        assert self._rounds_engine is not None
+        with self._rounds_engine.begin() as connection:
+            return work(connection)
+
+    def _round(
+        self,
+        connection: Connection,
+        *,
+        owner: str,
+        lease: timedelta,
+        results: Sequence[SegmentResult],
+        limit: int,
+        released: Sequence[int],
+    ) -> tuple[bool, list[ClaimedSegment]]:
+        if released:
+            connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.id.in_(released), SegmentRow.owner == owner)
+                .values(status="pending", owner=None, lease_until=None)
             )
+        _record_results(connection, owner, results)
+        claimed = self._claim(connection, owner, lease, limit) if limit > 0 else []
+        # A run this round has just claimed a segment of is not over: no need to look.
+        finishing = {result.segment.instance_id for result in results} - {
+            segment.instance_id for segment in claimed
+        }
+        due = bool(finishing) and bool(
+            connection.execute(_finish_runs(FileJobRow.instance_id.in_(sorted(finishing)))).all()
+        )
         return due, claimed
 
-    async def _claim(
-        self, connection: AsyncConnection, owner: str, lease: timedelta, limit: int
+    def _claim(
+        self, connection: Connection, owner: str, lease: timedelta, limit: int
     ) -> list[ClaimedSegment]:
         now = utcnow()
         free = or_(
@@ -272,32 +300,30 @@ class FileStore:
             candidates = candidates.with_for_update(of=SegmentRow, skip_locked=True)
         # Selected first, not as a subquery of the update: PostgreSQL can run a subquery
         # under IN once per row, and then its LIMIT limits nothing.
-        ids = list(await connection.scalars(candidates))
+        ids = list(connection.scalars(candidates))
         if not ids:
             return []
-        taken = (
-            await connection.execute(
-                update(SegmentRow)
-                .where(SegmentRow.id.in_(ids), free)
-                .values(
-                    status="sending",
-                    owner=owner,
-                    lease_until=now + lease,
-                    attempts=SegmentRow.attempts + 1,
-                )
-                .returning(
-                    SegmentRow.id,
-                    SegmentRow.instance_id,
-                    SegmentRow.seq,
-                    SegmentRow.first_line,
-                    SegmentRow.row_count,
-                    SegmentRow.rows_zlib,
-                )
+        taken = connection.execute(
+            update(SegmentRow)
+            .where(SegmentRow.id.in_(ids), free)
+            .values(
+                status="sending",
+                owner=owner,
+                lease_until=now + lease,
+                attempts=SegmentRow.attempts + 1,
+            )
+            .returning(
+                SegmentRow.id,
+                SegmentRow.instance_id,
+                SegmentRow.seq,
+                SegmentRow.first_line,
+                SegmentRow.row_count,
+                SegmentRow.rows_zlib,
             )
         ).all()
         unknown = {row.instance_id for row in taken} - self._jobs.keys()
         if unknown:
-            jobs = await connection.execute(
+            jobs = connection.execute(
                 select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
                     FileJobRow.instance_id.in_(unknown)
                 )
@@ -367,11 +393,11 @@ class FileStore:
                     finished_at=now,
                 )
             )
-            await add_activities(connection, job.instance_id, activities)
+            await connection.run_sync(add_activities, job.instance_id, activities)
 
     async def add_activities(self, instance_id: str, activities: Sequence[NewActivity]) -> None:
         async with self._instances.writing() as connection:
-            await add_activities(connection, instance_id, activities)
+            await connection.run_sync(add_activities, instance_id, activities)
 
     async def resume(self, instance_id: str) -> bool:
         """A failed run's file runs again: its segments not accepted go, once more, then one
@@ -476,13 +502,11 @@ class FileStore:
         )
 
 
-async def _record_results(
-    connection: AsyncConnection, owner: str, results: Sequence[SegmentResult]
-) -> None:
+def _record_results(connection: Connection, owner: str, results: Sequence[SegmentResult]) -> None:
     """The segments' results; a failure stops its job's other segments from going."""
     accepted = [result.segment.id for result in results if result.error is None]
     if accepted:
-        await connection.execute(
+        connection.execute(
             update(SegmentRow)
             .where(SegmentRow.id.in_(accepted), SegmentRow.owner == owner)
             .values(status="accepted", error=None, lease_until=None)
@@ -491,12 +515,12 @@ async def _record_results(
     for result in results:
         segment = result.segment
         if result.error is not None:
-            await connection.execute(
+            connection.execute(
                 update(SegmentRow)
                 .where(SegmentRow.id == segment.id, SegmentRow.owner == owner)
                 .values(status="failed", error=result.error, lease_until=None)
             )
-            await connection.execute(
+            connection.execute(
                 update(FileJobRow)
                 .where(
                     FileJobRow.instance_id == segment.instance_id,
@@ -508,7 +532,7 @@ async def _record_results(
             )
         activities.setdefault(segment.instance_id, []).extend(result.activities)
     for instance_id, entries in activities.items():
-        await add_activities(connection, instance_id, entries)
+        add_activities(connection, instance_id, entries)
 
 
 def _finish_runs(which: Any) -> Any:
@@ -549,18 +573,18 @@ def _finish_runs(which: Any) -> Any:
     )
 
 
-async def add_activities(
-    connection: AsyncConnection, instance_id: str, activities: Sequence[NewActivity]
+def add_activities(
+    connection: Connection, instance_id: str, activities: Sequence[NewActivity]
 ) -> None:
     """Activities written as a file run goes, numbered after those already kept."""
     if not activities:
         return
-    last = await connection.scalar(
+    last = connection.scalar(
         select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
             ActivityRow.instance_id == instance_id
         )
     )
-    await connection.execute(
+    connection.execute(
         insert(ActivityRow),
         [
             {"instance_id": instance_id, "seq": (last or 0) + n, **vars(activity)}

@@ -91,6 +91,16 @@ class InstanceStore:
         async with self._sqlite_writer, self.engine.begin() as connection:
             yield connection
 
+    @asynccontextmanager
+    async def writer_turn(self) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write by a connection of its own, one at a time
+        with `writing`'s; elsewhere nothing to wait for."""
+        if self._sqlite_writer is None:
+            yield
+            return
+        async with self._sqlite_writer:
+            yield
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
