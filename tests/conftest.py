@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ from derms_bridge.settings import (
     Timeouts,
 )
 from derms_bridge.store.database import migrate
+
+# The real FTP server and object store, for the store adapters' tests and the flows' alike.
+from tests.stores import ftp_root, ftp_server, oci_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOKUPS_DIR = ROOT / "config" / "lookups"
@@ -243,9 +247,18 @@ async def hub(
     settings = hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers)
     file_stores = tmp_path / "file-stores"
     built = build_hub(settings, default_lookups, local_file_stores(file_stores))
+    async with serving(built, file_stores) as under_test:
+        yield under_test
+
+
+@asynccontextmanager
+async def serving(built: Hub, file_stores: Path = Path("var/files")) -> AsyncIterator[HubUnderTest]:
+    """A built hub behind its API, for as long as the block runs; closed after."""
     app = create_app(built)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://hub.test", timeout=30
     ) as client:
-        yield HubUnderTest(hub=built, client=client, settings=settings, file_stores=file_stores)
+        yield HubUnderTest(
+            hub=built, client=client, settings=built.settings, file_stores=file_stores
+        )
     await built.aclose()

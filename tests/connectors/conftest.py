@@ -1,5 +1,6 @@
 """Real file stores on 127.0.0.1 for the store adapters: pyftpdlib (plain and explicit
-FTPS), an asyncssh SFTP server, the sandbox's OCI-speaking object store, moto's S3."""
+FTPS), an asyncssh SFTP server, the sandbox's OCI-speaking object store, moto's S3
+(the plain FTP server and the object store are in tests/stores.py, shared with the flows)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,7 @@ from pydantic import SecretStr
 from derms_bridge.connectors.files import open_storage
 from derms_bridge.flows.ports import FileStorage, Folder
 from derms_bridge.sandbox.ftp_server import FtpServer
-from derms_bridge.sandbox.object_store import (
-    ObjectStoreFiles,
-    create_object_store_app,
-    write_api_signing_key,
-)
-from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
+from derms_bridge.sandbox.servers import LOOPBACK, free_port
 from derms_bridge.settings import (
     FtpFileStore,
     LocalFileStore,
@@ -37,13 +33,15 @@ from derms_bridge.settings import (
     S3ObjectStore,
     SftpFileStore,
 )
-
-USER = "cpmcs"
-PASSWORD = "right-pw-7f3a"
-WRONG_PASSWORD = "wrong-pw-c41d"
-NAMESPACE = "cpmcs"
-TENANCY = "ocid1.tenancy.oc1..sandbox"
-OCI_USER = "ocid1.user.oc1..sandbox"
+from tests.stores import (
+    NAMESPACE,
+    OCI_USER,
+    PASSWORD,
+    TENANCY,
+    USER,
+    WRONG_PASSWORD,
+    OciServer,
+)
 
 
 @dataclass
@@ -63,11 +61,6 @@ class StoreUnderTest:
 
 
 @pytest.fixture(scope="session")
-def ftp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ftp")
-
-
-@pytest.fixture(scope="session")
 def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A CA file for the client and a certificate-and-key file for the server."""
     ca = trustme.CA()
@@ -76,12 +69,6 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ca.cert_pem.write_to_path(str(ca_file))
     ca.issue_cert(LOOPBACK).private_key_and_cert_chain_pem.write_to_path(str(server_file))
     return ca_file, server_file
-
-
-@pytest.fixture(scope="session")
-def ftp_server(ftp_root: Path) -> Iterator[FtpServer]:
-    with FtpServer(ftp_root, USER, PASSWORD) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")
@@ -132,26 +119,6 @@ async def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     yield SftpServer(port, root, host_key, client_key_file, known_hosts)
     listener.close()
     await listener.wait_closed()
-
-
-@dataclass
-class OciServer:
-    url: str
-    files: ObjectStoreFiles
-    key_file: Path
-    fingerprint: str
-
-
-@pytest.fixture(scope="session")
-def oci_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciServer]:
-    folder = tmp_path_factory.mktemp("oci")
-    key_file = folder / "api-key.pem"
-    fingerprint = write_api_signing_key(key_file)
-    root = folder / "objects"
-    root.mkdir()
-    app = create_object_store_app(root, key_id=f"{TENANCY}/{OCI_USER}/{fingerprint}")
-    with ServerThread(app, name="object store") as server:
-        yield OciServer(server.url, ObjectStoreFiles(root), key_file, fingerprint)
 
 
 @dataclass

@@ -17,13 +17,8 @@ from derms_bridge.connectors.files import open_storage
 from derms_bridge.errors import BadFileName, FileStorageError
 from derms_bridge.flows.ports import FileStorage, Folder
 from derms_bridge.settings import OciObjectStore, SettingsError, SftpFileStore, load_settings
-from tests.connectors.conftest import (
-    PASSWORD,
-    USER,
-    WRONG_PASSWORD,
-    SftpServer,
-    StoreUnderTest,
-)
+from tests.connectors.conftest import SftpServer, StoreUnderTest
+from tests.stores import PASSWORD, USER, WRONG_PASSWORD
 
 MB = 1024 * 1024
 NON_ASCII = "SDCSE Zürich ü.csv"

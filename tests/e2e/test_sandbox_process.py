@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -21,6 +23,8 @@ from derms_bridge.sandbox.servers import LOOPBACK, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "examples" / "enrollment-request.json"
+NETWORK_MODEL_MESSAGE = ROOT / "examples" / "network-model.json"
+NETWORK_MODEL_FILE = ROOT / "examples" / "network-model.csv"
 STARTUP_SECONDS = 30.0
 SHUTDOWN_SECONDS = 15.0
 
@@ -90,6 +94,8 @@ class Sandbox:
     port: int
     stdout: Output
     stderr: Output
+    #: The sandbox's var/: its FTP server's files, its object store's objects.
+    var: Path
 
     @property
     def url(self) -> str:
@@ -121,6 +127,7 @@ def wait_until_healthy(sandbox: Sandbox) -> None:
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     port = six_free_ports()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
+    # Run where its var/ (the FTP server's files, the object store's) is the test's own.
     process = subprocess.Popen(  # noqa: S603
         [
             str(console_script()),
@@ -129,8 +136,10 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
             str(port),
             "--database",
             f"sqlite:///{tmp_path / 'sbx.db'}",
+            "--lookups",
+            str(ROOT / "config" / "lookups"),
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -138,7 +147,9 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     )
     assert process.stdout is not None
     assert process.stderr is not None
-    started = Sandbox(process=process, port=port, stdout=Output(), stderr=Output())
+    started = Sandbox(
+        process=process, port=port, stdout=Output(), stderr=Output(), var=tmp_path / "var"
+    )
     readers = [started.stdout.follow(process.stdout), started.stderr.follow(process.stderr)]
     try:
         wait_until_healthy(started)
@@ -205,3 +216,89 @@ def test_the_sandbox_serves_the_example_and_stops_on_ctrl_c(sandbox: Sandbox) ->
     # Its simulators and SMTP sink went with it.
     for offset in range(6):
         assert not listens(sandbox.port + offset), offset
+
+
+def finished_instance(sandbox: Sandbox, instance_id: str) -> dict[str, Any]:
+    """The instance as an operator reads it once its run is over."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{sandbox.url}/ops/instances/{instance_id}", auth=OPERATOR, timeout=10)
+        if found.status_code == 200 and found.json()["status"] != "in_progress":
+            instance: dict[str, Any] = found.json()
+            return instance
+        time.sleep(0.1)
+    pytest.fail(f"instance {instance_id} still runs\n{sandbox.describe()}")
+
+
+def run_now(sandbox: Sandbox, flow: str) -> dict[str, Any]:
+    started = httpx.post(f"{sandbox.url}/ops/schedules/{flow}/run", auth=OPERATOR, timeout=30)
+    assert started.status_code == 202, started.text
+    return finished_instance(sandbox, started.json()["instanceId"])
+
+
+def device_scores_received(sandbox: Sandbox) -> dict[str, str]:
+    """File name -> sha256 of each device score file the DERMS simulator received."""
+    derms = f"http://{LOOPBACK}:{sandbox.port + 2}"
+    received = httpx.get(f"{derms}/_sim/state/received", timeout=10).json()
+    return {each["fileName"]: each["sha256"] for each in received.get("/device-score", [])}
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def test_the_sandbox_carries_the_file_flows_through_its_ftp_server_and_object_store(
+    sandbox: Sandbox,
+) -> None:
+    banner = sandbox.stdout.text
+    assert f"FTP server       ftp://{LOOPBACK}:{sandbox.port + 4}" in banner, banner
+    assert f"object store     http://{LOOPBACK}:{sandbox.port + 5}" in banner, banner
+    ftp_folder = sandbox.var / "sandbox-ftp" / "outbound" / "device-score"
+    bucket = sandbox.var / "sandbox-object-store" / "cpmcs" / "device-score"
+    waiting = digests(ftp_folder)
+    assert sorted(waiting) == [f"SDCSE_20261126_{n}.csv" for n in (1, 2, 3)]
+    assert digests(bucket) == waiting
+
+    # Flow 16: the FTP server's files, read through aioftp, to DERMS.
+    ftp_run = run_now(sandbox, "device_score_ftp")
+
+    assert ftp_run["status"] == "succeeded", ftp_run["error"]
+    assert ftp_run["reply"]["sent"] == sorted(waiting)
+    assert device_scores_received(sandbox) == waiting
+    assert sorted(path.name for path in ftp_folder.iterdir()) == [f"Sent-{n}" for n in waiting]
+    assert {a["target"] for a in ftp_run["activities"]} == {"ftp", "DERMS default"}
+
+    # Flow 17: the bucket's objects, through the oci SDK in the hub, to DERMS again.
+    httpx.delete(f"http://{LOOPBACK}:{sandbox.port + 2}/_sim/state", timeout=10)
+    os_run = run_now(sandbox, "device_score_os")
+
+    assert os_run["status"] == "succeeded", os_run["error"]
+    assert os_run["flow_identifier"] == "OUTL-BA-DRMS_DACS_SEND_DVCSCOREC"
+    assert device_scores_received(sandbox) == waiting
+    assert sorted(path.name for path in bucket.iterdir()) == [f"Sent-{n}" for n in waiting]
+    assert {a["target"] for a in os_run["activities"]} == {"object storage", "DERMS default"}
+
+    # Flow 15: the banner's curl line; the shipped preference "os" puts it in the bucket.
+    message = json.loads(NETWORK_MODEL_MESSAGE.read_text())
+    accepted = httpx.post(
+        f"{sandbox.url}/network-model-to-dacs",
+        data={"message": NETWORK_MODEL_MESSAGE.read_text()},
+        files={"file": (NETWORK_MODEL_FILE.name, NETWORK_MODEL_FILE.read_bytes(), "text/csv")},
+        auth=DERMS,
+        timeout=30,
+    )
+    assert accepted.status_code == 202, accepted.text
+    transfer = finished_instance(sandbox, accepted.json()["instanceId"])
+
+    assert transfer["status"] == "succeeded", transfer["error"]
+    landed = sandbox.var / "sandbox-object-store" / "cpmcs" / "sp-network-location"
+    assert (landed / message["fileName"]).read_bytes() == NETWORK_MODEL_FILE.read_bytes()
+
+    # Each run's process-complete email, as the sink prints it.
+    deadline = time.monotonic() + 10
+    while sandbox.stdout.text.count("mail to ") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    mails = [line for line in sandbox.stdout.text.splitlines() if line.startswith("mail to ")]
+    assert any("Device Score FTP Transfer complete: 3 sent, 0 not sent" in m for m in mails), mails
+    assert any("complete: 3 sent, 0 not sent" in m and "FTP" not in m for m in mails), mails
+    assert len(mails) == 3, mails

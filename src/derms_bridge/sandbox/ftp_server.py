@@ -9,7 +9,8 @@ from types import TracebackType
 from typing import Self
 
 from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_FTPHandler
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
 from derms_bridge.sandbox.servers import LOOPBACK
@@ -20,7 +21,8 @@ ALL_BUT_CHMOD = "elradfmwT"
 
 class FtpServer:
     """One user whose home is `root`; `tls_cert` (certificate and key in one PEM file)
-    turns on explicit FTPS and makes it required on both channels."""
+    turns on explicit FTPS and makes it required on both channels; `data_handler` replaces
+    pyftpdlib's data channel, e.g. with one that breaks off mid-file (tests)."""
 
     def __init__(
         self,
@@ -30,12 +32,14 @@ class FtpServer:
         *,
         port: int = 0,
         tls_cert: Path | None = None,
+        data_handler: type[DTPHandler] | None = None,
     ) -> None:
         self.root = root
         self.username = username
         self._password = password
         self._requested_port = port
         self._tls_cert = tls_cert
+        self._data_handler = data_handler
         self._server: ThreadedFTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -66,13 +70,25 @@ class FtpServer:
                 },
             )
         handler.authorizer = authorizer
+        if self._data_handler is not None:
+            handler.dtp_handler = self._data_handler
+            # sendfile() would hand the file to the kernel, past the data handler's send().
+            handler.use_sendfile = False
         handler.banner = "derms-bridge sandbox FTP"
         handler.auth_failed_timeout = 0.5
         # A handler of its own keeps pyftpdlib from setting up logging for the whole process.
         ftp_log = logging.getLogger("pyftpdlib")
         ftp_log.addHandler(logging.NullHandler())
         ftp_log.setLevel(logging.WARNING)
-        self._server = ThreadedFTPServer((LOOPBACK, self._requested_port), handler)
+        # pyftpdlib keeps a loop per process and, in ThreadedFTPServer, the event that tells
+        # connection threads to end; stopping one server would end every other server's
+        # connections too (a test's server beside the session's). Each server has its own.
+        server_class = type(
+            "SandboxThreadedFTPServer",
+            (ThreadedFTPServer,),
+            {"_exit": threading.Event(), "_lock": threading.Lock()},
+        )
+        self._server = server_class((LOOPBACK, self._requested_port), handler, ioloop=IOLoop())
         self._stopping.clear()
         self._thread = threading.Thread(target=self._serve, name="ftp-server", daemon=True)
         self._thread.start()

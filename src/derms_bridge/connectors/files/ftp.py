@@ -79,7 +79,7 @@ class FtpStorage:
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             client.close()
             raise FileStorageError(
-                f"{self.description}: cannot connect: {exc or type(exc).__name__}"
+                f"{self.description}: cannot connect: {str(exc) or type(exc).__name__}"
             ) from None
         try:
             yield client

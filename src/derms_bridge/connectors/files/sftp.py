@@ -81,7 +81,7 @@ class SftpStorage:
             ) from None
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise FileStorageError(
-                f"{self.description}: cannot connect: {exc or type(exc).__name__}"
+                f"{self.description}: cannot connect: {str(exc) or type(exc).__name__}"
             ) from None
         async with connection:
             try:
