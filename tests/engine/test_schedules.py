@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, latest_tick, next_tick
 from derms_bridge.settings import Schedule
@@ -154,3 +155,21 @@ async def test_the_loop_runs_each_tick_of_a_seconds_schedule(hub: HubUnderTest) 
     )
     assert 1 <= page.json()["total"] <= 3
     assert {i["status"] for i in page.json()["items"]} == {"skipped"}
+
+
+async def test_a_run_started_now_can_be_read_as_soon_as_it_is_answered(
+    hub: HubUnderTest, database_url: str
+) -> None:
+    device_score_folder(hub)
+
+    started = await hub.hub.scheduler.run_now("device_score_ftp", caller="operator")
+    # Read through a connection of its own, before this loop lets the run take a step.
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        status = connection.execute(
+            text("SELECT status FROM instances WHERE id = :id"), {"id": started.instance_id}
+        ).scalar()
+    engine.dispose()
+
+    assert status == "in_progress"
+    assert (await started.done).status == "skipped"

@@ -287,7 +287,7 @@ class FlowEngine:
         )
         return result
 
-    async def run_scheduled(
+    async def record_scheduled(
         self,
         flow: ScheduledFlow[Any],
         *,
@@ -295,13 +295,23 @@ class FlowEngine:
         caller: str | None,
         trigger: dict[str, Any],
         keys: list[tuple[str, str]],
-        watcher: Callable[[NewActivity], None] | None = None,
-    ) -> FlowResult[Any]:
-        """Run a flow that a schedule or an operator starts; `trigger` is kept as its payload."""
+    ) -> None:
+        """The instance of a run a schedule or an operator starts; `trigger` is its payload."""
         await self.store.create(
             instance_id=instance_id, flow=flow.info.key, caller=caller, payload=trigger, keys=keys
         )
         metrics.instance_received(flow.info.key)
+
+    async def run_scheduled(
+        self,
+        flow: ScheduledFlow[Any],
+        *,
+        instance_id: str,
+        caller: str | None,
+        keys: list[tuple[str, str]],
+        watcher: Callable[[NewActivity], None] | None = None,
+    ) -> FlowResult[Any]:
+        """Run a flow whose instance record_scheduled wrote."""
         run = _Run(
             instance_id=instance_id,
             flow=flow.info,

@@ -150,7 +150,7 @@ class Scheduler:
         if running is not None:
             raise AlreadyRunning(key, running)
         trigger = {"trigger": "run-now", "startedBy": caller}
-        return self._start(flow, instance_id, caller, trigger, [], watcher)
+        return await self._start(flow, instance_id, caller, trigger, [], watcher)
 
     async def claim_due(self, now: datetime | None = None) -> list[StartedRun]:
         """Claim each enabled schedule's due tick that no process has claimed, and start its
@@ -186,7 +186,7 @@ class Scheduler:
             tick_text = tick.isoformat().replace("+00:00", "Z")
             trigger = {"trigger": "schedule", "tick": tick_text, "cron": schedule.cron}
             started.append(
-                self._start(
+                await self._start(
                     SCHEDULED_FLOWS[key], instance_id, None, trigger, [("scheduleTick", tick_text)]
                 )
             )
@@ -202,7 +202,7 @@ class Scheduler:
     def _lease_end(self) -> datetime:
         return datetime.now(UTC) + self._lease
 
-    def _start(
+    async def _start(
         self,
         flow: ScheduledFlow[Any],
         instance_id: str,
@@ -211,16 +211,21 @@ class Scheduler:
         keys: list[tuple[str, str]],
         watcher: Callable[[NewActivity], None] | None = None,
     ) -> StartedRun:
+        """The run's instance written, so that whoever started it can read it at once, then
+        the run going on its own; the lease is given back if the instance cannot be written."""
+        try:
+            await self._engine.record_scheduled(
+                flow, instance_id=instance_id, caller=caller, trigger=trigger, keys=keys
+            )
+        except BaseException:
+            await self._store.release(flow.info.key, instance_id)
+            raise
+
         async def run() -> FlowResult[Any]:
             renewing = asyncio.create_task(self._keep_lease(flow.info.key, instance_id))
             try:
                 return await self._engine.run_scheduled(
-                    flow,
-                    instance_id=instance_id,
-                    caller=caller,
-                    trigger=trigger,
-                    keys=keys,
-                    watcher=watcher,
+                    flow, instance_id=instance_id, caller=caller, keys=keys, watcher=watcher
                 )
             finally:
                 renewing.cancel()
