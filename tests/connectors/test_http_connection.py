@@ -816,3 +816,46 @@ async def test_a_route_to_an_undefined_connection_is_a_fault_naming_it(
     assert received(north) == {}
     assert received(default) == {}
     assert calls.records == []
+
+
+# --- Streamed uploads -------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def deaf_server() -> AsyncIterator[str]:
+    """A system that takes the request line and headers, then never reads or answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def take_headers_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        held.append(writer)
+
+    server = await asyncio.start_server(take_headers_only, LOOPBACK, 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_an_upload_the_system_stops_taking_ends_as_a_timeout() -> None:
+    async def endless_file() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 1024 * 1024
+
+    calls = Calls()
+    async with deaf_server() as url, connected(connection_settings(url), "DERMS default") as derms:
+        with pytest.raises(TechnicalFault) as caught:
+            await derms.upload(
+                "deviceScore",
+                "/device-score/SDCSE_1.csv",
+                endless_file(),
+                content_type="application/octet-stream",
+                observer=calls,
+            )
+
+    assert caught.value.timed_out
+    assert str(caught.value) == "DERMS default did not answer deviceScore within 3 s"
+    assert calls.one().error == str(caught.value)

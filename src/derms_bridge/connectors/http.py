@@ -13,7 +13,7 @@ import asyncio
 import json as jsonlib
 import ssl
 import time
-from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -237,11 +237,27 @@ class HttpConnection:
             with self._faults(operation):
                 if self._oauth is not None:
                     headers["Authorization"] = await self._oauth.header(self._client())
-                async with self._client().post(
-                    self.base_url + path, data=chunks, headers=headers
-                ) as response:
-                    status = response.status
-                    await response.read()
+                # aiohttp's read timeout covers neither a body the system stops taking nor
+                # (seen with a dropped connection) every wait for its answer: the upload
+                # ends when no chunk has gone and no answer has come for read_timeout.
+                loop = asyncio.get_running_loop()
+                async with asyncio.timeout(None) as stalled:
+
+                    def progressed() -> None:
+                        stalled.reschedule(loop.time() + self.read_timeout)
+
+                    async def paced() -> AsyncIterator[bytes]:
+                        async for chunk in chunks:
+                            progressed()
+                            yield chunk
+
+                    progressed()
+                    async with self._client().post(
+                        self.base_url + path, data=paced(), headers=headers
+                    ) as response:
+                        progressed()
+                        status = response.status
+                        await response.read()
             if status in (401, 403):
                 raise TechnicalFault(
                     f"{self.system} refused the hub's credentials for {operation} (HTTP {status})",
