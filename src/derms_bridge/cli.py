@@ -278,7 +278,7 @@ def sandbox(
     database: Annotated[str, typer.Option(help="database URL")] = "sqlite:///var/sandbox.db",
     lookups: Annotated[
         Path | None,
-        typer.Option(help="lookups directory; default: ./config/lookups, else the shipped rows"),
+        typer.Option(help="lookups directory; default: var/sandbox-lookups, a copy of the shipped"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
 ) -> None:
@@ -307,11 +307,13 @@ def sandbox(
         ftp=ftp_port,
         object_store=object_store_port,
     )
-    lookups_dir = lookups or sandbox_lookups_dir()
+    lookups_dir = lookups or sandbox_lookups_dir(Path("var"))
     files = prepare_sandbox_files(Path("var"), load_lookups(lookups_dir))
     settings = sandbox_settings(ports, database, lookups_dir, files)
     simulators = start_simulators(ports, files, out)
-    out.print(banner(ports, database, files), highlight=False, markup=False, soft_wrap=True)
+    out.print(
+        banner(ports, database, files, lookups_dir), highlight=False, markup=False, soft_wrap=True
+    )
     sys.stdout.flush()
     try:
         _serve(settings, settings.server.host, ports.hub, log_level)

@@ -9,6 +9,7 @@ extra ``DVM,<name>`` row, which is accepted and skipped.
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +48,21 @@ DEFAULT_ROUTE = "*"
 PACKAGED_LOOKUPS = Path(__file__).parent / "default_lookups"
 
 
-def sandbox_lookups_dir() -> Path:
-    """The working directory's config/lookups when there is one, else the shipped rows."""
-    local = Path("config/lookups")
-    return local if local.is_dir() or not PACKAGED_LOOKUPS.is_dir() else PACKAGED_LOOKUPS
+def shipped_lookups_dir() -> Path:
+    """The lookups the project ships: beside the package in a wheel, config/lookups in a
+    checkout (an editable install)."""
+    if PACKAGED_LOOKUPS.is_dir():
+        return PACKAGED_LOOKUPS
+    return Path(__file__).resolve().parents[2] / "config" / "lookups"
+
+
+def sandbox_lookups_dir(var_dir: Path) -> Path:
+    """The sandbox's own copy of the shipped lookups, made at its first start, so that an
+    edit in its console touches neither the installed package nor the checkout."""
+    copy = var_dir / "sandbox-lookups"
+    if not copy.is_dir():
+        shutil.copytree(shipped_lookups_dir(), copy)
+    return copy
 
 
 class LookupFileError(Exception):

@@ -55,6 +55,6 @@ async def test_the_hub_finds_the_device_score_files_in_both_sandbox_stores(
     assert [f.name for f in in_ftp] == list(files.device_score_files)
     assert [f.name for f in in_bucket] == list(files.device_score_files)
     assert all(f.size and f.size > 1000 for f in in_ftp + in_bucket)
-    text = banner(ports, settings.database.url.get_secret_value(), files)
+    text = banner(ports, settings.database.url.get_secret_value(), files, LOOKUPS_DIR)
     assert f"ftp://127.0.0.1:{ports.ftp_port}" in text
     assert all(name in text for name in files.device_score_files)

@@ -228,7 +228,7 @@ def start_simulators(ports: SandboxPorts, files: SandboxFiles, console: Console)
     return Simulators(cpmcs=cpmcs, derms=derms, smtp=smtp, ftp=ftp, object_store=object_store)
 
 
-def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles) -> str:
+def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles, lookups_dir: Path) -> str:
     hub = f"http://{LOOPBACK}:{ports.hub}"
     user, password = SANDBOX_CALLERS["derms"]
     operator = SANDBOX_CALLERS["operator"]
@@ -246,6 +246,7 @@ def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles) -> str:
             f"  object store     http://{LOOPBACK}:{ports.object_store_port}   (OCI Object "
             f"Storage API, namespace {files.namespace}; objects in {files.object_root})",
             f"  database         {database_url}",
+            f"  lookups          {lookups_dir}   (edit them on the console's Lookups page)",
             "device score files waiting:",
             f"  FTP {files.device_score_ftp}: {', '.join(files.device_score_files)}",
             f"  bucket {files.device_score_bucket}: {', '.join(files.device_score_files)}",
@@ -258,6 +259,8 @@ def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles) -> str:
             f"-d @examples/enrollment-request.json {hub}/enroll-to-dacs",
             f"  curl -u {user}:{password} -F 'message=<examples/network-model.json' "
             f"-F 'file=@examples/network-model.csv;type=text/csv' {hub}/network-model-to-dacs",
+            f"  curl -u {operator[0]}:{operator[1]} -X POST "
+            f"{hub}/ops/schedules/device_score_ftp/run",
             f"  curl -u {operator[0]}:{operator[1]} {hub}/ops/instances",
             f"  the console: {hub}/console (operator / {operator[1]})",
             "Ctrl-C stops the sandbox.",
