@@ -683,16 +683,28 @@ def lookups_import(
 ) -> None:
     """Replace lookups by CSV files, in the hub's layout or a cloud service export (a DVM row
     first). Nothing is written unless every file, and the lookups with them, are valid. A
-    running hub reads its lookups when it starts."""
-    from derms_bridge.lookup_files import import_lookups
+    running hub takes them within seconds; each change is in the console's audit, by
+    cli:<your user name>."""
+    import getpass
 
-    directory = _settings_or_exit(config).lookups_dir
+    from derms_bridge.lookup_files import import_lookups
+    from derms_bridge.store.lookup_audit import record_edit
+
+    settings = _settings_or_exit(config)
     try:
-        lookups, written = import_lookups(files, directory)
+        imported = import_lookups(files, settings.lookups_dir, settings.connections.derms.keys())
     except LookupFileError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/] {problem}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
-    for path in written:
+    for path in imported.written:
         name = path.stem.removeprefix("OUTL-BRT-DACS_DRMS_")
-        out.print(f"wrote {path} ({len(lookups.tables[name].rows)} rows)", highlight=False)
+        rows = len(imported.lookups.tables[name].rows)
+        out.print(f"wrote {path} ({rows} rows)", highlight=False)
+
+    async def audit(store: Any) -> None:
+        for name, changes in imported.changes.items():
+            if changes:
+                await record_edit(store, name, f"cli:{getpass.getuser()}", changes)
+
+    _in_store(config, audit)

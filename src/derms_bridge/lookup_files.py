@@ -1,34 +1,76 @@
-"""Lookups to and from CSV files an operator carries: exported from the hub, or from the
-cloud service.
+"""The lookups as files: read in either layout, checked, edited, imported and exported.
 
 Two layouts are read: the hub's own (a header row naming the columns, then one row
 per entry) and an export from Oracle Integration Cloud, which puts a ``DVM,<name>``
 row (and sometimes a ``Description,...`` row) before the header. Files are written in
-the hub's own layout. An import is checked whole, against every other lookup in force,
-before any file is replaced; each file is replaced at once, never half-written.
+the hub's own layout, whole, through a temporary file and a rename: a reader, or a
+crash, sees the old file or the new one, never half of one. An import or a console
+edit is checked against every other lookup in force before any file is replaced.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
 import shutil
 import tempfile
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from derms_bridge.lookups import PREFIX, LookupFileError, Lookups, load_lookups
+from derms_bridge.lookups import (
+    DEFAULT_ROUTE,
+    PREFIX,
+    REQUIRED_PROPERTIES,
+    LookupFileError,
+    Lookups,
+    load_lookups,
+)
+
+Row = tuple[str, ...]
+
+FLAG_VALUES = ("true", "false")
 
 
 @dataclass(frozen=True)
 class LookupTable:
     name: str
     columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[Row, ...]
+    #: Changes with the file's bytes, so that an edit of a file changed since it was read
+    #: is refused; empty for a table not read from a file.
+    version: str = ""
 
     @property
     def file_name(self) -> str:
         return f"{PREFIX}{self.name}.csv"
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """A row added (no `before`), removed (no `after`) or changed; cells after the key."""
+
+    key: str
+    before: tuple[str, ...] | None
+    after: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Imported:
+    lookups: Lookups
+    written: list[Path]
+    #: Per lookup name, the rows the import changed.
+    changes: dict[str, list[RowChange]]
+
+
+class StaleEdit(Exception):
+    """The file changed since the operator opened it."""
+
+
+def path_of(directory: Path, name: str) -> Path:
+    return directory / f"{PREFIX}{name}.csv"
 
 
 def read_lookup_file(path: Path) -> LookupTable:
@@ -40,8 +82,11 @@ def read_lookup_file(path: Path) -> LookupTable:
     rows: list[tuple[str, ...]] = []
     seen: dict[str, int] = {}
     after_dvm = False
+    version = ""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        raw = path.read_bytes()
+        version = hashlib.sha256(raw).hexdigest()
+        with io.StringIO(raw.decode("utf-8-sig"), newline="") as handle:
             reader = csv.reader(handle)
             for record in reader:
                 line = reader.line_num
@@ -89,20 +134,88 @@ def read_lookup_file(path: Path) -> LookupTable:
         problems.append(f"{path}: no header row")
     if problems:
         raise LookupFileError(problems)
-    return LookupTable(name=name, columns=columns, rows=tuple(rows))
+    return LookupTable(name=name, columns=columns, rows=tuple(rows), version=version)
 
 
-def _write_atomically(table: LookupTable, path: Path) -> None:
-    """Readers see the old file or the new one, never a part."""
+def write_lookup_file(table: LookupTable, path: Path) -> None:
+    """The table over the file, in the hub's layout, all at once."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(table.columns)
             writer.writerows(table.rows)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def problems_in(
+    name: str, columns: Sequence[str], rows: Sequence[Row], derms_connections: Collection[str]
+) -> list[str]:
+    """What keeps these rows from being put in force, one sentence each, naming the row."""
+    problems: list[str] = []
+    key_column = columns[0]
+    seen: dict[str, int] = {}
+    for number, row in enumerate(rows, start=1):
+        key = row[0]
+        if not key:
+            problems.append(f"row {number}: {key_column} is empty")
+            continue
+        if key in seen:
+            problems.append(f"row {number}: {key_column} {key!r} is already on row {seen[key]}")
+            continue
+        seen[key] = number
+        if name == "ConfigProps" and key.endswith(".flag") and row[1] not in FLAG_VALUES:
+            problems.append(f"row {number}: {key} is a flag; its value must be true or false")
+        if name == "Routing" and row[1] not in derms_connections:
+            known = ", ".join(sorted(derms_connections))
+            problems.append(
+                f"row {number}: division {key!r} goes to {row[1]!r}, "
+                f"which is not a DERMS connection (there are: {known})"
+            )
+        if name == "Email_ID" and any(
+            "@" not in address for address in row[1].replace(";", ",").split(",") if address.strip()
+        ):
+            problems.append(f"row {number}: {key} must hold email addresses")
+    if name == "ConfigProps":
+        problems.extend(
+            f"property {prop} is required" for prop in REQUIRED_PROPERTIES if prop not in seen
+        )
+    if name == "Routing" and DEFAULT_ROUTE not in seen:
+        problems.append(f"a {DEFAULT_ROUTE!r} row is required, for every other division")
+    return problems
+
+
+def changes_between(before: Sequence[Row], after: Sequence[Row]) -> list[RowChange]:
+    old = {row[0]: row[1:] for row in before}
+    new = {row[0]: row[1:] for row in after}
+    changes = [
+        RowChange(key=key, before=old.get(key), after=cells)
+        for key, cells in new.items()
+        if old.get(key) != cells
+    ]
+    changes.extend(
+        RowChange(key=key, before=cells, after=None) for key, cells in old.items() if key not in new
+    )
+    return changes
+
+
+def save_lookup(directory: Path, name: str, version: str, rows: Sequence[Row]) -> Lookups:
+    """Write the rows over the lookup's file and read every lookup again; the caller checked
+    the rows with `problems_in`. Raises StaleEdit when the file is not at `version`."""
+    path = path_of(directory, name)
+    current = read_lookup_file(path)
+    if current.version != version:
+        raise StaleEdit(f"{PREFIX}{name} was changed since this page was opened")
+    write_lookup_file(LookupTable(name, current.columns, tuple(rows)), path)
+    try:
+        return load_lookups(directory)
+    except LookupFileError:
+        write_lookup_file(current, path)
         raise
 
 
@@ -119,19 +232,21 @@ def export_lookups(directory: Path, names: list[str], target: Path) -> list[Path
         if len(tables) != 1:
             raise LookupFileError([f"{target}: one file holds one lookup; name it with --name"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(tables[0], target)
+        write_lookup_file(tables[0], target)
         return [target]
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for table in tables:
-        _write_atomically(table, target / table.file_name)
+        write_lookup_file(table, target / table.file_name)
         written.append(target / table.file_name)
     return written
 
 
-def import_lookups(files: list[Path], directory: Path) -> tuple[Lookups, list[Path]]:
+def import_lookups(
+    files: list[Path], directory: Path, derms_connections: Collection[str]
+) -> Imported:
     """Replace lookups in `directory` by those in `files`, once all of them, together with
-    the lookups left as they are, pass every check the hub makes when it starts."""
+    the lookups left as they are, pass every check the hub and its console make."""
     problems: list[str] = []
     tables: dict[str, LookupTable] = {}
     for path in files:
@@ -143,6 +258,10 @@ def import_lookups(files: list[Path], directory: Path) -> tuple[Lookups, list[Pa
         if table.name in tables:
             problems.append(f"{path}: lookup {table.name} is in two of the files given")
         tables[table.name] = table
+        problems.extend(
+            f"{path}: {problem}"
+            for problem in problems_in(table.name, table.columns, table.rows, derms_connections)
+        )
     if problems:
         raise LookupFileError(problems)
     with tempfile.TemporaryDirectory() as staging:
@@ -151,7 +270,7 @@ def import_lookups(files: list[Path], directory: Path) -> tuple[Lookups, list[Pa
             for existing in directory.glob(f"{PREFIX}*.csv"):
                 shutil.copy2(existing, staged / existing.name)
         for table in tables.values():
-            _write_atomically(table, staged / table.file_name)
+            write_lookup_file(table, staged / table.file_name)
         try:
             lookups = load_lookups(staged)
         except LookupFileError as exc:
@@ -160,8 +279,11 @@ def import_lookups(files: list[Path], directory: Path) -> tuple[Lookups, list[Pa
                 [p.replace(str(staged), str(directory)) for p in exc.problems]
             ) from None
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, changes = [], {}
     for table in tables.values():
-        _write_atomically(table, directory / table.file_name)
-        written.append(directory / table.file_name)
-    return lookups, written
+        target = directory / table.file_name
+        before = read_lookup_file(target).rows if target.is_file() else ()
+        changes[table.name] = changes_between(before, table.rows)
+        write_lookup_file(table, target)
+        written.append(target)
+    return Imported(lookups=lookups, written=written, changes=changes)

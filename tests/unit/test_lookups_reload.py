@@ -38,7 +38,9 @@ def test_an_imported_lookup_is_in_force_without_a_restart(
     assert holder().prop("dacs.file.target.transfer.pref") == "os"
 
     import_lookups(
-        [config_props_with(tmp_path, "dacs.file.target.transfer.pref", "ftp")], lookups_dir
+        [config_props_with(tmp_path, "dacs.file.target.transfer.pref", "ftp")],
+        lookups_dir,
+        {"default"},
     )
 
     assert holder().prop("dacs.file.target.transfer.pref") == "ftp"

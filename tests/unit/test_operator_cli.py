@@ -4,6 +4,7 @@ resubmit, lookups. Instances are made by sending messages through the hub."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from derms_bridge.cli import app
+from derms_bridge.store.lookup_audit import recent_edits
 from tests.api.test_ops import enroll
 from tests.conftest import LOOKUPS_DIR, HubUnderTest
 
@@ -151,6 +153,14 @@ async def test_lookups_export_and_import_the_cloud_layout(
     ]
     code, output = await cli(config, "check-config")
     assert code == 0, output
+    [edit] = await recent_edits(hub.hub.store, "EventType")
+    assert edit.operator == f"cli:{getpass.getuser()}"
+    assert [(c.key, c.before, c.after) for c in edit.changes] == [
+        ("ECONOMIC", ("X1EC",), ("X1EC", "")),
+        ("EMERGENCY", ("X1EM",), ("X1EM", "")),
+        ("RELIABILITY", ("X1RE",), ("X1RL", "new")),
+        ("DEVICE_TEST", ("X1DT",), None),
+    ]
 
 
 async def test_a_bad_lookup_file_is_refused_whole_naming_row_and_column(
@@ -169,6 +179,24 @@ async def test_a_bad_lookup_file_is_refused_whole_naming_row_and_column(
     assert installed.read_text() == before
 
 
+async def test_an_import_the_console_would_refuse_is_refused(
+    hub: HubUnderTest, config: Path, tmp_path: Path
+) -> None:
+    installed = tmp_path / "lookups" / "OUTL-BRT-DACS_DRMS_ConfigProps.csv"
+    before = installed.read_text()
+    edited = tmp_path / installed.name
+    edited.write_text(
+        before.replace("notification.email.error.flag,true", "notification.email.error.flag,yes")
+    )
+
+    code, output = await cli(config, "lookups", "import", str(edited))
+
+    assert code == 2
+    assert "notification.email.error.flag is a flag; its value must be true or false" in output
+    assert installed.read_text() == before
+    assert await recent_edits(hub.hub.store, "ConfigProps") == []
+
+
 async def test_an_import_breaking_the_lookups_in_force_writes_nothing(
     hub: HubUnderTest, config: Path, tmp_path: Path
 ) -> None:
@@ -178,5 +206,5 @@ async def test_an_import_breaking_the_lookups_in_force_writes_nothing(
     code, output = await cli(config, "lookups", "import", str(routing))
 
     assert code == 2
-    assert "no '*' row for other divisions" in output
+    assert "a '*' row is required, for every other division" in output
     assert "NORTH" not in (tmp_path / "lookups" / routing.name).read_text()

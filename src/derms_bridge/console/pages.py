@@ -30,10 +30,11 @@ from derms_bridge.engine.redaction import Redactor, mask_secret_fields
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 from derms_bridge.engine.schedules import AlreadyRunning, UnknownScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
-from derms_bridge.lookup_edits import (
+from derms_bridge.lookup_files import (
     Row,
     StaleEdit,
     changes_between,
+    path_of,
     problems_in,
     read_lookup_file,
     save_lookup,
@@ -314,8 +315,8 @@ async def _lookup_page(
     status_code: int = 200,
 ) -> Response:
     try:
-        current = read_lookup_file(state.hub.settings.lookups_dir, name)
-    except FileNotFoundError:
+        current = read_lookup_file(path_of(state.hub.settings.lookups_dir, name))
+    except LookupFileError:
         return render(request, "not_found.html", {"what": f"lookup {name}"}, status_code=404)
     shown = rows if rows is not None else list(current.rows)
     blank: Row = ("",) * len(current.columns)
@@ -363,7 +364,7 @@ async def save(request: Request, name: str, state: StateDep, operator: OperatorD
     directory = state.hub.settings.lookups_dir
     form = await request.form()
     async with state.lookup_edits:
-        current = read_lookup_file(directory, name)
+        current = read_lookup_file(path_of(directory, name))
         rows = _rows_of(form, len(current.columns))
         problems = problems_in(
             name, current.columns, rows, state.hub.settings.connections.derms.keys()

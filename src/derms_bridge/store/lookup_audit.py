@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
-from derms_bridge.lookup_edits import RowChange
+from derms_bridge.lookup_files import RowChange
 from derms_bridge.store.instances import InstanceStore, _aware, utcnow
 from derms_bridge.store.tables import LookupAuditRow
 
