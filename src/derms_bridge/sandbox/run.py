@@ -30,6 +30,7 @@ from derms_bridge.settings import (
     FileStores,
     FtpFileStore,
     OciObjectStore,
+    Schedule,
     Server,
     Settings,
     Smtp,
@@ -185,6 +186,12 @@ def sandbox_settings(
         lookups_dir=lookups_dir,
         # A new secret each run: a sandbox restart logs the operator out, which is harmless.
         console=WebConsole(session_secret=secrets.token_urlsafe(32)),
+        # Nightly, as a utility would run them after CPMCS's X1-SDCSE batch: the schedules
+        # page shows their next run, and Run now sends the files at once.
+        schedules={
+            "device_score_ftp": Schedule(cron="0 2 * * *", timezone="Europe/Paris"),
+            "device_score_os": Schedule(cron="30 2 * * *", timezone="Europe/Paris"),
+        },
     )
 
 
