@@ -54,3 +54,11 @@ def oci_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciServer]:
     app = create_object_store_app(root, key_id=f"{TENANCY}/{OCI_USER}/{fingerprint}")
     with ServerThread(app, name="object store") as server:
         yield OciServer(server.url, ObjectStoreFiles(root), key_file, fingerprint)
+
+
+#: What a dropped connection reads as: aiohttp either sees it break, or waits on it
+#: until the upload's read timeout.
+DERMS_DOWN = (
+    "DERMS default broke the connection during deviceScore",
+    "DERMS default did not answer deviceScore within",
+)

@@ -29,6 +29,7 @@ from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
 from derms_bridge.settings import FileStores, FtpFileStore, OciObjectStore
 from tests.conftest import OPERATOR_AUTH, HubUnderTest, derms_received, serving
 from tests.stores import (
+    DERMS_DOWN,
     NAMESPACE,
     OCI_USER,
     PASSWORD,
@@ -288,7 +289,7 @@ async def test_derms_down_renames_no_file_sent(
         "SDCSE_2.csv",
     ]
     for failed in instance["reply"]["notSent"]:
-        assert failed["reason"].startswith("DERMS default broke the connection during deviceScore")
+        assert failed["reason"].startswith(DERMS_DOWN), failed["reason"]
     mails = mailbox.wait_for(3)
     assert len(error_mails(mails)) == 2
     assert any("complete: 0 sent, 2 not sent" in mail.subject for mail in mails)

@@ -13,6 +13,7 @@ import httpx
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import OPERATOR_AUTH, HubUnderTest, derms_received
+from tests.stores import DERMS_DOWN
 
 FTP_FOLDER = ("ftp", "outbound", "device-score")
 BUCKET = ("object-storage", "cpmcs", "device-score")
@@ -137,9 +138,7 @@ async def test_derms_down_leaves_no_file_renamed_sent(
     assert received(derms_sim) == []
     reasons = [m["reason"] for m in instance["reply"]["notSent"]]
     assert len(reasons) == 2
-    assert all(
-        r.startswith("DERMS default broke the connection during deviceScore") for r in reasons
-    )
+    assert all(r.startswith(DERMS_DOWN) for r in reasons)
     mailbox.wait_for(3)
 
 
