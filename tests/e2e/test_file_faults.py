@@ -579,3 +579,51 @@ def test_an_acknowledgement_slower_than_the_lease_is_sent_once(
     detail = instance(port, instance_id)
     assert ack_types(derms_sim) == ["SUCCESS"]
     assert detail["file"]["state"] == "done", detail["file"]
+
+
+def test_segments_slower_than_the_lease_are_sent_once(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    # One worker claims all four segments: two are sent while two wait in its reserve, and
+    # both kinds must keep their leases, or the other worker would send them again.
+    rows = 200
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=postgres_url,
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={"size": 50, "parallelism": 2, "lease_seconds": 1, "poll_seconds": 0.1},
+    )
+    port = free_port()
+    serve(processes, settings, port)
+    worker = processes.start(
+        "worker", "--config", str(settings), env={"PGAPPNAME": WORKER_APP_NAME}
+    )
+    wait_for(
+        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
+        STARTUP_SECONDS,
+        "the worker process did not look for work",
+        processes,
+        watch=worker,
+    )
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 1500}).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
+
+    instance_id = send_file(port, reservation("RSV-SLOW-SEGMENTS"), csv_file)["instanceId"]
+    wait_for(lambda: acks(derms_sim), 30, "no acknowledgement", processes, watch=worker)
+    time.sleep(2.0)
+
+    assert ack_types(derms_sim) == ["SUCCESS"]
+    assert reserve_calls(cpmcs_sim) == rows // 50
+    assert reserved(cpmcs_sim)["devices"] == rows
+    assert instance(port, instance_id)["file"]["state"] == "done"

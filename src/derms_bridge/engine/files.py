@@ -26,7 +26,7 @@ import threading
 import uuid
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -544,16 +544,15 @@ class FileWorker:
         return coordinated or sent
 
     @asynccontextmanager
-    async def _held(
-        self, *, job: str | None = None, segment: int | None = None
-    ) -> AsyncIterator[None]:
-        """Renew a claim while its work runs: an acknowledgement retried against a slow
-        DERMS can outlast a lease, and a lapsed claim would be sent again by another worker."""
+    async def _held(self, job: str) -> AsyncIterator[None]:
+        """Renew a job's claim while its work runs: an acknowledgement retried against a
+        slow DERMS can outlast a lease, and a lapsed claim would be sent again by another
+        worker."""
 
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._lease.total_seconds() / 3)
-                await self._files.renew(self.name, self._lease, job=job, segment=segment)
+                await self._files.renew_job(self.name, self._lease, job)
 
         renewing = asyncio.create_task(renew())
         try:
@@ -574,7 +573,7 @@ class FileWorker:
         did = bool(await self._files.finish_stalled())
         while (job := await self._files.claim_job(self.name, self._lease)) is not None:
             did = True
-            async with self._held(job=job.instance_id):
+            async with self._held(job.instance_id):
                 if job.state == "queued":
                     await self._check_health(job)
                 else:
@@ -600,91 +599,32 @@ class FileWorker:
         await self._files.start_sending(job.instance_id, self.name)
 
     async def _send_segments(self) -> bool:
-        """Step 3: keep `segments.parallelism` segments in flight while any are left. Up
-        to twice as many again are claimed ahead, so that a slot refills the moment its
-        segment finishes even while the store is slow; the results, and the claims that top
-        the reserve up, go to the store in one transaction at a time, while the sending
-        goes on."""
-        parallelism = self._settings.parallelism
-        ready: deque[ClaimedSegment] = deque()
-        in_flight: set[asyncio.Task[SegmentResult]] = set()
-        results: list[SegmentResult] = []
-        released: list[int] = []
-        failed: set[str] = set()
-        store_round: asyncio.Task[tuple[bool, list[ClaimedSegment]]] | None = None
-        asked = 0
-        left = True
-        broken: BaseException | None = None
-        did = False
-        while True:
-            while ready and len(in_flight) < parallelism and broken is None:
-                in_flight.add(asyncio.create_task(self._send(ready.popleft())))
-            if broken is not None:
-                released += [segment.id for segment in ready]
-                ready.clear()
-            if store_round is None:
-                # Rounds of several results and claims, not one a segment: a round's
-                # statements cost the hub more than sending a segment does.
-                low = left and broken is None and len(ready) <= parallelism
-                asked = 3 * parallelism - len(ready) - len(in_flight) if low else 0
-                if (
-                    asked > 0
-                    or released
-                    or len(results) >= parallelism
-                    or (results and (not in_flight or failed))
-                ):
-                    store_round = asyncio.create_task(
-                        self._files.record_and_claim(
-                            self.name, self._lease, results, asked, released
-                        )
-                    )
-                    results, released = [], []
-            if store_round is None and not in_flight:
-                if broken is not None:
-                    raise broken
-                return did
-            done, _ = await asyncio.wait(
-                {*in_flight, *([store_round] if store_round else [])},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if store_round in done:
-                due, claimed = store_round.result()
-                store_round = None
-                if due:
-                    self.wake()
-                ready.extend(claimed)
-                left = len(claimed) == asked
-                did = did or bool(claimed)
-            for task in [task for task in in_flight if task in done]:
-                in_flight.discard(task)
-                error = task.exception()
-                if error is not None:
-                    broken = broken or error
-                    continue
-                result = task.result()
-                results.append(result)
-                if result.error is not None:
-                    failed.add(result.segment.instance_id)
-            if failed:
-                # A file that has failed: what it has claimed and not sent stays unsent.
-                released += [segment.id for segment in ready if segment.instance_id in failed]
-                ready = deque(segment for segment in ready if segment.instance_id not in failed)
+        """Step 3: send segments, `segments.parallelism` at a time, while any are left."""
+        return await _Sending(
+            files=self._files,
+            owner=self.name,
+            lease=self._lease,
+            parallelism=self._settings.parallelism,
+            body=self._body,
+            send=self._send,
+            wake=self.wake,
+        ).run()
 
-    async def _send(self, segment: ClaimedSegment) -> SegmentResult:
+    def _body(self, segment: ClaimedSegment) -> bytes:
+        flow = FILE_FLOWS[segment.flow]
+        return segment_body(
+            flow,
+            self._message(flow, segment.instance_id, segment.message),
+            zlib.decompress(segment.rows_zlib),
+            self._lookups(),
+        ).encode()
+
+    async def _send(self, segment: ClaimedSegment, body: bytes) -> SegmentResult:
         flow = FILE_FLOWS[segment.flow]
         calls = _Activities()
         error: str | None = None
         try:
-            async with self._held(segment=segment.id):
-                await CpmcsClient(self._cpmcs, calls.observe).send_json(
-                    flow.segment_operation,
-                    segment_body(
-                        flow,
-                        self._message(flow, segment.instance_id, segment.message),
-                        zlib.decompress(segment.rows_zlib),
-                        self._lookups(),
-                    ).encode(),
-                )
+            await CpmcsClient(self._cpmcs, calls.observe).send_json(flow.segment_operation, body)
         except FlowError as refused:
             error = str(refused)
         # The reference's step 3: an HTTP error on any segment is the file's FAILURE; the
@@ -750,6 +690,167 @@ def _accepted(answer: Any, operation: str) -> None:
     ack_type = answer.get("MsgAck", {}).get("ackType") if isinstance(answer, dict) else None
     if ack_type not in (None, "SUCCESS"):
         raise TechnicalFault(f"DERMS answered {operation} with ackType {ack_type}")
+
+
+class _Sending:
+    """A worker's sending while segments are left: `parallelism` senders, each of which
+    takes the next claimed segment, its body built ahead, the moment its answer comes, as a
+    plain client's senders do. Beside them, store rounds record the results, give back
+    what will not be sent, and claim ahead up to three times the parallelism, so that a
+    sender does not wait on the store; one task renews the leases of all the segments held.
+    A failed segment stops its file: what is claimed of it and not sent goes back."""
+
+    def __init__(
+        self,
+        *,
+        files: FileStore,
+        owner: str,
+        lease: timedelta,
+        parallelism: int,
+        body: Callable[[ClaimedSegment], bytes],
+        send: Callable[[ClaimedSegment, bytes], Awaitable[SegmentResult]],
+        wake: Callable[[], None],
+    ) -> None:
+        self._files = files
+        self._owner = owner
+        self._lease = lease
+        self._parallelism = parallelism
+        self._body = body
+        self._send = send
+        self._wake = wake
+        self._ready: deque[tuple[ClaimedSegment, bytes]] = deque()
+        self._in_flight: set[int] = set()
+        self._results: list[SegmentResult] = []
+        self._released: list[int] = []
+        self._failed: set[str] = set()
+        self._round: asyncio.Task[None] | None = None
+        self._store_failed = False
+        # False once a claim found fewer segments than it asked for, or sending stopped.
+        self._more = True
+        self._refilled = asyncio.Event()
+        self._broken: BaseException | None = None
+
+    async def run(self) -> bool:
+        """True when there were segments to send."""
+        self._top_up()
+        assert self._round is not None
+        await self._round
+        if not self._ready:
+            while self._round is not None:
+                await self._round
+            if self._broken is not None:
+                raise self._broken
+            return False
+        senders = [asyncio.create_task(self._sender()) for _ in range(self._parallelism)]
+        renewing = asyncio.create_task(self._renew())
+        try:
+            await asyncio.gather(*senders)
+            while self._round is not None:
+                await self._round
+        finally:
+            for task in (*senders, renewing):
+                task.cancel()
+            await asyncio.gather(*senders, renewing, return_exceptions=True)
+        if self._broken is not None:
+            raise self._broken
+        return True
+
+    async def _sender(self) -> None:
+        while True:
+            while not self._ready:
+                if not self._more:
+                    return
+                self._refilled.clear()
+                await self._refilled.wait()
+            segment, body = self._ready.popleft()
+            self._in_flight.add(segment.id)
+            try:
+                result = await self._send(segment, body)
+            except Exception as error:
+                self._stop(error)
+                continue
+            finally:
+                self._in_flight.discard(segment.id)
+            self._results.append(result)
+            if result.error is not None:
+                self._failed.add(segment.instance_id)
+                self._release(lambda held: held.instance_id in self._failed)
+            self._top_up()
+
+    def _top_up(self) -> None:
+        """Start a store round if one is due and none is running. Rounds carry several
+        results and claims, not one a segment: a round's statements cost the hub more than
+        sending a segment does."""
+        if self._round is not None or self._store_failed:
+            return
+        low = self._more and len(self._ready) <= self._parallelism
+        asked = 3 * self._parallelism - len(self._ready) - len(self._in_flight) if low else 0
+        if (
+            asked > 0
+            or self._released
+            or len(self._results) >= self._parallelism
+            or (self._results and (not self._in_flight or self._failed))
+        ):
+            self._round = asyncio.create_task(
+                self._store_round(self._results, asked, self._released)
+            )
+            self._results, self._released = [], []
+
+    async def _store_round(
+        self, results: list[SegmentResult], asked: int, released: list[int]
+    ) -> None:
+        try:
+            due, claimed = await self._files.record_and_claim(
+                self._owner, self._lease, results, asked, released
+            )
+        except Exception as error:
+            self._store_failed = True
+            self._round = None
+            self._stop(error)
+            return
+        self._round = None
+        if due:
+            self._wake()
+        if len(claimed) < asked:
+            self._more = False
+        for segment in claimed:
+            if self._broken is not None or segment.instance_id in self._failed:
+                self._released.append(segment.id)
+                continue
+            try:
+                self._ready.append((segment, self._body(segment)))
+            except Exception as error:
+                self._released.append(segment.id)
+                self._stop(error)
+        self._refilled.set()
+        self._top_up()
+
+    def _release(self, which: Callable[[ClaimedSegment], bool]) -> None:
+        """Give back claimed segments that will not be sent."""
+        self._released += [segment.id for segment, _ in self._ready if which(segment)]
+        self._ready = deque(held for held in self._ready if not which(held[0]))
+
+    def _stop(self, error: BaseException) -> None:
+        """An error no segment's result explains: nothing more is sent, what is in flight
+        ends, what is claimed goes back, and the error is raised at the end."""
+        self._broken = self._broken or error
+        self._more = False
+        self._release(lambda _: True)
+        self._refilled.set()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            held = [
+                *(segment.id for segment, _ in self._ready),
+                *self._in_flight,
+                *(result.segment.id for result in self._results),
+            ]
+            try:
+                await self._files.renew_segments(self._owner, self._lease, held)
+            except Exception:
+                # The next renewal may get through before the leases end.
+                log.exception("renewing the leases of %d segments failed", len(held))
 
 
 class WorkerPool:

@@ -193,18 +193,27 @@ class FileStore:
             ).first()
         return ClaimedJob(*claimed) if claimed is not None else None
 
-    async def renew(
-        self, owner: str, lease: timedelta, *, job: str | None = None, segment: int | None = None
-    ) -> None:
-        """Extend a claim still held, so that slow work is not taken up a second time."""
-        table, key = (
-            (FileJobRow, FileJobRow.instance_id == job)
-            if job is not None
-            else (SegmentRow, SegmentRow.id == segment)
-        )
+    async def renew_job(self, owner: str, lease: timedelta, instance_id: str) -> None:
+        """Extend a job's claim still held, so that slow work is not taken up a second time."""
         async with self._instances.writing() as connection:
             await connection.execute(
-                update(table).where(key, table.owner == owner).values(lease_until=utcnow() + lease)
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == instance_id, FileJobRow.owner == owner)
+                .values(lease_until=utcnow() + lease)
+            )
+
+    async def renew_segments(self, owner: str, lease: timedelta, ids: Sequence[int]) -> None:
+        """Extend the claims of the segments `owner` holds, sending or claimed ahead, in one
+        statement: the worker's, instead of one a segment."""
+        async with self._instances.writing() as connection:
+            await connection.execute(
+                update(SegmentRow)
+                .where(
+                    SegmentRow.id.in_(ids),
+                    SegmentRow.owner == owner,
+                    SegmentRow.status == "sending",
+                )
+                .values(lease_until=utcnow() + lease)
             )
 
     async def start_sending(self, instance_id: str, owner: str) -> None:
