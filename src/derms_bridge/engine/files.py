@@ -41,6 +41,7 @@ from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.engine.polling import PollingLoop
 from derms_bridge.engine.runner import activity_of
 from derms_bridge.errors import FlowError, TechnicalFault
 from derms_bridge.flows.csv_rows import utc_problem
@@ -509,33 +510,15 @@ class FileWorker:
         self._notifier = notifier
         self._settings = settings
         self._lease = timedelta(seconds=settings.lease_seconds)
-        self._work = asyncio.Event()
+        self._polling = PollingLoop("file worker", settings.poll_seconds, self.step)
         self._messages: dict[str, BaseModel] = {}
 
     def wake(self) -> None:
-        """More work may be waiting (safe to call from any thread of the loop's process)."""
-        self._work.set()
+        """More work may be waiting."""
+        self._polling.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            # Cleared before the step, so that a wake during it is not lost.
-            self._work.clear()
-            try:
-                busy = await self.step()
-            except Exception:
-                log.exception("file worker step failed")
-                busy = False
-            if busy:
-                continue
-            waiting = asyncio.create_task(self._work.wait())
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait(
-                {waiting, stopping},
-                timeout=self._settings.poll_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            waiting.cancel()
-            stopping.cancel()
+        await self._polling.run(stop)
 
     async def step(self) -> bool:
         """One round of whatever work is due; True when there was some."""

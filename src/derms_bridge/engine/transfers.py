@@ -26,6 +26,7 @@ from uuid import uuid4
 from pydantic import ValidationError
 
 from derms_bridge.engine.files import FileRefused, Received, worker_name
+from derms_bridge.engine.polling import PollingLoop
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows import sp_network_location_transfer
 from derms_bridge.flows.registry import TRANSFER_FLOWS
@@ -121,13 +122,12 @@ class TransferWorker:
         self._engine = engine
         self._staged = staged
         self._lease = timedelta(seconds=settings.lease_seconds)
-        self._poll_seconds = settings.poll_seconds
-        self._work = asyncio.Event()
+        self._polling = PollingLoop("transfer worker", settings.poll_seconds, self.step)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        self._work.set()
+        self._polling.wake()
 
     def start(self) -> None:
         self._stop.clear()
@@ -139,23 +139,7 @@ class TransferWorker:
             await self._task
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            # Cleared before the step, so that a wake during it is not lost.
-            self._work.clear()
-            try:
-                busy = await self.step()
-            except Exception:
-                log.exception("transfer worker step failed")
-                busy = False
-            if busy:
-                continue
-            waiting = asyncio.create_task(self._work.wait())
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait(
-                {waiting, stopping}, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            waiting.cancel()
-            stopping.cancel()
+        await self._polling.run(stop)
 
     async def step(self) -> bool:
         """Run one due transfer; True when there was one."""

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, case, exists, func, insert, or_, select, update
 
 from derms_bridge.store.database import sqlite_side_engine
-from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
+from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
 
 _T = TypeVar("_T")
@@ -441,17 +441,7 @@ class FileStore:
                 .where(SegmentRow.instance_id == instance_id, SegmentRow.status == "failed")
                 .values(status="pending", error=None)
             )
-            await connection.execute(
-                update(InstanceRow)
-                .where(InstanceRow.id == instance_id)
-                .values(
-                    status="in_progress",
-                    error=None,
-                    attempts=InstanceRow.attempts + 1,
-                    updated_at=now,
-                    finished_at=None,
-                )
-            )
+            await reopen(connection, instance_id, now)
         return True
 
     async def has_segments(self, instance_id: str) -> bool | None:

@@ -311,6 +311,21 @@ def matching(where: InstanceFilter) -> Select[InstanceRow]:
     return query
 
 
+async def reopen(connection: AsyncConnection, instance_id: str, now: datetime) -> None:
+    """The instance runs again on itself (a kept file resumed): in progress, one more try."""
+    await connection.execute(
+        update(InstanceRow)
+        .where(InstanceRow.id == instance_id)
+        .values(
+            status="in_progress",
+            error=None,
+            attempts=InstanceRow.attempts + 1,
+            updated_at=now,
+            finished_at=None,
+        )
+    )
+
+
 async def _insert_keys(
     connection: AsyncConnection, instance_id: str, keys: Sequence[tuple[str, str]]
 ) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.errors import TechnicalFault
-from derms_bridge.store.instances import InstanceStore, utcnow
+from derms_bridge.store.instances import InstanceStore, reopen, utcnow
 from derms_bridge.store.tables import InstanceRow, StagedChunkRow, StagedFileRow
 
 #: Bytes per chunk row: large enough that a 1 GB file is a thousand rows, small enough
@@ -219,15 +219,5 @@ class StagedFileStore:
             ).first()
             if resumed is None:
                 return False
-            await connection.execute(
-                update(InstanceRow)
-                .where(InstanceRow.id == instance_id)
-                .values(
-                    status="in_progress",
-                    error=None,
-                    attempts=InstanceRow.attempts + 1,
-                    updated_at=now,
-                    finished_at=None,
-                )
-            )
+            await reopen(connection, instance_id, now)
         return True
