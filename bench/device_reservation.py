@@ -51,30 +51,33 @@ import argparse
 import asyncio
 import csv
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from derms_bridge.api.security import hash_password
 from derms_bridge.flows.event_device_reservation import to_reserve_device
 from derms_bridge.flows.ports import segment_json
 from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
-from derms_bridge.sandbox.servers import LOOPBACK, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_reservation import ReservationMessage
+from processes import (
+    CPMCS_SIMULATOR,
+    DERMS_SIMULATOR,
+    LOOKUPS_DIR,
+    BenchCaller,
+    HubProcess,
+    hub_process,
+    simulator_process,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -83,10 +86,9 @@ if str(REPO) not in sys.path:
 
 from tests.csv_files import file_chunks, write_reservation_csv  # noqa: E402
 
-LOOKUPS_DIR = REPO / "config" / "lookups"
 HUB_ROUTE = "/device-reservation-to-dacs"
 ACK_ROUTE = "/device-reservation-ack"
-DERMS_USER, DERMS_PASSWORD = "derms", "derms-bench"
+DERMS_CALLER = BenchCaller("derms", "derms", "derms-bench")
 
 #: Rows per segment: the hub's default, and the plain client's bodies.
 SEGMENT_ROWS = 1000
@@ -95,7 +97,6 @@ TARGET_RATIO = 0.8
 TARGET_PEAK_MB = 300.0
 TARGET_PEAK_SPREAD = 0.20
 
-STARTUP_SECONDS = 60.0
 #: How long a file may take from the POST to the acknowledgement before the run is wrong.
 ACK_SECONDS = 1800.0
 MAIL_SECONDS = 30.0
@@ -118,155 +119,6 @@ def reservation(message_id: str) -> dict[str, Any]:
         "eventStartDateTime": "2026-12-01T14:00:00Z",
         "eventEndDateTime": "2026-12-01T18:00:00Z",
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def wait_until_serving(url: str, path: str, alive: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    with httpx.Client(base_url=url, timeout=1.0) as probe:
-        while True:
-            try:
-                if probe.get(path).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            if not alive():
-                raise RuntimeError(f"{what} exited before it served")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} did not serve within {STARTUP_SECONDS:g} s")
-            time.sleep(0.1)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def simulator_process(factory: str, what: str) -> Iterator[str]:
-    """A simulator served by uvicorn in a process of its own; its base URL."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        factory,
-        "--factory",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    process = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
-    try:
-        url = f"http://{LOOPBACK}:{port}"
-        wait_until_serving(url, "/_sim/faults", lambda: process.poll() is None, what)
-        yield url
-    finally:
-        stop_process(process)
-
-
-@dataclass(frozen=True)
-class HubProcess:
-    url: str
-    pid: int
-    alive: Callable[[], bool]
-
-    def memory_mb(self, field: str) -> float:
-        """A memory line of /proc/<pid>/status (VmHWM: the peak resident set), in MB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024  # kB
-        raise RuntimeError(f"/proc/{self.pid}/status has no {field}")
-
-    def cpu_seconds(self) -> float:
-        """The CPU time the process has used so far, its threads' included."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        # utime and stime, the 14th and 15th fields of the line (the 12th and 13th after
-        # the command's closing parenthesis), in clock ticks.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def reset_peak(self) -> bool:
-        """VmHWM back to the present resident set (Linux 4.0+); False when not allowed."""
-        try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-        except OSError:
-            return False
-        return True
-
-
-def hub_settings(
-    directory: Path,
-    port: int,
-    cpmcs_url: str,
-    derms_url: str,
-    smtp_port: int,
-    parallelism: int,
-    database_url: str | None,
-) -> Path:
-    """The hub's settings YAML, written to `directory`; its path."""
-    settings = {
-        "server": {"host": LOOPBACK, "port": port},
-        "database": {
-            "url": database_url or f"sqlite:///{directory / 'hub.db'}",
-            "migrate_on_start": True,
-        },
-        "connections": {
-            "cpmcs": {"base_url": cpmcs_url},
-            "derms": {"default": {"base_url": derms_url}},
-        },
-        "callers": {
-            "derms": {
-                "role": "derms",
-                "username": DERMS_USER,
-                "password_hash": hash_password(DERMS_PASSWORD),
-            }
-        },
-        "smtp": {"host": LOOPBACK, "port": smtp_port},
-        "segments": {"size": SEGMENT_ROWS, "parallelism": parallelism},
-        "lookups_dir": str(LOOKUPS_DIR),
-    }
-    path = directory / "derms-bridge.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    return path
-
-
-@contextmanager
-def hub_process(
-    cpmcs_url: str, derms_url: str, smtp_port: int, parallelism: int, database_url: str | None
-) -> Iterator[HubProcess]:
-    """A fresh `derms-bridge serve`, with a SQLite database of its own unless given one."""
-    with tempfile.TemporaryDirectory(prefix="derms-bridge-bench-hub-") as tmp:
-        port = free_port()
-        config = hub_settings(
-            Path(tmp), port, cpmcs_url, derms_url, smtp_port, parallelism, database_url
-        )
-        command = [
-            str(Path(sys.executable).parent / "derms-bridge"),
-            "serve",
-            "--config",
-            str(config),
-            "--log-level",
-            "warning",
-        ]
-        process = subprocess.Popen(command, cwd=tmp)  # noqa: S603 - the project's own command
-        try:
-            url = f"http://{LOOPBACK}:{port}"
-            alive: Callable[[], bool] = lambda: process.poll() is None  # noqa: E731
-            wait_until_serving(url, "/healthz", alive, "the hub")
-            yield HubProcess(url=url, pid=process.pid, alive=alive)
-        finally:
-            stop_process(process)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +187,7 @@ async def post_file(
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(length),
         },
-        auth=(DERMS_USER, DERMS_PASSWORD),
+        auth=DERMS_CALLER.auth,
     )
 
 
@@ -405,7 +257,7 @@ async def hub_run(
         mailbox.clear()
         # The hub checks the derms caller's password with argon2 once per process (64 MiB for
         # a moment), then remembers it: done here, so that the peak measured is the file's.
-        warm_up = await client.post(hub.url + HUB_ROUTE, json={}, auth=(DERMS_USER, DERMS_PASSWORD))
+        warm_up = await client.post(hub.url + HUB_ROUTE, json={}, auth=DERMS_CALLER.auth)
         if warm_up.status_code != 415:
             raise BenchmarkFailure(
                 f"the hub answered a JSON body HTTP {warm_up.status_code}, not 415: "
@@ -544,7 +396,14 @@ async def hub_runs(
 ) -> list[HubRun]:
     runs = []
     for csv_file, rows in sizes:
-        with hub_process(cpmcs_url, derms_url, mailbox.port, parallelism, database_url) as hub:
+        with hub_process(
+            cpmcs_url=cpmcs_url,
+            derms_url=derms_url,
+            smtp_port=mailbox.port,
+            caller=DERMS_CALLER,
+            flow_settings={"segments": {"size": SEGMENT_ROWS, "parallelism": parallelism}},
+            database_url=database_url,
+        ) as hub:
             runs.append(await hub_run(hub, cpmcs_url, derms_url, mailbox, csv_file, rows))
     return runs
 
@@ -552,12 +411,8 @@ async def hub_runs(
 def run(rows: int, small_rows: int, parallelism: int, database_url: str | None) -> Result:
     with (
         tempfile.TemporaryDirectory(prefix="derms-bridge-bench-files-") as tmp,
-        simulator_process(
-            "derms_bridge.sandbox.cpmcs_sim:create_cpmcs_app", "the CPMCS simulator"
-        ) as cpmcs_url,
-        simulator_process(
-            "derms_bridge.sandbox.derms_sim:create_derms_app", "the DERMS simulator"
-        ) as derms_url,
+        simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator") as cpmcs_url,
+        simulator_process(DERMS_SIMULATOR, "the DERMS simulator") as derms_url,
         SmtpSink() as mailbox,
     ):
         small_file = write_reservation_csv(Path(tmp) / "small.csv", small_rows)

@@ -46,15 +46,15 @@ import argparse
 import asyncio
 import ftplib
 import hashlib
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -62,26 +62,30 @@ from urllib.parse import quote
 
 import aiohttp
 import httpx
-import yaml
 
-from derms_bridge.api.security import hash_password
 from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
-from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from derms_bridge.sandbox.servers import LOOPBACK
 from derms_bridge.sandbox.smtp_sink import SmtpSink
+from processes import (
+    DERMS_SIMULATOR,
+    LOOKUPS_DIR,
+    BenchCaller,
+    HubProcess,
+    hub_process,
+    simulator_process,
+    spawned_server,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-LOOKUPS_DIR = REPO / "config" / "lookups"
 FLOW = "device_score_ftp"
 DEVICE_SCORE_ROUTE = "/device-score"
-OPERATOR_USER, OPERATOR_PASSWORD = "operator", "operator-bench"
+OPERATOR = BenchCaller("operator", "operator", "operator-bench")
 FTP_USER, FTP_PASSWORD = "cpmcs", "cpmcs-ftp-bench"
 
 TARGET_RATIO = 0.7
 TARGET_PEAK_MB = 150.0
 
 CHUNK_BYTES = 1024 * 1024
-STARTUP_SECONDS = 60.0
 RUN_SECONDS = 1800.0
 POLL_SECONDS = 0.02
 CLIENT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -125,166 +129,22 @@ def write_score_file(folder: Path, name: str, size_mb: int) -> ScoreFile:
 # Processes
 
 
-def wait_until_serving(url: str, path: str, alive: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    with httpx.Client(base_url=url, timeout=1.0) as probe:
-        while True:
-            try:
-                if probe.get(path).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            if not alive():
-                raise RuntimeError(f"{what} exited before it served")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} did not serve within {STARTUP_SECONDS:g} s")
-            time.sleep(0.1)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def derms_simulator() -> Iterator[str]:
-    """The DERMS simulator served by uvicorn in a process of its own; its base URL."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "derms_bridge.sandbox.derms_sim:create_derms_app",
-        "--factory",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    process = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
-    try:
-        url = f"http://{LOOPBACK}:{port}"
-        wait_until_serving(url, "/_sim/faults", lambda: process.poll() is None, "DERMS")
-        yield url
-    finally:
-        stop_process(process)
-
-
-def serve_ftp(root: str, port: int, ready: Event, stop: Event) -> None:
-    with FtpServer(Path(root), FTP_USER, FTP_PASSWORD, port=port):
-        ready.set()
-        stop.wait()
-
-
-@contextmanager
-def ftp_server(root: Path) -> Iterator[int]:
-    """The sandbox's FTP server in a process of its own; its port."""
-    spawn = multiprocessing.get_context("spawn")
-    ready, stop = spawn.Event(), spawn.Event()
-    port = free_port()
-    process = spawn.Process(target=serve_ftp, args=(str(root), port, ready, stop), daemon=True)
-    process.start()
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not ready.wait(0.1):
-            if not process.is_alive():
-                raise RuntimeError("the FTP server exited before it served")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the FTP server did not start within {STARTUP_SECONDS:g} s")
-        yield port
-    finally:
-        stop.set()
-        process.join(timeout=15)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-@dataclass(frozen=True)
-class HubProcess:
-    url: str
-    pid: int
-    alive: Callable[[], bool]
-    config: Path
-
-    def memory_mb(self, field: str) -> float:
-        """A memory line of /proc/<pid>/status (VmHWM: the peak resident set), in MB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024  # kB
-        raise RuntimeError(f"/proc/{self.pid}/status has no {field}")
-
-    def reset_peak(self) -> bool:
-        """VmHWM back to the present resident set (Linux 4.0+); False when not allowed."""
-        try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-        except OSError:
-            return False
-        return True
-
-
-def hub_settings(directory: Path, port: int, derms_url: str, ftp_port: int, smtp_port: int) -> Path:
-    """The hub's settings YAML, written to `directory`; its path."""
-    settings = {
-        "server": {"host": LOOPBACK, "port": port},
-        "database": {"url": f"sqlite:///{directory / 'hub.db'}", "migrate_on_start": True},
-        "connections": {
-            "cpmcs": {"base_url": f"http://{LOOPBACK}:9"},
-            "derms": {"default": {"base_url": derms_url}},
-        },
-        "callers": {
-            "operator": {
-                "role": "operator",
-                "username": OPERATOR_USER,
-                "password_hash": hash_password(OPERATOR_PASSWORD),
-            }
-        },
-        "smtp": {"host": LOOPBACK, "port": smtp_port},
-        "file_stores": {
-            "ftp": {
-                "type": "ftp",
-                "host": LOOPBACK,
-                "port": ftp_port,
-                "username": FTP_USER,
-                "password": FTP_PASSWORD,
-            }
-        },
-        "lookups_dir": str(LOOKUPS_DIR),
+def ftp_store(port: int) -> dict[str, Any]:
+    """The hub's `file_stores.ftp`: the FTP server `serve_ftp` serves."""
+    return {
+        "type": "ftp",
+        "host": LOOPBACK,
+        "port": port,
+        "username": FTP_USER,
+        "password": FTP_PASSWORD,
     }
-    path = directory / "derms-bridge.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    return path
 
 
-@contextmanager
-def hub_process(derms_url: str, ftp_port: int, smtp_port: int) -> Iterator[HubProcess]:
-    """A fresh `derms-bridge serve` with a database of its own."""
-    with tempfile.TemporaryDirectory(prefix="derms-bridge-bench-hub-") as tmp:
-        port = free_port()
-        config = hub_settings(Path(tmp), port, derms_url, ftp_port, smtp_port)
-        command = [
-            str(Path(sys.executable).parent / "derms-bridge"),
-            "serve",
-            "--config",
-            str(config),
-            "--log-level",
-            "warning",
-        ]
-        process = subprocess.Popen(command, cwd=tmp)  # noqa: S603 - the project's own command
-        try:
-            url = f"http://{LOOPBACK}:{port}"
-            alive: Callable[[], bool] = lambda: process.poll() is None  # noqa: E731
-            wait_until_serving(url, "/healthz", alive, "the hub")
-            yield HubProcess(url=url, pid=process.pid, alive=alive, config=config)
-        finally:
-            stop_process(process)
+def serve_ftp(root: str, port_to: Connection, stop: Event) -> None:
+    """The sandbox's FTP server on `root`, in the process `spawned_server` starts."""
+    with FtpServer(Path(root), FTP_USER, FTP_PASSWORD) as server:
+        port_to.send(server.port)
+        stop.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,9 +173,7 @@ async def wait_for_instance(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + RUN_SECONDS
     while True:
-        answer = await client.get(
-            f"{hub.url}/ops/instances/{instance_id}", auth=(OPERATOR_USER, OPERATOR_PASSWORD)
-        )
+        answer = await client.get(f"{hub.url}/ops/instances/{instance_id}", auth=OPERATOR.auth)
         instance: dict[str, Any] = answer.json()
         if answer.status_code == 200 and instance["status"] != "in_progress":
             return instance
@@ -342,9 +200,7 @@ def check_received(received: list[dict[str, Any]], score: ScoreFile, arm: str) -
 
 async def start_run(client: httpx.AsyncClient, hub: HubProcess) -> dict[str, Any]:
     """Flow 16 started as an operator starts it, and its instance once the run is over."""
-    answer = await client.post(
-        f"{hub.url}/ops/schedules/{FLOW}/run", auth=(OPERATOR_USER, OPERATOR_PASSWORD)
-    )
+    answer = await client.post(f"{hub.url}/ops/schedules/{FLOW}/run", auth=OPERATOR.auth)
     if answer.status_code != 202:
         raise BenchmarkFailure(f"the run was not started: HTTP {answer.status_code}")
     instance = await wait_for_instance(client, hub, answer.json()["instanceId"])
@@ -479,8 +335,8 @@ def run(size_mb: int) -> Result:
     with (
         tempfile.TemporaryDirectory(prefix="derms-bridge-bench-ftp-") as ftp_root,
         tempfile.TemporaryDirectory(prefix="derms-bridge-bench-spool-") as spool,
-        ftp_server(Path(ftp_root)) as ftp_port,
-        derms_simulator() as derms_url,
+        spawned_server(partial(serve_ftp, ftp_root), "the FTP server") as ftp_port,
+        simulator_process(DERMS_SIMULATOR, "DERMS") as derms_url,
         SmtpSink() as mailbox,
     ):
         ftp_folder = Path(ftp_root) / folder.strip("/")
@@ -491,7 +347,14 @@ def run(size_mb: int) -> Result:
         waiting = Path(ftp_root) / score.name
         (ftp_folder / score.name).rename(waiting)
         warm_up = write_score_file(ftp_folder, f"{prefix}_20261126_warm-up.csv", 1)
-        with hub_process(derms_url, ftp_port, mailbox.port) as hub:
+        with hub_process(
+            # Flow 16 never calls CPMCS: port 9 (discard) stands in for it.
+            cpmcs_url=f"http://{LOOPBACK}:9",
+            derms_url=derms_url,
+            smtp_port=mailbox.port,
+            caller=OPERATOR,
+            flow_settings={"file_stores": {"ftp": ftp_store(ftp_port)}},
+        ) as hub:
             hub_result = asyncio.run(
                 hub_run(hub, derms_url, score, lambda: waiting.rename(ftp_folder / score.name))
             )

@@ -47,14 +47,13 @@ import argparse
 import asyncio
 import json
 import math
-import multiprocessing
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -75,8 +74,8 @@ from derms_bridge.sandbox.run import SANDBOX_CALLERS, SandboxPorts, sandbox_sett
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.schemas.program_event_status import StageStatusMessage
 from derms_bridge.store.database import migrate
+from processes import CPMCS_SIMULATOR, LOOKUPS_DIR, simulator_process, spawned_server
 
-LOOKUPS_DIR = Path(__file__).resolve().parent.parent / "config" / "lookups"
 HUB_ROUTE = "/stage-status-to-dacs"
 
 TARGET_FLOWS_PER_SECOND = 300.0
@@ -84,7 +83,6 @@ TARGET_ADDED_P50_MS = 5.0
 TARGET_ADDED_P99_MS = 20.0
 
 WARM_UP_FLOWS = 200
-STARTUP_SECONDS = 30.0
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60.0, sock_connect=10.0)
 
 
@@ -331,58 +329,6 @@ async def measure(
     return throughput["hub"], throughput["direct"], paced["hub"], paced["direct"]
 
 
-def wait_until_serving(url: str, alive: Callable[[], bool], what: str) -> None:
-    async def probe() -> bool:
-        try:
-            async with (
-                aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=1)) as session,
-                session.get("/_sim/faults") as response,
-            ):
-                return response.status < 500
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not asyncio.run(probe()):
-        if not alive():
-            raise RuntimeError(f"{what} exited before it served")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not serve within {STARTUP_SECONDS:g} s")
-        time.sleep(0.1)
-
-
-@contextmanager
-def simulator_process() -> Iterator[str]:
-    """The CPMCS simulator in a process of its own; its base URL."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "derms_bridge.sandbox.cpmcs_sim:create_cpmcs_app",
-        "--factory",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    process = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
-    try:
-        url = f"http://{LOOPBACK}:{port}"
-        wait_until_serving(url, lambda: process.poll() is None, "the CPMCS simulator")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def hub_server(cpmcs_url: str, database_url: str) -> ServerThread:
     cpmcs_port = int(cpmcs_url.rsplit(":", 1)[1])
     ports = SandboxPorts(hub=free_port(), cpmcs=cpmcs_port, derms=free_port(), smtp=free_port())
@@ -392,7 +338,7 @@ def hub_server(cpmcs_url: str, database_url: str) -> ServerThread:
 
 
 def serve_hub(cpmcs_url: str, database_url: str, port_to: Connection, stop: Event) -> None:
-    """The child process's work: serve the hub until told to stop."""
+    """The hub's ServerThread, in the process `spawned_server` starts."""
     with hub_server(cpmcs_url, database_url) as hub:
         port_to.send(hub.port)
         stop.wait()
@@ -401,23 +347,8 @@ def serve_hub(cpmcs_url: str, database_url: str, port_to: Connection, stop: Even
 @contextmanager
 def hub_process(cpmcs_url: str, database_url: str) -> Iterator[str]:
     """The hub in a process of its own; its base URL."""
-    context = multiprocessing.get_context("spawn")
-    port_from, port_to = context.Pipe(duplex=False)
-    stop = context.Event()
-    process = context.Process(
-        target=serve_hub, args=(cpmcs_url, database_url, port_to, stop), name="hub", daemon=True
-    )
-    process.start()
-    try:
-        if not port_from.poll(STARTUP_SECONDS):
-            raise TimeoutError(f"the hub did not serve within {STARTUP_SECONDS:g} s")
-        yield f"http://{LOOPBACK}:{port_from.recv()}"
-    finally:
-        stop.set()
-        process.join(timeout=15)
-        if process.is_alive():
-            process.terminate()
-            process.join()
+    with spawned_server(partial(serve_hub, cpmcs_url, database_url), "the hub") as port:
+        yield f"http://{LOOPBACK}:{port}"
 
 
 @contextmanager
@@ -431,7 +362,10 @@ def run(flows: int, in_flight: int, rate: float, seconds: float, *, hub_in_proce
         database_url = f"sqlite:///{Path(tmp) / 'hub.db'}"
         migrate(database_url)
         serve = hub_in_this_process if hub_in_process else hub_process
-        with simulator_process() as cpmcs_url, serve(cpmcs_url, database_url) as hub_url:
+        with (
+            simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator") as cpmcs_url,
+            serve(cpmcs_url, database_url) as hub_url,
+        ):
             hub_seconds, direct_seconds, hub_paced, direct_paced = asyncio.run(
                 measure(hub_url, cpmcs_url, flows, in_flight, rate, seconds)
             )
