@@ -180,6 +180,26 @@ def serve(processes: Processes, settings: Path, port: int) -> HubProcess:
     return hub
 
 
+def start_worker(processes: Processes, settings: Path, postgres_url: str) -> HubProcess:
+    """A `derms-bridge worker` process, once it is looking for work in the database."""
+    worker = processes.start(
+        "worker",
+        "--config",
+        str(settings),
+        "--log-level",
+        "warning",
+        env={"PGAPPNAME": WORKER_APP_NAME},
+    )
+    wait_for(
+        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
+        STARTUP_SECONDS,
+        "the worker process did not look for work",
+        processes,
+        watch=worker,
+    )
+    return worker
+
+
 def _healthy(port: int) -> bool:
     try:
         return httpx.get(f"http://{LOOPBACK}:{port}/healthz", timeout=1).status_code == 200
@@ -481,21 +501,7 @@ def test_two_worker_processes_share_one_file_on_postgresql(
     port = free_port()
     # The API process migrates the database; the worker starts on the migrated schema.
     hub = serve(processes, settings, port)
-    worker = processes.start(
-        "worker",
-        "--config",
-        str(settings),
-        "--log-level",
-        "warning",
-        env={"PGAPPNAME": WORKER_APP_NAME},
-    )
-    wait_for(
-        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
-        STARTUP_SECONDS,
-        "the worker process did not look for work",
-        processes,
-        watch=worker,
-    )
+    worker = start_worker(processes, settings, postgres_url)
     # 40 segments at 50 ms each: about a second for one worker, so both get work.
     cpmcs_sim.put("/_sim/faults", json={"latency_ms": 50}).raise_for_status()
     csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
@@ -554,16 +560,7 @@ def test_an_acknowledgement_slower_than_the_lease_is_sent_once(
     )
     port = free_port()
     serve(processes, settings, port)
-    worker = processes.start(
-        "worker", "--config", str(settings), env={"PGAPPNAME": WORKER_APP_NAME}
-    )
-    wait_for(
-        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
-        STARTUP_SECONDS,
-        "the worker process did not look for work",
-        processes,
-        watch=worker,
-    )
+    start_worker(processes, settings, postgres_url)
     derms_sim.put("/_sim/faults", json={"latency_ms": 1500}).raise_for_status()
     csv_file = write_reservation_csv(tmp_path / "reservations.csv", 10)
 
@@ -606,16 +603,7 @@ def test_segments_slower_than_the_lease_are_sent_once(
     )
     port = free_port()
     serve(processes, settings, port)
-    worker = processes.start(
-        "worker", "--config", str(settings), env={"PGAPPNAME": WORKER_APP_NAME}
-    )
-    wait_for(
-        lambda: sessions_named(postgres_url, WORKER_APP_NAME) > 0,
-        STARTUP_SECONDS,
-        "the worker process did not look for work",
-        processes,
-        watch=worker,
-    )
+    worker = start_worker(processes, settings, postgres_url)
     cpmcs_sim.put("/_sim/faults", json={"latency_ms": 1500}).raise_for_status()
     csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
 
