@@ -283,6 +283,7 @@ async def test_the_dashboard_counts_each_flows_instances(
     assert set(rows) == {"#", *(str(n) for n in range(1, 21))}
     assert f"/console/instances/{failed_id}" in page
     assert "CPMCS answered HTTP 503" in page
+    assert "<title>Dashboard · derms-bridge console</title>" in page
 
 
 async def test_an_instance_is_found_by_its_business_identifier(
