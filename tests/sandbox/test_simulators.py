@@ -6,6 +6,7 @@ import re
 import smtplib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
 
@@ -438,6 +439,40 @@ class TestDerms:
                 }
             ]
         }
+
+    def test_a_waiter_gets_the_request_its_route_receives_meanwhile(
+        self, derms_server: ServerThread, derms: httpx.Client
+    ) -> None:
+        body = {"dacsMessageId": "S-4"}
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                derms.get,
+                "/_sim/state/received/wait",
+                params={"route": "/device-outcome-ack", "seconds": 20},
+            )
+            time.sleep(0.3)
+            assert not waiting.done()
+            derms.post("/enroll", json={"dacsMessageId": "S-other"}).raise_for_status()
+            time.sleep(0.3)
+            assert not waiting.done()
+
+            derms.post("/device-outcome-ack", json=body).raise_for_status()
+            answer = waiting.result(timeout=10)
+
+        assert answer.status_code == 200
+        [received] = answer.json()
+        assert received["body"] == body
+        assert ISO_UTC_MILLIS.match(received["receivedAt"])
+
+    def test_a_waiter_gets_an_empty_list_when_nothing_came_in_time(
+        self, derms: httpx.Client
+    ) -> None:
+        started = time.monotonic()
+
+        answer = derms.get("/_sim/state/received/wait", params={"route": "/enroll", "seconds": 0.3})
+
+        assert answer.json() == []
+        assert time.monotonic() - started >= 0.3
 
     def test_resetting_state_forgets_what_was_received(self, derms: httpx.Client) -> None:
         derms.post("/enroll", json={"dacsMessageId": "S-3"}).raise_for_status()

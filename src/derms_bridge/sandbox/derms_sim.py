@@ -1,13 +1,15 @@
 """A simulated Edge DERMS: records what the hub sends and acknowledges it with a MsgAck."""
 
+import asyncio
+import contextlib
 import hashlib
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -93,6 +95,8 @@ def create_derms_app(
     app = FastAPI(title="Simulated Edge DERMS")
     state = DermsState()
     app.state.sim = state
+    # Set whenever a request is recorded, for whoever waits on one.
+    arrived = asyncio.Event()
 
     async def acknowledge(request: Request) -> JSONResponse:
         try:
@@ -102,6 +106,7 @@ def create_derms_app(
         if not isinstance(body, dict):
             return JSONResponse({"detail": "Request body must be a JSON object"}, status_code=400)
         received = state.record(request.url.path, body)
+        arrived.set()
         dacs_message_id = body.get("dacsMessageId", "")
         return JSONResponse(msg_ack(state.ack.ackType, str(dacs_message_id), received.received_at))
 
@@ -122,6 +127,7 @@ def create_derms_app(
             "sha256": digest.hexdigest(),
         }
         state.record(DEVICE_SCORE_ROUTE, summary)
+        arrived.set()
         return summary
 
     @app.get(f"{SIM_PREFIX}/state/received", tags=["simulator"])
@@ -130,6 +136,23 @@ def create_derms_app(
             route: [request.body for request in requests]
             for route, requests in state.received().items()
         }
+
+    @app.get(f"{SIM_PREFIX}/state/received/wait", tags=["simulator"])
+    async def wait_for_received(
+        route: str, seconds: Annotated[float, Query(gt=0, le=300)] = 10.0
+    ) -> list[dict[str, Any]]:
+        """What `route` received, once it has received something or `seconds` passed
+        (then an empty list): one request instead of polling, so that waiting for
+        an acknowledgement costs the machine nothing meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not state.received().get(route):
+                    arrived.clear()
+                    await arrived.wait()
+        return [
+            {"body": request.body, "receivedAt": iso_utc_millis(request.received_at)}
+            for request in state.received().get(route, [])
+        ]
 
     @app.delete(f"{SIM_PREFIX}/state", tags=["simulator"])
     async def reset_state() -> dict[str, str]:
