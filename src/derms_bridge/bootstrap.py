@@ -19,6 +19,7 @@ from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
+from derms_bridge.engine.liveness import Liveness, process_name
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
@@ -30,6 +31,7 @@ from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.processes import ProcessStore
 from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.staged_files import StagedFileStore
 
@@ -106,6 +108,7 @@ class Hub:
     transfer_intake: TransferIntake
     transfers: TransferWorker
     scheduler: Scheduler
+    liveness: Liveness
     #: CPMCS's file stores as the flows reach them (the console checks them).
     stores: FileStores
 
@@ -124,8 +127,14 @@ def local_file_stores(root: Path) -> FileStores:
 
 
 def build_hub(
-    settings: Settings, lookups: Lookups | None = None, stores: FileStores | None = None
+    settings: Settings,
+    lookups: Lookups | None = None,
+    stores: FileStores | None = None,
+    *,
+    command: str = "serve",
 ) -> Hub:
+    """The hub's parts; `command` is what this process was started as (serve, worker,
+    run), as the other hub processes see it."""
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir), settings.lookups_dir)
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)
@@ -165,6 +174,7 @@ def build_hub(
         stores=stores,
         staged_files=staged_files,
         wake_transfers=lambda: transfers.wake(),
+        process_name=process_name(),
     )
     transfers = TransferWorker(engine=engine, staged=staged_files, settings=settings.segments)
     return Hub(
@@ -185,4 +195,11 @@ def build_hub(
             engine=engine, store=ScheduleStore(store), schedules=settings.schedules
         ),
         stores=stores,
+        liveness=Liveness(
+            processes=ProcessStore(store),
+            error_handler=error_handler,
+            settings=settings.processes,
+            name=engine.process_name,
+            command=command,
+        ),
     )

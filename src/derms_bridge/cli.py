@@ -178,14 +178,17 @@ def worker(
         raise typer.Exit(EXIT_CONFIG) from None
 
     async def work() -> None:
-        hub = build_hub(settings, lookups)
+        hub = build_hub(settings, lookups, command="worker")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
             await asyncio.gather(
-                hub.workers.worker.run(stop), hub.transfers.run(stop), hub.scheduler.run(stop)
+                hub.workers.worker.run(stop),
+                hub.transfers.run(stop),
+                hub.scheduler.run(stop),
+                hub.liveness.run(stop),
             )
         finally:
             await hub.aclose()
@@ -241,7 +244,8 @@ def run_now(
         )
 
     async def run() -> tuple[str, FlowResult[Any]]:
-        hub = build_hub(settings, lookups)
+        hub = build_hub(settings, lookups, command="run")
+        hub.liveness.start()
         try:
             started = await hub.scheduler.run_now(key, caller="cli", watcher=show)
             out.print(f"{key}: instance {started.instance_id}", highlight=False)
@@ -249,6 +253,7 @@ def run_now(
                 result = await started.done
             return started.instance_id, result
         finally:
+            await hub.liveness.stop()
             await hub.aclose()
 
     try:

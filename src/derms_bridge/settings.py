@@ -176,6 +176,30 @@ class Segments(_Strict):
     max_file_bytes: int = Field(2 * 1024**3, ge=1024, description="the largest CSV accepted")
 
 
+class Processes(_Strict):
+    """How hub processes sharing a database tell they are alive, so that the runs of one
+    that stopped mid-run are given up as failed instead of staying in progress."""
+
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="how often a hub process says it is alive"
+    )
+    stopped_after_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a process not heard from for this long has stopped; its runs in "
+        "progress are failed and emailed about",
+    )
+
+    @model_validator(mode="after")
+    def _heard_several_times(self) -> Processes:
+        if self.stopped_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "stopped_after_seconds must be at least twice heartbeat_seconds: a process "
+                "between two heartbeats would be taken for stopped"
+            )
+        return self
+
+
 class Metrics(_Strict):
     """The Prometheus scrape at /metrics."""
 
@@ -370,6 +394,7 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     segments: Segments = Segments()
     metrics: Metrics = Metrics()
+    processes: Processes = Processes()
     schedules: dict[ScheduledFlowKey, Schedule] = Field(default_factory=dict)
     file_stores: FileStores = FileStores()
     lookups_dir: Path = Path("config/lookups")

@@ -7,6 +7,7 @@ The processes run in a folder of the test's own, where the local file stores liv
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -21,7 +22,7 @@ import yaml
 from derms_bridge.api.security import hash_password
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import LOOKUPS_DIR, PASSWORDS, HubUnderTest, derms_received
+from tests.conftest import LOOKUPS_DIR, OPERATOR_AUTH, PASSWORDS, HubUnderTest, derms_received
 from tests.e2e.test_sandbox_process import console_script
 
 FOLDER = ("var", "files", "ftp", "outbound", "device-score")
@@ -34,6 +35,7 @@ def write_settings(
     cpmcs: ServerThread,
     mailbox: SmtpSink,
     schedules: dict[str, Any] | None = None,
+    processes: dict[str, float] | None = None,
 ) -> Path:
     settings = {
         "database": {"url": database_url},
@@ -51,6 +53,7 @@ def write_settings(
         "smtp": {"host": mailbox.host, "port": mailbox.port, "timeout": 5},
         "schedules": schedules or {},
         "lookups_dir": str(LOOKUPS_DIR),
+        **({"processes": processes} if processes else {}),
     }
     path = workdir / "derms-bridge.yaml"
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
@@ -120,6 +123,86 @@ async def test_run_exits_1_when_the_run_failed(workdir: Path, derms_sim: httpx.C
     assert [p.name for p in workdir.joinpath(*FOLDER).iterdir()] == ["Error-SDCSE_refused.csv"]
 
 
+def run_killed_midway(workdir: Path, derms_sim: httpx.Client) -> tuple[str, int]:
+    """`derms-bridge run device_score_ftp` killed while DERMS holds its upload: the run's
+    instance id and the killed process's pid."""
+    derms_sim.put("/_sim/faults", json={"latency_ms": 4000}).raise_for_status()
+    try:
+        running = subprocess.Popen(  # noqa: S603
+            [str(console_script()), "run", "device_score_ftp", "--config", "derms-bridge.yaml"],
+            cwd=workdir,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert running.stdout is not None
+        started = running.stdout.readline()
+        assert started.startswith("device_score_ftp: instance "), started
+        time.sleep(0.5)
+        running.kill()
+        running.wait(timeout=10)
+    finally:
+        derms_sim.delete("/_sim/faults").raise_for_status()
+    return started.split()[-1], running.pid
+
+
+def worker_process(workdir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603
+        [str(console_script()), "worker", "--config", "derms-bridge.yaml"],
+        cwd=workdir,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_a_run_whose_process_is_killed_is_failed_by_another_and_can_run_again(
+    tmp_path: Path,
+    hub: HubUnderTest,
+    derms_server: ServerThread,
+    cpmcs_server: ServerThread,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+) -> None:
+    tmp_path.joinpath(*FOLDER).mkdir(parents=True)
+    tmp_path.joinpath(*FOLDER, "SDCSE_killed.csv").write_text("deviceId,score\nD-1,42\n")
+    write_settings(
+        tmp_path,
+        hub.settings.database.url.get_secret_value(),
+        derms_server,
+        cpmcs_server,
+        mailbox,
+        processes={"heartbeat_seconds": 0.2, "stopped_after_seconds": 1.0},
+    )
+    instance_id, killed_pid = run_killed_midway(tmp_path, derms_sim)
+    assert (await hub.detail(instance_id))["status"] == "in_progress"
+
+    watching = worker_process(tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while (detail := await hub.detail(instance_id))["status"] == "in_progress":
+            assert time.monotonic() < deadline, "the killed run was never given up"
+            await asyncio.sleep(0.2)
+    finally:
+        watching.terminate()
+        watching.wait(timeout=10)
+
+    assert detail["status"] == "failed"
+    assert f":{killed_pid}:" in detail["error"]
+    assert "stopped before the run ended" in detail["error"]
+    [mail] = mailbox.wait_for(1)
+    assert instance_id in mail.body_text
+    schedules = await hub.client.get("/ops/schedules", auth=OPERATOR_AUTH)
+    [device_score_ftp] = [s for s in schedules.json() if s["flow"] == "device_score_ftp"]
+    assert device_score_ftp["last_run"]["status"] == "failed"
+    assert device_score_ftp["running"] is False
+    # Given up, the schedule is free: the file, never renamed, goes with the next run.
+    again = derms_bridge(tmp_path, "run", "device_score_ftp", "--config", "derms-bridge.yaml")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [p.name for p in tmp_path.joinpath(*FOLDER).iterdir()] == ["Sent-SDCSE_killed.csv"]
+
+
 def test_run_exits_2_for_a_flow_that_is_not_scheduled(workdir: Path) -> None:
     ran = derms_bridge(workdir, "run", "enrollment_sync", "--config", "derms-bridge.yaml")
 
@@ -148,17 +231,7 @@ def test_two_hub_processes_on_postgresql_run_each_tick_once(
         mailbox,
         {"device_score_ftp": {"cron": "*/2 * * * * *", "timezone": "Europe/Paris"}},
     )
-    command = [str(console_script()), "worker", "--config", "derms-bridge.yaml"]
-    workers = [
-        subprocess.Popen(  # noqa: S603
-            command,
-            cwd=tmp_path,
-            env=environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
+    workers = [worker_process(tmp_path) for _ in range(2)]
     try:
         with psycopg.connect(database_url) as db:
             deadline = time.monotonic() + 60

@@ -397,3 +397,12 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frozen"):
         settings.limits.enrollment_concurrency = 1  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+def test_a_process_silence_shorter_than_two_heartbeats_is_refused(tmp_path: Path) -> None:
+    text = minimal_yaml() + "processes:\n  heartbeat_seconds: 10\n  stopped_after_seconds: 15\n"
+
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert "processes" in problem
+    assert "stopped_after_seconds must be at least twice heartbeat_seconds" in problem

@@ -28,6 +28,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        hub.liveness.start()
         if run_workers:
             hub.workers.start()
             hub.transfers.start()
@@ -37,6 +38,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
             await hub.scheduler.stop()
             await hub.workers.stop()
             await hub.transfers.stop()
+        await hub.liveness.stop()
         await hub.aclose()
 
     app = FastAPI(

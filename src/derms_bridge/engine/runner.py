@@ -172,8 +172,11 @@ class FlowEngine:
         stores: FileStores,
         staged_files: StagedFileStore,
         wake_transfers: Callable[[], None],
+        process_name: str,
     ) -> None:
         self.store = store
+        #: This hub process, named in the instances it runs (engine/liveness.py).
+        self.process_name = process_name
         self._files = files
         self._wake_workers = wake_workers
         self._cpmcs = cpmcs
@@ -227,6 +230,7 @@ class FlowEngine:
             keys=keys,
             resubmit_of=resubmit_of,
             parent_id=parent_id,
+            runner=self.process_name,
         )
         metrics.instance_received(flow.info.key)
         return await self._run(flow, message, instance_id, caller, keys)
@@ -298,7 +302,12 @@ class FlowEngine:
     ) -> None:
         """The instance of a run a schedule or an operator starts; `trigger` is its payload."""
         await self.store.create(
-            instance_id=instance_id, flow=flow.info.key, caller=caller, payload=trigger, keys=keys
+            instance_id=instance_id,
+            flow=flow.info.key,
+            caller=caller,
+            payload=trigger,
+            keys=keys,
+            runner=self.process_name,
         )
         metrics.instance_received(flow.info.key)
 

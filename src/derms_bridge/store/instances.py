@@ -115,10 +115,12 @@ class InstanceStore:
         keys: Sequence[tuple[str, str]],
         resubmit_of: str | None = None,
         parent_id: str | None = None,
+        runner: str | None = None,
         alongside: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> None:
         """Written, and committed, before the flow calls anyone; `alongside` writes what
-        must exist with it (a received file), in the same transaction."""
+        must exist with it (a received file), in the same transaction. `runner` is the hub
+        process that runs it to its end, if one does."""
         now = utcnow()
         async with self.writing() as connection:
             attempts = 1
@@ -137,6 +139,7 @@ class InstanceStore:
                     attempts=attempts,
                     resubmit_of=resubmit_of,
                     parent_id=parent_id,
+                    runner=runner,
                     received_at=now,
                     updated_at=now,
                 )

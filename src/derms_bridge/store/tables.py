@@ -47,6 +47,9 @@ class InstanceRow(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The hub process running it from start to end (a HubProcessRow's name); None when
+    #: workers take it up under leases of their own (the file flows, flow 15).
+    runner: Mapped[str | None] = mapped_column(String(80))
 
 
 class BusinessKeyRow(Base):
@@ -220,3 +223,17 @@ class LookupAuditRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     #: [{"key": ..., "before": [...] | null, "after": [...] | null}, ...]
     changes: Mapped[Any] = mapped_column(JSON)
+
+
+class HubProcessRow(Base):
+    """A running hub process (serve, worker, run), seen alive at `seen_at`: the instances
+    it runs are given up as failed once it stops without finishing them."""
+
+    __tablename__ = "hub_processes"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    command: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Set when the process stopped of its own accord.
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
