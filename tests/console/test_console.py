@@ -24,6 +24,7 @@ from derms_bridge.settings import (
     SftpFileStore,
     Smtp,
 )
+from derms_bridge.store.processes import ProcessStore
 from tests.conftest import DERMS_AUTH, PASSWORDS
 from tests.console.conftest import (
     ConsoleUnderTest,
@@ -288,6 +289,25 @@ async def test_the_dashboard_counts_each_flows_instances(
     assert f"/console/instances/{failed_id}" in page
     assert "CPMCS answered HTTP 503" in page
     assert "<title>Dashboard · derms-bridge console</title>" in page
+
+
+async def test_the_dashboard_shows_the_hub_processes_heard_from(
+    console: ConsoleUnderTest,
+) -> None:
+    stopped = ProcessStore(console.hub.store)
+    await stopped.beat("old-host:1:gone01", "worker")
+    await stopped.stopped("old-host:1:gone01")
+    console.hub.liveness.start()
+    try:
+        await console.log_in()
+        page = (await console.client.get("/console/")).text
+    finally:
+        await console.hub.liveness.stop()
+
+    processes = page.split('<table class="processes">', 1)[1].split("</table>", 1)[0]
+    [header, row] = table_rows(processes)
+    assert header == ["process", "started as", "since", "last heard"]
+    assert row[:2] == [console.hub.liveness.name, "serve"]
 
 
 async def test_an_instance_is_found_by_its_business_identifier(

@@ -17,7 +17,7 @@ from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.store.instances import utcnow
 from derms_bridge.store.processes import ProcessStore
 from derms_bridge.store.tables import HubProcessRow
-from tests.conftest import HubUnderTest
+from tests.conftest import OPERATOR_AUTH, HubUnderTest
 
 DEAD = "gone-host:4242:dead01"
 ALIVE = "other-host:777:live01"
@@ -119,3 +119,20 @@ async def test_a_process_back_from_a_long_pause_keeps_its_new_runs(
 
     assert await hub.hub.liveness.give_up_stopped() == []
     assert (await hub.detail(after_the_pause))["status"] == "in_progress"
+
+
+async def test_the_operations_api_lists_the_processes_heard_from(hub: HubUnderTest) -> None:
+    await last_heard(hub, ALIVE, timedelta(seconds=5))
+    await last_heard(hub, DEAD, timedelta(minutes=2))
+    stopped = ProcessStore(hub.hub.store)
+    await stopped.beat("old-host:1:gone01", "worker")
+    await stopped.stopped("old-host:1:gone01")
+
+    listed = await hub.client.get("/ops/processes", auth=OPERATOR_AUTH)
+    stranger = await hub.client.get("/ops/processes")
+
+    assert listed.status_code == 200
+    [alive] = listed.json()
+    assert (alive["name"], alive["command"]) == (ALIVE, "serve")
+    assert set(alive) == {"name", "command", "started_at", "seen_at"}
+    assert stranger.status_code == 401

@@ -84,6 +84,7 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
             "by_key": BY_KEY,
             "schedules": await state.hub.scheduler.overview(),
             "runs": runs,
+            "processes": await state.hub.liveness.alive(),
             "redact": state.redact,
         },
     )

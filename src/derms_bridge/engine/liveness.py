@@ -23,7 +23,7 @@ from derms_bridge.catalog import BY_KEY
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.settings import Processes
 from derms_bridge.store.instances import utcnow
-from derms_bridge.store.processes import AbandonedRun, ProcessStore
+from derms_bridge.store.processes import AbandonedRun, HubProcess, ProcessStore
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ class Liveness:
             )
             await self._errors.handle(BY_KEY[run.flow], run.instance_id, run.keys, run.error)
         return abandoned
+
+    async def alive(self) -> list[HubProcess]:
+        """The hub processes on this database heard from within the silence limit."""
+        return await self._processes.alive(utcnow() - self._silence)
 
     def start(self) -> None:
         self._stop.clear()

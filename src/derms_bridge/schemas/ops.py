@@ -76,3 +76,12 @@ class InstancePage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class HubProcessView(_View):
+    """A hub process heard from lately: `command` is serve, worker or run."""
+
+    name: str
+    command: str
+    started_at: datetime
+    seen_at: datetime

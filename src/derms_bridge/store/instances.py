@@ -37,7 +37,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; every time stored here is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -239,7 +239,7 @@ class InstanceStore:
                 resubmitted_as=list(later),
                 children=list(children),
                 activities=[
-                    ActivityView.model_validate(a).model_copy(update={"at": _aware(a.at)})
+                    ActivityView.model_validate(a).model_copy(update={"at": as_utc(a.at)})
                     for a in activities
                 ],
             )
@@ -366,8 +366,8 @@ def _summary(row: InstanceRow, keys: list[BusinessKey]) -> InstanceSummary:
         attempts=row.attempts,
         resubmit_of=row.resubmit_of,
         parent_id=row.parent_id,
-        received_at=_aware(row.received_at),
-        updated_at=_aware(row.updated_at),
-        finished_at=_aware(row.finished_at) if row.finished_at else None,
+        received_at=as_utc(row.received_at),
+        updated_at=as_utc(row.updated_at),
+        finished_at=as_utc(row.finished_at) if row.finished_at else None,
         business_keys=keys,
     )

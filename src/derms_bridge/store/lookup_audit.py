@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from derms_bridge.lookup_files import RowChange
-from derms_bridge.store.instances import InstanceStore, _aware, utcnow
+from derms_bridge.store.instances import InstanceStore, as_utc, utcnow
 from derms_bridge.store.tables import LookupAuditRow
 
 
@@ -56,7 +56,7 @@ async def recent_edits(store: InstanceStore, lookup: str, limit: int = 20) -> li
         LookupEdit(
             lookup=row.lookup,
             operator=row.operator,
-            at=_aware(row.at),
+            at=as_utc(row.at),
             changes=tuple(
                 RowChange(
                     key=change["key"],

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
 
-from derms_bridge.store.instances import InstanceFilter, InstanceStore, _aware, _utc, matching
+from derms_bridge.store.instances import InstanceFilter, InstanceStore, _utc, as_utc, matching
 from derms_bridge.store.tables import BusinessKeyRow, InstanceRow
 
 
@@ -76,7 +76,7 @@ async def failing_now(store: InstanceStore, since: datetime, limit: int = 10) ->
             instance_id=row.id,
             flow=row.flow,
             error=row.error,
-            received_at=_aware(row.received_at),
+            received_at=as_utc(row.received_at),
         )
         for row in rows
     ]

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import delete, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from derms_bridge.store.instances import InstanceStore, utcnow
+from derms_bridge.store.instances import InstanceStore, as_utc, utcnow
 from derms_bridge.store.tables import BusinessKeyRow, HubProcessRow, InstanceRow, ScheduleRow
 
 
@@ -27,6 +27,14 @@ class AbandonedRun:
     flow: str
     error: str
     keys: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class HubProcess:
+    name: str
+    command: str
+    started_at: datetime
+    seen_at: datetime
 
 
 class ProcessStore:
@@ -99,3 +107,26 @@ class ProcessStore:
             )
             for row in failed
         ]
+
+    async def alive(self, heard_since: datetime) -> list[HubProcess]:
+        """The processes heard from since `heard_since` that have not stopped, oldest first."""
+        async with self._instances.engine.connect() as connection:
+            rows = await connection.execute(
+                select(
+                    HubProcessRow.name,
+                    HubProcessRow.command,
+                    HubProcessRow.started_at,
+                    HubProcessRow.seen_at,
+                )
+                .where(HubProcessRow.stopped_at.is_(None), HubProcessRow.seen_at >= heard_since)
+                .order_by(HubProcessRow.started_at, HubProcessRow.name)
+            )
+            return [
+                HubProcess(
+                    name=name,
+                    command=command,
+                    started_at=as_utc(started_at),
+                    seen_at=as_utc(seen_at),
+                )
+                for name, command, started_at, seen_at in rows
+            ]

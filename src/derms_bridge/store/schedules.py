@@ -15,13 +15,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.instances import InstanceStore, as_utc
 from derms_bridge.store.tables import InstanceRow, ScheduleRow, ScheduleTickRow
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time stored here is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -160,19 +155,19 @@ class ScheduleStore:
                     instance_id=row.last_instance,
                     # The lease is taken a moment before the run writes its instance.
                     status=found.status if found is not None else "in_progress",
-                    started_at=_aware(row.last_started_at),
+                    started_at=as_utc(row.last_started_at),
                     finished_at=(
-                        _aware(found.finished_at)
+                        as_utc(found.finished_at)
                         if found is not None and found.finished_at is not None
                         else None
                     ),
                     error=found.error if found is not None else None,
                 )
-            lease_until = _aware(row.lease_until) if row.lease_until is not None else None
+            lease_until = as_utc(row.lease_until) if row.lease_until is not None else None
             holds = lease_until is not None and lease_until > now
             states[row.flow] = ScheduleState(
                 flow=row.flow,
-                ticks_through=_aware(row.ticks_through),
+                ticks_through=as_utc(row.ticks_through),
                 running_instance=row.running_instance if holds else None,
                 last_run=last_run,
             )

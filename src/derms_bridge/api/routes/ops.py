@@ -15,6 +15,7 @@ from derms_bridge.catalog import FlowInfo, flows_named
 from derms_bridge.engine.runner import FlowEngine, InstanceNotFound, NotResubmittable
 from derms_bridge.schemas.ops import (
     FileProgressView,
+    HubProcessView,
     InstanceDetail,
     InstancePage,
     InstanceStatus,
@@ -105,3 +106,11 @@ async def resubmit_instance(
     except NotResubmittable as exc:
         raise HTTPException(409, str(exc)) from None
     return await _detail(outcome.instance_id, engine, request)
+
+
+@router.get("/processes", response_model=list[HubProcessView], responses={401: {}})
+async def list_processes(request: Request) -> list[HubProcessView]:
+    """The hub processes (serve, worker, run) sharing this database that were heard from
+    within `processes.stopped_after_seconds`, oldest first."""
+    hub: Hub = request.app.state.hub
+    return [HubProcessView.model_validate(found) for found in await hub.liveness.alive()]
