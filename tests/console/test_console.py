@@ -9,7 +9,7 @@ import asyncssh
 import httpx
 import pytest
 
-from derms_bridge.lookups import PREFIX
+from derms_bridge.lookups import PREFIX, Lookups
 from derms_bridge.sandbox.object_store import write_api_signing_key
 from derms_bridge.sandbox.servers import free_port
 from derms_bridge.settings import (
@@ -124,6 +124,25 @@ async def test_logging_out_ends_the_session(console: ConsoleUnderTest) -> None:
     reply = await console.post("/console/logout")
 
     assert (reply.status_code, reply.headers["location"]) == (303, "/console/login")
+    assert (await console.client.get("/console/")).status_code == 303
+
+
+async def test_a_copy_of_the_cookie_is_refused_after_logout_by_every_hub_process(
+    console: ConsoleUnderTest, default_lookups: Lookups
+) -> None:
+    await console.log_in()
+    copied = console.client.cookies["derms_console_session"]
+
+    await console.post("/console/logout")
+
+    # Another hub process on the same database, shown the copy.
+    async for other in console_for(console.settings, default_lookups, "http://hub.test"):
+        other.client.cookies.set("derms_console_session", copied, path="/console")
+        assert (await other.client.get("/console/")).status_code == 303
+        other.client.cookies.clear()
+        await other.log_in()
+        assert (await other.client.get("/console/")).status_code == 200
+    console.client.cookies.set("derms_console_session", copied, path="/console")
     assert (await console.client.get("/console/")).status_code == 303
 
 

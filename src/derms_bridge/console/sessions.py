@@ -1,18 +1,21 @@
 """The console's login session: a signed, expiring cookie carrying the operator and a CSRF token.
 
 The cookie is signed with itsdangerous (the library Starlette's own sessions use) so that
-nothing is kept on the server and every hub process behind one address accepts it. The
+every hub process behind one address accepts it; only a logout is kept on the server (in
+the database), so that a copy of the cookie is worth nothing after it. The
 CSRF token is the synchronizer-token pattern: one random value per session, put in every
 form and htmx request by the page and compared here on every unsafe method.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
@@ -39,11 +42,18 @@ class ConsoleSession:
         # A new token at login, so that one planted before it is worth nothing after.
         return cls(csrf_token=secrets.token_urlsafe(32), operator=operator)
 
+    @property
+    def digest(self) -> str:
+        """The session's name where it is kept as logged out: its token's SHA-256, so
+        that what is kept cannot be replayed as a token."""
+        return hashlib.sha256(self.csrf_token.encode()).hexdigest()
+
 
 class SessionCookies:
     def __init__(self, secret: str, max_age_seconds: int, behind_proxy: bool) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt="derms-bridge console session")
         self._max_age = max_age_seconds
+        self.max_age = timedelta(seconds=max_age_seconds)
         self._behind_proxy = behind_proxy
 
     def read(self, request: Request) -> ConsoleSession | None:

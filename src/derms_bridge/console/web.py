@@ -22,6 +22,7 @@ from derms_bridge.console.sessions import (
     csrf_token_matches,
 )
 from derms_bridge.engine.redaction import Redactor
+from derms_bridge.store.console_logouts import ConsoleLogouts
 
 ROOT = "/console"
 HERE = Path(__file__).parent
@@ -36,6 +37,7 @@ class ConsoleState:
     hub: Hub
     cookies: SessionCookies
     throttle: LoginThrottle
+    logouts: ConsoleLogouts
     redact: Redactor
     #: One lookup edit at a time in this process: read, check, write and swap go together.
     lookup_edits: asyncio.Lock
@@ -53,6 +55,7 @@ class ConsoleState:
             throttle=LoginThrottle(
                 console.failed_logins_allowed, console.failed_login_pause_seconds
             ),
+            logouts=ConsoleLogouts(hub.store),
             redact=Redactor(secrets_in(hub.settings)),
             lookup_edits=asyncio.Lock(),
         )
@@ -75,10 +78,12 @@ def _session(request: Request) -> ConsoleSession | None:
     return _state(request).cookies.read(request)
 
 
-def _operator(request: Request) -> str:
+async def _operator(request: Request) -> str:
     state = _state(request)
     session = state.cookies.read(request)
     if session is None or session.operator is None:
+        raise LoginRequired
+    if await state.logouts.logged_out(session.digest):
         raise LoginRequired
     caller = state.hub.settings.callers.get(session.operator)
     if caller is None or caller.role != "operator":

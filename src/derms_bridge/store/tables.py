@@ -237,3 +237,14 @@ class HubProcessRow(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: Set when the process stopped of its own accord.
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleLogoutRow(Base):
+    """A console session its operator logged out of, refused by every hub process until
+    its cookie would have expired anyway."""
+
+    __tablename__ = "console_logouts"
+
+    #: SHA-256 of the session's random token: the cookie itself is not kept.
+    session_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
