@@ -118,6 +118,20 @@ async def test_repeated_failures_pause_logins_even_with_the_right_password(
     assert "Too many failed logins" in paused.text
 
 
+async def test_failed_logins_count_across_hub_processes(
+    console: ConsoleUnderTest, default_lookups: Lookups
+) -> None:
+    allowed = console.settings.console.failed_logins_allowed
+    for _ in range(allowed - 1):
+        assert (await console.log_in(password="guess")).status_code == 401
+
+    async for other in console_for(console.settings, default_lookups, "http://hub.test"):
+        # Another hub process on the same database: the last failure allowed, then paused.
+        assert (await other.log_in(password="guess")).status_code == 401
+        assert (await other.log_in()).status_code == 429
+    assert (await console.log_in()).status_code == 429
+
+
 async def test_logging_out_ends_the_session(console: ConsoleUnderTest) -> None:
     await console.log_in()
 

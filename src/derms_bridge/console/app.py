@@ -79,7 +79,7 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
     target = _safe_next(str(form.get("next", "")))
     client = request.client.host if request.client else "unknown"
     throttle_keys = (f"user:{username}", f"address:{client}")
-    wait = state.throttle.seconds_to_wait(*throttle_keys)
+    wait = await state.throttle.seconds_to_wait(*throttle_keys)
     if wait > 0:
         minutes = max(1, round(wait / 60))
         message = f"Too many failed logins. Try again in about {minutes} minute(s)."
@@ -93,7 +93,7 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
     # argon2 takes tens of milliseconds of CPU on purpose; the event loop goes on meanwhile.
     principal = await asyncio.to_thread(state.hub.authenticator.verify_password, username, password)
     if principal is None or principal.role != "operator":
-        state.throttle.failed(*throttle_keys)
+        await state.throttle.failed(*throttle_keys)
         return render(
             request,
             "login.html",
@@ -101,7 +101,7 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             status_code=401,
             session=session,
         )
-    state.throttle.succeeded(f"user:{username}")
+    await state.throttle.succeeded(f"user:{username}")
     response = RedirectResponse(target, status_code=303)
     state.cookies.write(response, request, ConsoleSession.logged_in(principal.name))
     return response

@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
+
+from derms_bridge.store.console_security import LoginFailures
+from derms_bridge.store.instances import utcnow
 
 COOKIE_NAME = "derms_console_session"
 CSRF_FIELD = "csrf_token"
@@ -109,47 +110,24 @@ def csrf_token_matches(session: ConsoleSession | None, presented: str | None) ->
 
 class LoginThrottle:
     """Refuses further tries for a while after too many failed logins for one user or from
-    one address, so that guessing a password online takes years, not hours."""
+    one address, so that guessing a password online takes years, not hours. The failures
+    are kept in the database: every hub process behind one address counts them alike."""
 
-    #: Past this many users and addresses with failures, the expired ones are swept out.
-    MAX_KEYS = 10_000
-
-    def __init__(
-        self,
-        allowed: int,
-        pause_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, failures: LoginFailures, allowed: int) -> None:
+        self._failures = failures
         self._allowed = allowed
-        self._pause = pause_seconds
-        self._clock = clock
-        self._failures: dict[str, list[float]] = {}
 
-    def _recent(self, key: str, now: float) -> list[float]:
-        kept = [moment for moment in self._failures.get(key, []) if now - moment < self._pause]
-        if kept:
-            self._failures[key] = kept
-        else:
-            self._failures.pop(key, None)
-        return kept
-
-    def seconds_to_wait(self, *keys: str) -> float:
-        now = self._clock()
+    async def seconds_to_wait(self, *keys: str) -> float:
+        now = utcnow()
         wait = 0.0
         for key in keys:
-            recent = self._recent(key, now)
+            recent = await self._failures.recent(key, self._allowed)
             if len(recent) >= self._allowed:
-                wait = max(wait, recent[-self._allowed] + self._pause - now)
+                wait = max(wait, (recent[-1] + self._failures.pause - now).total_seconds())
         return wait
 
-    def failed(self, *keys: str) -> None:
-        now = self._clock()
-        if len(self._failures) > self.MAX_KEYS:
-            for stale in list(self._failures):
-                self._recent(stale, now)
-        for key in keys:
-            self._recent(key, now)
-            self._failures.setdefault(key, []).append(now)
+    async def failed(self, *keys: str) -> None:
+        await self._failures.failed(*keys)
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+    async def succeeded(self, key: str) -> None:
+        await self._failures.forget(key)

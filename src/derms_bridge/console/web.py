@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from derms_bridge.console.sessions import (
     csrf_token_matches,
 )
 from derms_bridge.engine.redaction import Redactor
-from derms_bridge.store.console_logouts import ConsoleLogouts
+from derms_bridge.store.console_security import ConsoleLogouts, LoginFailures
 
 ROOT = "/console"
 HERE = Path(__file__).parent
@@ -53,7 +54,8 @@ class ConsoleState:
                 behind_proxy=console.behind_proxy,
             ),
             throttle=LoginThrottle(
-                console.failed_logins_allowed, console.failed_login_pause_seconds
+                LoginFailures(hub.store, timedelta(seconds=console.failed_login_pause_seconds)),
+                console.failed_logins_allowed,
             ),
             logouts=ConsoleLogouts(hub.store),
             redact=Redactor(secrets_in(hub.settings)),

@@ -248,3 +248,15 @@ class ConsoleLogoutRow(Base):
     #: SHA-256 of the session's random token: the cookie itself is not kept.
     session_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ConsoleLoginFailureRow(Base):
+    """A failed console login, counted against its user and its address by every hub
+    process alike."""
+
+    __tablename__ = "console_login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: SHA-256 of "user:<name>" or "address:<ip>": a password typed as a username is not kept.
+    key_digest: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
