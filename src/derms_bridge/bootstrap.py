@@ -112,6 +112,7 @@ class Hub:
     async def aclose(self) -> None:
         for connection in self.connections:
             await connection.aclose()
+        await self.files.aclose()
         await self.store.engine.dispose()
 
 

@@ -8,20 +8,17 @@ machines pass each other by instead of waiting.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, and_, case, exists, func, insert, or_, select, update
 
-from derms_bridge.store.database import sqlite_side_engine
+from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ class FileStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
-        self._rounds_engine = sqlite_side_engine(instances.engine)
+        self._side = sqlite_side_connection(instances.engine)
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
 
@@ -246,22 +243,21 @@ class FileStore:
         claims is one write instead of one per segment. True when an acknowledgement fell
         due.
 
-        On SQLite the round runs in a thread, by a connection of its own, in one call: by
+        On SQLite the round runs by the side connection, on its thread, in one call: by
         aiosqlite each statement would take the event loop three or four trips to its
         thread and back, and those trips cost more CPU than the statements."""
         round_ = functools.partial(
             self._round, owner=owner, lease=lease, results=results, limit=limit, released=released
         )
-        if self._rounds_engine is None:
+        if self._side is None:
             async with self._instances.writing() as connection:
                 return await connection.run_sync(round_)
         async with self._instances.writer_turn():
-            return await asyncio.to_thread(self._in_transaction, round_)
+            return await self._side.run(round_)
 
-    def _in_transaction(self, work: Callable[[Connection], _T]) -> _T:
-        assert self._rounds_engine is not None
-        with self._rounds_engine.begin() as connection:
-            return work(connection)
+    async def aclose(self) -> None:
+        if self._side is not None:
+            await self._side.close()
 
     def _round(
         self,
