@@ -64,6 +64,7 @@ class SqliteSideConnection:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-side")
         #: Opened on the thread by the first piece of work.
         self._connection: Connection | None = None
+        self._closed = False
 
     async def run(self, work: Callable[[Connection], _T]) -> _T:
         """`work` in a transaction of its own, on the connection's thread."""
@@ -78,7 +79,11 @@ class SqliteSideConnection:
             return work(self._connection)
 
     async def close(self) -> None:
-        """Close the connection, once the work under way is done."""
+        """Close the connection, once the work under way is done, and end its thread; again,
+        nothing."""
+        if self._closed:
+            return
+        self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown()
 
