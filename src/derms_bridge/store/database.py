@@ -55,8 +55,9 @@ class SqliteSideConnection:
     """A synchronous connection to the same SQLite file as an async engine, for work done in
     one call off the event loop: each piece of work is a transaction, run on the one thread
     that this connection keeps. The connection stays open between uses: opening one costs its
-    pragmas and a reading of the schema, ten times what a round of a file's segments costs
-    on a connection already open. `close` it when the hub stops."""
+    pragmas and a reading of the schema, about 0.4 ms of CPU, ten times what taking up an open
+    one does, and a file's segments take a round of work every few of them. `close` it when
+    the hub stops."""
 
     def __init__(self, url: URL) -> None:
         self._engine = create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0)
