@@ -7,6 +7,7 @@ Environment variables use ``__`` between levels, e.g.
 from __future__ import annotations
 
 import os
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +37,20 @@ DEFAULT_SETTINGS_FILE = Path("config/derms-bridge.yaml")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _readable_ca_bundle(value: Path | None) -> Path | None:
+    """A CA bundle is read when the settings are, so that a bad one stops the hub at start-up
+    instead of failing its first call to the system."""
+    if value is None:
+        return None
+    if not value.is_file():
+        raise ValueError(f"CA bundle {value} does not exist")
+    try:
+        ssl.create_default_context(cafile=str(value))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"CA bundle {value} cannot be read as PEM certificates: {exc}") from None
+    return value
 
 
 class Timeouts(_Strict):
@@ -78,12 +93,7 @@ class Connection(_Strict):
             raise ValueError("put credentials under auth, not in base_url")
         return value
 
-    @field_validator("ca_bundle")
-    @classmethod
-    def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"CA bundle {value} does not exist")
-        return value
+    _ca_bundle_readable = field_validator("ca_bundle")(_readable_ca_bundle)
 
 
 class Connections(_Strict):
@@ -269,12 +279,7 @@ class FtpFileStore(_Strict):
     )
     timeout: float = Field(30.0, gt=0, description="seconds to connect and for each answer")
 
-    @field_validator("ca_bundle")
-    @classmethod
-    def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"CA bundle {value} does not exist")
-        return value
+    _ca_bundle_readable = field_validator("ca_bundle")(_readable_ca_bundle)
 
 
 class SftpFileStore(_Strict):

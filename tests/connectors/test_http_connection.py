@@ -462,6 +462,16 @@ def test_a_ca_bundle_that_does_not_exist_is_refused_by_the_settings(tmp_path: Pa
         connection_settings("https://127.0.0.1:1", ca_bundle=str(tmp_path / "nope.pem"))
 
 
+def test_a_ca_bundle_that_holds_no_certificate_is_refused_by_the_settings(
+    tmp_path: Path,
+) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("this is not a certificate\n", encoding="utf-8")
+
+    with pytest.raises(ValueError, match="cannot be read as PEM certificates"):
+        connection_settings("https://127.0.0.1:1", ca_bundle=str(not_pem))
+
+
 # --- How answers are sorted into business errors and technical faults --------------------
 
 

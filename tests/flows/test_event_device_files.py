@@ -4,6 +4,7 @@ acknowledged once, against the simulators and an SMTP sink on loopback."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,21 @@ async def test_a_file_is_sent_in_segments_and_acknowledged_once(
     [mail] = mailbox.wait_for(1)
     assert mail.rcpt_tos == ("integration-ops@utility.example",)
     assert "complete: SUCCESS" in mail.subject
+
+
+async def test_a_hub_that_sent_a_file_closes_its_database_thread(
+    files_hub: FileHub, tmp_path: Path
+) -> None:
+    reply = await files_hub.send(
+        RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 250)
+    )
+    assert reply.status_code == 202
+    await files_hub.drain()
+
+    await files_hub.hub.aclose()
+
+    # On SQLite the worker's rounds run on a thread kept for them; PostgreSQL needs none.
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sqlite-side")] == []
 
 
 async def test_cpmcs_receives_the_mapped_devices(

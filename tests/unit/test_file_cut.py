@@ -36,7 +36,7 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
     return f"{number},{nic},ECOBEE,{starts},2026-12-01T18:00:00+00:00".encode()
 
 
-def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Scan]:
+def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], _Scan]:
     """The segments' bodies as they will be sent, the lines they start on and their rows."""
     flow = (
         FLOW
@@ -46,7 +46,7 @@ def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Sc
     lines = _Upload(io.BytesIO(content))
     assert (lines.line() or b"").rstrip(b"\r") == HEADER
     scan = _Scan()
-    emitted: list[tuple[str, int, int]] = []
+    emitted: list[tuple[bytes, int, int]] = []
     _cut(
         lines,
         flow,
@@ -119,7 +119,7 @@ def test_plain_rows_make_the_flows_own_body() -> None:
         (8, 2),
     ]
     rows = [line.decode().split(",") for line in PLAIN_ROWS[:3]]
-    assert segments[0][0] == segment_json(to_reserve_device(MESSAGE, rows, Lookups()))
+    assert segments[0][0] == segment_json(to_reserve_device(MESSAGE, rows, Lookups())).encode()
     body: dict[str, Any] = json.loads(segments[0][0])
     assert body["deviceList"][0]["nicId"] == "NIC-0001"
 

@@ -77,14 +77,14 @@ def to_reserve_device(
 
 
 _DEVICE_JSON = (
-    '{"nicId":"%s","headEndSystem":"%s",'
-    '"reservationStartDateTime":"%s","reservationEndDateTime":"%s"}'
+    b'{"nicId":"%s","headEndSystem":"%s",'
+    b'"reservationStartDateTime":"%s","reservationEndDateTime":"%s"}'
 )
 
 
 @functools.lru_cache(maxsize=4)
-def _device_list_json(count: int) -> str:
-    return ",".join(repeat(_DEVICE_JSON, count))
+def _device_list_json(count: int) -> bytes:
+    return b",".join(repeat(_DEVICE_JSON, count))
 
 
 def plain_row_pattern(times: bytes, _lookups: Lookups) -> bytes:
@@ -101,14 +101,19 @@ def plain_row_pattern(times: bytes, _lookups: Lookups) -> bytes:
     )
 
 
-def plain_reserve_device(message: ReservationMessage, fields: list[str], lookups: Lookups) -> str:
-    """Step 3 for rows of plain text: to_reserve_device's body written by one string format,
-    in C, instead of a dict a row."""
+def plain_reserve_device(
+    message: ReservationMessage, fields: list[bytes], lookups: Lookups
+) -> bytes:
+    """Step 3 for rows of plain text: to_reserve_device's body written by one format of
+    bytes, in C, instead of a dict a row."""
     width = len(HEADER)
     devices = fields.copy()
     del devices[0::width]
-    envelope, _, end = segment_json(to_reserve_device(message, [], lookups)).rpartition("[]")
-    return f"{envelope}[{_device_list_json(len(devices) // (width - 1)) % tuple(devices)}]{end}"
+    envelope, _, end = (
+        segment_json(to_reserve_device(message, [], lookups)).encode().rpartition(b"[]")
+    )
+    devices_json = _device_list_json(len(devices) // (width - 1)) % tuple(devices)
+    return b"%s[%s]%s" % (envelope, devices_json, end)
 
 
 def acknowledgement(

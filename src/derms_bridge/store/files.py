@@ -8,20 +8,31 @@ machines pass each other by instead of waiting.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
-from derms_bridge.store.database import sqlite_side_engine
+from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -83,15 +94,75 @@ class FileProgress:
     ack_error: str | None
 
 
-def _live(lease: Any, now: datetime) -> Any:
+def _live(lease: Any, now: Any) -> Any:
     return and_(lease.is_not(None), lease >= now)
+
+
+# The statements of a round of results and claims, built once: building a statement and
+# its cache key again for each round cost the hub more CPU than SQLite took to run it.
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_HOLDER = bindparam("holder", type_=String)
+
+#: Claimed segments given back.
+_RELEASE = (
+    update(SegmentRow)
+    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), SegmentRow.owner == _HOLDER)
+    .values(status="pending", owner=None, lease_until=None)
+)
+#: Segments CPMCS took.
+_ACCEPT = (
+    update(SegmentRow)
+    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), SegmentRow.owner == _HOLDER)
+    .values(status="accepted", error=None, lease_until=None)
+)
+_FREE = or_(
+    SegmentRow.status == "pending",
+    and_(SegmentRow.status == "sending", SegmentRow.lease_until < _NOW),
+)
+#: The next free segments of running jobs, up to `limit`.
+_CANDIDATES = (
+    select(SegmentRow.id)
+    .join(FileJobRow, FileJobRow.instance_id == SegmentRow.instance_id)
+    .where(FileJobRow.state == "running", _FREE)
+    .order_by(SegmentRow.instance_id, SegmentRow.seq)
+    .limit(bindparam("limit", type_=Integer))
+)
+#: The candidates that are still free, taken by `holder` until `until`.
+_TAKE = (
+    update(SegmentRow)
+    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), _FREE)
+    .values(
+        status="sending",
+        owner=_HOLDER,
+        lease_until=bindparam("until", type_=DateTime(timezone=True)),
+        attempts=SegmentRow.attempts + 1,
+    )
+    .returning(
+        SegmentRow.id,
+        SegmentRow.instance_id,
+        SegmentRow.seq,
+        SegmentRow.first_line,
+        SegmentRow.row_count,
+        SegmentRow.rows_zlib,
+    )
+)
+#: The number of an instance's last activity.
+_LAST_ACTIVITY = select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
+    ActivityRow.instance_id == bindparam("instance_id", type_=String)
+)
+_ADD_ACTIVITY = insert(ActivityRow)
 
 
 class FileStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
-        self._rounds_engine = sqlite_side_engine(instances.engine)
+        self._side = sqlite_side_connection(instances.engine)
+        self._candidates = (
+            _CANDIDATES.with_for_update(of=SegmentRow, skip_locked=True)
+            if self._postgres
+            else _CANDIDATES
+        )
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
 
@@ -246,22 +317,21 @@ class FileStore:
         claims is one write instead of one per segment. True when an acknowledgement fell
         due.
 
-        On SQLite the round runs in a thread, by a connection of its own, in one call: by
+        On SQLite the round runs by the side connection, on its thread, in one call: by
         aiosqlite each statement would take the event loop three or four trips to its
         thread and back, and those trips cost more CPU than the statements."""
         round_ = functools.partial(
             self._round, owner=owner, lease=lease, results=results, limit=limit, released=released
         )
-        if self._rounds_engine is None:
+        if self._side is None:
             async with self._instances.writing() as connection:
                 return await connection.run_sync(round_)
         async with self._instances.writer_turn():
-            return await asyncio.to_thread(self._in_transaction, round_)
+            return await self._side.run(round_)
 
-    def _in_transaction(self, work: Callable[[Connection], _T]) -> _T:
-        assert self._rounds_engine is not None
-        with self._rounds_engine.begin() as connection:
-            return work(connection)
+    async def aclose(self) -> None:
+        if self._side is not None:
+            await self._side.close()
 
     def _round(
         self,
@@ -274,11 +344,7 @@ class FileStore:
         released: Sequence[int],
     ) -> tuple[bool, list[ClaimedSegment]]:
         if released:
-            connection.execute(
-                update(SegmentRow)
-                .where(SegmentRow.id.in_(released), SegmentRow.owner == owner)
-                .values(status="pending", owner=None, lease_until=None)
-            )
+            connection.execute(_RELEASE, {"ids": released, "holder": owner})
         _record_results(connection, owner, results)
         claimed = self._claim(connection, owner, lease, limit) if limit > 0 else []
         # A run this round has just claimed a segment of is not over: no need to look.
@@ -286,7 +352,7 @@ class FileStore:
             segment.instance_id for segment in claimed
         }
         due = bool(finishing) and bool(
-            connection.execute(_finish_runs(FileJobRow.instance_id.in_(sorted(finishing)))).all()
+            connection.execute(_FINISH_RUNS_OF, {"jobs": sorted(finishing), "now": utcnow()}).all()
         )
         return due, claimed
 
@@ -294,41 +360,13 @@ class FileStore:
         self, connection: Connection, owner: str, lease: timedelta, limit: int
     ) -> list[ClaimedSegment]:
         now = utcnow()
-        free = or_(
-            SegmentRow.status == "pending",
-            and_(SegmentRow.status == "sending", SegmentRow.lease_until < now),
-        )
-        candidates = (
-            select(SegmentRow.id)
-            .join(FileJobRow, FileJobRow.instance_id == SegmentRow.instance_id)
-            .where(FileJobRow.state == "running", free)
-            .order_by(SegmentRow.instance_id, SegmentRow.seq)
-            .limit(limit)
-        )
-        if self._postgres:
-            candidates = candidates.with_for_update(of=SegmentRow, skip_locked=True)
         # Selected first, not as a subquery of the update: PostgreSQL can run a subquery
         # under IN once per row, and then its LIMIT limits nothing.
-        ids = list(connection.scalars(candidates))
+        ids = list(connection.scalars(self._candidates, {"now": now, "limit": limit}))
         if not ids:
             return []
         taken = connection.execute(
-            update(SegmentRow)
-            .where(SegmentRow.id.in_(ids), free)
-            .values(
-                status="sending",
-                owner=owner,
-                lease_until=now + lease,
-                attempts=SegmentRow.attempts + 1,
-            )
-            .returning(
-                SegmentRow.id,
-                SegmentRow.instance_id,
-                SegmentRow.seq,
-                SegmentRow.first_line,
-                SegmentRow.row_count,
-                SegmentRow.rows_zlib,
-            )
+            _TAKE, {"ids": ids, "now": now, "holder": owner, "until": now + lease}
         ).all()
         unknown = {row.instance_id for row in taken} - self._jobs.keys()
         if unknown:
@@ -358,9 +396,7 @@ class FileStore:
         last two segments at once can each still see the other's as sending, so a
         worker's round sweeps up after them."""
         async with self._instances.writing() as connection:
-            return len(
-                (await connection.execute(_finish_runs(FileJobRow.instance_id.is_not(None)))).all()
-            )
+            return len((await connection.execute(_FINISH_STALLED, {"now": utcnow()})).all())
 
     async def acknowledged(
         self,
@@ -505,11 +541,7 @@ def _record_results(connection: Connection, owner: str, results: Sequence[Segmen
     """The segments' results; a failure stops its job's other segments from going."""
     accepted = [result.segment.id for result in results if result.error is None]
     if accepted:
-        connection.execute(
-            update(SegmentRow)
-            .where(SegmentRow.id.in_(accepted), SegmentRow.owner == owner)
-            .values(status="accepted", error=None, lease_until=None)
-        )
+        connection.execute(_ACCEPT, {"ids": accepted, "holder": owner})
     activities: dict[str, list[NewActivity]] = {}
     for result in results:
         segment = result.segment
@@ -536,8 +568,9 @@ def _record_results(connection: Connection, owner: str, results: Sequence[Segmen
 
 def _finish_runs(which: Any) -> Any:
     """The update that makes a run's acknowledgement due once none of its segments is
-    left to go (a failing run: once none is still in flight), returning the outcome."""
-    now = utcnow()
+    left to go (a failing run: once none is still in flight), returning the outcome; `now`
+    is bound when it runs."""
+    now = _NOW
     job = FileJobRow.instance_id
     # One status per EXISTS, so that SQLite finds the few pending or sending rows through
     # ix_segments_status: under an OR it walks every segment of the file by instance_id
@@ -578,15 +611,17 @@ def add_activities(
     """Activities written as a file run goes, numbered after those already kept."""
     if not activities:
         return
-    last = connection.scalar(
-        select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
-            ActivityRow.instance_id == instance_id
-        )
-    )
+    last = connection.scalar(_LAST_ACTIVITY, {"instance_id": instance_id})
     connection.execute(
-        insert(ActivityRow),
+        _ADD_ACTIVITY,
         [
             {"instance_id": instance_id, "seq": (last or 0) + n, **vars(activity)}
             for n, activity in enumerate(activities, start=1)
         ],
     )
+
+
+#: The runs among `jobs` that are over, made due.
+_FINISH_RUNS_OF = _finish_runs(FileJobRow.instance_id.in_(bindparam("jobs", expanding=True)))
+#: Any run that is over, made due.
+_FINISH_STALLED = _finish_runs(FileJobRow.instance_id.is_not(None))
