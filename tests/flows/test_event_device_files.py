@@ -3,6 +3,7 @@ acknowledged once, against the simulators and an SMTP sink on loopback."""
 
 from __future__ import annotations
 
+import csv
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -14,13 +15,21 @@ import pytest
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.flows.event_device_outcome import to_post_event_outcome
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.schemas.event_device_outcome import OutcomeMessage
 from derms_bridge.settings import Caller, Segments
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
-from tests.csv_files import Corruption, write_outcome_csv, write_reservation_csv
+from tests.csv_files import (
+    OUTCOME_HEADER,
+    Corruption,
+    outcome_rows,
+    write_outcome_csv,
+    write_reservation_csv,
+)
 
 RESERVATION = "/device-reservation-to-dacs"
 OUTCOME = "/device-outcome-to-dacs"
@@ -344,6 +353,28 @@ async def test_outcomes_of_several_events_go_through_the_event_outcome_lookup(
         "/ops/instances", params={"key": "outcomes.csv"}, auth=OPERATOR_AUTH
     )
     assert [i["id"] for i in found.json()["items"]] == [reply.json()["instanceId"]]
+
+
+async def test_cpmcs_receives_each_outcome_as_its_row_says(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, default_lookups: Lookups
+) -> None:
+    lines = [",".join(row) for row in outcome_rows(250, event_ids=("EV-1", "EV-2", "EV-3"))]
+    # Rows of text that is not plain: the csv module reads the file from the first of them.
+    lines[149] = lines[149].rpartition(",")[0] + ',"Timed out, retried"'
+    lines[199] = lines[199].rpartition(",")[0] + ",Échec de la commande"
+    content = "\r\n".join([",".join(OUTCOME_HEADER), *lines, ""]).encode()
+    message = {"messageId": "OUT-3", "fileName": "outcomes.csv"}
+
+    reply = await files_hub.send(OUTCOME, message, content)
+    await files_hub.drain()
+
+    assert reply.status_code == 202
+    expected = to_post_event_outcome(
+        OutcomeMessage.model_validate(message), list(csv.reader(lines)), default_lookups
+    )["postOutcomeList"]
+    kept = cpmcs_sim.get("/_sim/state/outcomes", params={"limit": 1000}).json()
+    assert [{k: v for k, v in o.items() if k != "timesReceived"} for o in kept] == expected
+    assert sum("errorMessage" in device for device in expected) == 52
 
 
 async def test_an_unknown_outcome_refuses_the_file(

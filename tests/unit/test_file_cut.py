@@ -1,5 +1,6 @@
 """The intake's cut of a file into segments: rows of plain text go the flow's column-wise
-way, anything else the csv module's, and both give the same segments and the same refusals."""
+way, anything else the csv module's, and both give the same segments and the same refusals,
+for a reservation file (flow 7) and an outcome file (flow 8)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from derms_bridge.engine.files import _cut, _Scan, _Upload, segment_body
+from derms_bridge.errors import LookupMiss
+from derms_bridge.flows import event_device_outcome
+from derms_bridge.flows.event_device_outcome import to_post_event_outcome
 from derms_bridge.flows.event_device_reservation import FLOW, to_reserve_device
-from derms_bridge.flows.ports import segment_json
-from derms_bridge.lookups import Lookups
+from derms_bridge.flows.ports import CsvRow, FileFlow, segment_json
+from derms_bridge.lookups import Lookups, load_lookups, shipped_lookups_dir
+from derms_bridge.schemas.event_device_outcome import OutcomeMessage
 from derms_bridge.schemas.event_device_reservation import ReservationMessage
+from tests.csv_files import ERROR_OUTCOME_MESSAGE, OUTCOME_HEADER, outcome_rows
 
 MESSAGE = ReservationMessage.model_validate(
     {
@@ -38,30 +45,35 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
 
 def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], _Scan]:
     """The segments' bodies as they will be sent, the lines they start on and their rows."""
-    flow = (
-        FLOW
-        if plain
-        else dataclasses.replace(FLOW, plain_row_pattern=None, plain_segment_request=None)
-    )
+    return cut_with(FLOW, MESSAGE, Lookups(), content, plain=plain)
+
+
+def cut_with(
+    flow: FileFlow[Any], message: BaseModel, lookups: Lookups, content: bytes, *, plain: bool
+) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+    if not plain:
+        flow = dataclasses.replace(flow, plain_row_pattern=None, plain_segment_request=None)
     lines = _Upload(io.BytesIO(content))
-    assert (lines.line() or b"").rstrip(b"\r") == HEADER
+    assert (lines.line() or b"").rstrip(b"\r") == ",".join(flow.header).encode()
     scan = _Scan()
     emitted: list[tuple[bytes, int, int]] = []
     _cut(
         lines,
         flow,
-        Lookups(),
+        lookups,
         SEGMENT_ROWS,
         scan,
         lambda rows_csv, first_line, rows: emitted.append(
-            (segment_body(flow, MESSAGE, rows_csv, Lookups()), first_line, rows)
+            (segment_body(flow, message, rows_csv, lookups), first_line, rows)
         ),
     )
     return emitted, scan
 
 
-def file_of(rows: list[bytes], *, newline: bytes = b"\n", bom: bool = False) -> bytes:
-    text = newline.join([HEADER, *rows]) + newline
+def file_of(
+    rows: list[bytes], *, newline: bytes = b"\n", bom: bool = False, header: bytes = HEADER
+) -> bytes:
+    text = newline.join([header, *rows]) + newline
     return b"\xef\xbb\xbf" + text if bom else text
 
 
@@ -136,3 +148,209 @@ def test_a_bad_row_after_plain_segments_refuses_the_file_naming_its_line() -> No
     segments, scan = cut(FILES["a nicId of 101 characters"], plain=True)
     assert scan.bad_rows == ["line 8: nicId: 101 characters, CPMCS takes at most 100"]
     assert len(segments) == 2
+
+
+# Flow 8: outcome files, checked and translated by the EventOutcome lookup as shipped, with
+# outcomes added that no plain row can hold, or that the expression must take as they stand.
+OUTCOME_MESSAGE = OutcomeMessage.model_validate({"messageId": "OUT-1", "fileName": "o.csv"})
+OUTCOME_FLOW = event_device_outcome.FLOW
+SHIPPED = load_lookups(shipped_lookups_dir())
+EVENT_OUTCOME = SHIPPED.tables["EventOutcome"]
+OUTCOME_LOOKUPS = dataclasses.replace(
+    SHIPPED,
+    tables={
+        **SHIPPED.tables,
+        "EventOutcome": dataclasses.replace(
+            EVENT_OUTCOME,
+            rows={
+                **EVENT_OUTCOME.rows,
+                "PARTIAL,LATE": "D1PL",
+                "ÉCHEC": "D1EC",
+                "N/A (late).*": "D1NA",
+                "QUOTED": 'D1"Q\\é',
+            },
+        ),
+    },
+)
+OUTCOME_HEADER_LINE = ",".join(OUTCOME_HEADER).encode()
+THREE_EVENTS_ROWS = list(outcome_rows(10, event_ids=("EV-1", "EV-2", "EV-3")))
+THREE_EVENTS = [",".join(row).encode() for row in THREE_EVENTS_ROWS]
+
+
+def outcome_row(number: int, **fields: str) -> bytes:
+    """Row `number` of THREE_EVENTS with the fields named (as the header names them) written
+    as given, quotes and all."""
+    values = dict(zip(OUTCOME_HEADER, THREE_EVENTS_ROWS[number - 1], strict=True)) | fields
+    return ",".join(values.values()).encode()
+
+
+def outcome_file(rows: list[bytes], *, newline: bytes = b"\n", bom: bool = False) -> bytes:
+    return file_of(rows, newline=newline, bom=bom, header=OUTCOME_HEADER_LINE)
+
+
+def cut_outcomes(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+    return cut_with(OUTCOME_FLOW, OUTCOME_MESSAGE, OUTCOME_LOOKUPS, content, plain=plain)
+
+
+def with_fields(number: int, **fields: str) -> list[bytes]:
+    """THREE_EVENTS with outcome_row(number, **fields) in place of row `number`."""
+    return [outcome_row(n, **fields) if n == number else r for n, r in enumerate(THREE_EVENTS, 1)]
+
+
+OUTCOME_FILES: dict[str, bytes] = {
+    "outcomes of three events": outcome_file(THREE_EVENTS),
+    "crlf and a byte order mark": outcome_file(THREE_EVENTS, newline=b"\r\n", bom=True),
+    "no line feed at the end": outcome_file(THREE_EVENTS)[:-1],
+    "an unknown outcome": outcome_file(with_fields(4, outcome="MAYBE")),
+    "an outcome in lower case": outcome_file(with_fields(2, outcome="success")),
+    "a space before an outcome": outcome_file(with_fields(2, outcome=" SUCCESS")),
+    "an outcome with a comma, quoted": outcome_file(with_fields(5, outcome='"PARTIAL,LATE"')),
+    "an outcome with a comma, unquoted": outcome_file(with_fields(5, outcome="PARTIAL,LATE")),
+    "a non-ASCII outcome": outcome_file(with_fields(6, outcome="ÉCHEC")),
+    "an outcome of the expression's characters": outcome_file(
+        with_fields(6, outcome="N/A (late).*")
+    ),
+    "the expression's characters matching another outcome": outcome_file(
+        with_fields(6, outcome="N/A (late)...")
+    ),
+    "a CPMCS outcome that JSON escapes": outcome_file(with_fields(7, outcome="QUOTED")),
+    "an errorMessage of 100 characters": outcome_file(with_fields(4, errorMessage="E" * 100)),
+    "an errorMessage of 101 characters": outcome_file(with_fields(4, errorMessage="E" * 101)),
+    "an errorMessage on a SUCCESS row": outcome_file(with_fields(1, errorMessage="late")),
+    "a quoted errorMessage with a comma": outcome_file(
+        with_fields(4, errorMessage='"Timed out, retried"')
+    ),
+    "a quoted errorMessage with a quote": outcome_file(
+        with_fields(4, errorMessage='"Said ""no"""')
+    ),
+    "a non-ASCII errorMessage": outcome_file(with_fields(9, errorMessage="Échec de la commande")),
+    "a backslash in an errorMessage": outcome_file(with_fields(9, errorMessage="C:\\hub")),
+    "an eventId of 120 characters": outcome_file(with_fields(3, eventId="V" * 120)),
+    "an eventId of 121 characters": outcome_file(with_fields(3, eventId="V" * 121)),
+    "an empty eventId": outcome_file(with_fields(3, eventId="")),
+    "an empty headEndSystemId": outcome_file(with_fields(3, headEndSystemId="")),
+    "a headEndSystemId of 51 characters": outcome_file(with_fields(3, headEndSystemId="H" * 51)),
+    "not UTC": outcome_file(with_fields(8, participationEndDateTime="2026-12-01T18:00:00+01:00")),
+    "UTC as +00:00": outcome_file(
+        with_fields(8, participationEndDateTime="2026-12-01T18:00:00+00:00")
+    ),
+    "not a date": outcome_file(with_fields(8, participationStartDateTime="2026-13-01T14:00:00Z")),
+    "a missing field": outcome_file([*THREE_EVENTS[:5], THREE_EVENTS[5].rpartition(b",")[0]]),
+    "an extra field": outcome_file([*THREE_EVENTS[:5], THREE_EVENTS[5] + b",extra"]),
+    "a blank line": outcome_file([*THREE_EVENTS[:4], b"", *THREE_EVENTS[4:]]),
+    "plain rows and rows that are not": outcome_file(
+        [
+            *THREE_EVENTS[:4],
+            outcome_row(5, nicId='"NIC-000005"'),
+            *THREE_EVENTS[5:8],
+            outcome_row(9, errorMessage="Échec"),
+            THREE_EVENTS[9],
+        ]
+    ),
+    "a participation window a row": outcome_file(
+        [
+            outcome_row(1 + n % 10, participationStartDateTime=f"2026-12-01T14:{n:02d}:00Z")
+            for n in range(70)
+        ]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OUTCOME_FILES)
+def test_the_plain_way_cuts_an_outcome_file_as_the_csv_module_does(name: str) -> None:
+    plain_segments, plain_scan = cut_outcomes(OUTCOME_FILES[name], plain=True)
+    csv_segments, csv_scan = cut_outcomes(OUTCOME_FILES[name], plain=False)
+    assert (plain_scan.rows, plain_scan.bad_rows) == (csv_scan.rows, csv_scan.bad_rows)
+    if not csv_scan.bad_rows:
+        assert plain_segments == csv_segments
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "outcomes of three events",
+        "crlf and a byte order mark",
+        "an outcome of the expression's characters",
+        "a CPMCS outcome that JSON escapes",
+        "an errorMessage of 100 characters",
+        "an eventId of 120 characters",
+        "UTC as +00:00",
+    ],
+)
+def test_plain_outcome_rows_are_checked_and_sent_by_the_plain_way_alone(name: str) -> None:
+    def refused(_row: CsvRow, _lookups: Lookups) -> str:
+        return "read by the csv module"
+
+    def unbuilt(*_args: object) -> dict[str, Any]:
+        raise AssertionError("built from dicts")
+
+    flow = dataclasses.replace(OUTCOME_FLOW, row_problem=refused, segment_request=unbuilt)
+    segments, scan = cut_with(
+        flow, OUTCOME_MESSAGE, OUTCOME_LOOKUPS, OUTCOME_FILES[name], plain=True
+    )
+
+    assert (scan.rows, scan.bad_rows) == (10, [])
+    assert [(first_line, rows) for _body, first_line, rows in segments] == [
+        (2, 3),
+        (5, 3),
+        (8, 3),
+        (11, 1),
+    ]
+    assert segments == cut_outcomes(OUTCOME_FILES[name], plain=False)[0]
+
+
+def test_plain_outcome_rows_make_the_flows_own_body() -> None:
+    segments, _scan = cut_outcomes(OUTCOME_FILES["outcomes of three events"], plain=True)
+
+    rows = [line.decode().split(",") for line in THREE_EVENTS[3:6]]
+    body = segments[1][0]
+    assert body == segment_json(to_post_event_outcome(OUTCOME_MESSAGE, rows, SHIPPED)).encode()
+    devices: list[dict[str, str]] = json.loads(body)["postOutcomeList"]
+    assert [(d["eventExternalIdentifier"], d["outcome"]) for d in devices] == [
+        ("EV-1", "D1ER"),
+        ("EV-2", "D1CN"),
+        ("EV-2", "D1SP"),
+    ]
+    assert devices[0]["errorMessage"] == ERROR_OUTCOME_MESSAGE
+    assert ["errorMessage" in d for d in devices] == [True, False, False]
+
+
+def test_bad_outcome_rows_after_plain_segments_are_named_the_same_either_way() -> None:
+    content = outcome_file(
+        [
+            *THREE_EVENTS[:6],
+            outcome_row(7, outcome="MAYBE"),
+            outcome_row(8, errorMessage="E" * 101),
+            outcome_row(9, participationEndDateTime="2026-12-01T18:00:00+01:00"),
+            outcome_row(10, eventId="V" * 121),
+        ]
+    )
+    for plain in (True, False):
+        _segments, scan = cut_outcomes(content, plain=plain)
+        assert scan.bad_rows == [
+            "line 8: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome has no row for 'MAYBE'",
+            "line 9: errorMessage: 101 characters, CPMCS takes at most 100",
+            "line 10: participationEndDateTime: '2026-12-01T18:00:00+01:00' is not in UTC "
+            "(write it with Z)",
+            "line 11: eventId: 121 characters, CPMCS takes at most 120",
+        ]
+
+
+def test_an_outcome_the_lookup_no_longer_knows_stops_its_segment_either_way() -> None:
+    # The lookups may change between a file's intake and the sending of its segments.
+    rows_csv = b"\n".join(THREE_EVENTS[:3])
+    without_success = dataclasses.replace(
+        SHIPPED,
+        tables={
+            **SHIPPED.tables,
+            "EventOutcome": dataclasses.replace(
+                EVENT_OUTCOME, rows={k: v for k, v in EVENT_OUTCOME.rows.items() if k != "SUCCESS"}
+            ),
+        },
+    )
+    for flow in (
+        OUTCOME_FLOW,
+        dataclasses.replace(OUTCOME_FLOW, plain_row_pattern=None, plain_segment_request=None),
+    ):
+        with pytest.raises(LookupMiss, match="SUCCESS"):
+            segment_body(flow, OUTCOME_MESSAGE, rows_csv, without_success)

@@ -8,12 +8,17 @@ DERMS once. The engine (engine/files.py) runs these steps.
 
 from __future__ import annotations
 
+import csv
+import functools
+import json
+import re
+from itertools import repeat
 from typing import Literal
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import LookupMiss
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
-from derms_bridge.flows.ports import CsvRow, FileFlow
+from derms_bridge.flows.ports import PLAIN_FIELD_BYTE, CsvRow, FileFlow, plain_field, segment_json
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_outcome import (
@@ -32,6 +37,10 @@ HEADER = (
     "participationEndDateTime",
     "errorMessage",
 )
+EVENT_ID_LIMIT = 120
+NIC_ID_LIMIT = 100
+HEAD_END_SYSTEM_LIMIT = 50
+ERROR_MESSAGE_LIMIT = 100
 
 
 def business_keys(message: OutcomeMessage) -> list[tuple[str, str]]:
@@ -47,12 +56,12 @@ def row_problem(row: CsvRow, lookups: Lookups) -> str | None:
     """Step 3's precondition: a row CPMCS would refuse stops the whole file."""
     _record, event_id, nic_id, head_end, outcome, starts, ends, error_message = row
     problem = (
-        length_problem("eventId", event_id, 120)
-        or length_problem("nicId", nic_id, 100)
-        or length_problem("headEndSystemId", head_end, 50)
+        length_problem("eventId", event_id, EVENT_ID_LIMIT)
+        or length_problem("nicId", nic_id, NIC_ID_LIMIT)
+        or length_problem("headEndSystemId", head_end, HEAD_END_SYSTEM_LIMIT)
         or utc_problem("participationStartDateTime", starts)
         or utc_problem("participationEndDateTime", ends)
-        or length_problem("errorMessage", error_message, 100, required=False)
+        or length_problem("errorMessage", error_message, ERROR_MESSAGE_LIMIT, required=False)
     )
     if problem is not None:
         return problem
@@ -83,6 +92,81 @@ def to_post_event_outcome(
     return {"postOutcomeList": outcomes}
 
 
+_PLAIN_OUTCOME = re.compile(rb"%s+" % PLAIN_FIELD_BYTE)
+
+_DEVICE_JSON = (
+    b'{"eventExternalIdentifier":"%s","nicId":"%s","headEndSystem":"%s","outcome":%s,'
+    b'"participationStartDateTime":"%s","participationEndDateTime":"%s"%s}'
+)
+_ERROR_MESSAGE_JSON = b',"errorMessage":"%s"'
+
+
+@functools.lru_cache(maxsize=4)
+def _device_list_json(count: int) -> bytes:
+    return b",".join(repeat(_DEVICE_JSON, count))
+
+
+class _TranslatedOutcomes(dict[bytes, bytes]):
+    """EventOutcome's CPMCS values as JSON, by DERMS value. A value it does not know raises
+    LookupMiss, as translate does: the lookups may have changed since the file's intake."""
+
+    def __init__(self, lookups: Lookups) -> None:
+        table = lookups.tables.get("EventOutcome")
+        super().__init__(
+            (derms.encode(), json.dumps(cpmcs).encode())
+            for derms, cpmcs in (table.rows.items() if table else ())
+        )
+        self._lookups = lookups
+
+    def __missing__(self, outcome: bytes) -> bytes:
+        return json.dumps(self._lookups.translate("EventOutcome", outcome.decode())).encode()
+
+
+def plain_row_pattern(times: bytes, lookups: Lookups) -> bytes:
+    """row_problem's checks as the expression of one row of plain text: `times` are the
+    date-times already found to be UTC, the outcomes those of EventOutcome that are plain
+    text themselves (any other one could only stand in a row that is not)."""
+    table = lookups.tables.get("EventOutcome")
+    known = [
+        re.escape(outcome.encode())
+        for outcome in (table.rows if table else ())
+        if _PLAIN_OUTCOME.fullmatch(outcome.encode())
+    ]
+    return b",".join(
+        (
+            plain_field(0, csv.field_size_limit()),
+            plain_field(1, EVENT_ID_LIMIT),
+            plain_field(1, NIC_ID_LIMIT),
+            plain_field(1, HEAD_END_SYSTEM_LIMIT),
+            b"(?:%s)" % (b"|".join(known) or b"(?!)"),
+            times,
+            times,
+            plain_field(0, ERROR_MESSAGE_LIMIT),
+        )
+    )
+
+
+def plain_post_event_outcome(
+    message: OutcomeMessage, fields: list[bytes], lookups: Lookups
+) -> bytes:
+    """Step 3 for rows of plain text: to_post_event_outcome's body written by one format of
+    bytes, in C, instead of a dict a row; the outcomes translated, and errorMessage left out
+    of a device whose row has none."""
+    width = len(HEADER)
+    devices = fields.copy()
+    devices[4::width] = map(_TranslatedOutcomes(lookups).__getitem__, fields[4::width])
+    devices[7::width] = [
+        _ERROR_MESSAGE_JSON % error_message if error_message else b""
+        for error_message in fields[7::width]
+    ]
+    del devices[0::width]
+    envelope, _, end = (
+        segment_json(to_post_event_outcome(message, [], lookups)).encode().rpartition(b"[]")
+    )
+    devices_json = _device_list_json(len(devices) // (width - 1)) % tuple(devices)
+    return b"%s[%s]%s" % (envelope, devices_json, end)
+
+
 def acknowledgement(
     message: OutcomeMessage, code: Literal["SUCCESS", "FAILURE"], value: str
 ) -> AckMessage:
@@ -101,4 +185,7 @@ FLOW = FileFlow(
     ack_operation="deviceOutcomeAck",
     acknowledgement=acknowledgement,
     route="/device-outcome-to-dacs",
+    plain_row_pattern=plain_row_pattern,
+    plain_time_columns=(5, 6),
+    plain_segment_request=plain_post_event_outcome,
 )
