@@ -27,6 +27,7 @@ from derms_bridge.settings import FileStores as FileStoreSettings
 from derms_bridge.store.staged_files import StagedFileStore
 from derms_bridge.store.tables import StagedChunkRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
+from tests.multipart import CONTENT_TYPE, Part, multipart_body
 
 ROUTE = "/network-model-to-dacs"
 NAME = "SP Netz Übersicht 2026.csv"
@@ -282,6 +283,23 @@ async def test_a_resend_resumes_a_failed_transfer_and_never_repeats_a_done_one(
     assert once_more.json() == {"instanceId": instance_id, "resumed": False}
     assert len((await transfer_hub.detail(instance_id))["children"]) == 2
     assert await transfer_hub.instances() == 3
+
+
+async def test_a_file_sent_before_its_message_is_passed_on_unchanged(
+    transfer_hub: TransferHub,
+) -> None:
+    transfer_hub.make_folders()
+    body = multipart_body(
+        Part("file", CSV, "upload.csv"), Part("message", json.dumps(message()).encode())
+    )
+
+    reply = await transfer_hub.client.post(
+        ROUTE, content=body, headers={"Content-Type": CONTENT_TYPE}, auth=DERMS_AUTH
+    )
+    await transfer_hub.drain()
+
+    assert reply.status_code == 202
+    assert (transfer_hub.bucket / NAME).read_bytes() == CSV
 
 
 @pytest.mark.parametrize(

@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, case, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.store.database import sqlite_side_engine
 from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A received file's instance, written with what is kept of the file."""
+
+    instance_id: str
+    flow: str
+    caller: str | None
+    #: The trigger's message, as the instance's payload and the job's.
+    message: Any
+    keys: Sequence[tuple[str, str]]
+    resubmit_of: str | None
 
 
 @dataclass(frozen=True)
@@ -95,23 +109,20 @@ class FileStore:
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
 
-    async def receive(
-        self,
-        instance_id: str,
-        flow: str,
-        message: Any,
-        segments: AsyncIterator[NewSegment],
-    ) -> tuple[int, int]:
-        """Keep every segment and the queued job in one transaction; (rows, segments)."""
+    async def receive(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
+        """Write the file's instance, every segment and the queued job, in one transaction;
+        (rows, segments). An error raised by `segments` leaves nothing written."""
         rows = count = 0
-        async with self._instances.writing() as connection:
+
+        async def keep(connection: AsyncConnection) -> None:
+            nonlocal rows, count
             batch: list[dict[str, Any]] = []
             async for segment in segments:
                 rows += segment.row_count
                 count += 1
                 batch.append(
                     {
-                        "instance_id": instance_id,
+                        "instance_id": file.instance_id,
                         "status": "pending",
                         "attempts": 0,
                         **vars(segment),
@@ -124,9 +135,9 @@ class FileStore:
                 await connection.execute(insert(SegmentRow), batch)
             await connection.execute(
                 insert(FileJobRow).values(
-                    instance_id=instance_id,
-                    flow=flow,
-                    message=message,
+                    instance_id=file.instance_id,
+                    flow=file.flow,
+                    message=file.message,
                     state="queued",
                     run=1,
                     total_rows=rows,
@@ -134,18 +145,20 @@ class FileStore:
                     updated_at=utcnow(),
                 )
             )
+
+        await self._create(file, keep)
         return rows, count
 
-    async def refuse(
-        self, instance_id: str, flow: str, message: Any, failure: str, row_errors: list[str]
-    ) -> None:
-        """A file that will not be sent: its FAILURE acknowledgement is due at once."""
-        async with self._instances.writing() as connection:
+    async def refuse(self, file: NewFile, failure: str, row_errors: list[str]) -> None:
+        """Write the instance of a file that will not be sent, its FAILURE acknowledgement
+        due at once, in one transaction."""
+
+        async def refused(connection: AsyncConnection) -> None:
             await connection.execute(
                 insert(FileJobRow).values(
-                    instance_id=instance_id,
-                    flow=flow,
-                    message=message,
+                    instance_id=file.instance_id,
+                    flow=file.flow,
+                    message=file.message,
                     state="acking",
                     outcome="FAILURE",
                     failure=failure,
@@ -156,6 +169,21 @@ class FileStore:
                     updated_at=utcnow(),
                 )
             )
+
+        await self._create(file, refused)
+
+    async def _create(
+        self, file: NewFile, alongside: Callable[[AsyncConnection], Awaitable[None]]
+    ) -> None:
+        await self._instances.create(
+            instance_id=file.instance_id,
+            flow=file.flow,
+            caller=file.caller,
+            payload=file.message,
+            keys=file.keys,
+            resubmit_of=file.resubmit_of,
+            alongside=alongside,
+        )
 
     async def claim_job(self, owner: str, lease: timedelta) -> ClaimedJob | None:
         """A job whose health check or acknowledgement is due, and free or abandoned."""
