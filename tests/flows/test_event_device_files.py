@@ -3,6 +3,7 @@ acknowledged once, against the simulators and an SMTP sink on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -524,3 +525,32 @@ async def test_a_large_file_is_taken_in_constant_memory(files_hub: FileHub, tmp_
     assert (await files_hub.detail(reply.json()["instanceId"]))["file"]["total_rows"] == 300_000
     # The file went through a few megabytes at a time, never whole, nor spooled.
     assert peak < csv_file.stat().st_size / 2
+
+
+async def test_a_slow_upload_holds_up_no_other(files_hub: FileHub, tmp_path: Path) -> None:
+    slow_file = write_reservation_csv(tmp_path / "slow.csv", 60_000)
+    quick_file = write_reservation_csv(tmp_path / "quick.csv", 10)
+    slow_body = multipart_body(
+        message_part("RSV-SLOW"), Part("file", slow_file.read_bytes(), "s.csv")
+    )
+    half = len(slow_body) // 2
+    rest_may_come = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        # More than the intake reads before it cuts: the slow file is being kept.
+        yield slow_body[:half]
+        await rest_may_come.wait()
+        yield slow_body[half:]
+
+    slow = asyncio.create_task(files_hub.post(RESERVATION, slowly()))
+    try:
+        # Bounded so that a hub that keeps the quick file waiting fails here, not hangs.
+        quick = await asyncio.wait_for(
+            files_hub.send(RESERVATION, reservation("RSV-QUICK"), quick_file), timeout=30
+        )
+    finally:
+        rest_may_come.set()
+
+    assert quick.status_code == 202
+    assert (await slow).status_code == 202
+    assert await files_hub.instances() == 2

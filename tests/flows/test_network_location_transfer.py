@@ -4,6 +4,7 @@ the emails, against an SMTP sink on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tracemalloc
@@ -466,3 +467,32 @@ async def test_a_transfer_survives_a_restart_and_a_dead_worker(
         await restarted.aclose()
     assert (transfer_hub.bucket / NAME).read_bytes() == CSV
     assert (transfer_hub.bucket / "claimed.csv").read_bytes() == CSV
+
+
+async def test_a_slow_upload_holds_up_no_other(transfer_hub: TransferHub) -> None:
+    slow_body = multipart_body(
+        Part("message", json.dumps(message("NM-SLOW")).encode()),
+        Part("file", os.urandom(3 * 1024 * 1024), "slow.csv"),
+    )
+    half = len(slow_body) // 2
+    rest_may_come = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield slow_body[:half]
+        await rest_may_come.wait()
+        yield slow_body[half:]
+
+    slow = asyncio.create_task(
+        transfer_hub.client.post(
+            ROUTE, content=slowly(), headers={"Content-Type": CONTENT_TYPE}, auth=DERMS_AUTH
+        )
+    )
+    try:
+        # Bounded so that a hub that keeps the quick file waiting fails here, not hangs.
+        quick = await asyncio.wait_for(transfer_hub.send(message("NM-QUICK")), timeout=30)
+    finally:
+        rest_may_come.set()
+
+    assert quick.status_code == 202
+    assert (await slow).status_code == 202
+    assert await transfer_hub.instances() == 2

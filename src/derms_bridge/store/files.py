@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import struct
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Connection, and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +25,9 @@ from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utc
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
 
 _T = TypeVar("_T")
+
+#: How much of a file's compressed segments the SQLite spool keeps in memory, before disk.
+SEGMENT_SPOOL_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,23 @@ class NewSegment:
     row_count: int
     #: The segment's rows as CSV lines, zlib-compressed.
     rows_zlib: bytes
+
+
+#: A spooled segment's seq, first line, rows and compressed size, before its bytes.
+_SPOOLED_HEAD = struct.Struct("<QQQQ")
+
+
+def _spool_segment(spool: IO[bytes], segment: NewSegment) -> None:
+    size = len(segment.rows_zlib)
+    spool.write(_SPOOLED_HEAD.pack(segment.seq, segment.first_line, segment.row_count, size))
+    spool.write(segment.rows_zlib)
+
+
+async def _spooled_segments(spool: IO[bytes]) -> AsyncIterator[NewSegment]:
+    spool.seek(0)
+    while head := spool.read(_SPOOLED_HEAD.size):
+        seq, first_line, row_count, size = _SPOOLED_HEAD.unpack(head)
+        yield NewSegment(seq, first_line, row_count, spool.read(size))
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,17 @@ class FileStore:
     async def receive(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
         """Write the file's instance, every segment and the queued job, in one transaction;
         (rows, segments). An error raised by `segments` leaves nothing written."""
+        if not self._postgres:
+            # SQLite lets one writer in at a time, and the others, in this process and in
+            # any other, wait for as long as a transaction writes: the segments wait in a
+            # spool until the upload has ended, however slowly it comes.
+            with tempfile.SpooledTemporaryFile(max_size=SEGMENT_SPOOL_BYTES) as spool:
+                async for segment in segments:
+                    _spool_segment(spool, segment)
+                return await self._keep(file, _spooled_segments(spool))
+        return await self._keep(file, segments)
+
+    async def _keep(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
         rows = count = 0
 
         async def keep(connection: AsyncConnection) -> None:
