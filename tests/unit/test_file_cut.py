@@ -36,7 +36,9 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
     return f"{number},{nic},ECOBEE,{starts},2026-12-01T18:00:00+00:00".encode()
 
 
-def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Scan]:
+def cut(
+    content: bytes, *, plain: bool, size: int = SEGMENT_ROWS
+) -> tuple[list[tuple[str, int, int]], _Scan]:
     """The segments' bodies as they will be sent, the lines they start on and their rows."""
     flow = (
         FLOW
@@ -51,7 +53,7 @@ def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[str, int, int]], _Sc
         lines,
         flow,
         Lookups(),
-        SEGMENT_ROWS,
+        size,
         scan,
         lambda rows_csv, first_line, rows: emitted.append(
             (segment_body(flow, MESSAGE, rows_csv, Lookups()), first_line, rows)
@@ -100,10 +102,11 @@ FILES: dict[str, bytes] = {
 }
 
 
+@pytest.mark.parametrize("size", [1, SEGMENT_ROWS])
 @pytest.mark.parametrize("name", FILES)
-def test_the_plain_way_cuts_as_the_csv_module_does(name: str) -> None:
-    plain_segments, plain_scan = cut(FILES[name], plain=True)
-    csv_segments, csv_scan = cut(FILES[name], plain=False)
+def test_the_plain_way_cuts_as_the_csv_module_does(name: str, size: int) -> None:
+    plain_segments, plain_scan = cut(FILES[name], plain=True, size=size)
+    csv_segments, csv_scan = cut(FILES[name], plain=False, size=size)
     assert (plain_scan.rows, plain_scan.bad_rows) == (csv_scan.rows, csv_scan.bad_rows)
     if not csv_scan.bad_rows:
         # A refused file's segments are not kept, however many went before its bad row.
