@@ -208,6 +208,10 @@ _PLAIN_LINE_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}) + b"\n
 
 _LINE_FEED_TO_COMMA = bytes.maketrans(b"\n", b",")
 
+#: The bytes of a segment of plain rows: a block the plain way cut keeps the carriage
+#: returns of its line ends, and only those.
+_PLAIN_SEGMENT_BYTES = _PLAIN_LINE_BYTES + b"\r"
+
 
 def _header(lines: _Upload) -> list[str] | None:
     """The file's first line as CSV fields; None for an empty file."""
@@ -301,12 +305,10 @@ def _cut_plain(
                 continue
             else:
                 return False
-        rows_csv = data[pos : end - 1]
-        if data.find(b"\r", pos, end) >= 0:
-            # A carriage return can only stand before a line feed here: the expression's
-            # fields take none. Looked for first, since taking them out copies the block.
-            rows_csv = rows_csv.translate(None, b"\r")
-        emit(rows_csv, 2 + scan.rows, rows)
+        # Kept with the carriage returns of their line ends, if any (the expression's fields
+        # take none): segment_body takes them out in the pass it makes anyway, where
+        # taking them out here would copy the block again.
+        emit(data[pos : end - 1], 2 + scan.rows, rows)
         scan.rows += rows
         upload.pos = end
 
@@ -383,8 +385,10 @@ def segment_body(flow: FileFlow[Any], message: BaseModel, rows_csv: bytes, looku
     """A segment's body, from its rows as the intake kept them (checked already). Rows of
     plain text are their fields as they stand, whichever way the intake read them: the csv
     module writes a field as it came unless it needs quotes."""
-    if flow.plain_segment_request is not None and not rows_csv.translate(None, _PLAIN_LINE_BYTES):
-        fields = rows_csv.translate(_LINE_FEED_TO_COMMA).decode("ascii").split(",")
+    if flow.plain_segment_request is not None and not rows_csv.translate(
+        None, _PLAIN_SEGMENT_BYTES
+    ):
+        fields = rows_csv.translate(_LINE_FEED_TO_COMMA, b"\r").decode("ascii").split(",")
         return flow.plain_segment_request(message, fields, lookups)
     rows = list(csv.reader(io.StringIO(rows_csv.decode(), newline="")))
     return segment_json(flow.segment_request(message, rows, lookups))

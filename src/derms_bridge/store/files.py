@@ -27,7 +27,7 @@ from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, Segm
 _T = TypeVar("_T")
 
 #: How much of a file's compressed segments the SQLite spool keeps in memory, before disk.
-SEGMENT_SPOOL_BYTES = 4 * 1024 * 1024
+SEGMENT_SPOOL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
