@@ -216,7 +216,6 @@ class _Body:
         self.message_seen = False
         self.message_done = False
         self.file_seen = False
-        self.file_done = False
         self.ended = False
         #: The file's bytes the last chunk held, to be passed on once the parser is done with it.
         self.file_data: list[bytes] = []
@@ -301,8 +300,6 @@ class _Body:
     def _on_part_ends(self) -> None:
         if self._part == "message":
             self.message_done = True
-        elif self._part == "file":
-            self.file_done = True
         self._part = None
 
     def _on_body_ends(self) -> None:
