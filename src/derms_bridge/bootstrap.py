@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterator
@@ -117,6 +118,15 @@ class Hub:
             await connection.aclose()
         await self.files.aclose()
         await self.store.engine.dispose()
+
+
+def freeze_startup_objects() -> None:
+    """For a hub process that has started: what it has made by now lives as long as it
+    does. Out of the cyclic collector's sight, a full collection walks only what came
+    after: one over all of it took a serving hub 85-110 ms, in the middle of whichever
+    upload or sending it fell in."""
+    gc.collect()
+    gc.freeze()
 
 
 def local_file_stores(root: Path) -> FileStores:

@@ -167,7 +167,7 @@ def worker(
 
     settings = _settings_or_exit(config)
     _share_metrics(settings)
-    from derms_bridge.bootstrap import build_hub
+    from derms_bridge.bootstrap import build_hub, freeze_startup_objects
 
     _log_as_json_lines(settings, log_level)
     try:
@@ -179,6 +179,7 @@ def worker(
 
     async def work() -> None:
         hub = build_hub(settings, lookups, command="worker")
+        freeze_startup_objects()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

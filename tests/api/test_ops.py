@@ -313,3 +313,17 @@ async def test_openapi_lists_the_routes_and_how_to_authenticate(hub: HubUnderTes
         "HTTPBearer",
     }
     assert "security" not in document["paths"]["/healthz"]["get"]
+
+
+@pytest.mark.parametrize(
+    "route", ["/device-reservation-to-dacs", "/device-outcome-to-dacs", "/network-model-to-dacs"]
+)
+async def test_openapi_describes_the_file_routes_form(hub: HubUnderTest, route: str) -> None:
+    document = (await hub.client.get("/openapi.json")).json()
+
+    body = document["paths"][route]["post"]["requestBody"]
+    form = body["content"]["multipart/form-data"]["schema"]
+    assert body["required"] is True
+    assert form["required"] == ["message", "file"]
+    assert form["properties"]["message"]["type"] == "string"
+    assert form["properties"]["file"]["contentMediaType"] == "application/octet-stream"

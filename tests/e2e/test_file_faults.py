@@ -8,8 +8,10 @@ file, talking to the session's simulators over loopback; nothing is mocked.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -38,6 +40,7 @@ from tests.conftest import (
 )
 from tests.csv_files import write_reservation_csv
 from tests.e2e.test_sandbox_process import ROOT, Output, console_script
+from tests.multipart import CONTENT_TYPE, Part, multipart_body
 
 RESERVATION = "/device-reservation-to-dacs"
 RESERVATION_ACK = "/device-reservation-ack"
@@ -615,3 +618,57 @@ def test_segments_slower_than_the_lease_are_sent_once(
     assert reserve_calls(cpmcs_sim) == rows // 50
     assert reserved(cpmcs_sim)["devices"] == rows
     assert instance(port, instance_id)["file"]["state"] == "done"
+
+
+def test_an_upload_its_client_gives_up_on_keeps_nothing(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={"size": 1000},
+    )
+    port = free_port()
+    serve(processes, settings, port)
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", 200_000)
+    message = json.dumps(reservation("RSV-GONE")).encode()
+    body = multipart_body(Part("message", message), Part("file", csv_file.read_bytes(), "d.csv"))
+    credentials = base64.b64encode(":".join(DERMS_AUTH).encode()).decode()
+    head = (
+        f"POST {RESERVATION} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
+        f"Authorization: Basic {credentials}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    # Most of the body, more than the sockets' buffers hold: the hub has read, checked and
+    # written much of the file when the client goes.
+    with socket.create_connection((LOOPBACK, port)) as connection:
+        connection.sendall(head + body[: len(body) * 3 // 4])
+
+    # Sent whole, the same message is a new file: nothing of the first was kept.
+    reply = httpx.post(
+        f"http://{LOOPBACK}:{port}{RESERVATION}",
+        content=body,
+        headers={"Content-Type": CONTENT_TYPE},
+        auth=DERMS_AUTH,
+        timeout=30,
+    )
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["resumed"] is False
+    listed = httpx.get(
+        f"http://{LOOPBACK}:{port}/ops/instances",
+        params={"key": "RSV-GONE"},
+        auth=OPERATOR_AUTH,
+        timeout=10,
+    ).json()
+    assert [item["id"] for item in listed["items"]] == [reply.json()["instanceId"]]
+    assert instance(port, reply.json()["instanceId"])["file"]["total_rows"] == 200_000

@@ -3,10 +3,13 @@ acknowledged once, against the simulators and an SMTP sink on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
-from derms_bridge.settings import Caller, Segments
+from derms_bridge.settings import Caller, Segments, Settings
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
 from tests.csv_files import (
     OUTCOME_HEADER,
@@ -30,6 +33,7 @@ from tests.csv_files import (
     write_outcome_csv,
     write_reservation_csv,
 )
+from tests.multipart import CONTENT_TYPE, Part, multipart_body, streamed_body
 
 RESERVATION = "/device-reservation-to-dacs"
 OUTCOME = "/device-outcome-to-dacs"
@@ -55,6 +59,17 @@ class FileHub:
             auth=DERMS_AUTH,
         )
 
+    async def post(self, route: str, body: bytes | AsyncIterator[bytes]) -> httpx.Response:
+        """A multipart body the test built, as it stands."""
+        return await self.client.post(
+            route, content=body, headers={"Content-Type": CONTENT_TYPE}, auth=DERMS_AUTH
+        )
+
+    async def instances(self) -> int:
+        listed = await self.client.get("/ops/instances", auth=OPERATOR_AUTH)
+        total: int = listed.json()["total"]
+        return total
+
     async def drain(self) -> None:
         """Run the worker until no work is left, as a hub process's worker would."""
         while await self.hub.workers.worker.step():
@@ -67,8 +82,19 @@ class FileHub:
         return detail
 
 
+@asynccontextmanager
+async def serving_files(settings: Settings, lookups: Lookups) -> AsyncIterator[FileHub]:
+    built = build_hub(settings, lookups)
+    transport = httpx.ASGITransport(app=create_app(built, run_workers=False))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://hub.test", timeout=30
+    ) as client:
+        yield FileHub(built, client)
+    await built.aclose()
+
+
 @pytest.fixture
-async def files_hub(
+def files_settings(
     database_url: str,
     cpmcs_server: ServerThread,
     derms_server: ServerThread,
@@ -76,10 +102,10 @@ async def files_hub(
     derms_sim: httpx.Client,
     mailbox: SmtpSink,
     callers: dict[str, Caller],
-    default_lookups: Lookups,
-) -> AsyncIterator[FileHub]:
+) -> Settings:
+    """Settings of a hub with small segments, on an empty database."""
     empty_tables(database_url)
-    settings = hub_settings(
+    return hub_settings(
         database_url,
         cpmcs_server.url,
         derms_server.url,
@@ -87,13 +113,12 @@ async def files_hub(
         callers,
         segments=Segments(size=100, parallelism=1, lease_seconds=30, ack_attempts=2),
     )
-    built = build_hub(settings, default_lookups)
-    transport = httpx.ASGITransport(app=create_app(built, run_workers=False))
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://hub.test", timeout=30
-    ) as client:
-        yield FileHub(built, client)
-    await built.aclose()
+
+
+@pytest.fixture
+async def files_hub(files_settings: Settings, default_lookups: Lookups) -> AsyncIterator[FileHub]:
+    async with serving_files(files_settings, default_lookups) as files_hub:
+        yield files_hub
 
 
 def reservation(message_id: str = "RSV-1") -> dict[str, Any]:
@@ -425,3 +450,154 @@ async def test_only_derms_may_send_a_file(files_hub: FileHub, tmp_path: Path) ->
     )
 
     assert reply.status_code == 401
+
+
+ONE_ROW_CSV = (
+    b"recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEndDateTime\r\n"
+    b"1,NIC-1,ECOBEE,2026-12-01T14:00:00Z,2026-12-01T18:00:00Z\r\n"
+)
+
+
+def message_part(message_id: str = "RSV-1") -> Part:
+    return Part("message", json.dumps(reservation(message_id)).encode())
+
+
+async def test_a_file_sent_before_its_message_is_kept(files_hub: FileHub, tmp_path: Path) -> None:
+    # More than the hub keeps in memory while it waits for the message.
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 20_000)
+    assert csv_file.stat().st_size > 1024 * 1024
+
+    reply = await files_hub.post(
+        RESERVATION,
+        multipart_body(Part("file", csv_file.read_bytes(), "devices.csv"), message_part()),
+    )
+
+    assert reply.status_code == 202, reply.text
+    kept = (await files_hub.detail(reply.json()["instanceId"]))["file"]
+    assert kept["total_rows"] == 20_000
+    assert kept["segments"]["pending"] == 200
+
+
+@pytest.mark.parametrize(
+    ("parts", "field"),
+    [
+        ((Part("file", ONE_ROW_CSV, "d.csv"),), "message"),
+        ((message_part(),), "file"),
+        ((message_part(), Part("file", ONE_ROW_CSV)), "file"),
+        ((message_part(), Part("file", ONE_ROW_CSV, "d.csv"), message_part("RSV-2")), "message"),
+        (
+            (message_part(), Part("file", ONE_ROW_CSV, "d.csv"), Part("file", b"x", "e.csv")),
+            "file",
+        ),
+    ],
+    ids=["no message", "no file", "file as a field", "two messages", "two files"],
+)
+async def test_a_part_missing_repeated_or_not_a_file_is_a_422_naming_it(
+    files_hub: FileHub, parts: tuple[Part, ...], field: str
+) -> None:
+    reply = await files_hub.post(RESERVATION, multipart_body(*parts))
+
+    assert reply.status_code == 422
+    assert [error["field"] for error in reply.json()["errors"]] == [field]
+    assert await files_hub.instances() == 0
+
+
+async def test_a_body_that_is_not_multipart_is_a_400(files_hub: FileHub) -> None:
+    reply = await files_hub.post(RESERVATION, b"a,b\r\n1,2\r\n")
+
+    assert reply.status_code == 400
+    assert await files_hub.instances() == 0
+
+
+async def test_a_body_that_breaks_off_keeps_nothing(files_hub: FileHub, tmp_path: Path) -> None:
+    # Long enough that segments are cut, and written, before the body breaks off.
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 30_000)
+    whole = multipart_body(message_part(), Part("file", csv_file.read_bytes(), "devices.csv"))
+
+    cut_short = await files_hub.post(RESERVATION, whole[: len(whole) * 3 // 4])
+
+    assert cut_short.status_code == 422
+    assert [error["field"] for error in cut_short.json()["errors"]] == ["file"]
+    assert await files_hub.instances() == 0
+    # Sent whole, the same message is a new file, not the resend of one kept.
+    sent_whole = await files_hub.post(RESERVATION, whole)
+    assert sent_whole.status_code == 202
+    assert sent_whole.json()["resumed"] is False
+    kept = (await files_hub.detail(sent_whole.json()["instanceId"]))["file"]
+    assert kept["total_rows"] == 30_000
+
+
+async def test_a_body_over_the_limit_is_a_413_and_keeps_nothing(
+    files_settings: Settings, default_lookups: Lookups, tmp_path: Path
+) -> None:
+    # Over the megabyte the intake reads before it cuts: segments are cut, and written,
+    # before the limit is met.
+    limit = 2 * 1024 * 1024
+    limited = files_settings.model_copy(
+        update={"segments": Segments(size=100, parallelism=1, max_file_bytes=limit)}
+    )
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 50_000)
+    assert csv_file.stat().st_size > limit
+    file_part = Part("file", filename="devices.csv")
+    async with serving_files(limited, default_lookups) as files_hub:
+        declared = await files_hub.post(
+            RESERVATION,
+            multipart_body(message_part(), Part("file", csv_file.read_bytes(), "devices.csv")),
+        )
+        # Streamed without a Content-Length, the limit is met while the file is read.
+        streamed = await files_hub.post(
+            RESERVATION, streamed_body([message_part()], file_part, csv_file)
+        )
+        file_first = await files_hub.post(
+            RESERVATION, streamed_body([], file_part, csv_file, after=[message_part()])
+        )
+
+        assert [declared.status_code, streamed.status_code, file_first.status_code] == [413] * 3
+        assert f"limit of {limit} bytes" in streamed.json()["detail"]
+        assert await files_hub.instances() == 0
+
+
+async def test_a_large_file_is_taken_in_constant_memory(files_hub: FileHub, tmp_path: Path) -> None:
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 300_000)
+    body = streamed_body([message_part()], Part("file", filename="devices.csv"), csv_file)
+
+    tracemalloc.start()
+    try:
+        reply = await files_hub.post(RESERVATION, body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert reply.status_code == 202
+    assert (await files_hub.detail(reply.json()["instanceId"]))["file"]["total_rows"] == 300_000
+    # The file went through a few megabytes at a time, never whole, nor spooled.
+    assert peak < csv_file.stat().st_size / 2
+
+
+async def test_a_slow_upload_holds_up_no_other(files_hub: FileHub, tmp_path: Path) -> None:
+    slow_file = write_reservation_csv(tmp_path / "slow.csv", 60_000)
+    quick_file = write_reservation_csv(tmp_path / "quick.csv", 10)
+    slow_body = multipart_body(
+        message_part("RSV-SLOW"), Part("file", slow_file.read_bytes(), "s.csv")
+    )
+    half = len(slow_body) // 2
+    rest_may_come = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        # More than the intake reads before it cuts: the slow file is being kept.
+        yield slow_body[:half]
+        await rest_may_come.wait()
+        yield slow_body[half:]
+
+    slow = asyncio.create_task(files_hub.post(RESERVATION, slowly()))
+    try:
+        # Bounded so that a hub that keeps the quick file waiting fails here, not hangs.
+        quick = await asyncio.wait_for(
+            files_hub.send(RESERVATION, reservation("RSV-QUICK"), quick_file), timeout=30
+        )
+    finally:
+        rest_may_come.set()
+
+    assert quick.status_code == 202
+    assert (await slow).status_code == 202
+    assert await files_hub.instances() == 2

@@ -4,6 +4,7 @@ the emails, against an SMTP sink on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tracemalloc
@@ -27,6 +28,7 @@ from derms_bridge.settings import FileStores as FileStoreSettings
 from derms_bridge.store.staged_files import StagedFileStore
 from derms_bridge.store.tables import StagedChunkRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
+from tests.multipart import CONTENT_TYPE, Part, multipart_body
 
 ROUTE = "/network-model-to-dacs"
 NAME = "SP Netz Übersicht 2026.csv"
@@ -284,6 +286,23 @@ async def test_a_resend_resumes_a_failed_transfer_and_never_repeats_a_done_one(
     assert await transfer_hub.instances() == 3
 
 
+async def test_a_file_sent_before_its_message_is_passed_on_unchanged(
+    transfer_hub: TransferHub,
+) -> None:
+    transfer_hub.make_folders()
+    body = multipart_body(
+        Part("file", CSV, "upload.csv"), Part("message", json.dumps(message()).encode())
+    )
+
+    reply = await transfer_hub.client.post(
+        ROUTE, content=body, headers={"Content-Type": CONTENT_TYPE}, auth=DERMS_AUTH
+    )
+    await transfer_hub.drain()
+
+    assert reply.status_code == 202
+    assert (transfer_hub.bucket / NAME).read_bytes() == CSV
+
+
 @pytest.mark.parametrize(
     ("sent", "field"),
     [
@@ -448,3 +467,32 @@ async def test_a_transfer_survives_a_restart_and_a_dead_worker(
         await restarted.aclose()
     assert (transfer_hub.bucket / NAME).read_bytes() == CSV
     assert (transfer_hub.bucket / "claimed.csv").read_bytes() == CSV
+
+
+async def test_a_slow_upload_holds_up_no_other(transfer_hub: TransferHub) -> None:
+    slow_body = multipart_body(
+        Part("message", json.dumps(message("NM-SLOW")).encode()),
+        Part("file", os.urandom(3 * 1024 * 1024), "slow.csv"),
+    )
+    half = len(slow_body) // 2
+    rest_may_come = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield slow_body[:half]
+        await rest_may_come.wait()
+        yield slow_body[half:]
+
+    slow = asyncio.create_task(
+        transfer_hub.client.post(
+            ROUTE, content=slowly(), headers={"Content-Type": CONTENT_TYPE}, auth=DERMS_AUTH
+        )
+    )
+    try:
+        # Bounded so that a hub that keeps the quick file waiting fails here, not hangs.
+        quick = await asyncio.wait_for(transfer_hub.send(message("NM-QUICK")), timeout=30)
+    finally:
+        rest_may_come.set()
+
+    assert quick.status_code == 202
+    assert (await slow).status_code == 202
+    assert await transfer_hub.instances() == 2

@@ -43,13 +43,21 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
     return f"{number},{nic},ECOBEE,{starts},2026-12-01T18:00:00+00:00".encode()
 
 
-def cut(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+def cut(
+    content: bytes, *, plain: bool, size: int = SEGMENT_ROWS
+) -> tuple[list[tuple[bytes, int, int]], _Scan]:
     """The segments' bodies as they will be sent, the lines they start on and their rows."""
-    return cut_with(FLOW, MESSAGE, Lookups(), content, plain=plain)
+    return cut_with(FLOW, MESSAGE, Lookups(), content, plain=plain, size=size)
 
 
 def cut_with(
-    flow: FileFlow[Any], message: BaseModel, lookups: Lookups, content: bytes, *, plain: bool
+    flow: FileFlow[Any],
+    message: BaseModel,
+    lookups: Lookups,
+    content: bytes,
+    *,
+    plain: bool,
+    size: int = SEGMENT_ROWS,
 ) -> tuple[list[tuple[bytes, int, int]], _Scan]:
     if not plain:
         flow = dataclasses.replace(flow, plain_row_pattern=None, plain_segment_request=None)
@@ -61,7 +69,7 @@ def cut_with(
         lines,
         flow,
         lookups,
-        SEGMENT_ROWS,
+        size,
         scan,
         lambda rows_csv, first_line, rows: emitted.append(
             (segment_body(flow, message, rows_csv, lookups), first_line, rows)
@@ -112,10 +120,11 @@ FILES: dict[str, bytes] = {
 }
 
 
+@pytest.mark.parametrize("size", [1, SEGMENT_ROWS])
 @pytest.mark.parametrize("name", FILES)
-def test_the_plain_way_cuts_as_the_csv_module_does(name: str) -> None:
-    plain_segments, plain_scan = cut(FILES[name], plain=True)
-    csv_segments, csv_scan = cut(FILES[name], plain=False)
+def test_the_plain_way_cuts_as_the_csv_module_does(name: str, size: int) -> None:
+    plain_segments, plain_scan = cut(FILES[name], plain=True, size=size)
+    csv_segments, csv_scan = cut(FILES[name], plain=False, size=size)
     assert (plain_scan.rows, plain_scan.bad_rows) == (csv_scan.rows, csv_scan.bad_rows)
     if not csv_scan.bad_rows:
         # A refused file's segments are not kept, however many went before its bad row.

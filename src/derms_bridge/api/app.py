@@ -18,7 +18,7 @@ from derms_bridge.api.routes import (
     transfer_triggers,
     triggers,
 )
-from derms_bridge.bootstrap import Hub
+from derms_bridge.bootstrap import Hub, freeze_startup_objects
 from derms_bridge.console.app import create_console
 
 
@@ -33,6 +33,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
             hub.workers.start()
             hub.transfers.start()
             hub.scheduler.start()
+        freeze_startup_objects()
         yield
         if run_workers:
             await hub.scheduler.stop()

@@ -17,12 +17,13 @@ bearer_scheme = HTTPBearer(auto_error=False)
 DOCUMENTED_AUTH = [Depends(basic_scheme), Depends(bearer_scheme)]
 
 
-def _engine(request: Request) -> FlowEngine:
+# Coroutines, as they wait for nothing: FastAPI runs a plain function in a thread.
+async def _engine(request: Request) -> FlowEngine:
     engine: FlowEngine = request.app.state.engine
     return engine
 
 
-def _principal(request: Request) -> Principal:
+async def _principal(request: Request) -> Principal:
     principal: Principal = request.state.principal
     return principal
 

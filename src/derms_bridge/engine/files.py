@@ -1,8 +1,9 @@
 """The file flows' engine (7, 8): intake into segments, workers that send them, one ack.
 
-1. Intake: the CSV is read as it streams from the request's spooled upload, every row
-   checked, and cut into segments of `segments.size` rows, kept (as their rows) with the
-   job in one transaction. A message whose messageId was seen resumes that instance.
+1. Intake: the CSV is read as it streams in, every row checked, and cut into segments
+   of `segments.size` rows, kept (as their rows) with the instance and the job in one
+   transaction, committed once the whole file has come. A message whose messageId was
+   seen resumes that instance.
 2. A worker claims a queued job under a lease and runs CPMCS's health check.
 3. Workers (in every hub process) claim segments under a lease, build each one's body
    and send it, `segments.parallelism` at a time; a segment that fails stops the others.
@@ -53,6 +54,7 @@ from derms_bridge.store.files import (
     ClaimedJob,
     ClaimedSegment,
     FileStore,
+    NewFile,
     NewSegment,
     SegmentResult,
 )
@@ -99,8 +101,16 @@ class _Scan:
 #: A segment's rows as CSV lines, the line its first row stood on, and how many.
 _Rows = tuple[bytes, int, int]
 
+
+@dataclass(frozen=True)
+class _CutFailed:
+    """The cutter's end when reading or cutting the file raised."""
+
+    error: BaseException
+
+
 #: A batch of segments, their rows being compressed; None: the file's end.
-_Cut = Future[list[_Rows]] | None
+_Cut = Future[list[_Rows]] | _CutFailed | None
 
 #: Segments handed from the intake's thread to the store at a time: a handoff wakes the
 #: event loop and a thread, which costs about as much as checking a segment does.
@@ -151,11 +161,23 @@ class _Upload:
         self.pos = end + 1
         return line
 
+    def drain(self) -> None:
+        """Read to the file's end, dropping what is read."""
+        self.data, self.pos = b"", 0
+        drain(self._upload)
+        self.ended = True
+
     def rest(self) -> IO[bytes]:
         """The file from `pos` on, for the csv module to read."""
         head = self.data[self.pos :]
         self.data, self.pos = b"", 0
         return io.BufferedReader(_Joined(head, self._upload))
+
+
+def drain(upload: IO[bytes]) -> None:
+    """Read an upload to its end, dropping what is read: its reads raise if it broke off."""
+    while upload.read(_CHUNK_BYTES):
+        pass
 
 
 class _Joined(io.RawIOBase):
@@ -182,6 +204,33 @@ class _Joined(io.RawIOBase):
 #: The bytes of plain rows kept as lines: printable ASCII but the quote and the backslash
 #: (the comma among them, as it joins fields), and the line feed.
 _PLAIN_LINE_BYTES = bytes(set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}) + b"\n"
+
+
+#: The bytes of a segment of plain rows: a block the plain way cut keeps the carriage
+#: returns of its line ends, and only those.
+_PLAIN_SEGMENT_BYTES = _PLAIN_LINE_BYTES + b"\r"
+
+
+def _header(lines: _Upload) -> list[str] | None:
+    """The file's first line as CSV fields; None for an empty file."""
+    try:
+        first = lines.line()
+        return None if first is None else next(csv.reader([first.decode()]), None)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
+
+
+def _check_header(flow: FileFlow[Any], header: list[str] | None) -> None:
+    if header is None or tuple(h.strip() for h in header) != flow.header:
+        raise FileRefused(
+            [
+                {
+                    "field": "file",
+                    "message": f"the header must be {','.join(flow.header)}"
+                    + (f", not {','.join(header)}" if header else "; the file is empty"),
+                }
+            ]
+        )
 
 
 def _compressed(batch: list[_Rows]) -> list[_Rows]:
@@ -224,15 +273,19 @@ def _cut_plain(
 
     def blocks() -> re.Pattern[bytes]:
         known = b"|".join(map(re.escape, times)) if times else b"(?!)"
-        row = row_pattern(b"(?:" + known + b")", lookups)
-        return re.compile(rb"(?:%s\r?\n){1,%d}" % (row, size))
+        row = rb"%s\r?\n" % row_pattern(b"(?:" + known + b")", lookups)
+        # A full block's last row is a group of its own: that it took part tells that the
+        # block has `size` rows, where counting its lines would cost a third as much as
+        # the match.
+        return re.compile(rb"(?:%s){0,%d}(%s)?" % (row, size - 1, row))
 
     pattern = blocks()
     while True:
         data, pos = upload.data, upload.pos
         match = pattern.match(data, pos)
         end = pos if match is None else match.end()
-        rows = data.count(b"\n", pos, end)
+        full = match is not None and match.start(1) >= 0
+        rows = size if full else data.count(b"\n", pos, end)
         if rows < size:
             if end == len(data):
                 # The block runs to the end of what has been read: read on, if there is more.
@@ -250,9 +303,10 @@ def _cut_plain(
                 continue
             else:
                 return False
-        # A carriage return can only stand before a line feed here: the expression's
-        # fields take none.
-        emit(data[pos : end - 1].translate(None, b"\r"), 2 + scan.rows, rows)
+        # Kept with the carriage returns of their line ends, if any (the expression's fields
+        # take none): segment_body takes them out in the pass it makes anyway, where
+        # taking them out here would copy the block again.
+        emit(data[pos : end - 1], 2 + scan.rows, rows)
         scan.rows += rows
         upload.pos = end
 
@@ -331,8 +385,10 @@ def segment_body(
     """A segment's body, from its rows as the intake kept them (checked already). Rows of
     plain text are their fields as they stand, whichever way the intake read them: the csv
     module writes a field as it came unless it needs quotes."""
-    if flow.plain_segment_request is not None and not rows_csv.translate(None, _PLAIN_LINE_BYTES):
-        fields = rows_csv.replace(b"\n", b",").split(b",")
+    if flow.plain_segment_request is not None and not rows_csv.translate(
+        None, _PLAIN_SEGMENT_BYTES
+    ):
+        fields = rows_csv.translate(None, b"\r").replace(b"\n", b",").split(b",")
         return flow.plain_segment_request(message, fields, lookups)
     rows = list(csv.reader(io.StringIO(rows_csv.decode(), newline="")))
     return segment_json(flow.segment_request(message, rows, lookups)).encode()
@@ -354,8 +410,17 @@ class FileIntake:
         self._wake = wake
 
     async def receive(
-        self, flow: FileFlow[Any], message_text: str, upload: IO[bytes], *, caller: str | None
+        self,
+        flow: FileFlow[Any],
+        message_text: str | bytes,
+        upload: IO[bytes],
+        *,
+        caller: str | None,
     ) -> Received:
+        """The trigger's message and its file. `upload` is read by threads, and its reads
+        may wait for the bytes to arrive; what it holds is acted on only once it has been
+        read to its end, so that a read that raises (the upload broke off) leaves nothing
+        written, and goes to the caller."""
         # Step 1: the message and the file's header, before anything is kept.
         try:
             message = flow.message_model.model_validate_json(message_text)
@@ -370,21 +435,7 @@ class FileIntake:
                 ]
             ) from None
         lines = _Upload(upload)
-        try:
-            first = lines.line()
-            header = None if first is None else next(csv.reader([first.decode()]), None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
-        if header is None or tuple(h.strip() for h in header) != flow.header:
-            raise FileRefused(
-                [
-                    {
-                        "field": "file",
-                        "message": f"the header must be {','.join(flow.header)}"
-                        + (f", not {','.join(header)}" if header else "; the file is empty"),
-                    }
-                ]
-            )
+        _check_header(flow, await asyncio.to_thread(_header, lines))
         keys = flow.business_keys(message)
         message_json = message.model_dump(mode="json", exclude_none=True)
         message_id = dict(keys)["messageId"]
@@ -397,27 +448,54 @@ class FileIntake:
             if await self._files.has_segments(previous):
                 # DERMS's resend after a FAILURE: the segments already kept go again,
                 # only those CPMCS has not taken.
+                await asyncio.to_thread(lines.drain)
                 resumed = await self._files.resume(previous)
                 self._wake()
                 return Received(previous, resumed=resumed)
             resubmit_of = previous
-        instance_id = str(uuid.uuid4())
-        await self._instances.create(
-            instance_id=instance_id,
+        new_file = NewFile(
+            instance_id=str(uuid.uuid4()),
             flow=flow.info.key,
             caller=caller,
-            payload=message_json,
+            message=message_json,
             keys=keys,
             resubmit_of=resubmit_of,
         )
-        # Steps 2 and 3: every row checked, the segments kept in one transaction.
+        # Steps 2 and 3: every row checked, the segments kept with the instance in one
+        # transaction.
         scan = _Scan()
+        try:
+            async with self._cutting(lines, flow, scan) as segments:
+                await self._files.receive(new_file, segments)
+        except _NothingToSend:
+            count = (
+                f"{BAD_ROWS_NAMED} bad rows or more"
+                if len(scan.bad_rows) >= BAD_ROWS_NAMED
+                else f"{len(scan.bad_rows)} bad row" + ("s" if len(scan.bad_rows) > 1 else "")
+            )
+            failure = (
+                f"{count}, nothing sent: " + "; ".join(scan.bad_rows)
+                if scan.bad_rows
+                else "the file has no rows"
+            )
+            await self._files.refuse(new_file, failure, scan.bad_rows)
+        self._wake()
+        return Received(new_file.instance_id, resumed=False)
+
+    @asynccontextmanager
+    async def _cutting(
+        self, lines: _Upload, flow: FileFlow[Any], scan: _Scan
+    ) -> AsyncIterator[AsyncIterator[NewSegment]]:
+        """The file's segments, as a thread cuts them and another compresses them. They end
+        once the upload has been read to its end: with _NothingToSend when it had bad rows
+        or none, or with the error that reading or cutting it raised. At most a few batches
+        wait between the threads and the store: constant memory."""
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Cut] = asyncio.Queue()
-        # At most a few batches between the thread and the store: constant memory.
         room = threading.BoundedSemaphore(3)
         # Compressing in a thread of its own overlaps it with checking the next batch.
         compressing = ThreadPoolExecutor(1, thread_name_prefix="segment-zlib")
+        abandoned = threading.Event()
         batch: list[_Rows] = []
 
         def put(item: _Cut) -> None:
@@ -425,6 +503,8 @@ class FileIntake:
             loop.call_soon_threadsafe(handoff.put_nowait, item)
 
         def emit(rows_csv: bytes, first_line: int, row_count: int) -> None:
+            if abandoned.is_set():
+                raise _Abandoned
             batch.append((rows_csv, first_line, row_count))
             if len(batch) == _BATCH_SEGMENTS:
                 put(compressing.submit(_compressed, batch.copy()))
@@ -433,18 +513,30 @@ class FileIntake:
         def cut() -> None:
             try:
                 _cut(lines, flow, self._lookups(), self._size, scan, emit)
-                if batch:
+                if scan.bad_rows:
+                    # Refused, but only once the whole file has come.
+                    lines.drain()
+                elif batch:
                     put(compressing.submit(_compressed, batch))
-            finally:
-                put(None)
+            except BaseException as error:
+                put(_CutFailed(error))
+                return
+            put(None)
+
+        ended = False
 
         async def segments() -> AsyncIterator[NewSegment]:
+            nonlocal ended
             seq = 0
             while True:
                 item = await handoff.get()
                 room.release()
                 if item is None:
+                    ended = True
                     break
+                if isinstance(item, _CutFailed):
+                    ended = True
+                    raise item.error
                 if scan.bad_rows:
                     continue
                 for rows_zlib, first_line, row_count in await asyncio.wrap_future(item):
@@ -457,31 +549,24 @@ class FileIntake:
 
         cutter = asyncio.create_task(asyncio.to_thread(cut))
         try:
-            await self._files.receive(instance_id, flow.info.key, message_json, segments())
-        except _NothingToSend:
-            await cutter
-            count = (
-                f"{BAD_ROWS_NAMED} bad rows or more"
-                if len(scan.bad_rows) >= BAD_ROWS_NAMED
-                else f"{len(scan.bad_rows)} bad row" + ("s" if len(scan.bad_rows) > 1 else "")
-            )
-            failure = (
-                f"{count}, nothing sent: " + "; ".join(scan.bad_rows)
-                if scan.bad_rows
-                else "the file has no rows"
-            )
-            await self._files.refuse(
-                instance_id, flow.info.key, message_json, failure, scan.bad_rows
-            )
+            yield segments()
         finally:
+            if not ended:
+                # The store stopped taking segments: the cutter stops at its next one, and
+                # what it handed over is taken so that it never waits for room.
+                abandoned.set()
+                while not isinstance(await handoff.get(), _CutFailed | None):
+                    room.release()
             await cutter
             compressing.shutdown(cancel_futures=True)
-        self._wake()
-        return Received(instance_id, resumed=False)
 
 
 class _NothingToSend(Exception):
     """The file had bad rows or none: its segments are not kept."""
+
+
+class _Abandoned(Exception):
+    """The store stopped taking the segments: the cutter stops."""
 
 
 def worker_name() -> str:

@@ -25,7 +25,7 @@ from uuid import uuid4
 
 from pydantic import ValidationError
 
-from derms_bridge.engine.files import FileRefused, Received, worker_name
+from derms_bridge.engine.files import FileRefused, Received, drain, worker_name
 from derms_bridge.engine.polling import PollingLoop
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows import sp_network_location_transfer
@@ -54,10 +54,11 @@ class TransferIntake:
         self._wake = wake
 
     async def receive(
-        self, message_text: str, upload: IO[bytes], *, caller: str | None
+        self, message_text: str | bytes, upload: IO[bytes], *, caller: str | None
     ) -> Received:
         """FileRefused (nothing written) for a message that does not fit or an empty
-        file; FileTooLarge past the limit."""
+        file; FileTooLarge past the limit. `upload` is read by threads, and its reads may
+        wait for the bytes to arrive; one that raises leaves nothing written."""
         flow = sp_network_location_transfer.FLOW
         try:
             message = NetworkModelMessage.model_validate_json(message_text)
@@ -74,7 +75,9 @@ class TransferIntake:
         earlier = await self._earlier(flow.info.key, message.messageId)
         if earlier is not None:
             # DERMS's resend: the file kept the first time goes again if it failed; one
-            # that is going, or went, is not sent twice.
+            # that is going, or went, is not sent twice. Acted on once the resend has
+            # come whole.
+            await asyncio.to_thread(drain, upload)
             resumed = await self._staged.resume(earlier)
             if resumed:
                 self._wake()

@@ -9,10 +9,12 @@ machines pass each other by instead of waiting.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Sequence
+import struct
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -29,10 +31,29 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+
+_T = TypeVar("_T")
+
+#: How much of a file's compressed segments the SQLite spool keeps in memory, before disk.
+SEGMENT_SPOOL_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A received file's instance, written with what is kept of the file."""
+
+    instance_id: str
+    flow: str
+    caller: str | None
+    #: The trigger's message, as the instance's payload and the job's.
+    message: Any
+    keys: Sequence[tuple[str, str]]
+    resubmit_of: str | None
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,23 @@ class NewSegment:
     row_count: int
     #: The segment's rows as CSV lines, zlib-compressed.
     rows_zlib: bytes
+
+
+#: A spooled segment's seq, first line, rows and compressed size, before its bytes.
+_SPOOLED_HEAD = struct.Struct("<QQQQ")
+
+
+def _spool_segment(spool: IO[bytes], segment: NewSegment) -> None:
+    size = len(segment.rows_zlib)
+    spool.write(_SPOOLED_HEAD.pack(segment.seq, segment.first_line, segment.row_count, size))
+    spool.write(segment.rows_zlib)
+
+
+async def _spooled_segments(spool: IO[bytes]) -> AsyncIterator[NewSegment]:
+    spool.seek(0)
+    while head := spool.read(_SPOOLED_HEAD.size):
+        seq, first_line, row_count, size = _SPOOLED_HEAD.unpack(head)
+        yield NewSegment(seq, first_line, row_count, spool.read(size))
 
 
 @dataclass(frozen=True)
@@ -166,23 +204,31 @@ class FileStore:
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
 
-    async def receive(
-        self,
-        instance_id: str,
-        flow: str,
-        message: Any,
-        segments: AsyncIterator[NewSegment],
-    ) -> tuple[int, int]:
-        """Keep every segment and the queued job in one transaction; (rows, segments)."""
+    async def receive(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
+        """Write the file's instance, every segment and the queued job, in one transaction;
+        (rows, segments). An error raised by `segments` leaves nothing written."""
+        if not self._postgres:
+            # SQLite lets one writer in at a time, and the others, in this process and in
+            # any other, wait for as long as a transaction writes: the segments wait in a
+            # spool until the upload has ended, however slowly it comes.
+            with tempfile.SpooledTemporaryFile(max_size=SEGMENT_SPOOL_BYTES) as spool:
+                async for segment in segments:
+                    _spool_segment(spool, segment)
+                return await self._keep(file, _spooled_segments(spool))
+        return await self._keep(file, segments)
+
+    async def _keep(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
         rows = count = 0
-        async with self._instances.writing() as connection:
+
+        async def keep(connection: AsyncConnection) -> None:
+            nonlocal rows, count
             batch: list[dict[str, Any]] = []
             async for segment in segments:
                 rows += segment.row_count
                 count += 1
                 batch.append(
                     {
-                        "instance_id": instance_id,
+                        "instance_id": file.instance_id,
                         "status": "pending",
                         "attempts": 0,
                         **vars(segment),
@@ -195,9 +241,9 @@ class FileStore:
                 await connection.execute(insert(SegmentRow), batch)
             await connection.execute(
                 insert(FileJobRow).values(
-                    instance_id=instance_id,
-                    flow=flow,
-                    message=message,
+                    instance_id=file.instance_id,
+                    flow=file.flow,
+                    message=file.message,
                     state="queued",
                     run=1,
                     total_rows=rows,
@@ -205,18 +251,20 @@ class FileStore:
                     updated_at=utcnow(),
                 )
             )
+
+        await self._create(file, keep)
         return rows, count
 
-    async def refuse(
-        self, instance_id: str, flow: str, message: Any, failure: str, row_errors: list[str]
-    ) -> None:
-        """A file that will not be sent: its FAILURE acknowledgement is due at once."""
-        async with self._instances.writing() as connection:
+    async def refuse(self, file: NewFile, failure: str, row_errors: list[str]) -> None:
+        """Write the instance of a file that will not be sent, its FAILURE acknowledgement
+        due at once, in one transaction."""
+
+        async def refused(connection: AsyncConnection) -> None:
             await connection.execute(
                 insert(FileJobRow).values(
-                    instance_id=instance_id,
-                    flow=flow,
-                    message=message,
+                    instance_id=file.instance_id,
+                    flow=file.flow,
+                    message=file.message,
                     state="acking",
                     outcome="FAILURE",
                     failure=failure,
@@ -227,6 +275,21 @@ class FileStore:
                     updated_at=utcnow(),
                 )
             )
+
+        await self._create(file, refused)
+
+    async def _create(
+        self, file: NewFile, alongside: Callable[[AsyncConnection], Awaitable[None]]
+    ) -> None:
+        await self._instances.create(
+            instance_id=file.instance_id,
+            flow=file.flow,
+            caller=file.caller,
+            payload=file.message,
+            keys=file.keys,
+            resubmit_of=file.resubmit_of,
+            alongside=alongside,
+        )
 
     async def claim_job(self, owner: str, lease: timedelta) -> ClaimedJob | None:
         """A job whose health check or acknowledgement is due, and free or abandoned."""

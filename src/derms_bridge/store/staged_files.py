@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
@@ -64,7 +66,8 @@ class StagedFileStore:
         max_bytes: int,
     ) -> int:
         """Write the instance and keep its file, in one transaction; the file's size.
-        FileTooLarge or EmptyFile leave nothing written."""
+        FileTooLarge or EmptyFile, or an error reading `upload` raises, leave nothing
+        written."""
         size = 0
 
         async def stage(connection: AsyncConnection) -> None:
@@ -82,7 +85,7 @@ class StagedFileStore:
                 )
             )
             seq = 0
-            while chunk := await asyncio.to_thread(upload.read, self._chunk_bytes):
+            while chunk := await asyncio.to_thread(arrived.read, self._chunk_bytes):
                 size += len(chunk)
                 if size > max_bytes:
                     raise FileTooLarge(max_bytes)
@@ -99,15 +102,44 @@ class StagedFileStore:
                 .values(size=size, sha256=digest.hexdigest())
             )
 
-        await self._instances.create(
-            instance_id=instance_id,
-            flow=flow,
-            caller=caller,
-            payload=payload,
-            keys=keys,
-            alongside=stage,
-        )
+        async with self._arrived(upload, max_bytes) as arrived:
+            await self._instances.create(
+                instance_id=instance_id,
+                flow=flow,
+                caller=caller,
+                payload=payload,
+                keys=keys,
+                alongside=stage,
+            )
         return size
+
+    @asynccontextmanager
+    async def _arrived(self, upload: IO[bytes], max_bytes: int) -> AsyncIterator[IO[bytes]]:
+        """The upload to keep. SQLite lets one writer in at a time, and the others, in this
+        process and in any other, wait for as long as a transaction writes: there the file
+        waits in a spool until the upload has ended, however slowly it comes."""
+        if self._postgres:
+            yield upload
+            return
+        with await asyncio.to_thread(self._spooled, upload, max_bytes) as spool:
+            yield spool
+
+    def _spooled(self, upload: IO[bytes], max_bytes: int) -> IO[bytes]:
+        """The upload copied to a temporary file, in memory up to a chunk; FileTooLarge past
+        `max_bytes`."""
+        spool = tempfile.SpooledTemporaryFile(max_size=self._chunk_bytes)  # noqa: SIM115 - the caller closes it
+        try:
+            size = 0
+            while chunk := upload.read(self._chunk_bytes):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(max_bytes)
+                spool.write(chunk)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return spool
 
     async def read(self, reference: str) -> AsyncIterator[bytes]:
         """The file's chunks in order, each read when the last has been taken."""

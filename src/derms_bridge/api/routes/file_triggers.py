@@ -1,21 +1,23 @@
 """The file flows' trigger routes (7, 8): a JSON `message` and a CSV `file`, multipart.
 
-The answer is 202 with the instance id as soon as the file is kept; DERMS hears the
-outcome from the flow's acknowledgement.
+The body is parsed as it streams in (api/uploads.py), so the intake checks and keeps the
+file while it arrives. The answer is 202 with the instance id as soon as the file is
+kept; DERMS hears the outcome from the flow's acknowledgement.
 """
 
-# No `from __future__ import annotations` here: FastAPI reads the endpoints' form
-# fields from their annotations at import time.
+from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from derms_bridge import metrics
 from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
+from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
 from derms_bridge.bootstrap import Hub
 from derms_bridge.engine.files import FileRefused
 from derms_bridge.flows.ports import FileFlow
@@ -28,16 +30,16 @@ router = APIRouter(
 )
 
 
-def _endpoint(flow: FileFlow[Any]) -> Any:
-    async def trigger(
-        request: Request,
-        principal: PrincipalDep,
-        message: Annotated[str, Form(description="the JSON message")],
-        file: Annotated[UploadFile, File(description="the CSV, header " + ",".join(flow.header))],
-    ) -> JSONResponse:
+def _endpoint(flow: FileFlow[Any]) -> Callable[..., Awaitable[JSONResponse]]:
+    async def trigger(request: Request, principal: PrincipalDep) -> JSONResponse:
         hub: Hub = request.app.state.hub
         try:
-            received = await hub.intake.receive(flow, message, file.file, caller=principal.name)
+            async with multipart_upload(request, request.app.state.max_file_bytes) as upload:
+                received = await hub.intake.receive(
+                    flow, upload.message, upload.file, caller=principal.name
+                )
+        except BadUpload as bad:
+            return problem(bad.status, bad.detail, errors=bad.errors)
         except FileRefused as refused:
             return problem(422, str(refused), errors=refused.errors)
         if not received.resumed:
@@ -63,6 +65,7 @@ for _flow in FILE_FLOWS.values():
         status_code=202,
         summary=f"Flow {_flow.info.number}, {_flow.info.title}",
         operation_id=_flow.info.key,
+        openapi_extra=openapi_form("the JSON message", "the CSV, header " + ",".join(_flow.header)),
         responses={
             401: {"description": "no credential, or not DERMS's"},
             413: {"description": "the body is over segments.max_file_bytes"},

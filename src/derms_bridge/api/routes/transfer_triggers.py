@@ -1,21 +1,20 @@
 """Flow 15's trigger route: a JSON `message` and the file to pass on, multipart.
 
-The answer is 202 with the instance id once the file is kept; the process-complete
-email says how its transfer went.
+The body is parsed as it streams in (api/uploads.py), so the file is kept while it
+arrives. The answer is 202 with the instance id once the file is kept; the
+process-complete email says how its transfer went.
 """
 
-# No `from __future__ import annotations` here: FastAPI reads the endpoint's form
-# fields from its annotations at import time.
+from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from derms_bridge import metrics
 from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
+from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
 from derms_bridge.bootstrap import Hub
 from derms_bridge.engine.files import FileRefused
 from derms_bridge.flows import sp_network_location_transfer
@@ -35,6 +34,9 @@ _INFO = sp_network_location_transfer.FLOW.info
     status_code=202,
     summary=f"Flow {_INFO.number}, {_INFO.title}",
     operation_id=_INFO.key,
+    openapi_extra=openapi_form(
+        'the JSON message: {"messageId", "fileName", "loadType"}', "the CSV, passed on unchanged"
+    ),
     responses={
         401: {"description": "no credential, or not DERMS's"},
         413: {"description": "the file is over segments.max_file_bytes"},
@@ -42,20 +44,18 @@ _INFO = sp_network_location_transfer.FLOW.info
         422: {"description": "the message does not fit the contract, or the file is empty"},
     },
 )
-async def network_model_to_dacs(
-    request: Request,
-    principal: PrincipalDep,
-    message: Annotated[
-        str, Form(description='the JSON message: {"messageId", "fileName", "loadType"}')
-    ],
-    file: Annotated[UploadFile, File(description="the CSV, passed on unchanged")],
-) -> JSONResponse:
+async def network_model_to_dacs(request: Request, principal: PrincipalDep) -> JSONResponse:
     """Flow 15, SP Network Location Transfer (OUTL-BA-DERMS_DACS_SPNWLOC_TRNFR): the file
     is kept as it came and passed on to CPMCS's object storage or FTP server, as
     ConfigProps dacs.file.target.transfer.pref says."""
     hub: Hub = request.app.state.hub
     try:
-        received = await hub.transfer_intake.receive(message, file.file, caller=principal.name)
+        async with multipart_upload(request, request.app.state.max_file_bytes) as upload:
+            received = await hub.transfer_intake.receive(
+                upload.message, upload.file, caller=principal.name
+            )
+    except BadUpload as bad:
+        return problem(bad.status, bad.detail, errors=bad.errors)
     except FileRefused as refused:
         return problem(422, str(refused), errors=refused.errors)
     except FileTooLarge as too_large:
