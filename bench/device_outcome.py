@@ -45,6 +45,7 @@ from derms_bridge.store.database import migrate, open_engine
 from derms_bridge.store.files import FileStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.tables import SegmentRow
+from device_reservation import reservation
 from processes import LOOKUPS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,18 +83,6 @@ class Run:
 
 def outcome_message(message_id: str) -> dict[str, Any]:
     return {"drmsInstanceId": "DRMS-BENCH", "messageId": message_id, "fileName": "o.csv"}
-
-
-def reservation_message(message_id: str) -> dict[str, Any]:
-    return {
-        "drmsInstanceId": "DRMS-BENCH",
-        "messageId": message_id,
-        "eventId": "EV-1",
-        "stageId": "ST-1",
-        "eventType": "ECONOMIC",
-        "eventStartDateTime": "2026-12-01T14:00:00Z",
-        "eventEndDateTime": "2026-12-01T18:00:00Z",
-    }
 
 
 async def run_arm(
@@ -135,7 +124,7 @@ async def bench(rows: int, events: int, repeats: int, folder: Path) -> None:
     arms = [
         Arm("outcome", OUTCOME, outcomes, outcome_message),
         Arm("outcome, csv module only", OUTCOME_BY_CSV, outcomes, outcome_message),
-        Arm("reservation", RESERVATION, reservations, reservation_message),
+        Arm("reservation", RESERVATION, reservations, reservation),
     ]
     url = f"sqlite:///{folder / 'hub.db'}"
     migrate(url)
