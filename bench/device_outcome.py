@@ -42,7 +42,7 @@ from derms_bridge.flows.ports import FileFlow
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.settings import Segments
 from derms_bridge.store.database import migrate, open_engine
-from derms_bridge.store.files import FileStore
+from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.tables import SegmentRow
 from device_reservation import reservation
@@ -129,7 +129,7 @@ async def bench(rows: int, events: int, repeats: int, folder: Path) -> None:
     url = f"sqlite:///{folder / 'hub.db'}"
     migrate(url)
     instances = InstanceStore(open_engine(url))
-    files = FileStore(instances)
+    files = FileJobStore(instances)
     lookups = load_lookups(LOOKUPS_DIR)
     intake = FileIntake(instances, files, lambda: lookups, Segments(), lambda: None)
     runs: dict[str, list[Run]] = {arm.name: [] for arm in arms}

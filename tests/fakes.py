@@ -13,15 +13,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from derms_bridge.connectors.file_storage.interface import FileStorages, Folder, StoredFile
 from derms_bridge.errors import BusinessError, FileStorageError, TechnicalFault
-from derms_bridge.flows.ports import (
-    FileStores,
-    FlowContext,
-    FlowResult,
-    Folder,
-    StoredFile,
-    SyncFlow,
-)
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
@@ -234,7 +228,7 @@ def fakes(
         errors=errors,
         run=run,
         children=children,
-        stores=FileStores(ftp=ftp, object_storage=object_storage),
+        stores=FileStorages(ftp=ftp, object_storage=object_storage),
         received_files=received_files,
         notices=notifications,
         concurrency=concurrency,

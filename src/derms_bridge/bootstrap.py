@@ -14,8 +14,9 @@ from pydantic import BaseModel, SecretStr
 
 from derms_bridge import metrics
 from derms_bridge.api.security import Authenticator
-from derms_bridge.connectors.files import open_storage
-from derms_bridge.connectors.files.local import LocalFolderStorage
+from derms_bridge.connectors.file_storage import open_storage
+from derms_bridge.connectors.file_storage.interface import FileStorages
+from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.engine.error_handler import CommonErrorHandler
@@ -26,15 +27,14 @@ from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
-from derms_bridge.flows.ports import FileStores
 from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
 from derms_bridge.settings import Settings
 from derms_bridge.store.database import open_engine
-from derms_bridge.store.files import FileStore
+from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.processes import ProcessStore
 from derms_bridge.store.schedules import ScheduleStore
-from derms_bridge.store.staged_files import StagedFileStore
+from derms_bridge.store.staged_transfers import StagedTransferStore
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Hub:
     authenticator: Authenticator
     lookups: LookupsHolder
     connections: list[HttpConnection]
-    files: FileStore
+    files: FileJobStore
     intake: FileIntake
     workers: WorkerPool
     transfer_intake: TransferIntake
@@ -111,7 +111,7 @@ class Hub:
     scheduler: Scheduler
     liveness: Liveness
     #: CPMCS's file stores as the flows reach them (the console checks them).
-    stores: FileStores
+    stores: FileStorages
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -129,9 +129,9 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def local_file_stores(root: Path) -> FileStores:
+def local_file_stores(root: Path) -> FileStorages:
     """Both of CPMCS's stores as folders under `root` (ftp/, object-storage/<namespace>/)."""
-    return FileStores(
+    return FileStorages(
         ftp=LocalFolderStorage(root / "ftp"),
         object_storage=LocalFolderStorage(root / "object-storage"),
     )
@@ -140,7 +140,7 @@ def local_file_stores(root: Path) -> FileStores:
 def build_hub(
     settings: Settings,
     lookups: Lookups | None = None,
-    stores: FileStores | None = None,
+    stores: FileStorages | None = None,
     *,
     command: str = "serve",
 ) -> Hub:
@@ -167,8 +167,8 @@ def build_hub(
         notifier=notifier,
         settings=settings.segments,
     )
-    staged_files = StagedFileStore(store)
-    stores = stores or FileStores(
+    staged_files = StagedTransferStore(store)
+    stores = stores or FileStorages(
         ftp=open_storage(settings.file_stores.ftp),
         object_storage=open_storage(settings.file_stores.object_storage),
     )

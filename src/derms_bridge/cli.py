@@ -492,12 +492,12 @@ def instances_show(
 ) -> None:
     """One instance: its activities in order, its error, and a file's progress."""
     from derms_bridge.schemas.ops import FileProgressView
-    from derms_bridge.store.files import FileStore
+    from derms_bridge.store.file_jobs import FileJobStore
 
     async def read(store: Any) -> Any:
         detail = await store.get(instance_id)
         if detail is not None:
-            progress = await FileStore(store).progress(instance_id)
+            progress = await FileJobStore(store).progress(instance_id)
             if progress is not None:
                 detail.file = FileProgressView.model_validate(progress)
         return detail
@@ -669,7 +669,7 @@ def lookups_export(
     ] = None,
 ) -> None:
     """Write the lookups in force as CSV: every one into a directory, or one into a .csv file."""
-    from derms_bridge.lookup_files import export_lookups
+    from derms_bridge.lookup_tables import export_lookups
 
     directory = _settings_or_exit(config).lookups_dir
     try:
@@ -693,7 +693,7 @@ def lookups_import(
     cli:<your user name>."""
     import getpass
 
-    from derms_bridge.lookup_files import import_lookups
+    from derms_bridge.lookup_tables import import_lookups
     from derms_bridge.store.lookup_audit import record_edit
 
     settings = _settings_or_exit(config)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from derms_bridge.connectors.http import CallRecord
 from derms_bridge.flows.registry import FILE_FLOWS
-from derms_bridge.store.files import ClaimedJob, FileStore
+from derms_bridge.store.file_jobs import ClaimedJob, FileJobStore
 from derms_bridge.store.instances import NewActivity
 from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
 
@@ -105,7 +105,7 @@ def schedule_run_finished(flow: str, outcome: str) -> None:
     SCHEDULE_RUNS.labels(flow, outcome).inc()
 
 
-class MeteredFileStore(FileStore):
+class MeteredFileStore(FileJobStore):
     """The file store, counting each file run that ends (the file workers end them)."""
 
     async def acknowledged(

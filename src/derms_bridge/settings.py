@@ -258,14 +258,14 @@ class Schedule(_Strict):
 ScheduledFlowKey = Literal["device_score_ftp", "device_score_os"]
 
 
-class LocalFileStore(_Strict):
+class LocalFolderSettings(_Strict):
     """A folder on the hub's own disk; for object storage, namespace and bucket are folders."""
 
     type: Literal["local"] = "local"
     root: Path
 
 
-class FtpFileStore(_Strict):
+class FtpSettings(_Strict):
     """An FTP server, plain or with explicit FTPS (AUTH TLS, then a protected data channel)."""
 
     type: Literal["ftp"] = "ftp"
@@ -282,7 +282,7 @@ class FtpFileStore(_Strict):
     _ca_bundle_readable = field_validator("ca_bundle")(_readable_ca_bundle)
 
 
-class SftpFileStore(_Strict):
+class SftpSettings(_Strict):
     """An SSH server's SFTP subsystem, logged in with a password or a private key."""
 
     type: Literal["sftp"] = "sftp"
@@ -304,7 +304,7 @@ class SftpFileStore(_Strict):
     timeout: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
-    def _has_a_credential(self) -> SftpFileStore:
+    def _has_a_credential(self) -> SftpSettings:
         if self.password is None and self.private_key is None:
             raise ValueError("an SFTP store needs a password or a private_key")
         if self.private_key is not None and not self.private_key.is_file():
@@ -316,7 +316,7 @@ class SftpFileStore(_Strict):
         return self
 
 
-class OciObjectStore(_Strict):
+class OciObjectStorageSettings(_Strict):
     """OCI Object Storage's native API, signed with an API signing key."""
 
     type: Literal["oci"] = "oci"
@@ -332,7 +332,7 @@ class OciObjectStore(_Strict):
     timeouts: Timeouts = Timeouts()
 
 
-class S3ObjectStore(_Strict):
+class S3Settings(_Strict):
     """An S3-compatible object store: MinIO, AWS S3, OCI's S3 compatibility endpoint."""
 
     type: Literal["s3"] = "s3"
@@ -345,18 +345,22 @@ class S3ObjectStore(_Strict):
     timeouts: Timeouts = Timeouts()
 
 
-FtpStore = Annotated[FtpFileStore | SftpFileStore | LocalFileStore, Field(discriminator="type")]
-ObjectStore = Annotated[
-    OciObjectStore | S3ObjectStore | LocalFileStore, Field(discriminator="type")
+FtpRoleSettings = Annotated[
+    FtpSettings | SftpSettings | LocalFolderSettings, Field(discriminator="type")
 ]
-FileStoreSettings = FtpFileStore | SftpFileStore | OciObjectStore | S3ObjectStore | LocalFileStore
+ObjectStorageRoleSettings = Annotated[
+    OciObjectStorageSettings | S3Settings | LocalFolderSettings, Field(discriminator="type")
+]
+StorageSettings = (
+    FtpSettings | SftpSettings | OciObjectStorageSettings | S3Settings | LocalFolderSettings
+)
 
 
-class FileStores(_Strict):
+class FileStorageSettings(_Strict):
     """CPMCS's two file stores: the reference's "OU FTP CPMCS" and its object storage."""
 
-    ftp: FtpStore = LocalFileStore(root=Path("var/files/ftp"))
-    object_storage: ObjectStore = LocalFileStore(root=Path("var/files/os"))
+    ftp: FtpRoleSettings = LocalFolderSettings(root=Path("var/files/ftp"))
+    object_storage: ObjectStorageRoleSettings = LocalFolderSettings(root=Path("var/files/os"))
 
 
 class Server(_Strict):
@@ -401,7 +405,7 @@ class Settings(BaseSettings):
     metrics: Metrics = Metrics()
     processes: Processes = Processes()
     schedules: dict[ScheduledFlowKey, Schedule] = Field(default_factory=dict)
-    file_stores: FileStores = FileStores()
+    file_stores: FileStorageSettings = FileStorageSettings()
     lookups_dir: Path = Path("config/lookups")
     console: WebConsole = WebConsole()
 

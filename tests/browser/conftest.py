@@ -21,7 +21,7 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller, FtpFileStore, Schedule
+from derms_bridge.settings import Caller, FtpSettings, Schedule
 from derms_bridge.store.database import migrate
 from tests.conftest import ROOT, hub_settings
 from tests.console.conftest import console_settings, copy_of_lookups, local_store_settings
@@ -88,7 +88,7 @@ def served_hub(
             update={
                 "file_stores": stores.model_copy(
                     update={
-                        "ftp": FtpFileStore(
+                        "ftp": FtpSettings(
                             host="127.0.0.1",
                             port=ftp.port,
                             username="cpmcs",

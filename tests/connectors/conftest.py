@@ -22,16 +22,16 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from derms_bridge.connectors.files import open_storage
-from derms_bridge.flows.ports import FileStorage, Folder
+from derms_bridge.connectors.file_storage import open_storage
+from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import LOOPBACK, free_port
 from derms_bridge.settings import (
-    FtpFileStore,
-    LocalFileStore,
-    OciObjectStore,
-    S3ObjectStore,
-    SftpFileStore,
+    FtpSettings,
+    LocalFolderSettings,
+    OciObjectStorageSettings,
+    S3Settings,
+    SftpSettings,
 )
 from tests.stores import (
     NAMESPACE,
@@ -191,7 +191,7 @@ def _unique(kind: str) -> str:
 
 def _ftp_store(server: FtpServer, password: str, ca: Path | None) -> FileStorage:
     return open_storage(
-        FtpFileStore(
+        FtpSettings(
             host=LOOPBACK,
             port=server.port,
             username=USER,
@@ -207,7 +207,7 @@ def _local_kind(root: Path) -> StoreUnderTest:
     (root / "inbound").mkdir()
     return StoreUnderTest(
         kind="local",
-        storage=open_storage(LocalFileStore(root=root)),
+        storage=open_storage(LocalFolderSettings(root=root)),
         folder=Folder("inbound"),
         missing_folder=Folder("missing"),
         refused=None,
@@ -238,7 +238,7 @@ def _sftp_kind(request: pytest.FixtureRequest, with_key: bool) -> StoreUnderTest
     def store(password: str) -> FileStorage:
         if with_key:
             return open_storage(
-                SftpFileStore(
+                SftpSettings(
                     host=LOOPBACK,
                     port=server.port,
                     username=USER,
@@ -248,7 +248,7 @@ def _sftp_kind(request: pytest.FixtureRequest, with_key: bool) -> StoreUnderTest
                 )
             )
         return open_storage(
-            SftpFileStore(
+            SftpSettings(
                 host=LOOPBACK,
                 port=server.port,
                 username=USER,
@@ -264,7 +264,7 @@ def _sftp_kind(request: pytest.FixtureRequest, with_key: bool) -> StoreUnderTest
         other_file = server.client_key_file.with_name(_unique("other-key"))
         other_key.write_private_key(other_file)
         refused = open_storage(
-            SftpFileStore(
+            SftpSettings(
                 host=LOOPBACK,
                 port=server.port,
                 username=USER,
@@ -289,7 +289,7 @@ def _oci_kind(request: pytest.FixtureRequest) -> StoreUnderTest:
 
     def store(fingerprint: str) -> FileStorage:
         return open_storage(
-            OciObjectStore(
+            OciObjectStorageSettings(
                 region="us-ashburn-1",
                 tenancy=TENANCY,
                 user=OCI_USER,
@@ -318,7 +318,7 @@ def _s3_kind(request: pytest.FixtureRequest) -> StoreUnderTest:
 
     def store(secret: str) -> FileStorage:
         return open_storage(
-            S3ObjectStore(
+            S3Settings(
                 endpoint=server.url,
                 access_key_id=server.access_key_id,
                 secret_access_key=SecretStr(secret),

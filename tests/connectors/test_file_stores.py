@@ -13,10 +13,15 @@ import asyncssh
 import pytest
 from pydantic import SecretStr
 
-from derms_bridge.connectors.files import open_storage
+from derms_bridge.connectors.file_storage import open_storage
+from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.errors import BadFileName, FileStorageError
-from derms_bridge.flows.ports import FileStorage, Folder
-from derms_bridge.settings import OciObjectStore, SettingsError, SftpFileStore, load_settings
+from derms_bridge.settings import (
+    OciObjectStorageSettings,
+    SettingsError,
+    SftpSettings,
+    load_settings,
+)
 from tests.connectors.conftest import SftpServer, StoreUnderTest
 from tests.stores import PASSWORD, USER, WRONG_PASSWORD
 
@@ -206,7 +211,7 @@ async def test_sftp_refuses_a_server_whose_key_is_not_the_known_one(
 ) -> None:
     impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
     storage = open_storage(
-        SftpFileStore(
+        SftpSettings(
             host="127.0.0.1",
             port=sftp_server.port,
             username=USER,
@@ -222,7 +227,7 @@ async def test_sftp_refuses_a_server_whose_key_is_not_the_known_one(
 async def test_sftp_takes_any_host_key_only_when_told_to(sftp_server: SftpServer) -> None:
     def storage(accept: bool) -> FileStorage:
         return open_storage(
-            SftpFileStore(
+            SftpSettings(
                 host="127.0.0.1",
                 port=sftp_server.port,
                 username=USER,
@@ -231,7 +236,7 @@ async def test_sftp_takes_any_host_key_only_when_told_to(sftp_server: SftpServer
                 accept_unknown_host_key=accept,
             )
             if not accept
-            else SftpFileStore(
+            else SftpSettings(
                 host="127.0.0.1",
                 port=sftp_server.port,
                 username=USER,
@@ -255,7 +260,7 @@ def test_oci_configured_without_the_sdk_says_how_to_install_it(
 
     with pytest.raises(FileStorageError, match=r"pip install 'derms-bridge\[oci\]'"):
         open_storage(
-            OciObjectStore(
+            OciObjectStorageSettings(
                 region="us-ashburn-1",
                 tenancy="t",
                 user="u",

@@ -17,7 +17,13 @@ from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller, FileStores, LocalFileStore, Settings, WebConsole
+from derms_bridge.settings import (
+    Caller,
+    FileStorageSettings,
+    LocalFolderSettings,
+    Settings,
+    WebConsole,
+)
 from tests.conftest import LOOKUPS_DIR, PASSWORDS, empty_tables, hub_settings
 
 SESSION_SECRET = "console-test-secret-" + "x" * 20
@@ -30,14 +36,14 @@ def copy_of_lookups(folder: Path) -> Path:
     return folder
 
 
-def local_store_settings(root: Path) -> FileStores:
+def local_store_settings(root: Path) -> FileStorageSettings:
     """Both of CPMCS's file stores as folders under `root`, made if need be."""
-    stores = FileStores(
-        ftp=LocalFileStore(root=root / "ftp"),
-        object_storage=LocalFileStore(root=root / "object-storage"),
+    stores = FileStorageSettings(
+        ftp=LocalFolderSettings(root=root / "ftp"),
+        object_storage=LocalFolderSettings(root=root / "object-storage"),
     )
     for store in (stores.ftp, stores.object_storage):
-        assert isinstance(store, LocalFileStore)
+        assert isinstance(store, LocalFolderSettings)
         store.root.mkdir(parents=True, exist_ok=True)
     return stores
 
@@ -45,7 +51,7 @@ def local_store_settings(root: Path) -> FileStores:
 def device_score_folder(settings: Settings) -> Path:
     """Where flow 16 finds its files (ConfigProps dacs.dvcScore.ftp.input.directory)."""
     store = settings.file_stores.ftp
-    assert isinstance(store, LocalFileStore)
+    assert isinstance(store, LocalFolderSettings)
     folder = store.root / "outbound" / "device-score"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -16,12 +16,12 @@ from derms_bridge.settings import (
     BasicAuth,
     Connection,
     Connections,
-    FileStores,
-    FtpFileStore,
+    FileStorageSettings,
+    FtpSettings,
     OAuth2ClientCredentials,
-    OciObjectStore,
-    S3ObjectStore,
-    SftpFileStore,
+    OciObjectStorageSettings,
+    S3Settings,
+    SftpSettings,
     Smtp,
 )
 from derms_bridge.store.processes import ProcessStore
@@ -529,7 +529,7 @@ SECRETS = ("cpmcs-basic-pw-1234", "derms-oauth-secret-5678", "smtp-pw-9012", PAS
 STORE_SECRETS = ("ftp-pw-3456", "sftp-pw-2468", "sftp-key-passphrase-7890", "s3-secret-key-1357")
 
 
-def secretive_stores(kind: str, folder: Path, port: int) -> tuple[FileStores, list[str]]:
+def secretive_stores(kind: str, folder: Path, port: int) -> tuple[FileStorageSettings, list[str]]:
     """File stores whose settings hold every kind of secret, on a closed port; and the
     secrets, with a line of each private key file among them."""
     folder.mkdir()
@@ -538,8 +538,8 @@ def secretive_stores(kind: str, folder: Path, port: int) -> tuple[FileStores, li
         asyncssh.generate_private_key("ssh-ed25519").write_private_key(
             key_file, format_name="pkcs8-pem", passphrase=STORE_SECRETS[2]
         )
-        stores = FileStores(
-            ftp=SftpFileStore(
+        stores = FileStorageSettings(
+            ftp=SftpSettings(
                 host="127.0.0.1",
                 port=port,
                 username="cpmcs",
@@ -547,7 +547,7 @@ def secretive_stores(kind: str, folder: Path, port: int) -> tuple[FileStores, li
                 private_key=key_file,
                 private_key_passphrase=STORE_SECRETS[2],
             ),
-            object_storage=S3ObjectStore(
+            object_storage=S3Settings(
                 endpoint=f"http://127.0.0.1:{port}",
                 access_key_id="hub",
                 secret_access_key=STORE_SECRETS[3],
@@ -556,11 +556,11 @@ def secretive_stores(kind: str, folder: Path, port: int) -> tuple[FileStores, li
     else:
         key_file = folder / "oci-api-key.pem"
         fingerprint = write_api_signing_key(key_file)
-        stores = FileStores(
-            ftp=FtpFileStore(
+        stores = FileStorageSettings(
+            ftp=FtpSettings(
                 host="127.0.0.1", port=port, username="cpmcs", password=STORE_SECRETS[0]
             ),
-            object_storage=OciObjectStore(
+            object_storage=OciObjectStorageSettings(
                 region="us-ashburn-1",
                 tenancy="ocid1.tenancy.oc1..hub",
                 user="ocid1.user.oc1..hub",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from derms_bridge.engine.schedules import Scheduler
-from derms_bridge.settings import FtpFileStore, Schedule
+from derms_bridge.settings import FtpSettings, Schedule
 from derms_bridge.store.schedules import ScheduleStore
 from tests.conftest import derms_received
 from tests.console.conftest import (
@@ -259,7 +259,7 @@ async def test_the_connections_page_logs_in_to_both_file_stores(
 async def test_a_hung_file_store_is_cut_short_and_the_page_still_answers(
     console: ConsoleUnderTest, silent_server: int
 ) -> None:
-    hung = FtpFileStore(
+    hung = FtpSettings(
         host="127.0.0.1", port=silent_server, username="cpmcs", password="ftp-pw", timeout=600
     )
     settings = console.settings.model_copy(

@@ -26,7 +26,7 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import LOOPBACK
 from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
-from derms_bridge.settings import FileStores, FtpFileStore, OciObjectStore
+from derms_bridge.settings import FileStorageSettings, FtpSettings, OciObjectStorageSettings
 from tests.conftest import OPERATOR_AUTH, HubUnderTest, derms_received, serving
 from tests.stores import (
     DERMS_DOWN,
@@ -85,14 +85,14 @@ def oci_source(server: OciServer) -> Source:
     )
 
 
-def ftp_store(server: FtpServer, password: str = PASSWORD) -> FtpFileStore:
-    return FtpFileStore(
+def ftp_store(server: FtpServer, password: str = PASSWORD) -> FtpSettings:
+    return FtpSettings(
         host=LOOPBACK, port=server.port, username=USER, password=SecretStr(password), timeout=10
     )
 
 
-def oci_store(server: OciServer, fingerprint: str | None = None) -> OciObjectStore:
-    return OciObjectStore(
+def oci_store(server: OciServer, fingerprint: str | None = None) -> OciObjectStorageSettings:
+    return OciObjectStorageSettings(
         region="us-ashburn-1",
         tenancy=TENANCY,
         user=OCI_USER,
@@ -110,12 +110,12 @@ def with_props(lookups: Lookups, props: dict[str, str]) -> Lookups:
 
 @asynccontextmanager
 async def hub_over(
-    hub: HubUnderTest, source: Source, ftp: FtpFileStore, oci: OciObjectStore
+    hub: HubUnderTest, source: Source, ftp: FtpSettings, oci: OciObjectStorageSettings
 ) -> AsyncIterator[HubUnderTest]:
     """The hub fixture's settings and database, with its file stores the real servers (as
     `file_stores:` in a settings file gives them) and ConfigProps pointing at `source`."""
     settings = hub.settings.model_copy(
-        update={"file_stores": FileStores(ftp=ftp, object_storage=oci)}
+        update={"file_stores": FileStorageSettings(ftp=ftp, object_storage=oci)}
     )
     lookups = with_props(hub.hub.lookups.current, source.props)
     async with serving(build_hub(settings, lookups)) as over_stores:

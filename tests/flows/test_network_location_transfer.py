@@ -23,9 +23,14 @@ from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller, LocalFileStore, Segments, Settings
-from derms_bridge.settings import FileStores as FileStoreSettings
-from derms_bridge.store.staged_files import StagedFileStore
+from derms_bridge.settings import (
+    Caller,
+    FileStorageSettings,
+    LocalFolderSettings,
+    Segments,
+    Settings,
+)
+from derms_bridge.store.staged_transfers import StagedTransferStore
 from derms_bridge.store.tables import StagedChunkRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
 from tests.multipart import CONTENT_TYPE, Part, multipart_body
@@ -108,9 +113,9 @@ def transfer_settings(
     settings = hub_settings(
         database_url, cpmcs_server.url, derms_server.url, mailbox, callers, segments=segments
     )
-    local = FileStoreSettings(
-        ftp=LocalFileStore(root=stores / "ftp"),
-        object_storage=LocalFileStore(root=stores / "object-storage"),
+    local = FileStorageSettings(
+        ftp=LocalFolderSettings(root=stores / "ftp"),
+        object_storage=LocalFolderSettings(root=stores / "object-storage"),
     )
     return settings.model_copy(update={"file_stores": local})
 
@@ -448,7 +453,9 @@ async def test_a_transfer_survives_a_restart_and_a_dead_worker(
     queued = await transfer_hub.send(message("NM-Q"))
     claimed = await transfer_hub.send(message("NM-D", file_name="claimed.csv"))
     # A worker claims the second transfer and dies: its lease runs out.
-    dead = await StagedFileStore(transfer_hub.hub.store).claim("dead worker", timedelta(seconds=-1))
+    dead = await StagedTransferStore(transfer_hub.hub.store).claim(
+        "dead worker", timedelta(seconds=-1)
+    )
     assert dead is not None
     await transfer_hub.hub.aclose()
 

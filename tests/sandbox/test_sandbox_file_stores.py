@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from derms_bridge.connectors.files import open_storage
-from derms_bridge.flows.ports import Folder
+from derms_bridge.connectors.file_storage import open_storage
+from derms_bridge.connectors.file_storage.interface import Folder
 from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.run import (
     SandboxPorts,

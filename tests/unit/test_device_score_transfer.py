@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from derms_bridge.connectors.files.local import LocalFolderStorage
+from derms_bridge.connectors.file_storage.interface import FileStorages, Folder
+from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.errors import FileStorageError, TechnicalFault
 from derms_bridge.flows.device_score_transfer import FTP_FLOW, OBJECT_STORAGE_FLOW
-from derms_bridge.flows.ports import FileStores, Folder
 from derms_bridge.lookups import Lookups
 from tests.fakes import LOOKUPS, Fakes, fakes
 
@@ -59,7 +59,7 @@ def context(
 ) -> tuple[Fakes, FakeNotices]:
     made = fakes(derms=derms, lookups=lookups)
     notices = FakeNotices()
-    stores = FileStores(
+    stores = FileStorages(
         ftp=store or LocalFolderStorage(root), object_storage=LocalFolderStorage(root)
     )
     made.context = dataclasses.replace(made.context, stores=stores, notices=notices)

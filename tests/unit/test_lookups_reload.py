@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from derms_bridge.bootstrap import LookupsHolder
-from derms_bridge.lookup_files import import_lookups
+from derms_bridge.lookup_tables import import_lookups
 from derms_bridge.lookups import PREFIX, load_lookups
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "lookups"

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
+from derms_bridge.connectors.file_storage.interface import Folder
 from derms_bridge.flows import sp_network_location_transfer
-from derms_bridge.flows.ports import Folder
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.network_location import NetworkLocationTransfer, NetworkModelMessage
 from tests.fakes import LOOKUPS, Fakes, fakes

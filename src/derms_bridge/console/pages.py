@@ -30,7 +30,7 @@ from derms_bridge.engine.redaction import Redactor, mask_secret_fields
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 from derms_bridge.engine.schedules import AlreadyRunning, UnknownScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
-from derms_bridge.lookup_files import (
+from derms_bridge.lookup_tables import (
     Row,
     StaleEdit,
     changes_between,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from derms_bridge.flows.ports import FileStorage, FileStores
+from derms_bridge.connectors.file_storage.interface import FileStorage, FileStorages
 from derms_bridge.settings import Connection, Settings
 
 
@@ -143,7 +143,7 @@ async def check_store(name: str, store: FileStorage, seconds: float) -> Reachabi
 
 async def probe_all(
     endpoints: Sequence[Endpoint],
-    stores: FileStores | None = None,
+    stores: FileStorages | None = None,
     seconds: float = 2.0,
     store_seconds: float = 3.0,
 ) -> list[Reachability]:

@@ -50,10 +50,10 @@ from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow, segment_json
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.settings import Segments
-from derms_bridge.store.files import (
+from derms_bridge.store.file_jobs import (
     ClaimedJob,
     ClaimedSegment,
-    FileStore,
+    FileJobStore,
     NewFile,
     NewSegment,
     SegmentResult,
@@ -398,7 +398,7 @@ class FileIntake:
     def __init__(
         self,
         instances: InstanceStore,
-        files: FileStore,
+        files: FileJobStore,
         lookups: Callable[[], Lookups],
         settings: Segments,
         wake: Callable[[], None],
@@ -577,7 +577,7 @@ class FileWorker:
     def __init__(
         self,
         *,
-        files: FileStore,
+        files: FileJobStore,
         cpmcs: HttpConnection,
         derms: Mapping[str, HttpConnection],
         lookups: Callable[[], Lookups],
@@ -770,7 +770,7 @@ class _Sending:
     def __init__(
         self,
         *,
-        files: FileStore,
+        files: FileJobStore,
         owner: str,
         lease: timedelta,
         parallelism: int,

@@ -15,18 +15,19 @@ from derms_bridge import metrics
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
-from derms_bridge.connectors.files.observed import ObservedStorage
+from derms_bridge.connectors.file_storage.interface import FileStorages
+from derms_bridge.connectors.file_storage.observed import ObservedStorage
 from derms_bridge.connectors.http import CallRecord, HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
-from derms_bridge.flows.ports import FileStores, FlowContext, FlowResult, ScheduledFlow, SyncFlow
+from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.problems import problem_body
-from derms_bridge.store.files import FileStore
+from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
-from derms_bridge.store.staged_files import StagedFileStore
+from derms_bridge.store.staged_transfers import StagedTransferStore
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class FlowEngine:
         self,
         *,
         store: InstanceStore,
-        files: FileStore,
+        files: FileJobStore,
         wake_workers: Callable[[], None],
         cpmcs: HttpConnection,
         derms: Mapping[str, HttpConnection],
@@ -169,8 +170,8 @@ class FlowEngine:
         error_handler: CommonErrorHandler,
         enrollment_concurrency: int,
         notifier: ProcessNotifier,
-        stores: FileStores,
-        staged_files: StagedFileStore,
+        stores: FileStorages,
+        staged_files: StagedTransferStore,
         wake_transfers: Callable[[], None],
         process_name: str,
     ) -> None:
@@ -362,7 +363,7 @@ class FlowEngine:
             run=run,
             children=_Children(self, run.instance_id, caller),
             concurrency=self._enrollment_concurrency,
-            stores=FileStores(
+            stores=FileStorages(
                 ftp=ObservedStorage(self._stores.ftp, "ftp", run.observe),
                 object_storage=ObservedStorage(
                     self._stores.object_storage, "object storage", run.observe

@@ -33,7 +33,7 @@ from derms_bridge.flows.registry import TRANSFER_FLOWS
 from derms_bridge.schemas.network_location import NetworkLocationTransfer, NetworkModelMessage
 from derms_bridge.settings import Segments
 from derms_bridge.store.instances import InstanceFilter, InstanceStore
-from derms_bridge.store.staged_files import EmptyFile, StagedFileStore
+from derms_bridge.store.staged_transfers import EmptyFile, StagedTransferStore
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class TransferIntake:
     def __init__(
         self,
         instances: InstanceStore,
-        staged: StagedFileStore,
+        staged: StagedTransferStore,
         max_file_bytes: int,
         wake: Callable[[], None],
     ) -> None:
@@ -120,7 +120,9 @@ class TransferIntake:
 class TransferWorker:
     """Claims due transfers and runs their flow, in every hub process that runs workers."""
 
-    def __init__(self, *, engine: FlowEngine, staged: StagedFileStore, settings: Segments) -> None:
+    def __init__(
+        self, *, engine: FlowEngine, staged: StagedTransferStore, settings: Segments
+    ) -> None:
         self.name = worker_name()
         self._engine = engine
         self._staged = staged

@@ -11,14 +11,9 @@ so one failure is emailed once.
 from __future__ import annotations
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.errors import FlowError
-from derms_bridge.flows.ports import (
-    FileStorage,
-    FlowContext,
-    FlowResult,
-    Folder,
-    SyncFlow,
-)
+from derms_bridge.flows.ports import FlowContext, FlowResult, SyncFlow
 from derms_bridge.schemas.network_location import (
     FtpTransferRequest,
     ObjectStorageTransferRequest,

@@ -12,15 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
+from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import BadFileName, FlowError
-from derms_bridge.file_names import checked_file_name
-from derms_bridge.flows.ports import (
-    FileStorage,
-    FlowContext,
-    FlowResult,
-    Folder,
-    ScheduledFlow,
-)
+from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.device_score import DeviceScoreTransferReport, FileNotSent
 

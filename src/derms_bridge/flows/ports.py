@@ -10,7 +10,8 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, RootModel
 
 from derms_bridge.catalog import FlowInfo
-from derms_bridge.errors import FileStorageError, FlowError, TechnicalFault
+from derms_bridge.connectors.file_storage.interface import FileStorages
+from derms_bridge.errors import FlowError, TechnicalFault
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
@@ -61,90 +62,6 @@ class DermsApi(Protocol):
         """Stream the chunks as the raw body (application/octet-stream) to the operation's
         path for the file; DERMS's HTTP status, or a TechnicalFault when no answer came."""
         ...
-
-
-@dataclass(frozen=True)
-class Folder:
-    """Where files live in a store: a directory (FTP, SFTP, a local folder) or a bucket,
-    in a namespace for OCI Object Storage (ConfigProps dacs.os.namespace)."""
-
-    path: str
-    namespace: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    name: str
-    size: int | None = None
-
-
-class FileStorage(Protocol):
-    """One of CPMCS's file stores. Every method streams: no file is ever held whole.
-
-    Failures raise FileStorageError naming the store, the folder and the file;
-    names are checked with file_names.checked_file_name before any call.
-    """
-
-    #: Where the store is, for messages and the console: "FTP 127.0.0.1:2121", never a secret.
-    description: str
-
-    async def list(self, folder: Folder, prefix: str = "") -> list[StoredFile]:
-        """The files (not directories) of the folder whose names begin with prefix, by name."""
-        ...
-
-    def read(self, folder: Folder, name: str) -> AsyncIterator[bytes]:
-        """The file's bytes, in chunks, as they arrive."""
-        ...
-
-    async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
-        """Store the chunks as the file (replacing one of that name); the bytes written.
-
-        A write cut short leaves no file of that name behind where the store allows it.
-        """
-        ...
-
-    async def rename(self, folder: Folder, name: str, new_name: str) -> None: ...
-
-    async def check(self) -> None:
-        """Reach the store and log in (for the console's connections page)."""
-        ...
-
-
-class UnconfiguredStorage:
-    """The store of a role that the settings give none: every call says so."""
-
-    def __init__(self, role: str) -> None:
-        self.description = f"{role} store (not configured)"
-        self._role = role
-
-    def _refuse(self) -> FileStorageError:
-        return FileStorageError(f"no {self._role} store is configured in the settings")
-
-    async def list(self, folder: Folder, prefix: str = "") -> list[StoredFile]:
-        raise self._refuse()
-
-    async def read(self, folder: Folder, name: str) -> AsyncIterator[bytes]:
-        raise self._refuse()
-        yield b""  # pragma: no cover - makes this an async generator, as the protocol reads
-
-    async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
-        raise self._refuse()
-
-    async def rename(self, folder: Folder, name: str, new_name: str) -> None:
-        raise self._refuse()
-
-    async def check(self) -> None:
-        raise self._refuse()
-
-
-@dataclass(frozen=True)
-class FileStores:
-    """CPMCS's file stores by role: its on-premises FTP (or SFTP) server and its object storage."""
-
-    ftp: FileStorage = field(default_factory=lambda: UnconfiguredStorage("ftp"))
-    object_storage: FileStorage = field(
-        default_factory=lambda: UnconfiguredStorage("object storage")
-    )
 
 
 class ReceivedFiles(Protocol):
@@ -214,7 +131,7 @@ class FlowContext:
     run: RunRecord
     children: ChildFlows
     concurrency: int = 32
-    stores: FileStores = field(default_factory=FileStores)
+    stores: FileStorages = field(default_factory=FileStorages)
     received_files: ReceivedFiles = field(default_factory=lambda: _NoReceivedFiles())
     notices: ProcessNotices = field(default_factory=lambda: _NoNotices())
 

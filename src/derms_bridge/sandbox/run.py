@@ -27,9 +27,9 @@ from derms_bridge.settings import (
     Connection,
     Connections,
     Database,
-    FileStores,
-    FtpFileStore,
-    OciObjectStore,
+    FileStorageSettings,
+    FtpSettings,
+    OciObjectStorageSettings,
     Schedule,
     Server,
     Settings,
@@ -147,13 +147,13 @@ def prepare_sandbox_files(var_dir: Path, lookups: Lookups) -> SandboxFiles:
     )
 
 
-def sandbox_file_stores(ports: SandboxPorts, files: SandboxFiles) -> FileStores:
+def sandbox_file_stores(ports: SandboxPorts, files: SandboxFiles) -> FileStorageSettings:
     user, password = SANDBOX_FTP_LOGIN
-    return FileStores(
-        ftp=FtpFileStore(
+    return FileStorageSettings(
+        ftp=FtpSettings(
             host=LOOPBACK, port=ports.ftp_port, username=user, password=SecretStr(password)
         ),
-        object_storage=OciObjectStore(
+        object_storage=OciObjectStorageSettings(
             region=SANDBOX_REGION,
             tenancy=SANDBOX_TENANCY,
             user=SANDBOX_OCI_USER,
@@ -182,7 +182,7 @@ def sandbox_settings(
         ),
         callers=callers,
         smtp=Smtp(host=LOOPBACK, port=ports.smtp_port),
-        file_stores=sandbox_file_stores(ports, files) if files else FileStores(),
+        file_stores=sandbox_file_stores(ports, files) if files else FileStorageSettings(),
         lookups_dir=lookups_dir,
         # A new secret each run: a sandbox restart logs the operator out, which is harmless.
         console=WebConsole(session_secret=secrets.token_urlsafe(32)),

@@ -7,9 +7,9 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
+from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
+from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import FileStorageError
-from derms_bridge.file_names import checked_file_name
-from derms_bridge.flows.ports import Folder, StoredFile
 
 CHUNK_BYTES = 1024 * 1024
 

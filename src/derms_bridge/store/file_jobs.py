@@ -191,7 +191,7 @@ _LAST_ACTIVITY = select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
 _ADD_ACTIVITY = insert(ActivityRow)
 
 
-class FileStore:
+class FileJobStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"

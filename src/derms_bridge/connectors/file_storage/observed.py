@@ -6,8 +6,8 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
 
+from derms_bridge.connectors.file_storage.interface import FileStorage, Folder, StoredFile
 from derms_bridge.connectors.http import CallObserver, CallRecord
-from derms_bridge.flows.ports import FileStorage, Folder, StoredFile
 
 #: As much of a path as an activity keeps (store/tables.py ActivityRow.path).
 PATH_CHARS = 400

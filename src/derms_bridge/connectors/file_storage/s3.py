@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
+from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
+from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import FileStorageError
-from derms_bridge.file_names import checked_file_name
-from derms_bridge.flows.ports import Folder, StoredFile
-from derms_bridge.settings import S3ObjectStore
+from derms_bridge.settings import S3Settings
 
 CHUNK_BYTES = 1024 * 1024
 #: S3's smallest part: botocore holds a few copies of each part in flight while it signs
@@ -50,7 +50,7 @@ class _ChunksReader:
 
 
 class S3Storage:
-    def __init__(self, settings: S3ObjectStore) -> None:
+    def __init__(self, settings: S3Settings) -> None:
         try:
             import boto3
             import boto3.s3.transfer

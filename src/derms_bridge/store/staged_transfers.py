@@ -47,7 +47,7 @@ class ClaimedTransfer:
     caller: str | None
 
 
-class StagedFileStore:
+class StagedTransferStore:
     def __init__(self, instances: InstanceStore, chunk_bytes: int = CHUNK_BYTES) -> None:
         self._instances = instances
         self._chunk_bytes = chunk_bytes

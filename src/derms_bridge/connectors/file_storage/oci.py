@@ -11,17 +11,17 @@ import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import IO, Any, TypeVar
 
+from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
+from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import FileStorageError
-from derms_bridge.file_names import checked_file_name
-from derms_bridge.flows.ports import Folder, StoredFile
-from derms_bridge.settings import OciObjectStore
+from derms_bridge.settings import OciObjectStorageSettings
 
 CHUNK_BYTES = 1024 * 1024
 Result = TypeVar("Result")
 
 
 class OciObjectStorage:
-    def __init__(self, settings: OciObjectStore) -> None:
+    def __init__(self, settings: OciObjectStorageSettings) -> None:
         try:
             import oci
             import urllib3

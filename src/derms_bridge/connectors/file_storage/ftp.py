@@ -14,10 +14,10 @@ from pathlib import PurePosixPath
 
 import aioftp
 
+from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
+from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import FileStorageError
-from derms_bridge.file_names import checked_file_name
-from derms_bridge.flows.ports import Folder, StoredFile
-from derms_bridge.settings import FtpFileStore
+from derms_bridge.settings import FtpSettings
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -36,7 +36,7 @@ class FtpStorage:
     """One login per operation: the flows make a handful of calls a run, and a fresh
     session can never be left in a half-finished transfer by the previous call."""
 
-    def __init__(self, settings: FtpFileStore) -> None:
+    def __init__(self, settings: FtpSettings) -> None:
         self._settings = settings
         kind = "FTPS" if settings.tls else "FTP"
         self.description = f"{kind} {settings.host}:{settings.port}"

@@ -10,10 +10,10 @@ from typing import Any, cast
 
 import asyncssh
 
+from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
+from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import FileStorageError
-from derms_bridge.file_names import checked_file_name
-from derms_bridge.flows.ports import Folder, StoredFile
-from derms_bridge.settings import SftpFileStore
+from derms_bridge.settings import SftpSettings
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -26,13 +26,13 @@ class SftpStorage:
     """One SSH connection per operation, like the FTP store: few calls a run, and none
     inherits a session a failed call left behind."""
 
-    def __init__(self, settings: SftpFileStore) -> None:
+    def __init__(self, settings: SftpSettings) -> None:
         self._settings = settings
         self.description = f"SFTP {settings.host}:{settings.port}"
         self._options = self._connect_options(settings)
 
     @staticmethod
-    def _connect_options(settings: SftpFileStore) -> dict[str, Any]:
+    def _connect_options(settings: SftpSettings) -> dict[str, Any]:
         options: dict[str, Any] = {
             "port": settings.port,
             "username": settings.username,
