@@ -24,7 +24,11 @@ from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Caller, FtpSettings, Schedule
 from derms_bridge.store.database import migrate
 from tests.conftest import ROOT, hub_settings
-from tests.console.conftest import console_settings, copy_of_lookups, local_store_settings
+from tests.integration.console.conftest import (
+    console_settings,
+    copy_of_lookups,
+    local_store_settings,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

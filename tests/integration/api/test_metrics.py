@@ -13,10 +13,10 @@ from derms_bridge import metrics
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import build_hub
 from derms_bridge.settings import Metrics
-from tests.api.test_ops import enroll
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
 from tests.csv_files import write_reservation_csv
-from tests.flows.test_event_device_files import reservation
+from tests.integration.api.test_ops import enroll
+from tests.integration.flows.test_event_device_files import reservation
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -33,7 +33,7 @@ from tests.conftest import (
 )
 from tests.payloads import enrollment_message, enrollment_request
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 PROBLEM_JSON = "application/problem+json"
 DERMS_TOKEN = "derms-bearer-token-0123456789"
 SERVE_TIMEOUT_SECONDS = 60

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED_LOOKUPS = ROOT / "config" / "lookups"
 PREFIX = "OUTL-BRT-DACS_DRMS_"
 

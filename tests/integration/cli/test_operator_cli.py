@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from derms_bridge.cli import app
 from derms_bridge.store.lookup_audit import recent_edits
-from tests.api.test_ops import enroll
 from tests.conftest import LOOKUPS_DIR, HubUnderTest
+from tests.integration.api.test_ops import enroll
 
 runner = CliRunner()
 

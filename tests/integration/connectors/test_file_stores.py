@@ -22,7 +22,7 @@ from derms_bridge.settings import (
     SftpSettings,
     load_settings,
 )
-from tests.connectors.conftest import SftpServer, StoreUnderTest
+from tests.integration.connectors.conftest import SftpServer, StoreUnderTest
 from tests.stores import PASSWORD, USER, WRONG_PASSWORD
 
 MB = 1024 * 1024

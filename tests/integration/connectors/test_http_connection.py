@@ -40,7 +40,7 @@ from derms_bridge.schemas.cpmcs import EnrollProgramRequest
 from derms_bridge.settings import Connection
 
 ENROLL_PATH = OPERATIONS["enrollProgram"][1]
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 LOOKUPS_DIR = ROOT / "config" / "lookups"
 
 BASIC_USER = "hub"

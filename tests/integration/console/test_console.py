@@ -26,7 +26,7 @@ from derms_bridge.settings import (
 )
 from derms_bridge.store.processes import ProcessStore
 from tests.conftest import DERMS_AUTH, PASSWORDS
-from tests.console.conftest import (
+from tests.integration.console.conftest import (
     ConsoleUnderTest,
     console_for,
     console_settings,

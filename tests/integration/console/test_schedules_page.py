@@ -16,7 +16,7 @@ from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.settings import FtpSettings, Schedule
 from derms_bridge.store.schedules import ScheduleStore
 from tests.conftest import derms_received
-from tests.console.conftest import (
+from tests.integration.console.conftest import (
     ConsoleUnderTest,
     console_for,
     device_score_folder,

@@ -13,7 +13,7 @@ from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Caller
 from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, cpmcs_received
-from tests.flows.refusing_cpmcs import (
+from tests.integration.flows.refusing_cpmcs import (
     REFUSAL_MESSAGE,
     REFUSAL_NUMBER,
     create_refusing_cpmcs_app,
