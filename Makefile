@@ -1,5 +1,6 @@
 # The front door: `make sandbox` runs the hub with everything simulated on loopback,
-# `make test` runs every check. Each creates .venv and installs the project when needed.
+# `make unit` runs the fast tests, `make test` runs every check. Each creates .venv and
+# installs the project when needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -28,6 +29,10 @@ typecheck: $(INSTALLED)
 # The browser tests drive Debian's Chromium; installed once, never a downloaded browser.
 $(CHROMIUM):
 	apt-get update && apt-get install -y chromium
+
+# tests/unit alone: no database server, no network server, no subprocess, no browser.
+unit: $(INSTALLED)
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 test: lint typecheck $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
