@@ -300,7 +300,8 @@ def sandbox(
         )
     except ImportError as missing:
         err.print(
-            f"[red]error[/] the sandbox needs {missing.name}: pip install 'derms-bridge[sandbox]'",
+            f"[red]error[/] the sandbox needs {missing.name}: "
+            "pip install 'derms-bridge\\[sandbox]'",
             highlight=False,
         )
         raise typer.Exit(EXIT_USAGE) from None
