@@ -141,6 +141,10 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
         log_config=None,
         log_level=log_level.lower(),
         http=BoundedHeadProtocol,
+        # uvicorn believes X-Forwarded-* from loopback unless told otherwise: any local
+        # process could then pose as any address or as TLS.
+        proxy_headers=bool(settings.server.trusted_proxies),
+        forwarded_allow_ips=settings.server.trusted_proxies,
     )
 
 

@@ -6,6 +6,7 @@ Environment variables use ``__`` between levels, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 from datetime import UTC, datetime
@@ -366,6 +367,21 @@ class FileStorageSettings(_Strict):
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto the hub believes; none by default",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return proxies
 
 
 class WebConsole(_Strict):
