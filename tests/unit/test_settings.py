@@ -282,7 +282,8 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
     [problem] = problems_of(path)
 
-    assert problem.startswith(f"{path}:{line_of(text, 'oops')}: not valid YAML")
+    assert problem.startswith(f"{path}:{line_of(text, 'oops')}:")
+    assert "not valid YAML" in problem
 
 
 def test_a_top_level_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
