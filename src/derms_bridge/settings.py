@@ -363,6 +363,13 @@ class OciObjectStorageSettings(_Strict):
     )
     timeouts: Timeouts = Timeouts()
 
+    @field_validator("key_file")
+    @classmethod
+    def _key_file_readable(cls, key_file: Path) -> Path:
+        if not key_file.is_file():
+            raise ValueError(f"key file {key_file} does not exist")
+        return key_file
+
 
 class S3Settings(_Strict):
     """An S3-compatible object store: MinIO, AWS S3, OCI's S3 compatibility endpoint."""
