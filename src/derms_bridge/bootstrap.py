@@ -19,6 +19,7 @@ from derms_bridge.connectors.file_storage.interface import FileStorages
 from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
+from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
 from derms_bridge.engine.liveness import Liveness, process_name
@@ -110,6 +111,7 @@ class Hub:
     transfers: TransferWorker
     scheduler: Scheduler
     liveness: Liveness
+    database_outage: DatabaseOutage
     #: CPMCS's file stores as the flows reach them (the console checks them).
     stores: FileStorages
 
@@ -188,6 +190,7 @@ def build_hub(
         process_name=process_name(),
     )
     transfers = TransferWorker(engine=engine, staged=staged_files, settings=settings.segments)
+    database_outage = DatabaseOutage(error_handler.alert_operators)
     return Hub(
         settings=settings,
         store=store,
@@ -212,5 +215,7 @@ def build_hub(
             settings=settings.processes,
             name=engine.process_name,
             command=command,
+            outage=database_outage,
         ),
+        database_outage=database_outage,
     )

@@ -120,6 +120,7 @@ def _log_as_json_lines(settings: Settings, log_level: str) -> None:
 def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     _share_metrics(settings)
     from derms_bridge.api.app import create_app
+    from derms_bridge.api.http_server import BoundedHeadProtocol
     from derms_bridge.bootstrap import build_hub
     from derms_bridge.store.database import migrate as run_migrations
 
@@ -133,7 +134,18 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     if settings.database.migrate_on_start:
         run_migrations(settings.database.url.get_secret_value())
     hub = build_hub(settings, lookups)
-    uvicorn.run(create_app(hub), host=host, port=port, log_config=None, log_level=log_level.lower())
+    uvicorn.run(
+        create_app(hub),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=log_level.lower(),
+        http=BoundedHeadProtocol,
+        # uvicorn believes X-Forwarded-* from loopback unless told otherwise: any local
+        # process could then pose as any address or as TLS.
+        proxy_headers=bool(settings.server.trusted_proxies),
+        forwarded_allow_ips=settings.server.trusted_proxies,
+    )
 
 
 @app.command()

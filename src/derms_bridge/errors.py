@@ -76,3 +76,9 @@ class FileStorageError(TechnicalFault):
 
 class BadFileName(ValueError):
     """A file name that could leave its folder or confuse a store; refused before any call."""
+
+
+class DatabaseUnavailable(Exception):
+    """The hub's own database refused a write or could not be reached (full, read-only,
+    locked, down): an outage that passes, not a fault of the message. Nothing of the
+    request was kept; the caller may send it again."""

@@ -70,6 +70,18 @@ OUTBOUND_CALLS = Counter(
     ["target", "operation", "status"],
     registry=REGISTRY,
 )
+DATABASE_OUTAGES = Counter(
+    "derms_bridge_database_outages",
+    "Times a hub process found its database refusing writes (one per outage, not per request).",
+    registry=REGISTRY,
+)
+DATABASE_WRITABLE = Gauge(
+    "derms_bridge_database_writable",
+    "1 while the hub's database takes writes, 0 during an outage (the lowest of the live "
+    "hub processes).",
+    multiprocess_mode="livemin",
+    registry=REGISTRY,
+)
 SCHEDULE_RUNS = Counter(
     "derms_bridge_schedule_runs",
     "Scheduled flow runs ended, per flow and outcome.",

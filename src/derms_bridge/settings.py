@@ -6,7 +6,9 @@ Environment variables use ``__`` between levels, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -53,6 +56,21 @@ def _readable_ca_bundle(value: Path | None) -> Path | None:
     return value
 
 
+#: Words the example settings hold where a secret must go.
+_PLACEHOLDER_WORDS = ("change-me", "changeme", "replace")
+
+
+def _not_placeholder(value: SecretStr) -> SecretStr:
+    words = value.get_secret_value().strip().lower()
+    if any(word in words for word in _PLACEHOLDER_WORDS):
+        raise ValueError("still the example's placeholder: put the real secret here")
+    return value
+
+
+#: A secret that the settings refuse to start with while it is the example's placeholder.
+Secret = Annotated[SecretStr, AfterValidator(_not_placeholder)]
+
+
 class Timeouts(_Strict):
     connect: float = Field(5.0, gt=0, description="seconds to open a connection")
     read: float = Field(30.0, gt=0, description="seconds to wait for each answer")
@@ -61,14 +79,14 @@ class Timeouts(_Strict):
 class BasicAuth(_Strict):
     type: Literal["basic"] = "basic"
     username: str = Field(min_length=1)
-    password: SecretStr
+    password: Secret
 
 
 class OAuth2ClientCredentials(_Strict):
     type: Literal["oauth2"] = "oauth2"
     token_url: AnyHttpUrl
     client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    client_secret: Secret
     scope: str | None = None
 
 
@@ -118,7 +136,18 @@ def _sha256_hex(value: SecretStr | None) -> SecretStr | None:
         digest = value.get_secret_value()
         if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
             raise ValueError("token_sha256 must be 64 hex digits (derms-bridge hash-token)")
+        if set(digest) == {"0"}:
+            raise ValueError(
+                "token_sha256 is the example's placeholder: put the hash that "
+                "`derms-bridge hash-token` prints"
+            )
     return value
+
+
+#: An argon2 hash as `derms-bridge hash-password` writes it (PHC string format).
+_ARGON2_HASH = re.compile(
+    r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}"
+)
 
 
 class Caller(_Strict):
@@ -142,10 +171,13 @@ class Caller(_Strict):
             raise ValueError("a caller needs username and password_hash, or token_sha256")
         if (self.username is None) != (self.password_hash is None):
             raise ValueError("username and password_hash go together")
-        if self.password_hash is not None and not self.password_hash.get_secret_value().startswith(
-            "$argon2"
+        if self.password_hash is not None and not _ARGON2_HASH.fullmatch(
+            self.password_hash.get_secret_value()
         ):
-            raise ValueError("password_hash must be an argon2 hash, not a plain password")
+            raise ValueError(
+                "password_hash must be an argon2 hash as `derms-bridge hash-password` prints "
+                "it, not a plain password or the example's placeholder"
+            )
         return self
 
 
@@ -153,7 +185,7 @@ class Smtp(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(25, ge=1, le=65535)
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     security: Literal["none", "starttls", "tls"] = "none"
     timeout: float = Field(10.0, gt=0)
 
@@ -272,7 +304,7 @@ class FtpSettings(_Strict):
     host: str = Field(min_length=1)
     port: int = Field(21, ge=1, le=65535)
     username: str = Field(min_length=1)
-    password: SecretStr
+    password: Secret
     tls: bool = Field(False, description="explicit FTPS; the server's certificate is verified")
     ca_bundle: Path | None = Field(
         None, description="PEM file of the CA that signs the server's certificate"
@@ -289,9 +321,9 @@ class SftpSettings(_Strict):
     host: str = Field(min_length=1)
     port: int = Field(22, ge=1, le=65535)
     username: str = Field(min_length=1)
-    password: SecretStr | None = None
+    password: Secret | None = None
     private_key: Path | None = Field(None, description="OpenSSH or PEM private key file")
-    private_key_passphrase: SecretStr | None = None
+    private_key_passphrase: Secret | None = None
     known_hosts: Path | None = Field(
         None, description="known_hosts file naming the server; default ~/.ssh/known_hosts"
     )
@@ -325,11 +357,18 @@ class OciObjectStorageSettings(_Strict):
     user: str = Field(min_length=1, description="the user's OCID")
     fingerprint: str = Field(min_length=1, description="the API key's fingerprint")
     key_file: Path = Field(description="the API signing key, a PEM private key")
-    key_passphrase: SecretStr | None = None
+    key_passphrase: Secret | None = None
     endpoint: AnyHttpUrl | None = Field(
         None, description="instead of the region's endpoint (a private endpoint, the sandbox)"
     )
     timeouts: Timeouts = Timeouts()
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file_readable(cls, key_file: Path) -> Path:
+        if not key_file.is_file():
+            raise ValueError(f"key file {key_file} does not exist")
+        return key_file
 
 
 class S3Settings(_Strict):
@@ -339,7 +378,7 @@ class S3Settings(_Strict):
     endpoint: AnyHttpUrl | None = Field(None, description="default: AWS S3 of the region")
     region: str = "us-east-1"
     access_key_id: str = Field(min_length=1)
-    secret_access_key: SecretStr
+    secret_access_key: Secret
     path_style: bool = Field(True, description="bucket in the path, as MinIO and OCI want it")
     ca_bundle: Path | None = None
     timeouts: Timeouts = Timeouts()
@@ -366,12 +405,27 @@ class FileStorageSettings(_Strict):
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto the hub believes; none by default",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return proxies
 
 
 class WebConsole(_Strict):
     """The operations web console at /console."""
 
-    session_secret: SecretStr | None = Field(
+    session_secret: Secret | None = Field(
         None,
         min_length=32,
         description="signs the console's session cookies; the console is off without it",
@@ -524,9 +578,12 @@ def load_settings(path: Path | None = None) -> Settings:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
+            # The error's own text quotes the offending line, which may hold a secret:
+            # where it is and what is wrong, never what is written there.
             mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise SettingsError(str(path), [f"{where}: not valid YAML: {exc}"]) from None
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or "cannot be read"
+            raise SettingsError(str(path), [f"{where}: not valid YAML: {problem}"]) from None
         if not isinstance(data, dict):
             raise SettingsError(str(path), [f"{path}: the top level must be a mapping"])
     try:

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from derms_bridge.engine.database_outage import RETRY_AFTER_SECONDS
+from derms_bridge.errors import DatabaseUnavailable
 from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
 
 
@@ -60,7 +62,19 @@ def _unexpected_problem(_request: Request, _exc: Exception) -> JSONResponse:
     return problem(500, "the hub met an unexpected error; it is in the hub's log")
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DatabaseUnavailable)
+    request.app.state.hub.database_outage.refused(exc)
+    return problem(
+        503,
+        "the hub's database refuses writes for now; nothing of this request was kept: "
+        "send it again later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(Exception, _unexpected_problem)

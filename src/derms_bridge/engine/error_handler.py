@@ -68,6 +68,24 @@ class CommonErrorHandler:
             and lookups.prop("notification.type.email").strip().lower() == "email"
         )
 
+    async def alert_operators(self, subject: str, body: str) -> None:
+        """An email to the `to` recipients about the hub itself, under the same flags as
+        the error emails; it reads nothing from the database, so it goes out while the
+        database is down. MailError when the SMTP server refuses it."""
+        if not self.emails_enabled():
+            return
+        lookups = self._lookups()
+        recipients = lookups.emails("to")
+        if not recipients:
+            log.error("no 'to' recipients in lookup OUTL-BRT-DACS_DRMS_Email_ID for: %s", subject)
+            return
+        await self._mailer.send(
+            sender=(lookups.emails("from") or ["derms-bridge@localhost"])[0],
+            to=recipients,
+            subject=subject,
+            body=self._redact(body),
+        )
+
     async def handle(
         self,
         flow: FlowInfo,

@@ -20,7 +20,9 @@ import uuid
 from datetime import timedelta
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
+from derms_bridge.errors import DatabaseUnavailable
 from derms_bridge.settings import Processes
 from derms_bridge.store.instances import utcnow
 from derms_bridge.store.processes import AbandonedRun, HubProcess, ProcessStore
@@ -43,8 +45,10 @@ class Liveness:
         settings: Processes,
         name: str,
         command: str,
+        outage: DatabaseOutage,
     ) -> None:
         self.name = name
+        self._outage = outage
         self._command = command
         self._processes = processes
         self._errors = error_handler
@@ -58,8 +62,10 @@ class Liveness:
         leaves in progress is given up without waiting for its silence."""
         while not stop.is_set():
             try:
-                await self._processes.beat(self.name, self._command)
+                await self.beat()
                 await self.give_up_stopped()
+            except DatabaseUnavailable:
+                pass  # told by the outage, once
             except Exception:
                 # The database may be back by the next heartbeat.
                 log.exception("heartbeat failed", extra={"process": self.name})
@@ -69,6 +75,16 @@ class Liveness:
             await self._processes.stopped(self.name)
         except Exception:
             log.exception("could not mark this process stopped", extra={"process": self.name})
+
+    async def beat(self) -> None:
+        """Say this process is alive: a write, so it also tells whether a database outage
+        has begun or ended."""
+        try:
+            await self._processes.beat(self.name, self._command)
+        except DatabaseUnavailable as refused:
+            self._outage.refused(refused)
+            raise
+        self._outage.wrote()
 
     async def give_up_stopped(self) -> list[AbandonedRun]:
         """Fail the runs of the processes that stopped, each emailed once."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 AckCode = Literal["SUCCESS", "ERROR", "FAILURE"]
 
@@ -40,6 +40,17 @@ class Wire(BaseModel):
     """A payload model: unknown fields ignored, names kept exactly as on the wire."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_character(cls, data: Any) -> Any:
+        # PostgreSQL keeps no NUL in text or JSON, and no target system takes one: refused
+        # here with the field's name, not met as a database error after the instance began.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if isinstance(value, str) and "\x00" in value:
+                    raise ValueError(f"{name} contains a NUL character (\\u0000)")
+        return data
 
 
 class AckResponse(Wire):

@@ -10,9 +10,11 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from derms_bridge.errors import DatabaseUnavailable
 
 _T = TypeVar("_T")
 
@@ -42,13 +44,66 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: SQLite's words for a database that cannot take writes now but may later; its other
+#: OperationalErrors ("no such table", a syntax error) are the hub's own faults.
+_SQLITE_OUTAGES = (
+    "database or disk is full",
+    "attempt to write a readonly database",
+    "database is locked",
+    "disk i/o error",
+    "unable to open database file",
+)
+
+#: PostgreSQL's SQLSTATEs of a database that refuses writes for now: read-only
+#: transaction, disk full, out of memory, too many connections, shut down, cannot connect.
+_POSTGRES_OUTAGE_STATES = ("25006", "53", "57P", "08")
+
+
+def _refusal(context: ExceptionContext) -> DatabaseUnavailable | None:
+    error = context.original_exception
+    if context.dialect is None or context.is_pre_ping:
+        # The pool's check of a connection it hands out: a dead one is replaced, not news.
+        return None
+    if context.dialect.name == "sqlite":
+        text = str(error).lower()
+        if type(error).__name__ == "OperationalError" and any(
+            words in text for words in _SQLITE_OUTAGES
+        ):
+            return DatabaseUnavailable(f"the database refuses writes: {text}")
+        return None
+    state = getattr(error, "sqlstate", None) or ""
+    if context.is_disconnect or state.startswith(_POSTGRES_OUTAGE_STATES):
+        reason = getattr(getattr(error, "diag", None), "message_primary", None)
+        return DatabaseUnavailable(
+            f"the database refuses writes: {reason or type(error).__name__} (SQLSTATE {state})"
+            if state
+            else f"the database cannot be reached: {type(error).__name__}"
+        )
+    return None
+
+
+def _raise_outage(context: ExceptionContext) -> None:
+    """Turns a database's refusal into DatabaseUnavailable, so that every caller above the
+    store tells an outage from a fault without knowing either database's errors. The
+    message holds the database's words, never the URL or its password."""
+    refusal = _refusal(context)
+    if refusal is not None:
+        raise refusal from context.original_exception
+
+
+def _watch_for_outages(engine: Engine) -> None:
+    event.listen(engine, "handle_error", _raise_outage)
+
+
 def open_engine(url: str) -> AsyncEngine:
     parsed = _with_driver(url, _ASYNC_DRIVERS)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(parsed, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    else:
+        engine = create_async_engine(parsed, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    _watch_for_outages(engine.sync_engine)
+    return engine
 
 
 class SqliteSideConnection:
@@ -62,6 +117,7 @@ class SqliteSideConnection:
     def __init__(self, url: URL) -> None:
         self._engine = create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0)
         event.listen(self._engine, "connect", _sqlite_pragmas)
+        _watch_for_outages(self._engine)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-side")
         #: Opened on the thread by the first piece of work.
         self._connection: Connection | None = None

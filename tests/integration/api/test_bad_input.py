@@ -19,8 +19,15 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Caller
-from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, empty_tables, hub_settings
-from tests.payloads import enrollment_message, enrollment_request
+from tests.conftest import (
+    CPMCS_AUTH,
+    DERMS_AUTH,
+    OPERATOR_AUTH,
+    HubUnderTest,
+    empty_tables,
+    hub_settings,
+)
+from tests.payloads import enrollment_message, enrollment_request, event_opt_out_message
 
 PROBLEM_JSON = "application/problem+json"
 SMALL_BODY_LIMIT = 2048
@@ -372,3 +379,30 @@ async def test_a_chunked_body_within_the_limit_is_accepted(
 
     assert reply.status_code == 200
     assert len(cpmcs_sim.get("/_sim/state/enrollments").json()) == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "auth", "message", "field"),
+    [
+        (
+            "/enroll-to-dacs",
+            DERMS_AUTH,
+            {"drmsInstanceId": "DRMS\x00-1", "enrollmentRequests": [enrollment_request("NUL-1")]},
+            "drmsInstanceId",
+        ),
+        (
+            "/cpmcs/outbound/X1-EPOPTOMSG",
+            CPMCS_AUTH,
+            event_opt_out_message("OPT-\x00-1"),
+            "messageId",
+        ),
+    ],
+)
+async def test_a_nul_character_is_refused_naming_its_field(
+    hub: HubUnderTest, route: str, auth: tuple[str, str], message: Message, field: str
+) -> None:
+    reply = await hub.client.post(route, json=message, auth=auth)
+
+    problem = problem_of(reply, 422)
+    assert f"{field} contains a NUL character" in problem["detail"]
+    assert await instance_total(hub.client) == 0

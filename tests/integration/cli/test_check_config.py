@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -58,7 +59,7 @@ connections:
 callers:
   cpmcs:
     role: cpmcs
-    token_sha256: "{"0" * 64}"
+    token_sha256: "{hashlib.sha256(b"the cpmcs caller's token").hexdigest()}"
 smtp:
   port: 587
 lookups_dir: {lookups_dir}
@@ -99,12 +100,50 @@ def test_a_good_config_prints_ok_and_exits_0(tmp_path: Path, lookups: Path) -> N
     assert run.stderr == ""
 
 
-def test_the_shipped_example_settings_pass_check_config(tmp_path: Path) -> None:
-    example = ROOT / "config" / "derms-bridge.example.yaml"
-    text = example.read_text(encoding="utf-8").replace(
-        "lookups_dir: config/lookups", f"lookups_dir: {SHIPPED_LOOKUPS}"
+EXAMPLE = ROOT / "config" / "derms-bridge.example.yaml"
+EXAMPLE_PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$REPLACE$WITH-derms-bridge-hash-password"
+
+
+def example_settings(tmp_path: Path, text: str) -> Path:
+    return write(
+        tmp_path / "example.yaml",
+        text.replace("lookups_dir: config/lookups", f"lookups_dir: {SHIPPED_LOOKUPS}"),
     )
-    config = write(tmp_path / "example.yaml", text)
+
+
+def test_the_shipped_example_settings_are_refused_until_each_placeholder_is_replaced(
+    tmp_path: Path,
+) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    config = example_settings(tmp_path, text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    placeholders = [
+        number
+        for number, line in enumerate(text.splitlines(), start=1)
+        if "change-me" in line or "0" * 64 in line
+    ]
+    assert len(placeholders) == 5
+    for number in placeholders:
+        assert any(
+            error.startswith(f"error {config}:{number}: ") and "placeholder" in error
+            for error in run.errors
+        ), (number, run.stderr)
+    assert sum("password_hash must be an argon2 hash" in error for error in run.errors) == 2
+
+
+def test_the_shipped_example_settings_pass_with_real_secrets(tmp_path: Path) -> None:
+    from argon2 import PasswordHasher
+
+    text = (
+        EXAMPLE.read_text(encoding="utf-8")
+        .replace("change-me", "a-secret-of-the-utility")
+        .replace(EXAMPLE_PASSWORD_HASH, PasswordHasher().hash("a caller's password"))
+        .replace("0" * 64, hashlib.sha256(b"a scraper's token").hexdigest())
+    )
+    config = example_settings(tmp_path, text)
 
     run = check_config(config, tmp_path)
 
@@ -140,7 +179,22 @@ def test_a_config_that_is_not_yaml_is_reported_with_its_line(tmp_path: Path) -> 
     run = check_config(config, ROOT)
 
     assert run.code == 2
-    assert run.errors[0].startswith(f"error {config}:2: not valid YAML")
+    assert run.errors[0].startswith(f"error {config}:2:")
+    assert "not valid YAML" in run.errors[0]
+
+
+def test_a_yaml_mistake_on_a_secret_line_names_the_place_never_the_secret(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path / "broken.yaml", "smtp:\n  password: s3cret: oops\n")
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    assert run.errors[0] == (
+        f"error {config}:2:19: not valid YAML: mapping values are not allowed here"
+    )
+    assert "s3cret" not in run.stdout + run.stderr
 
 
 def test_every_broken_lookup_is_reported_with_its_file_and_line(

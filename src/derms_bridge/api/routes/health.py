@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from derms_bridge.api.deps import EngineDep
+from derms_bridge.bootstrap import Hub
+from derms_bridge.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["Health"])
 
@@ -19,10 +21,16 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {}})
-async def readyz(engine: EngineDep) -> Any:
-    """The database answers."""
+async def readyz(engine: EngineDep, request: Request) -> Any:
+    """The database answers, and takes writes: during an outage this writes once more, so
+    that the hub is ready again as soon as the database is."""
+    hub: Hub = request.app.state.hub
     try:
         await engine.store.ping()
+        if hub.database_outage.active:
+            await hub.liveness.beat()
+    except DatabaseUnavailable as refused:
+        return JSONResponse({"status": "unavailable", "database": str(refused)}, status_code=503)
     except Exception as exc:
         return JSONResponse(
             {"status": "unavailable", "database": type(exc).__name__}, status_code=503
