@@ -76,3 +76,11 @@ class FileStorageError(TechnicalFault):
 
 class BadFileName(ValueError):
     """A file name that could leave its folder or confuse a store; refused before any call."""
+
+
+class FileTooLarge(Exception):
+    """A received file past the size the settings allow (segments.max_file_bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        self.limit = limit
