@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 
-from derms_bridge.api.deps import DOCUMENTED_AUTH, EngineDep, HubDep, PrincipalDep
+from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.catalog import FlowInfo, flows_named
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
@@ -81,13 +81,11 @@ async def show_instance(instance_id: str, hub: HubDep) -> InstanceDetail:
     response_model=InstanceDetail,
     responses={404: {}, 409: {}},
 )
-async def resubmit_instance(
-    instance_id: str, engine: EngineDep, principal: PrincipalDep, hub: HubDep
-) -> Any:
+async def resubmit_instance(instance_id: str, principal: PrincipalDep, hub: HubDep) -> Any:
     """Run the flow again from the stored payload; the new instance names the old one. A
     file flow's instance runs again itself, sending only the segments CPMCS has not taken."""
     try:
-        outcome = await engine.resubmit(instance_id, caller=principal.name)
+        outcome = await hub.engine.resubmit(instance_id, caller=principal.name)
     except InstanceNotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except NotResubmittable as exc:
