@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import yaml
 
-from derms_bridge.api.security import hash_password
+from derms_bridge.credentials import hash_password
 from derms_bridge.sandbox.servers import LOOPBACK, free_port
 
 LOOKUPS_DIR = Path(__file__).resolve().parent.parent / "config" / "lookups"

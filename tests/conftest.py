@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from derms_bridge.api.app import create_app
-from derms_bridge.api.security import hash_password
 from derms_bridge.bootstrap import (
     Hub,
     build_hub,
     local_file_stores,
 )
+from derms_bridge.credentials import hash_password
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app

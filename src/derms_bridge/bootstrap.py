@@ -13,17 +13,18 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from derms_bridge import metrics
-from derms_bridge.api.security import Authenticator
 from derms_bridge.connectors.file_storage import open_storage
 from derms_bridge.connectors.file_storage.interface import FileStorages
 from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
+from derms_bridge.credentials import Authenticator
 from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
 from derms_bridge.engine.liveness import Liveness, process_name
 from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.engine.operations import Operations
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
@@ -101,6 +102,8 @@ class Hub:
     settings: Settings
     store: InstanceStore
     engine: FlowEngine
+    #: What operators ask of the instances (the ops API, the console, the CLI).
+    operations: Operations
     authenticator: Authenticator
     lookups: LookupsHolder
     connections: list[HttpConnection]
@@ -195,6 +198,7 @@ def build_hub(
         settings=settings,
         store=store,
         engine=engine,
+        operations=Operations(store, files),
         authenticator=Authenticator(settings.callers),
         lookups=holder,
         connections=[cpmcs, *derms.values()],

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import uvicorn
@@ -23,6 +22,9 @@ from derms_bridge.settings import (
     load_settings,
     lookups_dir_of,
 )
+
+if TYPE_CHECKING:
+    from derms_bridge.engine.operations import Operations
 
 app = typer.Typer(
     help="The integration hub between Oracle Utilities CPMCS and Edge DERMS.",
@@ -229,8 +231,8 @@ def run_now(
     from derms_bridge.bootstrap import build_hub
     from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, UnknownScheduledFlow
     from derms_bridge.flows.ports import FlowResult
+    from derms_bridge.schemas.ops import Activity
     from derms_bridge.store.database import migrate as run_migrations
-    from derms_bridge.store.instances import NewActivity
 
     settings = _settings_or_exit(config)
     try:
@@ -246,7 +248,7 @@ def run_now(
     if settings.database.migrate_on_start:
         run_migrations(settings.database.url.get_secret_value())
 
-    def show(activity: NewActivity) -> None:
+    def show(activity: Activity) -> None:
         mark = "[red]x[/]" if activity.error else "[green]ok[/]"
         status = f" HTTP {activity.http_status}" if activity.http_status is not None else ""
         problem = f": {activity.error}" if activity.error else ""
@@ -343,7 +345,7 @@ def sandbox(
 @app.command("hash-password")
 def hash_password_command() -> None:
     """Print the argon2 hash of a caller's password, for `callers.<name>.password_hash`."""
-    from derms_bridge.api.security import hash_password
+    from derms_bridge.credentials import hash_password
 
     password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     out.print(hash_password(password), highlight=False)
@@ -352,8 +354,10 @@ def hash_password_command() -> None:
 @app.command("hash-token")
 def hash_token_command() -> None:
     """Print the SHA-256 of a bearer token, for `callers.<name>.token_sha256`."""
+    from derms_bridge.credentials import hash_token
+
     token = typer.prompt("token", hide_input=True, confirmation_prompt=True)
-    out.print(hashlib.sha256(token.encode()).hexdigest(), highlight=False)
+    out.print(hash_token(token), highlight=False)
 
 
 def main() -> None:
@@ -397,19 +401,18 @@ def _flow_keys(flow: str | None) -> tuple[str, ...]:
     return tuple(f.key for f in found)
 
 
-def _in_store(config: Path, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work` against the configured database's instance store."""
-    from derms_bridge.store.database import open_engine
-    from derms_bridge.store.instances import InstanceStore
+def _with_operations(config: Path, work: Callable[[Operations], Awaitable[T]]) -> T:
+    """Run `work` with the operations on the configured database."""
+    from derms_bridge.engine.operations import Operations
 
     settings = _settings_or_exit(config)
 
     async def run() -> T:
-        store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
+        operations = Operations.of_database(settings.database.url.get_secret_value())
         try:
-            return await work(store)
+            return await work(operations)
         finally:
-            await store.engine.dispose()
+            await operations.aclose()
 
     return _database_or_exit(run)
 
@@ -443,7 +446,7 @@ SinceOption = Annotated[
 def _filter(
     flow: str | None, status: str | None, since: str | None, key: str | None, limit: int
 ) -> Any:
-    from derms_bridge.store.instances import InstanceFilter
+    from derms_bridge.schemas.ops import InstanceFilter
 
     if status is not None and status not in ("in_progress", "succeeded", "failed", "skipped"):
         raise typer.BadParameter(f"{status!r} is not a status", param_hint="--status")
@@ -476,7 +479,7 @@ def instances_list(
     from rich.table import Table
 
     where = _filter(flow, status, since, key, limit)
-    page = _in_store(config, lambda store: store.search(where))
+    page = _with_operations(config, lambda operations: operations.search(where))
     if as_json:
         out.print_json(page.model_dump_json())
         return
@@ -504,18 +507,7 @@ def instances_show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON, for scripts")] = False,
 ) -> None:
     """One instance: its activities in order, its error, and a file's progress."""
-    from derms_bridge.schemas.ops import FileProgressView
-    from derms_bridge.store.file_jobs import FileJobStore
-
-    async def read(store: Any) -> Any:
-        detail = await store.get(instance_id)
-        if detail is not None:
-            progress = await FileJobStore(store).progress(instance_id)
-            if progress is not None:
-                detail.file = FileProgressView.model_validate(progress)
-        return detail
-
-    detail = _in_store(config, read)
+    detail = _with_operations(config, lambda operations: operations.detail(instance_id))
     if detail is None:
         err.print(f"[red]error[/] instance {instance_id} does not exist", highlight=False)
         raise typer.Exit(EXIT_USAGE)
@@ -609,8 +601,8 @@ def resubmit(
         try:
             chosen = list(instance_ids or [])
             if where is not None:
-                chosen = await _all_matching(hub.store, where)
-            missing = [i for i in chosen if await hub.store.payload_of(i) is None]
+                chosen = await hub.operations.ids_matching(where)
+            missing = [i for i in chosen if not await hub.operations.exists(i)]
             if missing:
                 for instance_id in missing:
                     err.print(f"[red]error[/] instance {instance_id} does not exist")
@@ -646,18 +638,6 @@ def resubmit(
     )
     if failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-async def _all_matching(store: Any, where: Any) -> list[str]:
-    """Every id the filter selects, gathered before any runs: the new runs may match it."""
-    from dataclasses import replace
-
-    ids: list[str] = []
-    while True:
-        page = await store.search(replace(where, offset=len(ids)))
-        ids.extend(item.id for item in page.items)
-        if not page.items or len(ids) >= page.total:
-            return ids
 
 
 def _lookups_or_exit(directory: Path) -> Any:
@@ -707,7 +687,6 @@ def lookups_import(
     import getpass
 
     from derms_bridge.lookup_tables import import_lookups
-    from derms_bridge.store.lookup_audit import record_edit
 
     settings = _settings_or_exit(config)
     try:
@@ -721,9 +700,9 @@ def lookups_import(
         rows = len(imported.lookups.tables[name].rows)
         out.print(f"wrote {path} ({rows} rows)", highlight=False)
 
-    async def audit(store: Any) -> None:
+    async def audit(operations: Operations) -> None:
         for name, changes in imported.changes.items():
             if changes:
-                await record_edit(store, name, f"cli:{getpass.getuser()}", changes)
+                await operations.record_lookup_edit(name, f"cli:{getpass.getuser()}", changes)
 
-    _in_store(config, audit)
+    _with_operations(config, audit)

@@ -82,3 +82,11 @@ class DatabaseUnavailable(Exception):
     """The hub's own database refused a write or could not be reached (full, read-only,
     locked, down): an outage that passes, not a fault of the message. Nothing of the
     request was kept; the caller may send it again."""
+
+
+class FileTooLarge(Exception):
+    """A received file past the size the settings allow (segments.max_file_bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        self.limit = limit

@@ -27,10 +27,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from derms_bridge.connectors.http import CallRecord
 from derms_bridge.flows.registry import FILE_FLOWS
+from derms_bridge.schemas.ops import Activity
 from derms_bridge.store.file_jobs import ClaimedJob, FileJobStore
-from derms_bridge.store.instances import NewActivity
 from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
 
 #: prometheus-client reads it when first imported: `serve` and `worker` set it before.
@@ -105,7 +104,7 @@ def instance_running(flow: str) -> AbstractContextManager[None]:
     return tracked
 
 
-def outbound_call_made(call: CallRecord) -> None:
+def outbound_call_made(call: Activity) -> None:
     """An HttpConnection's watcher: every outbound call, whoever made it, counts once."""
     status = str(call.http_status) if call.http_status is not None else "none"
     OUTBOUND_CALLS.labels(call.target, call.operation, status).inc()
@@ -126,7 +125,7 @@ class MeteredFileStore(FileJobStore):
         owner: str,
         *,
         ack_error: str | None,
-        activities: Sequence[NewActivity],
+        activities: Sequence[Activity],
     ) -> None:
         await super().acknowledged(job, owner, ack_error=ack_error, activities=activities)
         ended = await run_end(self._instances.engine, job.instance_id)

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 import yaml
 
-from derms_bridge.api.security import hash_password
+from derms_bridge.credentials import hash_password
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink

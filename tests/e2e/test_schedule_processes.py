@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import yaml
 
-from derms_bridge.api.security import hash_password
+from derms_bridge.credentials import hash_password
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import LOOKUPS_DIR, OPERATOR_AUTH, PASSWORDS, HubUnderTest, derms_received

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from derms_bridge.api.security import hash_password
+from derms_bridge.credentials import hash_password
 from derms_bridge.settings import (
     BasicAuth,
     OAuth2ClientCredentials,

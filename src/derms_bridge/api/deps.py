@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBearer
 
-from derms_bridge.api.security import Principal
+from derms_bridge.bootstrap import Hub
+from derms_bridge.credentials import Principal
 from derms_bridge.engine.runner import FlowEngine
 
 # Declared so that the OpenAPI document shows how to authenticate; the route
@@ -23,10 +24,16 @@ async def _engine(request: Request) -> FlowEngine:
     return engine
 
 
+async def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
 async def _principal(request: Request) -> Principal:
     principal: Principal = request.state.principal
     return principal
 
 
 EngineDep = Annotated[FlowEngine, Depends(_engine)]
+HubDep = Annotated[Hub, Depends(_hub)]
 PrincipalDep = Annotated[Principal, Depends(_principal)]

@@ -14,7 +14,8 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from derms_bridge.api.problems import problem
-from derms_bridge.api.security import Authenticator
+from derms_bridge.api.security import caller_of
+from derms_bridge.credentials import Authenticator
 from derms_bridge.settings import Role
 
 BodyKind = Literal["json", "multipart", "none"]
@@ -52,7 +53,7 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
 
             async def guarded_handler(request: Request) -> Response:
                 authenticator: Authenticator = request.app.state.authenticator
-                principal = authenticator.authenticate(request.headers.get("authorization"))
+                principal = caller_of(authenticator, request.headers.get("authorization"))
                 if principal is None or principal.role != role:
                     return problem(
                         401,

@@ -16,26 +16,15 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from derms_bridge.errors import BusinessError, TechnicalFault
+from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import BasicAuth, Connection, OAuth2ClientCredentials
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One outbound call, as the engine keeps it in an instance's activity."""
-
-    target: str
-    operation: str
-    method: str
-    path: str
-    http_status: int | None
-    duration_ms: float
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -49,7 +38,7 @@ class Answer:
         return jsonlib.loads(self.body)
 
 
-CallObserver = Callable[[CallRecord], None]
+CallObserver = Callable[[Activity], None]
 BusinessErrorReader = Callable[[Answer], BusinessError | None]
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -274,7 +263,7 @@ class HttpConnection:
         finally:
             if observer is not None:
                 observer(
-                    CallRecord(
+                    Activity(
                         target=self.system,
                         operation=operation,
                         method="POST",
@@ -282,6 +271,7 @@ class HttpConnection:
                         http_status=status,
                         duration_ms=(time.perf_counter() - started) * 1000,
                         error=error,
+                        at=datetime.now(UTC),
                     )
                 )
 
@@ -323,7 +313,7 @@ class HttpConnection:
             error = str(fault)
             raise
         finally:
-            record = CallRecord(
+            record = Activity(
                 target=self.system,
                 operation=operation,
                 method=method,
@@ -331,6 +321,7 @@ class HttpConnection:
                 http_status=status,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 error=error,
+                at=datetime.now(UTC),
             )
             if observer is not None:
                 observer(record)

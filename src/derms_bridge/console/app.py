@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
@@ -25,7 +26,6 @@ from derms_bridge.console.web import (
     is_htmx,
     render,
 )
-from derms_bridge.store.instances import utcnow
 
 # The pages load nothing but their own script and stylesheet, and no site may frame them.
 SECURITY_HEADERS = {
@@ -110,7 +110,7 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
 @auth.post("/logout")
 async def log_out(request: Request, state: StateDep, session: SessionDep) -> Response:
     if session is not None and session.operator is not None:
-        await state.logouts.log_out(session.digest, utcnow() + state.cookies.max_age)
+        await state.logouts.log_out(session.digest, datetime.now(UTC) + state.cookies.max_age)
     response = RedirectResponse(ROOT + "/login", status_code=303)
     state.cookies.clear(response, request)
     return response

@@ -40,16 +40,8 @@ from derms_bridge.lookup_tables import (
     save_lookup,
 )
 from derms_bridge.lookups import REQUIRED, LookupFileError
-from derms_bridge.schemas.ops import FileProgressView, InstanceDetail
+from derms_bridge.schemas.ops import InstanceFilter
 from derms_bridge.schemas.schedules import ScheduleView
-from derms_bridge.store.instances import InstanceFilter
-from derms_bridge.store.lookup_audit import recent_edits, record_edit
-from derms_bridge.store.overview import (
-    counts_by_flow,
-    failing_now,
-    failures_to_resubmit,
-    scheduled_runs,
-)
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
@@ -69,9 +61,10 @@ def _window(value: str | None) -> str:
 async def dashboard(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     window = _window(request.query_params.get("window"))
     since = datetime.now(UTC) - WINDOWS[window]
-    counts = await counts_by_flow(state.hub.store, since)
-    failures = await failing_now(state.hub.store, since)
-    runs = await scheduled_runs(state.hub.store, SCHEDULED_FLOWS, since)
+    operations = state.hub.operations
+    counts = await operations.counts_by_flow(since)
+    failures = await operations.failing_now(since)
+    runs = await operations.scheduled_runs(SCHEDULED_FLOWS, since)
     return render(
         request,
         "dashboard.html",
@@ -182,7 +175,7 @@ def _moment(text: str) -> datetime | None:
 @router.get("/instances", response_class=HTMLResponse)
 async def instances(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     query = InstanceQuery.of(request.query_params)
-    found = await state.hub.store.search(query.instance_filter())
+    found = await state.hub.operations.search(query.instance_filter())
     pages = max(1, -(-found.total // PAGE_SIZE))
     context = {
         "query": query,
@@ -208,21 +201,11 @@ def _shown(value: Any, redact: Redactor) -> str:
     return redact(json.dumps(mask_secret_fields(value), indent=2, ensure_ascii=False))
 
 
-async def _detail(state: ConsoleState, instance_id: str) -> InstanceDetail | None:
-    detail: InstanceDetail | None = await state.hub.store.get(instance_id)
-    if detail is None:
-        return None
-    progress = await state.hub.files.progress(instance_id)
-    if progress is not None:
-        detail.file = FileProgressView.model_validate(progress)
-    return detail
-
-
 @router.get("/instances/{instance_id}", response_class=HTMLResponse)
 async def instance(
     request: Request, instance_id: str, state: StateDep, operator: OperatorDep
 ) -> Response:
-    detail = await _detail(state, instance_id)
+    detail = await state.hub.operations.detail(instance_id)
     if detail is None:
         return render(
             request, "not_found.html", {"what": f"instance {instance_id}"}, status_code=404
@@ -252,7 +235,7 @@ async def resubmit(
         return render(request, "_resubmitted.html", {"refused": str(exc)}, status_code=404)
     except NotResubmittable as exc:
         return render(request, "_resubmitted.html", {"refused": str(exc)}, status_code=409)
-    new = await state.hub.store.get(outcome.instance_id)
+    new = await state.hub.operations.detail(outcome.instance_id)
     return render(
         request,
         "_resubmitted.html",
@@ -267,8 +250,8 @@ async def resubmit(
 @router.get("/bulk-resubmit", response_class=HTMLResponse)
 async def bulk_confirm(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     query = InstanceQuery.of(request.query_params)
-    ids, total = await failures_to_resubmit(
-        state.hub.store, query.instance_filter(), limit=BULK_LIMIT
+    ids, total = await state.hub.operations.failures_to_resubmit(
+        query.instance_filter(), limit=BULK_LIMIT
     )
     return render(
         request,
@@ -280,8 +263,8 @@ async def bulk_confirm(request: Request, state: StateDep, operator: OperatorDep)
 @router.post("/bulk-resubmit", response_class=HTMLResponse)
 async def bulk_run(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     query = InstanceQuery.of(await request.form())
-    ids, total = await failures_to_resubmit(
-        state.hub.store, query.instance_filter(), limit=BULK_LIMIT
+    ids, total = await state.hub.operations.failures_to_resubmit(
+        query.instance_filter(), limit=BULK_LIMIT
     )
     outcome = await resubmit_many(state.hub.engine, ids, caller=operator)
     return render(
@@ -329,7 +312,7 @@ async def _lookup_page(
             "rows": shown + [blank] * BLANK_ROWS,
             "problems": problems or [],
             "saved": saved,
-            "edits": await recent_edits(state.hub.store, name),
+            "edits": await state.hub.operations.lookup_edits(name),
         },
         status_code=status_code,
     )
@@ -387,7 +370,7 @@ async def save(request: Request, name: str, state: StateDep, operator: OperatorD
             return await _lookup_page(
                 request, state, name, rows=rows, problems=exc.problems, status_code=422
             )
-        await record_edit(state.hub.store, name, operator, changes)
+        await state.hub.operations.record_lookup_edit(name, operator, changes)
     return await _lookup_page(request, state, name, saved=True)
 
 

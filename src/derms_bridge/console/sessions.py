@@ -13,14 +13,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
 from derms_bridge.store.console_security import LoginFailures
-from derms_bridge.store.instances import utcnow
 
 COOKIE_NAME = "derms_console_session"
 CSRF_FIELD = "csrf_token"
@@ -118,7 +117,7 @@ class LoginThrottle:
         self._allowed = allowed
 
     async def seconds_to_wait(self, *keys: str) -> float:
-        now = utcnow()
+        now = datetime.now(UTC)
         wait = 0.0
         for key in keys:
             recent = await self._failures.recent(key, self._allowed)

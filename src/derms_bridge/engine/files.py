@@ -39,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
-from derms_bridge.connectors.http import CallRecord, HttpConnection
+from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.polling import PollingLoop
@@ -49,6 +49,7 @@ from derms_bridge.flows.csv_rows import utc_problem
 from derms_bridge.flows.ports import AnyJson, CsvRow, FileFlow, segment_json
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.ops import Activity, InstanceFilter
 from derms_bridge.settings import Segments
 from derms_bridge.store.file_jobs import (
     ClaimedJob,
@@ -58,7 +59,7 @@ from derms_bridge.store.file_jobs import (
     NewSegment,
     SegmentResult,
 )
-from derms_bridge.store.instances import InstanceFilter, InstanceStore, NewActivity
+from derms_bridge.store.instances import InstanceStore
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,9 @@ class Received:
 class _Activities:
     """Calls recorded as activities of a file's instance."""
 
-    entries: list[NewActivity] = field(default_factory=list)
+    entries: list[Activity] = field(default_factory=list)
 
-    def observe(self, call: CallRecord) -> None:
+    def observe(self, call: Activity) -> None:
         self.entries.append(activity_of(call))
 
 

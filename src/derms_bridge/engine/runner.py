@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,16 +17,17 @@ from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.file_storage.interface import FileStorages
 from derms_bridge.connectors.file_storage.observed import ObservedStorage
-from derms_bridge.connectors.http import CallRecord, HttpConnection
+from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.problems import problem_body
 from derms_bridge.store.file_jobs import FileJobStore
-from derms_bridge.store.instances import InstanceStore, NewActivity, utcnow
+from derms_bridge.store.instances import InstanceStore, utcnow
 from derms_bridge.store.staged_transfers import StagedTransferStore
 
 log = logging.getLogger(__name__)
@@ -60,17 +61,12 @@ class NotResubmittable(Exception):
 ACTIVITY_PATH_CHARS = 400
 
 
-def activity_of(call: CallRecord) -> NewActivity:
+def activity_of(call: Activity) -> Activity:
     """An outbound call as its instance's activity keeps it."""
-    return NewActivity(
-        target=call.target,
-        operation=call.operation,
-        method=call.method,
-        path=call.path[:ACTIVITY_PATH_CHARS],
-        http_status=call.http_status,
+    return replace(
+        call,
+        path=call.path[:ACTIVITY_PATH_CHARS] if call.path else call.path,
         duration_ms=round(call.duration_ms, 3),
-        error=call.error,
-        at=utcnow(),
     )
 
 
@@ -83,14 +79,14 @@ class _Run:
     handler: CommonErrorHandler
     keys: list[tuple[str, str]]
     new_keys: list[tuple[str, str]] = field(default_factory=list)
-    activities: list[NewActivity] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
     #: Told of each activity as it happens (`derms-bridge run` prints them).
-    watcher: Callable[[NewActivity], None] | None = None
+    watcher: Callable[[Activity], None] | None = None
 
-    def observe(self, call: CallRecord) -> None:
+    def observe(self, call: Activity) -> None:
         self._add(activity_of(call))
 
-    def _add(self, activity: NewActivity) -> None:
+    def _add(self, activity: Activity) -> None:
         self.activities.append(activity)
         if self.watcher is not None:
             self.watcher(activity)
@@ -98,7 +94,7 @@ class _Run:
     def mail_problem(self, operation: str, problem: str | None) -> None:
         if problem is not None:
             self._add(
-                NewActivity(
+                Activity(
                     target="smtp",
                     operation=operation,
                     method=None,
@@ -319,7 +315,7 @@ class FlowEngine:
         instance_id: str,
         caller: str | None,
         keys: list[tuple[str, str]],
-        watcher: Callable[[NewActivity], None] | None = None,
+        watcher: Callable[[Activity], None] | None = None,
     ) -> FlowResult[Any]:
         """Run a flow whose instance record_scheduled wrote."""
         run = _Run(

@@ -28,9 +28,9 @@ from derms_bridge.catalog import flows_named
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows.ports import FlowResult, ScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
+from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.schedules import LastRunView, ScheduleView
 from derms_bridge.settings import Schedule, ScheduledFlowKey
-from derms_bridge.store.instances import NewActivity
 from derms_bridge.store.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class Scheduler:
         name: str,
         *,
         caller: str | None,
-        watcher: Callable[[NewActivity], None] | None = None,
+        watcher: Callable[[Activity], None] | None = None,
     ) -> StartedRun:
         """Start a run of the flow at once, unless one is going (AlreadyRunning says which)."""
         flow = self.flow_named(name)
@@ -209,7 +209,7 @@ class Scheduler:
         caller: str | None,
         trigger: dict[str, Any],
         keys: list[tuple[str, str]],
-        watcher: Callable[[NewActivity], None] | None = None,
+        watcher: Callable[[Activity], None] | None = None,
     ) -> StartedRun:
         """The run's instance written, so that whoever started it can read it at once, then
         the run going on its own; the lease is given back if the instance cannot be written."""

@@ -31,8 +31,9 @@ from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows import sp_network_location_transfer
 from derms_bridge.flows.registry import TRANSFER_FLOWS
 from derms_bridge.schemas.network_location import NetworkLocationTransfer, NetworkModelMessage
+from derms_bridge.schemas.ops import InstanceFilter
 from derms_bridge.settings import Segments
-from derms_bridge.store.instances import InstanceFilter, InstanceStore
+from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.staged_transfers import EmptyFile, StagedTransferStore
 
 log = logging.getLogger(__name__)

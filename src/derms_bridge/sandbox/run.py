@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
-from derms_bridge.api.security import hash_password
+from derms_bridge.credentials import hash_password
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app

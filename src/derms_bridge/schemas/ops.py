@@ -1,7 +1,9 @@
-"""What the operations API shows of instances and their activity."""
+"""What the operations API shows of instances and their activity, and the records it is
+made of: a business identifier, an activity, a file's progress, what selects instances."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,13 +16,16 @@ class _View(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class BusinessKey(_View):
+@dataclass(frozen=True)
+class BusinessKey:
     kind: str
     value: str
 
 
-class ActivityView(_View):
-    seq: int
+@dataclass(frozen=True)
+class Activity:
+    """One call a run made (or an email it could not send), when it ended and how."""
+
     target: str
     operation: str
     method: str | None
@@ -29,6 +34,42 @@ class ActivityView(_View):
     duration_ms: float
     error: str | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class KeptActivity(Activity):
+    """An activity as its instance keeps it: `seq` numbers it among the instance's."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """A file flow's run: its segments done, failed and left, and what went wrong."""
+
+    state: str
+    run: int
+    outcome: str | None
+    failure: str | None
+    row_errors: list[str]
+    total_rows: int
+    segments: dict[str, int]
+    rows_sent: int
+    segment_errors: list[str]
+    ack_error: str | None
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    """Which instances to find: each criterion given narrows the selection."""
+
+    flows: tuple[str, ...] = ()
+    status: str | None = None
+    business_key: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    limit: int = 50
+    offset: int = 0
 
 
 class InstanceSummary(_View):
@@ -47,28 +88,13 @@ class InstanceSummary(_View):
     business_keys: list[BusinessKey]
 
 
-class FileProgressView(_View):
-    """A file flow's run: its segments done, failed and left, and what went wrong."""
-
-    state: str
-    run: int
-    outcome: str | None
-    failure: str | None
-    row_errors: list[str]
-    total_rows: int
-    segments: dict[str, int]
-    rows_sent: int
-    segment_errors: list[str]
-    ack_error: str | None
-
-
 class InstanceDetail(InstanceSummary):
     payload: Any
     reply: Any | None
     resubmitted_as: list[str]
     children: list[str]
-    file: FileProgressView | None = None
-    activities: list[ActivityView]
+    file: FileProgress | None = None
+    activities: list[KeptActivity]
 
 
 class InstancePage(BaseModel):

@@ -33,8 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from derms_bridge.schemas.ops import Activity, FileProgress
 from derms_bridge.store.database import sqlite_side_connection
-from derms_bridge.store.instances import InstanceStore, NewActivity, reopen, utcnow
+from derms_bridge.store.instances import InstanceStore, reopen, utcnow
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
 
 _T = TypeVar("_T")
@@ -115,21 +116,7 @@ class SegmentResult:
     segment: ClaimedSegment
     error: str | None
     failure: str | None
-    activities: Sequence[NewActivity]
-
-
-@dataclass(frozen=True)
-class FileProgress:
-    state: str
-    run: int
-    outcome: str | None
-    failure: str | None
-    row_errors: list[str]
-    total_rows: int
-    segments: dict[str, int]
-    rows_sent: int
-    segment_errors: list[str]
-    ack_error: str | None
+    activities: Sequence[Activity]
 
 
 def _live(lease: Any, now: Any) -> Any:
@@ -467,7 +454,7 @@ class FileJobStore:
         owner: str,
         *,
         ack_error: str | None,
-        activities: Sequence[NewActivity],
+        activities: Sequence[Activity],
     ) -> None:
         """The run is over: the job done, the instance succeeded or failed."""
         now = utcnow()
@@ -503,7 +490,7 @@ class FileJobStore:
             )
             await connection.run_sync(add_activities, job.instance_id, activities)
 
-    async def add_activities(self, instance_id: str, activities: Sequence[NewActivity]) -> None:
+    async def add_activities(self, instance_id: str, activities: Sequence[Activity]) -> None:
         async with self._instances.writing() as connection:
             await connection.run_sync(add_activities, instance_id, activities)
 
@@ -605,7 +592,7 @@ def _record_results(connection: Connection, owner: str, results: Sequence[Segmen
     accepted = [result.segment.id for result in results if result.error is None]
     if accepted:
         connection.execute(_ACCEPT, {"ids": accepted, "holder": owner})
-    activities: dict[str, list[NewActivity]] = {}
+    activities: dict[str, list[Activity]] = {}
     for result in results:
         segment = result.segment
         if result.error is not None:
@@ -669,7 +656,7 @@ def _finish_runs(which: Any) -> Any:
 
 
 def add_activities(
-    connection: Connection, instance_id: str, activities: Sequence[NewActivity]
+    connection: Connection, instance_id: str, activities: Sequence[Activity]
 ) -> None:
     """Activities written as a file run goes, numbered after those already kept."""
     if not activities:

@@ -13,14 +13,7 @@ from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from derms_bridge.catalog import BY_KEY
-from derms_bridge.schemas.ops import (
-    ActivityView,
-    BusinessKey,
-    InstanceDetail,
-    InstancePage,
-    InstanceSummary,
-)
+from derms_bridge.schemas.ops import Activity, BusinessKey, InstanceFilter, KeptActivity
 from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, ErrorNoticeRow, InstanceRow
 
 
@@ -48,26 +41,41 @@ def _utc(moment: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
-class NewActivity:
-    target: str
-    operation: str
-    method: str | None
-    path: str | None
-    http_status: int | None
-    duration_ms: float
+class InstanceRecord:
+    """An instance as kept, with its business identifiers in the order they were learned."""
+
+    id: str
+    flow: str
+    status: str
+    caller: str | None
     error: str | None
-    at: datetime
+    attempts: int
+    resubmit_of: str | None
+    parent_id: str | None
+    received_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    business_keys: list[BusinessKey]
 
 
 @dataclass(frozen=True)
-class InstanceFilter:
-    flows: tuple[str, ...] = ()
-    status: str | None = None
-    business_key: str | None = None
-    received_from: datetime | None = None
-    received_to: datetime | None = None
-    limit: int = 50
-    offset: int = 0
+class InstanceHistory(InstanceRecord):
+    """An instance with what it was sent and answered, the runs that came of it and its
+    activities in order."""
+
+    payload: Any
+    reply: Any
+    resubmitted_as: list[str]
+    children: list[str]
+    activities: list[KeptActivity]
+
+
+@dataclass(frozen=True)
+class InstanceRecords:
+    """One page of the instances a filter selects, and how many it selects in all."""
+
+    items: list[InstanceRecord]
+    total: int
 
 
 class InstanceStore:
@@ -155,7 +163,7 @@ class InstanceStore:
         status: str,
         reply: Any,
         error: str | None,
-        activities: Sequence[NewActivity],
+        activities: Sequence[Activity],
         keys: Sequence[tuple[str, str]],
         after_kept: bool = False,
     ) -> None:
@@ -204,7 +212,7 @@ class InstanceStore:
             )
             return inserted.first() is not None
 
-    async def get(self, instance_id: str) -> InstanceDetail | None:
+    async def get(self, instance_id: str) -> InstanceHistory | None:
         async with self._sessions() as session:
             row = await session.get(InstanceRow, instance_id)
             if row is None:
@@ -231,15 +239,24 @@ class InstanceStore:
                     .order_by(InstanceRow.received_at)
                 )
             ).all()
-            summary = _summary(row, keys.get(instance_id, []))
-            return InstanceDetail(
-                **summary.model_dump(),
+            return InstanceHistory(
+                **vars(_record(row, keys.get(instance_id, []))),
                 payload=row.payload,
                 reply=row.reply,
                 resubmitted_as=list(later),
                 children=list(children),
                 activities=[
-                    ActivityView.model_validate(a).model_copy(update={"at": as_utc(a.at)})
+                    KeptActivity(
+                        seq=a.seq,
+                        target=a.target,
+                        operation=a.operation,
+                        method=a.method,
+                        path=a.path,
+                        http_status=a.http_status,
+                        duration_ms=a.duration_ms,
+                        error=a.error,
+                        at=as_utc(a.at),
+                    )
                     for a in activities
                 ],
             )
@@ -277,7 +294,7 @@ class InstanceStore:
                 )
             )
 
-    async def search(self, where: InstanceFilter) -> InstancePage:
+    async def search(self, where: InstanceFilter) -> InstanceRecords:
         query = matching(where)
         async with self._sessions() as session:
             total = await session.scalar(select(func.count()).select_from(query.subquery()))
@@ -289,11 +306,8 @@ class InstanceStore:
                 )
             ).all()
             keys = await _keys_of(session, [r.id for r in rows])
-        return InstancePage(
-            items=[_summary(r, keys.get(r.id, [])) for r in rows],
-            total=total or 0,
-            limit=where.limit,
-            offset=where.offset,
+        return InstanceRecords(
+            items=[_record(r, keys.get(r.id, [])) for r in rows], total=total or 0
         )
 
 
@@ -354,12 +368,10 @@ async def _keys_of(session: AsyncSession, ids: list[str]) -> dict[str, list[Busi
     return found
 
 
-def _summary(row: InstanceRow, keys: list[BusinessKey]) -> InstanceSummary:
-    info = BY_KEY.get(row.flow)
-    return InstanceSummary(
+def _record(row: InstanceRow, keys: list[BusinessKey]) -> InstanceRecord:
+    return InstanceRecord(
         id=row.id,
         flow=row.flow,
-        flow_identifier=info.identifier if info else row.flow,
         status=row.status,
         caller=row.caller,
         error=row.error,

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
 
-from derms_bridge.store.instances import InstanceFilter, InstanceStore, _utc, as_utc, matching
+from derms_bridge.schemas.ops import InstanceFilter
+from derms_bridge.store.instances import InstanceStore, _utc, as_utc, matching
 from derms_bridge.store.tables import BusinessKeyRow, InstanceRow
 
 

@@ -20,19 +20,13 @@ from typing import IO, Any
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from derms_bridge.errors import TechnicalFault
+from derms_bridge.errors import FileTooLarge, TechnicalFault
 from derms_bridge.store.instances import InstanceStore, reopen, utcnow
 from derms_bridge.store.tables import InstanceRow, StagedChunkRow, StagedFileRow
 
 #: Bytes per chunk row: large enough that a 1 GB file is a thousand rows, small enough
 #: that a chunk in flight costs little memory.
 CHUNK_BYTES = 1024 * 1024
-
-
-class FileTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the file is larger than the limit of {limit} bytes")
-        self.limit = limit
 
 
 class EmptyFile(Exception):

@@ -26,7 +26,6 @@ from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Caller
 from derms_bridge.store.database import migrate
-from tests.integration.api.test_metrics import scrape, value
 from tests.conftest import (
     DERMS_AUTH,
     POSTGRES_ADMIN_URL,
@@ -34,6 +33,7 @@ from tests.conftest import (
     hub_settings,
     serving,
 )
+from tests.integration.api.test_metrics import scrape, value
 from tests.payloads import enrollment_request
 
 

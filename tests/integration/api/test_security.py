@@ -16,8 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from derms_bridge.api.app import create_app
-from derms_bridge.api.security import hash_password, hash_token
 from derms_bridge.bootstrap import build_hub
+from derms_bridge.credentials import hash_password, hash_token
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink

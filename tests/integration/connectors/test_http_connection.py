@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 
 from derms_bridge.connectors.cpmcs import OPERATIONS, CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
-from derms_bridge.connectors.http import CallRecord, HttpConnection
+from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.errors import BusinessError, TechnicalFault
 from derms_bridge.flows.ports import AnyJson
 from derms_bridge.lookups import Lookup, Lookups, load_lookups
@@ -37,6 +37,7 @@ from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest
+from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Connection
 
 ENROLL_PATH = OPERATIONS["enrollProgram"][1]
@@ -79,15 +80,15 @@ async def connected(settings: Connection, system: str = "CPMCS") -> AsyncIterato
 
 
 class Calls:
-    """The observer: every CallRecord the connection reports."""
+    """The observer: every Activity the connection reports."""
 
     def __init__(self) -> None:
-        self.records: list[CallRecord] = []
+        self.records: list[Activity] = []
 
-    def __call__(self, record: CallRecord) -> None:
+    def __call__(self, record: Activity) -> None:
         self.records.append(record)
 
-    def one(self) -> CallRecord:
+    def one(self) -> Activity:
         assert len(self.records) == 1, self.records
         return self.records[0]
 
@@ -504,7 +505,7 @@ def cpmcs_error_body(status: str, number: int, message: str) -> bytes:
 
 async def answer_to(
     scripted: tuple[ServerThread, Script], status: int, body: bytes, media_type: str
-) -> tuple[BaseException, CallRecord]:
+) -> tuple[BaseException, Activity]:
     server, script = scripted
     script.status, script.body, script.media_type = status, body, media_type
     calls = Calls()

@@ -14,11 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from derms_bridge import metrics
-from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
+from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
 from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
-from derms_bridge.bootstrap import Hub
 from derms_bridge.engine.files import FileRefused
 from derms_bridge.flows.ports import FileFlow
 from derms_bridge.flows.registry import FILE_FLOWS
@@ -31,8 +30,7 @@ router = APIRouter(
 
 
 def _endpoint(flow: FileFlow[Any]) -> Callable[..., Awaitable[JSONResponse]]:
-    async def trigger(request: Request, principal: PrincipalDep) -> JSONResponse:
-        hub: Hub = request.app.state.hub
+    async def trigger(request: Request, principal: PrincipalDep, hub: HubDep) -> JSONResponse:
         try:
             async with multipart_upload(request, request.app.state.max_file_bytes) as upload:
                 received = await hub.intake.receive(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from derms_bridge.api.deps import EngineDep
-from derms_bridge.bootstrap import Hub
+from derms_bridge.api.deps import HubDep
 from derms_bridge.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["Health"])
@@ -21,12 +20,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {}})
-async def readyz(engine: EngineDep, request: Request) -> Any:
+async def readyz(hub: HubDep) -> Any:
     """The database answers, and takes writes: during an outage this writes once more, so
     that the hub is ready again as soon as the database is."""
-    hub: Hub = request.app.state.hub
     try:
-        await engine.store.ping()
+        await hub.store.ping()
         if hub.database_outage.active:
             await hub.liveness.beat()
     except DatabaseUnavailable as refused:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from derms_bridge import metrics
+from derms_bridge.api.deps import HubDep
 from derms_bridge.api.guard import UNAUTHORIZED_HEADERS
 from derms_bridge.api.problems import problem
-from derms_bridge.api.security import Authenticator, hash_token
+from derms_bridge.api.security import caller_of
 from derms_bridge.bootstrap import Hub
+from derms_bridge.credentials import token_matches
 
 router = APIRouter(tags=["Health"])
 
@@ -20,12 +20,13 @@ def _may_scrape(request: Request, hub: Hub) -> bool:
     authorization = request.headers.get("authorization", "")
     scheme, _, credential = authorization.partition(" ")
     scraper = hub.settings.metrics.token_sha256
-    if scraper is not None and scheme.lower() == "bearer":
-        expected = scraper.get_secret_value().lower()
-        if hmac.compare_digest(hash_token(credential.strip()), expected):
-            return True
-    authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.authenticate(authorization)
+    if (
+        scraper is not None
+        and scheme.lower() == "bearer"
+        and token_matches(credential.strip(), scraper.get_secret_value())
+    ):
+        return True
+    principal = caller_of(hub.authenticator, authorization)
     return principal is not None and principal.role == "operator"
 
 
@@ -34,9 +35,8 @@ def _may_scrape(request: Request, hub: Hub) -> bool:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}},
 )
-async def scrape(request: Request) -> Response:
+async def scrape(request: Request, hub: HubDep) -> Response:
     """Prometheus text format: flows, outbound calls, segments waiting, schedule runs."""
-    hub: Hub = request.app.state.hub
     if not _may_scrape(request, hub):
         return problem(
             401,

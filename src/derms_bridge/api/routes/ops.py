@@ -5,22 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 
-from derms_bridge.api.deps import DOCUMENTED_AUTH, EngineDep, PrincipalDep
+from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
-from derms_bridge.bootstrap import Hub
 from derms_bridge.catalog import FlowInfo, flows_named
-from derms_bridge.engine.runner import FlowEngine, InstanceNotFound, NotResubmittable
+from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 from derms_bridge.schemas.ops import (
-    FileProgressView,
     HubProcessView,
     InstanceDetail,
+    InstanceFilter,
     InstancePage,
     InstanceStatus,
 )
-from derms_bridge.store.instances import InstanceFilter
 
 router = APIRouter(
     prefix="/ops",
@@ -32,7 +30,7 @@ router = APIRouter(
 
 @router.get("/instances", response_model=InstancePage, responses={401: {}, 422: {}})
 async def list_instances(
-    engine: EngineDep,
+    hub: HubDep,
     flow: Annotated[str | None, Query(description="flow key or identifier")] = None,
     status: InstanceStatus | None = None,
     key: Annotated[
@@ -57,7 +55,7 @@ async def list_instances(
                     }
                 ]
             )
-    return await engine.store.search(
+    return await hub.operations.search(
         InstanceFilter(
             flows=tuple(f.key for f in flows),
             status=status,
@@ -71,21 +69,10 @@ async def list_instances(
 
 
 @router.get("/instances/{instance_id}", response_model=InstanceDetail, responses={404: {}})
-async def show_instance(instance_id: str, engine: EngineDep, request: Request) -> InstanceDetail:
-    detail = await _detail(instance_id, engine, request)
+async def show_instance(instance_id: str, hub: HubDep) -> InstanceDetail:
+    detail = await hub.operations.detail(instance_id)
     if detail is None:
         raise HTTPException(404, f"instance {instance_id} does not exist")
-    return detail
-
-
-async def _detail(instance_id: str, engine: FlowEngine, request: Request) -> InstanceDetail | None:
-    detail = await engine.store.get(instance_id)
-    if detail is None:
-        return None
-    hub: Hub = request.app.state.hub
-    progress = await hub.files.progress(instance_id)
-    if progress is not None:
-        detail.file = FileProgressView.model_validate(progress)
     return detail
 
 
@@ -94,23 +81,20 @@ async def _detail(instance_id: str, engine: FlowEngine, request: Request) -> Ins
     response_model=InstanceDetail,
     responses={404: {}, 409: {}},
 )
-async def resubmit_instance(
-    instance_id: str, engine: EngineDep, principal: PrincipalDep, request: Request
-) -> Any:
+async def resubmit_instance(instance_id: str, principal: PrincipalDep, hub: HubDep) -> Any:
     """Run the flow again from the stored payload; the new instance names the old one. A
     file flow's instance runs again itself, sending only the segments CPMCS has not taken."""
     try:
-        outcome = await engine.resubmit(instance_id, caller=principal.name)
+        outcome = await hub.engine.resubmit(instance_id, caller=principal.name)
     except InstanceNotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except NotResubmittable as exc:
         raise HTTPException(409, str(exc)) from None
-    return await _detail(outcome.instance_id, engine, request)
+    return await hub.operations.detail(outcome.instance_id)
 
 
 @router.get("/processes", response_model=list[HubProcessView], responses={401: {}})
-async def list_processes(request: Request) -> list[HubProcessView]:
+async def list_processes(hub: HubDep) -> list[HubProcessView]:
     """The hub processes (serve, worker, run) sharing this database that were heard from
     within `processes.stopped_after_seconds`, oldest first."""
-    hub: Hub = request.app.state.hub
     return [HubProcessView.model_validate(found) for found in await hub.liveness.alive()]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 
-from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
+from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
-from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, UnknownScheduledFlow
+from derms_bridge.engine.schedules import AlreadyRunning, UnknownScheduledFlow
 from derms_bridge.schemas.schedules import RunStarted, ScheduleView
 
 router = APIRouter(
@@ -20,15 +20,10 @@ router = APIRouter(
 )
 
 
-def _scheduler(request: Request) -> Scheduler:
-    scheduler: Scheduler = request.app.state.hub.scheduler
-    return scheduler
-
-
 @router.get("/schedules", response_model=list[ScheduleView], responses={401: {}})
-async def list_schedules(request: Request) -> list[ScheduleView]:
+async def list_schedules(hub: HubDep) -> list[ScheduleView]:
     """Every scheduled flow: its cron and time zone, next and last run, and whether it runs."""
-    return await _scheduler(request).overview()
+    return await hub.scheduler.overview()
 
 
 @router.post(
@@ -41,10 +36,10 @@ async def list_schedules(request: Request) -> list[ScheduleView]:
         409: {"description": "the flow is running: the problem's instanceId names that run"},
     },
 )
-async def run_schedule_now(flow: str, request: Request, principal: PrincipalDep) -> Any:
+async def run_schedule_now(flow: str, principal: PrincipalDep, hub: HubDep) -> Any:
     """Start a run of the flow now, as its schedule would; follow it at /ops/instances/{id}."""
     try:
-        started = await _scheduler(request).run_now(flow, caller=principal.name)
+        started = await hub.scheduler.run_now(flow, caller=principal.name)
     except UnknownScheduledFlow as exc:
         raise HTTPException(404, str(exc)) from None
     except AlreadyRunning as exc:

@@ -11,14 +11,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from derms_bridge import metrics
-from derms_bridge.api.deps import DOCUMENTED_AUTH, PrincipalDep
+from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
 from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
-from derms_bridge.bootstrap import Hub
 from derms_bridge.engine.files import FileRefused
+from derms_bridge.errors import FileTooLarge
 from derms_bridge.flows import sp_network_location_transfer
-from derms_bridge.store.staged_transfers import FileTooLarge
 
 router = APIRouter(
     route_class=guarded("derms", body="multipart"),
@@ -44,11 +43,12 @@ _INFO = sp_network_location_transfer.FLOW.info
         422: {"description": "the message does not fit the contract, or the file is empty"},
     },
 )
-async def network_model_to_dacs(request: Request, principal: PrincipalDep) -> JSONResponse:
+async def network_model_to_dacs(
+    request: Request, principal: PrincipalDep, hub: HubDep
+) -> JSONResponse:
     """Flow 15, SP Network Location Transfer (OUTL-BA-DERMS_DACS_SPNWLOC_TRNFR): the file
     is kept as it came and passed on to CPMCS's object storage or FTP server, as
     ConfigProps dacs.file.target.transfer.pref says."""
-    hub: Hub = request.app.state.hub
     try:
         async with multipart_upload(request, request.app.state.max_file_bytes) as upload:
             received = await hub.transfer_intake.receive(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from derms_bridge.connectors.file_storage.interface import FileStorage, Folder, StoredFile
-from derms_bridge.connectors.http import CallObserver, CallRecord
+from derms_bridge.connectors.http import CallObserver
+from derms_bridge.schemas.ops import Activity
 
 #: As much of a path as an activity keeps (store/tables.py ActivityRow.path).
 PATH_CHARS = 400
@@ -42,7 +44,7 @@ class ObservedStorage:
             raise
         finally:
             self._observer(
-                CallRecord(
+                Activity(
                     target=self._target,
                     operation=operation,
                     method=method,
@@ -50,6 +52,7 @@ class ObservedStorage:
                     http_status=None,
                     duration_ms=(time.perf_counter() - started) * 1000,
                     error=error,
+                    at=datetime.now(UTC),
                 )
             )
 

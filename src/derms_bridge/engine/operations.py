@@ -1,0 +1,138 @@
+"""What operators ask of the hub, whether through the API, the console or the CLI: instances
+found and read with their activity and file progress, the dashboard's counts, the failures
+a bulk resubmit would take, and the record of lookup edits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from derms_bridge.catalog import BY_KEY
+from derms_bridge.lookup_tables import RowChange
+from derms_bridge.schemas.ops import (
+    FileProgress,
+    InstanceDetail,
+    InstanceFilter,
+    InstancePage,
+    InstanceSummary,
+)
+from derms_bridge.store.database import open_engine
+from derms_bridge.store.file_jobs import FileJobStore
+from derms_bridge.store.instances import InstanceHistory, InstanceRecord, InstanceStore
+from derms_bridge.store.lookup_audit import LookupEdit, recent_edits, record_edit
+from derms_bridge.store.overview import (
+    Failure,
+    FlowCounts,
+    ScheduledRuns,
+    counts_by_flow,
+    failing_now,
+    failures_to_resubmit,
+    scheduled_runs,
+)
+
+
+class Operations:
+    def __init__(self, instances: InstanceStore, files: FileJobStore) -> None:
+        self._instances = instances
+        self._files = files
+
+    @classmethod
+    def of_database(cls, url: str) -> Operations:
+        """For a process that only reads and records (the CLI): no hub around it."""
+        instances = InstanceStore(open_engine(url))
+        return cls(instances, FileJobStore(instances))
+
+    async def aclose(self) -> None:
+        await self._files.aclose()
+        await self._instances.engine.dispose()
+
+    async def search(self, where: InstanceFilter) -> InstancePage:
+        """Newest first."""
+        found = await self._instances.search(where)
+        return InstancePage(
+            items=[_summary(record) for record in found.items],
+            total=found.total,
+            limit=where.limit,
+            offset=where.offset,
+        )
+
+    async def ids_matching(self, where: InstanceFilter) -> list[str]:
+        """Every id the filter selects, gathered at once: runs started after may match it."""
+        ids: list[str] = []
+        while True:
+            found = await self._instances.search(replace(where, offset=len(ids)))
+            ids.extend(record.id for record in found.items)
+            if not found.items or len(ids) >= found.total:
+                return ids
+
+    async def exists(self, instance_id: str) -> bool:
+        return await self._instances.payload_of(instance_id) is not None
+
+    async def detail(self, instance_id: str) -> InstanceDetail | None:
+        """One instance with its activities in order, the runs that came of it and, for a
+        file flow, its segments' progress."""
+        history = await self._instances.get(instance_id)
+        if history is None:
+            return None
+        return _detail(history, await self._files.progress(instance_id))
+
+    async def counts_by_flow(self, since: datetime) -> dict[str, FlowCounts]:
+        return await counts_by_flow(self._instances, since)
+
+    async def failing_now(self, since: datetime) -> list[Failure]:
+        return await failing_now(self._instances, since)
+
+    async def scheduled_runs(
+        self, flows: Collection[str], since: datetime
+    ) -> dict[str, ScheduledRuns]:
+        return await scheduled_runs(self._instances, flows, since)
+
+    async def failures_to_resubmit(
+        self, where: InstanceFilter, limit: int
+    ) -> tuple[list[str], int]:
+        return await failures_to_resubmit(self._instances, where, limit)
+
+    async def lookup_edits(self, lookup: str) -> list[LookupEdit]:
+        return await recent_edits(self._instances, lookup)
+
+    async def record_lookup_edit(
+        self, lookup: str, operator: str, changes: Sequence[RowChange]
+    ) -> None:
+        await record_edit(self._instances, lookup, operator, changes)
+
+
+def _summary_fields(record: InstanceRecord) -> dict[str, Any]:
+    info = BY_KEY.get(record.flow)
+    return {
+        "id": record.id,
+        "flow": record.flow,
+        "flow_identifier": info.identifier if info else record.flow,
+        "status": record.status,
+        "caller": record.caller,
+        "error": record.error,
+        "attempts": record.attempts,
+        "resubmit_of": record.resubmit_of,
+        "parent_id": record.parent_id,
+        "received_at": record.received_at,
+        "updated_at": record.updated_at,
+        "finished_at": record.finished_at,
+        "business_keys": record.business_keys,
+    }
+
+
+def _summary(record: InstanceRecord) -> InstanceSummary:
+    return InstanceSummary(**_summary_fields(record))
+
+
+def _detail(history: InstanceHistory, file: FileProgress | None) -> InstanceDetail:
+    return InstanceDetail(
+        **_summary_fields(history),
+        payload=history.payload,
+        reply=history.reply,
+        resubmitted_as=history.resubmitted_as,
+        children=history.children,
+        file=file,
+        activities=history.activities,
+    )
