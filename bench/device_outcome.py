@@ -46,6 +46,7 @@ from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.tables import SegmentRow
 from device_reservation import reservation
+from harness import BenchmarkFailure
 from processes import LOOKUPS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,10 +60,6 @@ from tests.csv_files import write_outcome_csv, write_reservation_csv  # noqa: E4
 OUTCOME = event_device_outcome.FLOW
 OUTCOME_BY_CSV = dataclasses.replace(OUTCOME, plain_row_pattern=None, plain_segment_request=None)
 RESERVATION = event_device_reservation.FLOW
-
-
-class BenchmarkFailure(Exception):
-    """An answer that is not the one expected: the timing would mean nothing."""
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_reservation import ReservationMessage
+from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
 from processes import (
     CPMCS_SIMULATOR,
     DERMS_SIMULATOR,
@@ -108,10 +109,6 @@ MAIL_SECONDS = 30.0
 #: How long one wait for the acknowledgement lasts before the hub is checked on.
 WAIT_SECONDS = 5.0
 CLIENT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-
-
-class BenchmarkFailure(Exception):
-    """An answer that is not the one expected: the timing would mean nothing."""
 
 
 def reservation(message_id: str) -> dict[str, Any]:
@@ -466,10 +463,6 @@ def run(rows: int, small_rows: int, parallelism: int, database_url: str | None) 
     )
 
 
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "MISS"
-
-
 def report(result: Result) -> str:
     small, large = result.small, result.large
     peaks_under = max(small.process_peak_mb, large.process_peak_mb) < TARGET_PEAK_MB
@@ -549,15 +542,7 @@ def report(result: Result) -> str:
             verdict(result.peak_spread <= TARGET_PEAK_SPREAD),
         ),
     ]
-    width = max(len(name) for name, _ in lines)
-    return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in lines)
-
-
-def positive(text: str) -> int:
-    value = int(text.replace(",", "").replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
+    return table(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -591,13 +576,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = run(args.rows, args.small_rows, args.parallelism, args.database_url)
-    except BenchmarkFailure as failure:
-        print(f"device_reservation: FAILED: {failure}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
+    return report_or_fail(
+        "device_reservation",
+        lambda: run(args.rows, args.small_rows, args.parallelism, args.database_url),
+        report,
+    )
 
 
 if __name__ == "__main__":

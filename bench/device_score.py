@@ -67,6 +67,7 @@ from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import LOOPBACK
 from derms_bridge.sandbox.smtp_sink import SmtpSink
+from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
 from processes import (
     DERMS_SIMULATOR,
     LOOKUPS_DIR,
@@ -89,10 +90,6 @@ CHUNK_BYTES = 1024 * 1024
 RUN_SECONDS = 1800.0
 POLL_SECONDS = 0.02
 CLIENT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-
-
-class BenchmarkFailure(Exception):
-    """An answer that is not the one expected: the timing would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -368,10 +365,6 @@ def run(size_mb: int) -> Result:
     return Result(score, hub_result, plain_seconds, cli_seconds, cli_peak_mb)
 
 
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "MISS"
-
-
 def report(result: Result) -> str:
     hub = result.hub
     file_peak = (
@@ -410,15 +403,7 @@ def report(result: Result) -> str:
         (f"ratio >= {TARGET_RATIO:g}", verdict(result.ratio >= TARGET_RATIO)),
         (f"peak < {TARGET_PEAK_MB:g} MB", verdict(hub.peak_mb < TARGET_PEAK_MB)),
     ]
-    width = max(len(name) for name, _ in lines)
-    return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in lines)
-
-
-def positive(text: str) -> int:
-    value = int(text.replace(",", "").replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
+    return table(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -434,13 +419,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = run(args.size_mb)
-    except BenchmarkFailure as failure:
-        print(f"device_score: FAILED: {failure}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
+    return report_or_fail("device_score", lambda: run(args.size_mb), report)
 
 
 if __name__ == "__main__":

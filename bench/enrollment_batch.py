@@ -46,6 +46,7 @@ from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.schemas.derms import EnrollmentRequestMessage
 from derms_bridge.settings import Limits, Settings
 from derms_bridge.store.database import migrate
+from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
 
 LOOKUPS_DIR = Path(__file__).resolve().parent.parent / "config" / "lookups"
 TARGET_RATIO = 0.10
@@ -53,10 +54,6 @@ TARGET_RATIO = 0.10
 MAX_CONCURRENCY = 256
 #: Generous: the hub's one answer comes only after every enrollProgram call has returned.
 CLIENT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-
-
-class BenchmarkFailure(Exception):
-    """An answer that is not the one expected: the timing would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +270,6 @@ def run(requests: int, latency_ms: int, concurrency: int | None) -> Result:
 
 
 def report(result: Result) -> str:
-    verdict = "PASS" if result.ratio <= TARGET_RATIO else "MISS"
     rows = [
         ("requests", f"{result.requests:,}"),
         ("latency per call", f"{result.latency_ms} ms"),
@@ -282,17 +278,9 @@ def report(result: Result) -> str:
         ("sequential", f"{result.sequential_seconds:.3f} s"),
         ("ratio (hub/sequential)", f"{result.ratio:.4f}"),
         ("target", f"<= {TARGET_RATIO:.2f}"),
-        ("result", verdict),
+        ("result", verdict(result.ratio <= TARGET_RATIO)),
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
+    return table(rows)
 
 
 def concurrency(text: str) -> int:
@@ -332,13 +320,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = run(args.requests, args.latency_ms, args.concurrency)
-    except BenchmarkFailure as failure:
-        print(f"enrollment_batch: FAILED: {failure}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
+    return report_or_fail(
+        "enrollment_batch", lambda: run(args.requests, args.latency_ms, args.concurrency), report
+    )
 
 
 if __name__ == "__main__":

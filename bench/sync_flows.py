@@ -74,6 +74,14 @@ from derms_bridge.sandbox.run import SANDBOX_CALLERS, SandboxPorts, sandbox_sett
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.schemas.program_event_status import StageStatusMessage
 from derms_bridge.store.database import migrate
+from harness import (
+    BenchmarkFailure,
+    positive,
+    positive_float,
+    report_or_fail,
+    table,
+    verdict,
+)
 from processes import CPMCS_SIMULATOR, LOOKUPS_DIR, simulator_process, spawned_server
 
 HUB_ROUTE = "/stage-status-to-dacs"
@@ -84,10 +92,6 @@ TARGET_ADDED_P99_MS = 20.0
 
 WARM_UP_FLOWS = 200
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60.0, sock_connect=10.0)
-
-
-class BenchmarkFailure(Exception):
-    """An answer that is not the one expected: the timing would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -386,10 +390,6 @@ def run(flows: int, in_flight: int, rate: float, seconds: float, *, hub_in_proce
     )
 
 
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "MISS"
-
-
 def report(result: Result) -> str:
     hub, direct = result.hub_paced.latencies_ms, result.direct_paced.latencies_ms
     added_p50, added_p99 = result.added_ms(0.50), result.added_ms(0.99)
@@ -431,22 +431,7 @@ def report(result: Result) -> str:
         (f"added p50 <= {TARGET_ADDED_P50_MS:g} ms", verdict(added_p50 <= TARGET_ADDED_P50_MS)),
         (f"added p99 <= {TARGET_ADDED_P99_MS:g} ms", verdict(added_p99 <= TARGET_ADDED_P99_MS)),
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in rows)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
+    return table(rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -474,19 +459,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = run(
+    return report_or_fail(
+        "sync_flows",
+        lambda: run(
             args.flows,
             args.in_flight,
             args.rate,
             args.seconds,
             hub_in_process=args.hub_in_process,
-        )
-    except BenchmarkFailure as failure:
-        print(f"sync_flows: FAILED: {failure}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
+        ),
+        report,
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import uuid
 from datetime import timedelta
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.engine.background import BackgroundTask
 from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.errors import DatabaseUnavailable
@@ -54,8 +55,7 @@ class Liveness:
         self._errors = error_handler
         self._heartbeat = settings.heartbeat_seconds
         self._silence = timedelta(seconds=settings.stopped_after_seconds)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._heartbeats = BackgroundTask("liveness", self.run)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeats until `stop`; then the process is marked stopped, so that what it
@@ -102,10 +102,7 @@ class Liveness:
         return await self._processes.alive(utcnow() - self._silence)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._task = asyncio.create_task(self.run(self._stop))
+        self._heartbeats.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
+        await self._heartbeats.stop()

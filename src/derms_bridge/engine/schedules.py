@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from derms_bridge.catalog import flows_named
+from derms_bridge.engine.background import BackgroundTask
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows.ports import FlowResult, ScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
@@ -95,8 +96,7 @@ class Scheduler:
         #: Names this process in the claims it makes, for whoever reads the tables.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, StartedRun] = {}
-        self._stop = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("scheduler", self.run)
 
     @staticmethod
     def flow_named(name: str) -> ScheduledFlow[Any]:
@@ -270,10 +270,7 @@ class Scheduler:
             await asyncio.gather(*runs, return_exceptions=True)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._loop = asyncio.create_task(self.run(self._stop))
+        self._loop.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._loop is not None:
-            await self._loop
+        await self._loop.stop()

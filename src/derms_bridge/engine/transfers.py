@@ -15,16 +15,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import IO
 from uuid import uuid4
 
 from pydantic import ValidationError
 
+from derms_bridge.engine.background import BackgroundTask, renewing
 from derms_bridge.engine.files import FileRefused, Received, drain, worker_name
 from derms_bridge.engine.polling import PollingLoop
 from derms_bridge.engine.runner import FlowEngine
@@ -129,20 +128,16 @@ class TransferWorker:
         self._staged = staged
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._polling = PollingLoop("transfer worker", settings.poll_seconds, self.step)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("transfer worker", self.run)
 
     def wake(self) -> None:
         self._polling.wake()
 
     def start(self) -> None:
-        self._stop.clear()
-        self._task = asyncio.create_task(self.run(self._stop))
+        self._loop.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
+        await self._loop.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._polling.run(stop)
@@ -154,7 +149,11 @@ class TransferWorker:
             return False
         flow = TRANSFER_FLOWS[claimed.flow]
         message = flow.message_model.model_validate(claimed.payload)
-        async with self._held(claimed.instance_id):
+        # Renewed while the file goes: a large file can outlast a lease.
+        async with renewing(
+            lambda: self._staged.renew(claimed.instance_id, self.name, self._lease),
+            self._lease.total_seconds() / 3,
+        ):
             result = await self._engine.run_written(
                 flow, message, instance_id=claimed.instance_id, caller=claimed.caller
             )
@@ -162,21 +161,3 @@ class TransferWorker:
             claimed.instance_id, self.name, succeeded=result.status == "succeeded"
         )
         return True
-
-    @asynccontextmanager
-    async def _held(self, instance_id: str) -> AsyncIterator[None]:
-        """Renew the claim while the file goes: a large file can outlast a lease, and a
-        lapsed claim would be taken up by another worker while this one still sends."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._lease.total_seconds() / 3)
-                await self._staged.renew(instance_id, self.name, self._lease)
-
-        renewing = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing

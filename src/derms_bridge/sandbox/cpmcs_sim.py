@@ -6,12 +6,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from derms_bridge.sandbox.admin_routes import add_reset_route
 from derms_bridge.sandbox.faults import (
     SIM_PREFIX,
     install_basic_auth,
@@ -102,6 +103,11 @@ class DeviceLedger:
         return [dict(entry, timesReceived=times) for times, entry in islice(kept, limit)]
 
 
+#: The calls whose device entries CPMCS keeps in a ledger of their own, by the ledger's name.
+Ledger = Literal["reservations", "outcomes"]
+LEDGERS: tuple[Ledger, ...] = ("reservations", "outcomes")
+
+
 class CpmcsState:
     """Everything the simulated CPMCS remembers; safe to read from another thread."""
 
@@ -114,8 +120,7 @@ class CpmcsState:
         self._calls: Counter[str] = Counter()
         self._received: dict[str, list[dict[str, Any]]] = {}
         self._program_events: dict[tuple[str, str], dict[str, Any]] = {}
-        self._reservations = DeviceLedger()
-        self._outcomes = DeviceLedger()
+        self._ledgers = {ledger: DeviceLedger() for ledger in LEDGERS}
 
     def reserve_devices(self, body: dict[str, Any], devices: list[dict[str, Any]]) -> None:
         """Keeps one reserveDevice call; each device entry carries the event's fields."""
@@ -125,30 +130,26 @@ class CpmcsState:
         }
         event_id = body["eventExternalIdentifier"]
         with self._lock:
-            self._reservations.keep((event_id, event_fields | device) for device in devices)
+            self._ledgers["reservations"].keep(
+                (event_id, event_fields | device) for device in devices
+            )
 
     def post_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
         """Keeps one postEventOutcome call; an outcome names its own event."""
         with self._lock:
-            self._outcomes.keep(
+            self._ledgers["outcomes"].keep(
                 (outcome["eventExternalIdentifier"], outcome) for outcome in outcomes
             )
 
-    def reservations_summary(self) -> dict[str, Any]:
+    def ledger_summary(self, ledger: Ledger) -> dict[str, Any]:
         with self._lock:
-            return self._reservations.summary()
+            return self._ledgers[ledger].summary()
 
-    def reservations(self, event_id: str | None, limit: int) -> list[dict[str, Any]]:
+    def ledger_entries(
+        self, ledger: Ledger, event_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
         with self._lock:
-            return self._reservations.entries(event_id, limit)
-
-    def outcomes_summary(self) -> dict[str, Any]:
-        with self._lock:
-            return self._outcomes.summary()
-
-    def outcomes(self, event_id: str | None, limit: int) -> list[dict[str, Any]]:
-        with self._lock:
-            return self._outcomes.entries(event_id, limit)
+            return self._ledgers[ledger].entries(event_id, limit)
 
     def keep(self, kind: str, body: dict[str, Any]) -> None:
         """Keeps a request body under `kind` (acknowledgements, sync-requests, ...)."""
@@ -236,8 +237,7 @@ class CpmcsState:
             self._calls.clear()
             self._received.clear()
             self._program_events.clear()
-            self._reservations = DeviceLedger()
-            self._outcomes = DeviceLedger()
+            self._ledgers = {ledger: DeviceLedger() for ledger in LEDGERS}
 
 
 class CallCounterMiddleware:
@@ -268,13 +268,22 @@ def _malformed(message: str) -> JSONResponse:
     return cpmcs_error(400, "VAL-ERROR", MALFORMED_REQUEST, message)
 
 
-async def _json_object(request: Request) -> dict[str, Any] | JSONResponse:
+class _Malformed(Exception):
+    """A request body CPMCS refuses before it looks any further."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.answer = _malformed(message)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body, when it is a JSON object; _Malformed otherwise."""
     try:
         body = await request.json()
     except ValueError:
-        return _malformed("Request body is not valid JSON")
+        raise _Malformed("Request body is not valid JSON") from None
     if not isinstance(body, dict):
-        return _malformed("Request body must be a JSON object")
+        raise _Malformed("Request body must be a JSON object")
     return body
 
 
@@ -287,18 +296,42 @@ def _text(body: dict[str, Any], *path: str) -> str | None:
 
 def _device_entries(
     body: dict[str, Any], list_name: str, required: tuple[str, ...]
-) -> list[dict[str, Any]] | JSONResponse:
-    """The objects listed under ``list_name``, each with every ``required`` text; else the error.
+) -> list[dict[str, Any]]:
+    """The objects listed under ``list_name``, each with every ``required`` text; else
+    _Malformed.
 
     One bad entry refuses the whole call, so that a refused segment leaves nothing behind.
     """
     entries = body.get(list_name)
     if not isinstance(entries, list):
-        return _malformed(f"{list_name} must be a list")
+        raise _Malformed(f"{list_name} must be a list")
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or any(_text(entry, name) is None for name in required):
-            return _malformed(f"{list_name}[{index}] needs {', '.join(required)}")
+            raise _Malformed(f"{list_name}[{index}] needs {', '.join(required)}")
     return entries
+
+
+def _add_ledger_routes(
+    app: FastAPI, state: CpmcsState, ledger: Ledger, call: str, entries_are: str
+) -> None:
+    """GET state/{ledger}/summary and state/{ledger}: what the `call` calls kept."""
+    path = f"{SIM_PREFIX}/state/{ledger}"
+
+    @app.get(
+        f"{path}/summary",
+        tags=["simulator"],
+        name=f"read_{ledger}_summary",
+        description=f"Totals over the {call} calls accepted (refused ones count in state/calls).",
+    )
+    async def read_summary() -> dict[str, Any]:
+        return state.ledger_summary(ledger)
+
+    @app.get(path, tags=["simulator"], name=f"read_{ledger}", description=entries_are)
+    async def read_entries(
+        event_id: Annotated[str | None, Query(alias="eventId")] = None,
+        limit: Annotated[int, Query(ge=1)] = 100,
+    ) -> list[dict[str, Any]]:
+        return state.ledger_entries(ledger, event_id, limit)
 
 
 def create_cpmcs_app(
@@ -312,14 +345,13 @@ def create_cpmcs_app(
     state = CpmcsState(seed)
     app.state.sim = state
 
+    @app.exception_handler(_Malformed)
+    async def refuse_malformed(_request: Request, malformed: _Malformed) -> JSONResponse:
+        return malformed.answer
+
     @app.post(ENROLL_PATH)
     async def enroll_program(request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _malformed("Request body is not valid JSON")
-        if not isinstance(body, dict):
-            return _malformed("Request body must be a JSON object")
+        body = await _json_object(request)
         transaction_id = body.get("transactionId")
         if not isinstance(transaction_id, str) or not transaction_id:
             return _malformed("transactionId is required")
@@ -342,8 +374,6 @@ def create_cpmcs_app(
     @app.post(ACKNOWLEDGEMENT_PATH)
     async def post_acknowledgement(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         if _text(body, "syncRequestId") is None:
             return _malformed("syncRequestId is required")
         state.keep("acknowledgements", body)
@@ -352,8 +382,6 @@ def create_cpmcs_app(
     @app.post(DEVICE_STATUS_PATH)
     async def post_controllable_device_status(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         if _text(body, "responseDetail", "transactionID") is None:
             return _malformed("responseDetail.transactionID is required")
         state.keep("device-statuses", body)
@@ -362,8 +390,6 @@ def create_cpmcs_app(
     @app.post(PROGRAM_EVENT_PATH)
     async def create_program_event(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         event, stage = _text(body, "eventExternalIdentifier"), _text(body, "externalIdentifier")
         if event is None or stage is None:
             return _malformed("eventExternalIdentifier and externalIdentifier are required")
@@ -375,8 +401,6 @@ def create_cpmcs_app(
     @app.post(PROGRAM_EVENT_LIFECYCLE_PATH)
     async def action_program_event(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         event, stage = _text(body, "eventExternalIdentifier"), _text(body, "externalIdentifier")
         action = _text(body, "action")
         if event is None or stage is None or action is None:
@@ -389,34 +413,24 @@ def create_cpmcs_app(
     @app.post(RESERVE_DEVICE_PATH)
     async def reserve_device(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         if _text(body, "eventExternalIdentifier") is None:
             return _malformed("eventExternalIdentifier is required")
         devices = _device_entries(body, "deviceList", ("nicId", "headEndSystem"))
-        if isinstance(devices, JSONResponse):
-            return devices
         state.reserve_devices(body, devices)
         return JSONResponse({})
 
     @app.post(POST_EVENT_OUTCOME_PATH)
     async def post_event_outcome(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         outcomes = _device_entries(
             body, "postOutcomeList", ("eventExternalIdentifier", "nicId", "headEndSystem")
         )
-        if isinstance(outcomes, JSONResponse):
-            return outcomes
         state.post_outcomes(outcomes)
         return JSONResponse({})
 
     @app.patch(SYNC_REQUEST_PATH)
     async def update_sync_request(sync_request_id: str, request: Request) -> JSONResponse:
         body = await _json_object(request)
-        if isinstance(body, JSONResponse):
-            return body
         state.keep("sync-requests", {"syncRequestId": sync_request_id, "body": body})
         return JSONResponse({})
 
@@ -437,40 +451,26 @@ def create_cpmcs_app(
     async def read_enrollments() -> list[dict[str, Any]]:
         return [enrollment.as_json() for enrollment in state.enrollments()]
 
-    @app.get(f"{SIM_PREFIX}/state/reservations/summary", tags=["simulator"])
-    async def read_reservations_summary() -> dict[str, Any]:
-        """Totals over the reserveDevice calls accepted (refused ones count in state/calls)."""
-        return state.reservations_summary()
-
-    @app.get(f"{SIM_PREFIX}/state/reservations", tags=["simulator"])
-    async def read_reservations(
-        event_id: Annotated[str | None, Query(alias="eventId")] = None,
-        limit: Annotated[int, Query(ge=1)] = 100,
-    ) -> list[dict[str, Any]]:
-        """Reserved devices, each once with how many times it was received."""
-        return state.reservations(event_id, limit)
-
-    @app.get(f"{SIM_PREFIX}/state/outcomes/summary", tags=["simulator"])
-    async def read_outcomes_summary() -> dict[str, Any]:
-        """Totals over the postEventOutcome calls accepted (refused ones count in state/calls)."""
-        return state.outcomes_summary()
-
-    @app.get(f"{SIM_PREFIX}/state/outcomes", tags=["simulator"])
-    async def read_outcomes(
-        event_id: Annotated[str | None, Query(alias="eventId")] = None,
-        limit: Annotated[int, Query(ge=1)] = 100,
-    ) -> list[dict[str, Any]]:
-        """Device outcomes, the last received per device, with how many times it was received."""
-        return state.outcomes(event_id, limit)
+    _add_ledger_routes(
+        app,
+        state,
+        "reservations",
+        "reserveDevice",
+        "Reserved devices, each once with how many times it was received.",
+    )
+    _add_ledger_routes(
+        app,
+        state,
+        "outcomes",
+        "postEventOutcome",
+        "Device outcomes, the last received per device, with how many times it was received.",
+    )
 
     @app.get(f"{SIM_PREFIX}/state/calls", tags=["simulator"])
     async def read_calls() -> dict[str, int]:
         return state.calls()
 
-    @app.delete(f"{SIM_PREFIX}/state", tags=["simulator"])
-    async def reset_state() -> dict[str, str]:
-        state.reset()
-        return {"status": "RESET"}
+    add_reset_route(app, f"{SIM_PREFIX}/state", state.reset)
 
     # Starlette runs the middleware added last first: count, then fault, then authenticate.
     if credentials is not None:

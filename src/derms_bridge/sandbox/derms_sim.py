@@ -13,6 +13,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from derms_bridge.sandbox.admin_routes import add_reset_route, add_setting_routes
 from derms_bridge.sandbox.faults import SIM_PREFIX, install_basic_auth, install_faults
 
 MESSAGE_ROUTES = (
@@ -154,24 +155,14 @@ def create_derms_app(
             for request in state.received().get(route, [])
         ]
 
-    @app.delete(f"{SIM_PREFIX}/state", tags=["simulator"])
-    async def reset_state() -> dict[str, str]:
-        state.reset()
-        return {"status": "RESET"}
+    add_reset_route(app, f"{SIM_PREFIX}/state", state.reset)
 
-    @app.get(f"{SIM_PREFIX}/ack", tags=["simulator"])
-    async def read_ack() -> AckSetting:
-        return state.ack
-
-    @app.put(f"{SIM_PREFIX}/ack", tags=["simulator"])
-    async def replace_ack(setting: AckSetting) -> AckSetting:
+    def replace_ack(setting: AckSetting) -> None:
         state.ack = setting
-        return state.ack
 
-    @app.delete(f"{SIM_PREFIX}/ack", tags=["simulator"])
-    async def reset_ack() -> AckSetting:
-        state.ack = AckSetting()
-        return state.ack
+    add_setting_routes(
+        app, f"{SIM_PREFIX}/ack", "ack", AckSetting, read=lambda: state.ack, replace=replace_ack
+    )
 
     # Starlette runs the middleware added last first: fault, then authenticate.
     if credentials is not None:

@@ -22,6 +22,8 @@ from pydantic import (
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from derms_bridge.sandbox.admin_routes import add_setting_routes
+
 SIM_PREFIX = "/_sim"
 
 
@@ -154,20 +156,17 @@ def install_faults(
     if _OUTAGE_LOG_FILTER not in uvicorn_error_log.filters:
         uvicorn_error_log.addFilter(_OUTAGE_LOG_FILTER)
 
-    @app.get(f"{prefix}/faults", tags=["simulator"])
-    async def read_faults() -> FaultSettings:
-        return injector.settings
-
-    @app.put(f"{prefix}/faults", tags=["simulator"])
-    async def replace_faults(settings: FaultSettings) -> FaultSettings:
+    def replace(settings: FaultSettings) -> None:
         injector.settings = settings
-        return injector.settings
 
-    @app.delete(f"{prefix}/faults", tags=["simulator"])
-    async def reset_faults() -> FaultSettings:
-        injector.settings = FaultSettings()
-        return injector.settings
-
+    add_setting_routes(
+        app,
+        f"{prefix}/faults",
+        "faults",
+        FaultSettings,
+        read=lambda: injector.settings,
+        replace=replace,
+    )
     app.add_middleware(FaultMiddleware, injector=injector, prefix=prefix)
     return injector
 

@@ -5,21 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
-from derms_bridge.sandbox.servers import LOOPBACK
+from derms_bridge.sandbox.servers import LOOPBACK, LocalServer
 
 #: Every right but SITE CHMOD: list, read, write, rename, delete, make folders.
 ALL_BUT_CHMOD = "elradfmwT"
 
 
-class FtpServer:
+class FtpServer(LocalServer):
     """One user whose home is `root`; `tls_cert` (certificate and key in one PEM file)
     turns on explicit FTPS and makes it required on both channels; `data_handler` replaces
     pyftpdlib's data channel, e.g. with one that breaks off mid-file (tests)."""
@@ -106,15 +104,3 @@ class FtpServer:
         self._thread.join()
         self._thread = None
         self._server = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

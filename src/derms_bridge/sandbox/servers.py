@@ -1,8 +1,10 @@
-"""Runs an ASGI app with uvicorn on loopback in a background thread, for the sandbox and tests."""
+"""Servers on loopback for the sandbox and tests, started and stopped alike; an ASGI app
+served by uvicorn in a background thread."""
 
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
@@ -20,7 +22,30 @@ def free_port() -> int:
         return port
 
 
-class ServerThread:
+class LocalServer(ABC):
+    """A server on loopback that the sandbox and the tests start and stop, by hand or as a
+    `with` block."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServerThread(LocalServer):
     """One uvicorn server on 127.0.0.1 with its own event loop in a daemon thread."""
 
     def __init__(
@@ -105,15 +130,3 @@ class ServerThread:
         # uvicorn.Server keeps these flags; cleared so that the same server can start again.
         self._server.should_exit = False
         self._server.started = False
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

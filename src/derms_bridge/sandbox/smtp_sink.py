@@ -7,12 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from derms_bridge.sandbox.servers import LOOPBACK, LocalServer, free_port
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class _SinkHandler:
         return "250 Message accepted for delivery"
 
 
-class SmtpSink:
+class SmtpSink(LocalServer):
     """An SMTP server on 127.0.0.1 that accepts every message and keeps it in memory.
 
     ``on_message`` is called, in the server's thread, for each message as it arrives.
@@ -121,15 +120,3 @@ class SmtpSink:
                     )
                 self._arrival.wait(remaining)
             return list(self._received)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -1,9 +1,8 @@
 """Queries on file jobs and their segments: intake, claims under a lease, results, resume.
 
-Claims are conditional updates (a row is taken only if it is still free when the
-update runs), so two workers never take the same segment; on PostgreSQL the
-candidates are also selected FOR UPDATE SKIP LOCKED, so that workers on several
-machines pass each other by instead of waiting.
+A job is claimed as `store/leases.py` claims a row. Segments are claimed the same way
+(a conditional update, the candidates selected FOR UPDATE SKIP LOCKED on PostgreSQL),
+but many at a time, in a worker's round of statements built once.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from derms_bridge.schemas.ops import Activity, FileProgress
 from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.instances import InstanceStore, reopen, utcnow
+from derms_bridge.store.leases import Leases
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
 
 _T = TypeVar("_T")
@@ -182,6 +182,7 @@ class FileJobStore:
     def __init__(self, instances: InstanceStore) -> None:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
+        self._leases = Leases(FileJobRow, postgres=self._postgres)
         self._side = sqlite_side_connection(instances.engine)
         self._candidates = (
             _CANDIDATES.with_for_update(of=SegmentRow, skip_locked=True)
@@ -281,47 +282,33 @@ class FileJobStore:
     async def claim_job(self, owner: str, lease: timedelta) -> ClaimedJob | None:
         """A job whose health check or acknowledgement is due, and free or abandoned."""
         now = utcnow()
-        free = or_(FileJobRow.lease_until.is_(None), FileJobRow.lease_until < now)
-        candidates = (
-            select(FileJobRow.instance_id)
-            .where(FileJobRow.state.in_(("queued", "acking")), free)
-            .order_by(FileJobRow.updated_at)
-            .limit(1)
+        due = and_(
+            FileJobRow.state.in_(("queued", "acking")),
+            or_(FileJobRow.lease_until.is_(None), FileJobRow.lease_until < now),
         )
-        if self._postgres:
-            candidates = candidates.with_for_update(skip_locked=True)
         async with self._instances.writing() as connection:
-            found = await connection.scalar(candidates)
-            if found is None:
-                return None
-            claimed = (
-                await connection.execute(
-                    update(FileJobRow)
-                    .where(FileJobRow.instance_id == found, free)
-                    .values(owner=owner, lease_until=now + lease)
-                    .returning(
-                        FileJobRow.instance_id,
-                        FileJobRow.flow,
-                        FileJobRow.message,
-                        FileJobRow.state,
-                        FileJobRow.outcome,
-                        FileJobRow.failure,
-                        FileJobRow.run,
-                        FileJobRow.total_rows,
-                        FileJobRow.total_segments,
-                    )
-                )
-            ).first()
-        return ClaimedJob(*claimed) if claimed is not None else None
+            claimed = await self._leases.claim(
+                connection,
+                due,
+                owner=owner,
+                until=now + lease,
+                returning=(
+                    FileJobRow.flow,
+                    FileJobRow.message,
+                    FileJobRow.state,
+                    FileJobRow.outcome,
+                    FileJobRow.failure,
+                    FileJobRow.run,
+                    FileJobRow.total_rows,
+                    FileJobRow.total_segments,
+                ),
+            )
+        return ClaimedJob(**claimed._mapping) if claimed is not None else None
 
     async def renew_job(self, owner: str, lease: timedelta, instance_id: str) -> None:
         """Extend a job's claim still held, so that slow work is not taken up a second time."""
         async with self._instances.writing() as connection:
-            await connection.execute(
-                update(FileJobRow)
-                .where(FileJobRow.instance_id == instance_id, FileJobRow.owner == owner)
-                .values(lease_until=utcnow() + lease)
-            )
+            await self._leases.renew(connection, instance_id, owner, utcnow() + lease)
 
     async def renew_segments(self, owner: str, lease: timedelta, ids: Sequence[int]) -> None:
         """Extend the claims of the segments `owner` holds, sending or claimed ahead, in one
@@ -339,10 +326,8 @@ class FileJobStore:
 
     async def start_sending(self, instance_id: str, owner: str) -> None:
         async with self._instances.writing() as connection:
-            await connection.execute(
-                update(FileJobRow)
-                .where(FileJobRow.instance_id == instance_id, FileJobRow.owner == owner)
-                .values(state="running", owner=None, lease_until=None, updated_at=utcnow())
+            await self._leases.release(
+                connection, instance_id, owner, state="running", updated_at=utcnow()
             )
 
     async def fail_before_sending(self, instance_id: str, owner: str, failure: str) -> None:
@@ -460,21 +445,15 @@ class FileJobStore:
         now = utcnow()
         succeeded = job.outcome == "SUCCESS" and ack_error is None
         async with self._instances.writing() as connection:
-            closed = (
-                await connection.execute(
-                    update(FileJobRow)
-                    .where(FileJobRow.instance_id == job.instance_id, FileJobRow.owner == owner)
-                    .values(
-                        state="done",
-                        ack_error=ack_error,
-                        owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    )
-                    .returning(FileJobRow.instance_id)
-                )
-            ).first()
-            if closed is None:
+            closed = await self._leases.release(
+                connection,
+                job.instance_id,
+                owner,
+                state="done",
+                ack_error=ack_error,
+                updated_at=now,
+            )
+            if not closed:
                 # The claim was lost (its lease ran out): whoever holds it now finishes.
                 return
             self._jobs.pop(job.instance_id, None)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.errors import FileTooLarge, TechnicalFault
 from derms_bridge.store.instances import InstanceStore, reopen, utcnow
+from derms_bridge.store.leases import Leases
 from derms_bridge.store.tables import InstanceRow, StagedChunkRow, StagedFileRow
 
 #: Bytes per chunk row: large enough that a 1 GB file is a thousand rows, small enough
@@ -46,6 +47,7 @@ class StagedTransferStore:
         self._instances = instances
         self._chunk_bytes = chunk_bytes
         self._postgres = instances.engine.dialect.name == "postgresql"
+        self._leases = Leases(StagedFileRow, postgres=self._postgres)
 
     async def receive(
         self,
@@ -170,61 +172,40 @@ class StagedTransferStore:
             StagedFileRow.state == "queued",
             and_(StagedFileRow.state == "running", StagedFileRow.lease_until < now),
         )
-        candidates = (
-            select(StagedFileRow.instance_id).where(due).order_by(StagedFileRow.updated_at).limit(1)
-        )
-        if self._postgres:
-            candidates = candidates.with_for_update(skip_locked=True)
         async with self._instances.writing() as connection:
-            found = await connection.scalar(candidates)
-            if found is None:
-                return None
-            claimed = (
-                await connection.execute(
-                    update(StagedFileRow)
-                    .where(StagedFileRow.instance_id == found, due)
-                    .values(state="running", owner=owner, lease_until=now + lease, updated_at=now)
-                    .returning(StagedFileRow.instance_id)
-                )
-            ).first()
+            claimed = await self._leases.claim(
+                connection, due, owner=owner, until=now + lease, state="running", updated_at=now
+            )
             if claimed is None:
                 return None
             instance = (
                 await connection.execute(
                     select(InstanceRow.flow, InstanceRow.payload, InstanceRow.caller).where(
-                        InstanceRow.id == found
+                        InstanceRow.id == claimed.instance_id
                     )
                 )
             ).one()
-        return ClaimedTransfer(found, instance.flow, instance.payload, instance.caller)
+        return ClaimedTransfer(
+            claimed.instance_id, instance.flow, instance.payload, instance.caller
+        )
 
     async def renew(self, instance_id: str, owner: str, lease: timedelta) -> None:
         async with self._instances.writing() as connection:
-            await connection.execute(
-                update(StagedFileRow)
-                .where(StagedFileRow.instance_id == instance_id, StagedFileRow.owner == owner)
-                .values(lease_until=utcnow() + lease)
-            )
+            await self._leases.renew(connection, instance_id, owner, utcnow() + lease)
 
     async def finished(self, instance_id: str, owner: str, *, succeeded: bool) -> None:
         """The transfer is over: a file stored where it was going is no longer kept; a
         failed one is kept for a resend or a resubmit."""
         async with self._instances.writing() as connection:
-            ended = (
-                await connection.execute(
-                    update(StagedFileRow)
-                    .where(StagedFileRow.instance_id == instance_id, StagedFileRow.owner == owner)
-                    .values(
-                        state="done" if succeeded else "failed",
-                        owner=None,
-                        lease_until=None,
-                        chunks_kept=not succeeded,
-                        updated_at=utcnow(),
-                    )
-                    .returning(StagedFileRow.instance_id)
-                )
-            ).first()
-            if ended is not None and succeeded:
+            ended = await self._leases.release(
+                connection,
+                instance_id,
+                owner,
+                state="done" if succeeded else "failed",
+                chunks_kept=not succeeded,
+                updated_at=utcnow(),
+            )
+            if ended and succeeded:
                 await connection.execute(
                     delete(StagedChunkRow).where(StagedChunkRow.instance_id == instance_id)
                 )

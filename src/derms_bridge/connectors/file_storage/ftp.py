@@ -16,6 +16,7 @@ import aioftp
 
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.connectors.file_storage.names import checked_file_name
+from derms_bridge.connectors.file_storage.partial import write_then_rename
 from derms_bridge.errors import FileStorageError
 from derms_bridge.settings import FtpSettings
 
@@ -121,31 +122,23 @@ class FtpStorage:
 
     async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
         path = PurePosixPath(folder.path, checked_file_name(name))
-        # Uploaded under a hidden name and renamed into place, so that a cut transfer
-        # leaves no partial file under the real name for CPMCS to pick up.
-        partial = path.with_name(f".{path.name}.partial")
-        written = 0
         async with self._session() as client:
             try:
-                async with client.upload_stream(partial) as stream:
-                    async for chunk in chunks:
-                        await stream.write(chunk)
-                        written += len(chunk)
-                await client.rename(partial, path)
+                return await write_then_rename(
+                    path,
+                    chunks,
+                    create=client.upload_stream,
+                    rename=client.rename,
+                    remove=self._remove_quietly,
+                )
             except aioftp.StatusCodeError as exc:
-                await self._remove_quietly(partial)
                 raise FileStorageError(
                     f"{self._where(folder, name)}: cannot write ({_server_says(exc)})"
                 ) from None
             except (OSError, TimeoutError) as exc:
-                await self._remove_quietly(partial)
                 raise FileStorageError(
                     f"{self._where(folder, name)}: transfer broke off: {exc}"
                 ) from None
-            except BaseException:
-                await self._remove_quietly(partial)
-                raise
-        return written
 
     async def _remove_quietly(self, path: PurePosixPath) -> None:
         """Removes a partial upload in a session of its own: the one that was writing it

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.connectors.file_storage.names import checked_file_name
+from derms_bridge.connectors.file_storage.partial import partial_name
 from derms_bridge.errors import FileStorageError
 
 CHUNK_BYTES = 1024 * 1024
@@ -60,9 +61,8 @@ class LocalFolderStorage:
     async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
         checked_file_name(name)
         target = self._existing_folder(folder) / name
-        # Written beside the target and renamed into place, so that a cut transfer
-        # leaves no partial file under the real name.
-        partial = target.with_name(f".{target.name}.partial")
+        # Written beside the target and renamed into place, as the remote stores do.
+        partial = partial_name(target)
         written = 0
         try:
             with partial.open("wb") as handle:

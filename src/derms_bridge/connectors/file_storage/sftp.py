@@ -12,6 +12,7 @@ import asyncssh
 
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.connectors.file_storage.names import checked_file_name
+from derms_bridge.connectors.file_storage.partial import write_then_rename
 from derms_bridge.errors import FileStorageError
 from derms_bridge.settings import SftpSettings
 
@@ -130,25 +131,21 @@ class SftpStorage:
 
     async def write(self, folder: Folder, name: str, chunks: AsyncIterable[bytes]) -> int:
         path = PurePosixPath(folder.path, checked_file_name(name))
-        # As on FTP: a hidden name until the last byte is in, then one rename.
-        partial = path.with_name(f".{path.name}.partial")
-        written = 0
         async with self._session() as sftp:
             try:
-                async with sftp.open(partial, "wb") as remote:
-                    async for chunk in chunks:
-                        await remote.write(chunk)
-                        written += len(chunk)
-                await sftp.rename(partial, path, flags=asyncssh.FXR_OVERWRITE)
+                return await write_then_rename(
+                    path,
+                    chunks,
+                    create=lambda partial: sftp.open(partial, "wb"),
+                    rename=lambda source, target: sftp.rename(
+                        source, target, flags=asyncssh.FXR_OVERWRITE
+                    ),
+                    remove=lambda partial: self._remove_quietly(sftp, partial),
+                )
             except asyncssh.SFTPError as exc:
-                await self._remove_quietly(sftp, partial)
                 raise FileStorageError(
                     f"{self._where(folder, name)}: cannot write ({_reason(exc)})"
                 ) from None
-            except BaseException:
-                await self._remove_quietly(sftp, partial)
-                raise
-        return written
 
     @staticmethod
     async def _remove_quietly(sftp: asyncssh.SFTPClient, path: PurePosixPath) -> None:
