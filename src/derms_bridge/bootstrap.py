@@ -20,7 +20,8 @@ from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.engine.error_handler import CommonErrorHandler
-from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
+from derms_bridge.engine.file_jobs.intake import FileIntake
+from derms_bridge.engine.file_jobs.workers import FileWorker, WorkerPool
 from derms_bridge.engine.liveness import Liveness, process_name
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.redaction import Redactor

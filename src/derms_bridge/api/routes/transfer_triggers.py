@@ -16,7 +16,7 @@ from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
 from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
 from derms_bridge.bootstrap import Hub
-from derms_bridge.engine.files import FileRefused
+from derms_bridge.engine.uploads import FileRefused
 from derms_bridge.flows import sp_network_location_transfer
 from derms_bridge.store.staged_transfers import FileTooLarge
 
