@@ -36,7 +36,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from derms_bridge.engine.files import FileIntake, segment_body
+from derms_bridge.engine.file_jobs.csv_cutter import segment_body
+from derms_bridge.engine.file_jobs.intake import FileIntake
 from derms_bridge.flows import event_device_outcome, event_device_reservation
 from derms_bridge.flows.ports import FileFlow
 from derms_bridge.lookups import Lookups, load_lookups

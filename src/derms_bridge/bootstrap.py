@@ -21,7 +21,8 @@ from derms_bridge.connectors.mail import Mailer
 from derms_bridge.credentials import Authenticator
 from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
-from derms_bridge.engine.files import FileIntake, FileWorker, WorkerPool
+from derms_bridge.engine.file_jobs.intake import FileIntake
+from derms_bridge.engine.file_jobs.workers import FileWorker, WorkerPool
 from derms_bridge.engine.liveness import Liveness, process_name
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.operations import Operations

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from derms_bridge.engine.files import _cut, _Scan, _Upload, segment_body
+from derms_bridge.engine.file_jobs.csv_cutter import (
+    RowScan,
+    UploadReader,
+    cut_segments,
+    segment_body,
+)
 from derms_bridge.errors import LookupMiss
 from derms_bridge.flows import event_device_outcome
 from derms_bridge.flows.event_device_outcome import to_post_event_outcome
@@ -45,7 +50,7 @@ def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:
 
 def cut(
     content: bytes, *, plain: bool, size: int = SEGMENT_ROWS
-) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+) -> tuple[list[tuple[bytes, int, int]], RowScan]:
     """The segments' bodies as they will be sent, the lines they start on and their rows."""
     return cut_with(FLOW, MESSAGE, Lookups(), content, plain=plain, size=size)
 
@@ -58,14 +63,14 @@ def cut_with(
     *,
     plain: bool,
     size: int = SEGMENT_ROWS,
-) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+) -> tuple[list[tuple[bytes, int, int]], RowScan]:
     if not plain:
         flow = dataclasses.replace(flow, plain_row_pattern=None, plain_segment_request=None)
-    lines = _Upload(io.BytesIO(content))
+    lines = UploadReader(io.BytesIO(content))
     assert (lines.line() or b"").rstrip(b"\r") == ",".join(flow.header).encode()
-    scan = _Scan()
+    scan = RowScan()
     emitted: list[tuple[bytes, int, int]] = []
-    _cut(
+    cut_segments(
         lines,
         flow,
         lookups,
@@ -197,7 +202,7 @@ def outcome_file(rows: list[bytes], *, newline: bytes = b"\n", bom: bool = False
     return file_of(rows, newline=newline, bom=bom, header=OUTCOME_HEADER_LINE)
 
 
-def cut_outcomes(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], _Scan]:
+def cut_outcomes(content: bytes, *, plain: bool) -> tuple[list[tuple[bytes, int, int]], RowScan]:
     return cut_with(OUTCOME_FLOW, OUTCOME_MESSAGE, OUTCOME_LOOKUPS, content, plain=plain)
 
 

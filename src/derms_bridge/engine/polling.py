@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -43,3 +46,8 @@ class PollingLoop:
             )
             waiting.cancel()
             stopping.cancel()
+
+
+def worker_name() -> str:
+    """A worker, as the leases it holds name it: host, pid and a few random letters."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

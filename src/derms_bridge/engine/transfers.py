@@ -24,9 +24,9 @@ from uuid import uuid4
 from pydantic import ValidationError
 
 from derms_bridge.engine.background import BackgroundTask, renewing
-from derms_bridge.engine.files import FileRefused, Received, drain, worker_name
-from derms_bridge.engine.polling import PollingLoop
+from derms_bridge.engine.polling import PollingLoop, worker_name
 from derms_bridge.engine.runner import FlowEngine
+from derms_bridge.engine.uploads import FileRefused, Received, drain, message_refused
 from derms_bridge.flows import sp_network_location_transfer
 from derms_bridge.flows.registry import TRANSFER_FLOWS
 from derms_bridge.schemas.network_location import NetworkLocationTransfer, NetworkModelMessage
@@ -63,15 +63,7 @@ class TransferIntake:
         try:
             message = NetworkModelMessage.model_validate_json(message_text)
         except ValidationError as exc:
-            raise FileRefused(
-                [
-                    {
-                        "field": ".".join(["message", *(str(p) for p in error["loc"])]),
-                        "message": error["msg"],
-                    }
-                    for error in exc.errors()
-                ]
-            ) from None
+            raise message_refused(exc) from None
         earlier = await self._earlier(flow.info.key, message.messageId)
         if earlier is not None:
             # DERMS's resend: the file kept the first time goes again if it failed; one

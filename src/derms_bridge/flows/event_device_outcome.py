@@ -1,9 +1,11 @@
 """Flow 8, Event Device Outcome (OUTL-BA-DRMS_DACS_EVT_OUTC_TRNFR).
 
-After events end, DERMS sends every participating device's outcome as a CSV (one
-file may hold several events). The hub checks CPMCS is up, sends the outcomes to
-postEventOutcome in segments, several at once, and acknowledges the whole file to
-DERMS once. The engine (engine/files.py) runs these steps.
+After events end, DERMS sends every participating device's outcome as a CSV (one file may
+hold several events; step 1: the header and every row checked, `row_problem`). The hub
+checks CPMCS is up (step 2, F1-HealthCheckRest), sends the outcomes to postEventOutcome
+in segments, several at once (step 3, `send_segment`), and acknowledges the whole file to
+DERMS once (steps 4 and 5, `acknowledge`). This module says what each step does and
+sends; the engine (engine/file_jobs/) runs each step when it is due.
 """
 
 from __future__ import annotations
@@ -17,8 +19,18 @@ from typing import Literal
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import LookupMiss
+from derms_bridge.flows import file_job_steps
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
-from derms_bridge.flows.ports import PLAIN_FIELD_BYTE, CsvRow, FileFlow, plain_field, segment_json
+from derms_bridge.flows.ports import (
+    PLAIN_FIELD_BYTE,
+    CpmcsSegmentApi,
+    CsvRow,
+    FileFlow,
+    FileJobContext,
+    FileOutcome,
+    plain_field,
+    segment_json,
+)
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_outcome import (
@@ -174,16 +186,33 @@ def acknowledgement(
     return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
 
 
+async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
+    """Step 3: one segment's outcomes (to_post_event_outcome's body, or
+    plain_post_event_outcome's for rows of plain text) to CPMCS's postEventOutcome; why
+    CPMCS refused them, if it did."""
+    return await file_job_steps.send_segment(cpmcs, "postEventOutcome", body)
+
+
+async def acknowledge(
+    ctx: FileJobContext, message: OutcomeMessage, outcome: FileOutcome
+) -> str | None:
+    """Steps 4 and 5: DERMS's deviceOutcomeAck gets the file's one MsgAck, SUCCESS once
+    CPMCS took every segment, else FAILURE with why; then the emails."""
+    summary = file_job_steps.run_summary(outcome, "postEventOutcome")
+    ack = acknowledgement(message, outcome.code, summary)
+    return await file_job_steps.acknowledge(ctx, "deviceOutcomeAck", ack, outcome, summary)
+
+
 FLOW = FileFlow(
     info=BY_KEY["event_device_outcome"],
     message_model=OutcomeMessage,
     header=HEADER,
     business_keys=business_keys,
     row_problem=row_problem,
-    segment_operation="postEventOutcome",
+    check_health=file_job_steps.check_cpmcs_health,
     segment_request=to_post_event_outcome,
-    ack_operation="deviceOutcomeAck",
-    acknowledgement=acknowledgement,
+    send_segment=send_segment,
+    acknowledge=acknowledge,
     route="/device-outcome-to-dacs",
     plain_row_pattern=plain_row_pattern,
     plain_time_columns=(5, 6),

@@ -1,11 +1,12 @@
 """Flow 7, Event Device Reservation (OUTL_BA_DRMS_DACS_EVT_DVCRESV).
 
-DERMS sends a stage of an event with a CSV of the devices reserved for it. The hub
-checks CPMCS is up (F1-HealthCheckRest), sends the devices to reserveDevice in
-segments of `segments.size` rows, several at once, and acknowledges the whole file
-to DERMS once: SUCCESS when every segment was taken, else FAILURE so that DERMS
-retries. The engine (engine/files.py) runs these steps; this module says what each
-step sends.
+DERMS sends a stage of an event with a CSV of the devices reserved for it (step 1: the
+header and every row checked, `row_problem`). The hub checks CPMCS is up (step 2,
+F1-HealthCheckRest), sends the devices to reserveDevice in segments of `segments.size`
+rows, several at once (step 3, `send_segment`), and acknowledges the whole file to DERMS
+once (steps 4 and 5, `acknowledge`): SUCCESS when every segment was taken, else FAILURE
+so that DERMS retries. This module says what each step does and sends; the engine
+(engine/file_jobs/) runs each step when it is due.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from itertools import repeat
 from typing import Literal
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.flows import file_job_steps
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
-from derms_bridge.flows.ports import CsvRow, FileFlow, plain_field, segment_json
+from derms_bridge.flows.ports import (
+    CpmcsSegmentApi,
+    CsvRow,
+    FileFlow,
+    FileJobContext,
+    FileOutcome,
+    plain_field,
+    segment_json,
+)
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_reservation import (
@@ -123,16 +133,32 @@ def acknowledgement(
     return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
 
 
+async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
+    """Step 3: one segment's devices (to_reserve_device's body, or plain_reserve_device's
+    for rows of plain text) to CPMCS's reserveDevice; why CPMCS refused them, if it did."""
+    return await file_job_steps.send_segment(cpmcs, "reserveDevice", body)
+
+
+async def acknowledge(
+    ctx: FileJobContext, message: ReservationMessage, outcome: FileOutcome
+) -> str | None:
+    """Steps 4 and 5: DERMS's deviceReservationAck gets the file's one MsgAck, SUCCESS once
+    CPMCS took every segment, else FAILURE with why; then the emails."""
+    summary = file_job_steps.run_summary(outcome, "reserveDevice")
+    ack = acknowledgement(message, outcome.code, summary)
+    return await file_job_steps.acknowledge(ctx, "deviceReservationAck", ack, outcome, summary)
+
+
 FLOW = FileFlow(
     info=BY_KEY["event_device_reservation"],
     message_model=ReservationMessage,
     header=HEADER,
     business_keys=business_keys,
     row_problem=row_problem,
-    segment_operation="reserveDevice",
+    check_health=file_job_steps.check_cpmcs_health,
     segment_request=to_reserve_device,
-    ack_operation="deviceReservationAck",
-    acknowledgement=acknowledgement,
+    send_segment=send_segment,
+    acknowledge=acknowledge,
     route="/device-reservation-to-dacs",
     plain_row_pattern=plain_row_pattern,
     plain_time_columns=(3, 4),

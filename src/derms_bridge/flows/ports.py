@@ -64,6 +64,19 @@ class DermsApi(Protocol):
         ...
 
 
+class CpmcsSegmentApi(Protocol):
+    """CPMCS as the file flows' steps call it (7, 8): its health check, and a segment's body
+    written as JSON already."""
+
+    async def send(
+        self, operation: str, body: BaseModel | None, answer: type[Answer], **path: str
+    ) -> Answer: ...
+
+    async def send_json(self, operation: str, body_json: bytes) -> None:
+        """Send a body already written as JSON; any 2xx answer is taken, unread."""
+        ...
+
+
 class ReceivedFiles(Protocol):
     """The files that came with a message (flow 15's CSV), kept by the hub until passed on."""
 
@@ -189,9 +202,39 @@ CsvRow = list[str]
 
 
 @dataclass(frozen=True)
+class FileJobContext:
+    """What a file flow's steps are written against, for one file job (a CSV received from
+    DERMS, sent to CPMCS in segments): each call is an activity of the job's instance."""
+
+    cpmcs: CpmcsSegmentApi
+    derms: DermsApi
+    errors: ErrorHandler
+    notices: ProcessNotices
+    #: How many times the acknowledgement is tried (settings' segments.ack_attempts).
+    ack_attempts: int
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """How a file job's run ended, for its acknowledgement."""
+
+    succeeded: bool
+    #: Why it failed (None: nothing said why, or it succeeded).
+    failure: str | None
+    rows: int
+    segments: int
+    run: int
+
+    @property
+    def code(self) -> Literal["SUCCESS", "FAILURE"]:
+        return "SUCCESS" if self.succeeded else "FAILURE"
+
+
+@dataclass(frozen=True)
 class FileFlow(Generic[Message]):
     """A flow that takes a JSON message and a CSV file, sends the file's rows to CPMCS in
-    segments, and acknowledges the whole file to DERMS once (flows 7 and 8)."""
+    segments, and acknowledges the whole file to DERMS once (flows 7 and 8). The engine
+    runs its steps, each when it is due (engine/file_jobs/)."""
 
     info: FlowInfo
     message_model: type[Message]
@@ -199,13 +242,17 @@ class FileFlow(Generic[Message]):
     business_keys: Callable[[Message], list[tuple[str, str]]]
     #: Why a row cannot be sent (naming the column), or None; checked before anything is sent.
     row_problem: Callable[[CsvRow, Lookups], str | None]
-    #: The CPMCS operation each segment goes to, and the body it sends (built as the segment
-    #: goes, from its rows kept as CSV, so that the intake only checks them).
-    segment_operation: str
+    #: Step 2: CPMCS's health check, before any segment goes; why the file cannot be sent,
+    #: or None.
+    check_health: Callable[[FileJobContext], Awaitable[str | None]]
+    #: Step 3: a segment's body (built as the segment goes, from its rows kept as CSV, so
+    #: that the intake only checks them) and its call to CPMCS, which returns why CPMCS
+    #: refused it, or None.
     segment_request: Callable[[Message, list[CsvRow], Lookups], Mapping[str, Any]]
-    #: The DERMS operation that takes the acknowledgement, and the MsgAck it sends.
-    ack_operation: str
-    acknowledgement: Callable[[Message, Literal["SUCCESS", "FAILURE"], str], BaseModel]
+    send_segment: Callable[[CpmcsSegmentApi, bytes], Awaitable[str | None]]
+    #: Steps 4 and 5: the one acknowledgement to DERMS and the emails; why DERMS did not
+    #: take the acknowledgement, or None.
+    acknowledge: Callable[[FileJobContext, Message, FileOutcome], Awaitable[str | None]]
     route: str
     #: Rows of plain text (printable ASCII; no quote, backslash or comma in a field, so that
     #: each field is JSON as it stands): the regular expression of one such row that

@@ -15,7 +15,7 @@ from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.api.problems import problem
 from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
-from derms_bridge.engine.files import FileRefused
+from derms_bridge.engine.uploads import FileRefused
 from derms_bridge.errors import FileTooLarge
 from derms_bridge.flows import sp_network_location_transfer
 

@@ -1,0 +1,234 @@
+"""The file worker of a hub process: it runs the file flows' steps 2 to 5 (7, 8) as each
+comes due, under leases.
+
+1. It claims a queued job under a lease and runs its flow's health check (step 2).
+2. It claims segments under a lease, builds each one's body and has its flow send it,
+   `segments.parallelism` at a time (step 3, sending.py); a segment that fails stops the
+   others.
+3. Whoever records the last segment makes the acknowledgement due; a worker claims it and
+   runs its flow's acknowledgement and emails (steps 4 and 5).
+What each step does and sends is the flow's (flows/event_device_reservation.py,
+flows/event_device_outcome.py); a step's calls are recorded as its instance's
+activities. A process that dies leaves leases that run out, and another worker takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from derms_bridge.catalog import FlowInfo
+from derms_bridge.connectors.cpmcs import CpmcsClient
+from derms_bridge.connectors.derms import DermsClient
+from derms_bridge.connectors.http import HttpConnection
+from derms_bridge.engine.background import BackgroundTask, renewing
+from derms_bridge.engine.error_handler import CommonErrorHandler
+from derms_bridge.engine.file_jobs.csv_cutter import segment_body
+from derms_bridge.engine.file_jobs.sending import SegmentSending
+from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.engine.polling import PollingLoop, worker_name
+from derms_bridge.engine.runner import activity_of
+from derms_bridge.flows.ports import FileFlow, FileJobContext, FileOutcome
+from derms_bridge.flows.registry import FILE_FLOWS
+from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.ops import Activity
+from derms_bridge.settings import Segments
+from derms_bridge.store.file_jobs import ClaimedJob, ClaimedSegment, FileJobStore, SegmentResult
+
+
+@dataclass
+class _Activities:
+    """Calls recorded as activities of a file's instance."""
+
+    entries: list[Activity] = field(default_factory=list)
+
+    def observe(self, call: Activity) -> None:
+        self.entries.append(activity_of(call))
+
+
+@dataclass(frozen=True)
+class _JobEmails:
+    """The common error handler and the process emails, for a file job's instance."""
+
+    errors: CommonErrorHandler
+    notifier: ProcessNotifier
+    flow: FlowInfo
+    instance_id: str
+    keys: list[tuple[str, str]]
+
+    async def report(self, error: str) -> None:
+        await self.errors.handle(self.flow, self.instance_id, self.keys, error)
+
+    async def no_file(self, summary: str) -> None:
+        await self.notifier.no_file(self.flow, self.instance_id, summary)
+
+    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
+        await self.notifier.process_complete(
+            self.flow, self.instance_id, self.keys, outcome, summary, whatever_the_flag=failed
+        )
+
+
+class FileWorker:
+    def __init__(
+        self,
+        *,
+        files: FileJobStore,
+        cpmcs: HttpConnection,
+        derms: Mapping[str, HttpConnection],
+        lookups: Callable[[], Lookups],
+        error_handler: CommonErrorHandler,
+        notifier: ProcessNotifier,
+        settings: Segments,
+    ) -> None:
+        self.name = worker_name()
+        self._files = files
+        self._cpmcs = cpmcs
+        self._derms = derms
+        self._lookups = lookups
+        self._errors = error_handler
+        self._notifier = notifier
+        self._settings = settings
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._polling = PollingLoop("file worker", settings.poll_seconds, self.step)
+        self._messages: dict[str, BaseModel] = {}
+
+    def wake(self) -> None:
+        """More work may be waiting."""
+        self._polling.wake()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._polling.run(stop)
+
+    async def step(self) -> bool:
+        """One round of whatever work is due; True when there was some."""
+        coordinated = await self._coordinate()
+        sent = await self._send_segments()
+        return coordinated or sent
+
+    def _message(self, flow: FileFlow[Any], instance_id: str, payload: Any) -> BaseModel:
+        message = self._messages.get(instance_id)
+        if message is None:
+            message = flow.message_model.model_validate(payload)
+            self._messages[instance_id] = message
+        return message
+
+    def _context(
+        self, flow: FileFlow[Any], instance_id: str, message: BaseModel, calls: _Activities
+    ) -> FileJobContext:
+        """What the job's flow runs a step against; the step's calls go to `calls`."""
+        emails = _JobEmails(
+            self._errors, self._notifier, flow.info, instance_id, flow.business_keys(message)
+        )
+        return FileJobContext(
+            cpmcs=CpmcsClient(self._cpmcs, calls.observe),
+            derms=DermsClient(self._derms, self._lookups(), calls.observe),
+            errors=emails,
+            notices=emails,
+            ack_attempts=self._settings.ack_attempts,
+        )
+
+    async def _coordinate(self) -> bool:
+        did = bool(await self._files.finish_stalled())
+        while (job := await self._files.claim_job(self.name, self._lease)) is not None:
+            did = True
+            # An acknowledgement retried against a slow DERMS can outlast a lease, and a
+            # lapsed claim would be sent again by another worker.
+            async with renewing(
+                lambda: self._files.renew_job(self.name, self._lease, job.instance_id),
+                self._lease.total_seconds() / 3,
+            ):
+                if job.state == "queued":
+                    await self._check_health(job)
+                else:
+                    await self._acknowledge(job)
+        return did
+
+    async def _check_health(self, job: ClaimedJob) -> None:
+        """Step 2, the flow's: CPMCS must be up before any segment goes."""
+        flow = FILE_FLOWS[job.flow]
+        message = self._message(flow, job.instance_id, job.message)
+        calls = _Activities()
+        failure = await flow.check_health(self._context(flow, job.instance_id, message, calls))
+        await self._files.add_activities(job.instance_id, calls.entries)
+        if failure is not None:
+            await self._files.fail_before_sending(job.instance_id, self.name, failure)
+            await self._acknowledge(
+                ClaimedJob(
+                    **{**vars(job), "state": "acking", "outcome": "FAILURE", "failure": failure}
+                )
+            )
+            return
+        await self._files.start_sending(job.instance_id, self.name)
+
+    async def _send_segments(self) -> bool:
+        """Step 3: send segments, `segments.parallelism` at a time, while any are left."""
+        return await SegmentSending(
+            files=self._files,
+            owner=self.name,
+            lease=self._lease,
+            parallelism=self._settings.parallelism,
+            body=self._body,
+            send=self._send,
+            wake=self.wake,
+        ).run()
+
+    def _body(self, segment: ClaimedSegment) -> bytes:
+        flow = FILE_FLOWS[segment.flow]
+        return segment_body(
+            flow,
+            self._message(flow, segment.instance_id, segment.message),
+            zlib.decompress(segment.rows_zlib),
+            self._lookups(),
+        )
+
+    async def _send(self, segment: ClaimedSegment, body: bytes) -> SegmentResult:
+        calls = _Activities()
+        error = await FILE_FLOWS[segment.flow].send_segment(
+            CpmcsClient(self._cpmcs, calls.observe), body
+        )
+        # The file's failure names where in the file it stopped.
+        failure: str | None = None
+        if error is not None:
+            last_line = segment.first_line + segment.row_count - 1
+            failure = f"segment {segment.seq} (lines {segment.first_line}-{last_line}): {error}"
+        return SegmentResult(segment, error, failure, calls.entries)
+
+    async def _acknowledge(self, job: ClaimedJob) -> None:
+        """Steps 4 and 5, the flow's: DERMS gets the run's one acknowledgement, then the
+        emails go."""
+        flow = FILE_FLOWS[job.flow]
+        message = self._message(flow, job.instance_id, job.message)
+        outcome = FileOutcome(
+            succeeded=job.outcome == "SUCCESS",
+            failure=job.failure,
+            rows=job.total_rows,
+            segments=job.total_segments,
+            run=job.run,
+        )
+        calls = _Activities()
+        context = self._context(flow, job.instance_id, message, calls)
+        ack_error = await flow.acknowledge(context, message, outcome)
+        await self._files.acknowledged(
+            job, self.name, ack_error=ack_error, activities=calls.entries
+        )
+        self._messages.pop(job.instance_id, None)
+
+
+class WorkerPool:
+    """The file worker of one hub process, run beside the API or on its own."""
+
+    def __init__(self, worker: FileWorker) -> None:
+        self.worker = worker
+        self._loop = BackgroundTask("file worker", worker.run)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()

@@ -1,0 +1,88 @@
+"""Steps 2 to 5 of the file flows, which the reference words alike for flow 7 (Event Device
+Reservation) and flow 8 (Event Device Outcome): each flow's module names what its steps
+send, and calls these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stamina
+from pydantic import BaseModel
+
+from derms_bridge.errors import FlowError, TechnicalFault
+from derms_bridge.flows.ports import AnyJson, CpmcsSegmentApi, FileJobContext, FileOutcome
+
+
+async def check_cpmcs_health(ctx: FileJobContext) -> str | None:
+    """Step 2: CPMCS's F1-HealthCheckRest must answer before any segment goes. If it does
+    not, why: nothing is sent, and the file is acknowledged FAILURE (step 5)."""
+    try:
+        await ctx.cpmcs.send("healthCheck", None, AnyJson)
+    except FlowError as error:
+        return f"CPMCS health check failed: {error}"
+    return None
+
+
+async def send_segment(cpmcs: CpmcsSegmentApi, operation: str, body: bytes) -> str | None:
+    """Step 3 for one segment: its body to CPMCS's `operation`. Why CPMCS refused it, if it
+    did: an HTTP error on any segment is the file's FAILURE, which the acknowledgement's
+    error email names, once."""
+    try:
+        await cpmcs.send_json(operation, body)
+    except FlowError as refused:
+        return str(refused)
+    return None
+
+
+def run_summary(outcome: FileOutcome, segment_operation: str) -> str:
+    """What the acknowledgement and the emails say of the run."""
+    if outcome.succeeded:
+        return (
+            f"{outcome.rows} rows in {outcome.segments} segments taken by CPMCS "
+            f"{segment_operation} (run {outcome.run})"
+        )
+    return outcome.failure or "the file was not sent"
+
+
+async def acknowledge(
+    ctx: FileJobContext, operation: str, ack: BaseModel, outcome: FileOutcome, summary: str
+) -> str | None:
+    """Steps 4 and 5: DERMS's `operation` gets the run's one MsgAck, tried up to
+    `ctx.ack_attempts` times while it fails (an HTTP error, no answer, or an ackType other
+    than SUCCESS); then the error emails (the file's failure, DERMS not taking the
+    acknowledgement) and the process-complete email. Why DERMS did not take it, if so."""
+    ack_error: str | None = None
+    try:
+        async for attempt in stamina.retry_context(
+            on=FlowError,
+            attempts=ctx.ack_attempts,
+            wait_initial=0.2,
+            wait_max=5.0,
+            timeout=None,
+        ):
+            with attempt:
+                answer = await ctx.derms.send(operation, ack, AnyJson, division=None)
+                _accepted(answer.root, operation)
+    except FlowError as error:
+        ack_error = (
+            f"DERMS did not accept the acknowledgement after {ctx.ack_attempts} tries: {error}"
+        )
+    if not outcome.succeeded:
+        await ctx.errors.report(summary)
+    if ack_error is not None:
+        await ctx.errors.report(ack_error)
+    # Sent when its flag says so, after a failure too: the failure's error email went above.
+    await ctx.notices.process_complete(
+        "SUCCESS" if outcome.succeeded and ack_error is None else "FAILURE",
+        summary + (f"\n{ack_error}" if ack_error else ""),
+        failed=False,
+    )
+    return ack_error
+
+
+def _accepted(answer: Any, operation: str) -> None:
+    """A MsgAck whose ackType is not SUCCESS is DERMS not taking the acknowledgement."""
+    ack_type = answer.get("MsgAck", {}).get("ackType") if isinstance(answer, dict) else None
+    if ack_type not in (None, "SUCCESS"):
+        raise TechnicalFault(f"DERMS answered {operation} with ackType {ack_type}")

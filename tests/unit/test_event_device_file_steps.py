@@ -1,0 +1,161 @@
+"""The file flows' steps 2 to 5 (flows 7 and 8) against fakes: the health check, a
+segment's call, and the one acknowledgement with its retries and emails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stamina
+from pydantic import BaseModel
+
+from derms_bridge.errors import BusinessError, TechnicalFault
+from derms_bridge.flows import event_device_outcome, event_device_reservation
+from derms_bridge.flows.ports import FileJobContext, FileOutcome
+from derms_bridge.schemas.event_device_outcome import OutcomeMessage
+from derms_bridge.schemas.event_device_reservation import ReservationMessage
+from tests.fakes import FakeCpmcs, FakeDerms, FakeErrors, FakeNotifications, Script
+
+RESERVATION = ReservationMessage.model_validate(
+    {
+        "messageId": "RSV-1",
+        "eventId": "EV-1",
+        "eventType": "ECONOMIC",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+)
+OUTCOMES = OutcomeMessage.model_validate({"messageId": "OUT-1", "fileName": "outcomes.csv"})
+SENT = FileOutcome(succeeded=True, failure=None, rows=250, segments=3, run=2)
+FAILED = FileOutcome(
+    succeeded=False, failure="segment 2 (lines 102-201): CPMCS said no", rows=250, segments=3, run=1
+)
+
+
+class SegmentCpmcs(FakeCpmcs):
+    """CPMCS that also takes bodies written as JSON, as a segment's call sends them."""
+
+    def __init__(self, script: Script | None = None) -> None:
+        super().__init__(script)
+        self.bodies: list[tuple[str, bytes]] = []
+
+    async def send_json(self, operation: str, body_json: bytes) -> None:
+        self.bodies.append((operation, body_json))
+        planned = self.script.get(operation)
+        if isinstance(planned, Exception):
+            raise planned
+
+
+class Steps:
+    def __init__(self, cpmcs: Script | None = None, derms: Script | None = None) -> None:
+        self.cpmcs = SegmentCpmcs(cpmcs)
+        self.derms = FakeDerms(derms)
+        self.errors = FakeErrors()
+        self.notices = FakeNotifications()
+        self.context = FileJobContext(
+            cpmcs=self.cpmcs,
+            derms=self.derms,
+            errors=self.errors,
+            notices=self.notices,
+            ack_attempts=3,
+        )
+
+
+@pytest.fixture(autouse=True)
+def no_waits_between_tries() -> Iterator[None]:
+    # The flows' own number of tries, without the waits between them.
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+def ack_of(body: BaseModel | None) -> dict[str, Any]:
+    assert body is not None
+    [response] = body.model_dump(mode="json")["MsgAck"]["responses"]["response"]
+    assert isinstance(response, dict)
+    return response
+
+
+async def test_the_health_check_calls_cpmcs_health_check() -> None:
+    steps = Steps(cpmcs={"healthCheck": {"status": "UP"}})
+
+    assert await event_device_reservation.FLOW.check_health(steps.context) is None
+    assert [sent.operation for sent in steps.cpmcs.sent] == ["healthCheck"]
+
+
+async def test_cpmcs_down_at_the_health_check_is_the_files_failure() -> None:
+    steps = Steps(cpmcs={"healthCheck": TechnicalFault("CPMCS answered HTTP 503")})
+
+    failure = await event_device_outcome.FLOW.check_health(steps.context)
+
+    assert failure == "CPMCS health check failed: CPMCS answered HTTP 503"
+
+
+@pytest.mark.parametrize(
+    ("flow", "operation"),
+    [
+        (event_device_reservation.FLOW, "reserveDevice"),
+        (event_device_outcome.FLOW, "postEventOutcome"),
+    ],
+)
+async def test_a_segment_goes_to_its_flows_operation_as_it_was_built(
+    flow: Any, operation: str
+) -> None:
+    steps = Steps()
+
+    assert await flow.send_segment(steps.cpmcs, b'{"deviceList":[]}') is None
+    assert steps.cpmcs.bodies == [(operation, b'{"deviceList":[]}')]
+
+
+async def test_a_segment_cpmcs_refuses_says_why() -> None:
+    steps = Steps(cpmcs={"reserveDevice": BusinessError("no such event", http_status=400)})
+
+    error = await event_device_reservation.send_segment(steps.cpmcs, b"{}")
+
+    assert error is not None and "no such event" in error
+
+
+async def test_a_file_sent_whole_is_acknowledged_success_once() -> None:
+    steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+
+    ack_error = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
+
+    assert ack_error is None
+    [sent] = steps.derms.sent
+    assert sent.operation == "deviceReservationAck"
+    response = ack_of(sent.body)
+    assert (response["id"], response["responseCode"]) == ("RSV-1", "SUCCESS")
+    assert response["value"] == "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)"
+    assert steps.errors.reported == []
+    assert steps.notices.sent == [
+        ("SUCCESS", "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)")
+    ]
+
+
+async def test_a_failed_file_is_acknowledged_failure_and_its_error_emailed() -> None:
+    steps = Steps(derms={"deviceOutcomeAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+
+    ack_error = await event_device_outcome.acknowledge(steps.context, OUTCOMES, FAILED)
+
+    assert ack_error is None
+    [sent] = steps.derms.sent
+    assert sent.operation == "deviceOutcomeAck"
+    assert ack_of(sent.body)["responseCode"] == "FAILURE"
+    assert ack_of(sent.body)["value"] == FAILED.failure
+    assert steps.errors.reported == [FAILED.failure]
+    assert steps.notices.sent == [("FAILURE", FAILED.failure)]
+
+
+async def test_an_ack_derms_will_not_take_is_tried_ack_attempts_times_then_emailed() -> None:
+    steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "FAILURE"}}})
+
+    ack_error = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
+
+    assert [sent.operation for sent in steps.derms.sent] == ["deviceReservationAck"] * 3
+    assert ack_error == (
+        "DERMS did not accept the acknowledgement after 3 tries: "
+        "DERMS answered deviceReservationAck with ackType FAILURE"
+    )
+    assert steps.errors.reported == [ack_error]
+    summary = "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)"
+    assert steps.notices.sent == [("FAILURE", f"{summary}\n{ack_error}")]
