@@ -137,11 +137,14 @@ def test_the_shipped_example_settings_are_refused_until_each_placeholder_is_repl
 def test_the_shipped_example_settings_pass_with_real_secrets(tmp_path: Path) -> None:
     from argon2 import PasswordHasher
 
+    # The example's key file is where a deployment keeps it; here, a file of the test's own.
+    oci_key = write(tmp_path / "oci_api_key.pem", "a PEM private key")
     text = (
         EXAMPLE.read_text(encoding="utf-8")
         .replace("change-me", "a-secret-of-the-utility")
         .replace(EXAMPLE_PASSWORD_HASH, PasswordHasher().hash("a caller's password"))
         .replace("0" * 64, hashlib.sha256(b"a scraper's token").hexdigest())
+        .replace("/etc/derms-bridge/oci_api_key.pem", str(oci_key))
     )
     config = example_settings(tmp_path, text)
 
