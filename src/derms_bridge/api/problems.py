@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
+from derms_bridge.schemas.problems import PROBLEM_JSON, field_path, problem_body
 
 
 def problem(
@@ -25,17 +25,6 @@ def problem(
     if errors is not None:
         body["errors"] = list(errors)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def field_path(location: Sequence[int | str]) -> str:
-    """("body", "enrollmentRequests", 0, "messageId") -> enrollmentRequests[0].messageId"""
-    parts = list(
-        location[1:] if location and location[0] in ("body", "query", "path") else location
-    )
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "body"
 
 
 def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
