@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from derms_bridge.sandbox.cpmcs_sim import PROGRAM_EVENT_PATH
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
 
@@ -122,15 +122,17 @@ async def test_a_scheduled_stage_cpmcs_holds_already_is_done_not_emailed(
 async def test_a_resubmit_after_the_create_reached_cpmcs_succeeds(
     hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
-    # CPMCS creates the event after the hub stopped waiting for its answer.
-    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 3500}).raise_for_status()
-    failed = await send(hub, stage_status("M-LATE", "SCHEDULED", event="E-LATE"))
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 502}).raise_for_status()
+    failed = await send(hub, stage_status("M-LOST", "SCHEDULED", event="E-LOST"))
     assert only_response(failed)["ackType"] == "FAILURE"
-    for _ in range(40):
-        if ("E-LATE", "S-1") in program_events(cpmcs_sim):
-            break
-        await asyncio.sleep(0.1)
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    # The create reached CPMCS after all (a gateway lost its answer, or another attempt
+    # got through): the program event is there when the operator resubmits.
+    created = stage_status("M-LOST", "SCHEDULED", event="E-LOST")
+    cpmcs_sim.post(
+        PROGRAM_EVENT_PATH,
+        json={"eventExternalIdentifier": created["eventId"], "externalIdentifier": "S-1"},
+    ).raise_for_status()
 
     resubmitted = await hub.client.post(
         f"/ops/instances/{failed.headers['X-Instance-Id']}/resubmit", auth=OPERATOR_AUTH
@@ -140,8 +142,11 @@ async def test_a_resubmit_after_the_create_reached_cpmcs_succeeds(
     new = resubmitted.json()
     assert new["status"] == "succeeded"
     assert new["reply"]["MsgAck"]["ackType"] == "SUCCESS"
-    assert program_events(cpmcs_sim)[("E-LATE", "S-1")]["history"] == ["X1SD"]
-    # The timeout was emailed once; the resubmit that found the event sent nothing.
+    assert new["reply"]["MsgAck"]["responses"]["response"][0]["value"] == (
+        "Program event E-LOST/S-1 already exists"
+    )
+    assert program_events(cpmcs_sim)[("E-LOST", "S-1")]["history"] == ["X1SD"]
+    # The first failure was emailed; the resubmit that found the event sends nothing.
     assert len(mailbox.wait_for(1)) == 1
     with pytest.raises(TimeoutError):
         mailbox.wait_for(2, timeout=0.5)
