@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -34,6 +33,7 @@ from derms_bridge.console.web import (
     is_htmx,
     render,
 )
+from derms_bridge.credentials import CredentialChecksBusy
 
 # The pages load nothing but their own script and stylesheet, and no site may frame them.
 SECURITY_HEADERS = {
@@ -98,8 +98,20 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             status_code=429,
             session=session,
         )
-    # argon2 takes tens of milliseconds of CPU on purpose; the event loop goes on meanwhile.
-    principal = await asyncio.to_thread(state.hub.authenticator.verify_password, username, password)
+    try:
+        principal = await state.hub.authenticator.check_password(username, password)
+    except CredentialChecksBusy:
+        return render(
+            request,
+            "login.html",
+            {
+                "error": "The hub is busy checking passwords. Try again in a moment.",
+                "next": target,
+                "username": username,
+            },
+            status_code=503,
+            session=session,
+        )
     if principal is None or principal.role != "operator":
         await state.throttle.failed(*throttle_keys)
         return render(
