@@ -59,6 +59,10 @@ class FileProgress:
     ack_error: str | None
 
 
+#: How deep a search may page: past this, narrow the search instead (a time window, a flow).
+MAX_OFFSET = 1_000_000
+
+
 @dataclass(frozen=True)
 class InstanceFilter:
     """Which instances to find: each criterion given narrows the selection."""

@@ -327,3 +327,14 @@ async def test_openapi_describes_the_file_routes_form(hub: HubUnderTest, route: 
     assert form["required"] == ["message", "file"]
     assert form["properties"]["message"]["type"] == "string"
     assert form["properties"]["file"]["contentMediaType"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775808", "1000001", "9" * 5000])
+async def test_an_offset_past_what_a_search_pages_to_is_a_problem(
+    hub: HubUnderTest, offset: str
+) -> None:
+    reply = await hub.client.get("/ops/instances", params={"offset": offset}, auth=OPERATOR_AUTH)
+
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.json()["errors"][0]["field"] == "offset"

@@ -634,3 +634,16 @@ async def test_no_page_shows_a_secret(
         assert rows["SMTP"][3].startswith("no")
         assert rows["CPMCS FTP server"][3].startswith("no")
         assert rows["CPMCS object storage"][3].startswith("no")
+
+
+@pytest.mark.parametrize("page", ["0", "-3", "x", "9" * 30, "9" * 5000])
+async def test_a_page_number_of_any_size_is_answered_with_a_page(
+    console: ConsoleUnderTest, page: str
+) -> None:
+    await enroll(console, "PAGE-BOUND")
+    await console.log_in()
+
+    reply = await console.client.get("/console/instances", params={"page": page})
+
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/html")

@@ -13,6 +13,7 @@ from derms_bridge.api.guard import guarded
 from derms_bridge.catalog import FlowInfo, flows_named
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 from derms_bridge.schemas.ops import (
+    MAX_OFFSET,
     HubProcessView,
     InstanceDetail,
     InstanceFilter,
@@ -39,7 +40,7 @@ async def list_instances(
     received_from: datetime | None = None,
     received_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InstancePage:
     """Newest first."""
     flows: list[FlowInfo] = []

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.schemas.ops import InstanceFilter
+from derms_bridge.schemas.ops import MAX_OFFSET, InstanceFilter
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 STATUSES = ("failed", "in_progress", "succeeded", "skipped")
@@ -48,7 +48,7 @@ class InstanceQuery:
             problems.append(f"there is no window {window!r}")
             window = ""
         page_text = text("page") or "1"
-        page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
+        page = _page_number(page_text)
         query = cls(
             flow=flow,
             status=status,
@@ -104,3 +104,15 @@ def _moment(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _page_number(text: str) -> int:
+    """The page asked for, within the pages a search may reach; 1 for anything else. A
+    number of more digits than the last page's is never turned into an int, which past
+    4,300 digits Python refuses and before that the database cannot page to."""
+    last_page = MAX_OFFSET // PAGE_SIZE
+    if not text.isdigit():
+        return 1
+    if len(text) > len(str(last_page)):
+        return last_page
+    return min(max(int(text), 1), last_page)
