@@ -870,3 +870,33 @@ async def test_an_upload_the_system_stops_taking_ends_as_a_timeout() -> None:
     assert caught.value.timed_out
     assert str(caught.value) == "DERMS default did not answer deviceScore within 3 s"
     assert calls.one().error == str(caught.value)
+
+
+# --- Redirects ------------------------------------------------------------------------------
+
+
+async def test_a_redirect_is_never_followed_so_the_body_goes_nowhere_else() -> None:
+    elsewhere_received: list[bytes] = []
+    elsewhere = FastAPI()
+
+    @elsewhere.post("/{path:path}")
+    async def keep(request: Request) -> Response:
+        elsewhere_received.append(await request.body())
+        return JSONResponse({"enrollmentId": "STOLEN"})
+
+    with ServerThread(elsewhere, name="another host") as other:
+        redirecting = FastAPI()
+
+        @redirecting.post(ENROLL_PATH)
+        async def redirect() -> Response:
+            return Response(status_code=307, headers={"Location": f"{other.url}/stolen"})
+
+        with ServerThread(redirecting, name="redirecting CPMCS") as server:
+            calls = Calls()
+            async with connected(connection_settings(server.url)) as c:
+                with pytest.raises(TechnicalFault) as caught:
+                    await CpmcsClient(c, calls).enroll_program(enroll_body("R-1"))
+
+    assert elsewhere_received == []
+    assert "redirect (HTTP 307), which the hub never follows" in str(caught.value)
+    assert calls.one().http_status == 307
