@@ -29,16 +29,23 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: The most field errors one problem lists; a last entry counts the rest.
+ERRORS_LISTED = 100
+
+
 def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
     errors = []
-    for error in exc.errors():
+    for error in found[:ERRORS_LISTED]:
         if error.get("type") == "json_invalid":
             message = f"malformed JSON: {error.get('ctx', {}).get('error', error['msg'])}"
             errors.append({"field": "body", "message": message})
             continue
         errors.append({"field": field_path(error["loc"]), "message": error["msg"]})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    if len(found) > ERRORS_LISTED:
+        errors.append({"field": "body", "message": f"and {len(found) - ERRORS_LISTED} more errors"})
     return problem(422, summary, errors=errors)
 
 

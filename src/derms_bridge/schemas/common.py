@@ -81,6 +81,16 @@ def _cpmcs_datetime(value: str) -> str:
 CpmcsDateTime = Annotated[str, AfterValidator(_cpmcs_datetime)]
 
 
+#: The most records one enrollment batch holds (DERMS sends tens; room for a backlog).
+MAX_BATCH_RECORDS = 1000
+
+#: The most assets one enrollment request names.
+MAX_ASSETS = 100
+
+#: The most items of any other list a message carries: CPMCS's own limit for one list.
+MAX_LIST_ITEMS = 2000
+
+
 class Wire(BaseModel):
     """A payload model: unknown fields ignored, names kept exactly as on the wire."""
 
@@ -122,7 +132,7 @@ class AckResponse(Wire):
 
 
 class AckResponses(Wire):
-    response: list[AckResponse]
+    response: list[AckResponse] = Field(max_length=MAX_LIST_ITEMS)
 
 
 class MsgAckBody(Wire):

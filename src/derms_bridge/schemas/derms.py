@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
-from derms_bridge.schemas.common import CpmcsDateTime, Wire
+from derms_bridge.schemas.common import MAX_ASSETS, MAX_BATCH_RECORDS, CpmcsDateTime, Wire
 
 EnrollmentSource = Literal["X1BY", "X1CC", "X1SS"]
 AssetOwnership = Literal["W1CO", "W1OW"]
@@ -57,7 +57,7 @@ class Asset(Wire):
 class AssetInfo(Wire):
     installationMethod: str | None = None
     assetOwnership: AssetOwnership | None = None
-    assetList: list[Asset] = Field(min_length=1)
+    assetList: list[Asset] = Field(min_length=1, max_length=MAX_ASSETS)
 
 
 class EnrollmentRequest(Wire):
@@ -79,4 +79,4 @@ class EnrollmentRequestMessage(Wire):
     the batch. The body's size limit (limits.max_json_body_bytes) bounds the records."""
 
     drmsInstanceId: str = Field(min_length=1, max_length=120)
-    enrollmentRequests: list[JsonValue] = Field(min_length=1)
+    enrollmentRequests: list[JsonValue] = Field(min_length=1, max_length=MAX_BATCH_RECORDS)

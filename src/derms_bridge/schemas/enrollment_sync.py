@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import PassThrough, Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, PassThrough, Wire
 
 
 class ContactInfo(PassThrough):
@@ -43,7 +43,9 @@ class SyncLocationInfo(PassThrough):
     servicePointId: str | None = None
     cisPremiseId: str | None = None
     cisServicePointId: str | None = None
-    controllableDevices: list[ControllableDevice] = Field(default_factory=list)
+    controllableDevices: list[ControllableDevice] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS
+    )
 
 
 class EnrollmentSyncDetails(PassThrough):

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import PassThrough, Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, PassThrough, Wire
 
 #: F1-SyncRequest's limit on syncRequestId (CPMCS field limits).
 SYNC_REQUEST_ID_MAX = 14
@@ -37,7 +37,7 @@ class ProgramRule(PassThrough):
     maxEvents: int | None = None
     # Hours may be fractional; a whole number stays an int on the way to DERMS.
     maxEventHours: int | float | None = None
-    weekDays: list[str] = Field(default_factory=list)
+    weekDays: list[str] = Field(default_factory=list, max_length=7)
     allowEventDays: str | None = None
 
 
@@ -45,7 +45,7 @@ class Program(PassThrough):
     programCode: str = Field(min_length=1)
     description: str | None = None
     division: str | None = None
-    rules: list[ProgramRule] = Field(default_factory=list)
+    rules: list[ProgramRule] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class ProgramRuleSyncDetails(Wire):
@@ -75,7 +75,7 @@ class Aggregator(PassThrough):
     status: str | None = None
     division: str | None = None
     # The contract leaves a contact's fields open: they go to DERMS as CPMCS sent them.
-    contacts: list[dict[str, Any]] = Field(default_factory=list)
+    contacts: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class AggregatorSyncDetails(Wire):
@@ -109,7 +109,7 @@ class DermsAckResponse(Wire):
 
 
 class DermsAckResponses(Wire):
-    response: list[DermsAckResponse] = Field(default_factory=list)
+    response: list[DermsAckResponse] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class DermsAckBody(Wire):

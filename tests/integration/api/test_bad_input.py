@@ -452,3 +452,36 @@ async def test_a_nul_character_is_refused_naming_its_field(
     problem = problem_of(reply, 422)
     assert f"{field} contains a NUL character" in problem["detail"]
     assert await instance_total(hub.client) == 0
+
+
+async def test_a_small_body_of_countless_records_is_refused_in_a_small_answer(
+    hub: HubUnderTest,
+) -> None:
+    body = '{"drmsInstanceId":"x","enrollmentRequests":[' + ",".join(["{}"] * 200_000) + "]}"
+
+    reply = await hub.client.post(
+        "/enroll-to-dacs",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        auth=DERMS_AUTH,
+    )
+
+    problem = problem_of(reply, 422)
+    assert problem["errors"][0]["field"] == "enrollmentRequests"
+    assert "at most 1000 items" in problem["errors"][0]["message"]
+    assert len(reply.content) < 2048
+    assert await instance_total(hub.client) == 0
+
+
+async def test_a_problem_lists_the_first_hundred_field_errors_and_counts_the_rest(
+    hub: HubUnderTest,
+) -> None:
+    # Each device misses what a device must hold: hundreds of errors.
+    message = {"dacsMessageId": "SR-BAD", "ackType": "SUCCESS", "devices": [{}] * 300}
+
+    reply = await hub.client.post("/enroll-ack-all-to-dacs", json=message, auth=DERMS_AUTH)
+
+    problem = problem_of(reply, 422)
+    assert len(problem["errors"]) == 101
+    assert problem["errors"][-1]["message"].startswith("and ")
+    assert problem["errors"][-1]["message"].endswith(" more errors")
