@@ -467,13 +467,13 @@ async def two_derms_hub(
 ) -> AsyncIterator[FileHub]:
     """The hub with a second DERMS, `north`, whose caller `derms-north` sends files."""
     connections = files_settings.connections
-    north = connections.derms["default"].model_copy(update={"base_url": north_derms_server.url})
+    north = {**connections.derms["default"].model_dump(), "base_url": north_derms_server.url}
     settings = Settings.model_validate(
         {
             **files_settings.model_dump(),
             "connections": {
                 "cpmcs": connections.cpmcs.model_dump(),
-                "derms": {**connections.model_dump()["derms"], "north": north.model_dump()},
+                "derms": {**connections.model_dump()["derms"], "north": north},
             },
             "callers": {
                 **{name: caller.model_dump() for name, caller in files_settings.callers.items()},
