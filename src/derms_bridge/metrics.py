@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -124,10 +125,11 @@ class MeteredFileStore(FileJobStore):
         job: ClaimedJob,
         owner: str,
         *,
+        ack: Any,
         ack_error: str | None,
         activities: Sequence[Activity],
     ) -> None:
-        await super().acknowledged(job, owner, ack_error=ack_error, activities=activities)
+        await super().acknowledged(job, owner, ack=ack, ack_error=ack_error, activities=activities)
         ended = await run_end(self._instances.engine, job.instance_id)
         if ended is not None:
             # A later run's time since receipt includes the wait for its resubmission.

@@ -161,8 +161,21 @@ class Caller(_Strict):
     token_sha256: SecretStr | None = Field(
         None, description="hex SHA-256 of a bearer token, made with `derms-bridge hash-token`"
     )
+    derms_connection: str | None = Field(
+        None,
+        description="for a DERMS caller: the `derms` connection that the acknowledgements of "
+        "the files it sends (flows 7, 8) go back to; unset: the Routing lookup's `*` row",
+    )
 
     _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
+
+    @model_validator(mode="after")
+    def _only_derms_sends_files(self) -> Caller:
+        if self.derms_connection is not None and self.role != "derms":
+            raise ValueError(
+                "derms_connection: only a caller of role derms sends files to acknowledge"
+            )
+        return self
 
     @model_validator(mode="after")
     def _has_a_credential(self) -> Caller:
@@ -471,6 +484,17 @@ class Settings(BaseSettings):
     file_stores: FileStorageSettings = FileStorageSettings()
     lookups_dir: Path = Path("config/lookups")
     console: WebConsole = WebConsole()
+
+    @model_validator(mode="after")
+    def _callers_name_known_derms_connections(self) -> Settings:
+        known = self.connections.derms
+        for name, caller in self.callers.items():
+            if caller.derms_connection is not None and caller.derms_connection not in known:
+                raise ValueError(
+                    f"callers.{name}.derms_connection: {caller.derms_connection!r} is not a "
+                    f"DERMS connection (connections.derms: {', '.join(known)})"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -439,7 +439,7 @@ def test_a_segment_cpmcs_refuses_fails_the_file_and_the_resend_completes_it(
 
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
     again = send_file(port, reservation("RSV-500"), csv_file)
-    assert again == {"instanceId": instance_id, "resumed": True}
+    assert again == {"instanceId": instance_id, "resumed": True, "acknowledgedAgain": False}
     wait_for(lambda: len(acks(derms_sim)) == 2, 20, "no second acknowledgement", processes)
     detail = wait_for(finished(port, instance_id), 10, "the resend was not recorded", processes)
 

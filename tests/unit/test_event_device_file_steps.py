@@ -118,11 +118,13 @@ async def test_a_segment_cpmcs_refuses_says_why() -> None:
 async def test_a_file_sent_whole_is_acknowledged_success_once() -> None:
     steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
 
-    ack_error = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
+    acknowledged = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
 
-    assert ack_error is None
+    assert acknowledged.error is None
     [sent] = steps.derms.sent
     assert sent.operation == "deviceReservationAck"
+    assert sent.body is not None
+    assert acknowledged.msg_ack == sent.body.model_dump(mode="json", exclude_none=True)
     response = ack_of(sent.body)
     assert (response["id"], response["responseCode"]) == ("RSV-1", "SUCCESS")
     assert response["value"] == "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)"
@@ -135,9 +137,9 @@ async def test_a_file_sent_whole_is_acknowledged_success_once() -> None:
 async def test_a_failed_file_is_acknowledged_failure_and_its_error_emailed() -> None:
     steps = Steps(derms={"deviceOutcomeAck": {"MsgAck": {"ackType": "SUCCESS"}}})
 
-    ack_error = await event_device_outcome.acknowledge(steps.context, OUTCOMES, FAILED)
+    acknowledged = await event_device_outcome.acknowledge(steps.context, OUTCOMES, FAILED)
 
-    assert ack_error is None
+    assert acknowledged.error is None
     [sent] = steps.derms.sent
     assert sent.operation == "deviceOutcomeAck"
     assert ack_of(sent.body)["responseCode"] == "FAILURE"
@@ -149,7 +151,7 @@ async def test_a_failed_file_is_acknowledged_failure_and_its_error_emailed() -> 
 async def test_an_ack_derms_will_not_take_is_tried_ack_attempts_times_then_emailed() -> None:
     steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "FAILURE"}}})
 
-    ack_error = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
+    ack_error = (await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)).error
 
     assert [sent.operation for sent in steps.derms.sent] == ["deviceReservationAck"] * 3
     assert ack_error == (
@@ -159,3 +161,44 @@ async def test_an_ack_derms_will_not_take_is_tried_ack_attempts_times_then_email
     assert steps.errors.reported == [ack_error]
     summary = "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)"
     assert steps.notices.sent == [("FAILURE", f"{summary}\n{ack_error}")]
+
+
+@pytest.mark.parametrize(
+    ("flow", "operation"),
+    [
+        (event_device_reservation, "deviceReservationAck"),
+        (event_device_outcome, "deviceOutcomeAck"),
+    ],
+)
+async def test_an_acknowledgement_goes_again_as_it_went_with_no_other_email(
+    flow: Any, operation: str
+) -> None:
+    first = Steps(derms={operation: {"MsgAck": {"ackType": "SUCCESS"}}})
+    recorded = (await flow.acknowledge(first.context, OUTCOMES, FAILED)).msg_ack
+    again = Steps(derms={operation: {"MsgAck": {"ackType": "SUCCESS"}}})
+
+    ack_error = await flow.acknowledge_again(again.context, recorded)
+
+    assert ack_error is None
+    [sent] = again.derms.sent
+    assert sent.operation == operation
+    assert sent.body is not None
+    assert sent.body.model_dump(mode="json", exclude_none=True) == recorded
+    assert (again.errors.reported, again.notices.sent) == ([], [])
+
+
+async def test_an_acknowledgement_derms_will_not_take_again_is_emailed() -> None:
+    first = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+    recorded = (
+        await event_device_reservation.acknowledge(first.context, RESERVATION, SENT)
+    ).msg_ack
+    again = Steps(derms={"deviceReservationAck": TechnicalFault("DERMS answered HTTP 503")})
+
+    ack_error = await event_device_reservation.acknowledge_again(again.context, recorded)
+
+    assert ack_error == (
+        "DERMS did not accept the acknowledgement after 3 tries: DERMS answered HTTP 503"
+    )
+    assert len(again.derms.sent) == 3
+    assert again.errors.reported == [ack_error]
+    assert again.notices.sent == []

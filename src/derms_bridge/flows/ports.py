@@ -244,6 +244,15 @@ class FileOutcome:
 
 
 @dataclass(frozen=True)
+class Acknowledgement:
+    """The MsgAck a file job's run sent DERMS, as JSON as it went, kept to be sent again as
+    it was; and why DERMS did not take it, if so."""
+
+    msg_ack: Any
+    error: str | None
+
+
+@dataclass(frozen=True)
 class FileFlow(Generic[Message]):
     """A flow that takes a JSON message and a CSV file, sends the file's rows to CPMCS in
     segments, and acknowledges the whole file to DERMS once (flows 7 and 8). The engine
@@ -263,9 +272,11 @@ class FileFlow(Generic[Message]):
     #: refused it, or None.
     segment_request: Callable[[Message, list[CsvRow], Lookups], Mapping[str, Any]]
     send_segment: Callable[[CpmcsSegmentApi, bytes], Awaitable[str | None]]
-    #: Steps 4 and 5: the one acknowledgement to DERMS and the emails; why DERMS did not
-    #: take the acknowledgement, or None.
-    acknowledge: Callable[[FileJobContext, Message, FileOutcome], Awaitable[str | None]]
+    #: Steps 4 and 5: the one acknowledgement to DERMS and the emails.
+    acknowledge: Callable[[FileJobContext, Message, FileOutcome], Awaitable[Acknowledgement]]
+    #: A run's acknowledgement (its MsgAck as it went) sent to DERMS again; why DERMS did
+    #: not take it, or None.
+    acknowledge_again: Callable[[FileJobContext, Any], Awaitable[str | None]]
     route: str
     #: Rows of plain text (printable ASCII; no quote, backslash or comma in a field, so that
     #: each field is JSON as it stands): the regular expression of one such row that

@@ -57,6 +57,9 @@ class FileProgress:
     rows_sent: int
     segment_errors: list[str]
     ack_error: str | None
+    #: The DERMS connection the file's acknowledgements go to (None: the Routing lookup's
+    #: `*` row, for a file received before the hub recorded it).
+    derms_connection: str | None
 
 
 #: How deep a search may page: past this, narrow the search instead (a time window, a flow).

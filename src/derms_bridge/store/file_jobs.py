@@ -55,6 +55,8 @@ class NewFile:
     message: Any
     keys: Sequence[tuple[str, str]]
     resubmit_of: str | None
+    #: Where the file's acknowledgements go: the DERMS connection that sent it.
+    derms_connection: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class ClaimedJob:
     run: int
     total_rows: int
     total_segments: int
+    derms_connection: str | None
+    #: The MsgAck the run sent, as it went (acking_again).
+    ack: Any | None
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,7 @@ class FileJobStore:
                     run=1,
                     total_rows=rows,
                     total_segments=count,
+                    derms_connection=file.derms_connection,
                     updated_at=utcnow(),
                 )
             )
@@ -260,6 +266,7 @@ class FileJobStore:
                     run=1,
                     total_rows=0,
                     total_segments=0,
+                    derms_connection=file.derms_connection,
                     updated_at=utcnow(),
                 )
             )
@@ -283,7 +290,7 @@ class FileJobStore:
         """A job whose health check or acknowledgement is due, and free or abandoned."""
         now = utcnow()
         due = and_(
-            FileJobRow.state.in_(("queued", "acking")),
+            FileJobRow.state.in_(("queued", "acking", "acking_again")),
             or_(FileJobRow.lease_until.is_(None), FileJobRow.lease_until < now),
         )
         async with self._instances.writing() as connection:
@@ -301,6 +308,8 @@ class FileJobStore:
                     FileJobRow.run,
                     FileJobRow.total_rows,
                     FileJobRow.total_segments,
+                    FileJobRow.derms_connection,
+                    FileJobRow.ack,
                 ),
             )
         return ClaimedJob(**claimed._mapping) if claimed is not None else None
@@ -438,10 +447,44 @@ class FileJobStore:
         job: ClaimedJob,
         owner: str,
         *,
+        ack: Any,
         ack_error: str | None,
         activities: Sequence[Activity],
     ) -> None:
-        """The run is over: the job done, the instance succeeded or failed."""
+        """The run is over: the job done with the MsgAck it sent, the instance succeeded
+        or failed."""
+        await self._close(job, owner, ack_error, activities, ack=ack)
+
+    async def acknowledged_again(
+        self, job: ClaimedJob, owner: str, *, ack_error: str | None, activities: Sequence[Activity]
+    ) -> None:
+        """The run's acknowledgement went again: the job done, the instance succeeded or
+        failed as DERMS took it this time."""
+        await self._close(job, owner, ack_error, activities)
+
+    async def acknowledge_again(self, instance_id: str) -> bool:
+        """Make due the sending again of a finished run's acknowledgement, as it was sent.
+        False when the job's run is not finished, or sent none."""
+        async with self._instances.writing() as connection:
+            due = await connection.execute(
+                update(FileJobRow)
+                .where(
+                    FileJobRow.instance_id == instance_id,
+                    FileJobRow.state == "done",
+                    FileJobRow.ack.is_not(None),
+                )
+                .values(state="acking_again", owner=None, lease_until=None, updated_at=utcnow())
+            )
+        return bool(due.rowcount)
+
+    async def _close(
+        self,
+        job: ClaimedJob,
+        owner: str,
+        ack_error: str | None,
+        activities: Sequence[Activity],
+        **recorded: Any,
+    ) -> None:
         now = utcnow()
         succeeded = job.outcome == "SUCCESS" and ack_error is None
         async with self._instances.writing() as connection:
@@ -452,6 +495,7 @@ class FileJobStore:
                 state="done",
                 ack_error=ack_error,
                 updated_at=now,
+                **recorded,
             )
             if not closed:
                 # The claim was lost (its lease ran out): whoever holds it now finishes.
@@ -563,6 +607,7 @@ class FileJobStore:
                 f"segment {seq} (from line {line}): {error}" for seq, line, error in errors
             ],
             ack_error=job.ack_error,
+            derms_connection=job.derms_connection,
         )
 
 

@@ -111,7 +111,8 @@ class FileJobRow(Base):
     flow: Mapped[str] = mapped_column(String(64))
     message: Mapped[Any] = mapped_column(JSON)
     #: queued (health check next), running (segments going), failing (a segment failed:
-    #: no new ones go), acking (the one acknowledgement is due), done.
+    #: no new ones go), acking (the one acknowledgement is due), done, acking_again (the
+    #: run's acknowledgement is to go to DERMS again, as it was sent).
     state: Mapped[str] = mapped_column(String(16), index=True)
     outcome: Mapped[str | None] = mapped_column(String(8))
     failure: Mapped[str | None] = mapped_column(Text)
@@ -122,6 +123,10 @@ class FileJobRow(Base):
     owner: Mapped[str | None] = mapped_column(String(80))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ack_error: Mapped[str | None] = mapped_column(Text)
+    #: The DERMS connection the file's acknowledgements go to: the one that sent it.
+    derms_connection: Mapped[str | None] = mapped_column(String(80))
+    #: The run's MsgAck as it went to DERMS, to send again as it was.
+    ack: Mapped[Any | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

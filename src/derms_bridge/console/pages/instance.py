@@ -1,4 +1,5 @@
-"""An instance: its payload, reply, activities and error, and resubmitting it."""
+"""An instance: its payload, reply, activities and error, resubmitting it, and sending a
+file run's acknowledgement again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.responses import HTMLResponse, Response
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
+from derms_bridge.engine.operations import NoAcknowledgementToSend
 from derms_bridge.engine.redaction import Redactor, mask_secret_fields
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 
@@ -68,3 +70,17 @@ async def resubmit(
             "error": state.redact(outcome.error) if outcome.error else None,
         },
     )
+
+
+@router.post("/instances/{instance_id}/acknowledgement", response_class=HTMLResponse)
+async def acknowledge_again(
+    request: Request, instance_id: str, state: StateDep, operator: OperatorDep
+) -> Response:
+    """A finished file run's acknowledgement to DERMS again, as the ops API's."""
+    try:
+        await state.hub.operations.acknowledge_again(instance_id)
+    except InstanceNotFound as exc:
+        return render(request, "_acknowledged_again.html", {"refused": str(exc)}, status_code=404)
+    except NoAcknowledgementToSend as exc:
+        return render(request, "_acknowledged_again.html", {"refused": str(exc)}, status_code=409)
+    return render(request, "_acknowledged_again.html", {"instance_id": instance_id})

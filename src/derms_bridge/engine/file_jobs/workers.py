@@ -6,7 +6,10 @@ comes due, under leases.
    `segments.parallelism` at a time (step 3, sending.py); a segment that fails stops the
    others.
 3. Whoever records the last segment makes the acknowledgement due; a worker claims it and
-   runs its flow's acknowledgement and emails (steps 4 and 5).
+   runs its flow's acknowledgement and emails (steps 4 and 5), to the DERMS connection
+   that sent the file, and keeps the MsgAck as it went.
+4. A finished run's acknowledgement made due again (DERMS resent the file, or an operator
+   asked) goes again as it was kept.
 What each step does and sends is the flow's (flows/event_device_reservation.py,
 flows/event_device_outcome.py); a step's calls are recorded as its instance's
 activities. A process that dies leaves leases that run out, and another worker takes over.
@@ -119,15 +122,17 @@ class FileWorker:
         return message
 
     def _context(
-        self, flow: FileFlow[Any], instance_id: str, message: BaseModel, calls: _Activities
+        self, flow: FileFlow[Any], job: ClaimedJob, message: BaseModel, calls: _Activities
     ) -> FileJobContext:
         """What the job's flow runs a step against; the step's calls go to `calls`."""
         emails = _JobEmails(
-            self._errors, self._notifier, flow.info, instance_id, flow.business_keys(message)
+            self._errors, self._notifier, flow.info, job.instance_id, flow.business_keys(message)
         )
         return FileJobContext(
             cpmcs=CpmcsClient(self._cpmcs, calls.observe),
-            derms=DermsClient(self._derms, self._lookups(), calls.observe),
+            derms=DermsClient(
+                self._derms, self._lookups(), calls.observe, connection=job.derms_connection
+            ),
             errors=emails,
             notices=emails,
             ack_attempts=self._settings.ack_attempts,
@@ -145,6 +150,8 @@ class FileWorker:
             ):
                 if job.state == "queued":
                     await self._check_health(job)
+                elif job.state == "acking_again":
+                    await self._acknowledge_again(job)
                 else:
                     await self._acknowledge(job)
         return did
@@ -154,7 +161,7 @@ class FileWorker:
         flow = FILE_FLOWS[job.flow]
         message = self._message(flow, job.instance_id, job.message)
         calls = _Activities()
-        failure = await flow.check_health(self._context(flow, job.instance_id, message, calls))
+        failure = await flow.check_health(self._context(flow, job, message, calls))
         await self._files.add_activities(job.instance_id, calls.entries)
         if failure is not None:
             await self._files.fail_before_sending(job.instance_id, self.name, failure)
@@ -212,9 +219,24 @@ class FileWorker:
             run=job.run,
         )
         calls = _Activities()
-        context = self._context(flow, job.instance_id, message, calls)
-        ack_error = await flow.acknowledge(context, message, outcome)
+        context = self._context(flow, job, message, calls)
+        acknowledgement = await flow.acknowledge(context, message, outcome)
         await self._files.acknowledged(
+            job,
+            self.name,
+            ack=acknowledgement.msg_ack,
+            ack_error=acknowledgement.error,
+            activities=calls.entries,
+        )
+        self._messages.pop(job.instance_id, None)
+
+    async def _acknowledge_again(self, job: ClaimedJob) -> None:
+        """A finished run's MsgAck, as it went, to DERMS again; nothing else is sent."""
+        flow = FILE_FLOWS[job.flow]
+        message = self._message(flow, job.instance_id, job.message)
+        calls = _Activities()
+        ack_error = await flow.acknowledge_again(self._context(flow, job, message, calls), job.ack)
+        await self._files.acknowledged_again(
             job, self.name, ack_error=ack_error, activities=calls.entries
         )
         self._messages.pop(job.instance_id, None)
