@@ -50,12 +50,25 @@ class TechnicalFault(FlowError):
         http_status: int | None = None,
         unreachable: bool = False,
         timed_out: bool = False,
+        answer_lost: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.unreachable = unreachable
         self.timed_out = timed_out
+        #: The request may have reached the target, which may have acted on it: its answer
+        #: never came (a read timeout, a connection broken during the call).
+        self.answer_lost = answer_lost
+
+    @property
+    def passing(self) -> bool:
+        """A fault that may pass if the call is tried again: no answer (a timeout, a
+        connection refused, reset or broken), 429 Too Many Requests, or a 5xx."""
+        status = self.http_status
+        if status is None:
+            return self.unreachable or self.timed_out
+        return status == 429 or status >= 500
 
 
 class ConfigurationError(FlowError):

@@ -222,6 +222,21 @@ class Limits(_Strict):
 CPMCS_LIST_LIMIT = 2000
 
 
+class SegmentRetry(_Strict):
+    """How a segment whose call fails for a passing reason (no answer, 429, 5xx) is tried
+    again, with backoff and jitter, before its file fails."""
+
+    attempts: int = Field(
+        5, ge=1, le=20, description="tries of a segment's call, the first included (1: none again)"
+    )
+    seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="no try starts later than this after the first one failed",
+    )
+
+
 class Segments(_Strict):
     """How the file flows (7, 8) cut a file and send it."""
 
@@ -237,6 +252,7 @@ class Segments(_Strict):
     )
     poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for work")
     ack_attempts: int = Field(5, ge=1, le=20, description="tries of DERMS's acknowledgement")
+    retry: SegmentRetry = Field(default_factory=SegmentRetry)
     max_file_bytes: int = Field(2 * 1024**3, ge=1024, description="the largest CSV accepted")
 
 

@@ -211,11 +211,13 @@ class HttpConnection:
             raise TechnicalFault(
                 f"{self.system} did not answer {operation} within {self.read_timeout:g} s",
                 timed_out=True,
+                answer_lost=True,
             ) from None
         except aiohttp.ClientError as exc:
             raise TechnicalFault(
                 f"{self.system} broke the connection during {operation}: {_reason(exc)}",
                 unreachable=True,
+                answer_lost=True,
             ) from None
 
     async def upload(

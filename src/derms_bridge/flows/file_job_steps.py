@@ -33,10 +33,16 @@ async def check_cpmcs_health(ctx: FileJobContext) -> str | None:
 
 async def send_segment(cpmcs: CpmcsSegmentApi, operation: str, body: bytes) -> str | None:
     """Step 3 for one segment: its body to CPMCS's `operation`. Why CPMCS refused it, if it
-    did: an HTTP error on any segment is the file's FAILURE, which the acknowledgement's
-    error email names, once."""
+    did: a refusal (a 4xx, a business error) of any segment is the file's FAILURE, which the
+    acknowledgement's error email names, once. A passing fault (no answer, 429, a 5xx) is
+    raised as it came, for the engine to try the segment again (`segments.retry`) before
+    the file fails."""
     try:
         await cpmcs.send_json(operation, body)
+    except TechnicalFault as fault:
+        if fault.passing:
+            raise
+        return str(fault)
     except FlowError as refused:
         return str(refused)
     return None
@@ -45,9 +51,11 @@ async def send_segment(cpmcs: CpmcsSegmentApi, operation: str, body: bytes) -> s
 def run_summary(outcome: FileOutcome, segment_operation: str) -> str:
     """What the acknowledgement and the emails say of the run."""
     if outcome.succeeded:
+        again = outcome.segments_sent_again
         return (
             f"{outcome.rows} rows in {outcome.segments} segments taken by CPMCS "
-            f"{segment_operation} (run {outcome.run})"
+            f"{segment_operation} (run {outcome.run}); "
+            f"{again} {'segment' if again == 1 else 'segments'} sent more than once"
         )
     return outcome.failure or "the file was not sent"
 

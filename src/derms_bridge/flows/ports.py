@@ -237,6 +237,9 @@ class FileOutcome:
     rows: int
     segments: int
     run: int
+    #: Segments that went to CPMCS again when it may have had them already (delivery is
+    #: at least once per segment: docs/operations.md).
+    segments_sent_again: int
 
     @property
     def code(self) -> Literal["SUCCESS", "FAILURE"]:
@@ -269,7 +272,7 @@ class FileFlow(Generic[Message]):
     check_health: Callable[[FileJobContext], Awaitable[str | None]]
     #: Step 3: a segment's body (built as the segment goes, from its rows kept as CSV, so
     #: that the intake only checks them) and its call to CPMCS, which returns why CPMCS
-    #: refused it, or None.
+    #: refused it, or None, and raises a passing TechnicalFault, which the engine tries again.
     segment_request: Callable[[Message, list[CsvRow], Lookups], Mapping[str, Any]]
     send_segment: Callable[[CpmcsSegmentApi, bytes], Awaitable[str | None]]
     #: Steps 4 and 5: the one acknowledgement to DERMS and the emails.

@@ -55,6 +55,10 @@ class FileProgress:
     total_rows: int
     segments: dict[str, int]
     rows_sent: int
+    #: Segments sent to CPMCS again when it may have had them already (delivery is at
+    #: least once per segment): claimed again after a lease ran out while sending, or
+    #: tried again after a try whose answer was lost.
+    segments_sent_again: int
     segment_errors: list[str]
     ack_error: str | None
     #: The DERMS connection the file's acknowledgements go to (None: the Routing lookup's

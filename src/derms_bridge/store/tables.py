@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -148,6 +150,9 @@ class SegmentRow(Base):
     #: pending, sending (claimed under a lease), accepted, failed.
     status: Mapped[str] = mapped_column(String(12), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Sent again when CPMCS may have had it already: claimed again after a claim whose
+    #: lease ran out while sending, or tried again after a try whose answer was lost.
+    sent_again: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     owner: Mapped[str | None] = mapped_column(String(80))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)

@@ -26,7 +26,7 @@ from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
-from derms_bridge.settings import Caller, Segments, Settings
+from derms_bridge.settings import Caller, SegmentRetry, Segments, Settings
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
 from tests.csv_files import (
     OUTCOME_HEADER,
@@ -43,8 +43,8 @@ HEALTH_CHECK = "/rest/apis/common/healthCheck"
 
 
 class FileHub:
-    """The hub with small segments, one at a time so that a failure lands where a test
-    puts it, and a worker the test runs step by step."""
+    """The hub with small segments, one at a time and never tried again so that a failure
+    lands where a test puts it, and a worker the test runs step by step."""
 
     def __init__(self, hub: Hub, client: httpx.AsyncClient) -> None:
         self.hub = hub
@@ -113,7 +113,13 @@ def files_settings(
         derms_server.url,
         mailbox,
         callers,
-        segments=Segments(size=100, parallelism=1, lease_seconds=30, ack_attempts=2),
+        segments=Segments(
+            size=100,
+            parallelism=1,
+            lease_seconds=30,
+            ack_attempts=2,
+            retry=SegmentRetry(attempts=1),
+        ),
     )
 
 
@@ -308,6 +314,120 @@ async def test_a_failed_segment_stops_the_rest_and_a_resend_completes_the_file(
     assert detail["attempts"] == 2
     assert detail["file"]["run"] == 2
     assert detail["file"]["rows_sent"] == 500
+
+
+def with_segments(settings: Settings, **segments: Any) -> Settings:
+    return settings.model_copy(update={"segments": settings.segments.model_copy(update=segments)})
+
+
+def reserve_device_calls(cpmcs_sim: httpx.Client) -> int:
+    """reserveDevice calls that reached CPMCS, those it failed included."""
+    calls: dict[str, int] = cpmcs_sim.get("/_sim/state/calls").json()
+    return calls.get(RESERVE_DEVICE_PATH, 0)
+
+
+def reserve_device_statuses(detail: dict[str, Any]) -> list[int | None]:
+    return [a["http_status"] for a in detail["activities"] if a["operation"] == "reserveDevice"]
+
+
+async def test_segments_cpmcs_fails_now_and_then_are_tried_again_and_the_file_succeeds(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    # A seeded 5% of reserveDevice calls fail with 500, the health check never; the
+    # segments are tried again as the defaults say, four in flight.
+    settings = with_segments(files_settings, size=20, parallelism=4, retry=SegmentRetry())
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"error_rate": 0.05, "error_seed": 12, "error_rate_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    rows, segments = 3000, 150
+
+    async with serving_files(settings, default_lookups) as files_hub:
+        reply = await files_hub.send(
+            RESERVATION, reservation("RSV-RETRY"), write_reservation_csv(tmp_path / "r.csv", rows)
+        )
+        await files_hub.drain()
+        detail = await files_hub.detail(reply.json()["instanceId"])
+
+    failed_calls = reserve_device_calls(cpmcs_sim) - segments
+    assert failed_calls > 0, "no call failed: the test shows nothing"
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (rows, 0, segments)
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "SUCCESS", ack
+    assert only_response(ack)["value"] == (
+        f"{rows} rows in {segments} segments taken by CPMCS reserveDevice (run 1); "
+        "0 segments sent more than once"
+    )
+    assert detail["status"] == "succeeded"
+    assert detail["file"]["segments"]["accepted"] == segments
+    assert detail["file"]["segments_sent_again"] == 0
+    statuses = reserve_device_statuses(detail)
+    assert (statuses.count(500), statuses.count(200)) == (failed_calls, segments)
+
+
+async def test_a_segment_failing_every_try_fails_the_file_after_retry_attempts(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    settings = with_segments(files_settings, retry=SegmentRetry(attempts=3))
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 503, "fail_calls": [2, 3, 4], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+
+    async with serving_files(settings, default_lookups) as files_hub:
+        reply = await files_hub.send(
+            RESERVATION, reservation("RSV-GIVE-UP"), write_reservation_csv(tmp_path / "r.csv", 300)
+        )
+        await files_hub.drain()
+        detail = await files_hub.detail(reply.json()["instanceId"])
+
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert only_response(ack)["value"] == (
+        "segment 2 (lines 102-201): CPMCS answered HTTP 503 to reserveDevice (3 tries)"
+    )
+    assert detail["status"] == "failed"
+    assert detail["file"]["segments"] == {"pending": 1, "sending": 0, "accepted": 1, "failed": 1}
+    assert reserve_device_statuses(detail) == [200, 503, 503, 503]
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+async def test_a_segment_cpmcs_refuses_with_a_4xx_is_not_tried_again(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+    status: int,
+) -> None:
+    settings = with_segments(files_settings, retry=SegmentRetry())
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": status, "fail_calls": [2], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+
+    async with serving_files(settings, default_lookups) as files_hub:
+        reply = await files_hub.send(
+            RESERVATION, reservation("RSV-4XX"), write_reservation_csv(tmp_path / "r.csv", 300)
+        )
+        await files_hub.drain()
+        detail = await files_hub.detail(reply.json()["instanceId"])
+
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert f"HTTP {status}" in only_response(ack)["value"]
+    assert "tries" not in only_response(ack)["value"]
+    assert reserve_device_calls(cpmcs_sim) == 2
+    assert reserve_device_statuses(detail) == [200, status]
 
 
 async def test_resubmit_sends_only_what_cpmcs_has_not_taken(
