@@ -1,0 +1,208 @@
+"""What the simulated CPMCS keeps in memory: enrollments, program events, the devices
+reserved and the outcomes posted per event, the calls made and the bodies received."""
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    enrollment_id: str
+    transaction_id: str
+    status: str
+    body: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "enrollmentId": self.enrollment_id,
+            "transactionId": self.transaction_id,
+            "status": self.status,
+            "body": self.body,
+        }
+
+
+class DeviceLedger:
+    """Device entries kept once per (event, nicId, headEndSystem), the last one received winning.
+
+    The totals grow as entries arrive, so that a summary costs the same for ten devices as for
+    a million. Not locked: CpmcsState holds its lock around every use.
+    """
+
+    def __init__(self) -> None:
+        # event id -> (nicId, headEndSystem) -> (times received, last entry received)
+        self._by_event: dict[str, dict[tuple[str, str], tuple[int, dict[str, Any]]]] = {}
+        self._devices = 0
+        self._received = 0
+        self._calls = 0
+
+    def keep(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Keeps the (event id, entry) pairs of one call."""
+        self._calls += 1
+        for event_id, entry in entries:
+            devices = self._by_event.setdefault(event_id, {})
+            key = (entry["nicId"], entry["headEndSystem"])
+            earlier = devices.get(key)
+            if earlier is None:
+                self._devices += 1
+            devices[key] = (1 if earlier is None else earlier[0] + 1, entry)
+            self._received += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "devices": self._devices,
+            "received": self._received,
+            "duplicates": self._received - self._devices,
+            "calls": self._calls,
+            "events": {event_id: len(devices) for event_id, devices in self._by_event.items()},
+        }
+
+    def entries(self, event_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` entries kept, of one event or of all, in the order first received."""
+        kept: Iterator[tuple[int, dict[str, Any]]]
+        if event_id is None:
+            kept = chain.from_iterable(devices.values() for devices in self._by_event.values())
+        else:
+            kept = iter(self._by_event.get(event_id, {}).values())
+        return [dict(entry, timesReceived=times) for times, entry in islice(kept, limit)]
+
+
+#: The calls whose device entries CPMCS keeps in a ledger of their own, by the ledger's name.
+Ledger = Literal["reservations", "outcomes"]
+LEDGERS: tuple[Ledger, ...] = ("reservations", "outcomes")
+
+
+class CpmcsState:
+    """Everything the simulated CPMCS remembers; safe to read from another thread."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._lock = threading.Lock()
+        # Seeded so that a replayed run hands out the same enrollment ids.
+        self._id_source = random.Random(seed)  # noqa: S311
+        self._enrollments_by_transaction: dict[str, Enrollment] = {}
+        self._enrollment_ids: set[str] = set()
+        self._calls: Counter[str] = Counter()
+        self._received: dict[str, list[dict[str, Any]]] = {}
+        self._program_events: dict[tuple[str, str], dict[str, Any]] = {}
+        self._ledgers = {ledger: DeviceLedger() for ledger in LEDGERS}
+
+    def reserve_devices(self, body: dict[str, Any], devices: list[dict[str, Any]]) -> None:
+        """Keeps one reserveDevice call; each device entry carries the event's fields."""
+        event_fields = {
+            name: body.get(name)
+            for name in ("eventExternalIdentifier", "eventStartDateTime", "eventEndDateTime")
+        }
+        event_id = body["eventExternalIdentifier"]
+        with self._lock:
+            self._ledgers["reservations"].keep(
+                (event_id, event_fields | device) for device in devices
+            )
+
+    def post_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
+        """Keeps one postEventOutcome call; an outcome names its own event."""
+        with self._lock:
+            self._ledgers["outcomes"].keep(
+                (outcome["eventExternalIdentifier"], outcome) for outcome in outcomes
+            )
+
+    def ledger_summary(self, ledger: Ledger) -> dict[str, Any]:
+        with self._lock:
+            return self._ledgers[ledger].summary()
+
+    def ledger_entries(
+        self, ledger: Ledger, event_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._ledgers[ledger].entries(event_id, limit)
+
+    def keep(self, kind: str, body: dict[str, Any]) -> None:
+        """Keeps a request body under `kind` (acknowledgements, sync-requests, ...)."""
+        with self._lock:
+            self._received.setdefault(kind, []).append(body)
+
+    def received(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._received.get(kind, []))
+
+    def create_program_event(self, key: tuple[str, str], body: dict[str, Any]) -> bool:
+        """Keeps a new program event SCHEDULED; False when it exists already."""
+        with self._lock:
+            if key in self._program_events:
+                return False
+            self._program_events[key] = {
+                "eventExternalIdentifier": key[0],
+                "externalIdentifier": key[1],
+                "status": "X1SD",
+                "history": ["X1SD"],
+                "created": body,
+            }
+            return True
+
+    def act_on_program_event(self, key: tuple[str, str], action: str, reason: str | None) -> bool:
+        """Moves a program event to `action`; False when there is no such event."""
+        with self._lock:
+            event = self._program_events.get(key)
+            if event is None:
+                return False
+            event["status"] = action
+            event["history"].append(action)
+            if reason:
+                event["cancelReason"] = reason
+            return True
+
+    def program_events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                dict(event, history=list(event["history"]))
+                for event in self._program_events.values()
+            ]
+
+    def enroll(self, transaction_id: str, body: dict[str, Any]) -> tuple[Enrollment, bool]:
+        """Keeps a new PENDING enrollment, or returns the one the transaction already made.
+
+        The flag says whether the enrollment is new.
+        """
+        with self._lock:
+            existing = self._enrollments_by_transaction.get(transaction_id)
+            if existing is not None:
+                return existing, False
+            enrollment = Enrollment(
+                enrollment_id=self._new_enrollment_id(),
+                transaction_id=transaction_id,
+                status="PENDING",
+                body=body,
+            )
+            self._enrollments_by_transaction[transaction_id] = enrollment
+            return enrollment, True
+
+    def _new_enrollment_id(self) -> str:
+        while True:
+            candidate = str(self._id_source.randrange(10**11, 10**12))
+            if candidate not in self._enrollment_ids:
+                self._enrollment_ids.add(candidate)
+                return candidate
+
+    def enrollments(self) -> list[Enrollment]:
+        with self._lock:
+            return list(self._enrollments_by_transaction.values())
+
+    def count_call(self, path: str) -> None:
+        with self._lock:
+            self._calls[path] += 1
+
+    def calls(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._calls)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._enrollments_by_transaction.clear()
+            self._enrollment_ids.clear()
+            self._calls.clear()
+            self._received.clear()
+            self._program_events.clear()
+            self._ledgers = {ledger: DeviceLedger() for ledger in LEDGERS}
