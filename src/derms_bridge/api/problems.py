@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from derms_bridge.api.refusals import keep_refused
 from derms_bridge.engine.database_outage import RETRY_AFTER_SECONDS
 from derms_bridge.errors import DatabaseUnavailable
 from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
@@ -29,6 +30,20 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+async def refused(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+) -> JSONResponse:
+    """The problem a trigger route answers a message it refuses; from the route's own
+    caller the message is kept first, as a rejected instance the problem names."""
+    instance_id = await keep_refused(request, status, detail, errors)
+    headers = {"X-Instance-Id": instance_id} if instance_id is not None else None
+    return problem(status, detail, instance_id=instance_id, errors=errors, headers=headers)
+
+
 def field_path(location: Sequence[int | str]) -> str:
     """("body", "enrollmentRequests", 0, "messageId") -> enrollmentRequests[0].messageId"""
     parts = list(
@@ -40,7 +55,7 @@ def field_path(location: Sequence[int | str]) -> str:
     return text or "body"
 
 
-def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
@@ -50,7 +65,7 @@ def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
             continue
         errors.append({"field": field_path(error["loc"]), "message": error["msg"]})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
-    return problem(422, summary, errors=errors)
+    return await refused(request, 422, summary, errors=errors)
 
 
 def _http_problem(_request: Request, exc: Exception) -> JSONResponse:

@@ -40,13 +40,12 @@ from derms_bridge.lookup_tables import (
     save_lookup,
 )
 from derms_bridge.lookups import REQUIRED, LookupFileError
-from derms_bridge.schemas.ops import InstanceFilter
+from derms_bridge.schemas.ops import INSTANCE_STATUSES, InstanceFilter
 from derms_bridge.schemas.schedules import ScheduleView
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-STATUSES = ("failed", "in_progress", "succeeded", "skipped")
 PAGE_SIZE = 25
 #: The most one bulk resubmit runs; a larger selection is worked through in several.
 BULK_LIMIT = 200
@@ -107,7 +106,7 @@ class InstanceQuery:
         if flow and flow not in BY_KEY:
             problems.append(f"there is no flow {flow!r}")
             flow = ""
-        if status and status not in STATUSES:
+        if status and status not in INSTANCE_STATUSES:
             problems.append(f"there is no status {status!r}")
             status = ""
         if window and window not in WINDOWS:
@@ -182,7 +181,7 @@ async def instances(request: Request, state: StateDep, operator: OperatorDep) ->
         "found": found,
         "pages": pages,
         "flows": FLOWS,
-        "statuses": STATUSES,
+        "statuses": INSTANCE_STATUSES,
         "windows": list(WINDOWS),
     }
     # htmx asks for the results only when the filters change; going back in the browser's
@@ -220,6 +219,11 @@ async def instance(
             "payload": _shown(detail.payload, state.redact),
             "reply": _shown(detail.reply, state.redact),
             "error": state.redact(detail.error) if detail.error else None,
+            "received_body": (
+                state.redact(detail.payload["receivedBody"])
+                if detail.status == "rejected"
+                else None
+            ),
             "redact": state.redact,
         },
     )

@@ -157,6 +157,8 @@ class FlowResult(Generic[Reply]):
     status: RunStatus
     error: str | None = None
     timed_out: bool = False
+    #: Why the reference leaves the message alone (status skipped): no error.
+    skipped_reason: str | None = None
 
     @classmethod
     def ok(cls, reply: Reply) -> FlowResult[Reply]:
@@ -170,7 +172,7 @@ class FlowResult(Generic[Reply]):
 
     @classmethod
     def skipped(cls, reply: Reply, why: str) -> FlowResult[Reply]:
-        return cls(reply=reply, status="skipped", error=why)
+        return cls(reply=reply, status="skipped", skipped_reason=why)
 
 
 @dataclass(frozen=True)

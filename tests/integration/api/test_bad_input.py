@@ -1,4 +1,5 @@
-"""Input the hub refuses on `POST /enroll-to-dacs`: a problem document, no instance, no call out.
+"""Input the hub refuses on `POST /enroll-to-dacs`: a problem document, a rejected instance
+(tests/integration/api/test_rejected.py), no call out.
 
 Every case is sent with a valid DERMS credential, so what refuses it is the body check
 and not the guard; each also shows that nothing was written and CPMCS heard nothing.
@@ -61,6 +62,14 @@ def problem_of(reply: httpx.Response, status: int) -> dict[str, Any]:
 
 async def assert_nothing_happened(client: httpx.AsyncClient, cpmcs_sim: httpx.Client) -> None:
     assert await instance_total(client) == 0
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
+    assert cpmcs_sim.get("/_sim/state/enrollments").json() == []
+
+
+async def assert_kept_as_rejected_only(client: httpx.AsyncClient, cpmcs_sim: httpx.Client) -> None:
+    """The refused message is one rejected instance; nothing was sent."""
+    listed = await client.get("/ops/instances", auth=OPERATOR_AUTH)
+    assert [item["status"] for item in listed.json()["items"]] == ["rejected"]
     assert cpmcs_sim.get("/_sim/state/calls").json() == {}
     assert cpmcs_sim.get("/_sim/state/enrollments").json() == []
 
@@ -152,7 +161,7 @@ async def test_an_invalid_field_is_named_and_nothing_is_sent(
     assert fields_of(problem) == [field]
     assert message_fragment in problem["errors"][0]["message"]
     assert field in problem["detail"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 async def test_a_message_id_of_exactly_120_chars_is_accepted(
@@ -182,7 +191,7 @@ async def test_one_bad_request_in_a_batch_stops_the_whole_batch(
     reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
 
     assert fields_of(problem_of(reply, 422)) == ["enrollmentRequests[1].messageId"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 async def test_every_bad_field_is_listed(hub: HubUnderTest, cpmcs_sim: httpx.Client) -> None:
@@ -196,7 +205,7 @@ async def test_every_bad_field_is_listed(hub: HubUnderTest, cpmcs_sim: httpx.Cli
         f"{ER}.assetInfo.assetOwnership",
         f"{ER}.enrollmentSource",
     ]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 async def test_malformed_json_is_named_as_such(hub: HubUnderTest, cpmcs_sim: httpx.Client) -> None:
@@ -211,7 +220,7 @@ async def test_malformed_json_is_named_as_such(hub: HubUnderTest, cpmcs_sim: htt
     assert fields_of(problem) == ["body"]
     assert problem["errors"][0]["message"].startswith("malformed JSON")
     assert "malformed JSON" in problem["detail"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 @pytest.mark.parametrize("body", ["[]", '"enroll me"', "null"], ids=["array", "string", "null"])
@@ -226,7 +235,7 @@ async def test_json_that_is_not_an_object_is_refused(
     )
 
     assert fields_of(problem_of(reply, 422)) == ["body"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +257,7 @@ async def test_a_body_that_is_not_json_is_415(
     )
 
     assert "application/json" in problem_of(reply, 415)["detail"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 async def test_json_with_a_charset_parameter_is_accepted(
@@ -333,7 +342,7 @@ async def test_a_body_over_the_limit_is_413(
     )
 
     assert str(SMALL_BODY_LIMIT) in problem_of(reply, 413)["detail"]
-    await assert_nothing_happened(small_limit_hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(small_limit_hub.client, cpmcs_sim)
 
 
 async def test_a_chunked_body_over_the_limit_is_413(
@@ -358,7 +367,7 @@ async def test_a_chunked_body_over_the_limit_is_413(
     reply = await small_limit_hub.client.send(request, auth=DERMS_AUTH)
 
     problem_of(reply, 413)
-    await assert_nothing_happened(small_limit_hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(small_limit_hub.client, cpmcs_sim)
 
 
 async def test_a_chunked_body_within_the_limit_is_accepted(
@@ -405,4 +414,4 @@ async def test_a_nul_character_is_refused_naming_its_field(
 
     problem = problem_of(reply, 422)
     assert f"{field} contains a NUL character" in problem["detail"]
-    assert await instance_total(hub.client) == 0
+    assert (await hub.detail(problem["instanceId"]))["status"] == "rejected"
