@@ -129,7 +129,9 @@ async def bench(rows: int, events: int, repeats: int, folder: Path) -> None:
     instances = InstanceStore(open_engine(url))
     files = FileJobStore(instances)
     lookups = load_lookups(LOOKUPS_DIR)
-    intake = FileIntake(instances, files, lambda: lookups, Segments(), lambda: None)
+    intake = FileIntake(
+        instances, files, lambda: lookups, Segments(), lambda: None, derms_connections={}
+    )
     runs: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     try:
         for repeat in range(repeats):

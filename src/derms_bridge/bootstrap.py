@@ -201,12 +201,23 @@ def build_hub(
         settings=settings,
         store=store,
         engine=engine,
-        operations=Operations(store, files),
+        operations=Operations(store, files, wake_workers=worker.wake),
         authenticator=Authenticator(settings.callers),
         lookups=holder,
         connections=[cpmcs, *derms.values()],
         files=files,
-        intake=FileIntake(store, files, holder, settings.segments, worker.wake),
+        intake=FileIntake(
+            store,
+            files,
+            holder,
+            settings.segments,
+            worker.wake,
+            derms_connections={
+                name: caller.derms_connection
+                for name, caller in settings.callers.items()
+                if caller.derms_connection is not None
+            },
+        ),
         workers=WorkerPool(worker),
         transfer_intake=TransferIntake(
             store, staged_files, settings.segments.max_file_bytes, transfers.wake

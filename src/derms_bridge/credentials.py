@@ -3,6 +3,7 @@ against its SHA-256, per caller."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -38,8 +39,21 @@ class Principal:
     role: Role
 
 
+#: Password checks run at once: argon2 takes about 100 ms of a core each, on purpose.
+CHECKS_AT_ONCE = 2
+
+#: Password checks that may wait for their turn; past this a caller is told to come back.
+CHECKS_WAITING = 64
+
+
+class CredentialChecksBusy(Exception):
+    """More password checks wait than the hub takes: a flood, most likely of wrong ones."""
+
+
 class Authenticator:
     def __init__(self, callers: Mapping[str, Caller]) -> None:
+        self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
+        self._checks_waiting = 0
         self._by_username = {c.username: (name, c) for name, c in callers.items() if c.username}
         self._tokens = [
             (name, c, c.token_sha256.get_secret_value())
@@ -53,6 +67,22 @@ class Authenticator:
 
     def _digest(self, value: str) -> bytes:
         return hashlib.blake2b(value.encode(), key=self._cache_key).digest()
+
+    async def check_password(self, username: str, password: str) -> Principal | None:
+        """verify_password off the event loop, a few at a time, so that a flood of wrong
+        passwords neither blocks the loop nor makes a known caller wait: a credential
+        verified before is answered at once. CredentialChecksBusy when too many wait."""
+        remembered = self._verified.get(self._digest(f"{username}\x00{password}"))
+        if remembered is not None:
+            return remembered
+        if self._checks_waiting >= CHECKS_WAITING:
+            raise CredentialChecksBusy
+        self._checks_waiting += 1
+        try:
+            async with self._checks:
+                return await asyncio.to_thread(self.verify_password, username, password)
+        finally:
+            self._checks_waiting -= 1
 
     def verify_password(self, username: str, password: str) -> Principal | None:
         """The caller these credentials belong to, or None, in the same time either way."""

@@ -50,21 +50,41 @@ class TechnicalFault(FlowError):
         http_status: int | None = None,
         unreachable: bool = False,
         timed_out: bool = False,
+        answer_lost: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.unreachable = unreachable
         self.timed_out = timed_out
+        #: The request may have reached the target, which may have acted on it: its answer
+        #: never came (a read timeout, a connection broken during the call).
+        self.answer_lost = answer_lost
+
+    @property
+    def passing(self) -> bool:
+        """A fault that may pass if the call is tried again: no answer (a timeout, a
+        connection refused, reset or broken), 429 Too Many Requests, or a 5xx."""
+        status = self.http_status
+        if status is None:
+            return self.unreachable or self.timed_out
+        return status == 429 or status >= 500
 
 
-class LookupMiss(FlowError):
-    """A value that the named lookup has no row for."""
+class ConfigurationError(FlowError):
+    """The hub's own configuration (a lookup, a connection) cannot serve the message: found
+    before any call, and fixed by an operator, not by the target or the sender."""
 
-    def __init__(self, lookup: str, value: str) -> None:
+
+class LookupMiss(ConfigurationError):
+    """A value that the named lookup has no row for; `field`, when the flow knows it, is
+    where the value came from (`assetInfo.assetList[0].specification`)."""
+
+    def __init__(self, lookup: str, value: str, *, field: str | None = None) -> None:
         super().__init__(f"lookup {lookup} has no row for {value!r}")
         self.lookup = lookup
         self.value = value
+        self.field = field
 
 
 class FileStorageError(TechnicalFault):

@@ -13,7 +13,9 @@ import atexit
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.schemas.ops import Activity
-from derms_bridge.store.file_jobs import ClaimedJob, FileJobStore
+from derms_bridge.store.file_jobs import ClaimedJob, ClaimedSegment, FileJobStore, SegmentResult
 from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
 
 #: prometheus-client reads it when first imported: `serve` and `worker` set it before.
@@ -88,6 +90,14 @@ DATABASE_WRITABLE = Gauge(
     multiprocess_mode="livemin",
     registry=REGISTRY,
 )
+SEGMENTS_SENT_AGAIN = Counter(
+    "derms_bridge_segments_sent_again",
+    "File segments sent to CPMCS again when it may have had them already, per flow: "
+    "claimed again after a lease ran out while sending, or tried again after a try whose "
+    "answer was lost (delivery is at least once per segment).",
+    ["flow"],
+    registry=REGISTRY,
+)
 SCHEDULE_RUNS = Counter(
     "derms_bridge_schedule_runs",
     "Scheduled flow runs ended, per flow and outcome.",
@@ -128,17 +138,36 @@ def schedule_run_finished(flow: str, outcome: str) -> None:
 
 
 class MeteredFileStore(FileJobStore):
-    """The file store, counting each file run that ends (the file workers end them)."""
+    """The file store, counting each file run that ends (the file workers end them) and
+    each segment sent again."""
+
+    async def record_and_claim(
+        self,
+        owner: str,
+        lease: timedelta,
+        results: Sequence[SegmentResult],
+        limit: int,
+        released: Sequence[int] = (),
+    ) -> tuple[bool, list[ClaimedSegment]]:
+        due, claimed = await super().record_and_claim(owner, lease, results, limit, released)
+        for result in results:
+            if result.sent_again:
+                SEGMENTS_SENT_AGAIN.labels(result.segment.flow).inc()
+        for segment in claimed:
+            if segment.taken_over:
+                SEGMENTS_SENT_AGAIN.labels(segment.flow).inc()
+        return due, claimed
 
     async def acknowledged(
         self,
         job: ClaimedJob,
         owner: str,
         *,
+        ack: Any,
         ack_error: str | None,
         activities: Sequence[Activity],
     ) -> None:
-        await super().acknowledged(job, owner, ack_error=ack_error, activities=activities)
+        await super().acknowledged(job, owner, ack=ack, ack_error=ack_error, activities=activities)
         ended = await run_end(self._instances.engine, job.instance_id)
         if ended is not None:
             # A later run's time since receipt includes the wait for its resubmission.

@@ -161,8 +161,21 @@ class Caller(_Strict):
     token_sha256: SecretStr | None = Field(
         None, description="hex SHA-256 of a bearer token, made with `derms-bridge hash-token`"
     )
+    derms_connection: str | None = Field(
+        None,
+        description="for a DERMS caller: the `derms` connection that the acknowledgements of "
+        "the files it sends (flows 7, 8) go back to; unset: the Routing lookup's `*` row",
+    )
 
     _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
+
+    @model_validator(mode="after")
+    def _only_derms_sends_files(self) -> Caller:
+        if self.derms_connection is not None and self.role != "derms":
+            raise ValueError(
+                "derms_connection: only a caller of role derms sends files to acknowledge"
+            )
+        return self
 
     @model_validator(mode="after")
     def _has_a_credential(self) -> Caller:
@@ -217,16 +230,41 @@ class Limits(_Strict):
     )
 
 
+#: The most items CPMCS takes in one list (a segment's deviceList or postOutcomeList).
+CPMCS_LIST_LIMIT = 2000
+
+
+class SegmentRetry(_Strict):
+    """How a segment whose call fails for a passing reason (no answer, 429, 5xx) is tried
+    again, with backoff and jitter, before its file fails."""
+
+    attempts: int = Field(
+        5, ge=1, le=20, description="tries of a segment's call, the first included (1: none again)"
+    )
+    seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="no try starts later than this after the first one failed",
+    )
+
+
 class Segments(_Strict):
     """How the file flows (7, 8) cut a file and send it."""
 
-    size: int = Field(1000, ge=1, le=100_000, description="rows per segment, as in OIC")
+    size: int = Field(
+        1000,
+        ge=1,
+        le=CPMCS_LIST_LIMIT,
+        description="rows per segment, as in OIC; CPMCS takes at most 2,000 items in a list",
+    )
     parallelism: int = Field(8, ge=1, le=128, description="segments in flight per worker")
     lease_seconds: float = Field(
         60.0, gt=0, description="a claimed segment or file is taken up again after this"
     )
     poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for work")
     ack_attempts: int = Field(5, ge=1, le=20, description="tries of DERMS's acknowledgement")
+    retry: SegmentRetry = Field(default_factory=SegmentRetry)
     max_file_bytes: int = Field(2 * 1024**3, ge=1024, description="the largest CSV accepted")
 
 
@@ -474,6 +512,17 @@ class Settings(BaseSettings):
     file_stores: FileStorageSettings = FileStorageSettings()
     lookups_dir: Path = Path("config/lookups")
     console: WebConsole = WebConsole()
+
+    @model_validator(mode="after")
+    def _callers_name_known_derms_connections(self) -> Settings:
+        known = self.connections.derms
+        for name, caller in self.callers.items():
+            if caller.derms_connection is not None and caller.derms_connection not in known:
+                raise ValueError(
+                    f"callers.{name}.derms_connection: {caller.derms_connection!r} is not a "
+                    f"DERMS connection (connections.derms: {', '.join(known)})"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

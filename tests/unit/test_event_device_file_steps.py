@@ -27,9 +27,17 @@ RESERVATION = ReservationMessage.model_validate(
     }
 )
 OUTCOMES = OutcomeMessage.model_validate({"messageId": "OUT-1", "fileName": "outcomes.csv"})
-SENT = FileOutcome(succeeded=True, failure=None, rows=250, segments=3, run=2)
+SENT = FileOutcome(succeeded=True, failure=None, rows=250, segments=3, run=2, segments_sent_again=1)
 FAILED = FileOutcome(
-    succeeded=False, failure="segment 2 (lines 102-201): CPMCS said no", rows=250, segments=3, run=1
+    succeeded=False,
+    failure="segment 2 (lines 102-201): CPMCS said no",
+    rows=250,
+    segments=3,
+    run=1,
+    segments_sent_again=0,
+)
+SENT_SUMMARY = (
+    "250 rows in 3 segments taken by CPMCS reserveDevice (run 2); 1 segment sent more than once"
 )
 
 
@@ -115,29 +123,62 @@ async def test_a_segment_cpmcs_refuses_says_why() -> None:
     assert error is not None and "no such event" in error
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        TechnicalFault("CPMCS answered HTTP 500 to reserveDevice", http_status=500),
+        TechnicalFault("CPMCS answered HTTP 429 to reserveDevice", http_status=429),
+        TechnicalFault("CPMCS did not answer reserveDevice", timed_out=True, answer_lost=True),
+        TechnicalFault("CPMCS unreachable: connection refused", unreachable=True),
+        TechnicalFault("CPMCS broke the connection", unreachable=True, answer_lost=True),
+    ],
+)
+async def test_a_passing_fault_of_a_segment_is_raised_for_the_engine_to_try_again(
+    fault: TechnicalFault,
+) -> None:
+    steps = Steps(cpmcs={"reserveDevice": fault})
+
+    with pytest.raises(TechnicalFault) as raised:
+        await event_device_reservation.send_segment(steps.cpmcs, b"{}")
+
+    assert raised.value is fault
+
+
+@pytest.mark.parametrize("status", [404, 409, 403, 302])
+async def test_a_segment_answered_with_another_http_error_says_why_and_is_not_tried_again(
+    status: int,
+) -> None:
+    fault = TechnicalFault(f"CPMCS answered HTTP {status} to reserveDevice", http_status=status)
+    steps = Steps(cpmcs={"reserveDevice": fault})
+
+    error = await event_device_reservation.send_segment(steps.cpmcs, b"{}")
+
+    assert error == f"CPMCS answered HTTP {status} to reserveDevice"
+
+
 async def test_a_file_sent_whole_is_acknowledged_success_once() -> None:
     steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
 
-    ack_error = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
+    acknowledged = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
 
-    assert ack_error is None
+    assert acknowledged.error is None
     [sent] = steps.derms.sent
     assert sent.operation == "deviceReservationAck"
+    assert sent.body is not None
+    assert acknowledged.msg_ack == sent.body.model_dump(mode="json", exclude_none=True)
     response = ack_of(sent.body)
     assert (response["id"], response["responseCode"]) == ("RSV-1", "SUCCESS")
-    assert response["value"] == "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)"
+    assert response["value"] == SENT_SUMMARY
     assert steps.errors.reported == []
-    assert steps.notices.sent == [
-        ("SUCCESS", "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)")
-    ]
+    assert steps.notices.sent == [("SUCCESS", SENT_SUMMARY)]
 
 
 async def test_a_failed_file_is_acknowledged_failure_and_its_error_emailed() -> None:
     steps = Steps(derms={"deviceOutcomeAck": {"MsgAck": {"ackType": "SUCCESS"}}})
 
-    ack_error = await event_device_outcome.acknowledge(steps.context, OUTCOMES, FAILED)
+    acknowledged = await event_device_outcome.acknowledge(steps.context, OUTCOMES, FAILED)
 
-    assert ack_error is None
+    assert acknowledged.error is None
     [sent] = steps.derms.sent
     assert sent.operation == "deviceOutcomeAck"
     assert ack_of(sent.body)["responseCode"] == "FAILURE"
@@ -149,7 +190,7 @@ async def test_a_failed_file_is_acknowledged_failure_and_its_error_emailed() -> 
 async def test_an_ack_derms_will_not_take_is_tried_ack_attempts_times_then_emailed() -> None:
     steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "FAILURE"}}})
 
-    ack_error = await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)
+    ack_error = (await event_device_reservation.acknowledge(steps.context, RESERVATION, SENT)).error
 
     assert [sent.operation for sent in steps.derms.sent] == ["deviceReservationAck"] * 3
     assert ack_error == (
@@ -157,5 +198,45 @@ async def test_an_ack_derms_will_not_take_is_tried_ack_attempts_times_then_email
         "DERMS answered deviceReservationAck with ackType FAILURE"
     )
     assert steps.errors.reported == [ack_error]
-    summary = "250 rows in 3 segments taken by CPMCS reserveDevice (run 2)"
-    assert steps.notices.sent == [("FAILURE", f"{summary}\n{ack_error}")]
+    assert steps.notices.sent == [("FAILURE", f"{SENT_SUMMARY}\n{ack_error}")]
+
+
+@pytest.mark.parametrize(
+    ("flow", "operation"),
+    [
+        (event_device_reservation, "deviceReservationAck"),
+        (event_device_outcome, "deviceOutcomeAck"),
+    ],
+)
+async def test_an_acknowledgement_goes_again_as_it_went_with_no_other_email(
+    flow: Any, operation: str
+) -> None:
+    first = Steps(derms={operation: {"MsgAck": {"ackType": "SUCCESS"}}})
+    recorded = (await flow.acknowledge(first.context, OUTCOMES, FAILED)).msg_ack
+    again = Steps(derms={operation: {"MsgAck": {"ackType": "SUCCESS"}}})
+
+    ack_error = await flow.acknowledge_again(again.context, recorded)
+
+    assert ack_error is None
+    [sent] = again.derms.sent
+    assert sent.operation == operation
+    assert sent.body is not None
+    assert sent.body.model_dump(mode="json", exclude_none=True) == recorded
+    assert (again.errors.reported, again.notices.sent) == ([], [])
+
+
+async def test_an_acknowledgement_derms_will_not_take_again_is_emailed() -> None:
+    first = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+    recorded = (
+        await event_device_reservation.acknowledge(first.context, RESERVATION, SENT)
+    ).msg_ack
+    again = Steps(derms={"deviceReservationAck": TechnicalFault("DERMS answered HTTP 503")})
+
+    ack_error = await event_device_reservation.acknowledge_again(again.context, recorded)
+
+    assert ack_error == (
+        "DERMS did not accept the acknowledgement after 3 tries: DERMS answered HTTP 503"
+    )
+    assert len(again.derms.sent) == 3
+    assert again.errors.reported == [ack_error]
+    assert again.notices.sent == []

@@ -432,3 +432,30 @@ def test_a_missing_object_storage_key_file_is_named_before_anything_starts(
         f"file_stores.object_storage.key_file: Value error, key file {missing} does not exist"
         in (problem)
     )
+
+
+def derms_caller_yaml(role: str, connection: str) -> str:
+    return minimal_yaml() + (
+        f"callers:\n  north:\n    role: {role}\n    token_sha256: {'ab' * 32}\n"
+        f"    derms_connection: {connection}\n"
+    )
+
+
+def test_a_derms_caller_names_where_its_files_acknowledgements_go(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, derms_caller_yaml("derms", "default")))
+
+    assert settings.callers["north"].derms_connection == "default"
+
+
+def test_a_caller_naming_an_unknown_derms_connection_is_refused(tmp_path: Path) -> None:
+    [problem] = problems_of(write(tmp_path, derms_caller_yaml("derms", "south")))
+
+    assert "callers.north.derms_connection" in problem
+    assert "'south' is not a DERMS connection (connections.derms: default)" in problem
+
+
+def test_only_a_derms_caller_names_a_derms_connection(tmp_path: Path) -> None:
+    [problem] = problems_of(write(tmp_path, derms_caller_yaml("operator", "default")))
+
+    assert "callers.north" in problem
+    assert "only a caller of role derms sends files" in problem

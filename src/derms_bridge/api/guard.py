@@ -17,7 +17,7 @@ from derms_bridge.api.problems import problem, refused
 from derms_bridge.api.refusals import read_kept_part, watch_body
 from derms_bridge.api.security import caller_of
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.credentials import Authenticator
+from derms_bridge.credentials import Authenticator, CredentialChecksBusy
 from derms_bridge.settings import Role
 
 BodyKind = Literal["json", "multipart", "none"]
@@ -39,6 +39,14 @@ async def _read_limited(request: Request, limit: int) -> None:
             raise BodyTooLarge
         chunks.append(chunk)
     request._body = b"".join(chunks)
+
+
+def credentials_busy() -> Response:
+    return problem(
+        503,
+        "too many password checks wait: try again in a moment",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _is_json(content_type: str) -> bool:
@@ -63,7 +71,10 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
 
             async def guarded_handler(request: Request) -> Response:
                 authenticator: Authenticator = request.app.state.authenticator
-                principal = caller_of(authenticator, request.headers.get("authorization"))
+                try:
+                    principal = await caller_of(authenticator, request.headers.get("authorization"))
+                except CredentialChecksBusy:
+                    return credentials_busy()
                 if principal is None or principal.role != role:
                     return problem(
                         401,

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from derms_bridge.api.refusals import keep_refused
 from derms_bridge.engine.database_outage import RETRY_AFTER_SECONDS
 from derms_bridge.errors import DatabaseUnavailable
-from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
+from derms_bridge.schemas.problems import PROBLEM_JSON, field_path, problem_body
 
 
 def problem(
@@ -30,6 +30,10 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: The most field errors one problem lists; a last entry counts the rest.
+ERRORS_LISTED = 100
+
+
 async def refused(
     request: Request,
     status: int,
@@ -44,27 +48,19 @@ async def refused(
     return problem(status, detail, instance_id=instance_id, errors=errors, headers=headers)
 
 
-def field_path(location: Sequence[int | str]) -> str:
-    """("body", "enrollmentRequests", 0, "messageId") -> enrollmentRequests[0].messageId"""
-    parts = list(
-        location[1:] if location and location[0] in ("body", "query", "path") else location
-    )
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "body"
-
-
 async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
     errors = []
-    for error in exc.errors():
+    for error in found[:ERRORS_LISTED]:
         if error.get("type") == "json_invalid":
             message = f"malformed JSON: {error.get('ctx', {}).get('error', error['msg'])}"
             errors.append({"field": "body", "message": message})
             continue
         errors.append({"field": field_path(error["loc"]), "message": error["msg"]})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    if len(found) > ERRORS_LISTED:
+        errors.append({"field": "body", "message": f"and {len(found) - ERRORS_LISTED} more errors"})
     return await refused(request, 422, summary, errors=errors)
 
 

@@ -8,8 +8,9 @@ import binascii
 from derms_bridge.credentials import Authenticator, Principal
 
 
-def caller_of(authenticator: Authenticator, authorization: str | None) -> Principal | None:
-    """The caller the header's credential belongs to, or None for none or a wrong one."""
+async def caller_of(authenticator: Authenticator, authorization: str | None) -> Principal | None:
+    """The caller the header's credential belongs to, or None for none or a wrong one;
+    CredentialChecksBusy when too many password checks wait."""
     if not authorization:
         return None
     scheme, _, credential = authorization.partition(" ")
@@ -20,7 +21,7 @@ def caller_of(authenticator: Authenticator, authorization: str | None) -> Princi
         except (binascii.Error, UnicodeDecodeError):
             return None
         username, _, password = decoded.partition(":")
-        return authenticator.verify_password(username, password)
+        return await authenticator.check_password(username, password)
     if scheme == "bearer":
         return authenticator.verify_token(credential.strip())
     return None

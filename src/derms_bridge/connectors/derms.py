@@ -9,7 +9,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from derms_bridge.connectors.http import CallObserver, HttpConnection, model_reader
-from derms_bridge.errors import TechnicalFault
+from derms_bridge.errors import ConfigurationError
 from derms_bridge.lookups import Lookups
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,25 +28,33 @@ OPERATIONS: dict[str, str] = {
 
 
 class DermsClient:
-    """DERMS for one flow run."""
+    """DERMS for one flow run: the connection the Routing lookup picks by division, or for a
+    file job (flows 7, 8) `connection`, the DERMS that sent the file, whatever the division."""
 
     def __init__(
         self,
         connections: Mapping[str, HttpConnection],
         lookups: Lookups,
         observer: CallObserver | None = None,
+        *,
+        connection: str | None = None,
     ) -> None:
         self._connections = connections
         self._lookups = lookups
         self._observer = observer
+        self._connection = connection
 
     def connection_for(self, division: str | None) -> HttpConnection:
-        name = self._lookups.derms_connection_for(division)
+        if self._connection is not None:
+            name = self._connection
+            why = "the file came from"
+        else:
+            name = self._lookups.derms_connection_for(division)
+            why = f"the Routing lookup sends division {division!r} to"
         connection = self._connections.get(name)
         if connection is None:
-            raise TechnicalFault(
-                f"the Routing lookup sends division {division!r} to DERMS connection "
-                f"{name!r}, which the settings do not define"
+            raise ConfigurationError(
+                f"{why} DERMS connection {name!r}, which the settings do not define"
             )
         return connection
 

@@ -72,7 +72,10 @@ class OAuth2Token:
         )
         try:
             async with session.post(
-                str(self._settings.token_url), data=form, headers={"Authorization": credentials}
+                str(self._settings.token_url),
+                data=form,
+                headers={"Authorization": credentials},
+                allow_redirects=False,
             ) as response:
                 status, body = response.status, await response.read()
         except TimeoutError:
@@ -162,8 +165,15 @@ class HttpConnection:
     ) -> Answer:
         if raw_json is not None:
             headers = {**headers, "Content-Type": "application/json"}
+        # No redirect is followed: it would carry the body, and perhaps a credential, to
+        # wherever the answer points, outside the configured host.
         async with self._client().request(
-            method, self.base_url + path, json=json, data=raw_json, headers=headers
+            method,
+            self.base_url + path,
+            json=json,
+            data=raw_json,
+            headers=headers,
+            allow_redirects=False,
         ) as response:
             return Answer(status=response.status, body=await response.read())
 
@@ -201,11 +211,13 @@ class HttpConnection:
             raise TechnicalFault(
                 f"{self.system} did not answer {operation} within {self.read_timeout:g} s",
                 timed_out=True,
+                answer_lost=True,
             ) from None
         except aiohttp.ClientError as exc:
             raise TechnicalFault(
                 f"{self.system} broke the connection during {operation}: {_reason(exc)}",
                 unreachable=True,
+                answer_lost=True,
             ) from None
 
     async def upload(
@@ -244,7 +256,7 @@ class HttpConnection:
 
                     progressed()
                     async with self._client().post(
-                        self.base_url + path, data=paced(), headers=headers
+                        self.base_url + path, data=paced(), headers=headers, allow_redirects=False
                     ) as response:
                         progressed()
                         status = response.status
@@ -304,6 +316,12 @@ class HttpConnection:
             if refusal is not None:
                 refusal.refused_by = f"{self.system} {operation}"
                 raise refusal
+            if 300 <= status < 400:
+                raise TechnicalFault(
+                    f"{self.system} answered {operation} with a redirect (HTTP {status}), which "
+                    f"the hub never follows: check the connection's base_url {self.base_url}",
+                    http_status=status,
+                )
             if status >= 300:
                 raise TechnicalFault(
                     f"{self.system} answered HTTP {status} to {operation}", http_status=status

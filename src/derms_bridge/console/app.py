@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -12,7 +11,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from derms_bridge.bootstrap import Hub
-from derms_bridge.console import pages
+from derms_bridge.console.pages import (
+    bulk_resubmit,
+    connections,
+    dashboard,
+    instance,
+    instances,
+    lookups,
+    schedules,
+)
 from derms_bridge.console.sessions import ConsoleSession
 from derms_bridge.console.web import (
     CSRF_CHECKED,
@@ -26,6 +33,7 @@ from derms_bridge.console.web import (
     is_htmx,
     render,
 )
+from derms_bridge.credentials import CredentialChecksBusy
 
 # The pages load nothing but their own script and stylesheet, and no site may frame them.
 SECURITY_HEADERS = {
@@ -90,8 +98,20 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             status_code=429,
             session=session,
         )
-    # argon2 takes tens of milliseconds of CPU on purpose; the event loop goes on meanwhile.
-    principal = await asyncio.to_thread(state.hub.authenticator.verify_password, username, password)
+    try:
+        principal = await state.hub.authenticator.check_password(username, password)
+    except CredentialChecksBusy:
+        return render(
+            request,
+            "login.html",
+            {
+                "error": "The hub is busy checking passwords. Try again in a moment.",
+                "next": target,
+                "username": username,
+            },
+            status_code=503,
+            session=session,
+        )
     if principal is None or principal.role != "operator":
         await state.throttle.failed(*throttle_keys)
         return render(
@@ -153,5 +173,6 @@ def create_console(hub: Hub) -> FastAPI:
 
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     console.include_router(auth)
-    console.include_router(pages.router)
+    for page in (dashboard, instances, instance, bulk_resubmit, lookups, schedules, connections):
+        console.include_router(page.router)
     return console

@@ -1,14 +1,16 @@
 """What operators ask of the hub, whether through the API, the console or the CLI: instances
 found and read with their activity and file progress, the dashboard's counts, the failures
-a bulk resubmit would take, and the record of lookup edits."""
+a bulk resubmit would take, a file run's acknowledgement sent again, and the record of
+lookup edits."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.engine.runner import InstanceNotFound
 from derms_bridge.lookup_tables import RowChange
 from derms_bridge.schemas.ops import (
     FileProgress,
@@ -32,16 +34,24 @@ from derms_bridge.store.overview import (
 )
 
 
+class NoAcknowledgementToSend(Exception):
+    """The instance is not a file run that has finished with an acknowledgement."""
+
+
 class Operations:
-    def __init__(self, instances: InstanceStore, files: FileJobStore) -> None:
+    def __init__(
+        self, instances: InstanceStore, files: FileJobStore, *, wake_workers: Callable[[], None]
+    ) -> None:
         self._instances = instances
         self._files = files
+        self._wake_workers = wake_workers
 
     @classmethod
     def of_database(cls, url: str) -> Operations:
-        """For a process that only reads and records (the CLI): no hub around it."""
+        """For a process that only reads and records (the CLI): no hub around it, and the
+        work it makes due is found by the hub's workers as they poll."""
         instances = InstanceStore(open_engine(url))
-        return cls(instances, FileJobStore(instances))
+        return cls(instances, FileJobStore(instances), wake_workers=lambda: None)
 
     async def aclose(self) -> None:
         await self._files.aclose()
@@ -67,6 +77,27 @@ class Operations:
         if history is None:
             return None
         return _detail(history, await self._files.progress(instance_id))
+
+    async def acknowledge_again(self, instance_id: str) -> None:
+        """A finished file run's MsgAck goes to DERMS again, as it went, to the DERMS that
+        sent the file, sent by a worker: for an acknowledgement DERMS lost. Its call is an
+        activity of the instance, which ends succeeded or failed as DERMS takes it."""
+        if not await self.exists(instance_id):
+            raise InstanceNotFound(instance_id)
+        if await self._files.acknowledge_again(instance_id):
+            self._wake_workers()
+            return
+        progress = await self._files.progress(instance_id)
+        if progress is None:
+            raise NoAcknowledgementToSend(f"instance {instance_id} is not a file flow's")
+        if progress.state != "done":
+            raise NoAcknowledgementToSend(
+                f"instance {instance_id}'s file run is not finished (it is {progress.state})"
+            )
+        raise NoAcknowledgementToSend(
+            f"instance {instance_id}'s run kept no acknowledgement to send again (it ran "
+            "before the hub kept them)"
+        )
 
     async def counts_by_flow(self, since: datetime) -> dict[str, FlowCounts]:
         return await counts_by_flow(self._instances, since)

@@ -39,6 +39,8 @@ def message_refused(invalid: ValidationError) -> FileRefused:
 class Received:
     instance_id: str
     resumed: bool
+    #: A file sent again after its run had finished: its acknowledgement goes again.
+    acknowledged_again: bool = False
 
 
 def drain(upload: IO[bytes]) -> None:

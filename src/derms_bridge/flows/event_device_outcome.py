@@ -15,7 +15,7 @@ import functools
 import json
 import re
 from itertools import repeat
-from typing import Literal
+from typing import Any, Literal
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import LookupMiss
@@ -23,6 +23,7 @@ from derms_bridge.flows import file_job_steps
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
 from derms_bridge.flows.ports import (
     PLAIN_FIELD_BYTE,
+    Acknowledgement,
     CpmcsSegmentApi,
     CsvRow,
     FileFlow,
@@ -195,12 +196,18 @@ async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
 
 async def acknowledge(
     ctx: FileJobContext, message: OutcomeMessage, outcome: FileOutcome
-) -> str | None:
+) -> Acknowledgement:
     """Steps 4 and 5: DERMS's deviceOutcomeAck gets the file's one MsgAck, SUCCESS once
     CPMCS took every segment, else FAILURE with why; then the emails."""
     summary = file_job_steps.run_summary(outcome, "postEventOutcome")
     ack = acknowledgement(message, outcome.code, summary)
     return await file_job_steps.acknowledge(ctx, "deviceOutcomeAck", ack, outcome, summary)
+
+
+async def acknowledge_again(ctx: FileJobContext, msg_ack: Any) -> str | None:
+    """The run's MsgAck, as it went, to DERMS's deviceOutcomeAck again; why DERMS did not
+    take it, if so."""
+    return await file_job_steps.acknowledge_again(ctx, "deviceOutcomeAck", msg_ack)
 
 
 FLOW = FileFlow(
@@ -213,6 +220,7 @@ FLOW = FileFlow(
     segment_request=to_post_event_outcome,
     send_segment=send_segment,
     acknowledge=acknowledge,
+    acknowledge_again=acknowledge_again,
     route="/device-outcome-to-dacs",
     plain_row_pattern=plain_row_pattern,
     plain_time_columns=(5, 6),

@@ -14,12 +14,13 @@ from __future__ import annotations
 import csv
 import functools
 from itertools import repeat
-from typing import Literal
+from typing import Any, Literal
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.flows import file_job_steps
 from derms_bridge.flows.csv_rows import length_problem, utc_problem
 from derms_bridge.flows.ports import (
+    Acknowledgement,
     CpmcsSegmentApi,
     CsvRow,
     FileFlow,
@@ -141,12 +142,18 @@ async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
 
 async def acknowledge(
     ctx: FileJobContext, message: ReservationMessage, outcome: FileOutcome
-) -> str | None:
+) -> Acknowledgement:
     """Steps 4 and 5: DERMS's deviceReservationAck gets the file's one MsgAck, SUCCESS once
     CPMCS took every segment, else FAILURE with why; then the emails."""
     summary = file_job_steps.run_summary(outcome, "reserveDevice")
     ack = acknowledgement(message, outcome.code, summary)
     return await file_job_steps.acknowledge(ctx, "deviceReservationAck", ack, outcome, summary)
+
+
+async def acknowledge_again(ctx: FileJobContext, msg_ack: Any) -> str | None:
+    """The run's MsgAck, as it went, to DERMS's deviceReservationAck again; why DERMS did not
+    take it, if so."""
+    return await file_job_steps.acknowledge_again(ctx, "deviceReservationAck", msg_ack)
 
 
 FLOW = FileFlow(
@@ -159,6 +166,7 @@ FLOW = FileFlow(
     segment_request=to_reserve_device,
     send_segment=send_segment,
     acknowledge=acknowledge,
+    acknowledge_again=acknowledge_again,
     route="/device-reservation-to-dacs",
     plain_row_pattern=plain_row_pattern,
     plain_time_columns=(3, 4),

@@ -11,7 +11,7 @@ from pydantic import BaseModel, RootModel
 
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.file_storage.interface import FileStorages
-from derms_bridge.errors import FlowError, TechnicalFault
+from derms_bridge.errors import ConfigurationError, FlowError, TechnicalFault
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
 
@@ -157,6 +157,8 @@ class FlowResult(Generic[Reply]):
     status: RunStatus
     error: str | None = None
     timed_out: bool = False
+    #: The hub's own configuration stopped the run before any target was called.
+    misconfigured: bool = False
     #: Why the reference leaves the message alone (status skipped): no error.
     skipped_reason: str | None = None
 
@@ -166,9 +168,20 @@ class FlowResult(Generic[Reply]):
 
     @classmethod
     def failed(
-        cls, reply: Reply | None, error: str, *, timed_out: bool = False
+        cls,
+        reply: Reply | None,
+        error: str,
+        *,
+        timed_out: bool = False,
+        misconfigured: bool = False,
     ) -> FlowResult[Reply]:
-        return cls(reply=reply, status="failed", error=error, timed_out=timed_out)
+        return cls(
+            reply=reply,
+            status="failed",
+            error=error,
+            timed_out=timed_out,
+            misconfigured=misconfigured,
+        )
 
     @classmethod
     def skipped(cls, reply: Reply, why: str) -> FlowResult[Reply]:
@@ -226,10 +239,22 @@ class FileOutcome:
     rows: int
     segments: int
     run: int
+    #: Segments that went to CPMCS again when it may have had them already (delivery is
+    #: at least once per segment: docs/operations.md).
+    segments_sent_again: int
 
     @property
     def code(self) -> Literal["SUCCESS", "FAILURE"]:
         return "SUCCESS" if self.succeeded else "FAILURE"
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """The MsgAck a file job's run sent DERMS, as JSON as it went, kept to be sent again as
+    it was; and why DERMS did not take it, if so."""
+
+    msg_ack: Any
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -249,12 +274,14 @@ class FileFlow(Generic[Message]):
     check_health: Callable[[FileJobContext], Awaitable[str | None]]
     #: Step 3: a segment's body (built as the segment goes, from its rows kept as CSV, so
     #: that the intake only checks them) and its call to CPMCS, which returns why CPMCS
-    #: refused it, or None.
+    #: refused it, or None, and raises a passing TechnicalFault, which the engine tries again.
     segment_request: Callable[[Message, list[CsvRow], Lookups], Mapping[str, Any]]
     send_segment: Callable[[CpmcsSegmentApi, bytes], Awaitable[str | None]]
-    #: Steps 4 and 5: the one acknowledgement to DERMS and the emails; why DERMS did not
-    #: take the acknowledgement, or None.
-    acknowledge: Callable[[FileJobContext, Message, FileOutcome], Awaitable[str | None]]
+    #: Steps 4 and 5: the one acknowledgement to DERMS and the emails.
+    acknowledge: Callable[[FileJobContext, Message, FileOutcome], Awaitable[Acknowledgement]]
+    #: A run's acknowledgement (its MsgAck as it went) sent to DERMS again; why DERMS did
+    #: not take it, or None.
+    acknowledge_again: Callable[[FileJobContext, Any], Awaitable[str | None]]
     route: str
     #: Rows of plain text (printable ASCII; no quote, backslash or comma in a field, so that
     #: each field is JSON as it stands): the regular expression of one such row that
@@ -286,7 +313,12 @@ def segment_json(body: Mapping[str, Any]) -> str:
 
 async def fault_to_cpmcs(ctx: FlowContext, error: FlowError) -> FlowResult[Any]:
     """The reference's "throws a fault back to CPMCS and sends the error email": no
-    reply, so CPMCS gets a 502 problem (504 when the target timed out)."""
+    reply, so CPMCS gets a 502 problem (504 when the target timed out; a 500
+    configuration error when the hub's configuration stopped it before any call)."""
+    if isinstance(error, ConfigurationError):
+        reason = f"configuration error, no target was called: {error}"
+        await ctx.errors.report(reason)
+        return FlowResult.failed(None, reason, misconfigured=True)
     await ctx.errors.report(str(error))
     timed_out = isinstance(error, TechnicalFault) and error.timed_out
     return FlowResult.failed(None, str(error), timed_out=timed_out)

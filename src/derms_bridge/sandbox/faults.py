@@ -33,6 +33,11 @@ class FaultSettings(BaseModel):
     ``fail_calls`` picks single calls instead: the Nth target call since these settings were
     put (1-based; only calls to ``fail_calls_path`` count when that is set) answers
     ``status_code``, or 500 without one, and ``status_code`` no longer fails every other call.
+
+    ``error_rate`` fails that fraction of calls with 500, drawn at random: only calls to
+    ``error_rate_path`` when that is set; from a source seeded with ``error_seed`` when that
+    is set (the same calls fail each time these settings are put), else from the
+    simulator's own.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,6 +48,8 @@ class FaultSettings(BaseModel):
     down: bool = False
     fail_calls: list[Annotated[int, Field(ge=1)]] | None = None
     fail_calls_path: str | None = None
+    error_rate_path: str | None = None
+    error_seed: int | None = None
 
     @model_serializer(mode="wrap")
     def _leave_out_unused_call_numbers(
@@ -54,6 +61,9 @@ class FaultSettings(BaseModel):
         if self.fail_calls is None and self.fail_calls_path is None:
             settings.pop("fail_calls", None)
             settings.pop("fail_calls_path", None)
+        if self.error_rate_path is None and self.error_seed is None:
+            settings.pop("error_rate_path", None)
+            settings.pop("error_seed", None)
         return settings
 
 
@@ -69,6 +79,7 @@ class FaultInjector:
         self.calls_counted = 0
         # Seeded so that a test or a benchmark can replay the same sequence of random failures.
         self.rng = random.Random(seed)  # noqa: S311
+        self._rng_of_simulator = self.rng
 
     @property
     def settings(self) -> FaultSettings:
@@ -79,6 +90,11 @@ class FaultInjector:
         # fail_calls numbers calls from the moment its settings take effect.
         self._settings = settings
         self.calls_counted = 0
+        self.rng = (
+            self._rng_of_simulator
+            if settings.error_seed is None
+            else random.Random(settings.error_seed)  # noqa: S311
+        )
 
     def count_call(self, path: str) -> int | None:
         """Counts a target call for ``fail_calls``; its number when it must fail, else None."""
@@ -136,7 +152,11 @@ class FaultMiddleware:
             )
             await response(scope, receive, send)
             return
-        if settings.error_rate and self.injector.rng.random() < settings.error_rate:
+        if (
+            settings.error_rate
+            and (settings.error_rate_path is None or scope["path"] == settings.error_rate_path)
+            and self.injector.rng.random() < settings.error_rate
+        ):
             response = JSONResponse(
                 {"status": "FAULT", "detail": "Simulated random failure"}, status_code=500
             )

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import AckCode, Wire, iso_now
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, Wire, iso_now
 
 TRANSACTION_ID_MAX = 30
 
@@ -59,7 +59,7 @@ class DeviceStatusAckResponse(Wire):
 
 
 class DeviceStatusAckResponses(Wire):
-    response: list[DeviceStatusAckResponse]
+    response: list[DeviceStatusAckResponse] = Field(max_length=MAX_LIST_ITEMS)
 
 
 class DeviceStatusMsgAckBody(Wire):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import AckCode, Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, Wire
 
 #: The CPMCS message category every exceptionInfo carries (the contract's default).
 MESSAGE_CATEGORY = 11101
@@ -46,8 +46,8 @@ class EnrollHeadendStatusAckMessage(Wire):
     )
     ackType: AckCode
     whenISO: str | None = None
-    devices: list[DeviceHeadendAck] = Field(default_factory=list)
-    errors: list[DermsAckError] = Field(default_factory=list)
+    devices: list[DeviceHeadendAck] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    errors: list[DermsAckError] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class DeviceHeadendStatus(Wire):

@@ -65,8 +65,19 @@ class FileProgress:
     total_rows: int
     segments: dict[str, int]
     rows_sent: int
+    #: Segments sent to CPMCS again when it may have had them already (delivery is at
+    #: least once per segment): claimed again after a lease ran out while sending, or
+    #: tried again after a try whose answer was lost.
+    segments_sent_again: int
     segment_errors: list[str]
     ack_error: str | None
+    #: The DERMS connection the file's acknowledgements go to (None: the Routing lookup's
+    #: `*` row, for a file received before the hub recorded it).
+    derms_connection: str | None
+
+
+#: How deep a search may page: past this, narrow the search instead (a time window, a flow).
+MAX_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 CPMCS's X1-GEDPGRMSG and X1-GEDAGRMSG, what DERMS /update-program and
 /update-aggregator receive and answer, and the F1-SyncRequest update that
-acknowledges the sync to CPMCS.
+acknowledges the sync to CPMCS. The program with its rules, and the aggregator with its
+contacts, pass through: a field the contract does not name arrives at DERMS as it came.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, PassThrough, Wire
 
 #: F1-SyncRequest's limit on syncRequestId (CPMCS field limits).
 SYNC_REQUEST_ID_MAX = 14
@@ -28,7 +29,7 @@ SyncRequestId = Annotated[str, Field(min_length=1, max_length=SYNC_REQUEST_ID_MA
 # Flow 11: CPMCS's program and what DERMS receives.
 
 
-class ProgramRule(Wire):
+class ProgramRule(PassThrough):
     """A program rule; its codes are CPMCS's (X1WK, X1MO, X1WD)."""
 
     ruleId: str | None = None
@@ -36,15 +37,15 @@ class ProgramRule(Wire):
     maxEvents: int | None = None
     # Hours may be fractional; a whole number stays an int on the way to DERMS.
     maxEventHours: int | float | None = None
-    weekDays: list[str] = Field(default_factory=list)
+    weekDays: list[str] = Field(default_factory=list, max_length=7)
     allowEventDays: str | None = None
 
 
-class Program(Wire):
+class Program(PassThrough):
     programCode: str = Field(min_length=1)
     description: str | None = None
     division: str | None = None
-    rules: list[ProgramRule] = Field(default_factory=list)
+    rules: list[ProgramRule] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class ProgramRuleSyncDetails(Wire):
@@ -68,13 +69,13 @@ class DermsUpdateProgram(Wire):
 # Flow 13: CPMCS's aggregator and what DERMS receives.
 
 
-class Aggregator(Wire):
+class Aggregator(PassThrough):
     aggregatorId: str = Field(min_length=1)
     name: str | None = None
     status: str | None = None
     division: str | None = None
     # The contract leaves a contact's fields open: they go to DERMS as CPMCS sent them.
-    contacts: list[dict[str, Any]] = Field(default_factory=list)
+    contacts: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class AggregatorSyncDetails(Wire):
@@ -108,7 +109,7 @@ class DermsAckResponse(Wire):
 
 
 class DermsAckResponses(Wire):
-    response: list[DermsAckResponse] = Field(default_factory=list)
+    response: list[DermsAckResponse] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class DermsAckBody(Wire):

@@ -55,6 +55,8 @@ class NewFile:
     message: Any
     keys: Sequence[tuple[str, str]]
     resubmit_of: str | None
+    #: Where the file's acknowledgements go: the DERMS connection that sent it.
+    derms_connection: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class ClaimedJob:
     run: int
     total_rows: int
     total_segments: int
+    derms_connection: str | None
+    #: The MsgAck the run sent, as it went (acking_again).
+    ack: Any | None
+    #: Of its segments, those sent again when CPMCS may have had them already.
+    segments_sent_again: int
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class ClaimedSegment:
     row_count: int
     #: The segment's rows as CSV lines, zlib-compressed.
     rows_zlib: bytes
+    #: Claimed after another claim's lease ran out while it was sending: CPMCS may have it.
+    taken_over: bool
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,8 @@ class SegmentResult:
     error: str | None
     failure: str | None
     activities: Sequence[Activity]
+    #: Tried again after a try whose answer was lost: CPMCS may have had it already.
+    sent_again: bool
 
 
 def _live(lease: Any, now: Any) -> Any:
@@ -144,9 +155,9 @@ _FREE = or_(
     SegmentRow.status == "pending",
     and_(SegmentRow.status == "sending", SegmentRow.lease_until < _NOW),
 )
-#: The next free segments of running jobs, up to `limit`.
+#: The next free segments of running jobs, up to `limit`, and their status.
 _CANDIDATES = (
-    select(SegmentRow.id)
+    select(SegmentRow.id, SegmentRow.status)
     .join(FileJobRow, FileJobRow.instance_id == SegmentRow.instance_id)
     .where(FileJobRow.state == "running", _FREE)
     .order_by(SegmentRow.instance_id, SegmentRow.seq)
@@ -161,6 +172,9 @@ _TAKE = (
         owner=_HOLDER,
         lease_until=bindparam("until", type_=DateTime(timezone=True)),
         attempts=SegmentRow.attempts + 1,
+        # The status before this update: sending under a lapsed lease, its call may have
+        # reached CPMCS before its holder stopped.
+        sent_again=or_(SegmentRow.sent_again, SegmentRow.status == "sending"),
     )
     .returning(
         SegmentRow.id,
@@ -170,6 +184,16 @@ _TAKE = (
         SegmentRow.row_count,
         SegmentRow.rows_zlib,
     )
+)
+#: Segments tried again after a try whose answer was lost.
+_SENT_AGAIN_MARK = (
+    update(SegmentRow)
+    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), SegmentRow.owner == _HOLDER)
+    .values(sent_again=True)
+)
+#: How many of an instance's segments were sent again when CPMCS may have had them.
+_SENT_AGAIN = select(func.count()).where(
+    SegmentRow.instance_id == bindparam("instance_id", type_=String), SegmentRow.sent_again
 )
 #: The number of an instance's last activity.
 _LAST_ACTIVITY = select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
@@ -236,6 +260,7 @@ class FileJobStore:
                     run=1,
                     total_rows=rows,
                     total_segments=count,
+                    derms_connection=file.derms_connection,
                     updated_at=utcnow(),
                 )
             )
@@ -260,6 +285,7 @@ class FileJobStore:
                     run=1,
                     total_rows=0,
                     total_segments=0,
+                    derms_connection=file.derms_connection,
                     updated_at=utcnow(),
                 )
             )
@@ -283,7 +309,7 @@ class FileJobStore:
         """A job whose health check or acknowledgement is due, and free or abandoned."""
         now = utcnow()
         due = and_(
-            FileJobRow.state.in_(("queued", "acking")),
+            FileJobRow.state.in_(("queued", "acking", "acking_again")),
             or_(FileJobRow.lease_until.is_(None), FileJobRow.lease_until < now),
         )
         async with self._instances.writing() as connection:
@@ -301,9 +327,19 @@ class FileJobStore:
                     FileJobRow.run,
                     FileJobRow.total_rows,
                     FileJobRow.total_segments,
+                    FileJobRow.derms_connection,
+                    FileJobRow.ack,
                 ),
             )
-        return ClaimedJob(**claimed._mapping) if claimed is not None else None
+            if claimed is None:
+                return None
+            # Only the acknowledgement says it: a health check has sent nothing yet.
+            sent_again = (
+                await connection.scalar(_SENT_AGAIN, {"instance_id": claimed.instance_id})
+                if claimed.state == "acking"
+                else 0
+            )
+        return ClaimedJob(**claimed._mapping, segments_sent_again=sent_again or 0)
 
     async def renew_job(self, owner: str, lease: timedelta, instance_id: str) -> None:
         """Extend a job's claim still held, so that slow work is not taken up a second time."""
@@ -397,9 +433,11 @@ class FileJobStore:
         now = utcnow()
         # Selected first, not as a subquery of the update: PostgreSQL can run a subquery
         # under IN once per row, and then its LIMIT limits nothing.
-        ids = list(connection.scalars(self._candidates, {"now": now, "limit": limit}))
-        if not ids:
+        candidates = connection.execute(self._candidates, {"now": now, "limit": limit}).all()
+        if not candidates:
             return []
+        ids = [candidate.id for candidate in candidates]
+        lapsed = {candidate.id for candidate in candidates if candidate.status == "sending"}
         taken = connection.execute(
             _TAKE, {"ids": ids, "now": now, "holder": owner, "until": now + lease}
         ).all()
@@ -421,6 +459,7 @@ class FileJobStore:
                 first_line=row.first_line,
                 row_count=row.row_count,
                 rows_zlib=row.rows_zlib,
+                taken_over=row.id in lapsed,
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]
@@ -438,10 +477,44 @@ class FileJobStore:
         job: ClaimedJob,
         owner: str,
         *,
+        ack: Any,
         ack_error: str | None,
         activities: Sequence[Activity],
     ) -> None:
-        """The run is over: the job done, the instance succeeded or failed."""
+        """The run is over: the job done with the MsgAck it sent, the instance succeeded
+        or failed."""
+        await self._close(job, owner, ack_error, activities, ack=ack)
+
+    async def acknowledged_again(
+        self, job: ClaimedJob, owner: str, *, ack_error: str | None, activities: Sequence[Activity]
+    ) -> None:
+        """The run's acknowledgement went again: the job done, the instance succeeded or
+        failed as DERMS took it this time."""
+        await self._close(job, owner, ack_error, activities)
+
+    async def acknowledge_again(self, instance_id: str) -> bool:
+        """Make due the sending again of a finished run's acknowledgement, as it was sent.
+        False when the job's run is not finished, or sent none."""
+        async with self._instances.writing() as connection:
+            due = await connection.execute(
+                update(FileJobRow)
+                .where(
+                    FileJobRow.instance_id == instance_id,
+                    FileJobRow.state == "done",
+                    FileJobRow.ack.is_not(None),
+                )
+                .values(state="acking_again", owner=None, lease_until=None, updated_at=utcnow())
+            )
+        return bool(due.rowcount)
+
+    async def _close(
+        self,
+        job: ClaimedJob,
+        owner: str,
+        ack_error: str | None,
+        activities: Sequence[Activity],
+        **recorded: Any,
+    ) -> None:
         now = utcnow()
         succeeded = job.outcome == "SUCCESS" and ack_error is None
         async with self._instances.writing() as connection:
@@ -452,6 +525,7 @@ class FileJobStore:
                 state="done",
                 ack_error=ack_error,
                 updated_at=now,
+                **recorded,
             )
             if not closed:
                 # The claim was lost (its lease ran out): whoever holds it now finishes.
@@ -535,6 +609,7 @@ class FileJobStore:
                     )
                 ).all()
             )
+            sent_again = await connection.scalar(_SENT_AGAIN, {"instance_id": instance_id})
             rows_sent = await connection.scalar(
                 select(func.coalesce(func.sum(SegmentRow.row_count), 0)).where(
                     SegmentRow.instance_id == instance_id, SegmentRow.status == "accepted"
@@ -559,10 +634,12 @@ class FileJobStore:
                 s: int(counts.get(s, 0)) for s in ("pending", "sending", "accepted", "failed")
             },
             rows_sent=int(rows_sent or 0),
+            segments_sent_again=int(sent_again or 0),
             segment_errors=[
                 f"segment {seq} (from line {line}): {error}" for seq, line, error in errors
             ],
             ack_error=job.ack_error,
+            derms_connection=job.derms_connection,
         )
 
 
@@ -571,6 +648,9 @@ def _record_results(connection: Connection, owner: str, results: Sequence[Segmen
     accepted = [result.segment.id for result in results if result.error is None]
     if accepted:
         connection.execute(_ACCEPT, {"ids": accepted, "holder": owner})
+    sent_again = [result.segment.id for result in results if result.sent_again]
+    if sent_again:
+        connection.execute(_SENT_AGAIN_MARK, {"ids": sent_again, "holder": owner})
     activities: dict[str, list[Activity]] = {}
     for result in results:
         segment = result.segment

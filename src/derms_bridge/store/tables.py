@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -122,7 +124,8 @@ class FileJobRow(Base):
     flow: Mapped[str] = mapped_column(String(64))
     message: Mapped[Any] = mapped_column(JSON)
     #: queued (health check next), running (segments going), failing (a segment failed:
-    #: no new ones go), acking (the one acknowledgement is due), done.
+    #: no new ones go), acking (the one acknowledgement is due), done, acking_again (the
+    #: run's acknowledgement is to go to DERMS again, as it was sent).
     state: Mapped[str] = mapped_column(String(16), index=True)
     outcome: Mapped[str | None] = mapped_column(String(8))
     failure: Mapped[str | None] = mapped_column(Text)
@@ -133,6 +136,10 @@ class FileJobRow(Base):
     owner: Mapped[str | None] = mapped_column(String(80))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ack_error: Mapped[str | None] = mapped_column(Text)
+    #: The DERMS connection the file's acknowledgements go to: the one that sent it.
+    derms_connection: Mapped[str | None] = mapped_column(String(80))
+    #: The run's MsgAck as it went to DERMS, to send again as it was.
+    ack: Mapped[Any | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -154,6 +161,9 @@ class SegmentRow(Base):
     #: pending, sending (claimed under a lease), accepted, failed.
     status: Mapped[str] = mapped_column(String(12), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Sent again when CPMCS may have had it already: claimed again after a claim whose
+    #: lease ran out while sending, or tried again after a try whose answer was lost.
+    sent_again: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     owner: Mapped[str | None] = mapped_column(String(80))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)

@@ -244,6 +244,18 @@ async def test_a_failed_call_shows_its_status_and_error(
     assert "500" in call["error"]
 
 
+async def test_only_a_file_run_has_an_acknowledgement_to_send_again(hub: HubUnderTest) -> None:
+    instance_id = await enroll(hub, "ACK-AGAIN")
+
+    reply = await hub.client.post(
+        f"/ops/instances/{instance_id}/acknowledgement", auth=OPERATOR_AUTH
+    )
+
+    assert reply.status_code == 409
+    assert reply.headers["content-type"] == PROBLEM_JSON
+    assert "not a file flow's" in reply.json()["detail"]
+
+
 async def test_healthz_answers_without_a_credential(hub: HubUnderTest) -> None:
     reply = await hub.client.get("/healthz")
 
@@ -304,6 +316,8 @@ async def test_openapi_lists_the_routes_and_how_to_authenticate(hub: HubUnderTes
     assert "post" in document["paths"]["/enroll-to-dacs"]
     assert "get" in document["paths"]["/ops/instances"]
     assert "get" in document["paths"]["/ops/instances/{instance_id}"]
+    send_again = document["paths"]["/ops/instances/{instance_id}/acknowledgement"]["post"]
+    assert {"202", "404", "409"} <= set(send_again["responses"])
     schemes = document["components"]["securitySchemes"]
     assert schemes["HTTPBasic"] == {"type": "http", "scheme": "basic"}
     assert schemes["HTTPBearer"] == {"type": "http", "scheme": "bearer"}
@@ -327,3 +341,14 @@ async def test_openapi_describes_the_file_routes_form(hub: HubUnderTest, route: 
     assert form["required"] == ["message", "file"]
     assert form["properties"]["message"]["type"] == "string"
     assert form["properties"]["file"]["contentMediaType"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775808", "1000001", "9" * 5000])
+async def test_an_offset_past_what_a_search_pages_to_is_a_problem(
+    hub: HubUnderTest, offset: str
+) -> None:
+    reply = await hub.client.get("/ops/instances", params={"offset": offset}, auth=OPERATOR_AUTH)
+
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.json()["errors"][0]["field"] == "offset"

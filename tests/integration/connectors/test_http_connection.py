@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from derms_bridge.connectors.cpmcs import OPERATIONS, CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import HttpConnection
-from derms_bridge.errors import BusinessError, TechnicalFault
+from derms_bridge.errors import BusinessError, ConfigurationError, TechnicalFault
 from derms_bridge.flows.ports import AnyJson
 from derms_bridge.lookups import Lookup, Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
@@ -813,13 +813,13 @@ async def test_a_division_without_a_route_goes_to_the_default(
     assert calls.one().target == "DERMS default"
 
 
-async def test_a_route_to_an_undefined_connection_is_a_fault_naming_it(
+async def test_a_route_to_an_undefined_connection_is_a_configuration_error_naming_it(
     derms_pair: tuple[ServerThread, ServerThread], routed_lookups: Lookups
 ) -> None:
     north, default = derms_pair
     calls = Calls()
     async with derms_client(derms_pair, routed_lookups, calls) as derms:
-        with pytest.raises(TechnicalFault) as caught:
+        with pytest.raises(ConfigurationError) as caught:
             await derms.send("enroll", AnyJson({"dacsMessageId": "S-1"}), AnyJson, division="SOUTH")
 
     assert "'south'" in str(caught.value)
@@ -870,3 +870,33 @@ async def test_an_upload_the_system_stops_taking_ends_as_a_timeout() -> None:
     assert caught.value.timed_out
     assert str(caught.value) == "DERMS default did not answer deviceScore within 3 s"
     assert calls.one().error == str(caught.value)
+
+
+# --- Redirects ------------------------------------------------------------------------------
+
+
+async def test_a_redirect_is_never_followed_so_the_body_goes_nowhere_else() -> None:
+    elsewhere_received: list[bytes] = []
+    elsewhere = FastAPI()
+
+    @elsewhere.post("/{path:path}")
+    async def keep(request: Request) -> Response:
+        elsewhere_received.append(await request.body())
+        return JSONResponse({"enrollmentId": "STOLEN"})
+
+    with ServerThread(elsewhere, name="another host") as other:
+        redirecting = FastAPI()
+
+        @redirecting.post(ENROLL_PATH)
+        async def redirect() -> Response:
+            return Response(status_code=307, headers={"Location": f"{other.url}/stolen"})
+
+        with ServerThread(redirecting, name="redirecting CPMCS") as server:
+            calls = Calls()
+            async with connected(connection_settings(server.url)) as c:
+                with pytest.raises(TechnicalFault) as caught:
+                    await CpmcsClient(c, calls).enroll_program(enroll_body("R-1"))
+
+    assert elsewhere_received == []
+    assert "redirect (HTTP 307), which the hub never follows" in str(caught.value)
+    assert calls.one().http_status == 307

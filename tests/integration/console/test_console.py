@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import asyncssh
@@ -26,6 +27,7 @@ from derms_bridge.settings import (
 )
 from derms_bridge.store.processes import ProcessStore
 from tests.conftest import DERMS_AUTH, PASSWORDS
+from tests.csv_files import write_reservation_csv
 from tests.integration.console.conftest import (
     ConsoleUnderTest,
     console_for,
@@ -403,6 +405,53 @@ async def test_the_instance_page_shows_activities_error_and_resubmits(
     assert f"/console/instances/{failed_id}" in new_page
 
 
+RESERVATION_MESSAGE = {
+    "messageId": "CONSOLE-ACK",
+    "eventId": "EV-1",
+    "eventStartDateTime": "2026-12-01T14:00:00Z",
+    "eventEndDateTime": "2026-12-01T18:00:00Z",
+}
+
+
+async def test_a_finished_files_acknowledgement_is_sent_again_from_its_page(
+    console: ConsoleUnderTest, derms_sim: httpx.Client, cpmcs_sim: httpx.Client, tmp_path: Path
+) -> None:
+    sent = await console.client.post(
+        "/device-reservation-to-dacs",
+        data={"message": json.dumps(RESERVATION_MESSAGE)},
+        files={"file": ("r.csv", write_reservation_csv(tmp_path / "r.csv", 5).read_bytes())},
+        auth=DERMS_AUTH,
+    )
+    file_id = sent.json()["instanceId"]
+    while await console.hub.workers.worker.step():
+        pass
+    enrollment_id = await failed_enrollment(console, cpmcs_sim, "PAGE-ACK")
+    await console.log_in()
+
+    page = (await console.client.get(f"/console/instances/{file_id}")).text
+    enrollment_page = (await console.client.get(f"/console/instances/{enrollment_id}")).text
+    asked = await console.client.post(
+        f"/console/instances/{file_id}/acknowledgement",
+        headers={"HX-Request": "true", "X-CSRF-Token": console.csrf_token},
+    )
+    refused = await console.client.post(
+        f"/console/instances/{enrollment_id}/acknowledgement",
+        headers={"HX-Request": "true", "X-CSRF-Token": console.csrf_token},
+    )
+    while await console.hub.workers.worker.step():
+        pass
+
+    assert "Send the acknowledgement again" in page
+    assert "Send the acknowledgement again" not in enrollment_page
+    assert asked.status_code == 200
+    assert "The acknowledgement goes to DERMS again" in page_text(asked.text)
+    assert refused.status_code == 409
+    assert "is not a file flow" in page_text(refused.text)
+    received = derms_sim.get("/_sim/state/received").json()["/device-reservation-ack"]
+    assert len(received) == 2
+    assert received[0] == received[1]
+
+
 async def test_bulk_resubmit_confirms_the_count_then_reports_outcomes(
     console: ConsoleUnderTest, cpmcs_sim: httpx.Client
 ) -> None:
@@ -634,3 +683,16 @@ async def test_no_page_shows_a_secret(
         assert rows["SMTP"][3].startswith("no")
         assert rows["CPMCS FTP server"][3].startswith("no")
         assert rows["CPMCS object storage"][3].startswith("no")
+
+
+@pytest.mark.parametrize("page", ["0", "-3", "x", "9" * 30, "9" * 5000])
+async def test_a_page_number_of_any_size_is_answered_with_a_page(
+    console: ConsoleUnderTest, page: str
+) -> None:
+    await enroll(console, "PAGE-BOUND")
+    await console.log_in()
+
+    reply = await console.client.get("/console/instances", params={"page": page})
+
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/html")

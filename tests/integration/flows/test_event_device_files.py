@@ -8,7 +8,7 @@ import csv
 import json
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,15 @@ import pytest
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.credentials import hash_password
 from derms_bridge.flows.event_device_outcome import to_post_event_outcome
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
+from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
-from derms_bridge.settings import Caller, Segments, Settings
+from derms_bridge.settings import Caller, SegmentRetry, Segments, Settings
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
 from tests.csv_files import (
     OUTCOME_HEADER,
@@ -41,8 +43,8 @@ HEALTH_CHECK = "/rest/apis/common/healthCheck"
 
 
 class FileHub:
-    """The hub with small segments, one at a time so that a failure lands where a test
-    puts it, and a worker the test runs step by step."""
+    """The hub with small segments, one at a time and never tried again so that a failure
+    lands where a test puts it, and a worker the test runs step by step."""
 
     def __init__(self, hub: Hub, client: httpx.AsyncClient) -> None:
         self.hub = hub
@@ -111,7 +113,13 @@ def files_settings(
         derms_server.url,
         mailbox,
         callers,
-        segments=Segments(size=100, parallelism=1, lease_seconds=30, ack_attempts=2),
+        segments=Segments(
+            size=100,
+            parallelism=1,
+            lease_seconds=30,
+            ack_attempts=2,
+            retry=SegmentRetry(attempts=1),
+        ),
     )
 
 
@@ -297,7 +305,7 @@ async def test_a_failed_segment_stops_the_rest_and_a_resend_completes_the_file(
     again = await files_hub.send(RESERVATION, reservation("RSV-9"), csv_file)
     await files_hub.drain()
 
-    assert again.json() == {"instanceId": instance_id, "resumed": True}
+    assert again.json() == {"instanceId": instance_id, "resumed": True, "acknowledgedAgain": False}
     summary = reserved(cpmcs_sim)
     assert (summary["devices"], summary["duplicates"]) == (500, 0)
     assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["FAILURE", "SUCCESS"]
@@ -306,6 +314,120 @@ async def test_a_failed_segment_stops_the_rest_and_a_resend_completes_the_file(
     assert detail["attempts"] == 2
     assert detail["file"]["run"] == 2
     assert detail["file"]["rows_sent"] == 500
+
+
+def with_segments(settings: Settings, **segments: Any) -> Settings:
+    return settings.model_copy(update={"segments": settings.segments.model_copy(update=segments)})
+
+
+def reserve_device_calls(cpmcs_sim: httpx.Client) -> int:
+    """reserveDevice calls that reached CPMCS, those it failed included."""
+    calls: dict[str, int] = cpmcs_sim.get("/_sim/state/calls").json()
+    return calls.get(RESERVE_DEVICE_PATH, 0)
+
+
+def reserve_device_statuses(detail: dict[str, Any]) -> list[int | None]:
+    return [a["http_status"] for a in detail["activities"] if a["operation"] == "reserveDevice"]
+
+
+async def test_segments_cpmcs_fails_now_and_then_are_tried_again_and_the_file_succeeds(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    # A seeded 5% of reserveDevice calls fail with 500, the health check never; the
+    # segments are tried again as the defaults say, four in flight.
+    settings = with_segments(files_settings, size=20, parallelism=4, retry=SegmentRetry())
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"error_rate": 0.05, "error_seed": 12, "error_rate_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    rows, segments = 3000, 150
+
+    async with serving_files(settings, default_lookups) as files_hub:
+        reply = await files_hub.send(
+            RESERVATION, reservation("RSV-RETRY"), write_reservation_csv(tmp_path / "r.csv", rows)
+        )
+        await files_hub.drain()
+        detail = await files_hub.detail(reply.json()["instanceId"])
+
+    failed_calls = reserve_device_calls(cpmcs_sim) - segments
+    assert failed_calls > 0, "no call failed: the test shows nothing"
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (rows, 0, segments)
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "SUCCESS", ack
+    assert only_response(ack)["value"] == (
+        f"{rows} rows in {segments} segments taken by CPMCS reserveDevice (run 1); "
+        "0 segments sent more than once"
+    )
+    assert detail["status"] == "succeeded"
+    assert detail["file"]["segments"]["accepted"] == segments
+    assert detail["file"]["segments_sent_again"] == 0
+    statuses = reserve_device_statuses(detail)
+    assert (statuses.count(500), statuses.count(200)) == (failed_calls, segments)
+
+
+async def test_a_segment_failing_every_try_fails_the_file_after_retry_attempts(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    settings = with_segments(files_settings, retry=SegmentRetry(attempts=3))
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 503, "fail_calls": [2, 3, 4], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+
+    async with serving_files(settings, default_lookups) as files_hub:
+        reply = await files_hub.send(
+            RESERVATION, reservation("RSV-GIVE-UP"), write_reservation_csv(tmp_path / "r.csv", 300)
+        )
+        await files_hub.drain()
+        detail = await files_hub.detail(reply.json()["instanceId"])
+
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert only_response(ack)["value"] == (
+        "segment 2 (lines 102-201): CPMCS answered HTTP 503 to reserveDevice (3 tries)"
+    )
+    assert detail["status"] == "failed"
+    assert detail["file"]["segments"] == {"pending": 1, "sending": 0, "accepted": 1, "failed": 1}
+    assert reserve_device_statuses(detail) == [200, 503, 503, 503]
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+async def test_a_segment_cpmcs_refuses_with_a_4xx_is_not_tried_again(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+    status: int,
+) -> None:
+    settings = with_segments(files_settings, retry=SegmentRetry())
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": status, "fail_calls": [2], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+
+    async with serving_files(settings, default_lookups) as files_hub:
+        reply = await files_hub.send(
+            RESERVATION, reservation("RSV-4XX"), write_reservation_csv(tmp_path / "r.csv", 300)
+        )
+        await files_hub.drain()
+        detail = await files_hub.detail(reply.json()["instanceId"])
+
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "FAILURE"
+    assert f"HTTP {status}" in only_response(ack)["value"]
+    assert "tries" not in only_response(ack)["value"]
+    assert reserve_device_calls(cpmcs_sim) == 2
+    assert reserve_device_statuses(detail) == [200, status]
 
 
 async def test_resubmit_sends_only_what_cpmcs_has_not_taken(
@@ -354,6 +476,181 @@ async def test_an_ack_derms_will_not_take_is_retried_then_emailed(
     ack_calls = [a for a in detail["activities"] if a["operation"] == "deviceReservationAck"]
     assert [a["http_status"] for a in ack_calls] == [500, 500]
     assert any("did not accept" in m.body_text for m in mailbox.wait_for(2))
+
+
+async def test_a_resend_of_a_completed_file_sends_its_acknowledgement_again_and_no_row(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 250)
+    first = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+    instance_id = first.json()["instanceId"]
+
+    again = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    assert again.status_code == 202
+    assert again.json() == {"instanceId": instance_id, "resumed": False, "acknowledgedAgain": True}
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (250, 0, 3)
+    original, resent = acks(derms_sim)
+    assert resent == original
+    assert original["MsgAck"]["ackType"] == "SUCCESS"
+    detail = await files_hub.detail(instance_id)
+    assert detail["status"] == "succeeded"
+    assert detail["file"]["run"] == 1
+    operations = [a["operation"] for a in detail["activities"]]
+    assert operations == ["healthCheck", *["reserveDevice"] * 3, *["deviceReservationAck"] * 2]
+    assert await files_hub.instances() == 1
+
+
+async def test_an_operator_sends_a_lost_acknowledgement_again(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    derms_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+    reply = await files_hub.send(
+        RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 10)
+    )
+    await files_hub.drain()
+    instance_id = reply.json()["instanceId"]
+    assert (await files_hub.detail(instance_id))["status"] == "failed"
+    derms_sim.delete("/_sim/faults").raise_for_status()
+
+    asked = await files_hub.client.post(
+        f"/ops/instances/{instance_id}/acknowledgement", auth=OPERATOR_AUTH
+    )
+    assert asked.status_code == 202
+    assert asked.json()["file"]["state"] == "acking_again"
+    await files_hub.drain()
+
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "SUCCESS"
+    assert "10 rows in 1 segments" in only_response(ack)["value"]
+    assert reserved(cpmcs_sim)["calls"] == 1
+    detail = await files_hub.detail(instance_id)
+    assert detail["status"] == "succeeded"
+    assert detail["error"] is None
+    ack_calls = [a for a in detail["activities"] if a["operation"] == "deviceReservationAck"]
+    assert [a["http_status"] for a in ack_calls] == [500, 500, 200]
+
+
+async def test_an_acknowledgement_is_sent_again_only_for_a_finished_file_run(
+    files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    reply = await files_hub.send(
+        RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 10)
+    )
+    instance_id = reply.json()["instanceId"]
+
+    unfinished = await files_hub.client.post(
+        f"/ops/instances/{instance_id}/acknowledgement", auth=OPERATOR_AUTH
+    )
+    unknown = await files_hub.client.post(
+        "/ops/instances/no-such-instance/acknowledgement", auth=OPERATOR_AUTH
+    )
+    by_derms = await files_hub.client.post(
+        f"/ops/instances/{instance_id}/acknowledgement", auth=DERMS_AUTH
+    )
+    await files_hub.drain()
+
+    assert unfinished.status_code == 409
+    assert unfinished.headers["content-type"] == "application/problem+json"
+    assert "not finished" in unfinished.json()["detail"]
+    assert unknown.status_code == 404
+    assert by_derms.status_code == 401
+    assert len(acks(derms_sim)) == 1
+
+
+@pytest.fixture(scope="module")
+def north_derms_server() -> Iterator[ServerThread]:
+    with ServerThread(create_derms_app(seed=3), name="DERMS north simulator") as server:
+        yield server
+
+
+@pytest.fixture
+def north_derms_sim(north_derms_server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=north_derms_server.url, timeout=10) as client:
+        client.delete("/_sim/state").raise_for_status()
+        client.delete("/_sim/faults").raise_for_status()
+        yield client
+
+
+NORTH_AUTH = ("derms-north", "derms-north-test-pw")
+
+
+@pytest.fixture
+async def two_derms_hub(
+    files_settings: Settings,
+    north_derms_server: ServerThread,
+    north_derms_sim: httpx.Client,
+    default_lookups: Lookups,
+) -> AsyncIterator[FileHub]:
+    """The hub with a second DERMS, `north`, whose caller `derms-north` sends files."""
+    connections = files_settings.connections
+    north = {**connections.derms["default"].model_dump(), "base_url": north_derms_server.url}
+    settings = Settings.model_validate(
+        {
+            **files_settings.model_dump(),
+            "connections": {
+                "cpmcs": connections.cpmcs.model_dump(),
+                "derms": {**connections.model_dump()["derms"], "north": north},
+            },
+            "callers": {
+                **{name: caller.model_dump() for name, caller in files_settings.callers.items()},
+                "derms-north": Caller(
+                    role="derms",
+                    username=NORTH_AUTH[0],
+                    password_hash=hash_password(NORTH_AUTH[1]),
+                    derms_connection="north",
+                ).model_dump(),
+            },
+        }
+    )
+    async with serving_files(settings, default_lookups) as files_hub:
+        yield files_hub
+
+
+async def test_each_files_acknowledgement_goes_back_to_the_derms_that_sent_it(
+    two_derms_hub: FileHub,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    north_derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 500, "fail_calls": [2], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 250)
+    north = await two_derms_hub.client.post(
+        RESERVATION,
+        data={"message": json.dumps(reservation("RSV-NORTH"))},
+        files={"file": ("devices.csv", csv_file.read_bytes(), "text/csv")},
+        auth=NORTH_AUTH,
+    )
+    await two_derms_hub.drain()
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    default = await two_derms_hub.send(RESERVATION, reservation("RSV-DEFAULT"), csv_file)
+    await two_derms_hub.drain()
+    north_id, default_id = north.json()["instanceId"], default.json()["instanceId"]
+
+    # Whoever asks, the resumed run and the acknowledgement sent again go where the file
+    # came from.
+    resubmitted = await two_derms_hub.client.post(
+        f"/ops/instances/{north_id}/resubmit", auth=OPERATOR_AUTH
+    )
+    asked = await two_derms_hub.client.post(
+        f"/ops/instances/{default_id}/acknowledgement", auth=OPERATOR_AUTH
+    )
+    await two_derms_hub.drain()
+
+    assert (resubmitted.status_code, asked.status_code) == (200, 202)
+    north_acks = [(only_response(a)["id"], a["MsgAck"]["ackType"]) for a in acks(north_derms_sim)]
+    default_acks = [(only_response(a)["id"], a["MsgAck"]["ackType"]) for a in acks(derms_sim)]
+    assert north_acks == [("RSV-NORTH", "FAILURE"), ("RSV-NORTH", "SUCCESS")]
+    assert default_acks == [("RSV-DEFAULT", "SUCCESS"), ("RSV-DEFAULT", "SUCCESS")]
+    assert (await two_derms_hub.detail(north_id))["file"]["derms_connection"] == "north"
+    assert (await two_derms_hub.detail(default_id))["file"]["derms_connection"] == "default"
 
 
 async def test_outcomes_of_several_events_go_through_the_event_outcome_lookup(
@@ -601,3 +898,22 @@ async def test_a_slow_upload_holds_up_no_other(files_hub: FileHub, tmp_path: Pat
     assert quick.status_code == 202
     assert (await slow).status_code == 202
     assert await files_hub.instances() == 2
+
+
+async def test_the_event_times_go_as_cpmcs_takes_them_whatever_iso_form_came(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, tmp_path: Path
+) -> None:
+    message = reservation("RSV-ISO") | {
+        "eventStartDateTime": "20261201T140000Z",
+        "eventEndDateTime": "2026-W49-2T18:00:00Z",
+    }
+
+    reply = await files_hub.send(RESERVATION, message, write_reservation_csv(tmp_path / "r.csv", 3))
+    await files_hub.drain()
+
+    assert reply.status_code == 202
+    [device, *_] = cpmcs_sim.get("/_sim/state/reservations", params={"eventId": "EV-1"}).json()
+    assert (device["eventStartDateTime"], device["eventEndDateTime"]) == (
+        "2026-12-01T14:00:00Z",
+        "2026-12-01T18:00:00Z",
+    )

@@ -44,7 +44,11 @@ def _endpoint(flow: FileFlow[Any]) -> Callable[..., Awaitable[JSONResponse]]:
         if not received.resumed:
             metrics.instance_received(flow.info.key)
         return JSONResponse(
-            {"instanceId": received.instance_id, "resumed": received.resumed},
+            {
+                "instanceId": received.instance_id,
+                "resumed": received.resumed,
+                "acknowledgedAgain": received.acknowledged_again,
+            },
             status_code=202,
             headers={"X-Instance-Id": received.instance_id},
         )

@@ -7,16 +7,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from derms_bridge import metrics
 from derms_bridge.api.deps import HubDep
-from derms_bridge.api.guard import UNAUTHORIZED_HEADERS
+from derms_bridge.api.guard import UNAUTHORIZED_HEADERS, credentials_busy
 from derms_bridge.api.problems import problem
 from derms_bridge.api.security import caller_of
 from derms_bridge.bootstrap import Hub
-from derms_bridge.credentials import token_matches
+from derms_bridge.credentials import CredentialChecksBusy, token_matches
 
 router = APIRouter(tags=["Health"])
 
 
-def _may_scrape(request: Request, hub: Hub) -> bool:
+async def _may_scrape(request: Request, hub: Hub) -> bool:
     authorization = request.headers.get("authorization", "")
     scheme, _, credential = authorization.partition(" ")
     scraper = hub.settings.metrics.token_sha256
@@ -26,7 +26,7 @@ def _may_scrape(request: Request, hub: Hub) -> bool:
         and token_matches(credential.strip(), scraper.get_secret_value())
     ):
         return True
-    principal = caller_of(hub.authenticator, authorization)
+    principal = await caller_of(hub.authenticator, authorization)
     return principal is not None and principal.role == "operator"
 
 
@@ -37,7 +37,11 @@ def _may_scrape(request: Request, hub: Hub) -> bool:
 )
 async def scrape(request: Request, hub: HubDep) -> Response:
     """Prometheus text format: flows, outbound calls, segments waiting, schedule runs."""
-    if not _may_scrape(request, hub):
+    try:
+        allowed = await _may_scrape(request, hub)
+    except CredentialChecksBusy:
+        return credentials_busy()
+    if not allowed:
         return problem(
             401,
             "/metrics needs an operator caller or the metrics bearer token",

@@ -1,4 +1,5 @@
-"""The operations API: find instances, read their activity, resubmit them."""
+"""The operations API: find instances, read their activity, resubmit them, send a file
+run's acknowledgement again."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.catalog import FlowInfo, flows_named
+from derms_bridge.engine.operations import NoAcknowledgementToSend
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
 from derms_bridge.schemas.ops import (
+    MAX_OFFSET,
     HubProcessView,
     InstanceDetail,
     InstanceFilter,
@@ -39,7 +42,7 @@ async def list_instances(
     received_from: datetime | None = None,
     received_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InstancePage:
     """Newest first."""
     flows: list[FlowInfo] = []
@@ -91,6 +94,31 @@ async def resubmit_instance(instance_id: str, principal: PrincipalDep, hub: HubD
     except NotResubmittable as exc:
         raise HTTPException(409, str(exc)) from None
     return await hub.operations.detail(outcome.instance_id)
+
+
+@router.post(
+    "/instances/{instance_id}/acknowledgement",
+    response_model=InstanceDetail,
+    status_code=202,
+    responses={
+        202: {"description": "the acknowledgement is due again; the instance as it stands"},
+        404: {"description": "no such instance"},
+        409: {"description": "not a file run (flows 7, 8) that has finished"},
+    },
+)
+async def send_acknowledgement_again(instance_id: str, hub: HubDep) -> Any:
+    """Send DERMS a finished file run's acknowledgement again (flows 7, 8), for one DERMS
+    lost: the same MsgAck, code and responses as it went, to the DERMS connection that sent
+    the file; no row goes again. A worker sends it at once (`file.state` is `acking_again`
+    until then); its call is an activity of the instance, which ends `succeeded` or
+    `failed` as DERMS takes it."""
+    try:
+        await hub.operations.acknowledge_again(instance_id)
+    except InstanceNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except NoAcknowledgementToSend as exc:
+        raise HTTPException(409, str(exc)) from None
+    return await hub.operations.detail(instance_id)
 
 
 @router.get("/processes", response_model=list[HubProcessView], responses={401: {}})

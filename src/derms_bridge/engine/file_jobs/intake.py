@@ -2,8 +2,9 @@
 
 The CSV is read as it streams in, every row checked, and cut into segments of
 `segments.size` rows (csv_cutter.py), kept (as their rows, compressed) with the
-instance and the job in one transaction, committed once the whole file has come. A
-message whose messageId was seen resumes that instance.
+instance and the job in one transaction, committed once the whole file has come, with
+the DERMS connection its acknowledgements go back to. A message whose messageId was seen
+resumes that instance after a FAILURE, or has its finished run's acknowledgement sent again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import threading
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,12 +72,17 @@ class FileIntake:
         lookups: Callable[[], Lookups],
         settings: Segments,
         wake: Callable[[], None],
+        *,
+        derms_connections: Mapping[str, str],
     ) -> None:
+        """`derms_connections`: the DERMS connection each caller's files are acknowledged
+        to, by caller name, where the settings name one."""
         self._instances = instances
         self._files = files
         self._lookups = lookups
         self._size = settings.size
         self._wake = wake
+        self._derms_connections = derms_connections
 
     async def receive(
         self,
@@ -108,11 +114,13 @@ class FileIntake:
             previous = earlier.items[0].id
             if await self._files.has_segments(previous):
                 # DERMS's resend after a FAILURE: the segments already kept go again,
-                # only those CPMCS has not taken.
+                # only those CPMCS has not taken. After a run that finished otherwise,
+                # DERMS lost its acknowledgement: that goes again, and no row.
                 await asyncio.to_thread(lines.drain)
                 resumed = await self._files.resume(previous)
+                again = not resumed and await self._files.acknowledge_again(previous)
                 self._wake()
-                return Received(previous, resumed=resumed)
+                return Received(previous, resumed=resumed, acknowledged_again=again)
             resubmit_of = previous
         new_file = NewFile(
             instance_id=str(uuid.uuid4()),
@@ -121,6 +129,7 @@ class FileIntake:
             message=message_json,
             keys=keys,
             resubmit_of=resubmit_of,
+            derms_connection=self._derms_connection(caller),
         )
         # Steps 2 and 3: every row checked, the segments kept with the instance in one
         # transaction.
@@ -142,6 +151,14 @@ class FileIntake:
             await self._files.refuse(new_file, failure, scan.bad_rows)
         self._wake()
         return Received(new_file.instance_id, resumed=False)
+
+    def _derms_connection(self, caller: str | None) -> str:
+        """Where the file's acknowledgements go back to: the DERMS connection the settings
+        name for the caller that sent it, else the Routing lookup's `*` row. The trigger's
+        message names no division, and its drmsInstanceId is the sender's word, not its
+        credential."""
+        named = self._derms_connections.get(caller) if caller is not None else None
+        return named or self._lookups().derms_connection_for(None)
 
     @asynccontextmanager
     async def _cutting(

@@ -20,7 +20,8 @@ class SegmentSending:
     plain client's senders do. Beside them, store rounds record the results, give back
     what will not be sent, and claim ahead up to three times the parallelism, so that a
     sender does not wait on the store; one task renews the leases of all the segments held.
-    A failed segment stops its file: what is claimed of it and not sent goes back."""
+    A failed segment stops its file: what is claimed of it and not sent goes back, and its
+    segments being tried again are not tried any more."""
 
     def __init__(
         self,
@@ -30,7 +31,7 @@ class SegmentSending:
         lease: timedelta,
         parallelism: int,
         body: Callable[[ClaimedSegment], bytes],
-        send: Callable[[ClaimedSegment, bytes], Awaitable[SegmentResult]],
+        send: Callable[[ClaimedSegment, bytes, Callable[[str], bool]], Awaitable[SegmentResult]],
         wake: Callable[[], None],
     ) -> None:
         self._files = files
@@ -51,6 +52,8 @@ class SegmentSending:
         self._more = True
         self._refilled = asyncio.Event()
         self._broken: BaseException | None = None
+        # Bound once, not once for each segment it goes with.
+        self._still_sent = self._file_still_sent
 
     async def run(self) -> bool:
         """True when there were segments to send."""
@@ -87,7 +90,7 @@ class SegmentSending:
             segment, body = self._ready.popleft()
             self._in_flight.add(segment.id)
             try:
-                result = await self._send(segment, body)
+                result = await self._send(segment, body, self._still_sent)
             except Exception as error:
                 self._stop(error)
                 continue
@@ -98,6 +101,10 @@ class SegmentSending:
                 self._failed.add(segment.instance_id)
                 self._release(lambda held: held.instance_id in self._failed)
             self._top_up()
+
+    def _file_still_sent(self, instance_id: str) -> bool:
+        """Whether a file's segments still go: none of them failed, and sending goes on."""
+        return self._broken is None and instance_id not in self._failed
 
     def _top_up(self) -> None:
         """Start a store round if one is due and none is running. Rounds carry several

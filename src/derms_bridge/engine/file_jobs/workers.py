@@ -3,10 +3,14 @@ comes due, under leases.
 
 1. It claims a queued job under a lease and runs its flow's health check (step 2).
 2. It claims segments under a lease, builds each one's body and has its flow send it,
-   `segments.parallelism` at a time (step 3, sending.py); a segment that fails stops the
-   others.
+   `segments.parallelism` at a time (step 3, sending.py); a segment whose call fails for a
+   passing reason is tried again (`segments.retry`); a segment that fails for good stops
+   the others.
 3. Whoever records the last segment makes the acknowledgement due; a worker claims it and
-   runs its flow's acknowledgement and emails (steps 4 and 5).
+   runs its flow's acknowledgement and emails (steps 4 and 5), to the DERMS connection
+   that sent the file, and keeps the MsgAck as it went.
+4. A finished run's acknowledgement made due again (DERMS resent the file, or an operator
+   asked) goes again as it was kept.
 What each step does and sends is the flow's (flows/event_device_reservation.py,
 flows/event_device_outcome.py); a step's calls are recorded as its instance's
 activities. A process that dies leaves leases that run out, and another worker takes over.
@@ -16,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import stamina
 from pydantic import BaseModel
 
 from derms_bridge.catalog import FlowInfo
@@ -34,6 +39,7 @@ from derms_bridge.engine.file_jobs.sending import SegmentSending
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.polling import PollingLoop, worker_name
 from derms_bridge.engine.runner import activity_of
+from derms_bridge.errors import TechnicalFault
 from derms_bridge.flows.ports import FileFlow, FileJobContext, FileOutcome
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
@@ -119,15 +125,17 @@ class FileWorker:
         return message
 
     def _context(
-        self, flow: FileFlow[Any], instance_id: str, message: BaseModel, calls: _Activities
+        self, flow: FileFlow[Any], job: ClaimedJob, message: BaseModel, calls: _Activities
     ) -> FileJobContext:
         """What the job's flow runs a step against; the step's calls go to `calls`."""
         emails = _JobEmails(
-            self._errors, self._notifier, flow.info, instance_id, flow.business_keys(message)
+            self._errors, self._notifier, flow.info, job.instance_id, flow.business_keys(message)
         )
         return FileJobContext(
             cpmcs=CpmcsClient(self._cpmcs, calls.observe),
-            derms=DermsClient(self._derms, self._lookups(), calls.observe),
+            derms=DermsClient(
+                self._derms, self._lookups(), calls.observe, connection=job.derms_connection
+            ),
             errors=emails,
             notices=emails,
             ack_attempts=self._settings.ack_attempts,
@@ -145,6 +153,8 @@ class FileWorker:
             ):
                 if job.state == "queued":
                     await self._check_health(job)
+                elif job.state == "acking_again":
+                    await self._acknowledge_again(job)
                 else:
                     await self._acknowledge(job)
         return did
@@ -154,7 +164,7 @@ class FileWorker:
         flow = FILE_FLOWS[job.flow]
         message = self._message(flow, job.instance_id, job.message)
         calls = _Activities()
-        failure = await flow.check_health(self._context(flow, job.instance_id, message, calls))
+        failure = await flow.check_health(self._context(flow, job, message, calls))
         await self._files.add_activities(job.instance_id, calls.entries)
         if failure is not None:
             await self._files.fail_before_sending(job.instance_id, self.name, failure)
@@ -187,17 +197,63 @@ class FileWorker:
             self._lookups(),
         )
 
-    async def _send(self, segment: ClaimedSegment, body: bytes) -> SegmentResult:
+    async def _send(
+        self, segment: ClaimedSegment, body: bytes, still_sent: Callable[[str], bool]
+    ) -> SegmentResult:
         calls = _Activities()
-        error = await FILE_FLOWS[segment.flow].send_segment(
-            CpmcsClient(self._cpmcs, calls.observe), body
-        )
+        send_segment = FILE_FLOWS[segment.flow].send_segment
+        cpmcs = CpmcsClient(self._cpmcs, calls.observe)
+        sent_again = False
+        try:
+            error = await send_segment(cpmcs, body)
+        except TechnicalFault as fault:
+            error, sent_again = await self._send_again(
+                segment, body, send_segment, cpmcs, fault, still_sent
+            )
         # The file's failure names where in the file it stopped.
         failure: str | None = None
         if error is not None:
             last_line = segment.first_line + segment.row_count - 1
             failure = f"segment {segment.seq} (lines {segment.first_line}-{last_line}): {error}"
-        return SegmentResult(segment, error, failure, calls.entries)
+        return SegmentResult(segment, error, failure, calls.entries, sent_again)
+
+    async def _send_again(
+        self,
+        segment: ClaimedSegment,
+        body: bytes,
+        send_segment: Callable[[CpmcsClient, bytes], Awaitable[str | None]],
+        cpmcs: CpmcsClient,
+        fault: TechnicalFault,
+        still_sent: Callable[[str], bool],
+    ) -> tuple[str | None, bool]:
+        """A segment whose call failed for a passing reason, tried again with backoff and
+        jitter (`segments.retry`) while its file is still being sent: why it failed for
+        good, or None; and whether it went again after a try whose answer was lost, so that
+        CPMCS may have had it already. Its lease is renewed meanwhile, as it is in flight."""
+        retry = self._settings.retry
+        last, tries, sent_again = fault, 1, False
+        if retry.attempts > 1:
+            try:
+                async for attempt in stamina.retry_context(
+                    on=TechnicalFault,
+                    attempts=retry.attempts - 1,
+                    timeout=retry.seconds,
+                    wait_initial=0.2,
+                    wait_max=10.0,
+                ):
+                    with attempt:
+                        if not still_sent(segment.instance_id):
+                            break
+                        tries += 1
+                        sent_again = sent_again or last.answer_lost
+                        try:
+                            return await send_segment(cpmcs, body), sent_again
+                        except TechnicalFault as again:
+                            last = again
+                            raise
+            except TechnicalFault:
+                pass
+        return (f"{last} ({tries} tries)" if tries > 1 else str(last)), sent_again
 
     async def _acknowledge(self, job: ClaimedJob) -> None:
         """Steps 4 and 5, the flow's: DERMS gets the run's one acknowledgement, then the
@@ -210,11 +266,27 @@ class FileWorker:
             rows=job.total_rows,
             segments=job.total_segments,
             run=job.run,
+            segments_sent_again=job.segments_sent_again,
         )
         calls = _Activities()
-        context = self._context(flow, job.instance_id, message, calls)
-        ack_error = await flow.acknowledge(context, message, outcome)
+        context = self._context(flow, job, message, calls)
+        acknowledgement = await flow.acknowledge(context, message, outcome)
         await self._files.acknowledged(
+            job,
+            self.name,
+            ack=acknowledgement.msg_ack,
+            ack_error=acknowledgement.error,
+            activities=calls.entries,
+        )
+        self._messages.pop(job.instance_id, None)
+
+    async def _acknowledge_again(self, job: ClaimedJob) -> None:
+        """A finished run's MsgAck, as it went, to DERMS again; nothing else is sent."""
+        flow = FILE_FLOWS[job.flow]
+        message = self._message(flow, job.instance_id, job.message)
+        calls = _Activities()
+        ack_error = await flow.acknowledge_again(self._context(flow, job, message, calls), job.ack)
+        await self._files.acknowledged_again(
             job, self.name, ack_error=ack_error, activities=calls.entries
         )
         self._messages.pop(job.instance_id, None)
