@@ -70,6 +70,7 @@ TABLES = (
     "segments",
     "file_jobs",
     "error_notices",
+    "rejection_emails",
     "activities",
     "business_keys",
     "instances",

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,7 @@ def build_hub(
         staged_files=staged_files,
         wake_transfers=lambda: transfers.wake(),
         process_name=process_name(),
+        rejection_email_every=timedelta(minutes=settings.limits.rejection_email_minutes),
     )
     transfers = TransferWorker(engine=engine, staged=staged_files, settings=settings.segments)
     database_outage = DatabaseOutage(error_handler.alert_operators)

@@ -47,8 +47,15 @@ INSTANCES_RECEIVED = Counter(
 )
 INSTANCES_FINISHED = Counter(
     "derms_bridge_instances_finished",
-    "Instance runs ended, per flow and status (succeeded, failed, skipped).",
+    "Instance runs ended, per flow and status (succeeded, failed, skipped; rejected: a "
+    "message refused before its flow ran).",
     ["flow", "status"],
+    registry=REGISTRY,
+)
+INSTANCES_RESOLVED = Counter(
+    "derms_bridge_instances_resolved",
+    "Failed instances resolved by a resubmit that succeeded, per flow.",
+    ["flow"],
     registry=REGISTRY,
 )
 INSTANCE_DURATION = Histogram(
@@ -107,6 +114,10 @@ def instance_finished(flow: str, status: str, seconds: float | None) -> None:
     INSTANCES_FINISHED.labels(flow, status).inc()
     if seconds is not None:
         INSTANCE_DURATION.labels(flow).observe(seconds)
+
+
+def instance_resolved(flow: str) -> None:
+    INSTANCES_RESOLVED.labels(flow).inc()
 
 
 def instance_running(flow: str) -> AbstractContextManager[None]:

@@ -216,6 +216,18 @@ class Limits(_Strict):
     enrollment_concurrency: int = Field(
         32, ge=1, le=256, description="enrollProgram calls in flight for one batch"
     )
+    rejected_body_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        description="how much of a refused message's body its rejected instance keeps; "
+        "past it the body is kept cut, marked truncated",
+    )
+    rejection_email_minutes: int = Field(
+        15,
+        ge=0,
+        description="one error email per caller in this time, however many of its messages "
+        "are rejected meanwhile",
+    )
 
 
 #: The most items CPMCS takes in one list (a segment's deviceList or postOutcomeList).

@@ -53,6 +53,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.state.authenticator = hub.authenticator
     app.state.max_json_body_bytes = hub.settings.limits.max_json_body_bytes
     app.state.max_file_bytes = hub.settings.segments.max_file_bytes
+    app.state.rejected_body_bytes = hub.settings.limits.rejected_body_bytes
     install_problem_handlers(app)
     app.include_router(triggers.derms_router)
     app.include_router(triggers.cpmcs_router)

@@ -13,8 +13,10 @@ from typing import Any, Literal
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from derms_bridge.api.problems import problem
+from derms_bridge.api.problems import problem, refused
+from derms_bridge.api.refusals import read_kept_part, watch_body
 from derms_bridge.api.security import caller_of
+from derms_bridge.catalog import BY_KEY
 from derms_bridge.credentials import Authenticator, CredentialChecksBusy
 from derms_bridge.settings import Role
 
@@ -52,8 +54,16 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+async def _refused_unread(request: Request, status: int, detail: str) -> Response:
+    """Refuse a body the route has not read: only what a refusal keeps of it is read."""
+    await read_kept_part(request)
+    return await refused(request, status, detail)
+
+
 def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
-    """A route class that lets only callers of `role` in, with a JSON body within the limit."""
+    """A route class that lets only callers of `role` in, with a JSON body within the limit.
+    A flow's trigger route (its operation id a flow key) keeps what it refuses of its own
+    caller as a rejected instance (api/refusals.py)."""
 
     class GuardedRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -72,28 +82,39 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
                         headers=UNAUTHORIZED_HEADERS,
                     )
                 request.state.principal = principal
+                if self.operation_id in BY_KEY:
+                    watch_body(
+                        request,
+                        self.operation_id,
+                        principal.name,
+                        request.app.state.rejected_body_bytes,
+                    )
                 if body == "multipart":
                     media = request.headers.get("content-type", "").split(";", 1)[0].strip()
                     if media.lower() != "multipart/form-data":
-                        return problem(415, "the body must be multipart/form-data")
+                        return await _refused_unread(
+                            request, 415, "the body must be multipart/form-data"
+                        )
                     file_limit: int = request.app.state.max_file_bytes
                     declared = request.headers.get("content-length")
                     if declared is not None and declared.isdigit() and int(declared) > file_limit:
-                        return problem(
-                            413, f"the body is larger than the limit of {file_limit} bytes"
+                        return await _refused_unread(
+                            request, 413, f"the body is larger than the limit of {file_limit} bytes"
                         )
                 if body == "json" and request.method in ("POST", "PUT", "PATCH"):
                     if not _is_json(request.headers.get("content-type", "")):
-                        return problem(415, "the body must be application/json")
+                        return await _refused_unread(
+                            request, 415, "the body must be application/json"
+                        )
                     limit: int = request.app.state.max_json_body_bytes
                     declared = request.headers.get("content-length")
-                    too_large = problem(413, f"the body is larger than the limit of {limit} bytes")
+                    too_large = f"the body is larger than the limit of {limit} bytes"
                     if declared is not None and declared.isdigit() and int(declared) > limit:
-                        return too_large
+                        return await _refused_unread(request, 413, too_large)
                     try:
                         await _read_limited(request, limit)
                     except BodyTooLarge:
-                        return too_large
+                        return await refused(request, 413, too_large)
                 return await handler(request)
 
             return guarded_handler

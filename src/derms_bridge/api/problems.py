@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from derms_bridge.api.refusals import keep_refused
 from derms_bridge.engine.database_outage import RETRY_AFTER_SECONDS
 from derms_bridge.errors import DatabaseUnavailable
 from derms_bridge.schemas.problems import PROBLEM_JSON, field_path, problem_body
@@ -33,7 +34,21 @@ def problem(
 ERRORS_LISTED = 100
 
 
-def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+async def refused(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+) -> JSONResponse:
+    """The problem a trigger route answers a message it refuses; from the route's own
+    caller the message is kept first, as a rejected instance the problem names."""
+    instance_id = await keep_refused(request, status, detail, errors)
+    headers = {"X-Instance-Id": instance_id} if instance_id is not None else None
+    return problem(status, detail, instance_id=instance_id, errors=errors, headers=headers)
+
+
+async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     found = exc.errors()
     errors = []
@@ -46,7 +61,7 @@ def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
     if len(found) > ERRORS_LISTED:
         errors.append({"field": "body", "message": f"and {len(found) - ERRORS_LISTED} more errors"})
-    return problem(422, summary, errors=errors)
+    return await refused(request, 422, summary, errors=errors)
 
 
 def _http_problem(_request: Request, exc: Exception) -> JSONResponse:

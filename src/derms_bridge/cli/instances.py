@@ -56,7 +56,7 @@ def _flow_keys(flow: str | None) -> tuple[str, ...]:
 
 StatusOption = Annotated[
     str | None,
-    typer.Option(help="in_progress, succeeded, failed or skipped"),
+    typer.Option(help="in_progress, succeeded, failed, skipped, resolved or rejected"),
 ]
 FlowOption = Annotated[str | None, typer.Option(help="a flow key or identifier")]
 SinceOption = Annotated[
@@ -67,9 +67,9 @@ SinceOption = Annotated[
 def _filter(
     flow: str | None, status: str | None, since: str | None, key: str | None, limit: int
 ) -> Any:
-    from derms_bridge.schemas.ops import InstanceFilter
+    from derms_bridge.schemas.ops import INSTANCE_STATUSES, InstanceFilter
 
-    if status is not None and status not in ("in_progress", "succeeded", "failed", "skipped"):
+    if status is not None and status not in INSTANCE_STATUSES:
         raise typer.BadParameter(f"{status!r} is not a status", param_hint="--status")
     return InstanceFilter(
         flows=_flow_keys(flow),
@@ -106,7 +106,13 @@ def instances_list(
     table = Table(title=f"{len(page.items)} of {page.total} instances", title_justify="left")
     for column in ("received (UTC)", "id", "flow", "status", "tries", "identifiers", "error"):
         table.add_column(column, overflow="fold")
-    colours = {"succeeded": "green", "failed": "red", "in_progress": "yellow"}
+    colours = {
+        "succeeded": "green",
+        "resolved": "green",
+        "failed": "red",
+        "rejected": "red",
+        "in_progress": "yellow",
+    }
     for item in page.items:
         table.add_row(
             item.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -157,6 +163,8 @@ def _print_detail(detail: Any) -> None:
         out.print(f"  {label:<15}{value}", highlight=False)
     if detail.error:
         out.print(f"  [red]{'error':<15}{detail.error}[/]", highlight=False)
+    if detail.skipped_reason:
+        out.print(f"  {'skipped':<15}{detail.skipped_reason}", highlight=False)
     if detail.file is not None:
         file = detail.file
         segments = ", ".join(f"{n} {state}" for state, n in file.segments.items())
@@ -192,9 +200,12 @@ def resubmit(
     since: SinceOption = None,
     key: Annotated[str | None, typer.Option(help="a business identifier")] = None,
 ) -> None:
-    """Run instances again from their stored payloads: those named, or all a filter selects
-    (e.g. --flow enrollment_request --status failed --since 2h). Exit 0 when every one
-    succeeded, 1 when any failed, 2 for a mistake in the command or an unknown instance."""
+    """Run instances again from their stored payloads: those named, or the failed ones a
+    filter selects (e.g. --flow enrollment_request --since 2h) that were not resubmitted
+    yet, as the console's bulk resubmit: run twice, it never sends again what its first
+    run resubmitted with success (those are resolved). Exit 0 when every one succeeded, 1
+    when any failed or was refused, 2 for a mistake in the command or an unknown
+    instance."""
     from rich.progress import Progress
     from rich.table import Table
 
@@ -209,7 +220,14 @@ def resubmit(
             highlight=False,
         )
         raise typer.Exit(EXIT_REFUSED)
-    where = _filter(flow, status, since, key, 500) if filtering else None
+    if status not in (None, "failed"):
+        err.print(
+            "[red]error[/] resubmit selects failed instances not resubmitted yet; name the ids "
+            "of others to resubmit them",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REFUSED)
+    where = _filter(flow, "failed", since, key, 500) if filtering else None
     settings = settings_or_exit(config)
     lookups = lookups_or_exit(settings.lookups_dir)
     log_as_json_lines(settings, "warning")
@@ -220,7 +238,7 @@ def resubmit(
         try:
             chosen = list(instance_ids or [])
             if where is not None:
-                chosen = await hub.operations.ids_matching(where)
+                chosen, _total = await hub.operations.failures_to_resubmit(where, None)
             missing = [i for i in chosen if not await hub.operations.exists(i)]
             if missing:
                 for instance_id in missing:

@@ -182,7 +182,10 @@ def run_now(
         err.print(f"[red]error[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
     colour = "red" if result.status == "failed" else "green"
-    out.print(f"[{colour}]{result.status}[/] {result.error or ''}", highlight=False)
+    out.print(
+        f"[{colour}]{result.status}[/] {result.error or result.skipped_reason or ''}",
+        highlight=False,
+    )
     if result.reply is not None:
         out.print_json(data=result.reply.model_dump(mode="json"))
     out.print(f"details: GET /ops/instances/{instance_id}", highlight=False)

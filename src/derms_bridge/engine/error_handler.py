@@ -3,6 +3,8 @@
 Sends the error email to the Email_ID `to` recipients when ConfigProps
 `notification.email.error.flag` is true and `notification.type.email` is `true` (the
 reference's word) or `email`, and only the first time a given error occurs in an instance.
+A message refused before its flow ran (a rejected instance) is emailed once per caller in
+a while, not once each.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.mail import Mailer, MailError
@@ -48,6 +51,41 @@ def error_email(
     return subject, "\n".join(lines) + "\n"
 
 
+def rejection_email(
+    flow: FlowInfo,
+    instance_id: str,
+    keys: Sequence[tuple[str, str]],
+    error: str,
+    caller: str,
+    quiet_for: timedelta,
+) -> tuple[str, str]:
+    """Subject and body of the one email about a burst of `caller`'s rejected messages."""
+    minutes = int(quiet_for.total_seconds() // 60)
+    subject = f"[derms-bridge] {flow.title} ({flow.identifier}) rejected a message: {error[:120]}"
+    lines = [
+        f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
+        f"Caller:    {caller}",
+        f"Instance:  {instance_id} (rejected)",
+    ]
+    if keys:
+        lines.append("Business identifiers read in the body:")
+        lines.extend(f"  {kind}: {value}" for kind, value in dict.fromkeys(keys))
+    lines += [
+        "",
+        "Why it was refused:",
+        f"  {error}",
+        "",
+        "The body as received is kept on the instance; the sender has to send it again,",
+        "corrected. Read it through the operations API:",
+        f"  GET  /ops/instances/{instance_id}",
+        "",
+        f"Other messages {caller} has rejected in the next {minutes} minutes are not emailed;",
+        "find them all with:",
+        "  GET  /ops/instances?status=rejected",
+    ]
+    return subject, "\n".join(lines) + "\n"
+
+
 class CommonErrorHandler:
     def __init__(
         self,
@@ -81,6 +119,46 @@ class CommonErrorHandler:
             subject=subject,
             body=self._redact(body),
         )
+
+    async def handle_rejection(
+        self,
+        flow: FlowInfo,
+        instance_id: str,
+        keys: Sequence[tuple[str, str]],
+        error: str,
+        *,
+        caller: str,
+        quiet_for: timedelta,
+    ) -> None:
+        """Email a rejected message, unless one of `caller`'s was emailed within
+        `quiet_for` (counted in the database, so across the hub's processes)."""
+        error = self._redact(error)
+        log.warning(
+            "message rejected",
+            extra={"instance_id": instance_id, "flow": flow.key, "error": error},
+        )
+        if not self.emails_enabled():
+            return
+        lookups = self._lookups()
+        recipients = lookups.emails("to")
+        if not recipients:
+            log.error("no 'to' recipients in lookup OUTL-BRT-DACS_DRMS_Email_ID")
+            return
+        if not await self._store.claim_rejection_email(caller, quiet_for):
+            return
+        subject, body = rejection_email(flow, instance_id, keys, error, caller, quiet_for)
+        try:
+            await self._mailer.send(
+                sender=(lookups.emails("from") or ["derms-bridge@localhost"])[0],
+                to=recipients,
+                subject=subject,
+                body=self._redact(body),
+            )
+        except MailError as exc:
+            log.error(
+                "rejection email not sent",
+                extra={"instance_id": instance_id, "flow": flow.key, "error": str(exc)},
+            )
 
     async def handle(
         self,

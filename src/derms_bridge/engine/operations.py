@@ -6,7 +6,6 @@ lookup edits."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -68,15 +67,6 @@ class Operations:
             offset=where.offset,
         )
 
-    async def ids_matching(self, where: InstanceFilter) -> list[str]:
-        """Every id the filter selects, gathered at once: runs started after may match it."""
-        ids: list[str] = []
-        while True:
-            found = await self._instances.search(replace(where, offset=len(ids)))
-            ids.extend(record.id for record in found.items)
-            if not found.items or len(ids) >= found.total:
-                return ids
-
     async def exists(self, instance_id: str) -> bool:
         return await self._instances.payload_of(instance_id) is not None
 
@@ -121,8 +111,11 @@ class Operations:
         return await scheduled_runs(self._instances, flows, since)
 
     async def failures_to_resubmit(
-        self, where: InstanceFilter, limit: int
+        self, where: InstanceFilter, limit: int | None
     ) -> tuple[list[str], int]:
+        """What a bulk resubmit takes, from the console or the CLI: the failed instances
+        the filter selects that were not resubmitted yet (the engine refuses those), at most
+        `limit` of them (None: all); and how many there are."""
         return await failures_to_resubmit(self._instances, where, limit)
 
     async def lookup_edits(self, lookup: str) -> list[LookupEdit]:
@@ -143,6 +136,7 @@ def _summary_fields(record: InstanceRecord) -> dict[str, Any]:
         "status": record.status,
         "caller": record.caller,
         "error": record.error,
+        "skipped_reason": record.skipped_reason,
         "attempts": record.attempts,
         "resubmit_of": record.resubmit_of,
         "parent_id": record.parent_id,

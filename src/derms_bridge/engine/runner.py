@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from derms_bridge import metrics
-from derms_bridge.catalog import FlowInfo
+from derms_bridge.catalog import BY_KEY, FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.file_storage.interface import FileStorages
@@ -20,6 +21,7 @@ from derms_bridge.connectors.file_storage.observed import ObservedStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
+from derms_bridge.engine.rejections import ReceivedBody, identifiers_in
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
@@ -27,7 +29,12 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.problems import CONFIGURATION_ERROR, problem_body
 from derms_bridge.store.file_jobs import FileJobStore
-from derms_bridge.store.instances import InstanceStore, utcnow
+from derms_bridge.store.instances import (
+    AlreadyResubmitted,
+    InstanceStore,
+    StoredMessage,
+    utcnow,
+)
 from derms_bridge.store.staged_transfers import StagedTransferStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,24 @@ class InstanceNotFound(Exception):
 
 class NotResubmittable(Exception):
     """The instance's flow cannot be run again from its stored payload."""
+
+
+def resubmit_refusal(instance_id: str, stored: StoredMessage) -> str | None:
+    """Why an instance may not be resubmitted, or None: the one rule the API, the console
+    and the CLI follow, one by one or in bulk. Each instance is resubmitted once at most;
+    after that its latest run is the one to resubmit, so what succeeded is never sent
+    again, however often a selection of failures is resubmitted."""
+    if stored.status == "rejected":
+        return (
+            "a rejected message cannot be resubmitted as it came: its body did not pass the "
+            f"route's checks. Read it (GET /ops/instances/{instance_id}), correct it and "
+            "have its sender send it again"
+        )
+    if stored.resubmitted_as is None:
+        return None
+    if stored.status == "resolved":
+        return f"it was resubmitted as {stored.resubmitted_as}, which succeeded: nothing is left"
+    return f"it was resubmitted already, as {stored.resubmitted_as}: resubmit that run if it failed"
 
 
 #: As much of a call's path as an activity keeps (store/tables.py ActivityRow.path).
@@ -170,6 +195,7 @@ class FlowEngine:
         staged_files: StagedTransferStore,
         wake_transfers: Callable[[], None],
         process_name: str,
+        rejection_email_every: timedelta,
     ) -> None:
         self.store = store
         #: This hub process, named in the instances it runs (engine/liveness.py).
@@ -185,6 +211,7 @@ class FlowEngine:
         self._stores = stores
         self._staged_files = staged_files
         self._wake_transfers = wake_transfers
+        self._rejection_email_every = rejection_email_every
 
     async def run_sync(
         self,
@@ -284,6 +311,7 @@ class FlowEngine:
             error=result.error,
             activities=run.activities,
             keys=run.new_keys,
+            skipped_reason=result.skipped_reason,
             after_kept=after_kept,
         )
         return result
@@ -346,8 +374,50 @@ class FlowEngine:
             error=result.error,
             activities=run.activities,
             keys=run.new_keys,
+            skipped_reason=result.skipped_reason,
         )
         return result
+
+    async def keep_rejected(
+        self,
+        flow_key: str,
+        *,
+        caller: str,
+        body: ReceivedBody,
+        problem: dict[str, Any],
+        errors: Sequence[dict[str, Any]],
+    ) -> str:
+        """Keep a message its route refused before the flow ran, with the problem its
+        sender was answered (`problem`, naming the new instance once written); the error
+        email goes out once per caller in `limits.rejection_email_minutes`. Its id."""
+        instance_id = str(uuid.uuid4())
+        flow = BY_KEY[flow_key]
+        keys = identifiers_in(body.text())
+        detail = str(problem.get("detail", ""))
+        reply = {**problem, "instanceId": instance_id}
+        if errors:
+            reply["errors"] = list(errors)
+        await self.store.create_rejected(
+            instance_id=instance_id,
+            flow=flow_key,
+            caller=caller,
+            payload=body.as_payload(),
+            reply=reply,
+            error=detail,
+            keys=keys,
+        )
+        metrics.instance_received(flow_key)
+        metrics.instance_finished(flow_key, "rejected", None)
+        with instance_logged(instance_id, flow_key):
+            await self._error_handler.handle_rejection(
+                flow,
+                instance_id,
+                keys,
+                f"HTTP {problem.get('status')}: {detail}",
+                caller=caller,
+                quiet_for=self._rejection_email_every,
+            )
+        return instance_id
 
     def _context(self, run: _Run, caller: str | None) -> FlowContext:
         lookups = self._lookups()
@@ -374,6 +444,9 @@ class FlowEngine:
         stored = await self.store.payload_of(instance_id)
         if stored is None:
             raise InstanceNotFound(instance_id)
+        refusal = resubmit_refusal(instance_id, stored)
+        if refusal is not None:
+            raise NotResubmittable(refusal)
         flow_key, payload = stored.flow, stored.payload
         if flow_key in TRANSFER_FLOWS:
             # The kept file is passed on again, by a worker, on the same instance.
@@ -394,9 +467,18 @@ class FlowEngine:
             message = flow.message_model.model_validate(payload)
         except ValidationError as exc:
             raise NotResubmittable(f"the stored payload no longer validates: {exc}") from None
-        outcome = await self.run_sync(
-            flow, message, caller=caller, resubmit_of=instance_id, parent_id=stored.parent_id
-        )
+        try:
+            outcome = await self.run_sync(
+                flow, message, caller=caller, resubmit_of=instance_id, parent_id=stored.parent_id
+            )
+        except AlreadyResubmitted as exc:
+            raise NotResubmittable(
+                f"it was resubmitted meanwhile, as {exc.later_id}: resubmit that run if it failed"
+            ) from None
+        if outcome.status in ("succeeded", "skipped"):
+            # A skipped message is one the reference leaves alone: that is its right end.
+            for flow_resolved in await self.store.resolve_resubmitted(instance_id):
+                metrics.instance_resolved(flow_resolved)
         if stored.parent_id is not None and outcome.status == "succeeded":
             # A child (an acknowledgement, flows 12 and 14) was all its parent lacked.
             await self.store.resolve_parent(stored.parent_id, outcome.instance_id)

@@ -159,6 +159,8 @@ class FlowResult(Generic[Reply]):
     timed_out: bool = False
     #: The hub's own configuration stopped the run before any target was called.
     misconfigured: bool = False
+    #: Why the reference leaves the message alone (status skipped): no error.
+    skipped_reason: str | None = None
 
     @classmethod
     def ok(cls, reply: Reply) -> FlowResult[Reply]:
@@ -183,7 +185,7 @@ class FlowResult(Generic[Reply]):
 
     @classmethod
     def skipped(cls, reply: Reply, why: str) -> FlowResult[Reply]:
-        return cls(reply=reply, status="skipped", error=why)
+        return cls(reply=reply, status="skipped", skipped_reason=why)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-InstanceStatus = Literal["in_progress", "succeeded", "failed", "skipped"]
+#: resolved: failed, then resubmitted by a run that succeeded (or was skipped); rejected:
+#: refused before its flow ran (a malformed body, a schema error, a limit), kept as it came.
+InstanceStatus = Literal["in_progress", "succeeded", "failed", "skipped", "resolved", "rejected"]
+INSTANCE_STATUSES: tuple[InstanceStatus, ...] = (
+    "failed",
+    "rejected",
+    "in_progress",
+    "succeeded",
+    "resolved",
+    "skipped",
+)
 
 
 class _View(BaseModel):
@@ -90,6 +100,7 @@ class InstanceSummary(_View):
     status: InstanceStatus
     caller: str | None
     error: str | None
+    skipped_reason: str | None
     attempts: int
     resubmit_of: str | None
     parent_id: str | None

@@ -13,6 +13,7 @@ class LastRunView(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+    skipped_reason: str | None = Field(description="why a skipped run had nothing to do")
 
 
 class ScheduleView(BaseModel):

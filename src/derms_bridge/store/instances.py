@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, insert, select, text, update
@@ -14,16 +14,34 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from derms_bridge.schemas.ops import Activity, BusinessKey, InstanceFilter, KeptActivity
-from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, ErrorNoticeRow, InstanceRow
+from derms_bridge.store.tables import (
+    ActivityRow,
+    BusinessKeyRow,
+    ErrorNoticeRow,
+    InstanceRow,
+    RejectionEmailRow,
+)
 
 
 @dataclass(frozen=True)
 class StoredMessage:
-    """What a run was started with, for running it again."""
+    """What a run was started with, for running it again, how it stands, and the run that
+    resubmitted it, if one did."""
 
     flow: str
     payload: Any
     parent_id: str | None
+    status: str
+    resubmitted_as: str | None
+
+
+class AlreadyResubmitted(Exception):
+    """Another run resubmitted the instance first: each is resubmitted once, by its latest
+    run after that."""
+
+    def __init__(self, instance_id: str, later_id: str) -> None:
+        super().__init__(f"instance {instance_id} was resubmitted already, as {later_id}")
+        self.later_id = later_id
 
 
 def utcnow() -> datetime:
@@ -49,6 +67,7 @@ class InstanceRecord:
     status: str
     caller: str | None
     error: str | None
+    skipped_reason: str | None
     attempts: int
     resubmit_of: str | None
     parent_id: str | None
@@ -128,14 +147,24 @@ class InstanceStore:
     ) -> None:
         """Written, and committed, before the flow calls anyone; `alongside` writes what
         must exist with it (a received file), in the same transaction. `runner` is the hub
-        process that runs it to its end, if one does."""
+        process that runs it to its end, if one does. AlreadyResubmitted when another run
+        resubmitted `resubmit_of` first."""
         now = utcnow()
         async with self.writing() as connection:
             attempts = 1
             if resubmit_of is not None:
+                # The row lock makes two resubmits of one instance (two operators, two
+                # processes) take turns here, so that the second finds the first's run.
                 previous = await connection.scalar(
-                    select(InstanceRow.attempts).where(InstanceRow.id == resubmit_of)
+                    select(InstanceRow.attempts)
+                    .where(InstanceRow.id == resubmit_of)
+                    .with_for_update()
                 )
+                later = await connection.scalar(
+                    select(InstanceRow.id).where(InstanceRow.resubmit_of == resubmit_of).limit(1)
+                )
+                if later is not None:
+                    raise AlreadyResubmitted(resubmit_of, later)
                 attempts = (previous or 0) + 1
             await connection.execute(
                 insert(InstanceRow).values(
@@ -165,6 +194,7 @@ class InstanceStore:
         error: str | None,
         activities: Sequence[Activity],
         keys: Sequence[tuple[str, str]],
+        skipped_reason: str | None = None,
         after_kept: bool = False,
     ) -> None:
         """The run's outcome; `after_kept` numbers its activities after those of the
@@ -174,7 +204,14 @@ class InstanceStore:
             await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == instance_id)
-                .values(status=status, reply=reply, error=error, updated_at=now, finished_at=now)
+                .values(
+                    status=status,
+                    reply=reply,
+                    error=error,
+                    skipped_reason=skipped_reason,
+                    updated_at=now,
+                    finished_at=now,
+                )
             )
             if activities:
                 # A run writes its activities once, when it finishes: they number from 1.
@@ -196,6 +233,85 @@ class InstanceStore:
                     ],
                 )
             await _insert_keys(connection, instance_id, keys)
+
+    async def create_rejected(
+        self,
+        *,
+        instance_id: str,
+        flow: str,
+        caller: str,
+        payload: Any,
+        reply: Any,
+        error: str,
+        keys: Sequence[tuple[str, str]],
+    ) -> None:
+        """A message refused before any flow ran: kept as it came, ended at once."""
+        now = utcnow()
+        async with self.writing() as connection:
+            await connection.execute(
+                insert(InstanceRow).values(
+                    id=instance_id,
+                    flow=flow,
+                    status="rejected",
+                    caller=caller,
+                    payload=payload,
+                    reply=reply,
+                    error=error,
+                    attempts=1,
+                    received_at=now,
+                    updated_at=now,
+                    finished_at=now,
+                )
+            )
+            await _insert_keys(connection, instance_id, keys)
+
+    async def claim_rejection_email(self, caller: str, quiet_for: timedelta) -> bool:
+        """True when no email about `caller`'s rejected messages went out within
+        `quiet_for`, the claim then taken; one statement, so that processes sharing the
+        database agree on who sends it."""
+        now = utcnow()
+        dialect_insert = (
+            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        statement = (
+            dialect_insert(RejectionEmailRow)
+            .values(caller=caller, sent_at=now)
+            .on_conflict_do_update(
+                index_elements=[RejectionEmailRow.caller],
+                set_={"sent_at": now},
+                where=RejectionEmailRow.sent_at <= now - quiet_for,
+            )
+            .returning(RejectionEmailRow.caller)
+        )
+        async with self.writing() as connection:
+            claimed = await connection.execute(statement)
+            return claimed.first() is not None
+
+    async def resolve_resubmitted(self, instance_id: str) -> list[str]:
+        """The resubmit of `instance_id` succeeded: it and the failed runs it was itself
+        resubmitted from are resolved, their errors kept. The flows of those resolved."""
+        now = utcnow()
+        resolved: list[str] = []
+        async with self.writing() as connection:
+            current: str | None = instance_id
+            while current is not None:
+                row = (
+                    await connection.execute(
+                        select(InstanceRow.flow, InstanceRow.status, InstanceRow.resubmit_of).where(
+                            InstanceRow.id == current
+                        )
+                    )
+                ).first()
+                if row is None or row.status != "failed":
+                    break
+                await connection.execute(
+                    update(InstanceRow)
+                    .where(InstanceRow.id == current)
+                    .values(status="resolved", updated_at=now)
+                )
+                resolved.append(row.flow)
+                current = row.resubmit_of
+        return resolved
 
     async def claim_error_notice(self, instance_id: str, fingerprint: str) -> bool:
         """True the first time this error is seen in this instance, false ever after."""
@@ -262,15 +378,26 @@ class InstanceStore:
             )
 
     async def payload_of(self, instance_id: str) -> StoredMessage | None:
+        later = (
+            select(InstanceRow.id)
+            .where(InstanceRow.resubmit_of == instance_id)
+            .order_by(InstanceRow.received_at)
+            .limit(1)
+            .scalar_subquery()
+        )
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(InstanceRow.flow, InstanceRow.payload, InstanceRow.parent_id).where(
-                        InstanceRow.id == instance_id
-                    )
+                    select(
+                        InstanceRow.flow,
+                        InstanceRow.payload,
+                        InstanceRow.parent_id,
+                        InstanceRow.status,
+                        later,
+                    ).where(InstanceRow.id == instance_id)
                 )
             ).first()
-            return StoredMessage(row[0], row[1], row[2]) if row is not None else None
+            return StoredMessage(*row) if row is not None else None
 
     async def resolve_parent(self, parent_id: str, child_id: str) -> None:
         """A failed parent whose failed child succeeded on resubmit has done all it had to:
@@ -375,6 +502,7 @@ def _record(row: InstanceRow, keys: list[BusinessKey]) -> InstanceRecord:
         status=row.status,
         caller=row.caller,
         error=row.error,
+        skipped_reason=row.skipped_reason,
         attempts=row.attempts,
         resubmit_of=row.resubmit_of,
         parent_id=row.parent_id,

@@ -22,6 +22,8 @@ class FlowCounts:
     failed: int = 0
     in_progress: int = 0
     skipped: int = 0
+    resolved: int = 0
+    rejected: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ async def counts_by_flow(store: InstanceStore, since: datetime) -> dict[str, Flo
             failed=statuses.get("failed", 0),
             in_progress=statuses.get("in_progress", 0),
             skipped=statuses.get("skipped", 0),
+            resolved=statuses.get("resolved", 0),
+            rejected=statuses.get("rejected", 0),
         )
         for flow, statuses in by_flow.items()
     }
@@ -84,10 +88,11 @@ async def failing_now(store: InstanceStore, since: datetime, limit: int = 10) ->
 
 
 async def failures_to_resubmit(
-    store: InstanceStore, where: InstanceFilter, limit: int
+    store: InstanceStore, where: InstanceFilter, limit: int | None
 ) -> tuple[list[str], int]:
-    """The failed instances a filter selects that were not resubmitted already, oldest first,
-    at most `limit` of them; and how many there are in all."""
+    """The failed instances a filter selects that were not resubmitted already (the latest
+    run of each message that failed: one whose resubmit succeeded is resolved), oldest
+    first, at most `limit` of them (None: all); and how many there are in all."""
     query = matching(InstanceFilter(**{**vars(where), "status": "failed"})).where(
         _not_resubmitted()
     )
@@ -97,7 +102,7 @@ async def failures_to_resubmit(
             await connection.scalars(
                 query.with_only_columns(InstanceRow.id)
                 .order_by(InstanceRow.received_at, InstanceRow.id)
-                .limit(limit)
+                .limit(limit if limit is not None else total or 0)
             )
         ).all()
     return list(ids), total or 0

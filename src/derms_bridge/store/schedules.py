@@ -26,6 +26,7 @@ class LastRun:
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+    skipped_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class ScheduleStore:
                             InstanceRow.status,
                             InstanceRow.finished_at,
                             InstanceRow.error,
+                            InstanceRow.skipped_reason,
                         ).where(InstanceRow.id.in_(last_ids))
                     )
                 ).all()
@@ -162,6 +164,7 @@ class ScheduleStore:
                         else None
                     ),
                     error=found.error if found is not None else None,
+                    skipped_reason=found.skipped_reason if found is not None else None,
                 )
             lease_until = as_utc(row.lease_until) if row.lease_until is not None else None
             holds = lease_until is not None and lease_until > now

@@ -39,6 +39,8 @@ class InstanceRow(Base):
     payload: Mapped[Any] = mapped_column(JSON)
     reply: Mapped[Any | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    #: Why the reference leaves this message alone (status skipped); not an error.
+    skipped_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     resubmit_of: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("instances.id"), index=True
@@ -100,6 +102,15 @@ class ErrorNoticeRow(Base):
     )
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RejectionEmailRow(Base):
+    """When a caller's rejected messages were last emailed about: a burst is one email."""
+
+    __tablename__ = "rejection_emails"
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class FileJobRow(Base):

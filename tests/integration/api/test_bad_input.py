@@ -1,4 +1,5 @@
-"""Input the hub refuses on `POST /enroll-to-dacs`: a problem document, no instance, no call out.
+"""Input the hub refuses on `POST /enroll-to-dacs`: a problem document, a rejected instance
+(tests/integration/api/test_rejected.py), no call out.
 
 Every case is sent with a valid DERMS credential, so what refuses it is the body check
 and not the guard; each also shows that nothing was written and CPMCS heard nothing. A bad
@@ -62,6 +63,14 @@ def problem_of(reply: httpx.Response, status: int) -> dict[str, Any]:
 
 async def assert_nothing_happened(client: httpx.AsyncClient, cpmcs_sim: httpx.Client) -> None:
     assert await instance_total(client) == 0
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
+    assert cpmcs_sim.get("/_sim/state/enrollments").json() == []
+
+
+async def assert_kept_as_rejected_only(client: httpx.AsyncClient, cpmcs_sim: httpx.Client) -> None:
+    """The refused message is one rejected instance; nothing was sent."""
+    listed = await client.get("/ops/instances", auth=OPERATOR_AUTH)
+    assert [item["status"] for item in listed.json()["items"]] == ["rejected"]
     assert cpmcs_sim.get("/_sim/state/calls").json() == {}
     assert cpmcs_sim.get("/_sim/state/enrollments").json() == []
 
@@ -159,7 +168,7 @@ async def test_a_body_that_is_not_a_batch_is_named_and_nothing_is_sent(
     assert fields_of(problem) == [field]
     assert message_fragment in problem["errors"][0]["message"]
     assert field in problem["detail"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +266,7 @@ async def test_malformed_json_is_named_as_such(hub: HubUnderTest, cpmcs_sim: htt
     assert fields_of(problem) == ["body"]
     assert problem["errors"][0]["message"].startswith("malformed JSON")
     assert "malformed JSON" in problem["detail"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 @pytest.mark.parametrize("body", ["[]", '"enroll me"', "null"], ids=["array", "string", "null"])
@@ -272,7 +281,7 @@ async def test_json_that_is_not_an_object_is_refused(
     )
 
     assert fields_of(problem_of(reply, 422)) == ["body"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 @pytest.mark.parametrize(
@@ -294,7 +303,7 @@ async def test_a_body_that_is_not_json_is_415(
     )
 
     assert "application/json" in problem_of(reply, 415)["detail"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
 
 
 async def test_json_with_a_charset_parameter_is_accepted(
@@ -379,7 +388,7 @@ async def test_a_body_over_the_limit_is_413(
     )
 
     assert str(SMALL_BODY_LIMIT) in problem_of(reply, 413)["detail"]
-    await assert_nothing_happened(small_limit_hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(small_limit_hub.client, cpmcs_sim)
 
 
 async def test_a_chunked_body_over_the_limit_is_413(
@@ -404,7 +413,7 @@ async def test_a_chunked_body_over_the_limit_is_413(
     reply = await small_limit_hub.client.send(request, auth=DERMS_AUTH)
 
     problem_of(reply, 413)
-    await assert_nothing_happened(small_limit_hub.client, cpmcs_sim)
+    await assert_kept_as_rejected_only(small_limit_hub.client, cpmcs_sim)
 
 
 async def test_a_chunked_body_within_the_limit_is_accepted(
@@ -451,7 +460,7 @@ async def test_a_nul_character_is_refused_naming_its_field(
 
     problem = problem_of(reply, 422)
     assert f"{field} contains a NUL character" in problem["detail"]
-    assert await instance_total(hub.client) == 0
+    assert (await hub.detail(problem["instanceId"]))["status"] == "rejected"
 
 
 async def test_a_small_body_of_countless_records_is_refused_in_a_small_answer(
@@ -470,7 +479,7 @@ async def test_a_small_body_of_countless_records_is_refused_in_a_small_answer(
     assert problem["errors"][0]["field"] == "enrollmentRequests"
     assert "at most 1000 items" in problem["errors"][0]["message"]
     assert len(reply.content) < 2048
-    assert await instance_total(hub.client) == 0
+    assert (await hub.detail(problem["instanceId"]))["status"] == "rejected"
 
 
 async def test_a_problem_lists_the_first_hundred_field_errors_and_counts_the_rest(

@@ -104,14 +104,49 @@ async def test_resubmit_exits_1_while_cpmcs_fails_and_0_once_it_recovers(
         config, "resubmit", "--flow", "enrollment_request", "--status", "failed"
     )
     assert code == 0, output
-    assert "2 of 2 resubmitted without failing" in output
+    # Only the latest run of the message is resubmitted: the first was, already.
+    assert "1 of 1 resubmitted without failing" in output
     found = await hub.found_by("CLI-RS")
-    assert sorted(item["status"] for item in found) == [
-        "failed",
-        "failed",
-        "succeeded",
-        "succeeded",
-    ]
+    assert sorted(item["status"] for item in found) == ["resolved", "resolved", "succeeded"]
+
+
+async def test_resubmit_run_twice_never_sends_again_what_succeeded(
+    hub: HubUnderTest, config: Path, cpmcs_sim: httpx.Client
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    failed = [await enroll(hub, f"CLI-TWICE-{n}") for n in range(3)]
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+
+    code, output = await cli(config, "resubmit", "--status", "failed")
+    assert code == 0, output
+    assert "3 of 3 resubmitted without failing" in output
+    calls_after_first = cpmcs_sim.get("/_sim/state/calls").json()
+    code, output = await cli(config, "resubmit", "--status", "failed")
+
+    assert code == 0, output
+    assert "nothing to resubmit" in output
+    assert cpmcs_sim.get("/_sim/state/calls").json() == calls_after_first
+    assert len(cpmcs_sim.get("/_sim/state/enrollments").json()) == 3
+    code, output = await cli(config, "instances", "list", "--status", "resolved", "--json")
+    assert sorted(item["id"] for item in json.loads(output)["items"]) == sorted(failed)
+    code, output = await cli(config, "instances", "list", "--status", "failed", "--json")
+    assert json.loads(output)["total"] == 0
+    code, output = await cli(config, "resubmit", failed[0])
+    assert code == 1
+    assert "which succeeded" in output
+    assert cpmcs_sim.get("/_sim/state/calls").json() == calls_after_first
+
+
+async def test_resubmit_by_filter_takes_failed_instances_only(
+    hub: HubUnderTest, config: Path
+) -> None:
+    await enroll(hub, "CLI-OK")
+
+    code, output = await cli(config, "resubmit", "--status", "succeeded")
+
+    assert code == 2
+    assert "resubmit selects failed instances" in output
+    assert len(await hub.found_by("CLI-OK")) == 1
 
 
 async def test_resubmit_refuses_unknown_ids_and_mixed_selection(

@@ -315,11 +315,11 @@ async def test_the_dashboard_counts_each_flows_instances(
 
     page = (await console.client.get("/console/", params={"window": "1h"})).text
 
-    # By flow number: received, succeeded, failed, in progress, skipped.
+    # By flow number: received, succeeded, failed, resolved, rejected, in progress, skipped.
     counts = page.split('<table class="counts">', 1)[1].split("</table>", 1)[0]
     rows = {row[0]: row[2:] for row in table_rows(counts)}
-    assert rows["1"] == ["3", "2", "1", "0", "0"]
-    assert rows["2"] == ["0", "0", "0", "0", "0"]
+    assert rows["1"] == ["3", "2", "1", "0", "0", "0", "0"]
+    assert rows["2"] == ["0", "0", "0", "0", "0", "0", "0"]
     assert set(rows) == {"#", *(str(n) for n in range(1, 21))}
     assert f"/console/instances/{failed_id}" in page
     assert "CPMCS answered HTTP 503" in page

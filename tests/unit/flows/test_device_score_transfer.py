@@ -186,7 +186,8 @@ async def test_no_file_stops_the_run_with_the_no_file_email_when_its_flag_says(
     result = await FTP_FLOW.run(made.context)
 
     assert result.status == "skipped"
-    assert result.error == (
+    assert result.error is None
+    assert result.skipped_reason == (
         f"no file beginning with 'SDCSE' in /outbound/device-score on local folder {tmp_path}"
     )
     assert len(notices.no_files) == emails

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from derms_bridge import metrics
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
-from derms_bridge.api.problems import problem
+from derms_bridge.api.problems import refused
+from derms_bridge.api.refusals import KEPT
 from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
 from derms_bridge.engine.uploads import FileRefused
 from derms_bridge.flows.ports import FileFlow
@@ -37,9 +38,9 @@ def _endpoint(flow: FileFlow[Any]) -> Callable[..., Awaitable[JSONResponse]]:
                     flow, upload.message, upload.file, caller=principal.name
                 )
         except BadUpload as bad:
-            return problem(bad.status, bad.detail, errors=bad.errors)
-        except FileRefused as refused:
-            return problem(422, str(refused), errors=refused.errors)
+            return await refused(request, bad.status, bad.detail, errors=bad.errors)
+        except FileRefused as refusal:
+            return await refused(request, 422, str(refusal), errors=refusal.errors)
         if not received.resumed:
             metrics.instance_received(flow.info.key)
         return JSONResponse(
@@ -69,9 +70,11 @@ for _flow in FILE_FLOWS.values():
         operation_id=_flow.info.key,
         openapi_extra=openapi_form("the JSON message", "the CSV, header " + ",".join(_flow.header)),
         responses={
-            401: {"description": "no credential, or not DERMS's"},
-            413: {"description": "the body is over segments.max_file_bytes"},
-            415: {"description": "the body is not multipart/form-data"},
-            422: {"description": "the message or the file's header does not fit the contract"},
+            401: {"description": "no credential, or not DERMS's: nothing is kept"},
+            413: {"description": "the body is over segments.max_file_bytes" + KEPT},
+            415: {"description": "the body is not multipart/form-data" + KEPT},
+            422: {
+                "description": "the message or the file's header does not fit the contract" + KEPT
+            },
         },
     )

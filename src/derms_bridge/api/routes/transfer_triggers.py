@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from derms_bridge import metrics
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
-from derms_bridge.api.problems import problem
+from derms_bridge.api.problems import refused
+from derms_bridge.api.refusals import KEPT
 from derms_bridge.api.uploads import BadUpload, multipart_upload, openapi_form
 from derms_bridge.engine.uploads import FileRefused
 from derms_bridge.errors import FileTooLarge
@@ -37,10 +38,10 @@ _INFO = sp_network_location_transfer.FLOW.info
         'the JSON message: {"messageId", "fileName", "loadType"}', "the CSV, passed on unchanged"
     ),
     responses={
-        401: {"description": "no credential, or not DERMS's"},
-        413: {"description": "the file is over segments.max_file_bytes"},
-        415: {"description": "the body is not multipart/form-data"},
-        422: {"description": "the message does not fit the contract, or the file is empty"},
+        401: {"description": "no credential, or not DERMS's: nothing is kept"},
+        413: {"description": "the file is over segments.max_file_bytes" + KEPT},
+        415: {"description": "the body is not multipart/form-data" + KEPT},
+        422: {"description": "the message does not fit the contract, or the file is empty" + KEPT},
     },
 )
 async def network_model_to_dacs(
@@ -55,11 +56,11 @@ async def network_model_to_dacs(
                 upload.message, upload.file, caller=principal.name
             )
     except BadUpload as bad:
-        return problem(bad.status, bad.detail, errors=bad.errors)
-    except FileRefused as refused:
-        return problem(422, str(refused), errors=refused.errors)
+        return await refused(request, bad.status, bad.detail, errors=bad.errors)
+    except FileRefused as refusal:
+        return await refused(request, 422, str(refusal), errors=refusal.errors)
     except FileTooLarge as too_large:
-        return problem(413, str(too_large))
+        return await refused(request, 413, str(too_large))
     if not received.resumed:
         metrics.instance_received(sp_network_location_transfer.FLOW.info.key)
     return JSONResponse(

@@ -14,15 +14,16 @@ from fastapi.responses import JSONResponse
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, EngineDep, PrincipalDep
 from derms_bridge.api.guard import guarded
+from derms_bridge.api.refusals import KEPT
 from derms_bridge.flows.ports import SyncFlow
 from derms_bridge.flows.registry import SYNC_FLOWS
 from derms_bridge.schemas.problems import PROBLEM_JSON
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no credential, or not one of this route's caller"},
-    413: {"description": "the body is over limits.max_json_body_bytes"},
-    415: {"description": "the body is not application/json"},
-    422: {"description": "the body does not match the contract; `errors` names each field"},
+    401: {"description": "no credential, or not one of this route's caller: nothing is kept"},
+    413: {"description": "the body is over limits.max_json_body_bytes" + KEPT},
+    415: {"description": "the body is not application/json" + KEPT},
+    422: {"description": "the body does not match the contract; `errors` names each field" + KEPT},
 }
 _FAULTS: dict[int | str, dict[str, Any]] = {
     502: {"description": "the target failed; the error email went out"},

@@ -10,10 +10,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.schemas.ops import MAX_OFFSET, InstanceFilter
+from derms_bridge.schemas.ops import INSTANCE_STATUSES, MAX_OFFSET, InstanceFilter
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-STATUSES = ("failed", "in_progress", "succeeded", "skipped")
 PAGE_SIZE = 25
 
 
@@ -41,7 +40,7 @@ class InstanceQuery:
         if flow and flow not in BY_KEY:
             problems.append(f"there is no flow {flow!r}")
             flow = ""
-        if status and status not in STATUSES:
+        if status and status not in INSTANCE_STATUSES:
             problems.append(f"there is no status {status!r}")
             status = ""
         if window and window not in WINDOWS:

@@ -45,6 +45,11 @@ async def instance(
             "payload": _shown(detail.payload, state.redact),
             "reply": _shown(detail.reply, state.redact),
             "error": state.redact(detail.error) if detail.error else None,
+            "received_body": (
+                state.redact(detail.payload["receivedBody"])
+                if detail.status == "rejected"
+                else None
+            ),
             "redact": state.redact,
         },
     )

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from derms_bridge.catalog import FLOWS
-from derms_bridge.console.pages.filters import PAGE_SIZE, STATUSES, WINDOWS, InstanceQuery
+from derms_bridge.console.pages.filters import PAGE_SIZE, WINDOWS, InstanceQuery
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, is_htmx, render
+from derms_bridge.schemas.ops import INSTANCE_STATUSES
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
@@ -22,7 +23,7 @@ async def instances(request: Request, state: StateDep, operator: OperatorDep) ->
         "found": found,
         "pages": pages,
         "flows": FLOWS,
-        "statuses": STATUSES,
+        "statuses": INSTANCE_STATUSES,
         "windows": list(WINDOWS),
     }
     # htmx asks for the results only when the filters change; going back in the browser's
