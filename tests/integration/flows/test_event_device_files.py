@@ -211,7 +211,7 @@ async def test_cpmcs_receives_the_mapped_devices(
     assert device["reservationStartDateTime"].endswith("Z")
 
 
-async def test_a_file_with_bad_rows_is_refused_whole(
+async def test_bad_rows_are_set_aside_and_every_other_row_is_sent(
     files_hub: FileHub,
     cpmcs_sim: httpx.Client,
     derms_sim: httpx.Client,
@@ -225,29 +225,113 @@ async def test_a_file_with_bad_rows_is_refused_whole(
     await files_hub.drain()
 
     assert reply.status_code == 202
-    assert reserved(cpmcs_sim)["received"] == 0
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (148, 0, 2)
     [ack] = acks(derms_sim)
-    value = only_response(ack)["value"]
-    assert ack["MsgAck"]["ackType"] == "FAILURE"
-    assert "line 6: reservationStartDateTime" in value
-    assert "line 10: nicId: 101 characters" in value
-    detail = await files_hub.detail(reply.json()["instanceId"])
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    responses = ack["MsgAck"]["responses"]["response"]
+    assert [(r["id"], r["responseCode"]) for r in responses] == [
+        ("RSV-1", "ERROR"),
+        ("5", "ERROR"),
+        ("9", "ERROR"),
+    ]
+    assert "148 rows in 2 segments taken" in responses[0]["value"]
+    assert "2 rows set aside" in responses[0]["value"]
+    assert responses[1]["value"].startswith("line 6: reservationStartDateTime:")
+    assert responses[2]["value"] == "line 10: nicId: 101 characters, CPMCS takes at most 100"
+    instance_id = reply.json()["instanceId"]
+    detail = await files_hub.detail(instance_id)
     assert detail["status"] == "failed"
-    assert len(detail["file"]["row_errors"]) == 2
-    subjects = [m.subject for m in mailbox.wait_for(2)]
-    assert any("complete: FAILURE" in subject for subject in subjects)
-    assert any("error: 2 bad rows, nothing sent" in subject for subject in subjects)
+    assert detail["error"] == "2 rows set aside"
+    assert detail["file"]["outcome"] == "ERROR"
+    assert (detail["file"]["rows_sent"], detail["file"]["rows_set_aside"]) == (148, 2)
+    assert [(r["line"], r["record_id"]) for r in detail["file"]["set_aside"]] == [
+        (6, "5"),
+        (10, "9"),
+    ]
+    mails = mailbox.wait_for(2)
+    [complete] = [m for m in mails if "complete: ERROR" in m.subject]
+    assert "2 rows set aside:" in complete.body_text
+    assert "line 10 (recordId 9): nicId: 101 characters" in complete.body_text
+
+    download = await files_hub.client.get(
+        f"/ops/instances/{instance_id}/set-aside.csv", auth=OPERATOR_AUTH
+    )
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    # The rows as they came, each line ending in a line feed.
+    lines = csv_file.read_bytes().replace(b"\r\n", b"\n").splitlines(keepends=True)
+    assert download.content == lines[0] + lines[5] + lines[9]
 
 
-async def test_an_empty_file_is_a_failure(
+async def test_a_resend_of_a_file_with_rows_set_aside_sends_nothing_again(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 30, corrupt={3: Corruption.LONG_NIC_ID})
+    first = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    again = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    assert again.json() == {"instanceId": first.json()["instanceId"], "resumed": False}
+    assert reserved(cpmcs_sim)["calls"] == 1
+    assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["ERROR"]
+
+
+async def test_a_file_whose_every_row_is_set_aside_is_an_error(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    corrupt = dict.fromkeys(range(1, 4), Corruption.MISSING_COLUMN)
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 3, corrupt=corrupt)
+
+    reply = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    assert reserved(cpmcs_sim)["calls"] == 0
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    responses = ack["MsgAck"]["responses"]["response"]
+    assert responses[0]["value"] == "no row to send: 3 rows set aside"
+    assert [r["id"] for r in responses[1:]] == ["1", "2", "3"]
+    download = await files_hub.client.get(
+        f"/ops/instances/{reply.json()['instanceId']}/set-aside.csv", auth=OPERATOR_AUTH
+    )
+    assert download.content == csv_file.read_bytes().replace(b"\r\n", b"\n")
+
+
+async def test_an_empty_file_is_an_error(
     files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
 ) -> None:
     await files_hub.send(RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 0))
     await files_hub.drain()
 
     [ack] = acks(derms_sim)
-    assert ack["MsgAck"]["ackType"] == "FAILURE"
-    assert only_response(ack)["value"] == "the file has no rows"
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    assert only_response(ack)["value"] == "no row to send: the file has none"
+
+
+async def test_a_reservation_time_in_another_offset_goes_in_utc_and_an_empty_one_is_left_out(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client
+) -> None:
+    content = (
+        b"recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEndDateTime\n"
+        b"1,NIC-1,ECOBEE,2026-12-01T16:00:00+02:00,\n"
+    )
+    await files_hub.send(RESERVATION, reservation(), content)
+    await files_hub.drain()
+
+    [device] = cpmcs_sim.get("/_sim/state/reservations", params={"eventId": "EV-1"}).json()
+    assert device["reservationStartDateTime"] == "2026-12-01T14:00:00Z"
+    assert "reservationEndDateTime" not in device
+    assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["SUCCESS"]
+
+
+async def test_the_set_aside_rows_of_an_instance_that_is_not_a_files_are_not_found(
+    files_hub: FileHub,
+) -> None:
+    found = await files_hub.client.get("/ops/instances/nope/set-aside.csv", auth=OPERATOR_AUTH)
+    assert found.status_code == 404
 
 
 async def test_cpmcs_down_at_the_health_check_sends_nothing(
@@ -402,17 +486,27 @@ async def test_cpmcs_receives_each_outcome_as_its_row_says(
     assert sum("errorMessage" in device for device in expected) == 52
 
 
-async def test_an_unknown_outcome_refuses_the_file(
-    files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
+async def test_an_unknown_outcome_sets_its_row_aside_and_a_long_error_message_is_cut(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
 ) -> None:
-    csv_file = write_outcome_csv(tmp_path / "o.csv", 20, corrupt={4: Corruption.UNKNOWN_OUTCOME})
+    corrupt = {4: Corruption.UNKNOWN_OUTCOME, 9: Corruption.LONG_ERROR_MESSAGE}
+    csv_file = write_outcome_csv(tmp_path / "o.csv", 20, corrupt=corrupt)
 
     await files_hub.send(OUTCOME, {"messageId": "OUT-2"}, csv_file)
     await files_hub.drain()
 
     [ack] = acks(derms_sim, "/device-outcome-ack")
-    assert ack["MsgAck"]["ackType"] == "FAILURE"
-    assert "line 5: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome" in only_response(ack)["value"]
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    [_file, unknown] = ack["MsgAck"]["responses"]["response"]
+    assert unknown["id"] == "4"
+    assert unknown["value"].startswith("line 5: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome")
+    kept = cpmcs_sim.get("/_sim/state/outcomes", params={"limit": 1000}).json()
+    assert sorted(int(o["nicId"].removeprefix("NIC-")) for o in kept) == [
+        n for n in range(1, 21) if n != 4
+    ]
+    [cut] = [o for o in kept if o["nicId"] == "NIC-000009"]
+    assert len(cut["errorMessage"]) == 100
+    assert cut["errorMessage"].endswith("...")
 
 
 @pytest.mark.parametrize(
