@@ -43,7 +43,7 @@ from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import ENROLL_PATH, create_cpmcs_app
 from derms_bridge.sandbox.run import SANDBOX_CALLERS, SandboxPorts, sandbox_settings
 from derms_bridge.sandbox.servers import ServerThread, free_port
-from derms_bridge.schemas.derms import EnrollmentRequestMessage
+from derms_bridge.schemas.derms import EnrollmentRequest, EnrollmentRequestMessage
 from derms_bridge.settings import Limits, Settings
 from derms_bridge.store.database import migrate
 from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
@@ -75,7 +75,8 @@ def enrollment_request(message_id: str) -> dict[str, Any]:
         "messageId": message_id,
         "customerInfo": {
             "cisPersonId": "1234567890",
-            "cisAccountId": "2345678901",
+            # An account and a device of its own: the hub sends those of one in turn.
+            "cisAccountId": f"ACCT-{message_id}",
             "name": "Ada Lovelace",
             "homePhone": "555-0100",
             "email": "ada@example.com",
@@ -103,12 +104,12 @@ def enrollment_request(message_id: str) -> dict[str, Any]:
             "assetList": [
                 {
                     "sequence": 1,
-                    "assetId": "T-1",
+                    "assetId": f"T-{message_id}",
                     "specification": "ECOBEE!SMART5",
                     "assetType": "THERMOSTAT",
                     "badgeNo": "B-1",
                     "serialNo": "SN-1",
-                    "nicId": "NIC-1",
+                    "nicId": f"NIC-{message_id}",
                     "headEndSystem": "ECOBEE",
                 }
             ],
@@ -127,7 +128,7 @@ def enroll_program_bodies(message: dict[str, Any], lookups: Lookups) -> list[dic
     """The CPMCS bodies the hub sends for `message`, under fresh transactionIds."""
     parsed = EnrollmentRequestMessage.model_validate(message)
     bodies = []
-    for er in parsed.enrollmentRequests:
+    for er in map(EnrollmentRequest.model_validate, parsed.enrollmentRequests):
         body = to_enroll_program(er, lookups).model_dump(mode="json", exclude_none=True)
         body["transactionId"] = f"SEQ-{er.messageId}"
         bodies.append(body)

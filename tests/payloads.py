@@ -12,12 +12,17 @@ def enrollment_request(
     specification: str = "ECOBEE!SMART5",
     asset_type: str = "THERMOSTAT",
     source: str | None = None,
+    account: str | None = None,
+    nic_id: str | None = None,
+    start: str = "2026-12-01T08:00:00.000-05:00",
 ) -> dict[str, Any]:
+    """One enrollment; its account and device are its own unless given (records that share
+    one go to CPMCS one after the other)."""
     er: dict[str, Any] = {
         "messageId": message_id,
         "customerInfo": {
             "cisPersonId": "1234567890",
-            "cisAccountId": "2345678901",
+            "cisAccountId": account or f"ACCT-{message_id}",
             "name": "Ada Lovelace",
             "homePhone": "555-0100",
             "email": "ada@example.com",
@@ -25,7 +30,7 @@ def enrollment_request(
         "programInfo": {
             "cisServiceAgreementId": "3456789012",
             "programCode": program,
-            "startDateTimeISO": "2026-12-01T08:00:00.000-05:00",
+            "startDateTimeISO": start,
             "endDateTimeISO": "2027-11-30T23:59:59.000Z",
         },
         "locationInfo": {
@@ -45,12 +50,12 @@ def enrollment_request(
             "assetList": [
                 {
                     "sequence": 1,
-                    "assetId": "T-1",
+                    "assetId": f"T-{message_id}",
                     "specification": specification,
                     "assetType": asset_type,
                     "badgeNo": "B-1",
                     "serialNo": "SN-1",
-                    "nicId": "NIC-1",
+                    "nicId": nic_id or f"NIC-{message_id}",
                     "headEndSystem": "ECOBEE",
                 }
             ],

@@ -58,13 +58,20 @@ class TechnicalFault(FlowError):
         self.timed_out = timed_out
 
 
-class LookupMiss(FlowError):
-    """A value that the named lookup has no row for."""
+class ConfigurationError(FlowError):
+    """The hub's own configuration (a lookup, a connection) cannot serve the message: found
+    before any call, and fixed by an operator, not by the target or the sender."""
 
-    def __init__(self, lookup: str, value: str) -> None:
+
+class LookupMiss(ConfigurationError):
+    """A value that the named lookup has no row for; `field`, when the flow knows it, is
+    where the value came from (`assetInfo.assetList[0].specification`)."""
+
+    def __init__(self, lookup: str, value: str, *, field: str | None = None) -> None:
         super().__init__(f"lookup {lookup} has no row for {value!r}")
         self.lookup = lookup
         self.value = value
+        self.field = field
 
 
 class FileStorageError(TechnicalFault):

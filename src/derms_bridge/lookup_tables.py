@@ -22,10 +22,12 @@ from pathlib import Path
 
 from derms_bridge.lookups import (
     DEFAULT_ROUTE,
+    EMAIL_TYPE,
     PREFIX,
     REQUIRED_PROPERTIES,
     LookupFileError,
     Lookups,
+    email_type_problem,
     load_lookups,
 )
 
@@ -171,6 +173,11 @@ def problems_in(
         seen[key] = number
         if name == "ConfigProps" and key.endswith(".flag") and row[1] not in FLAG_VALUES:
             problems.append(f"row {number}: {key} is a flag; its value must be true or false")
+        email_type = (
+            email_type_problem(row[1]) if name == "ConfigProps" and key == EMAIL_TYPE else None
+        )
+        if email_type is not None:
+            problems.append(f"row {number}: {email_type}")
         if name == "Routing" and row[1] not in derms_connections:
             known = ", ".join(sorted(derms_connections))
             problems.append(

@@ -44,6 +44,22 @@ REQUIRED_PROPERTIES = (
 
 DEFAULT_ROUTE = "*"
 
+#: ConfigProps `notification.type.email`, read as the reference's flag ("if both are set
+#: to true") or as the channel's name: whether the error email goes.
+EMAIL_TYPE = "notification.type.email"
+EMAIL_TYPE_VALUES = {"true": True, "email": True, "false": False}
+
+
+def email_type_problem(value: str) -> str | None:
+    """Why a `notification.type.email` value is not one the hub reads, or None."""
+    if value.strip().lower() in EMAIL_TYPE_VALUES:
+        return None
+    return (
+        f"{EMAIL_TYPE} is {value!r}; it must be true or email (error emails go) "
+        "or false (they do not)"
+    )
+
+
 #: Where a wheel keeps the shipped lookups (the repository's config/lookups).
 PACKAGED_LOOKUPS = Path(__file__).parent / "default_lookups"
 
@@ -103,6 +119,12 @@ class Lookups:
 
     def flag(self, name: str) -> bool:
         return self.prop(name).strip().lower() in {"true", "yes", "y", "1"}
+
+    def error_emails_on(self) -> bool:
+        """The reference's gate on the error email: both properties true."""
+        return self.flag("notification.email.error.flag") and EMAIL_TYPE_VALUES.get(
+            self.prop(EMAIL_TYPE).strip().lower(), False
+        )
 
     def emails(self, key: str) -> list[str]:
         """The addresses of an Email_ID row; a row may list several, split by , or ;."""
@@ -181,6 +203,11 @@ def load_lookups(directory: Path) -> Lookups:
             if prop not in config_props.rows:
                 where = directory / f"{PREFIX}ConfigProps.csv"
                 problems.append(f"{where}: property {prop} is missing")
+        email_type = config_props.rows.get(EMAIL_TYPE)
+        problem = email_type_problem(email_type) if email_type is not None else None
+        if problem is not None:
+            where = directory / f"{PREFIX}ConfigProps.csv"
+            problems.append(f"{where}:{config_props.lines[EMAIL_TYPE]}: {problem}")
     routing = tables.get("Routing")
     if routing is not None and DEFAULT_ROUTE not in routing.rows:
         problems.append(f"{directory / (PREFIX + 'Routing')}.csv: no '*' row for other divisions")

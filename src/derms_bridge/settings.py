@@ -205,10 +205,19 @@ class Limits(_Strict):
     )
 
 
+#: The most items CPMCS takes in one list (a segment's deviceList or postOutcomeList).
+CPMCS_LIST_LIMIT = 2000
+
+
 class Segments(_Strict):
     """How the file flows (7, 8) cut a file and send it."""
 
-    size: int = Field(1000, ge=1, le=100_000, description="rows per segment, as in OIC")
+    size: int = Field(
+        1000,
+        ge=1,
+        le=CPMCS_LIST_LIMIT,
+        description="rows per segment, as in OIC; CPMCS takes at most 2,000 items in a list",
+    )
     parallelism: int = Field(8, ge=1, le=128, description="segments in flight per worker")
     lease_seconds: float = Field(
         60.0, gt=0, description="a claimed segment or file is taken up again after this"

@@ -115,3 +115,34 @@ def test_a_missing_required_property_is_named(lookups_dir: Path) -> None:
 def test_a_missing_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(LookupFileError, match="does not exist"):
         load_lookups(tmp_path / "nowhere")
+
+
+def test_an_email_type_the_hub_cannot_read_is_refused_on_the_lookups_page() -> None:
+    from derms_bridge.lookup_tables import problems_in
+
+    rows = [
+        ("notification.type.email", "smtp"),
+        ("dacs.enroll.default.source", "X1BY"),
+        ("notification.email.error.flag", "true"),
+    ]
+
+    assert problems_in("ConfigProps", ("property", "value"), rows, {"default"}) == [
+        "row 1: notification.type.email is 'smtp'; it must be true or email "
+        "(error emails go) or false (they do not)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("email_type", "emails_on"), [("true", True), ("Email", True), ("false", False)]
+)
+def test_error_emails_go_when_both_properties_say_true(
+    lookups_dir: Path, email_type: str, emails_on: bool
+) -> None:
+    props = (lookups_dir / f"{PREFIX}ConfigProps.csv").read_text(encoding="utf-8")
+    write(
+        lookups_dir,
+        "ConfigProps",
+        props.replace("notification.type.email,email", f"notification.type.email,{email_type}"),
+    )
+
+    assert load_lookups(lookups_dir).error_emails_on() is emails_on

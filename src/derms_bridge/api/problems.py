@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from derms_bridge.engine.database_outage import RETRY_AFTER_SECONDS
 from derms_bridge.errors import DatabaseUnavailable
-from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
+from derms_bridge.schemas.problems import PROBLEM_JSON, field_path, problem_body
 
 
 def problem(
@@ -27,17 +27,6 @@ def problem(
     if errors is not None:
         body["errors"] = list(errors)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def field_path(location: Sequence[int | str]) -> str:
-    """("body", "enrollmentRequests", 0, "messageId") -> enrollmentRequests[0].messageId"""
-    parts = list(
-        location[1:] if location and location[0] in ("body", "query", "path") else location
-    )
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "body"
 
 
 def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from derms_bridge.connectors.http import CallObserver, HttpConnection, model_reader
-from derms_bridge.errors import TechnicalFault
+from derms_bridge.errors import ConfigurationError
 from derms_bridge.lookups import Lookups
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,7 +44,7 @@ class DermsClient:
         name = self._lookups.derms_connection_for(division)
         connection = self._connections.get(name)
         if connection is None:
-            raise TechnicalFault(
+            raise ConfigurationError(
                 f"the Routing lookup sends division {division!r} to DERMS connection "
                 f"{name!r}, which the settings do not define"
             )

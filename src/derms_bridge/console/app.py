@@ -12,7 +12,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from derms_bridge.bootstrap import Hub
-from derms_bridge.console import pages
+from derms_bridge.console.pages import (
+    bulk_resubmit,
+    connections,
+    dashboard,
+    instance,
+    instances,
+    lookups,
+    schedules,
+)
 from derms_bridge.console.sessions import ConsoleSession
 from derms_bridge.console.web import (
     CSRF_CHECKED,
@@ -153,5 +161,6 @@ def create_console(hub: Hub) -> FastAPI:
 
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     console.include_router(auth)
-    console.include_router(pages.router)
+    for page in (dashboard, instances, instance, bulk_resubmit, lookups, schedules, connections):
+        console.include_router(page.router)
     return console

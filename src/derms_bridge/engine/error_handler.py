@@ -1,8 +1,8 @@
 """Flow 20, the Common Error Handler (OUTL-BA-DACS_DRMS_ERROR).
 
 Sends the error email to the Email_ID `to` recipients when ConfigProps
-`notification.email.error.flag` is true and `notification.type.email` is `email`,
-and only the first time a given error occurs in an instance.
+`notification.email.error.flag` is true and `notification.type.email` is `true` (the
+reference's word) or `email`, and only the first time a given error occurs in an instance.
 """
 
 from __future__ import annotations
@@ -62,11 +62,7 @@ class CommonErrorHandler:
         self._redact = redact
 
     def emails_enabled(self) -> bool:
-        lookups = self._lookups()
-        return (
-            lookups.flag("notification.email.error.flag")
-            and lookups.prop("notification.type.email").strip().lower() == "email"
-        )
+        return self._lookups().error_emails_on()
 
     async def alert_operators(self, subject: str, body: str) -> None:
         """An email to the `to` recipients about the hub itself, under the same flags as

@@ -25,7 +25,7 @@ from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import Activity
-from derms_bridge.schemas.problems import problem_body
+from derms_bridge.schemas.problems import CONFIGURATION_ERROR, problem_body
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore, utcnow
 from derms_bridge.store.staged_transfers import StagedTransferStore
@@ -410,7 +410,8 @@ def _handed_to_workers(instance_id: str) -> RunOutcome:
 
 
 def _outcome(instance_id: str, result: FlowResult[Any]) -> RunOutcome:
-    """The HTTP answer of a run: its reply, or the fault the caller gets (502, 504 on timeout)."""
+    """The HTTP answer of a run: its reply, or the fault the caller gets (502, 504 on timeout,
+    500 when the hub's configuration stopped it before any call)."""
     if result.reply is not None:
         return RunOutcome(
             instance_id=instance_id,
@@ -419,12 +420,15 @@ def _outcome(instance_id: str, result: FlowResult[Any]) -> RunOutcome:
             reply=result.reply.model_dump(mode="json", exclude_none=True),
             error=result.error,
         )
-    status = 504 if result.timed_out else 502
+    if result.misconfigured:
+        status, problem_type = 500, CONFIGURATION_ERROR
+    else:
+        status, problem_type = (504 if result.timed_out else 502), None
     detail = result.error or "the target failed"
     return RunOutcome(
         instance_id=instance_id,
         status=result.status,
         http_status=status,
-        reply=problem_body(status, detail, instance_id=instance_id),
+        reply=problem_body(status, detail, instance_id=instance_id, problem_type=problem_type),
         error=result.error,
     )

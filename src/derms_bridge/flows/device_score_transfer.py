@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Callable
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
-from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import BadFileName, FlowError
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.device_score import DeviceScoreTransferReport, FileNotSent
+from derms_bridge.schemas.file_names import checked_file_name
 
 #: The DERMS statuses that mean it took the file (the reference's "HTTP 200 or 202").
 ACCEPTED = frozenset({200, 202})

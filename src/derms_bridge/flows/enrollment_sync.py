@@ -31,23 +31,30 @@ def business_keys(message: EnrollmentSyncMessage) -> list[tuple[str, str]]:
 
 
 def to_derms_enroll(message: EnrollmentSyncMessage) -> DermsEnroll:
-    """Step 2: the payload in DERMS's format."""
+    """Step 2: the payload in DERMS's format; the fields the contract does not name (a DER
+    registration's details) go on as they came, beside those it maps."""
     details = message.sendDetails
     subscription = details.subscriptionInfo
-    return DermsEnroll(
-        dacsMessageId=details.syncRequestId,
-        contactInfo=details.contactInfo,
-        subscriptionInfo=DermsSubscriptionInfo(
-            subscriptionId=subscription.subscriptionId,
-            cisAccountId=subscription.cisAccountId,
-            subscriptionType=subscription.subscriptionType,
-            status=subscription.status,
-            programId=subscription.programId,
-            startDateTimeISO=subscription.startDateTime,
-            endDateTimeISO=subscription.endDateTime,
-            programCode=subscription.programCode,
-        ),
-        locationInfo=details.locationInfo,
+    return DermsEnroll.model_validate(
+        {
+            **(details.model_extra or {}),
+            "dacsMessageId": details.syncRequestId,
+            "contactInfo": details.contactInfo,
+            "subscriptionInfo": DermsSubscriptionInfo.model_validate(
+                {
+                    **(subscription.model_extra or {}),
+                    "subscriptionId": subscription.subscriptionId,
+                    "cisAccountId": subscription.cisAccountId,
+                    "subscriptionType": subscription.subscriptionType,
+                    "status": subscription.status,
+                    "programId": subscription.programId,
+                    "startDateTimeISO": subscription.startDateTime,
+                    "endDateTimeISO": subscription.endDateTime,
+                    "programCode": subscription.programCode,
+                }
+            ),
+            "locationInfo": details.locationInfo,
+        }
     )
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, RootModel
 
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.file_storage.interface import FileStorages
-from derms_bridge.errors import FlowError, TechnicalFault
+from derms_bridge.errors import ConfigurationError, FlowError, TechnicalFault
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckCode
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
@@ -159,6 +159,8 @@ class FlowResult(Generic[Reply]):
     status: RunStatus
     error: str | None = None
     timed_out: bool = False
+    #: The hub's own configuration stopped the run before any target was called.
+    misconfigured: bool = False
 
     @classmethod
     def ok(cls, reply: Reply) -> FlowResult[Reply]:
@@ -166,9 +168,20 @@ class FlowResult(Generic[Reply]):
 
     @classmethod
     def failed(
-        cls, reply: Reply | None, error: str, *, timed_out: bool = False
+        cls,
+        reply: Reply | None,
+        error: str,
+        *,
+        timed_out: bool = False,
+        misconfigured: bool = False,
     ) -> FlowResult[Reply]:
-        return cls(reply=reply, status="failed", error=error, timed_out=timed_out)
+        return cls(
+            reply=reply,
+            status="failed",
+            error=error,
+            timed_out=timed_out,
+            misconfigured=misconfigured,
+        )
 
     @classmethod
     def skipped(cls, reply: Reply, why: str) -> FlowResult[Reply]:
@@ -290,7 +303,12 @@ def segment_json(body: Mapping[str, Any]) -> str:
 
 async def fault_to_cpmcs(ctx: FlowContext, error: FlowError) -> FlowResult[Any]:
     """The reference's "throws a fault back to CPMCS and sends the error email": no
-    reply, so CPMCS gets a 502 problem (504 when the target timed out)."""
+    reply, so CPMCS gets a 502 problem (504 when the target timed out; a 500
+    configuration error when the hub's configuration stopped it before any call)."""
+    if isinstance(error, ConfigurationError):
+        reason = f"configuration error, no target was called: {error}"
+        await ctx.errors.report(reason)
+        return FlowResult.failed(None, reason, misconfigured=True)
     await ctx.errors.report(str(error))
     timed_out = isinstance(error, TechnicalFault) and error.timed_out
     return FlowResult.failed(None, str(error), timed_out=timed_out)

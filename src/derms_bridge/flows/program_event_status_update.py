@@ -12,6 +12,7 @@ from derms_bridge.errors import BusinessError, FlowError
 from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckCode, AckMessage, AckResponse
+from derms_bridge.schemas.cpmcs import PROGRAM_EVENT_EXISTS
 from derms_bridge.schemas.program_event_status import (
     ActionProgramEventRequest,
     CreateProgramEventRequest,
@@ -64,6 +65,19 @@ def to_action_program_event(
     )
 
 
+async def _create(ctx: FlowContext, created: CreateProgramEventRequest) -> str:
+    """createProgramEvent; the response value. CPMCS's "already exists" for this event and
+    stage is done, as flow 1 takes 10589: a resubmit, or DERMS's resend after an answer
+    that was lost, finds the program event it was to create."""
+    try:
+        await ctx.cpmcs.send("createProgramEvent", created, AnyJson)
+    except BusinessError as error:
+        if error.message_number != PROGRAM_EVENT_EXISTS:
+            raise
+        return error.message
+    return CREATED
+
+
 def msg_ack(message: StageStatusMessage, value: str, code: AckCode) -> AckMessage:
     """The one response for the stage; its code is the overall ackType."""
     return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
@@ -71,17 +85,15 @@ def msg_ack(message: StageStatusMessage, value: str, code: AckCode) -> AckMessag
 
 async def run(message: StageStatusMessage, ctx: FlowContext) -> FlowResult[AckMessage]:
     # Step 1: triggered by DERMS with one stage and its status.
-    operation = "createProgramEvent" if message.is_scheduled else "actionProgramEvent"
     try:
         # Steps 2 and 3: transform (a lookup miss stops here, before anything is sent),
         # then createProgramEvent for SCHEDULED and actionProgramEvent for every other status.
         if message.is_scheduled:
             created = to_create_program_event(message, ctx.lookups)
-            await ctx.cpmcs.send(operation, created, AnyJson)
-            value = CREATED
+            value = await _create(ctx, created)
         else:
             action = to_action_program_event(message, ctx.lookups)
-            await ctx.cpmcs.send(operation, action, AnyJson)
+            await ctx.cpmcs.send("actionProgramEvent", action, AnyJson)
             value = action.action
     except FlowError as error:
         # Step 5: any error is emailed and answered negatively. The reference makes no

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 AckCode = Literal["SUCCESS", "ERROR", "FAILURE"]
 
@@ -36,6 +44,43 @@ def _iso_datetime(value: str) -> str:
 IsoDateTime = Annotated[str, AfterValidator(_iso_datetime)]
 
 
+def parse_cpmcs_datetime(value: str) -> datetime:
+    """An ISO 8601 date-time with an offset that CPMCS can take (any ISO 8601 form: basic,
+    week date; an offset of whole minutes); ValueError names what is wrong."""
+    parsed = parse_iso_datetime(value)
+    offset = parsed.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        raise ValueError(f"{value!r} has an offset in seconds; CPMCS takes whole minutes")
+    return parsed
+
+
+def cpmcs_datetime(moment: datetime) -> str:
+    """A date-time as CPMCS takes it: ISO 8601 extended, `Z` for UTC, the fraction of a
+    second only when there is one (milliseconds when they say it all)."""
+    if not moment.microsecond:
+        timespec = "seconds"
+    elif moment.microsecond % 1000 == 0:
+        timespec = "milliseconds"
+    else:
+        timespec = "microseconds"
+    text = moment.isoformat(timespec=timespec)
+    return text.removesuffix("+00:00") + "Z" if moment.utcoffset() == timedelta(0) else text
+
+
+def cpmcs_date(value: str) -> date:
+    """The calendar date of an ISO 8601 date-time, where it was written (its own offset)."""
+    return parse_cpmcs_datetime(value).date()
+
+
+def _cpmcs_datetime(value: str) -> str:
+    return cpmcs_datetime(parse_cpmcs_datetime(value))
+
+
+#: An ISO 8601 date-time with an offset, in any of its valid forms, kept and sent written
+#: as CPMCS takes it (`20261201T080000Z` becomes `2026-12-01T08:00:00Z`).
+CpmcsDateTime = Annotated[str, AfterValidator(_cpmcs_datetime)]
+
+
 class Wire(BaseModel):
     """A payload model: unknown fields ignored, names kept exactly as on the wire."""
 
@@ -50,6 +95,21 @@ class Wire(BaseModel):
             for name, value in data.items():
                 if isinstance(value, str) and "\x00" in value:
                     raise ValueError(f"{name} contains a NUL character (\\u0000)")
+        return data
+
+
+class PassThrough(Wire):
+    """A structure the hub passes on: a field it does not know arrives at the target as it
+    came, null included (the fields it knows are left out when null, as everywhere)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _with_unknown_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and self.__pydantic_extra__:
+            for name, value in self.__pydantic_extra__.items():
+                data.setdefault(name, value)
         return data
 
 

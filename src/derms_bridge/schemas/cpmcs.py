@@ -67,3 +67,6 @@ class CpmcsErrorBody(Wire):
 
 
 ALREADY_ENROLLED = 10589
+#: createProgramEvent's "Program event {event}/{stage} already exists": the event and stage
+#: of the request are in CPMCS already, which is what the create was for.
+PROGRAM_EVENT_EXISTS = 10020

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
-from derms_bridge.schemas.common import IsoDateTime, Wire
+from derms_bridge.schemas.common import CpmcsDateTime, Wire
 
 EnrollmentSource = Literal["X1BY", "X1CC", "X1SS"]
 AssetOwnership = Literal["W1CO", "W1OW"]
+#: enrollProgram's limit on transactionId, which the messageId becomes.
+MESSAGE_ID_MAX = 120
 
 
 class CustomerInfo(Wire):
@@ -24,8 +26,8 @@ class CustomerInfo(Wire):
 class ProgramInfo(Wire):
     cisServiceAgreementId: str | None = None
     programCode: str = Field(min_length=1)
-    startDateTimeISO: IsoDateTime
-    endDateTimeISO: IsoDateTime | None = None
+    startDateTimeISO: CpmcsDateTime
+    endDateTimeISO: CpmcsDateTime | None = None
 
 
 class LocationInfo(Wire):
@@ -61,7 +63,9 @@ class AssetInfo(Wire):
 class EnrollmentRequest(Wire):
     """One enrollment (ER): becomes one enrollProgram call."""
 
-    messageId: str = Field(min_length=1, max_length=120, description="becomes transactionId")
+    messageId: str = Field(
+        min_length=1, max_length=MESSAGE_ID_MAX, description="becomes transactionId"
+    )
     enrollmentSource: EnrollmentSource | None = None
     customerInfo: CustomerInfo
     programInfo: ProgramInfo
@@ -70,7 +74,9 @@ class EnrollmentRequest(Wire):
 
 
 class EnrollmentRequestMessage(Wire):
-    """Flow 1's trigger body."""
+    """Flow 1's trigger body: a batch whose records are kept as they came, each read as an
+    EnrollmentRequest on its own, so that a bad record is answered alone and never refuses
+    the batch. The body's size limit (limits.max_json_body_bytes) bounds the records."""
 
-    drmsInstanceId: str | None = Field(None, max_length=120)
-    enrollmentRequests: list[EnrollmentRequest] = Field(min_length=1)
+    drmsInstanceId: str = Field(min_length=1, max_length=120)
+    enrollmentRequests: list[JsonValue] = Field(min_length=1)

@@ -1,18 +1,23 @@
-"""Flow 2, Enrollment Sync: CPMCS's X1-NMSDASMSG and what DERMS /enroll receives."""
+"""Flow 2, Enrollment Sync: CPMCS's X1-NMSDASMSG and what DERMS /enroll receives.
+
+The contact, the subscription, the location with its devices, and any other structure of
+sendDetails (a completed DER registration's, whatever DER details CPMCS sends) pass
+through: a field the contract does not name arrives at DERMS as it came.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import Wire
+from derms_bridge.schemas.common import PassThrough, Wire
 
 
-class ContactInfo(Wire):
+class ContactInfo(PassThrough):
     contactId: str | None = None
     cisPersonId: str | None = None
 
 
-class SubscriptionInfo(Wire):
+class SubscriptionInfo(PassThrough):
     subscriptionId: str | None = None
     cisAccountId: str | None = None
     subscriptionType: str | None = None
@@ -23,7 +28,7 @@ class SubscriptionInfo(Wire):
     programCode: str | None = None
 
 
-class ControllableDevice(Wire):
+class ControllableDevice(PassThrough):
     deviceId: str | None = None
     deviceType: str | None = None
     specification: str | None = None
@@ -33,7 +38,7 @@ class ControllableDevice(Wire):
     badgeNo: str | None = None
 
 
-class SyncLocationInfo(Wire):
+class SyncLocationInfo(PassThrough):
     division: str | None = None
     servicePointId: str | None = None
     cisPremiseId: str | None = None
@@ -41,7 +46,9 @@ class SyncLocationInfo(Wire):
     controllableDevices: list[ControllableDevice] = Field(default_factory=list)
 
 
-class EnrollmentSyncDetails(Wire):
+class EnrollmentSyncDetails(PassThrough):
+    """Its fields the contract does not name go on at the top of DERMS's /enroll body."""
+
     syncRequestId: str = Field(min_length=1, max_length=14)
     contactInfo: ContactInfo | None = None
     subscriptionInfo: SubscriptionInfo
@@ -54,7 +61,7 @@ class EnrollmentSyncMessage(Wire):
     sendDetails: EnrollmentSyncDetails
 
 
-class DermsSubscriptionInfo(Wire):
+class DermsSubscriptionInfo(PassThrough):
     subscriptionId: str | None = None
     cisAccountId: str | None = None
     subscriptionType: str | None = None
@@ -65,7 +72,7 @@ class DermsSubscriptionInfo(Wire):
     programCode: str | None = None
 
 
-class DermsEnroll(Wire):
+class DermsEnroll(PassThrough):
     """The body of DERMS POST /enroll."""
 
     dacsMessageId: str

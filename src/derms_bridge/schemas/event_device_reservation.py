@@ -6,7 +6,7 @@ from typing import NotRequired, TypedDict
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import IsoDateTime, Wire
+from derms_bridge.schemas.common import CpmcsDateTime, Wire
 
 
 class ReservationMessage(Wire):
@@ -17,8 +17,8 @@ class ReservationMessage(Wire):
     eventId: str = Field(min_length=1, max_length=120)
     stageId: str | None = None
     eventType: str | None = None
-    eventStartDateTime: IsoDateTime
-    eventEndDateTime: IsoDateTime
+    eventStartDateTime: CpmcsDateTime
+    eventEndDateTime: CpmcsDateTime
 
 
 # A segment's body is built for a thousand rows at a time, so it is a TypedDict: the

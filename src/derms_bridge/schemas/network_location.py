@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.schemas.common import Wire
+from derms_bridge.schemas.file_names import checked_file_name
 
 #: A name a store can take as one file: no separator, no `..`, no control character.
 FileName = Annotated[str, AfterValidator(checked_file_name)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
@@ -35,13 +36,38 @@ _TYPES = {
 }
 
 
-def problem_body(status: int, detail: str, *, instance_id: str | None = None) -> dict[str, Any]:
+#: A fault of the hub's own configuration, found before any target was called (a lookup
+#: without the row a message needs, a Routing row naming no connection): answered 500, for
+#: the hub, not a target, failed, and no retry helps until an operator fixes it.
+CONFIGURATION_ERROR = "configuration-error"
+_TYPE_TITLES = {CONFIGURATION_ERROR: "Configuration error"}
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    instance_id: str | None = None,
+    problem_type: str | None = None,
+) -> dict[str, Any]:
+    """`problem_type` when the status alone does not say which problem it is."""
     body: dict[str, Any] = {
-        "type": TYPE_BASE + _TYPES.get(status, "error"),
-        "title": _TITLES.get(status, "Error"),
+        "type": TYPE_BASE + (problem_type or _TYPES.get(status, "error")),
+        "title": _TYPE_TITLES.get(problem_type or "") or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
     }
     if instance_id is not None:
         body["instanceId"] = instance_id
     return body
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """("body", "enrollmentRequests", 0, "messageId") -> enrollmentRequests[0].messageId"""
+    parts = list(
+        location[1:] if location and location[0] in ("body", "query", "path") else location
+    )
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"

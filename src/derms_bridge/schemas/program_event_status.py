@@ -11,7 +11,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from derms_bridge.schemas.common import IsoDateTime, Wire
+from derms_bridge.schemas.common import CpmcsDateTime, Wire
 
 #: The stageStatus that creates the program event; every other one is a lifecycle action.
 SCHEDULED = "SCHEDULED"
@@ -48,8 +48,8 @@ class StageStatusMessage(Wire):
     stageStatus: str = Field(
         min_length=1, description="SCHEDULED creates the event; any other, through StageStatus"
     )
-    startDateTimeISO: IsoDateTime | None = Field(None, description="needed when SCHEDULED")
-    endDateTimeISO: IsoDateTime | None = Field(None, description="needed when SCHEDULED")
+    startDateTimeISO: CpmcsDateTime | None = Field(None, description="needed when SCHEDULED")
+    endDateTimeISO: CpmcsDateTime | None = Field(None, description="needed when SCHEDULED")
     cancelReason: str | None = Field(None, max_length=CANCEL_REASON_LIMIT)
 
     @model_validator(mode="after")

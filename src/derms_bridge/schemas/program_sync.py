@@ -2,7 +2,8 @@
 
 CPMCS's X1-GEDPGRMSG and X1-GEDAGRMSG, what DERMS /update-program and
 /update-aggregator receive and answer, and the F1-SyncRequest update that
-acknowledges the sync to CPMCS.
+acknowledges the sync to CPMCS. The program with its rules, and the aggregator with its
+contacts, pass through: a field the contract does not name arrives at DERMS as it came.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import Wire
+from derms_bridge.schemas.common import PassThrough, Wire
 
 #: F1-SyncRequest's limit on syncRequestId (CPMCS field limits).
 SYNC_REQUEST_ID_MAX = 14
@@ -28,7 +29,7 @@ SyncRequestId = Annotated[str, Field(min_length=1, max_length=SYNC_REQUEST_ID_MA
 # Flow 11: CPMCS's program and what DERMS receives.
 
 
-class ProgramRule(Wire):
+class ProgramRule(PassThrough):
     """A program rule; its codes are CPMCS's (X1WK, X1MO, X1WD)."""
 
     ruleId: str | None = None
@@ -40,7 +41,7 @@ class ProgramRule(Wire):
     allowEventDays: str | None = None
 
 
-class Program(Wire):
+class Program(PassThrough):
     programCode: str = Field(min_length=1)
     description: str | None = None
     division: str | None = None
@@ -68,7 +69,7 @@ class DermsUpdateProgram(Wire):
 # Flow 13: CPMCS's aggregator and what DERMS receives.
 
 
-class Aggregator(Wire):
+class Aggregator(PassThrough):
     aggregatorId: str = Field(min_length=1)
     name: str | None = None
     status: str | None = None

@@ -1,7 +1,8 @@
 """Input the hub refuses on `POST /enroll-to-dacs`: a problem document, no instance, no call out.
 
 Every case is sent with a valid DERMS credential, so what refuses it is the body check
-and not the guard; each also shows that nothing was written and CPMCS heard nothing.
+and not the guard; each also shows that nothing was written and CPMCS heard nothing. A bad
+record within a batch is not refused so: it is answered ERROR in the MsgAck, alone.
 """
 
 from __future__ import annotations
@@ -110,10 +111,20 @@ def no_requests(message: Message) -> None:
     message["enrollmentRequests"] = []
 
 
-ER = "enrollmentRequests[0]"
-INVALID_MESSAGES: list[tuple[str, Callable[[Message], None], str, str]] = [
-    ("missing", without_program_code, f"{ER}.programInfo.programCode", "Field required"),
+def no_drms_instance_id(message: Message) -> None:
+    del message["drmsInstanceId"]
+
+
+# A body that is not a batch at all is refused whole; a bad record within one is not.
+NOT_A_BATCH: list[tuple[str, Callable[[Message], None], str, str]] = [
     ("mistyped list", requests_as_a_string, "enrollmentRequests", "valid list"),
+    ("empty list", no_requests, "enrollmentRequests", "at least 1 item"),
+    ("no instance id", no_drms_instance_id, "drmsInstanceId", "Field required"),
+]
+
+ER = "enrollmentRequests[0]"
+INVALID_RECORDS: list[tuple[str, Callable[[Message], None], str, str]] = [
+    ("missing", without_program_code, f"{ER}.programInfo.programCode", "Field required"),
     (
         "mistyped number",
         sequence_not_a_number,
@@ -125,18 +136,14 @@ INVALID_MESSAGES: list[tuple[str, Callable[[Message], None], str, str]] = [
     ("ownership", unknown_asset_ownership, f"{ER}.assetInfo.assetOwnership", "'W1CO' or 'W1OW'"),
     ("not ISO", start_not_a_date_time, f"{ER}.programInfo.startDateTimeISO", "not an ISO 8601"),
     ("no offset", start_without_offset, f"{ER}.programInfo.startDateTimeISO", "no time zone"),
-    ("empty list", no_requests, "enrollmentRequests", "at least 1 item"),
 ]
 
 
 @pytest.mark.parametrize(
     ("spoil", "field", "message_fragment"),
-    [
-        pytest.param(spoil, field, fragment, id=name)
-        for name, spoil, field, fragment in INVALID_MESSAGES
-    ],
+    [pytest.param(spoil, field, fragment, id=name) for name, spoil, field, fragment in NOT_A_BATCH],
 )
-async def test_an_invalid_field_is_named_and_nothing_is_sent(
+async def test_a_body_that_is_not_a_batch_is_named_and_nothing_is_sent(
     hub: HubUnderTest,
     cpmcs_sim: httpx.Client,
     spoil: Callable[[Message], None],
@@ -153,6 +160,40 @@ async def test_an_invalid_field_is_named_and_nothing_is_sent(
     assert message_fragment in problem["errors"][0]["message"]
     assert field in problem["detail"]
     await assert_nothing_happened(hub.client, cpmcs_sim)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "field", "message_fragment"),
+    [
+        pytest.param(spoil, field, fragment, id=name)
+        for name, spoil, field, fragment in INVALID_RECORDS
+    ],
+)
+async def test_an_invalid_field_is_its_records_error_and_the_record_is_not_sent(
+    hub: HubUnderTest,
+    cpmcs_sim: httpx.Client,
+    spoil: Callable[[Message], None],
+    field: str,
+    message_fragment: str,
+) -> None:
+    message = one_request_message()
+    spoil(message)
+
+    reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
+
+    assert reply.status_code == 200
+    ack = reply.json()["MsgAck"]
+    assert ack["ackType"] == "ERROR"
+    [response] = ack["responses"]["response"]
+    assert response["responseCode"] == "ERROR"
+    assert response["value"].startswith(f"{field}: ")
+    assert message_fragment in response["value"]
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
+    detail = await hub.client.get(
+        f"/ops/instances/{reply.headers['X-Instance-Id']}", auth=OPERATOR_AUTH
+    )
+    assert detail.json()["status"] == "failed"
+    assert field in detail.json()["error"]
 
 
 async def test_a_message_id_of_exactly_120_chars_is_accepted(
@@ -172,7 +213,7 @@ async def test_a_message_id_of_exactly_120_chars_is_accepted(
     assert [e["transactionId"] for e in kept] == [message_id]
 
 
-async def test_one_bad_request_in_a_batch_stops_the_whole_batch(
+async def test_one_bad_request_in_a_batch_is_answered_alone(
     hub: HubUnderTest, cpmcs_sim: httpx.Client
 ) -> None:
     message = enrollment_message(
@@ -181,22 +222,27 @@ async def test_one_bad_request_in_a_batch_stops_the_whole_batch(
 
     reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
 
-    assert fields_of(problem_of(reply, 422)) == ["enrollmentRequests[1].messageId"]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    assert reply.status_code == 200
+    responses = reply.json()["MsgAck"]["responses"]["response"]
+    assert [r["responseCode"] for r in responses] == ["SUCCESS", "ERROR", "SUCCESS"]
+    assert responses[1]["value"].startswith("enrollmentRequests[1].messageId: ")
+    kept = cpmcs_sim.get("/_sim/state/enrollments").json()
+    assert sorted(e["transactionId"] for e in kept) == ["GOOD-1", "GOOD-2"]
 
 
-async def test_every_bad_field_is_listed(hub: HubUnderTest, cpmcs_sim: httpx.Client) -> None:
+async def test_every_bad_field_of_a_record_is_listed(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
     message = one_request_message()
     unknown_enrollment_source(message)
     unknown_asset_ownership(message)
 
     reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
 
-    assert sorted(fields_of(problem_of(reply, 422))) == [
-        f"{ER}.assetInfo.assetOwnership",
-        f"{ER}.enrollmentSource",
-    ]
-    await assert_nothing_happened(hub.client, cpmcs_sim)
+    [response] = reply.json()["MsgAck"]["responses"]["response"]
+    assert f"{ER}.assetInfo.assetOwnership: " in response["value"]
+    assert f"{ER}.enrollmentSource: " in response["value"]
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
 
 
 async def test_malformed_json_is_named_as_such(hub: HubUnderTest, cpmcs_sim: httpx.Client) -> None:

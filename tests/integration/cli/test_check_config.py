@@ -137,11 +137,14 @@ def test_the_shipped_example_settings_are_refused_until_each_placeholder_is_repl
 def test_the_shipped_example_settings_pass_with_real_secrets(tmp_path: Path) -> None:
     from argon2 import PasswordHasher
 
+    # The example's key file is where a deployment keeps it; here, a file of the test's own.
+    oci_key = write(tmp_path / "oci_api_key.pem", "a PEM private key")
     text = (
         EXAMPLE.read_text(encoding="utf-8")
         .replace("change-me", "a-secret-of-the-utility")
         .replace(EXAMPLE_PASSWORD_HASH, PasswordHasher().hash("a caller's password"))
         .replace("0" * 64, hashlib.sha256(b"a scraper's token").hexdigest())
+        .replace("/etc/derms-bridge/oci_api_key.pem", str(oci_key))
     )
     config = example_settings(tmp_path, text)
 
@@ -285,3 +288,54 @@ def test_a_settings_mistake_does_not_hide_the_lookup_mistakes(
     assert any(e.startswith(f"error {config}:") and "smtp.port" in e for e in run.errors)
     assert any(str(asset_spec) in e and "appears twice" in e for e in run.errors), run.stderr
     assert len(run.errors) == 2, run.stderr
+
+
+def test_a_segment_over_cpmcs_list_limit_is_refused_naming_field_and_limit(
+    tmp_path: Path, lookups: Path
+) -> None:
+    text = settings_yaml(lookups) + "segments:\n  size: 2001\n"
+    config = write(tmp_path / "bridge.yaml", text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    [error] = run.errors
+    assert error.startswith(f"error {config}:{line_of(text, 'size: 2001')}: segments.size: ")
+    assert "2000" in error
+
+
+def test_a_segment_of_cpmcs_whole_list_limit_is_accepted(tmp_path: Path, lookups: Path) -> None:
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups) + "segments:\n  size: 2000\n")
+
+    assert check_config(config, tmp_path).code == 0
+
+
+@pytest.mark.parametrize("value", ["true", "email", "TRUE", "false"])
+def test_the_email_type_may_be_true_email_or_false(
+    tmp_path: Path, lookups: Path, value: str
+) -> None:
+    props = lookup_file(lookups, "ConfigProps")
+    text = props.read_text(encoding="utf-8")
+    write(props, text.replace("notification.type.email,email", f"notification.type.email,{value}"))
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 0, run.stderr
+
+
+def test_another_email_type_is_refused_naming_its_row(tmp_path: Path, lookups: Path) -> None:
+    props = lookup_file(lookups, "ConfigProps")
+    text = props.read_text(encoding="utf-8").replace(
+        "notification.type.email,email", "notification.type.email,sms"
+    )
+    write(props, text)
+    config = write(tmp_path / "bridge.yaml", settings_yaml(lookups))
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 2
+    assert run.errors == [
+        f"error {props}:{line_of(text, 'notification.type.email')}: notification.type.email "
+        "is 'sms'; it must be true or email (error emails go) or false (they do not)"
+    ]

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from derms_bridge.connectors.cpmcs import OPERATIONS, CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import HttpConnection
-from derms_bridge.errors import BusinessError, TechnicalFault
+from derms_bridge.errors import BusinessError, ConfigurationError, TechnicalFault
 from derms_bridge.flows.ports import AnyJson
 from derms_bridge.lookups import Lookup, Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
@@ -813,13 +813,13 @@ async def test_a_division_without_a_route_goes_to_the_default(
     assert calls.one().target == "DERMS default"
 
 
-async def test_a_route_to_an_undefined_connection_is_a_fault_naming_it(
+async def test_a_route_to_an_undefined_connection_is_a_configuration_error_naming_it(
     derms_pair: tuple[ServerThread, ServerThread], routed_lookups: Lookups
 ) -> None:
     north, default = derms_pair
     calls = Calls()
     async with derms_client(derms_pair, routed_lookups, calls) as derms:
-        with pytest.raises(TechnicalFault) as caught:
+        with pytest.raises(ConfigurationError) as caught:
             await derms.send("enroll", AnyJson({"dacsMessageId": "S-1"}), AnyJson, division="SOUTH")
 
     assert "'south'" in str(caught.value)

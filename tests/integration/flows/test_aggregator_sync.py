@@ -192,3 +192,17 @@ async def test_only_the_cpmcs_caller_may_send_it(
 
     assert reply.status_code == 401
     assert derms_received(derms_sim, "/update-aggregator") == []
+
+
+async def test_fields_the_contract_does_not_name_arrive_at_derms(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    message = aggregator_sync_message("SRA-X")
+    message["sendDetails"]["aggregator"] |= {"capacityMw": 12.5, "portal": {"url": None}}
+
+    reply = await send(hub, message)
+
+    assert reply.status_code == 200
+    [body] = derms_received(derms_sim, "/update-aggregator")
+    assert body["aggregator"]["capacityMw"] == 12.5
+    assert body["aggregator"]["portal"] == {"url": None}

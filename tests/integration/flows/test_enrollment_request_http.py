@@ -179,9 +179,11 @@ async def test_a_lookup_miss_names_the_lookup_and_value(
     reply = await send(hub, enrollment_message(enrollment_request("L-1", specification="ACME!X1")))
 
     response = responses_of(reply)[0]
-    assert response["responseCode"] == "FAILURE"
-    assert "OUTL-BRT-DACS_DRMS_AssetSpec" in response["value"]
-    assert "ACME!X1" in response["value"]
+    assert response["responseCode"] == "ERROR"
+    assert response["value"] == (
+        "enrollmentRequests[0].assetInfo.assetList[0].specification: "
+        "lookup OUTL-BRT-DACS_DRMS_AssetSpec has no row for 'ACME!X1'"
+    )
     assert cpmcs_sim.get("/_sim/state/enrollments").json() == []
     assert "ACME!X1" in mailbox.wait_for(1)[0].body_text
 
@@ -263,3 +265,68 @@ async def test_no_error_email_unless_both_flags_say_so(
     assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
     with pytest.raises(TimeoutError):
         mailbox.wait_for(1, timeout=0.5)
+
+
+async def test_bad_records_are_answered_alone_and_the_batch_goes_on(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    bad_start = enrollment_request("BAD-START", start="next Tuesday")
+    reply = await send(
+        hub,
+        enrollment_message(
+            enrollment_request("GOOD-1"),
+            bad_start,
+            enrollment_request("BAD-SPEC", specification="ACME!X1"),
+            "not a record",  # type: ignore[arg-type]
+            enrollment_request("GOOD-2"),
+        ),
+    )
+
+    assert reply.status_code == 200
+    assert reply.json()["MsgAck"]["ackType"] == "ERROR"
+    assert [(r["id"], r["responseCode"]) for r in responses_of(reply)] == [
+        ("GOOD-1", "SUCCESS"),
+        ("BAD-START", "ERROR"),
+        ("BAD-SPEC", "ERROR"),
+        ("enrollmentRequests[3]", "ERROR"),
+        ("GOOD-2", "SUCCESS"),
+    ]
+    assert responses_of(reply)[1]["value"].startswith(
+        "enrollmentRequests[1].programInfo.startDateTimeISO: "
+    )
+    kept = cpmcs_sim.get("/_sim/state/enrollments").json()
+    assert sorted(e["transactionId"] for e in kept) == ["GOOD-1", "GOOD-2"]
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
+    assert detail["status"] == "failed"
+    assert detail["payload"]["enrollmentRequests"][3] == "not a record"
+    assert detail["error"].startswith("3 of 5 enrollment requests not accepted")
+
+
+@pytest.mark.parametrize(
+    "start", ["20261201T080000Z", "2026-W49-2T08:00:00Z"], ids=["basic", "week date"]
+)
+async def test_cpmcs_gets_the_calendar_date_of_any_iso_form(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, start: str
+) -> None:
+    reply = await send(hub, enrollment_message(enrollment_request("D-1", start=start)))
+
+    assert reply.json()["MsgAck"]["ackType"] == "SUCCESS"
+    body = cpmcs_sim.get("/_sim/state/enrollments").json()[0]["body"]
+    assert body["programInfo"]["startDate"] == "2026-12-01"
+
+
+async def test_an_error_email_goes_when_the_email_type_is_true(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink, default_lookups: Lookups
+) -> None:
+    from dataclasses import replace
+
+    props = default_lookups.tables["ConfigProps"]
+    rows = {**props.rows, "notification.type.email": "true"}
+    hub.hub.lookups.current = Lookups(
+        tables={**default_lookups.tables, "ConfigProps": replace(props, rows=rows)}
+    )
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+
+    await send(hub, enrollment_message(enrollment_request("T-1")))
+
+    assert "HTTP 500" in mailbox.wait_for(1)[0].body_text

@@ -112,3 +112,38 @@ async def test_only_the_cpmcs_caller_may_send_it(
 
     assert reply.status_code == 401
     assert derms_received(derms_sim, "/enroll") == []
+
+
+async def test_a_der_registration_arrives_at_derms_with_every_field_cpmcs_sent(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    # A completed DER registration: DER details the contract does not name, at each level.
+    message = enrollment_sync_message("SR-DER")
+    details = message["sendDetails"]
+    details["derRegistration"] = {
+        "registrationId": "DER-77",
+        "status": "COMPLETED",
+        "interconnection": {"approvedOn": "2026-11-20", "exportLimitKw": 7.6},
+    }
+    details["contactInfo"]["preferredChannel"] = "SMS"
+    details["subscriptionInfo"]["enrollmentChannel"] = "PORTAL"
+    details["locationInfo"]["feederId"] = "FDR-12"
+    device = details["locationInfo"]["controllableDevices"][0]
+    device |= {
+        "nameplateCapacityKw": 11.4,
+        "inverter": {"make": "SOLAREDGE", "model": "SE11400H", "firmware": None},
+        "storage": None,
+    }
+
+    reply = await send(hub, message)
+
+    assert reply.status_code == 200
+    [body] = derms_received(derms_sim, "/enroll")
+    assert body["derRegistration"] == details["derRegistration"]
+    assert body["contactInfo"]["preferredChannel"] == "SMS"
+    assert body["subscriptionInfo"]["enrollmentChannel"] == "PORTAL"
+    assert body["locationInfo"]["feederId"] == "FDR-12"
+    assert body["locationInfo"]["controllableDevices"] == [device]
+    # A resubmit sends the same: the instance kept them too.
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
+    assert detail["payload"]["sendDetails"]["derRegistration"] == details["derRegistration"]

@@ -695,3 +695,22 @@ async def test_a_slow_upload_holds_up_no_other(files_hub: FileHub, tmp_path: Pat
     assert quick.status_code == 202
     assert (await slow).status_code == 202
     assert await files_hub.instances() == 2
+
+
+async def test_the_event_times_go_as_cpmcs_takes_them_whatever_iso_form_came(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, tmp_path: Path
+) -> None:
+    message = reservation("RSV-ISO") | {
+        "eventStartDateTime": "20261201T140000Z",
+        "eventEndDateTime": "2026-W49-2T18:00:00Z",
+    }
+
+    reply = await files_hub.send(RESERVATION, message, write_reservation_csv(tmp_path / "r.csv", 3))
+    await files_hub.drain()
+
+    assert reply.status_code == 202
+    [device, *_] = cpmcs_sim.get("/_sim/state/reservations", params={"eventId": "EV-1"}).json()
+    assert (device["eventStartDateTime"], device["eventEndDateTime"]) == (
+        "2026-12-01T14:00:00Z",
+        "2026-12-01T18:00:00Z",
+    )

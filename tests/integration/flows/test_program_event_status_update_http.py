@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from derms_bridge.sandbox.cpmcs_sim import PROGRAM_EVENT_PATH
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
 
@@ -70,8 +71,8 @@ async def test_scheduled_creates_the_program_event(
         "externalIdentifier": "S-1",
         "programExternalIdentifier": "BYOT",
         "programEventCategory": "X1RE",
-        "startDateTime": "2026-12-01T14:00:00.000Z",
-        "endDateTime": "2026-12-01T18:00:00.000Z",
+        "startDateTime": "2026-12-01T14:00:00Z",
+        "endDateTime": "2026-12-01T18:00:00Z",
     }
     assert mailbox.messages() == []
 
@@ -102,7 +103,7 @@ async def test_each_later_status_moves_the_event_and_cpmcs_keeps_the_history(
     assert cancelled["cancelReason"] == "the grid recovered"
 
 
-async def test_a_duplicate_scheduled_is_an_error_and_emailed(
+async def test_a_scheduled_stage_cpmcs_holds_already_is_done_not_emailed(
     hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
     await send(hub, stage_status("M-1", "SCHEDULED"))
@@ -110,17 +111,80 @@ async def test_a_duplicate_scheduled_is_an_error_and_emailed(
     reply = await send(hub, stage_status("M-2", "SCHEDULED"))
 
     response = only_response(reply)
-    assert (response["ackType"], response["responseCode"]) == ("ERROR", "ERROR")
-    assert response["value"] == (
-        "CPMCS refused createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
-    )
-    # The reference emails any error of this flow, CPMCS's business errors included.
-    [mail] = mailbox.wait_for(1)
-    assert "Program Event Status Update" in mail.subject
-    assert "10020" in mail.body_text
-    assert reply.headers["X-Instance-Id"] in mail.body_text
-    assert (await hub.detail(reply.headers["X-Instance-Id"]))["status"] == "failed"
+    assert (response["ackType"], response["responseCode"]) == ("SUCCESS", "SUCCESS")
+    assert response["value"] == "Program event E-1/S-1 already exists"
+    assert (await hub.detail(reply.headers["X-Instance-Id"]))["status"] == "succeeded"
     assert program_events(cpmcs_sim)[("E-1", "S-1")]["history"] == ["X1SD"]
+    with pytest.raises(TimeoutError):
+        mailbox.wait_for(1, timeout=0.5)
+
+
+async def test_a_resubmit_after_the_create_reached_cpmcs_succeeds(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 502}).raise_for_status()
+    failed = await send(hub, stage_status("M-LOST", "SCHEDULED", event="E-LOST"))
+    assert only_response(failed)["ackType"] == "FAILURE"
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    # The create reached CPMCS after all (a gateway lost its answer, or another attempt
+    # got through): the program event is there when the operator resubmits.
+    created = stage_status("M-LOST", "SCHEDULED", event="E-LOST")
+    cpmcs_sim.post(
+        PROGRAM_EVENT_PATH,
+        json={"eventExternalIdentifier": created["eventId"], "externalIdentifier": "S-1"},
+    ).raise_for_status()
+
+    resubmitted = await hub.client.post(
+        f"/ops/instances/{failed.headers['X-Instance-Id']}/resubmit", auth=OPERATOR_AUTH
+    )
+
+    assert resubmitted.status_code == 200
+    new = resubmitted.json()
+    assert new["status"] == "succeeded"
+    assert new["reply"]["MsgAck"]["ackType"] == "SUCCESS"
+    assert new["reply"]["MsgAck"]["responses"]["response"][0]["value"] == (
+        "Program event E-LOST/S-1 already exists"
+    )
+    assert program_events(cpmcs_sim)[("E-LOST", "S-1")]["history"] == ["X1SD"]
+    # The first failure was emailed; the resubmit that found the event sends nothing.
+    assert len(mailbox.wait_for(1)) == 1
+    with pytest.raises(TimeoutError):
+        mailbox.wait_for(2, timeout=0.5)
+
+
+async def test_a_start_in_another_iso_form_goes_as_cpmcs_takes_it(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    reply = await send(
+        hub,
+        stage_status(
+            "M-B",
+            "SCHEDULED",
+            startDateTimeISO="20261201T140000Z",
+            endDateTimeISO="2026-W49-2T18:00:00Z",
+        ),
+    )
+
+    assert only_response(reply)["ackType"] == "SUCCESS"
+    created = program_events(cpmcs_sim)[("E-1", "S-1")]["created"]
+    assert (created["startDateTime"], created["endDateTime"]) == (
+        "2026-12-01T14:00:00Z",
+        "2026-12-01T18:00:00Z",
+    )
+
+
+async def test_an_offset_cpmcs_cannot_take_is_refused_naming_the_field(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    reply = await send(
+        hub, stage_status("M-S", "SCHEDULED", startDateTimeISO="2026-12-01T14:00:00+01:00:30")
+    )
+
+    assert reply.status_code == 422
+    [error] = reply.json()["errors"]
+    assert error["field"] == "startDateTimeISO"
+    assert "CPMCS takes whole minutes" in error["message"]
+    assert calls(cpmcs_sim) == {}
 
 
 async def test_an_action_on_an_unknown_event_is_an_error(

@@ -238,7 +238,7 @@ async def test_a_failed_acknowledgement_resubmitted_after_cpmcs_recovers(
         (program_rule(allow_event_days="X1HD"), "OUTL-BRT-DACS_DRMS_AllowEventDays", "X1HD"),
     ],
 )
-async def test_a_code_a_lookup_lacks_is_a_fault_naming_it_and_nothing_is_sent(
+async def test_a_code_a_lookup_lacks_is_a_configuration_error_and_nothing_is_sent(
     hub: HubUnderTest,
     derms_sim: httpx.Client,
     cpmcs_sim: httpx.Client,
@@ -249,11 +249,20 @@ async def test_a_code_a_lookup_lacks_is_a_fault_naming_it_and_nothing_is_sent(
 ) -> None:
     reply = await send(hub, program_rule_sync_message("SRP-9", rule))
 
-    assert reply.status_code == 502
-    assert reply.json()["detail"] == f"lookup {lookup} has no row for {code!r}"
+    # No target was called, so it is no bad gateway: the hub's own configuration failed.
+    assert reply.status_code == 500
+    assert reply.headers["content-type"] == "application/problem+json"
+    problem = reply.json()
+    assert problem["type"] == "urn:derms-bridge:problem:configuration-error"
+    assert problem["title"] == "Configuration error"
+    reason = f"configuration error, no target was called: lookup {lookup} has no row for {code!r}"
+    assert problem["detail"] == reason
     assert derms_received(derms_sim, "/update-program") == []
     assert cpmcs_received(cpmcs_sim, "sync-requests") == []
+    detail = await hub.detail(problem["instanceId"])
+    assert (detail["status"], detail["error"]) == ("failed", reason)
     [mail] = mailbox.wait_for(1)
+    assert "configuration error" in mail.subject
     assert lookup in mail.body_text
 
 
@@ -275,3 +284,21 @@ async def test_only_the_cpmcs_caller_may_send_it(
 
     assert reply.status_code == 401
     assert derms_received(derms_sim, "/update-program") == []
+
+
+async def test_fields_the_contract_does_not_name_arrive_at_derms(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    rule = program_rule() | {"seasonStart": "06-01", "notice": {"minutes": 30, "channel": None}}
+    message = program_rule_sync_message("SRP-X", rule)
+    message["sendDetails"]["program"]["category"] = "RESIDENTIAL"
+
+    reply = await send(hub, message)
+
+    assert reply.status_code == 200
+    [body] = derms_received(derms_sim, "/update-program")
+    assert body["program"]["category"] == "RESIDENTIAL"
+    [sent_rule] = body["program"]["rules"]
+    assert sent_rule["seasonStart"] == "06-01"
+    assert sent_rule["notice"] == {"minutes": 30, "channel": None}
+    assert sent_rule["weekDays"] == ["MON", "TUE", "WED", "THU", "FRI"]

@@ -51,8 +51,8 @@ class TestMapping:
             externalIdentifier="S-1",
             programExternalIdentifier="BYOT",
             programEventCategory="X1EM",
-            startDateTime="2026-12-01T14:00:00.000Z",
-            endDateTime="2026-12-01T18:00:00.000Z",
+            startDateTime="2026-12-01T14:00:00Z",
+            endDateTime="2026-12-01T18:00:00Z",
         )
 
     @pytest.mark.parametrize(
@@ -151,19 +151,59 @@ class TestRun:
 
     async def test_a_business_error_is_error_and_emailed(self) -> None:
         refused = BusinessError(
-            "Program event E-1/S-1 already exists", status="ERROR", message_number=10020
+            "Program BYOT is not defined", status="VAL-ERROR", message_number=10010
         )
         made = fakes({"createProgramEvent": refused})
 
         result = await flow.run(stage(), made.context)
 
-        reason = (
-            "CPMCS refused createProgramEvent: ERROR 10020: Program event E-1/S-1 already exists"
-        )
+        reason = "CPMCS refused createProgramEvent: VAL-ERROR 10010: Program BYOT is not defined"
         assert result.status == "failed"
         assert result.error == reason
         assert only_response(result.reply) == ("ERROR", "M-1", reason)
         assert made.errors.reported == [reason]
+
+    async def test_a_program_event_cpmcs_holds_already_is_created(self) -> None:
+        exists = BusinessError(
+            "Program event E-1/S-1 already exists", status="ERROR", message_number=10020
+        )
+        made = fakes({"createProgramEvent": exists})
+
+        result = await flow.run(stage(), made.context)
+
+        assert result.status == "succeeded"
+        assert only_response(result.reply) == (
+            "SUCCESS",
+            "M-1",
+            "Program event E-1/S-1 already exists",
+        )
+        assert made.errors.reported == []
+
+    async def test_already_exists_of_an_action_is_still_an_error(self) -> None:
+        # Only a create is done when its event exists; an action CPMCS refuses is not.
+        refused = BusinessError("Program event E-1/S-1 already exists", message_number=10020)
+        made = fakes({"actionProgramEvent": refused})
+
+        result = await flow.run(stage("COMPLETED"), made.context)
+
+        assert result.status == "failed"
+        assert only_response(result.reply)[0] == "ERROR"
+
+    def test_create_sends_the_times_written_as_cpmcs_takes_them(self) -> None:
+        basic = stage(
+            startDateTimeISO="20261201T140000Z", endDateTimeISO="2026-W49-2T18:00:00+01:00"
+        )
+
+        body = flow.to_create_program_event(basic, LOOKUPS)
+
+        assert (body.startDateTime, body.endDateTime) == (
+            "2026-12-01T14:00:00Z",
+            "2026-12-01T18:00:00+01:00",
+        )
+
+    def test_an_offset_cpmcs_cannot_take_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="CPMCS takes whole minutes"):
+            stage(endDateTimeISO="2026-12-01T18:00:00+01:00:30")
 
     @pytest.mark.parametrize(
         "fault",

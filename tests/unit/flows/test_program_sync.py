@@ -269,8 +269,11 @@ class TestProgramRuleSync:
             program(program_rule(week_days=("X1XX",))), made.context
         )
 
-        assert (result.status, result.reply) == ("failed", None)
-        assert result.error == "lookup OUTL-BRT-DACS_DRMS_WeekDay has no row for 'X1XX'"
+        assert (result.status, result.reply, result.misconfigured) == ("failed", None, True)
+        assert result.error == (
+            "configuration error, no target was called: "
+            "lookup OUTL-BRT-DACS_DRMS_WeekDay has no row for 'X1XX'"
+        )
         assert made.errors.reported == [result.error]
         assert made.derms.sent == []
         assert made.cpmcs.sent == []

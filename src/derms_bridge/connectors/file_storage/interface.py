@@ -30,7 +30,7 @@ class FileStorage(Protocol):
     """One of CPMCS's file stores. Every method streams: no file is ever held whole.
 
     Failures raise FileStorageError naming the store, the folder and the file;
-    names are checked with names.checked_file_name before any call.
+    names are checked with file_names.checked_file_name before any call.
     """
 
     #: Where the store is, for messages and the console: "FTP 127.0.0.1:2121", never a secret.

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
-from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.connectors.file_storage.partial import partial_name
 from derms_bridge.errors import FileStorageError
+from derms_bridge.schemas.file_names import checked_file_name
 
 CHUNK_BYTES = 1024 * 1024
 

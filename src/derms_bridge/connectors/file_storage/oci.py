@@ -12,8 +12,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import IO, Any, TypeVar
 
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
-from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.errors import FileStorageError
+from derms_bridge.schemas.file_names import checked_file_name
 from derms_bridge.settings import OciObjectStorageSettings
 
 CHUNK_BYTES = 1024 * 1024

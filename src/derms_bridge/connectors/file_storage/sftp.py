@@ -11,9 +11,9 @@ from typing import Any, cast
 import asyncssh
 
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
-from derms_bridge.connectors.file_storage.names import checked_file_name
 from derms_bridge.connectors.file_storage.partial import write_then_rename
 from derms_bridge.errors import FileStorageError
+from derms_bridge.schemas.file_names import checked_file_name
 from derms_bridge.settings import SftpSettings
 
 CHUNK_BYTES = 1024 * 1024

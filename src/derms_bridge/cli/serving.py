@@ -1,0 +1,246 @@
+"""The commands that run the hub: serve, worker, sandbox, run, migrate."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from derms_bridge.cli.common import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    ConfigOption,
+    err,
+    log_as_json_lines,
+    lookups_or_exit,
+    out,
+    settings_or_exit,
+)
+from derms_bridge.lookups import load_lookups, sandbox_lookups_dir
+from derms_bridge.settings import DEFAULT_SETTINGS_FILE, Settings
+
+
+def migrate(config: ConfigOption = DEFAULT_SETTINGS_FILE) -> None:
+    """Bring the database schema to the newest version."""
+    from derms_bridge.store.database import migrate as run_migrations
+
+    settings = settings_or_exit(config)
+    run_migrations(settings.database.url.get_secret_value())
+    out.print("[green]ok[/] database schema is current")
+
+
+def _share_metrics(settings: Settings) -> None:
+    """The hub processes of this machine keep their counts in one directory, which
+    prometheus-client must be told before it is first imported."""
+    directory = settings.metrics.dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from derms_bridge.metrics import forget_dead_processes
+
+    forget_dead_processes(directory)
+
+
+def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
+    _share_metrics(settings)
+    from derms_bridge.api.app import create_app
+    from derms_bridge.api.http_server import BoundedHeadProtocol
+    from derms_bridge.bootstrap import build_hub
+    from derms_bridge.store.database import migrate as run_migrations
+
+    log_as_json_lines(settings, log_level)
+    lookups = lookups_or_exit(settings.lookups_dir)
+    if settings.database.migrate_on_start:
+        run_migrations(settings.database.url.get_secret_value())
+    hub = build_hub(settings, lookups)
+    uvicorn.run(
+        create_app(hub),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=log_level.lower(),
+        http=BoundedHeadProtocol,
+        # uvicorn believes X-Forwarded-* from loopback unless told otherwise: any local
+        # process could then pose as any address or as TLS.
+        proxy_headers=bool(settings.server.trusted_proxies),
+        forwarded_allow_ips=settings.server.trusted_proxies,
+    )
+
+
+def serve(
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides server.port")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the hub: the trigger routes, the operations API and the flows."""
+    settings = settings_or_exit(config)
+    if not settings.callers:
+        err.print(
+            "[red]error[/] no callers are configured, so nobody could call the hub; "
+            "add them under `callers:` (see docs/configuration.md)",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REFUSED)
+    _serve(settings, host or settings.server.host, port or settings.server.port, log_level)
+
+
+def worker(
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Send the file flows' segments and transfers, and run the schedules, without serving
+    the API (run as many as you like, on as many machines, against one PostgreSQL)."""
+    import asyncio
+    import signal
+
+    settings = settings_or_exit(config)
+    _share_metrics(settings)
+    from derms_bridge.bootstrap import build_hub, freeze_startup_objects
+
+    log_as_json_lines(settings, log_level)
+    lookups = lookups_or_exit(settings.lookups_dir)
+
+    async def work() -> None:
+        hub = build_hub(settings, lookups, command="worker")
+        freeze_startup_objects()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await asyncio.gather(
+                hub.workers.worker.run(stop),
+                hub.transfers.run(stop),
+                hub.scheduler.run(stop),
+                hub.liveness.run(stop),
+            )
+        finally:
+            await hub.aclose()
+
+    asyncio.run(work())
+
+
+def run_now(
+    flow: Annotated[
+        str, typer.Argument(help="device_score_ftp or device_score_os, or its identifier")
+    ],
+    config: ConfigOption = DEFAULT_SETTINGS_FILE,
+) -> None:
+    """Run a scheduled flow now, as its schedule would, and show each step as it happens.
+
+    Exit code 0 when the run succeeded (or found no file), 1 when it failed or another run
+    of the flow was still going, 2 for an unknown flow or unusable settings.
+    """
+    import asyncio
+
+    from derms_bridge.bootstrap import build_hub
+    from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, UnknownScheduledFlow
+    from derms_bridge.flows.ports import FlowResult
+    from derms_bridge.schemas.ops import Activity
+    from derms_bridge.store.database import migrate as run_migrations
+
+    settings = settings_or_exit(config)
+    try:
+        key = Scheduler.flow_named(flow).info.key
+    except UnknownScheduledFlow as exc:
+        err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_REFUSED) from None
+    lookups = lookups_or_exit(settings.lookups_dir)
+    if settings.database.migrate_on_start:
+        run_migrations(settings.database.url.get_secret_value())
+
+    def show(activity: Activity) -> None:
+        mark = "[red]x[/]" if activity.error else "[green]ok[/]"
+        status = f" HTTP {activity.http_status}" if activity.http_status is not None else ""
+        problem = f": {activity.error}" if activity.error else ""
+        out.print(
+            f"  {mark} {activity.target} {activity.operation} {activity.path or ''}{status} "
+            f"({activity.duration_ms:.0f} ms){problem}",
+            highlight=False,
+        )
+
+    async def run() -> tuple[str, FlowResult[Any]]:
+        hub = build_hub(settings, lookups, command="run")
+        hub.liveness.start()
+        try:
+            started = await hub.scheduler.run_now(key, caller="cli", watcher=show)
+            out.print(f"{key}: instance {started.instance_id}", highlight=False)
+            with out.status(f"running {key}", spinner="dots"):
+                result = await started.done
+            return started.instance_id, result
+        finally:
+            await hub.liveness.stop()
+            await hub.aclose()
+
+    try:
+        instance_id, result = asyncio.run(run())
+    except AlreadyRunning as exc:
+        err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    colour = "red" if result.status == "failed" else "green"
+    out.print(f"[{colour}]{result.status}[/] {result.error or ''}", highlight=False)
+    if result.reply is not None:
+        out.print_json(data=result.reply.model_dump(mode="json"))
+    out.print(f"details: GET /ops/instances/{instance_id}", highlight=False)
+    if result.status == "failed":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def sandbox(
+    port: Annotated[int, typer.Option(help="the hub's port")] = 8080,
+    cpmcs_port: Annotated[int | None, typer.Option(help="default: the hub's port + 1")] = None,
+    derms_port: Annotated[int | None, typer.Option(help="default: the hub's port + 2")] = None,
+    smtp_port: Annotated[int | None, typer.Option(help="default: the hub's port + 3")] = None,
+    ftp_port: Annotated[int | None, typer.Option(help="default: the hub's port + 4")] = None,
+    object_store_port: Annotated[
+        int | None, typer.Option(help="default: the hub's port + 5")
+    ] = None,
+    database: Annotated[str, typer.Option(help="database URL")] = "sqlite:///var/sandbox.db",
+    lookups: Annotated[
+        Path | None,
+        typer.Option(help="lookups directory; default: var/sandbox-lookups, a copy of the shipped"),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+) -> None:
+    """Run the hub with simulated CPMCS and DERMS, an SMTP sink, an FTP server and an
+    object store, all on loopback."""
+    try:
+        from derms_bridge.sandbox.run import (
+            SandboxPorts,
+            banner,
+            prepare_sandbox_files,
+            sandbox_settings,
+            start_simulators,
+        )
+    except ImportError as missing:
+        err.print(
+            f"[red]error[/] the sandbox needs {missing.name}: "
+            "pip install 'derms-bridge\\[sandbox]'",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REFUSED) from None
+
+    ports = SandboxPorts(
+        hub=port,
+        cpmcs=cpmcs_port,
+        derms=derms_port,
+        smtp=smtp_port,
+        ftp=ftp_port,
+        object_store=object_store_port,
+    )
+    lookups_dir = lookups or sandbox_lookups_dir(Path("var"))
+    files = prepare_sandbox_files(Path("var"), load_lookups(lookups_dir))
+    settings = sandbox_settings(ports, database, lookups_dir, files)
+    simulators = start_simulators(ports, files, out)
+    out.print(
+        banner(ports, database, files, lookups_dir), highlight=False, markup=False, soft_wrap=True
+    )
+    sys.stdout.flush()
+    try:
+        _serve(settings, settings.server.host, ports.hub, log_level)
+    finally:
+        simulators.stop()

@@ -1,0 +1,1 @@
+"""The console's pages, one module each; app.py includes their routers."""

@@ -1,0 +1,45 @@
+"""The dashboard: each flow's counts and failures in a window, the schedules, the processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
+
+from derms_bridge.catalog import BY_KEY, FLOWS
+from derms_bridge.console.pages.filters import WINDOWS
+from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
+from derms_bridge.flows.registry import SCHEDULED_FLOWS
+
+router = APIRouter(dependencies=CSRF_CHECKED)
+
+
+def _window(value: str | None) -> str:
+    return value if value in WINDOWS else "24h"
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request, state: StateDep, operator: OperatorDep) -> Response:
+    window = _window(request.query_params.get("window"))
+    since = datetime.now(UTC) - WINDOWS[window]
+    operations = state.hub.operations
+    counts = await operations.counts_by_flow(since)
+    failures = await operations.failing_now(since)
+    runs = await operations.scheduled_runs(SCHEDULED_FLOWS, since)
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "window": window,
+            "windows": list(WINDOWS),
+            "flows": FLOWS,
+            "counts": counts,
+            "failures": failures,
+            "by_key": BY_KEY,
+            "schedules": await state.hub.scheduler.overview(),
+            "runs": runs,
+            "processes": await state.hub.liveness.alive(),
+            "redact": state.redact,
+        },
+    )

@@ -1,0 +1,106 @@
+"""The time windows and the instance filters that the dashboard, the instances list and bulk
+resubmit share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from derms_bridge.catalog import BY_KEY
+from derms_bridge.schemas.ops import InstanceFilter
+
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+STATUSES = ("failed", "in_progress", "succeeded", "skipped")
+PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """The instances list's filters as the operator typed them, and what was wrong in them."""
+
+    flow: str = ""
+    status: str = ""
+    key: str = ""
+    window: str = ""
+    received_from: str = ""
+    received_to: str = ""
+    page: int = 1
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> InstanceQuery:
+        def text(name: str) -> str:
+            value = params.get(name)
+            return value.strip() if isinstance(value, str) else ""
+
+        problems: list[str] = []
+        flow, status, window = text("flow"), text("status"), text("window")
+        if flow and flow not in BY_KEY:
+            problems.append(f"there is no flow {flow!r}")
+            flow = ""
+        if status and status not in STATUSES:
+            problems.append(f"there is no status {status!r}")
+            status = ""
+        if window and window not in WINDOWS:
+            problems.append(f"there is no window {window!r}")
+            window = ""
+        page_text = text("page") or "1"
+        page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
+        query = cls(
+            flow=flow,
+            status=status,
+            key=text("key"),
+            window=window,
+            received_from=text("received_from"),
+            received_to=text("received_to"),
+            page=page,
+        )
+        if query.received_from and _moment(query.received_from) is None:
+            problems.append("from is not a date and time")
+            query = replace(query, received_from="")
+        if query.received_to and _moment(query.received_to) is None:
+            problems.append("to is not a date and time")
+            query = replace(query, received_to="")
+        return replace(query, problems=tuple(problems))
+
+    def instance_filter(self, limit: int = PAGE_SIZE) -> InstanceFilter:
+        received_from = _moment(self.received_from)
+        if self.window:
+            since = datetime.now(UTC) - WINDOWS[self.window]
+            received_from = max(received_from, since) if received_from else since
+        return InstanceFilter(
+            flows=(self.flow,) if self.flow else (),
+            status=self.status or None,
+            business_key=self.key or None,
+            received_from=received_from,
+            received_to=_moment(self.received_to),
+            limit=limit,
+            offset=(self.page - 1) * limit,
+        )
+
+    def query_string(self, **changes: Any) -> str:
+        fields = {
+            "flow": self.flow,
+            "status": self.status,
+            "key": self.key,
+            "window": self.window,
+            "received_from": self.received_from,
+            "received_to": self.received_to,
+            "page": self.page,
+        }
+        fields.update(changes)
+        return urlencode({name: value for name, value in fields.items() if value not in ("", 1)})
+
+
+def _moment(text: str) -> datetime | None:
+    """A date-time as an operator types it; one without an offset is UTC, as the pages show."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,70 @@
+"""An instance: its payload, reply, activities and error, and resubmitting it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
+
+from derms_bridge.catalog import BY_KEY
+from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
+from derms_bridge.engine.redaction import Redactor, mask_secret_fields
+from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
+
+router = APIRouter(dependencies=CSRF_CHECKED)
+
+
+def _shown(value: Any, redact: Redactor) -> str:
+    """A payload as an operator may read it: fields named like secrets masked, then any
+    configured secret masked wherever it appears."""
+    if value is None:
+        return ""
+    return redact(json.dumps(mask_secret_fields(value), indent=2, ensure_ascii=False))
+
+
+@router.get("/instances/{instance_id}", response_class=HTMLResponse)
+async def instance(
+    request: Request, instance_id: str, state: StateDep, operator: OperatorDep
+) -> Response:
+    detail = await state.hub.operations.detail(instance_id)
+    if detail is None:
+        return render(
+            request, "not_found.html", {"what": f"instance {instance_id}"}, status_code=404
+        )
+    info = BY_KEY.get(detail.flow)
+    return render(
+        request,
+        "instance.html",
+        {
+            "instance": detail,
+            "info": info,
+            "payload": _shown(detail.payload, state.redact),
+            "reply": _shown(detail.reply, state.redact),
+            "error": state.redact(detail.error) if detail.error else None,
+            "redact": state.redact,
+        },
+    )
+
+
+@router.post("/instances/{instance_id}/resubmit", response_class=HTMLResponse)
+async def resubmit(
+    request: Request, instance_id: str, state: StateDep, operator: OperatorDep
+) -> Response:
+    try:
+        outcome = await state.hub.engine.resubmit(instance_id, caller=operator)
+    except InstanceNotFound as exc:
+        return render(request, "_resubmitted.html", {"refused": str(exc)}, status_code=404)
+    except NotResubmittable as exc:
+        return render(request, "_resubmitted.html", {"refused": str(exc)}, status_code=409)
+    new = await state.hub.operations.detail(outcome.instance_id)
+    return render(
+        request,
+        "_resubmitted.html",
+        {
+            "new": new,
+            "same_instance": outcome.instance_id == instance_id,
+            "error": state.redact(outcome.error) if outcome.error else None,
+        },
+    )
