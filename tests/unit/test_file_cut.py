@@ -251,7 +251,7 @@ def test_a_reservation_time_is_sent_in_utc_with_z_or_left_out_when_empty() -> No
             {
                 "nicId": "NIC-0002",
                 "headEndSystem": "ECOBEE",
-                "reservationStartDateTime": "2026-12-01T14:30:00.250000Z",
+                "reservationStartDateTime": "2026-12-01T14:30:00.250Z",
                 "reservationEndDateTime": "2026-12-01T18:00:00Z",
             },
             {"nicId": "NIC-0003", "headEndSystem": "ECOBEE"},

@@ -6,17 +6,16 @@ from __future__ import annotations
 import functools
 from datetime import UTC
 
-from derms_bridge.schemas.common import parse_iso_datetime
+from derms_bridge.schemas.common import cpmcs_datetime, parse_cpmcs_datetime
 
 
 # A file's rows mostly share their times: each distinct one is parsed once.
 @functools.lru_cache(maxsize=4096)
 def utc_z(value: str) -> str:
-    """`value`, an ISO 8601 date-time with any offset, as the same moment in UTC written with
-    Z (to the second, or to the microsecond when it has a fraction): computed from the
-    parsed value. ValueError says why `value` is not one."""
-    moment = parse_iso_datetime(value).astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat() + "Z"
+    """`value`, an ISO 8601 date-time with any offset CPMCS can take, as the same moment in
+    UTC, written as CPMCS takes it (with Z): computed from the parsed value. ValueError says
+    why `value` is not one."""
+    return cpmcs_datetime(parse_cpmcs_datetime(value).astimezone(UTC))
 
 
 def utc_field(column: str, value: str, *, required: bool = True) -> str:
