@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from derms_bridge.engine.uploads import CHUNK_BYTES, FileRefused, drain
 from derms_bridge.flows.csv_rows import utc_z
-from derms_bridge.flows.ports import FileFlow, segment_json
+from derms_bridge.flows.ports import CsvRow, FileFlow, segment_json
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import SetAsideRow
 from derms_bridge.store.file_jobs import SET_ASIDE_NAMED, SetAside
@@ -168,6 +168,19 @@ class _Segment:
         if self.rows >= self.size:
             self.flush()
 
+    def add_lines(self, data: bytes, start: int, end: int, rows: int, first_line: int) -> None:
+        """The `rows` lines of `data[start:end]`, the last one's line feed included: cut
+        where the segment fills (after a row set aside, a block of plain rows starts part
+        way into a segment)."""
+        while rows > self.size - self.rows:
+            room = self.size - self.rows
+            split = start
+            for _ in range(room):
+                split = data.index(b"\n", split) + 1
+            self.add(data[start : split - 1], first_line, room)
+            start, rows, first_line = split, rows - room, first_line + room
+        self.add(data[start : end - 1], first_line, rows)
+
     def flush(self) -> None:
         if self.rows:
             # A single piece, the plain way's usual block, is emitted as it is, uncopied.
@@ -188,51 +201,48 @@ def cut_segments(
     line the expression does not take is read as one row by the csv module, and kept as the
     flow fitted it or set aside; then the plain way goes on."""
     segment = _Segment(size, emit)
-    plain = None if flow.plain_row_pattern is None else _PlainBlocks(flow, lookups)
+    plain = None if flow.plain_row_pattern is None else _PlainBlocks(flow, lookups, size)
+    row_by_row = _RowByRow(upload, flow, lookups)
     while True:
         if plain is not None:
             plain.take(upload, segment, scan)
-        if not _take_row(upload, flow, lookups, segment, scan):
+        if not row_by_row.take(segment, scan):
             break
     segment.flush()
 
 
 class _PlainBlocks:
-    """The plain way: rows matched by the flow's expression, as many at a time as the
-    segment has room for."""
+    """The plain way: rows matched by the flow's expression, a block of up to a segment's
+    rows at a time."""
 
-    def __init__(self, flow: FileFlow[Any], lookups: Lookups) -> None:
+    def __init__(self, flow: FileFlow[Any], lookups: Lookups, size: int) -> None:
         assert flow.plain_row_pattern is not None
         self._row_pattern = flow.plain_row_pattern
         self._flow = flow
         self._lookups = lookups
+        self._size = size
         self._times: list[bytes] = []
-        self._blocks: dict[int, re.Pattern[bytes]] = {}
+        self._block = self._compiled()
 
-    def _block(self, rows: int) -> re.Pattern[bytes]:
-        """The expression of a block of up to `rows` rows, compiled once for each count."""
-        block = self._blocks.get(rows)
-        if block is None:
-            times = self._times
-            known = b"|".join(map(re.escape, times)) if times else b"(?!)"
-            row = rb"%s\r?\n" % self._row_pattern(b"(?:" + known + b")", self._lookups)
-            # A full block's last row is a group of its own: that it took part tells that
-            # the block has `rows` rows, where counting its lines would cost a third as much
-            # as the match.
-            block = re.compile(rb"(?:%s){0,%d}(%s)?" % (row, rows - 1, row))
-            self._blocks[rows] = block
-        return block
+    def _compiled(self) -> re.Pattern[bytes]:
+        times = self._times
+        known = b"|".join(map(re.escape, times)) if times else b"(?!)"
+        row = rb"%s\r?\n" % self._row_pattern(b"(?:" + known + b")", self._lookups)
+        # A full block's last row is a group of its own: that it took part tells that the
+        # block has `size` rows, where counting its lines would cost a third as much as the
+        # match.
+        return re.compile(rb"(?:%s){0,%d}(%s)?" % (row, self._size - 1, row))
 
     def take(self, upload: UploadReader, segment: _Segment, scan: RowScan) -> None:
         """Plain rows, a block at a time, until the file's end or a line the expression
         does not take, which is then next in `upload`."""
+        size = self._size
         while True:
-            room = segment.size - segment.rows
             data, pos = upload.data, upload.pos
-            match = self._block(room).match(data, pos)
+            match = self._block.match(data, pos)
             end = pos if match is None else match.end()
             full = match is not None and match.start(1) >= 0
-            rows = room if full else data.count(b"\n", pos, end)
+            rows = size if full else data.count(b"\n", pos, end)
             stop = False
             if not full:
                 if end == len(data):
@@ -247,7 +257,7 @@ class _PlainBlocks:
                 elif len(self._times) < _PLAIN_TIMES and _learned(
                     data[end : data.find(b"\n", end)], self._flow, self._times
                 ):
-                    self._blocks.clear()
+                    self._block = self._compiled()
                     continue
                 else:
                     stop = True
@@ -255,7 +265,7 @@ class _PlainBlocks:
                 # Kept with the carriage returns of their line ends, if any (the
                 # expression's fields take none): segment_body takes them out in the pass
                 # it makes anyway, where taking them out here would copy the block again.
-                segment.add(data[pos : end - 1], 2 + scan.lines, rows)
+                segment.add_lines(data, pos, end, rows, 2 + scan.lines)
                 scan.rows += rows
                 scan.lines += rows
                 upload.pos = end
@@ -285,49 +295,70 @@ def _learned(line: bytes, flow: FileFlow[Any], times: list[bytes]) -> bool:
     return found
 
 
-def _take_row(
-    upload: UploadReader,
-    flow: FileFlow[Any],
-    lookups: Lookups,
-    segment: _Segment,
-    scan: RowScan,
-) -> bool:
-    """The next row, read by the csv module (over several lines, if a quoted field holds
-    line ends) and fitted by the flow: kept in the segment, or set aside as it came with
-    its line and why. False at the file's end."""
-    taken: list[bytes] = []
+class _RowByRow:
+    """The csv module's way: the next row read (over several lines, if a quoted field holds
+    line ends) and fitted by the flow, then kept in the segment, or set aside as it came
+    with its line and why. The reader takes lines from the upload only as a row needs
+    them, so that the plain way goes on from the line after."""
 
-    def lines() -> Iterator[str]:
-        while (line := upload.line()) is not None:
-            taken.append(line)
+    def __init__(self, upload: UploadReader, flow: FileFlow[Any], lookups: Lookups) -> None:
+        self._upload = upload
+        self._flow = flow
+        self._lookups = lookups
+        self._width = len(flow.header)
+        self._taken: list[bytes] = []
+        self._reader = csv.reader(self._lines())
+        self._text = io.StringIO()
+        self._writer = csv.writer(self._text, lineterminator="\n")
+
+    def _lines(self) -> Iterator[str]:
+        while (line := self._upload.line()) is not None:
+            self._taken.append(line)
             yield line.decode() + "\n"
 
-    line = 2 + scan.lines
-    try:
-        row = next(csv.reader(lines()), None)
-    except (csv.Error, UnicodeDecodeError) as exc:
+    def take(self, segment: _Segment, scan: RowScan) -> bool:
+        """The next row; False at the file's end."""
+        taken = self._taken
+        taken.clear()
+        line = 2 + scan.lines
+        try:
+            row = next(self._reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            # The reader (and its lines) stop at an error: the next row starts afresh.
+            self._reader = csv.reader(self._lines())
+            scan.lines += len(taken)
+            scan.set_aside.add(line, None, f"not a CSV row: {exc}", taken)
+            return True
         scan.lines += len(taken)
-        scan.set_aside.add(line, None, f"not a CSV row: {exc}", taken)
+        if row is None:
+            return False
+        if not row:
+            return True
+        fitted = (
+            f"has {len(row)} fields, the header has {self._width}"
+            if len(row) != self._width
+            else self._flow.fit_row(row, self._lookups)
+        )
+        if isinstance(fitted, str):
+            scan.set_aside.add(line, row[0] or None, fitted, taken)
+            return True
+        segment.add(self._csv_line(fitted), line, 1)
+        scan.rows += 1
         return True
-    scan.lines += len(taken)
-    if row is None:
-        return False
-    if not row:
-        return True
-    width = len(flow.header)
-    fitted = (
-        f"has {len(row)} fields, the header has {width}"
-        if len(row) != width
-        else flow.fit_row(row, lookups)
-    )
-    if isinstance(fitted, str):
-        scan.set_aside.add(line, row[0] or None, fitted, taken)
-        return True
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(fitted)
-    segment.add(text.getvalue().removesuffix("\n").encode(), line, 1)
-    scan.rows += 1
-    return True
+
+    def _csv_line(self, row: CsvRow) -> bytes:
+        joined = ",".join(row)
+        if joined.count(",") == self._width - 1 and not _QUOTED.search(joined):
+            # What the csv module would write: no field needs quotes.
+            return joined.encode()
+        self._text.seek(0)
+        self._text.truncate()
+        self._writer.writerow(row)
+        return self._text.getvalue().removesuffix("\n").encode()
+
+
+#: A character that makes the csv module quote its field (the comma is counted apart).
+_QUOTED = re.compile(r'["\r\n]')
 
 
 def segment_body(
