@@ -220,10 +220,10 @@ async def test_the_ack_names_the_first_thousand_rows_set_aside_and_counts_the_re
     responses = sent.body.model_dump(mode="json")["MsgAck"]["responses"]["response"]
     assert len(responses) == 1 + 1000 + 1
     assert responses[1000]["value"] == "line 1001: nicId 1000 is empty"
-    assert (responses[-1]["id"], responses[-1]["value"]) == ("OUT-1", "3,321 rows more set aside")
+    assert (responses[-1]["id"], responses[-1]["value"]) == ("OUT-1", "3321 rows more set aside")
     [(code, email)] = steps.notices.sent
     assert code == "ERROR"
-    assert email.splitlines()[-1] == "  and 4,311 rows more"
+    assert email.splitlines()[-1] == "  and 4311 rows more"
     assert len(email.splitlines()) == 1 + 1 + 10 + 1
 
 

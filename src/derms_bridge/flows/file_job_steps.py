@@ -44,7 +44,7 @@ EMAIL_NAMES_SET_ASIDE = 10
 
 
 def _rows(count: int) -> str:
-    return f"{count:,} row" + ("" if count == 1 else "s")
+    return f"{count} row" + ("" if count == 1 else "s")
 
 
 def run_summary(outcome: FileOutcome, segment_operation: str) -> str:
