@@ -1,6 +1,6 @@
 """Benchmark: the intake of an Event Device Outcome file (flow 8), in process, the flow as it
 is beside the same flow with its plain way taken off (every row read by the csv module and
-checked by `row_problem`), and beside a reservation file (flow 7) of as many rows.
+checked by `fit_row`), and beside a reservation file (flow 7) of as many rows.
 
 Each arm is the hub's own intake (`FileIntake.receive`, what the trigger's 202 waits on: every
 row checked, the segments compressed and kept in one transaction) on a SQLite file in a

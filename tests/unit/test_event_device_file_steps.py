@@ -15,6 +15,7 @@ from derms_bridge.flows import event_device_outcome, event_device_reservation
 from derms_bridge.flows.ports import FileJobContext, FileOutcome
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
 from derms_bridge.schemas.event_device_reservation import ReservationMessage
+from derms_bridge.schemas.ops import SetAsideRow
 from tests.fakes import FakeCpmcs, FakeDerms, FakeErrors, FakeNotifications, Script
 
 RESERVATION = ReservationMessage.model_validate(
@@ -27,10 +28,10 @@ RESERVATION = ReservationMessage.model_validate(
     }
 )
 OUTCOMES = OutcomeMessage.model_validate({"messageId": "OUT-1", "fileName": "outcomes.csv"})
-SENT = FileOutcome(succeeded=True, failure=None, rows=250, segments=3, run=2, segments_sent_again=1)
+SENT = FileOutcome(code="SUCCESS", failure=None, rows=250, segments=3, run=2, segments_sent_again=1)
 FAILED = FileOutcome(
-    succeeded=False,
-    failure="segment 2 (lines 102-201): CPMCS said no",
+    code="FAILURE",
+    failure="segment 2 (100 rows from line 102): CPMCS said no",
     rows=250,
     segments=3,
     run=1,
@@ -240,3 +241,85 @@ async def test_an_acknowledgement_derms_will_not_take_again_is_emailed() -> None
     assert len(again.derms.sent) == 3
     assert again.errors.reported == [ack_error]
     assert again.notices.sent == []
+
+
+def set_aside(count: int) -> FileOutcome:
+    """SENT with `count` rows set aside, the first 1,000 named; even rows have no recordId."""
+    named = [
+        SetAsideRow(line=n + 1, record_id=str(n) if n % 2 else None, reason=f"nicId {n} is empty")
+        for n in range(1, min(count, 1000) + 1)
+    ]
+    return FileOutcome(
+        code="ERROR",
+        failure=None,
+        rows=250,
+        segments=3,
+        run=1,
+        rows_set_aside=count,
+        set_aside=named,
+    )
+
+
+async def test_rows_set_aside_are_acknowledged_error_one_response_each() -> None:
+    steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+
+    ack_error = (
+        await event_device_reservation.acknowledge(steps.context, RESERVATION, set_aside(3))
+    ).error
+
+    assert ack_error is None
+    [sent] = steps.derms.sent
+    assert sent.body is not None
+    ack = sent.body.model_dump(mode="json")["MsgAck"]
+    assert ack["ackType"] == "ERROR"
+    summary = (
+        "250 rows in 3 segments taken by CPMCS reserveDevice (run 1); "
+        "0 segments sent more than once; 3 rows set aside"
+    )
+    assert [(r["id"], r["value"], r["responseCode"]) for r in ack["responses"]["response"]] == [
+        ("RSV-1", summary, "ERROR"),
+        ("1", "line 2: nicId 1 is empty", "ERROR"),
+        ("line 3", "line 3: nicId 2 is empty", "ERROR"),
+        ("3", "line 4: nicId 3 is empty", "ERROR"),
+    ]
+    named = [
+        "line 2 (recordId 1): nicId 1 is empty",
+        "line 3: nicId 2 is empty",
+        "line 4 (recordId 3): nicId 3 is empty",
+    ]
+    assert steps.errors.reported == ["; ".join([summary, *named])]
+    complete = "\n".join([summary, "3 rows set aside:", *(f"  {row}" for row in named)])
+    assert steps.notices.sent == [("ERROR", complete)]
+
+
+async def test_the_ack_names_the_first_thousand_rows_set_aside_and_counts_the_rest() -> None:
+    steps = Steps(derms={"deviceOutcomeAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+
+    await event_device_outcome.acknowledge(steps.context, OUTCOMES, set_aside(4321))
+
+    [sent] = steps.derms.sent
+    assert sent.body is not None
+    responses = sent.body.model_dump(mode="json")["MsgAck"]["responses"]["response"]
+    assert len(responses) == 1 + 1000 + 1
+    assert responses[1000]["value"] == "line 1001: nicId 1000 is empty"
+    assert (responses[-1]["id"], responses[-1]["value"]) == ("OUT-1", "3321 rows more set aside")
+    [(code, email)] = steps.notices.sent
+    assert code == "ERROR"
+    assert email.splitlines()[-1] == "  and 4311 rows more"
+    assert len(email.splitlines()) == 1 + 1 + 10 + 1
+
+
+async def test_a_file_with_no_row_to_send_is_acknowledged_error() -> None:
+    steps = Steps(derms={"deviceReservationAck": {"MsgAck": {"ackType": "SUCCESS"}}})
+    nothing = FileOutcome(code="ERROR", failure=None, rows=0, segments=0, run=1)
+
+    await event_device_reservation.acknowledge(steps.context, RESERVATION, nothing)
+
+    [sent] = steps.derms.sent
+    assert ack_of(sent.body) | {"responseTimeISO": None} == {
+        "id": "RSV-1",
+        "value": "no row to send: the file has none",
+        "responseCode": "ERROR",
+        "responseTimeISO": None,
+        "dacsMessageId": None,
+    }

@@ -1,12 +1,13 @@
 """The intake's cut of a file into segments: rows of plain text go the flow's column-wise
-way, anything else the csv module's, and both give the same segments and the same refusals,
-for a reservation file (flow 7) and an outcome file (flow 8)."""
+way, anything else the csv module's, and both give the same segments and set aside the same
+rows, for a reservation file (flow 7) and an outcome file (flow 8)."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -43,9 +44,21 @@ HEADER = b"recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEn
 SEGMENT_ROWS = 3
 
 
-def row(number: int, nic_id: str | None = None, starts: str = "2026-12-01T14:00:00Z") -> bytes:
+def row(
+    number: int,
+    nic_id: str | None = None,
+    starts: str = "2026-12-01T14:00:00Z",
+    ends: str = "2026-12-01T18:00:00Z",
+) -> bytes:
     nic = f"NIC-{number:04d}" if nic_id is None else nic_id
-    return f"{number},{nic},ECOBEE,{starts},2026-12-01T18:00:00+00:00".encode()
+    return f"{number},{nic},ECOBEE,{starts},{ends}".encode()
+
+
+def set_aside_of(scan: RowScan) -> tuple[int, list[str], bytes]:
+    """The rows set aside: how many, as named, and as they came."""
+    kept = scan.set_aside.kept()
+    lines = b"" if kept.lines_zlib is None else zlib.decompress(kept.lines_zlib)
+    return kept.count, [str(named) for named in kept.named], lines
 
 
 def cut(
@@ -107,6 +120,12 @@ FILES: dict[str, bytes] = {
     "a nicId of 101 characters": file_of([*PLAIN_ROWS[:6], row(7, nic_id="N" * 101)]),
     "an empty nicId": file_of([row(1, nic_id=""), *PLAIN_ROWS[1:]]),
     "not UTC": file_of([*PLAIN_ROWS[:3], row(4, starts="2026-12-01T14:00:00+01:00")]),
+    "UTC as +00:00": file_of([row(n, ends="2026-12-01T18:00:00+00:00") for n in PLAIN_ROWS_RANGE]),
+    "an empty reservation time": file_of(
+        [*PLAIN_ROWS[:2], row(3, starts=""), row(4, ends=""), *PLAIN_ROWS[4:]]
+    ),
+    "no time zone": file_of([*PLAIN_ROWS[:3], row(4, starts="2026-12-01T14:00:00")]),
+    "bytes that are not UTF-8": file_of([*PLAIN_ROWS[:5], b"6,NIC-\xff,ECOBEE,a,b"]),
     "not a date": file_of([*PLAIN_ROWS[:3], row(4, starts="2026-13-01T14:00:00Z")]),
     "a missing field": file_of([*PLAIN_ROWS[:5], b"6,NIC-6,ECOBEE,2026-12-01T14:00:00Z"]),
     "two reservation windows": file_of(
@@ -130,15 +149,14 @@ FILES: dict[str, bytes] = {
 def test_the_plain_way_cuts_as_the_csv_module_does(name: str, size: int) -> None:
     plain_segments, plain_scan = cut(FILES[name], plain=True, size=size)
     csv_segments, csv_scan = cut(FILES[name], plain=False, size=size)
-    assert (plain_scan.rows, plain_scan.bad_rows) == (csv_scan.rows, csv_scan.bad_rows)
-    if not csv_scan.bad_rows:
-        # A refused file's segments are not kept, however many went before its bad row.
-        assert plain_segments == csv_segments
+    assert plain_scan.rows == csv_scan.rows
+    assert set_aside_of(plain_scan) == set_aside_of(csv_scan)
+    assert plain_segments == csv_segments
 
 
 def test_plain_rows_make_the_flows_own_body() -> None:
     segments, scan = cut(FILES["plain"], plain=True)
-    assert scan.bad_rows == []
+    assert scan.set_aside.count == 0
     assert [(first_line, count) for _body, first_line, count in segments] == [
         (2, 3),
         (5, 3),
@@ -150,18 +168,94 @@ def test_plain_rows_make_the_flows_own_body() -> None:
     assert body["deviceList"][0]["nicId"] == "NIC-0001"
 
 
-def test_bytes_that_are_not_utf8_refuse_the_file_either_way() -> None:
-    content = file_of([*PLAIN_ROWS[:5], b"6,NIC-\xff,ECOBEE,a,b"])
+def test_bytes_that_are_not_utf8_set_their_row_aside_either_way() -> None:
+    content = file_of([*PLAIN_ROWS[:5], b"6,NIC-\xff,ECOBEE,a,b", *PLAIN_ROWS[6:]])
     for plain in (True, False):
-        _segments, scan = cut(content, plain=plain)
-        [refusal] = scan.bad_rows
-        assert "the file cannot be read as CSV: 'utf-8' codec can't decode" in refusal
+        segments, scan = cut(content, plain=plain)
+        count, [named], lines = set_aside_of(scan)
+        assert (count, lines) == (1, b"6,NIC-\xff,ECOBEE,a,b\n")
+        assert named.startswith("line 7: not a CSV row: 'utf-8' codec can't decode")
+        assert scan.rows == 7
+        assert sum(rows for _body, _line, rows in segments) == 7
 
 
-def test_a_bad_row_after_plain_segments_refuses_the_file_naming_its_line() -> None:
+def test_a_bad_row_after_plain_segments_is_set_aside_naming_its_line() -> None:
     segments, scan = cut(FILES["a nicId of 101 characters"], plain=True)
-    assert scan.bad_rows == ["line 8: nicId: 101 characters, CPMCS takes at most 100"]
-    assert len(segments) == 2
+    assert set_aside_of(scan) == (
+        1,
+        ["line 8 (recordId 7): nicId: 101 characters, CPMCS takes at most 100"],
+        row(7, nic_id="N" * 101) + b"\n",
+    )
+    assert [(line, rows) for _body, line, rows in segments] == [(2, 3), (5, 3)]
+
+
+def test_rows_set_aside_leave_every_other_row_in_full_segments_either_way() -> None:
+    bad = {4: row(4, nic_id=""), 5: b"5,a,b", 9: row(9, starts="tomorrow")}
+    content = file_of([bad.get(n, row(n)) for n in range(1, 13)])
+    for plain in (True, False):
+        segments, scan = cut(content, plain=plain)
+        count, named, lines = set_aside_of(scan)
+        assert count == 3
+        assert named == [
+            "line 5 (recordId 4): nicId: is empty",
+            "line 6 (recordId 5): has 3 fields, the header has 5",
+            "line 10 (recordId 9): reservationStartDateTime: 'tomorrow' is not an ISO 8601 "
+            "date-time",
+        ]
+        assert lines == b"\n".join(bad.values()) + b"\n"
+        assert [(line, rows) for _body, line, rows in segments] == [(2, 3), (7, 3), (11, 3)]
+        nic_ids = [d["nicId"] for body, _line, _rows in segments for d in devices(body)]
+        assert nic_ids == [f"NIC-{n:04d}" for n in range(1, 13) if n not in bad]
+
+
+def test_the_plain_way_goes_on_after_a_line_it_does_not_take() -> None:
+    def row_by_row(_row: CsvRow, _lookups: Lookups) -> str:
+        return "read by the csv module"
+
+    rows = [row(n) for n in range(1, 40)]
+    rows[19] = b"20,NIC-0020"
+    flow = dataclasses.replace(FLOW, fit_row=row_by_row)
+    segments, scan = cut_with(flow, MESSAGE, Lookups(), file_of(rows), plain=True)
+
+    assert set_aside_of(scan)[:2] == (1, ["line 21 (recordId 20): has 2 fields, the header has 5"])
+    assert scan.rows == 38
+    # The segment holding row 19 runs on past the line set aside, to rows 21 and 22.
+    expected = [(2 + 3 * n + (n > 6), 3) for n in range(12)] + [(39, 2)]
+    assert [(line, rows) for _body, line, rows in segments] == expected
+
+
+def devices(body: bytes) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = json.loads(body)["deviceList"]
+    return found
+
+
+def test_a_reservation_time_is_sent_in_utc_with_z_or_left_out_when_empty() -> None:
+    content = file_of(
+        [
+            row(1, starts="2026-12-01T16:00:00+02:00", ends="2026-12-01T18:00:00+00:00"),
+            row(2, starts="2026-12-01T09:30:00.250-05:00"),
+            row(3, starts="", ends=""),
+        ]
+    )
+    for plain in (True, False):
+        segments, scan = cut(content, plain=plain)
+        assert scan.set_aside.count == 0
+        [(body, _line, _rows)] = segments
+        assert devices(body) == [
+            {
+                "nicId": "NIC-0001",
+                "headEndSystem": "ECOBEE",
+                "reservationStartDateTime": "2026-12-01T14:00:00Z",
+                "reservationEndDateTime": "2026-12-01T18:00:00Z",
+            },
+            {
+                "nicId": "NIC-0002",
+                "headEndSystem": "ECOBEE",
+                "reservationStartDateTime": "2026-12-01T14:30:00.250Z",
+                "reservationEndDateTime": "2026-12-01T18:00:00Z",
+            },
+            {"nicId": "NIC-0003", "headEndSystem": "ECOBEE"},
+        ]
 
 
 # Flow 8: outcome files, checked and translated by the EventOutcome lookup as shipped, with
@@ -274,9 +368,9 @@ OUTCOME_FILES: dict[str, bytes] = {
 def test_the_plain_way_cuts_an_outcome_file_as_the_csv_module_does(name: str) -> None:
     plain_segments, plain_scan = cut_outcomes(OUTCOME_FILES[name], plain=True)
     csv_segments, csv_scan = cut_outcomes(OUTCOME_FILES[name], plain=False)
-    assert (plain_scan.rows, plain_scan.bad_rows) == (csv_scan.rows, csv_scan.bad_rows)
-    if not csv_scan.bad_rows:
-        assert plain_segments == csv_segments
+    assert plain_scan.rows == csv_scan.rows
+    assert set_aside_of(plain_scan) == set_aside_of(csv_scan)
+    assert plain_segments == csv_segments
 
 
 @pytest.mark.parametrize(
@@ -288,7 +382,6 @@ def test_the_plain_way_cuts_an_outcome_file_as_the_csv_module_does(name: str) ->
         "a CPMCS outcome that JSON escapes",
         "an errorMessage of 100 characters",
         "an eventId of 120 characters",
-        "UTC as +00:00",
     ],
 )
 def test_plain_outcome_rows_are_checked_and_sent_by_the_plain_way_alone(name: str) -> None:
@@ -298,12 +391,12 @@ def test_plain_outcome_rows_are_checked_and_sent_by_the_plain_way_alone(name: st
     def unbuilt(*_args: object) -> dict[str, Any]:
         raise AssertionError("built from dicts")
 
-    flow = dataclasses.replace(OUTCOME_FLOW, row_problem=refused, segment_request=unbuilt)
+    flow = dataclasses.replace(OUTCOME_FLOW, fit_row=refused, segment_request=unbuilt)
     segments, scan = cut_with(
         flow, OUTCOME_MESSAGE, OUTCOME_LOOKUPS, OUTCOME_FILES[name], plain=True
     )
 
-    assert (scan.rows, scan.bad_rows) == (10, [])
+    assert (scan.rows, scan.set_aside.count) == (10, 0)
     assert [(first_line, rows) for _body, first_line, rows in segments] == [
         (2, 3),
         (5, 3),
@@ -329,7 +422,7 @@ def test_plain_outcome_rows_make_the_flows_own_body() -> None:
     assert ["errorMessage" in d for d in devices] == [True, False, False]
 
 
-def test_bad_outcome_rows_after_plain_segments_are_named_the_same_either_way() -> None:
+def test_bad_outcome_rows_after_plain_segments_are_set_aside_the_same_either_way() -> None:
     content = outcome_file(
         [
             *THREE_EVENTS[:6],
@@ -340,14 +433,29 @@ def test_bad_outcome_rows_after_plain_segments_are_named_the_same_either_way() -
         ]
     )
     for plain in (True, False):
-        _segments, scan = cut_outcomes(content, plain=plain)
-        assert scan.bad_rows == [
-            "line 8: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome has no row for 'MAYBE'",
-            "line 9: errorMessage: 101 characters, CPMCS takes at most 100",
-            "line 10: participationEndDateTime: '2026-12-01T18:00:00+01:00' is not in UTC "
-            "(write it with Z)",
-            "line 11: eventId: 121 characters, CPMCS takes at most 120",
+        segments, scan = cut_outcomes(content, plain=plain)
+        count, named, lines = set_aside_of(scan)
+        assert (count, scan.rows) == (2, 8)
+        assert named == [
+            "line 8 (recordId 7): outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome has no row "
+            "for 'MAYBE'",
+            "line 11 (recordId 10): eventId: 121 characters, CPMCS takes at most 120",
         ]
+        assert (
+            lines
+            == outcome_row(7, outcome="MAYBE") + b"\n" + outcome_row(10, eventId="V" * 121) + b"\n"
+        )
+        outcomes = [
+            o for body, _line, _rows in segments for o in json.loads(body)["postOutcomeList"]
+        ]
+        assert outcomes[6]["errorMessage"] == "E" * 97 + "..."
+        assert outcomes[7]["participationEndDateTime"] == "2026-12-01T17:00:00Z"
+
+
+def test_an_empty_participation_time_sets_its_row_aside() -> None:
+    content = outcome_file(with_fields(2, participationStartDateTime=""))
+    _segments, scan = cut_outcomes(content, plain=True)
+    assert set_aside_of(scan)[1] == ["line 3 (recordId 2): participationStartDateTime: is empty"]
 
 
 def test_an_outcome_the_lookup_no_longer_knows_stops_its_segment_either_way() -> None:

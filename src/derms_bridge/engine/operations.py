@@ -1,16 +1,18 @@
 """What operators ask of the hub, whether through the API, the console or the CLI: instances
-found and read with their activity and file progress, the dashboard's counts, the failures
-a bulk resubmit would take, a file run's acknowledgement sent again, and the record of
-lookup edits."""
+found and read with their activity and file progress, a file's rows set aside as a CSV,
+the dashboard's counts, the failures a bulk resubmit would take, a file run's
+acknowledgement sent again, and the record of lookup edits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import zlib
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.engine.runner import InstanceNotFound
+from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookup_tables import RowChange
 from derms_bridge.schemas.ops import (
     FileProgress,
@@ -99,6 +101,16 @@ class Operations:
             "before the hub kept them)"
         )
 
+    async def set_aside_csv(self, instance_id: str) -> Iterator[bytes] | None:
+        """A file flow's rows set aside, as they came, under the header of the flow's file
+        (so that the file can be corrected and sent again), in chunks as they are
+        decompressed; None when the instance is not a file flow's."""
+        found = await self._files.set_aside_lines(instance_id)
+        if found is None:
+            return None
+        flow, lines_zlib = found
+        return _set_aside_csv(FILE_FLOWS[flow].header, lines_zlib)
+
     async def counts_by_flow(self, since: datetime) -> dict[str, FlowCounts]:
         return await counts_by_flow(self._instances, since)
 
@@ -125,6 +137,20 @@ class Operations:
         self, lookup: str, operator: str, changes: Sequence[RowChange]
     ) -> None:
         await record_edit(self._instances, lookup, operator, changes)
+
+
+#: How much of the compressed rows set aside is decompressed at a time.
+_SET_ASIDE_CHUNK = 64 * 1024
+
+
+def _set_aside_csv(header: Sequence[str], lines_zlib: bytes | None) -> Iterator[bytes]:
+    yield ",".join(header).encode() + b"\n"
+    if lines_zlib is None:
+        return
+    lines = zlib.decompressobj()
+    for start in range(0, len(lines_zlib), _SET_ASIDE_CHUNK):
+        yield lines.decompress(lines_zlib[start : start + _SET_ASIDE_CHUNK])
+    yield lines.flush()
 
 
 def _summary_fields(record: InstanceRecord) -> dict[str, Any]:

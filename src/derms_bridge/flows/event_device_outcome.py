@@ -1,11 +1,13 @@
 """Flow 8, Event Device Outcome (OUTL-BA-DRMS_DACS_EVT_OUTC_TRNFR).
 
 After events end, DERMS sends every participating device's outcome as a CSV (one file may
-hold several events; step 1: the header and every row checked, `row_problem`). The hub
-checks CPMCS is up (step 2, F1-HealthCheckRest), sends the outcomes to postEventOutcome
-in segments, several at once (step 3, `send_segment`), and acknowledges the whole file to
-DERMS once (steps 4 and 5, `acknowledge`). This module says what each step does and
-sends; the engine (engine/file_jobs/) runs each step when it is due.
+hold several events; step 1: the header and every row checked, `fit_row`: a row that
+cannot go is set aside, the others go). The hub checks CPMCS is up (step 2,
+F1-HealthCheckRest), sends the outcomes to postEventOutcome in segments, several at once
+(step 3, `send_segment`), and acknowledges the whole file to DERMS once (steps 4 and 5,
+`acknowledge`): SUCCESS, ERROR naming the rows set aside, or FAILURE. This module says
+what each step does and sends; the engine (engine/file_jobs/) runs each step when it is
+due.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import functools
 import json
 import re
 from itertools import repeat
-from typing import Any, Literal
+from typing import Any
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import LookupMiss
 from derms_bridge.flows import file_job_steps
-from derms_bridge.flows.csv_rows import length_problem, utc_problem
+from derms_bridge.flows.csv_rows import length_problem, utc_field
 from derms_bridge.flows.ports import (
     PLAIN_FIELD_BYTE,
     Acknowledgement,
@@ -32,8 +34,8 @@ from derms_bridge.flows.ports import (
     plain_field,
     segment_json,
 )
+from derms_bridge.flows.text_fit import fit_to
 from derms_bridge.lookups import Lookups
-from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_outcome import (
     DeviceOutcome,
     OutcomeMessage,
@@ -65,24 +67,37 @@ def business_keys(message: OutcomeMessage) -> list[tuple[str, str]]:
     return keys
 
 
-def row_problem(row: CsvRow, lookups: Lookups) -> str | None:
-    """Step 3's precondition: a row CPMCS would refuse stops the whole file."""
-    _record, event_id, nic_id, head_end, outcome, starts, ends, error_message = row
+def fit_row(row: CsvRow, lookups: Lookups) -> CsvRow | str:
+    """Step 3's precondition: the row as postEventOutcome takes it, its participation times
+    in UTC with Z and its errorMessage cut to CPMCS's 100 characters (ending in "..."), or
+    why CPMCS would refuse it."""
+    record, event_id, nic_id, head_end, outcome, starts, ends, error_message = row
     problem = (
         length_problem("eventId", event_id, EVENT_ID_LIMIT)
         or length_problem("nicId", nic_id, NIC_ID_LIMIT)
         or length_problem("headEndSystemId", head_end, HEAD_END_SYSTEM_LIMIT)
-        or utc_problem("participationStartDateTime", starts)
-        or utc_problem("participationEndDateTime", ends)
-        or length_problem("errorMessage", error_message, ERROR_MESSAGE_LIMIT, required=False)
     )
     if problem is not None:
         return problem
     try:
+        starts = utc_field("participationStartDateTime", starts)
+        ends = utc_field("participationEndDateTime", ends)
+    except ValueError as exc:
+        return str(exc)
+    try:
         lookups.translate("EventOutcome", outcome)
     except LookupMiss as miss:
         return f"outcome: {miss}"
-    return None
+    return [
+        record,
+        event_id,
+        nic_id,
+        head_end,
+        outcome,
+        starts,
+        ends,
+        fit_to(error_message, ERROR_MESSAGE_LIMIT),
+    ]
 
 
 def to_post_event_outcome(
@@ -136,9 +151,9 @@ class _TranslatedOutcomes(dict[bytes, bytes]):
 
 
 def plain_row_pattern(times: bytes, lookups: Lookups) -> bytes:
-    """row_problem's checks as the expression of one row of plain text: `times` are the
-    date-times already found to be UTC, the outcomes those of EventOutcome that are plain
-    text themselves (any other one could only stand in a row that is not)."""
+    """The expression of one row of plain text that fit_row takes unchanged: `times` are the
+    date-times already found in CPMCS's form, the outcomes those of EventOutcome that are
+    plain text themselves (any other one could only stand in a row that is not)."""
     table = lookups.tables.get("EventOutcome")
     known = [
         re.escape(outcome.encode())
@@ -180,13 +195,6 @@ def plain_post_event_outcome(
     return b"%s[%s]%s" % (envelope, devices_json, end)
 
 
-def acknowledgement(
-    message: OutcomeMessage, code: Literal["SUCCESS", "FAILURE"], value: str
-) -> AckMessage:
-    """Steps 2, 3 and 4: the one MsgAck for DERMS's /device-outcome-ack."""
-    return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
-
-
 async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
     """Step 3: one segment's outcomes (to_post_event_outcome's body, or
     plain_post_event_outcome's for rows of plain text) to CPMCS's postEventOutcome; why
@@ -197,10 +205,11 @@ async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
 async def acknowledge(
     ctx: FileJobContext, message: OutcomeMessage, outcome: FileOutcome
 ) -> Acknowledgement:
-    """Steps 4 and 5: DERMS's deviceOutcomeAck gets the file's one MsgAck, SUCCESS once
-    CPMCS took every segment, else FAILURE with why; then the emails."""
+    """Steps 4 and 5: DERMS's deviceOutcomeAck gets the file's one MsgAck (SUCCESS once
+    CPMCS took every segment and no row was set aside, ERROR naming the rows set aside,
+    else FAILURE with why); then the emails."""
     summary = file_job_steps.run_summary(outcome, "postEventOutcome")
-    ack = acknowledgement(message, outcome.code, summary)
+    ack = file_job_steps.acknowledgement(message.messageId, outcome, summary)
     return await file_job_steps.acknowledge(ctx, "deviceOutcomeAck", ack, outcome, summary)
 
 
@@ -215,7 +224,7 @@ FLOW = FileFlow(
     message_model=OutcomeMessage,
     header=HEADER,
     business_keys=business_keys,
-    row_problem=row_problem,
+    fit_row=fit_row,
     check_health=file_job_steps.check_cpmcs_health,
     segment_request=to_post_event_outcome,
     send_segment=send_segment,

@@ -1,12 +1,14 @@
 """Flow 7, Event Device Reservation (OUTL_BA_DRMS_DACS_EVT_DVCRESV).
 
 DERMS sends a stage of an event with a CSV of the devices reserved for it (step 1: the
-header and every row checked, `row_problem`). The hub checks CPMCS is up (step 2,
-F1-HealthCheckRest), sends the devices to reserveDevice in segments of `segments.size`
-rows, several at once (step 3, `send_segment`), and acknowledges the whole file to DERMS
-once (steps 4 and 5, `acknowledge`): SUCCESS when every segment was taken, else FAILURE
-so that DERMS retries. This module says what each step does and sends; the engine
-(engine/file_jobs/) runs each step when it is due.
+header and every row checked, `fit_row`: a row that cannot go is set aside, the others
+go). The hub checks CPMCS is up (step 2, F1-HealthCheckRest), sends the devices to
+reserveDevice in segments of `segments.size` rows, several at once (step 3,
+`send_segment`), and acknowledges the whole file to DERMS once (steps 4 and 5,
+`acknowledge`): SUCCESS when every segment was taken, ERROR naming the rows set aside
+(which DERMS must not retry), FAILURE when a segment was not taken, so that DERMS
+retries. This module says what each step does and sends; the engine (engine/file_jobs/)
+runs each step when it is due.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import csv
 import functools
 from itertools import repeat
-from typing import Any, Literal
+from typing import Any
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.flows import file_job_steps
-from derms_bridge.flows.csv_rows import length_problem, utc_problem
+from derms_bridge.flows.csv_rows import length_problem, utc_field
 from derms_bridge.flows.ports import (
     Acknowledgement,
     CpmcsSegmentApi,
@@ -30,9 +32,9 @@ from derms_bridge.flows.ports import (
     segment_json,
 )
 from derms_bridge.lookups import Lookups
-from derms_bridge.schemas.common import AckMessage, AckResponse
 from derms_bridge.schemas.event_device_reservation import (
     ReservationMessage,
+    ReservedDevice,
     ReserveDeviceRequest,
 )
 
@@ -56,32 +58,48 @@ def business_keys(message: ReservationMessage) -> list[tuple[str, str]]:
     return keys
 
 
-def row_problem(row: CsvRow, _lookups: Lookups) -> str | None:
-    """Step 3's precondition: a row CPMCS would refuse stops the whole file."""
-    _record, nic_id, head_end, starts, ends = row
-    return (
-        length_problem("nicId", nic_id, NIC_ID_LIMIT)
-        or length_problem("headEndSystemId", head_end, HEAD_END_SYSTEM_LIMIT)
-        or utc_problem("reservationStartDateTime", starts)
-        or utc_problem("reservationEndDateTime", ends)
+def fit_row(row: CsvRow, _lookups: Lookups) -> CsvRow | str:
+    """Step 3's precondition: the row as reserveDevice takes it, its reservation times in UTC
+    with Z (an empty one stays empty: CPMCS applies the event's end date-time), or why
+    CPMCS would refuse it."""
+    record, nic_id, head_end, starts, ends = row
+    problem = length_problem("nicId", nic_id, NIC_ID_LIMIT) or length_problem(
+        "headEndSystemId", head_end, HEAD_END_SYSTEM_LIMIT
     )
+    if problem is not None:
+        return problem
+    try:
+        return [
+            record,
+            nic_id,
+            head_end,
+            utc_field("reservationStartDateTime", starts, required=False),
+            utc_field("reservationEndDateTime", ends, required=False),
+        ]
+    except ValueError as exc:
+        return str(exc)
+
+
+def _device(nic_id: str, head_end: str, starts: str, ends: str) -> ReservedDevice:
+    device: ReservedDevice = {"nicId": nic_id, "headEndSystem": head_end}
+    if starts:
+        device["reservationStartDateTime"] = starts
+    if ends:
+        device["reservationEndDateTime"] = ends
+    return device
 
 
 def to_reserve_device(
     message: ReservationMessage, rows: list[CsvRow], _lookups: Lookups
 ) -> ReserveDeviceRequest:
-    """Step 3: one segment of the file in CPMCS's reserveDevice format."""
+    """Step 3: one segment of the file in CPMCS's reserveDevice format; a reservation time
+    the row leaves empty is left out."""
     return {
         "eventExternalIdentifier": message.eventId,
         "eventStartDateTime": message.eventStartDateTime,
         "eventEndDateTime": message.eventEndDateTime,
         "deviceList": [
-            {
-                "nicId": nic_id,
-                "headEndSystem": head_end,
-                "reservationStartDateTime": starts,
-                "reservationEndDateTime": ends,
-            }
+            _device(nic_id, head_end, starts, ends)
             for _record, nic_id, head_end, starts, ends in rows
         ],
     }
@@ -99,8 +117,8 @@ def _device_list_json(count: int) -> bytes:
 
 
 def plain_row_pattern(times: bytes, _lookups: Lookups) -> bytes:
-    """row_problem's checks as the expression of one row of plain text: `times` are the
-    date-times already found to be UTC."""
+    """The expression of one row of plain text that fit_row takes unchanged: `times` are the
+    date-times already found in CPMCS's form (an empty one is left to fit_row)."""
     return b",".join(
         (
             plain_field(0, csv.field_size_limit()),
@@ -116,8 +134,15 @@ def plain_reserve_device(
     message: ReservationMessage, fields: list[bytes], lookups: Lookups
 ) -> bytes:
     """Step 3 for rows of plain text: to_reserve_device's body written by one format of
-    bytes, in C, instead of a dict a row."""
+    bytes, in C, instead of a dict a row; by to_reserve_device for a segment with a
+    reservation time left empty."""
     width = len(HEADER)
+    if b"" in fields[3::width] or b"" in fields[4::width]:
+        rows = [
+            [field.decode() for field in fields[first : first + width]]
+            for first in range(0, len(fields), width)
+        ]
+        return segment_json(to_reserve_device(message, rows, lookups)).encode()
     devices = fields.copy()
     del devices[0::width]
     envelope, _, end = (
@@ -125,13 +150,6 @@ def plain_reserve_device(
     )
     devices_json = _device_list_json(len(devices) // (width - 1)) % tuple(devices)
     return b"%s[%s]%s" % (envelope, devices_json, end)
-
-
-def acknowledgement(
-    message: ReservationMessage, code: Literal["SUCCESS", "FAILURE"], value: str
-) -> AckMessage:
-    """Steps 2, 3 and 4: the one MsgAck for DERMS's /device-reservation-ack."""
-    return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
 
 
 async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
@@ -143,10 +161,11 @@ async def send_segment(cpmcs: CpmcsSegmentApi, body: bytes) -> str | None:
 async def acknowledge(
     ctx: FileJobContext, message: ReservationMessage, outcome: FileOutcome
 ) -> Acknowledgement:
-    """Steps 4 and 5: DERMS's deviceReservationAck gets the file's one MsgAck, SUCCESS once
-    CPMCS took every segment, else FAILURE with why; then the emails."""
+    """Steps 4 and 5: DERMS's deviceReservationAck gets the file's one MsgAck (SUCCESS once
+    CPMCS took every segment and no row was set aside, ERROR naming the rows set aside,
+    else FAILURE with why); then the emails."""
     summary = file_job_steps.run_summary(outcome, "reserveDevice")
-    ack = acknowledgement(message, outcome.code, summary)
+    ack = file_job_steps.acknowledgement(message.messageId, outcome, summary)
     return await file_job_steps.acknowledge(ctx, "deviceReservationAck", ack, outcome, summary)
 
 
@@ -161,7 +180,7 @@ FLOW = FileFlow(
     message_model=ReservationMessage,
     header=HEADER,
     business_keys=business_keys,
-    row_problem=row_problem,
+    fit_row=fit_row,
     check_health=file_job_steps.check_cpmcs_health,
     segment_request=to_reserve_device,
     send_segment=send_segment,

@@ -18,7 +18,7 @@ from derms_bridge.flows.ports import (
     FileJobContext,
     FileOutcome,
 )
-from derms_bridge.schemas.common import AckMessage
+from derms_bridge.schemas.common import AckMessage, AckResponse
 
 
 async def check_cpmcs_health(ctx: FileJobContext) -> str | None:
@@ -48,34 +48,87 @@ async def send_segment(cpmcs: CpmcsSegmentApi, operation: str, body: bytes) -> s
     return None
 
 
+#: How many of the rows set aside the acknowledgement names, a response each; a last
+#: response counts the rest (the ops API's set-aside.csv holds them all).
+ACK_NAMES_SET_ASIDE = 1000
+#: How many of the rows set aside the emails name.
+EMAIL_NAMES_SET_ASIDE = 10
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" + ("" if count == 1 else "s")
+
+
 def run_summary(outcome: FileOutcome, segment_operation: str) -> str:
     """What the acknowledgement and the emails say of the run."""
-    if outcome.succeeded:
-        again = outcome.segments_sent_again
-        return (
-            f"{outcome.rows} rows in {outcome.segments} segments taken by CPMCS "
-            f"{segment_operation} (run {outcome.run}); "
-            f"{again} {'segment' if again == 1 else 'segments'} sent more than once"
+    if outcome.code == "FAILURE":
+        return outcome.failure or "the file was not sent"
+    set_aside = f"{_rows(outcome.rows_set_aside)} set aside"
+    if not outcome.rows:
+        return "no row to send: " + (set_aside if outcome.rows_set_aside else "the file has none")
+    again = outcome.segments_sent_again
+    sent = (
+        f"{_rows(outcome.rows)} in {outcome.segments} segments taken by CPMCS "
+        f"{segment_operation} (run {outcome.run}); "
+        f"{again} {'segment' if again == 1 else 'segments'} sent more than once"
+    )
+    return f"{sent}; {set_aside}" if outcome.rows_set_aside else sent
+
+
+def acknowledgement(message_id: str, outcome: FileOutcome, summary: str) -> AckMessage:
+    """Steps 2 to 4: the run's one MsgAck. Its first response is the file's (the trigger's
+    messageId, the summary); then one ERROR response a row set aside, by its recordId (or
+    its line when it has none), up to ACK_NAMES_SET_ASIDE, and a last one counting the
+    rest."""
+    named = outcome.set_aside[:ACK_NAMES_SET_ASIDE]
+    responses = [
+        AckResponse(id=message_id, value=summary, responseCode=outcome.code),
+        *(
+            AckResponse(
+                id=row.record_id or f"line {row.line}",
+                value=f"line {row.line}: {row.reason}",
+                responseCode="ERROR",
+            )
+            for row in named
+        ),
+    ]
+    rest = outcome.rows_set_aside - len(named)
+    if rest > 0:
+        responses.append(
+            AckResponse(id=message_id, value=f"{_rows(rest)} more set aside", responseCode="ERROR")
         )
-    return outcome.failure or "the file was not sent"
+    return AckMessage.of(responses, ack_type=outcome.code)
+
+
+def _set_aside_named(outcome: FileOutcome) -> list[str]:
+    """The first rows set aside, for the emails, and how many more there are."""
+    named = outcome.set_aside[:EMAIL_NAMES_SET_ASIDE]
+    more = outcome.rows_set_aside - len(named)
+    return [str(row) for row in named] + ([f"and {_rows(more)} more"] if more > 0 else [])
 
 
 async def acknowledge(
     ctx: FileJobContext, operation: str, ack: BaseModel, outcome: FileOutcome, summary: str
 ) -> Acknowledgement:
     """Steps 4 and 5: DERMS's `operation` gets the run's one MsgAck (`_send`); then the
-    error emails (the file's failure, DERMS not taking the acknowledgement) and the
-    process-complete email. The MsgAck as it went, and why DERMS did not take it, if so."""
+    error emails (the file's failure or its rows set aside, DERMS not taking the
+    acknowledgement) and the process-complete email, which name the first rows set aside.
+    The MsgAck as it went, and why DERMS did not take it, if so."""
     ack_error = await _send(ctx, operation, ack)
-    if not outcome.succeeded:
-        await ctx.errors.report(summary)
+    named = _set_aside_named(outcome)
+    if outcome.code != "SUCCESS":
+        # One line: the error email's subject begins with it.
+        await ctx.errors.report("; ".join([summary, *named]))
     if ack_error is not None:
         await ctx.errors.report(ack_error)
+    complete = [summary]
+    if named:
+        complete += [f"{_rows(outcome.rows_set_aside)} set aside:", *(f"  {row}" for row in named)]
+    if ack_error is not None:
+        complete.append(ack_error)
     # Sent when its flag says so, after a failure too: the failure's error email went above.
     await ctx.notices.process_complete(
-        "SUCCESS" if outcome.succeeded and ack_error is None else "FAILURE",
-        summary + (f"\n{ack_error}" if ack_error else ""),
-        failed=False,
+        outcome.code if ack_error is None else "FAILURE", "\n".join(complete), failed=False
     )
     return Acknowledgement(ack.model_dump(mode="json", exclude_none=True), ack_error)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -13,7 +13,9 @@ from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.file_storage.interface import FileStorages
 from derms_bridge.errors import ConfigurationError, FlowError, TechnicalFault
 from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.common import AckCode
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest, EnrollProgramResponse
+from derms_bridge.schemas.ops import SetAsideRow
 
 Message = TypeVar("Message", bound=BaseModel)
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -233,19 +235,21 @@ class FileJobContext:
 class FileOutcome:
     """How a file job's run ended, for its acknowledgement."""
 
-    succeeded: bool
-    #: Why it failed (None: nothing said why, or it succeeded).
+    #: The acknowledgement's ackType: SUCCESS when CPMCS took every segment and no row was
+    #: set aside; ERROR when rows were set aside (or none could go), a business result
+    #: DERMS must not retry; FAILURE when the run failed (DERMS retries).
+    code: AckCode
+    #: Why it failed (None: nothing said why, or it did not fail).
     failure: str | None
     rows: int
     segments: int
     run: int
     #: Segments that went to CPMCS again when it may have had them already (delivery is
     #: at least once per segment: docs/operations.md).
-    segments_sent_again: int
-
-    @property
-    def code(self) -> Literal["SUCCESS", "FAILURE"]:
-        return "SUCCESS" if self.succeeded else "FAILURE"
+    segments_sent_again: int = 0
+    rows_set_aside: int = 0
+    #: The first 1,000 rows set aside.
+    set_aside: Sequence[SetAsideRow] = ()
 
 
 @dataclass(frozen=True)
@@ -267,8 +271,9 @@ class FileFlow(Generic[Message]):
     message_model: type[Message]
     header: tuple[str, ...]
     business_keys: Callable[[Message], list[tuple[str, str]]]
-    #: Why a row cannot be sent (naming the column), or None; checked before anything is sent.
-    row_problem: Callable[[CsvRow, Lookups], str | None]
+    #: A row as CPMCS will take it (what can be normalised, normalised), or why it cannot go
+    #: (naming the column): such a row is set aside, and the others go.
+    fit_row: Callable[[CsvRow, Lookups], CsvRow | str]
     #: Step 2: CPMCS's health check, before any segment goes; why the file cannot be sent,
     #: or None.
     check_health: Callable[[FileJobContext], Awaitable[str | None]]
@@ -285,8 +290,9 @@ class FileFlow(Generic[Message]):
     route: str
     #: Rows of plain text (printable ASCII; no quote, backslash or comma in a field, so that
     #: each field is JSON as it stands): the regular expression of one such row that
-    #: `row_problem` passes, fields made of `plain_field`, given `times`, an expression for
-    #: the UTC date-times already found good, which stand in the `plain_time_columns`; and
+    #: `fit_row` takes unchanged, fields made of `plain_field`, given `times`, an expression
+    #: for the date-times already found in CPMCS's form (UTC, with Z), which stand in the
+    #: `plain_time_columns`; and
     #: the same body as `segment_json(segment_request(...))`, encoded, made from the rows'
     #: fields, laid end to end, by formatting bytes. A file of a million rows is checked this
     #: way, a block at a time in C, several times faster than a row at a time; and its

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.errors import FlowError
 from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow, fault_to_cpmcs
+from derms_bridge.flows.text_fit import fit_to
 from derms_bridge.schemas.common import CpmcsReply, ResponseDetails
 from derms_bridge.schemas.program_sync import (
     COMMENTS_MAX,
@@ -25,16 +26,12 @@ from derms_bridge.schemas.program_sync import (
 
 #: DERMS's MsgAck carries no message number; 0 says "none" within CPMCS's -99999..99999.
 NO_MESSAGE_NUMBER = 0
-#: Ends comments that were cut to CPMCS's limit, so that a reader in CPMCS sees the cut.
-CUT_MARK = "..."
 
 
 def fit_comments(text: str) -> str:
     """The text within CPMCS's 254 characters: a longer one keeps its first 251 and ends in
     "...". The whole text stays in the instance's payload (DERMS's answer)."""
-    if len(text) <= COMMENTS_MAX:
-        return text
-    return text[: COMMENTS_MAX - len(CUT_MARK)] + CUT_MARK
+    return fit_to(text, COMMENTS_MAX)
 
 
 def exception_info(answer: DermsSyncAnswer) -> list[ExceptionInfo]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from pydantic import Field
 
@@ -29,8 +29,9 @@ class ReservationMessage(Wire):
 class ReservedDevice(TypedDict):
     nicId: str
     headEndSystem: str
-    reservationStartDateTime: str
-    reservationEndDateTime: str
+    # Left out when DERMS leaves them empty: CPMCS then applies the event's end date-time.
+    reservationStartDateTime: NotRequired[str]
+    reservationEndDateTime: NotRequired[str]
 
 
 class ReserveDeviceRequest(TypedDict):

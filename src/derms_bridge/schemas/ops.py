@@ -1,5 +1,6 @@
 """What the operations API shows of instances and their activity, and the records it is
-made of: a business identifier, an activity, a file's progress, what selects instances."""
+made of: a business identifier, an activity, a file's progress and the rows it set aside,
+what selects instances."""
 
 from __future__ import annotations
 
@@ -54,14 +55,32 @@ class KeptActivity(Activity):
 
 
 @dataclass(frozen=True)
+class SetAsideRow:
+    """A row of a file that could not go to CPMCS (flows 7, 8): the line it stood on, its
+    recordId if it could be read, and why."""
+
+    line: int
+    record_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        record = f" (recordId {self.record_id})" if self.record_id else ""
+        return f"line {self.line}{record}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class FileProgress:
-    """A file flow's run: its segments done, failed and left, and what went wrong."""
+    """A file flow's run: its segments done, failed and left, the rows set aside, and what
+    went wrong."""
 
     state: str
     run: int
     outcome: str | None
     failure: str | None
-    row_errors: list[str]
+    #: The rows that could not go; `set_aside` names the first 1,000 of them, and the
+    #: ops API's set-aside.csv holds them all.
+    rows_set_aside: int
+    set_aside: list[SetAsideRow]
     total_rows: int
     segments: dict[str, int]
     rows_sent: int

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from derms_bridge.schemas.ops import Activity, FileProgress
+from derms_bridge.schemas.ops import Activity, FileProgress, SetAsideRow
 from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.instances import InstanceStore, reopen, utcnow
 from derms_bridge.store.leases import Leases
@@ -68,6 +68,29 @@ class NewSegment:
     rows_zlib: bytes
 
 
+#: How many of a file's rows set aside are named (line, recordId, why) in the job, for its
+#: acknowledgement and the ops API; all of them are kept, as they came, for the download.
+SET_ASIDE_NAMED = 1000
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """The rows of a file that could not go: how many, the first SET_ASIDE_NAMED named, and
+    all of them as they came (CSV lines, zlib-compressed; None when there are none)."""
+
+    count: int
+    named: list[SetAsideRow]
+    lines_zlib: bytes | None
+
+    def columns(self) -> dict[str, Any]:
+        """As the job's columns keep them."""
+        return {
+            "rows_set_aside": self.count,
+            "set_aside": [vars(row) for row in self.named] if self.count else None,
+            "set_aside_zlib": self.lines_zlib,
+        }
+
+
 #: A spooled segment's seq, first line, rows and compressed size, before its bytes.
 _SPOOLED_HEAD = struct.Struct("<QQQQ")
 
@@ -101,6 +124,7 @@ class ClaimedJob:
     ack: Any | None
     #: Of its segments, those sent again when CPMCS may have had them already.
     segments_sent_again: int
+    rows_set_aside: int
 
 
 @dataclass(frozen=True)
@@ -216,9 +240,15 @@ class FileJobStore:
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
 
-    async def receive(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
-        """Write the file's instance, every segment and the queued job, in one transaction;
-        (rows, segments). An error raised by `segments` leaves nothing written."""
+    async def receive(
+        self,
+        file: NewFile,
+        segments: AsyncIterator[NewSegment],
+        set_aside: Callable[[], SetAside],
+    ) -> tuple[int, int]:
+        """Write the file's instance, every segment and the queued job with the rows set
+        aside (`set_aside`, asked once `segments` have ended), in one transaction; (rows,
+        segments). An error raised by `segments` leaves nothing written."""
         if not self._postgres:
             # SQLite lets one writer in at a time, and the others, in this process and in
             # any other, wait for as long as a transaction writes: the segments wait in a
@@ -226,10 +256,15 @@ class FileJobStore:
             with tempfile.SpooledTemporaryFile(max_size=SEGMENT_SPOOL_BYTES) as spool:
                 async for segment in segments:
                     _spool_segment(spool, segment)
-                return await self._keep(file, _spooled_segments(spool))
-        return await self._keep(file, segments)
+                return await self._keep(file, _spooled_segments(spool), set_aside)
+        return await self._keep(file, segments, set_aside)
 
-    async def _keep(self, file: NewFile, segments: AsyncIterator[NewSegment]) -> tuple[int, int]:
+    async def _keep(
+        self,
+        file: NewFile,
+        segments: AsyncIterator[NewSegment],
+        set_aside: Callable[[], SetAside],
+    ) -> tuple[int, int]:
         rows = count = 0
 
         async def keep(connection: AsyncConnection) -> None:
@@ -262,35 +297,35 @@ class FileJobStore:
                     total_segments=count,
                     derms_connection=file.derms_connection,
                     updated_at=utcnow(),
+                    **set_aside().columns(),
                 )
             )
 
         await self._create(file, keep)
         return rows, count
 
-    async def refuse(self, file: NewFile, failure: str, row_errors: list[str]) -> None:
-        """Write the instance of a file that will not be sent, its FAILURE acknowledgement
-        due at once, in one transaction."""
+    async def nothing_to_send(self, file: NewFile, set_aside: SetAside) -> None:
+        """Write the instance of a file with no row to send (none, or every one set aside),
+        its ERROR acknowledgement due at once, in one transaction."""
 
-        async def refused(connection: AsyncConnection) -> None:
+        async def nothing(connection: AsyncConnection) -> None:
             await connection.execute(
                 insert(FileJobRow).values(
                     instance_id=file.instance_id,
                     flow=file.flow,
                     message=file.message,
                     state="acking",
-                    outcome="FAILURE",
-                    failure=failure,
-                    row_errors=row_errors,
+                    outcome="ERROR",
                     run=1,
                     total_rows=0,
                     total_segments=0,
                     derms_connection=file.derms_connection,
                     updated_at=utcnow(),
+                    **set_aside.columns(),
                 )
             )
 
-        await self._create(file, refused)
+        await self._create(file, nothing)
 
     async def _create(
         self, file: NewFile, alongside: Callable[[AsyncConnection], Awaitable[None]]
@@ -329,6 +364,7 @@ class FileJobStore:
                     FileJobRow.total_segments,
                     FileJobRow.derms_connection,
                     FileJobRow.ack,
+                    FileJobRow.rows_set_aside,
                 ),
             )
             if claimed is None:
@@ -482,7 +518,7 @@ class FileJobStore:
         activities: Sequence[Activity],
     ) -> None:
         """The run is over: the job done with the MsgAck it sent, the instance succeeded
-        or failed."""
+        (acknowledged SUCCESS) or failed (FAILURE, or ERROR: rows set aside)."""
         await self._close(job, owner, ack_error, activities, ack=ack)
 
     async def acknowledged_again(
@@ -536,7 +572,9 @@ class FileJobStore:
                 .where(InstanceRow.id == job.instance_id)
                 .values(
                     status="succeeded" if succeeded else "failed",
-                    error=None if succeeded else (ack_error or job.failure),
+                    error=None
+                    if succeeded
+                    else (ack_error or job.failure or f"{job.rows_set_aside} rows set aside"),
                     updated_at=now,
                     finished_at=now,
                 )
@@ -591,6 +629,28 @@ class FileJobStore:
             )
         return None if total is None else total > 0
 
+    async def set_aside_named(self, instance_id: str) -> list[SetAsideRow]:
+        """The first SET_ASIDE_NAMED rows the job set aside."""
+        async with self._instances.engine.connect() as connection:
+            named = await connection.scalar(
+                select(FileJobRow.set_aside).where(FileJobRow.instance_id == instance_id)
+            )
+        return [SetAsideRow(**row) for row in named or []]
+
+    async def set_aside_lines(self, instance_id: str) -> tuple[str, bytes | None] | None:
+        """The job's flow and every row it set aside as it came (CSV lines, zlib-compressed;
+        None when it set none aside, or kept none: a file refused before they were kept);
+        None when there is no job."""
+        async with self._instances.engine.connect() as connection:
+            found = (
+                await connection.execute(
+                    select(FileJobRow.flow, FileJobRow.set_aside_zlib).where(
+                        FileJobRow.instance_id == instance_id
+                    )
+                )
+            ).first()
+        return None if found is None else (found.flow, found.set_aside_zlib)
+
     async def progress(self, instance_id: str) -> FileProgress | None:
         async with self._instances.engine.connect() as connection:
             job = (
@@ -628,7 +688,8 @@ class FileJobStore:
             run=job.run,
             outcome=job.outcome,
             failure=job.failure,
-            row_errors=list(job.row_errors or []),
+            rows_set_aside=job.rows_set_aside,
+            set_aside=[SetAsideRow(**row) for row in job.set_aside or []],
             total_rows=job.total_rows,
             segments={
                 s: int(counts.get(s, 0)) for s in ("pending", "sending", "accepted", "failed")
@@ -677,8 +738,8 @@ def _record_results(connection: Connection, owner: str, results: Sequence[Segmen
 
 def _finish_runs(which: Any) -> Any:
     """The update that makes a run's acknowledgement due once none of its segments is
-    left to go (a failing run: once none is still in flight), returning the outcome; `now`
-    is bound when it runs."""
+    left to go (a failing run: once none is still in flight), returning the outcome (ERROR
+    when rows were set aside); `now` is bound when it runs."""
     now = _NOW
     job = FileJobRow.instance_id
     # One status per EXISTS, so that SQLite finds the few pending or sending rows through
@@ -705,7 +766,11 @@ def _finish_runs(which: Any) -> Any:
         )
         .values(
             state="acking",
-            outcome=case((FileJobRow.state == "failing", "FAILURE"), else_="SUCCESS"),
+            outcome=case(
+                (FileJobRow.state == "failing", "FAILURE"),
+                (FileJobRow.rows_set_aside > 0, "ERROR"),
+                else_="SUCCESS",
+            ),
             owner=None,
             lease_until=None,
             updated_at=now,

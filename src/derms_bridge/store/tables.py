@@ -125,11 +125,16 @@ class FileJobRow(Base):
     message: Mapped[Any] = mapped_column(JSON)
     #: queued (health check next), running (segments going), failing (a segment failed:
     #: no new ones go), acking (the one acknowledgement is due), done, acking_again (the
-    #: run's acknowledgement is to go to DERMS again, as it was sent).
+    #: run's acknowledgement is to go to DERMS again, as it was sent). The outcome is the
+    #: acknowledgement's ackType: SUCCESS, ERROR (rows set aside) or FAILURE.
     state: Mapped[str] = mapped_column(String(16), index=True)
     outcome: Mapped[str | None] = mapped_column(String(8))
     failure: Mapped[str | None] = mapped_column(Text)
-    row_errors: Mapped[Any | None] = mapped_column(JSON)
+    #: The rows that could not go: how many, the first 1,000 named ({line, record_id,
+    #: reason}), and all of them as they came, CSV lines zlib-compressed.
+    rows_set_aside: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    set_aside: Mapped[Any | None] = mapped_column(JSON)
+    set_aside_zlib: Mapped[bytes | None] = mapped_column(LargeBinary)
     run: Mapped[int] = mapped_column(Integer)
     total_rows: Mapped[int] = mapped_column(Integer)
     total_segments: Mapped[int] = mapped_column(Integer)

@@ -27,7 +27,7 @@ from derms_bridge.settings import (
 )
 from derms_bridge.store.processes import ProcessStore
 from tests.conftest import DERMS_AUTH, PASSWORDS
-from tests.csv_files import write_reservation_csv
+from tests.csv_files import Corruption, write_reservation_csv
 from tests.integration.console.conftest import (
     ConsoleUnderTest,
     console_for,
@@ -450,6 +450,43 @@ async def test_a_finished_files_acknowledgement_is_sent_again_from_its_page(
     received = derms_sim.get("/_sim/state/received").json()["/device-reservation-ack"]
     assert len(received) == 2
     assert received[0] == received[1]
+
+
+async def test_the_instance_page_of_a_file_offers_its_rows_set_aside(
+    console: ConsoleUnderTest, tmp_path: Path
+) -> None:
+    corrupt = {2: Corruption.LONG_NIC_ID}
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 5, corrupt=corrupt)
+    message = {
+        "messageId": "RSV-PAGE",
+        "eventId": "EV-1",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+    sent = await console.client.post(
+        "/device-reservation-to-dacs",
+        data={"message": json.dumps(message)},
+        files={"file": ("r.csv", csv_file.read_bytes(), "text/csv")},
+        auth=DERMS_AUTH,
+    )
+    while await console.hub.workers.worker.step():
+        pass
+    await console.log_in()
+
+    instance_id = sent.json()["instanceId"]
+    page = (await console.client.get(f"/console/instances/{instance_id}")).text
+    link = f"/console/instances/{instance_id}/set-aside.csv"
+    download = await console.client.get(link)
+
+    assert "1 row set aside, not sent" in page
+    assert "line 3 (recordId 2): nicId: 101 characters, CPMCS takes at most 100" in page
+    assert f'href="{link}"' in page
+    assert download.status_code == 200
+    header, row = download.text.splitlines()
+    assert (
+        header == "recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEndDateTime"
+    )
+    assert row.startswith("2,NIC-000002XXX")
 
 
 async def test_bulk_resubmit_confirms_the_count_then_reports_outcomes(

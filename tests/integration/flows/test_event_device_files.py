@@ -219,7 +219,7 @@ async def test_cpmcs_receives_the_mapped_devices(
     assert device["reservationStartDateTime"].endswith("Z")
 
 
-async def test_a_file_with_bad_rows_is_refused_whole(
+async def test_bad_rows_are_set_aside_and_every_other_row_is_sent(
     files_hub: FileHub,
     cpmcs_sim: httpx.Client,
     derms_sim: httpx.Client,
@@ -233,29 +233,119 @@ async def test_a_file_with_bad_rows_is_refused_whole(
     await files_hub.drain()
 
     assert reply.status_code == 202
-    assert reserved(cpmcs_sim)["received"] == 0
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"], summary["calls"]) == (148, 0, 2)
     [ack] = acks(derms_sim)
-    value = only_response(ack)["value"]
-    assert ack["MsgAck"]["ackType"] == "FAILURE"
-    assert "line 6: reservationStartDateTime" in value
-    assert "line 10: nicId: 101 characters" in value
-    detail = await files_hub.detail(reply.json()["instanceId"])
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    responses = ack["MsgAck"]["responses"]["response"]
+    assert [(r["id"], r["responseCode"]) for r in responses] == [
+        ("RSV-1", "ERROR"),
+        ("5", "ERROR"),
+        ("9", "ERROR"),
+    ]
+    assert "148 rows in 2 segments taken" in responses[0]["value"]
+    assert "2 rows set aside" in responses[0]["value"]
+    assert responses[1]["value"].startswith("line 6: reservationStartDateTime:")
+    assert responses[2]["value"] == "line 10: nicId: 101 characters, CPMCS takes at most 100"
+    instance_id = reply.json()["instanceId"]
+    detail = await files_hub.detail(instance_id)
     assert detail["status"] == "failed"
-    assert len(detail["file"]["row_errors"]) == 2
-    subjects = [m.subject for m in mailbox.wait_for(2)]
-    assert any("complete: FAILURE" in subject for subject in subjects)
-    assert any("error: 2 bad rows, nothing sent" in subject for subject in subjects)
+    assert detail["error"] == "2 rows set aside"
+    assert detail["file"]["outcome"] == "ERROR"
+    assert (detail["file"]["rows_sent"], detail["file"]["rows_set_aside"]) == (148, 2)
+    assert [(r["line"], r["record_id"]) for r in detail["file"]["set_aside"]] == [
+        (6, "5"),
+        (10, "9"),
+    ]
+    mails = mailbox.wait_for(2)
+    [complete] = [m for m in mails if "complete: ERROR" in m.subject]
+    assert "2 rows set aside:" in complete.body_text
+    assert "line 10 (recordId 9): nicId: 101 characters" in complete.body_text
+
+    download = await files_hub.client.get(
+        f"/ops/instances/{instance_id}/set-aside.csv", auth=OPERATOR_AUTH
+    )
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    # The rows as they came, each line ending in a line feed.
+    lines = csv_file.read_bytes().replace(b"\r\n", b"\n").splitlines(keepends=True)
+    assert download.content == lines[0] + lines[5] + lines[9]
 
 
-async def test_an_empty_file_is_a_failure(
+async def test_a_resend_of_a_file_with_rows_set_aside_sends_only_its_acknowledgement_again(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 30, corrupt={3: Corruption.LONG_NIC_ID})
+    first = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    again = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    assert again.json() == {
+        "instanceId": first.json()["instanceId"],
+        "resumed": False,
+        "acknowledgedAgain": True,
+    }
+    assert reserved(cpmcs_sim)["calls"] == 1
+    first_ack, second_ack = acks(derms_sim)
+    assert first_ack == second_ack
+    assert first_ack["MsgAck"]["ackType"] == "ERROR"
+
+
+async def test_a_file_whose_every_row_is_set_aside_is_an_error(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
+) -> None:
+    corrupt = dict.fromkeys(range(1, 4), Corruption.MISSING_COLUMN)
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 3, corrupt=corrupt)
+
+    reply = await files_hub.send(RESERVATION, reservation(), csv_file)
+    await files_hub.drain()
+
+    assert reserved(cpmcs_sim)["calls"] == 0
+    [ack] = acks(derms_sim)
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    responses = ack["MsgAck"]["responses"]["response"]
+    assert responses[0]["value"] == "no row to send: 3 rows set aside"
+    assert [r["id"] for r in responses[1:]] == ["1", "2", "3"]
+    download = await files_hub.client.get(
+        f"/ops/instances/{reply.json()['instanceId']}/set-aside.csv", auth=OPERATOR_AUTH
+    )
+    assert download.content == csv_file.read_bytes().replace(b"\r\n", b"\n")
+
+
+async def test_an_empty_file_is_an_error(
     files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
 ) -> None:
     await files_hub.send(RESERVATION, reservation(), write_reservation_csv(tmp_path / "r.csv", 0))
     await files_hub.drain()
 
     [ack] = acks(derms_sim)
-    assert ack["MsgAck"]["ackType"] == "FAILURE"
-    assert only_response(ack)["value"] == "the file has no rows"
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    assert only_response(ack)["value"] == "no row to send: the file has none"
+
+
+async def test_a_reservation_time_in_another_offset_goes_in_utc_and_an_empty_one_is_left_out(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client
+) -> None:
+    content = (
+        b"recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEndDateTime\n"
+        b"1,NIC-1,ECOBEE,2026-12-01T16:00:00+02:00,\n"
+    )
+    await files_hub.send(RESERVATION, reservation(), content)
+    await files_hub.drain()
+
+    [device] = cpmcs_sim.get("/_sim/state/reservations", params={"eventId": "EV-1"}).json()
+    assert device["reservationStartDateTime"] == "2026-12-01T14:00:00Z"
+    assert "reservationEndDateTime" not in device
+    assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["SUCCESS"]
+
+
+async def test_the_set_aside_rows_of_an_instance_that_is_not_a_files_are_not_found(
+    files_hub: FileHub,
+) -> None:
+    found = await files_hub.client.get("/ops/instances/nope/set-aside.csv", auth=OPERATOR_AUTH)
+    assert found.status_code == 404
 
 
 async def test_cpmcs_down_at_the_health_check_sends_nothing(
@@ -393,7 +483,7 @@ async def test_a_segment_failing_every_try_fails_the_file_after_retry_attempts(
     [ack] = acks(derms_sim)
     assert ack["MsgAck"]["ackType"] == "FAILURE"
     assert only_response(ack)["value"] == (
-        "segment 2 (lines 102-201): CPMCS answered HTTP 503 to reserveDevice (3 tries)"
+        "segment 2 (100 rows from line 102): CPMCS answered HTTP 503 to reserveDevice (3 tries)"
     )
     assert detail["status"] == "failed"
     assert detail["file"]["segments"] == {"pending": 1, "sending": 0, "accepted": 1, "failed": 1}
@@ -699,17 +789,35 @@ async def test_cpmcs_receives_each_outcome_as_its_row_says(
     assert sum("errorMessage" in device for device in expected) == 52
 
 
-async def test_an_unknown_outcome_refuses_the_file(
-    files_hub: FileHub, derms_sim: httpx.Client, tmp_path: Path
+async def test_an_unknown_outcome_sets_its_row_aside_and_a_long_error_message_is_cut(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
 ) -> None:
-    csv_file = write_outcome_csv(tmp_path / "o.csv", 20, corrupt={4: Corruption.UNKNOWN_OUTCOME})
+    corrupt = {4: Corruption.UNKNOWN_OUTCOME, 9: Corruption.LONG_ERROR_MESSAGE}
+    csv_file = write_outcome_csv(tmp_path / "o.csv", 20, corrupt=corrupt)
 
     await files_hub.send(OUTCOME, {"messageId": "OUT-2"}, csv_file)
     await files_hub.drain()
 
     [ack] = acks(derms_sim, "/device-outcome-ack")
-    assert ack["MsgAck"]["ackType"] == "FAILURE"
-    assert "line 5: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome" in only_response(ack)["value"]
+    assert ack["MsgAck"]["ackType"] == "ERROR"
+    [_file, unknown] = ack["MsgAck"]["responses"]["response"]
+    assert unknown["id"] == "4"
+    assert unknown["value"].startswith("line 5: outcome: lookup OUTL-BRT-DACS_DRMS_EventOutcome")
+    kept = cpmcs_sim.get("/_sim/state/outcomes", params={"limit": 1000}).json()
+    assert sorted(int(o["nicId"].removeprefix("NIC-")) for o in kept) == [
+        n for n in range(1, 21) if n != 4
+    ]
+    [cut] = [o for o in kept if o["nicId"] == "NIC-000009"]
+    assert len(cut["errorMessage"]) == 100
+    assert cut["errorMessage"].endswith("...")
+
+
+async def kept_as_rejected_only(files_hub: FileHub, count: int = 1) -> None:
+    """Each refused message is a rejected instance, and nothing of its file is kept."""
+    listed = (await files_hub.client.get("/ops/instances", auth=OPERATOR_AUTH)).json()
+    assert [item["status"] for item in listed["items"]] == ["rejected"] * count
+    for item in listed["items"]:
+        assert (await files_hub.detail(item["id"]))["file"] is None
 
 
 @pytest.mark.parametrize(
@@ -720,7 +828,7 @@ async def test_an_unknown_outcome_refuses_the_file(
         (reservation(), b"", "file"),
     ],
 )
-async def test_a_bad_message_or_header_is_a_422_and_keeps_nothing(
+async def test_a_bad_message_or_header_is_a_422_and_kept_as_rejected_only(
     files_hub: FileHub, message: dict[str, Any], content: bytes, field: str
 ) -> None:
     reply = await files_hub.send(RESERVATION, message, content)
@@ -728,8 +836,7 @@ async def test_a_bad_message_or_header_is_a_422_and_keeps_nothing(
     assert reply.status_code == 422
     assert reply.headers["content-type"] == "application/problem+json"
     assert field in [e["field"] for e in reply.json()["errors"]]
-    listed = await files_hub.client.get("/ops/instances", auth=OPERATOR_AUTH)
-    assert listed.json()["total"] == 0
+    await kept_as_rejected_only(files_hub)
 
 
 async def test_json_instead_of_multipart_is_a_415(files_hub: FileHub) -> None:
@@ -796,17 +903,17 @@ async def test_a_part_missing_repeated_or_not_a_file_is_a_422_naming_it(
 
     assert reply.status_code == 422
     assert [error["field"] for error in reply.json()["errors"]] == [field]
-    assert await files_hub.instances() == 0
+    await kept_as_rejected_only(files_hub)
 
 
 async def test_a_body_that_is_not_multipart_is_a_400(files_hub: FileHub) -> None:
     reply = await files_hub.post(RESERVATION, b"a,b\r\n1,2\r\n")
 
     assert reply.status_code == 400
-    assert await files_hub.instances() == 0
+    await kept_as_rejected_only(files_hub)
 
 
-async def test_a_body_that_breaks_off_keeps_nothing(files_hub: FileHub, tmp_path: Path) -> None:
+async def test_a_body_that_breaks_off_keeps_no_file(files_hub: FileHub, tmp_path: Path) -> None:
     # Long enough that segments are cut, and written, before the body breaks off.
     csv_file = write_reservation_csv(tmp_path / "r.csv", 30_000)
     whole = multipart_body(message_part(), Part("file", csv_file.read_bytes(), "devices.csv"))
@@ -815,7 +922,7 @@ async def test_a_body_that_breaks_off_keeps_nothing(files_hub: FileHub, tmp_path
 
     assert cut_short.status_code == 422
     assert [error["field"] for error in cut_short.json()["errors"]] == ["file"]
-    assert await files_hub.instances() == 0
+    await kept_as_rejected_only(files_hub)
     # Sent whole, the same message is a new file, not the resend of one kept.
     sent_whole = await files_hub.post(RESERVATION, whole)
     assert sent_whole.status_code == 202
@@ -824,7 +931,7 @@ async def test_a_body_that_breaks_off_keeps_nothing(files_hub: FileHub, tmp_path
     assert kept["total_rows"] == 30_000
 
 
-async def test_a_body_over_the_limit_is_a_413_and_keeps_nothing(
+async def test_a_body_over_the_limit_is_a_413_and_kept_as_rejected_only(
     files_settings: Settings, default_lookups: Lookups, tmp_path: Path
 ) -> None:
     # Over the megabyte the intake reads before it cuts: segments are cut, and written,
@@ -851,7 +958,7 @@ async def test_a_body_over_the_limit_is_a_413_and_keeps_nothing(
 
         assert [declared.status_code, streamed.status_code, file_first.status_code] == [413] * 3
         assert f"limit of {limit} bytes" in streamed.json()["detail"]
-        assert await files_hub.instances() == 0
+        await kept_as_rejected_only(files_hub, 3)
 
 
 async def test_a_large_file_is_taken_in_constant_memory(files_hub: FileHub, tmp_path: Path) -> None:

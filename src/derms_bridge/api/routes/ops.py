@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
@@ -77,6 +78,24 @@ async def show_instance(instance_id: str, hub: HubDep) -> InstanceDetail:
     if detail is None:
         raise HTTPException(404, f"instance {instance_id} does not exist")
     return detail
+
+
+@router.get(
+    "/instances/{instance_id}/set-aside.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, 404: {}},
+)
+async def set_aside_rows(instance_id: str, hub: HubDep) -> StreamingResponse:
+    """A file flow's rows set aside (flows 7, 8), every one as it came, under the header of
+    the flow's file: correct them and send the file again."""
+    rows = await hub.operations.set_aside_csv(instance_id)
+    if rows is None:
+        raise HTTPException(404, f"instance {instance_id} is not a file flow's")
+    return StreamingResponse(
+        rows,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{instance_id}-set-aside.csv"'},
+    )
 
 
 @router.post(

@@ -1,5 +1,5 @@
-"""An instance: its payload, reply, activities and error, resubmitting it, and sending a
-file run's acknowledgement again."""
+"""An instance: its payload, reply, activities and error, a file's rows set aside to
+download, resubmitting it, and sending a file run's acknowledgement again."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
@@ -52,6 +52,23 @@ async def instance(
             ),
             "redact": state.redact,
         },
+    )
+
+
+@router.get("/instances/{instance_id}/set-aside.csv")
+async def set_aside_rows(
+    request: Request, instance_id: str, state: StateDep, operator: OperatorDep
+) -> Response:
+    """A file's rows set aside, as the ops API's set-aside.csv gives them."""
+    rows = await state.hub.operations.set_aside_csv(instance_id)
+    if rows is None:
+        return render(
+            request, "not_found.html", {"what": f"file of instance {instance_id}"}, status_code=404
+        )
+    return StreamingResponse(
+        rows,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{instance_id}-set-aside.csv"'},
     )
 
 

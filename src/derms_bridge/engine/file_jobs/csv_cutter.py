@@ -3,8 +3,10 @@ checked, and its rows cut into segments of `segments.size` rows, kept as CSV lin
 segment's body, built from those lines when it is sent.
 
 Blocks of plain rows are checked by one match of the flow's expression and kept as they
-came; from the first block that is not, the csv module reads the rest of the file and
-each row is checked on its own. Both ways give the same segments and the same refusals.
+came; a line the expression does not take is read by the csv module, checked on its own
+(the flow's `fit_row`, which normalises what it can) and kept as the flow fitted it, or set
+aside with its line and why, as it came; then the plain way goes on. Both ways give the
+same segments and set aside the same rows.
 """
 
 from __future__ import annotations
@@ -13,27 +15,57 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pydantic import BaseModel
 
 from derms_bridge.engine.uploads import CHUNK_BYTES, FileRefused, drain
-from derms_bridge.flows.csv_rows import utc_problem
+from derms_bridge.flows.csv_rows import utc_z
 from derms_bridge.flows.ports import CsvRow, FileFlow, segment_json
 from derms_bridge.lookups import Lookups
+from derms_bridge.schemas.ops import SetAsideRow
+from derms_bridge.store.file_jobs import SET_ASIDE_NAMED, SetAside
 
-#: How many bad rows a refused file's FAILURE acknowledgement names.
-BAD_ROWS_NAMED = 10
+
+class SetAsideRows:
+    """The rows of a file that cannot go, as the cutter finds them: how many, the first
+    SET_ASIDE_NAMED named, and all of them as they came, compressed as they come, so
+    that memory grows with their compressed size only."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.named: list[SetAsideRow] = []
+        self._compressor = zlib.compressobj(6)
+        self._compressed: list[bytes] = []
+
+    def add(self, line: int, record_id: str | None, reason: str, lines: list[bytes]) -> None:
+        """A row set aside: the `lines` it took, as they came, each to end in a line feed."""
+        self.count += 1
+        if len(self.named) < SET_ASIDE_NAMED:
+            self.named.append(SetAsideRow(line, record_id, reason))
+        as_came = b"".join(taken.removesuffix(b"\r") + b"\n" for taken in lines)
+        self._compressed.append(self._compressor.compress(as_came))
+
+    def kept(self) -> SetAside:
+        """What the job keeps of them; the compression ends: called once, at the file's end."""
+        if not self.count:
+            return SetAside(0, [], None)
+        return SetAside(
+            self.count, self.named, b"".join([*self._compressed, self._compressor.flush()])
+        )
 
 
 @dataclass
 class RowScan:
-    """What reading the file found besides its segments."""
+    """What reading the file found besides its segments: the rows kept to send, the lines
+    read after the header, and the rows set aside."""
 
     rows: int = 0
-    bad_rows: list[str] = field(default_factory=list)
+    lines: int = 0
+    set_aside: SetAsideRows = field(default_factory=SetAsideRows)
 
 
 #: How many distinct date-times the plain way learns before it leaves a file to the csv
@@ -84,33 +116,6 @@ class UploadReader:
         drain(self._upload)
         self.ended = True
 
-    def rest(self) -> IO[bytes]:
-        """The file from `pos` on, for the csv module to read."""
-        head = self.data[self.pos :]
-        self.data, self.pos = b"", 0
-        return io.BufferedReader(_Joined(head, self._upload))
-
-
-class _Joined(io.RawIOBase):
-    """Bytes already read, then the rest of a file."""
-
-    def __init__(self, head: bytes, tail: IO[bytes]) -> None:
-        self._head = memoryview(head)
-        self._tail = tail
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size] = self._head[:size]
-            self._head = self._head[size:]
-            return size
-        data = self._tail.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
 
 #: The bytes of plain rows kept as lines: printable ASCII but the quote and the backslash
 #: (the comma among them, as it joins fields), and the line feed.
@@ -144,6 +149,45 @@ def check_header(flow: FileFlow[Any], header: list[str] | None) -> None:
         )
 
 
+class _Segment:
+    """The rows of the segment being cut, as pieces of CSV lines, emitted once it holds
+    `size` rows (and at the file's end)."""
+
+    def __init__(self, size: int, emit: Callable[[bytes, int, int], None]) -> None:
+        self.size = size
+        self._emit = emit
+        self._pieces: list[bytes] = []
+        self.rows = 0
+        self._first_line = 0
+
+    def add(self, piece: bytes, first_line: int, rows: int) -> None:
+        if not self.rows:
+            self._first_line = first_line
+        self._pieces.append(piece)
+        self.rows += rows
+        if self.rows >= self.size:
+            self.flush()
+
+    def add_lines(self, data: bytes, start: int, end: int, rows: int, first_line: int) -> None:
+        """The `rows` lines of `data[start:end]`, the last one's line feed included: cut
+        where the segment fills (after a row set aside, a block of plain rows starts part
+        way into a segment)."""
+        while rows > self.size - self.rows:
+            room = self.size - self.rows
+            split = start
+            for _ in range(room):
+                split = data.index(b"\n", split) + 1
+            self.add(data[start : split - 1], first_line, room)
+            start, rows, first_line = split, rows - room, first_line + room
+        self.add(data[start : end - 1], first_line, rows)
+
+    def flush(self) -> None:
+        if self.rows:
+            # A single piece, the plain way's usual block, is emitted as it is, uncopied.
+            self._emit(b"\n".join(self._pieces), self._first_line, self.rows)
+            self._pieces, self.rows = [], 0
+
+
 def cut_segments(
     upload: UploadReader,
     flow: FileFlow[Any],
@@ -153,133 +197,168 @@ def cut_segments(
     emit: Callable[[bytes, int, int], None],
 ) -> None:
     """Runs in a thread: check every row, and emit segments of `size` rows, as CSV lines.
-    Blocks of plain rows are checked by the flow's expression, and kept as they came; from
-    the first block that is not, the csv module reads the rest of the file and each row is
-    checked on its own."""
-    row_pattern = flow.plain_row_pattern
-    if row_pattern is None or not _cut_plain(upload, row_pattern, flow, lookups, size, scan, emit):
-        _cut_rows(upload.rest(), 1 + scan.rows, flow, lookups, size, scan, emit)
-
-
-def _cut_plain(
-    upload: UploadReader,
-    row_pattern: Callable[[bytes, Lookups], bytes],
-    flow: FileFlow[Any],
-    lookups: Lookups,
-    size: int,
-    scan: RowScan,
-    emit: Callable[[bytes, int, int], None],
-) -> bool:
-    """The plain way, a block of `size` rows matched at a time; False at the first block it
-    cannot take whole, which the csv module then reads from its first line."""
-    times: list[bytes] = []
-
-    def blocks() -> re.Pattern[bytes]:
-        known = b"|".join(map(re.escape, times)) if times else b"(?!)"
-        row = rb"%s\r?\n" % row_pattern(b"(?:" + known + b")", lookups)
-        # A full block's last row is a group of its own: that it took part tells that the
-        # block has `size` rows, where counting its lines would cost a third as much as
-        # the match.
-        return re.compile(rb"(?:%s){0,%d}(%s)?" % (row, size - 1, row))
-
-    pattern = blocks()
+    Blocks of plain rows are checked by the flow's expression, and kept as they came; a
+    line the expression does not take is read as one row by the csv module, and kept as the
+    flow fitted it or set aside; then the plain way goes on."""
+    segment = _Segment(size, emit)
+    plain = None if flow.plain_row_pattern is None else _PlainBlocks(flow, lookups, size)
+    row_by_row = _RowByRow(upload, flow, lookups)
     while True:
-        data, pos = upload.data, upload.pos
-        match = pattern.match(data, pos)
-        end = pos if match is None else match.end()
-        full = match is not None and match.start(1) >= 0
-        rows = size if full else data.count(b"\n", pos, end)
-        if rows < size:
-            if end == len(data):
-                # The block runs to the end of what has been read: read on, if there is more.
-                if upload.more():
+        if plain is not None:
+            plain.take(upload, segment, scan)
+        if not row_by_row.take(segment, scan):
+            break
+    segment.flush()
+
+
+class _PlainBlocks:
+    """The plain way: rows matched by the flow's expression, a block of up to a segment's
+    rows at a time."""
+
+    def __init__(self, flow: FileFlow[Any], lookups: Lookups, size: int) -> None:
+        assert flow.plain_row_pattern is not None
+        self._row_pattern = flow.plain_row_pattern
+        self._flow = flow
+        self._lookups = lookups
+        self._size = size
+        self._times: list[bytes] = []
+        self._block = self._compiled()
+
+    def _compiled(self) -> re.Pattern[bytes]:
+        times = self._times
+        known = b"|".join(map(re.escape, times)) if times else b"(?!)"
+        row = rb"%s\r?\n" % self._row_pattern(b"(?:" + known + b")", self._lookups)
+        # A full block's last row is a group of its own: that it took part tells that the
+        # block has `size` rows, where counting its lines would cost a third as much as the
+        # match.
+        return re.compile(rb"(?:%s){0,%d}(%s)?" % (row, self._size - 1, row))
+
+    def take(self, upload: UploadReader, segment: _Segment, scan: RowScan) -> None:
+        """Plain rows, a block at a time, until the file's end or a line the expression
+        does not take, which is then next in `upload`."""
+        size = self._size
+        while True:
+            data, pos = upload.data, upload.pos
+            match = self._block.match(data, pos)
+            end = pos if match is None else match.end()
+            full = match is not None and match.start(1) >= 0
+            rows = size if full else data.count(b"\n", pos, end)
+            stop = False
+            if not full:
+                if end == len(data):
+                    # The block runs to the end of what has been read: read on, if there is
+                    # more.
+                    if upload.more():
+                        continue
+                    stop = True
+                elif data.find(b"\n", end) < 0:
+                    upload.more()
                     continue
-                if not rows:
-                    return True
-            elif data.find(b"\n", end) < 0:
-                upload.more()
-                continue
-            elif len(times) < _PLAIN_TIMES and _learned(
-                data[end : data.find(b"\n", end)], flow, times
-            ):
-                pattern = blocks()
-                continue
-            else:
-                return False
-        # Kept with the carriage returns of their line ends, if any (the expression's fields
-        # take none): segment_body takes them out in the pass it makes anyway, where
-        # taking them out here would copy the block again.
-        emit(data[pos : end - 1], 2 + scan.rows, rows)
-        scan.rows += rows
-        upload.pos = end
+                elif len(self._times) < _PLAIN_TIMES and _learned(
+                    data[end : data.find(b"\n", end)], self._flow, self._times
+                ):
+                    self._block = self._compiled()
+                    continue
+                else:
+                    stop = True
+            if rows:
+                # Kept with the carriage returns of their line ends, if any (the
+                # expression's fields take none): segment_body takes them out in the pass
+                # it makes anyway, where taking them out here would copy the block again.
+                segment.add_lines(data, pos, end, rows, 2 + scan.lines)
+                scan.rows += rows
+                scan.lines += rows
+                upload.pos = end
+            if stop:
+                return
 
 
 def _learned(line: bytes, flow: FileFlow[Any], times: list[bytes]) -> bool:
-    """Whether the row holds UTC date-times of plain text not seen yet: added to `times`."""
+    """Whether the row holds date-times of plain text in CPMCS's form (UTC, with Z) not
+    seen yet: added to `times`."""
     fields = line.removesuffix(b"\r").split(b",")
     if len(fields) != len(flow.header):
         return False
     found = False
     for column in flow.plain_time_columns:
         value = fields[column]
-        if value in times or value.translate(None, _PLAIN_LINE_BYTES):
+        if not value or value in times or value.translate(None, _PLAIN_LINE_BYTES):
             continue
-        if utc_problem(flow.header[column], value.decode("ascii")) is None:
+        text = value.decode("ascii")
+        try:
+            in_form = utc_z(text) == text
+        except ValueError:
+            continue
+        if in_form:
             times.append(value)
             found = True
     return found
 
 
-def _cut_rows(
-    rest: IO[bytes],
-    lines_before: int,
-    flow: FileFlow[Any],
-    lookups: Lookups,
-    size: int,
-    scan: RowScan,
-    emit: Callable[[bytes, int, int], None],
-) -> None:
-    """The rest of the file read by the csv module, and checked a row at a time."""
-    reader = csv.reader(io.TextIOWrapper(rest, encoding="utf-8", newline=""))
-    try:
-        rows: list[CsvRow] = []
-        first_line = 0
-        width = len(flow.header)
+class _RowByRow:
+    """The csv module's way: the next row read (over several lines, if a quoted field holds
+    line ends) and fitted by the flow, then kept in the segment, or set aside as it came
+    with its line and why. The reader takes lines from the upload only as a row needs
+    them, so that the plain way goes on from the line after."""
 
-        def cut() -> None:
-            text = io.StringIO()
-            csv.writer(text, lineterminator="\n").writerows(rows)
-            emit(text.getvalue().removesuffix("\n").encode(), first_line, len(rows))
+    def __init__(self, upload: UploadReader, flow: FileFlow[Any], lookups: Lookups) -> None:
+        self._upload = upload
+        self._flow = flow
+        self._lookups = lookups
+        self._width = len(flow.header)
+        self._taken: list[bytes] = []
+        self._reader = csv.reader(self._lines())
+        self._text = io.StringIO()
+        self._writer = csv.writer(self._text, lineterminator="\n")
 
-        for row in reader:
-            line = lines_before + reader.line_num
-            if not row:
-                continue
-            problem = (
-                f"has {len(row)} fields, the header has {width}"
-                if len(row) != width
-                else flow.row_problem(row, lookups)
-            )
-            if problem is not None:
-                scan.bad_rows.append(f"line {line}: {problem}")
-                if len(scan.bad_rows) >= BAD_ROWS_NAMED:
-                    break
-                continue
-            scan.rows += 1
-            if scan.bad_rows:
-                continue
-            if not rows:
-                first_line = line
-            rows.append(row)
-            if len(rows) == size:
-                cut()
-                rows = []
-        if rows and not scan.bad_rows:
-            cut()
-    except (csv.Error, UnicodeDecodeError) as exc:
-        scan.bad_rows.append(
-            f"line {lines_before + reader.line_num}: the file cannot be read as CSV: {exc}"
+    def _lines(self) -> Iterator[str]:
+        while (line := self._upload.line()) is not None:
+            self._taken.append(line)
+            yield line.decode() + "\n"
+
+    def take(self, segment: _Segment, scan: RowScan) -> bool:
+        """The next row; False at the file's end."""
+        taken = self._taken
+        taken.clear()
+        line = 2 + scan.lines
+        try:
+            row = next(self._reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            # The reader (and its lines) stop at an error: the next row starts afresh.
+            self._reader = csv.reader(self._lines())
+            scan.lines += len(taken)
+            scan.set_aside.add(line, None, f"not a CSV row: {exc}", taken)
+            return True
+        scan.lines += len(taken)
+        if row is None:
+            return False
+        if not row:
+            return True
+        fitted = (
+            f"has {len(row)} fields, the header has {self._width}"
+            if len(row) != self._width
+            else self._flow.fit_row(row, self._lookups)
         )
+        if isinstance(fitted, str):
+            scan.set_aside.add(line, row[0] or None, fitted, taken)
+            return True
+        segment.add(self._csv_line(fitted), line, 1)
+        scan.rows += 1
+        return True
+
+    def _csv_line(self, row: CsvRow) -> bytes:
+        joined = ",".join(row)
+        if joined.count(",") == self._width - 1 and not _QUOTED.search(joined):
+            # What the csv module would write: no field needs quotes.
+            return joined.encode()
+        self._text.seek(0)
+        self._text.truncate()
+        self._writer.writerow(row)
+        return self._text.getvalue().removesuffix("\n").encode()
+
+
+#: A character that makes the csv module quote its field (the comma is counted apart).
+_QUOTED = re.compile(r'["\r\n]')
 
 
 def segment_body(

@@ -2,9 +2,10 @@
 
 The CSV is read as it streams in, every row checked, and cut into segments of
 `segments.size` rows (csv_cutter.py), kept (as their rows, compressed) with the
-instance and the job in one transaction, committed once the whole file has come, with
-the DERMS connection its acknowledgements go back to. A message whose messageId was seen
-resumes that instance after a FAILURE, or has its finished run's acknowledgement sent again.
+instance and the job, and the rows set aside, in one transaction, committed once the
+whole file has come, with the DERMS connection its acknowledgements go back to. A message
+whose messageId was seen resumes that instance after a FAILURE, or has its finished run's
+acknowledgement sent again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from derms_bridge.engine.file_jobs.csv_cutter import (
-    BAD_ROWS_NAMED,
     RowScan,
     UploadReader,
     check_header,
@@ -131,24 +131,14 @@ class FileIntake:
             resubmit_of=resubmit_of,
             derms_connection=self._derms_connection(caller),
         )
-        # Steps 2 and 3: every row checked, the segments kept with the instance in one
-        # transaction.
+        # Steps 2 and 3: every row checked, the segments kept with the instance and the
+        # rows set aside in one transaction.
         scan = RowScan()
         try:
             async with self._cutting(lines, flow, scan) as segments:
-                await self._files.receive(new_file, segments)
+                await self._files.receive(new_file, segments, scan.set_aside.kept)
         except _NothingToSend:
-            count = (
-                f"{BAD_ROWS_NAMED} bad rows or more"
-                if len(scan.bad_rows) >= BAD_ROWS_NAMED
-                else f"{len(scan.bad_rows)} bad row" + ("s" if len(scan.bad_rows) > 1 else "")
-            )
-            failure = (
-                f"{count}, nothing sent: " + "; ".join(scan.bad_rows)
-                if scan.bad_rows
-                else "the file has no rows"
-            )
-            await self._files.refuse(new_file, failure, scan.bad_rows)
+            await self._files.nothing_to_send(new_file, scan.set_aside.kept())
         self._wake()
         return Received(new_file.instance_id, resumed=False)
 
@@ -165,8 +155,8 @@ class FileIntake:
         self, lines: UploadReader, flow: FileFlow[Any], scan: RowScan
     ) -> AsyncIterator[AsyncIterator[NewSegment]]:
         """The file's segments, as a thread cuts them and another compresses them. They end
-        once the upload has been read to its end: with _NothingToSend when it had bad rows
-        or none, or with the error that reading or cutting it raised. At most a few batches
+        once the upload has been read to its end: with _NothingToSend when it had no row to
+        send, or with the error that reading or cutting it raised. At most a few batches
         wait between the threads and the store: constant memory."""
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Cut] = asyncio.Queue()
@@ -191,10 +181,7 @@ class FileIntake:
         def cut() -> None:
             try:
                 cut_segments(lines, flow, self._lookups(), self._size, scan, emit)
-                if scan.bad_rows:
-                    # Refused, but only once the whole file has come.
-                    lines.drain()
-                elif batch:
+                if batch:
                     put(compressing.submit(_compressed, batch))
             except BaseException as error:
                 put(_CutFailed(error))
@@ -215,14 +202,12 @@ class FileIntake:
                 if isinstance(item, _CutFailed):
                     ended = True
                     raise item.error
-                if scan.bad_rows:
-                    continue
                 for rows_zlib, first_line, row_count in await asyncio.wrap_future(item):
                     seq += 1
                     yield NewSegment(
                         seq=seq, first_line=first_line, row_count=row_count, rows_zlib=rows_zlib
                     )
-            if scan.bad_rows or not scan.rows:
+            if not scan.rows:
                 raise _NothingToSend
 
         cutter = asyncio.create_task(asyncio.to_thread(cut))
@@ -240,7 +225,7 @@ class FileIntake:
 
 
 class _NothingToSend(Exception):
-    """The file had bad rows or none: its segments are not kept."""
+    """The file had no row to send: none, or every one set aside."""
 
 
 class _Abandoned(Exception):

@@ -210,11 +210,14 @@ class FileWorker:
             error, sent_again = await self._send_again(
                 segment, body, send_segment, cpmcs, fault, still_sent
             )
-        # The file's failure names where in the file it stopped.
+        # The file's failure names where in the file it stopped (a segment's rows run on
+        # past the rows set aside among them).
         failure: str | None = None
         if error is not None:
-            last_line = segment.first_line + segment.row_count - 1
-            failure = f"segment {segment.seq} (lines {segment.first_line}-{last_line}): {error}"
+            failure = (
+                f"segment {segment.seq} ({segment.row_count} rows from line "
+                f"{segment.first_line}): {error}"
+            )
         return SegmentResult(segment, error, failure, calls.entries, sent_again)
 
     async def _send_again(
@@ -261,12 +264,22 @@ class FileWorker:
         flow = FILE_FLOWS[job.flow]
         message = self._message(flow, job.instance_id, job.message)
         outcome = FileOutcome(
-            succeeded=job.outcome == "SUCCESS",
+            code=(
+                "SUCCESS"
+                if job.outcome == "SUCCESS"
+                else "ERROR"
+                if job.outcome == "ERROR"
+                else "FAILURE"
+            ),
             failure=job.failure,
             rows=job.total_rows,
             segments=job.total_segments,
             run=job.run,
             segments_sent_again=job.segments_sent_again,
+            rows_set_aside=job.rows_set_aside,
+            set_aside=(
+                await self._files.set_aside_named(job.instance_id) if job.rows_set_aside else ()
+            ),
         )
         calls = _Activities()
         context = self._context(flow, job, message, calls)
