@@ -33,7 +33,6 @@ class Shutdown:
         self.begun = asyncio.Event()
         #: Set `grace_seconds` after `begin`: what is still in flight is cut short.
         self.grace_over = asyncio.Event()
-        self._grace: asyncio.TimerHandle | None = None
 
     def begin(self) -> None:
         """Stop claiming now; the grace starts. Once only: a later call changes nothing."""
@@ -41,7 +40,7 @@ class Shutdown:
             return
         log.info("stopping: nothing more is claimed; work in flight has %s s", self.grace_seconds)
         self.begun.set()
-        self._grace = asyncio.get_running_loop().call_later(self.grace_seconds, self.grace_over.set)
+        asyncio.get_running_loop().call_later(self.grace_seconds, self.grace_over.set)
 
     async def until_signalled(self) -> None:
         """Begin at SIGTERM or SIGINT, and return then (a process that is not a server)."""
@@ -82,7 +81,7 @@ class BackgroundTask:
     ) -> None:
         self.name = name
         self._run = run
-        self._stop = stop or asyncio.Event()
+        self._stop = stop if stop is not None else asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

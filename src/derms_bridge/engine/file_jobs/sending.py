@@ -121,7 +121,11 @@ class SegmentSending:
         sending a segment does."""
         if self._round is not None or self._store_failed:
             return
-        low = self._more and len(self._ready) <= self._parallelism
+        low = (
+            self._more
+            and not self._shutdown.begun.is_set()
+            and len(self._ready) <= self._parallelism
+        )
         asked = 3 * self._parallelism - len(self._ready) - len(self._in_flight) if low else 0
         if (
             asked > 0
