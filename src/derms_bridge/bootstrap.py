@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -20,6 +21,7 @@ from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.credentials import Authenticator
+from derms_bridge.engine.background import Shutdown
 from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.file_jobs.intake import FileIntake
@@ -119,6 +121,42 @@ class Hub:
     database_outage: DatabaseOutage
     #: CPMCS's file stores as the flows reach them (the console checks them).
     stores: FileStorages
+    #: This process's stop, shared by its workers.
+    shutdown: Shutdown
+
+    def start(self, *, run_workers: bool = True) -> None:
+        """The heartbeat; with `run_workers` also the file and transfer workers and the
+        scheduler."""
+        self.liveness.start()
+        if run_workers:
+            self.workers.start()
+            self.transfers.start()
+            self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop as `shutdown` says (nothing more claimed, the work in flight given the
+        grace, what is left given back), then say this process stopped and close."""
+        self.shutdown.begin()
+        stopped = await asyncio.gather(
+            self.scheduler.stop(),
+            self.workers.stop(),
+            self.transfers.stop(),
+            return_exceptions=True,
+        )
+        await self.liveness.stop()
+        await self.aclose()
+        for error in stopped:
+            if error is not None:
+                raise error
+
+    async def run_until_signalled(self) -> None:
+        """A process of workers without the API (`derms-bridge worker`): they run until
+        SIGTERM or SIGINT, then `stop`."""
+        self.start()
+        try:
+            await self.shutdown.until_signalled()
+        finally:
+            await self.stop()
 
     async def aclose(self) -> None:
         for connection in self.connections:
@@ -162,6 +200,7 @@ def build_hub(
     }
     redact = Redactor(secrets_in(settings))
     mailer = Mailer(settings.smtp)
+    shutdown = Shutdown(settings.processes.stop_grace_seconds)
     error_handler = CommonErrorHandler(store, mailer, holder, redact)
     files = metrics.MeteredFileStore(store)
     notifier = ProcessNotifier(mailer, holder, redact)
@@ -173,6 +212,7 @@ def build_hub(
         error_handler=error_handler,
         notifier=notifier,
         settings=settings.segments,
+        shutdown=shutdown,
     )
     staged_files = StagedTransferStore(store)
     stores = stores or FileStorages(
@@ -195,7 +235,9 @@ def build_hub(
         process_name=process_name(),
         rejection_email_every=timedelta(minutes=settings.limits.rejection_email_minutes),
     )
-    transfers = TransferWorker(engine=engine, staged=staged_files, settings=settings.segments)
+    transfers = TransferWorker(
+        engine=engine, staged=staged_files, settings=settings.segments, shutdown=shutdown
+    )
     database_outage = DatabaseOutage(error_handler.alert_operators)
     return Hub(
         settings=settings,
@@ -224,7 +266,10 @@ def build_hub(
         ),
         transfers=transfers,
         scheduler=Scheduler(
-            engine=engine, store=ScheduleStore(store), schedules=settings.schedules
+            engine=engine,
+            store=ScheduleStore(store),
+            schedules=settings.schedules,
+            shutdown=shutdown,
         ),
         stores=stores,
         liveness=Liveness(
@@ -236,4 +281,5 @@ def build_hub(
             outage=database_outage,
         ),
         database_outage=database_outage,
+        shutdown=shutdown,
     )

@@ -281,6 +281,13 @@ class Processes(_Strict):
         description="a process not heard from for this long has stopped; its runs in "
         "progress are failed and emailed about",
     )
+    stop_grace_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="at SIGTERM or SIGINT, how long a hub process lets the calls it has in "
+        "flight end before it cuts them short; it claims nothing more meanwhile, and gives "
+        "back what it has not sent",
+    )
 
     @model_validator(mode="after")
     def _heard_several_times(self) -> Processes:

@@ -1,6 +1,6 @@
-"""The file flows' faults with real hub processes: killed mid-file, a segment CPMCS refuses,
-two worker processes sharing one file on PostgreSQL, and an acknowledgement slower than
-the job's lease.
+"""The file flows' faults with real hub processes: killed mid-file, stopped mid-file
+(SIGTERM), a segment CPMCS refuses, two worker processes sharing one file on PostgreSQL,
+and an acknowledgement slower than the job's lease.
 
 Each hub here is `derms-bridge serve` (or `derms-bridge worker`) started from a settings
 file, talking to the session's simulators over loopback; nothing is mocked.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -46,6 +47,13 @@ RESERVATION = "/device-reservation-to-dacs"
 RESERVATION_ACK = "/device-reservation-ack"
 STARTUP_SECONDS = 30.0
 FINISH_SECONDS = 60.0
+#: processes.stop_grace_seconds in the stop tests: longer than CPMCS takes over a segment.
+STOP_GRACE_SECONDS = 4.0
+#: What a loaded machine may add to a stop: the last writes, the interpreter's exit.
+STOP_MARGIN_SECONDS = 6.0
+#: segments.lease_seconds in the stop tests, far longer than they run: a segment that
+#: waited for its lease to run out would show.
+LONG_LEASE_SECONDS = 120
 #: Names the extra worker's PostgreSQL sessions (libpq reads PGAPPNAME), so that the test
 #: can see when it has started polling for work.
 WORKER_APP_NAME = "derms-bridge-file-faults-worker"
@@ -72,6 +80,19 @@ class HubProcess:
             f"{' '.join(self.command)} (pid {self.pid}, exit {self.process.poll()})\n"
             f"stdout:\n{self.stdout.text}\nstderr:\n{self.stderr.text[-4000:]}"
         )
+
+    def stop(self, seconds: float) -> tuple[int, float]:
+        """SIGTERM, as a service manager stops it: (exit code, seconds it took to exit);
+        fails the test if it still runs after `seconds`."""
+        signalled = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {seconds} s after SIGTERM\n{self.describe()}")
+        for reader in self.readers:
+            reader.join(timeout=5)
+        return code, time.monotonic() - signalled
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup, as when a machine loses power."""
@@ -149,6 +170,7 @@ def write_settings(
     mailbox: SmtpSink,
     hashes: dict[str, str],
     segments: dict[str, Any],
+    processes: dict[str, float] | None = None,
 ) -> Path:
     timeouts = {"connect": 2, "read": 5}
     settings: dict[str, Any] = {
@@ -167,6 +189,8 @@ def write_settings(
         # The test's own, so that its counters start at nothing.
         "metrics": {"dir": str(path.parent / "metrics")},
     }
+    if processes is not None:
+        settings["processes"] = processes
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return path
 
@@ -414,6 +438,78 @@ def test_a_hub_killed_mid_file_finishes_it_after_a_restart(
     )
 
 
+def test_a_hub_stopped_mid_file_exits_at_once_and_its_restart_finishes_the_file(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    rows, segments = 2000, 40
+    database = tmp_path / "hub.db"
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=f"sqlite:///{database}",
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={
+            "size": rows // segments,
+            "parallelism": 2,
+            "lease_seconds": LONG_LEASE_SECONDS,
+            "poll_seconds": 0.2,
+        },
+        processes={"stop_grace_seconds": STOP_GRACE_SECONDS},
+    )
+    port = free_port()
+    hub = serve(processes, settings, port)
+    # Two segments a second: the file would take the hub 20 s.
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 1000}).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
+    instance_id = send_file(port, reservation("RSV-STOP-SERVE"), csv_file)["instanceId"]
+    wait_for(
+        lambda: reserved(cpmcs_sim)["devices"] >= 4 * rows // segments,
+        30,
+        "CPMCS received no four segments",
+        processes,
+        watch=hub,
+    )
+
+    code, took = hub.stop(STOP_GRACE_SECONDS + STOP_MARGIN_SECONDS)
+    assert code == 0, hub.describe()
+    at_stop = reserved(cpmcs_sim)
+    assert at_stop["devices"] < rows, f"the file was done before the stop: {at_stop}"
+    with sqlite3.connect(database) as connection:
+        held = connection.execute(
+            "SELECT (SELECT count(*) FROM segments WHERE status = 'sending')"
+            " + (SELECT count(*) FROM file_jobs WHERE owner IS NOT NULL)"
+        ).fetchone()
+    # Every segment it had claimed and not sent went back: none waits for its lease.
+    assert held == (0,), hub.describe()
+    assert "Traceback" not in hub.stderr.text, hub.describe()
+
+    restarted = serve(processes, settings, port)
+    wait_for(
+        lambda: acks(derms_sim),
+        LONG_LEASE_SECONDS / 2,
+        "the restarted hub did not finish the file well before the leases would have run out",
+        processes,
+        watch=restarted,
+    )
+    detail = wait_for(finished(port, instance_id), 10, "the run was not recorded", processes)
+    summary = reserved(cpmcs_sim)
+    # The calls in flight at the signal ended within the grace: none went twice.
+    assert (summary["devices"], summary["duplicates"]) == (rows, 0), (summary, at_stop)
+    assert reserve_calls(cpmcs_sim) == segments
+    assert ack_types(derms_sim) == ["SUCCESS"]
+    assert detail["status"] == "succeeded", detail
+    print(f"serve exited {took:.1f} s after SIGTERM, {at_stop['devices']} devices sent by then")
+
+
 def test_a_segment_cpmcs_refuses_fails_the_file_and_the_resend_completes_it(
     processes: Processes,
     cpmcs_server: ServerThread,
@@ -565,6 +661,111 @@ def test_two_worker_processes_share_one_file_on_postgresql(
         f"segments sent per pid: {by_pid}; serve is {hub.pid}, worker is {worker.pid}"
     )
     print(f"segments sent per process: serve {by_pid[hub.pid]}, worker {by_pid[worker.pid]}")
+
+
+def segments_held_by(database_url: str, pid: int) -> int:
+    """Segments and jobs a process holds under a lease (its workers are named host:pid:id)."""
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT (SELECT count(*) FROM segments WHERE status = 'sending'"
+            " AND owner LIKE %(owner)s)"
+            " + (SELECT count(*) FROM file_jobs WHERE owner LIKE %(owner)s)",
+            {"owner": f"%:{pid}:%"},
+        ).fetchone()
+    assert row is not None
+    held: int = row[0]
+    return held
+
+
+def segments_sent_by(database_url: str, instance_id: str, pid: int) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM segments WHERE instance_id = %s AND status = 'accepted' "
+            "AND owner LIKE %s",
+            (instance_id, f"%:{pid}:%"),
+        ).fetchone()
+    assert row is not None
+    sent: int = row[0]
+    return sent
+
+
+def test_a_worker_stopped_mid_file_hands_its_segments_to_the_other_at_once(
+    processes: Processes,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    caller_hashes: dict[str, str],
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    rows, segments = 6000, 120
+    settings = write_settings(
+        tmp_path / "hub.yaml",
+        database_url=postgres_url,
+        cpmcs=cpmcs_server,
+        derms=derms_server,
+        mailbox=mailbox,
+        hashes=caller_hashes,
+        segments={
+            "size": rows // segments,
+            "parallelism": 4,
+            "lease_seconds": LONG_LEASE_SECONDS,
+            "poll_seconds": 0.1,
+        },
+        processes={"stop_grace_seconds": STOP_GRACE_SECONDS},
+    )
+    port = free_port()
+    hub = serve(processes, settings, port)
+    worker = start_worker(processes, settings, postgres_url)
+    # A second a segment, four at a time in each process: about 15 s for the two; a worker
+    # that went on claiming after the signal would go on for most of that.
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 1000}).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
+    instance_id = send_file(port, reservation("RSV-STOP-WORKER"), csv_file)["instanceId"]
+    wait_for(
+        lambda: segments_sent_by(postgres_url, instance_id, worker.pid) >= 4,
+        30,
+        "the worker sent no four segments",
+        processes,
+        watch=worker,
+    )
+
+    code, took = worker.stop(STOP_GRACE_SECONDS + STOP_MARGIN_SECONDS)
+    stopped = time.monotonic()
+    assert code == 0, worker.describe()
+    # Its segments claimed ahead went back at once, for the other process to take.
+    assert segments_held_by(postgres_url, worker.pid) == 0, worker.describe()
+    with psycopg.connect(postgres_url) as connection:
+        still_alive = connection.execute(
+            "SELECT count(*) FROM hub_processes WHERE name LIKE %s AND stopped_at IS NULL",
+            (f"%:{worker.pid}:%",),
+        ).fetchone()
+    # It said it stopped (or the other process has already forgotten it).
+    assert still_alive == (0,)
+    assert "Traceback" not in worker.stderr.text, worker.describe()
+
+    wait_for(
+        lambda: acks(derms_sim),
+        LONG_LEASE_SECONDS / 2,
+        "the other process did not finish the file well before the leases would have run out",
+        processes,
+        watch=hub,
+    )
+    finished_after = time.monotonic() - stopped
+    detail = wait_for(finished(port, instance_id), 10, "the run was not recorded", processes)
+    summary = reserved(cpmcs_sim)
+    # The calls in flight at the signal ended within the grace: none went twice.
+    assert (summary["devices"], summary["duplicates"]) == (rows, 0), summary
+    assert reserve_calls(cpmcs_sim) == segments
+    assert ack_types(derms_sim) == ["SUCCESS"]
+    assert detail["status"] == "succeeded", detail
+    assert detail["file"]["rows_sent"] == rows
+    print(
+        f"worker exited {took:.1f} s after SIGTERM; serve finished the file "
+        f"{finished_after:.1f} s later"
+    )
 
 
 def test_an_acknowledgement_slower_than_the_lease_is_sent_once(

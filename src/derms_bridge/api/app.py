@@ -28,19 +28,12 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        hub.liveness.start()
-        if run_workers:
-            hub.workers.start()
-            hub.transfers.start()
-            hub.scheduler.start()
+        hub.start(run_workers=run_workers)
         freeze_startup_objects()
         yield
-        if run_workers:
-            await hub.scheduler.stop()
-            await hub.workers.stop()
-            await hub.transfers.stop()
-        await hub.liveness.stop()
-        await hub.aclose()
+        # Begun already at the server's signal (http_server.HubServer); the workers had
+        # their grace while the server's requests ended.
+        await hub.stop()
 
     app = FastAPI(
         title="derms-bridge",

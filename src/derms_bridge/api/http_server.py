@@ -1,4 +1,5 @@
-"""The HTTP server's protocol: uvicorn's httptools protocol with bounded request heads.
+"""The HTTP server: uvicorn, which stops the hub's workers at its signal, and its httptools
+protocol with bounded request heads.
 
 httptools keeps a request's head (request line and headers) in memory until it ends,
 however long: a client sending 100 MB of headers held the process for seconds. Here a
@@ -9,12 +10,23 @@ more than a few KiB (a bearer token, a traceparent, a cookie).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import math
+import socket
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from derms_bridge.engine.background import Shutdown
 from derms_bridge.schemas.problems import PROBLEM_JSON, problem_body
+
+#: uvicorn.run's exit code for a server that could not start (its port taken, say).
+STARTUP_FAILURE = 3
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
@@ -82,3 +94,44 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._refused = True
         self.transport.write(_too_large(detail))
         self.transport.close()
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn's server, which at SIGTERM or SIGINT also begins the hub's shutdown at once:
+    the workers stop claiming while the requests in progress end, not after. Its config's
+    `timeout_graceful_shutdown` bounds how long those requests may take."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
+        super().__init__(config)
+        self._shutdown = shutdown
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:
+            # Called as a signal handler, between any two steps of the loop.
+            self._loop.call_soon_threadsafe(self._shutdown.begin)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                # uvicorn raises the signals again once it has stopped, and the process
+                # would die of SIGTERM: a stop the hub has carried out is an exit 0.
+                self._captured_signals.clear()
+
+
+def run_server(config: uvicorn.Config, shutdown: Shutdown) -> None:
+    """Serve until SIGTERM or SIGINT; exit STARTUP_FAILURE if the server could not start.
+    The requests in progress at a stop get the workers' grace to end, not for ever."""
+    config.timeout_graceful_shutdown = math.ceil(shutdown.grace_seconds)
+    server = HubServer(config, shutdown)
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)

@@ -47,7 +47,7 @@ def _share_metrics(settings: Settings) -> None:
 def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     _share_metrics(settings)
     from derms_bridge.api.app import create_app
-    from derms_bridge.api.http_server import BoundedHeadProtocol
+    from derms_bridge.api.http_server import BoundedHeadProtocol, run_server
     from derms_bridge.bootstrap import build_hub
     from derms_bridge.store.database import migrate as run_migrations
 
@@ -56,7 +56,7 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     if settings.database.migrate_on_start:
         run_migrations(settings.database.url.get_secret_value())
     hub = build_hub(settings, lookups)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(hub),
         host=host,
         port=port,
@@ -68,6 +68,7 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
         proxy_headers=bool(settings.server.trusted_proxies),
         forwarded_allow_ips=settings.server.trusted_proxies,
     )
+    run_server(config, hub.shutdown)
 
 
 def serve(
@@ -95,7 +96,6 @@ def worker(
     """Send the file flows' segments and transfers, and run the schedules, without serving
     the API (run as many as you like, on as many machines, against one PostgreSQL)."""
     import asyncio
-    import signal
 
     settings = settings_or_exit(config)
     _share_metrics(settings)
@@ -107,19 +107,7 @@ def worker(
     async def work() -> None:
         hub = build_hub(settings, lookups, command="worker")
         freeze_startup_objects()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            await asyncio.gather(
-                hub.workers.worker.run(stop),
-                hub.transfers.run(stop),
-                hub.scheduler.run(stop),
-                hub.liveness.run(stop),
-            )
-        finally:
-            await hub.aclose()
+        await hub.run_until_signalled()
 
     asyncio.run(work())
 

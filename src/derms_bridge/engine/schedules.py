@@ -5,7 +5,9 @@ tries to claim it in the database and one succeeds, so a tick runs once however 
 processes share the database. A run holds its schedule under a lease that it renews
 while it goes: a tick or a run-now that finds the lease held does not start a second
 run beside it. A hub that was down runs the latest missed tick once when it is back,
-not once per tick missed.
+not once per tick missed. A process that stops claims no tick more and gives its runs
+the stop's grace, then cuts them short: their schedules are free again at once, and the
+instances are given up as failed as those of any stopped process (liveness.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from derms_bridge.catalog import flows_named
-from derms_bridge.engine.background import BackgroundTask
+from derms_bridge.engine.background import BackgroundTask, CutShort, Shutdown
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows.ports import FlowResult, ScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
@@ -87,6 +89,7 @@ class Scheduler:
         engine: FlowEngine,
         store: ScheduleStore,
         schedules: Mapping[ScheduledFlowKey, Schedule],
+        shutdown: Shutdown,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self._engine = engine
@@ -96,7 +99,8 @@ class Scheduler:
         #: Names this process in the claims it makes, for whoever reads the tables.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, StartedRun] = {}
-        self._loop = BackgroundTask("scheduler", self.run)
+        self._shutdown = shutdown
+        self._loop = BackgroundTask("scheduler", self.run, shutdown.begun)
 
     @staticmethod
     def flow_named(name: str) -> ScheduledFlow[Any]:
@@ -257,7 +261,8 @@ class Scheduler:
         return min(max(wait, 0.01), MAX_SLEEP_SECONDS)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The scheduler loop, until `stop`; then the runs it started are waited for."""
+        """The scheduler loop, until `stop`; then the runs it started are waited for, within
+        a shutdown's grace."""
         while not stop.is_set():
             try:
                 await self.claim_due()
@@ -267,7 +272,8 @@ class Scheduler:
                 await asyncio.wait_for(stop.wait(), self._seconds_to_next_tick())
         runs = [run.done for run in self._runs.values()]
         if runs:
-            await asyncio.gather(*runs, return_exceptions=True)
+            with contextlib.suppress(CutShort):
+                await self._shutdown.within_grace(asyncio.gather(*runs, return_exceptions=True))
 
     def start(self) -> None:
         self._loop.start()

@@ -7,7 +7,8 @@
 2. A worker (in any hub process) claims the transfer under a lease, renewed while it
    runs, and runs the flow on the instance. A process that dies leaves a lease that
    runs out, and another worker takes the transfer up; one that never claimed it
-   leaves it queued for the next worker that starts.
+   leaves it queued for the next worker that starts. One that stops (its Shutdown) lets
+   the transfer end within the grace, or cuts it short and gives it back, queued at once.
 3. A file stored where it was going is no longer kept; a failed one is, for a resend
    or `POST /ops/instances/{id}/resubmit`.
 """
@@ -23,7 +24,7 @@ from uuid import uuid4
 
 from pydantic import ValidationError
 
-from derms_bridge.engine.background import BackgroundTask, renewing
+from derms_bridge.engine.background import BackgroundTask, CutShort, Shutdown, renewing
 from derms_bridge.engine.polling import PollingLoop, worker_name
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.uploads import FileRefused, Received, drain, message_refused
@@ -113,14 +114,20 @@ class TransferWorker:
     """Claims due transfers and runs their flow, in every hub process that runs workers."""
 
     def __init__(
-        self, *, engine: FlowEngine, staged: StagedTransferStore, settings: Segments
+        self,
+        *,
+        engine: FlowEngine,
+        staged: StagedTransferStore,
+        settings: Segments,
+        shutdown: Shutdown,
     ) -> None:
         self.name = worker_name()
         self._engine = engine
         self._staged = staged
         self._lease = timedelta(seconds=settings.lease_seconds)
+        self._shutdown = shutdown
         self._polling = PollingLoop("transfer worker", settings.poll_seconds, self.step)
-        self._loop = BackgroundTask("transfer worker", self.run)
+        self._loop = BackgroundTask("transfer worker", self.run, shutdown.begun)
 
     def wake(self) -> None:
         self._polling.wake()
@@ -136,6 +143,8 @@ class TransferWorker:
 
     async def step(self) -> bool:
         """Run one due transfer; True when there was one."""
+        if self._shutdown.begun.is_set():
+            return False
         claimed = await self._staged.claim(self.name, self._lease)
         if claimed is None:
             return False
@@ -146,9 +155,15 @@ class TransferWorker:
             lambda: self._staged.renew(claimed.instance_id, self.name, self._lease),
             self._lease.total_seconds() / 3,
         ):
-            result = await self._engine.run_written(
-                flow, message, instance_id=claimed.instance_id, caller=claimed.caller
-            )
+            try:
+                result = await self._shutdown.within_grace(
+                    self._engine.run_written(
+                        flow, message, instance_id=claimed.instance_id, caller=claimed.caller
+                    )
+                )
+            except CutShort:
+                await self._staged.give_back(claimed.instance_id, self.name)
+                return False
         await self._staged.finished(
             claimed.instance_id, self.name, succeeded=result.status == "succeeded"
         )

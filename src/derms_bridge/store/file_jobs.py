@@ -396,6 +396,11 @@ class FileJobStore:
                 .values(lease_until=utcnow() + lease)
             )
 
+    async def give_back_job(self, instance_id: str, owner: str) -> None:
+        """A job whose step was cut short by its worker's stop: due at once for another."""
+        async with self._instances.writing() as connection:
+            await self._leases.release(connection, instance_id, owner)
+
     async def start_sending(self, instance_id: str, owner: str) -> None:
         async with self._instances.writing() as connection:
             await self._leases.release(

@@ -193,6 +193,13 @@ class StagedTransferStore:
         async with self._instances.writing() as connection:
             await self._leases.renew(connection, instance_id, owner, utcnow() + lease)
 
+    async def give_back(self, instance_id: str, owner: str) -> None:
+        """A transfer cut short by its worker's stop: queued again, for another at once."""
+        async with self._instances.writing() as connection:
+            await self._leases.release(
+                connection, instance_id, owner, state="queued", updated_at=utcnow()
+            )
+
     async def finished(self, instance_id: str, owner: str, *, succeeded: bool) -> None:
         """The transfer is over: a file stored where it was going is no longer kept; a
         failed one is kept for a resend or a resubmit."""

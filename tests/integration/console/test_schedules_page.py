@@ -207,6 +207,7 @@ async def test_the_dashboard_counts_scheduled_runs_by_what_started_them(
         engine=console.hub.engine,
         store=ScheduleStore(console.hub.store),
         schedules={"device_score_ftp": Schedule(cron="0 2 * * *")},
+        shutdown=console.hub.shutdown,
     )
     now = datetime.now(UTC)
     await nightly.claim_due(now)

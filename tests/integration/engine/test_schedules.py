@@ -24,6 +24,7 @@ def scheduler(hub: HubUnderTest, schedule: Schedule = NIGHTLY_PARIS) -> Schedule
         engine=hub.hub.engine,
         store=ScheduleStore(hub.hub.store),
         schedules={"device_score_ftp": schedule},
+        shutdown=hub.hub.shutdown,
     )
 
 

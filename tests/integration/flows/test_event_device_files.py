@@ -8,7 +8,7 @@ import csv
 import json
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -1024,3 +1024,96 @@ async def test_the_event_times_go_as_cpmcs_takes_them_whatever_iso_form_came(
         "2026-12-01T14:00:00Z",
         "2026-12-01T18:00:00Z",
     )
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Polls `check` for up to 30 s."""
+    for _ in range(600):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{what} within 30 s")
+
+
+def stopping_soon(settings: Settings, grace_seconds: float) -> Settings:
+    """`settings` with two segments at a time and a stop's grace of `grace_seconds`."""
+    return settings.model_copy(
+        update={
+            "segments": settings.segments.model_copy(update={"parallelism": 2}),
+            "processes": settings.processes.model_copy(
+                update={"stop_grace_seconds": grace_seconds}
+            ),
+        }
+    )
+
+
+async def test_a_stop_gives_back_the_segments_its_grace_cut_short(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 1000)
+    # Each call takes far longer than the grace: the stop cuts the two in flight short.
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 2500}).raise_for_status()
+    try:
+        async with serving_files(stopping_soon(files_settings, 0.3), default_lookups) as hub:
+            sent = await hub.send(RESERVATION, reservation("RSV-CUT"), csv_file)
+            instance_id = sent.json()["instanceId"]
+            working = asyncio.create_task(hub.drain())
+
+            async def two_in_flight() -> bool:
+                calls = cpmcs_sim.get("/_sim/state/calls").json()
+                return int(calls.get(RESERVE_DEVICE_PATH, 0)) >= 2
+
+            await until(two_in_flight, "no two segments reached CPMCS")
+            hub.hub.shutdown.begin()
+            await asyncio.wait_for(working, 4.5)
+            detail = await hub.detail(instance_id)
+    finally:
+        cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    # Cut short and given back with those claimed ahead: none waits for its lease.
+    assert detail["file"]["segments"] == {"pending": 10, "sending": 0, "accepted": 0, "failed": 0}
+
+    async with serving_files(files_settings, default_lookups) as next_process:
+        await next_process.drain()
+        detail = await next_process.detail(instance_id)
+    assert detail["status"] == "succeeded", detail
+    assert reserved(cpmcs_sim)["devices"] == 1000
+    assert [ack["MsgAck"]["ackType"] for ack in acks(derms_sim)] == ["SUCCESS"]
+
+
+async def test_a_stop_gives_back_the_acknowledgement_its_grace_cut_short(
+    files_settings: Settings,
+    default_lookups: Lookups,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 50)
+    derms_sim.put("/_sim/faults", json={"latency_ms": 2500}).raise_for_status()
+    try:
+        async with serving_files(stopping_soon(files_settings, 0.3), default_lookups) as hub:
+            sent = await hub.send(RESERVATION, reservation("RSV-CUT-ACK"), csv_file)
+            instance_id = sent.json()["instanceId"]
+            working = asyncio.create_task(hub.drain())
+
+            async def acknowledging() -> bool:
+                state: str = (await hub.detail(instance_id))["file"]["state"]
+                return state == "acking"
+
+            await until(acknowledging, "the acknowledgement did not fall due")
+            # The acknowledgement is on its way to DERMS.
+            await asyncio.sleep(0.5)
+            hub.hub.shutdown.begin()
+            await asyncio.wait_for(working, 4.5)
+            assert (await hub.detail(instance_id))["status"] == "in_progress"
+    finally:
+        derms_sim.delete("/_sim/faults").raise_for_status()
+
+    # Given back: the next process sends it at once, not after the job's lease.
+    async with serving_files(files_settings, default_lookups) as next_process:
+        await next_process.drain()
+        detail = await next_process.detail(instance_id)
+    assert detail["status"] == "succeeded", detail
+    assert acks(derms_sim)[-1]["MsgAck"]["ackType"] == "SUCCESS"

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from derms_bridge.engine.background import Shutdown
 from derms_bridge.store.file_jobs import ClaimedSegment, FileJobStore, SegmentResult
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,12 @@ class SegmentSending:
     what will not be sent, and claim ahead up to three times the parallelism, so that a
     sender does not wait on the store; one task renews the leases of all the segments held.
     A failed segment stops its file: what is claimed of it and not sent goes back, and its
-    segments being tried again are not tried any more."""
+    segments being tried again are not tried any more.
+
+    A process's shutdown stops the claims at once and gives back what was claimed ahead;
+    the segments in flight get the shutdown's grace to end, their results recorded, and
+    those still going when it ends are cut short and given back: another process sends
+    them again at once (CPMCS may have taken them; at least once)."""
 
     def __init__(
         self,
@@ -33,6 +39,7 @@ class SegmentSending:
         body: Callable[[ClaimedSegment], bytes],
         send: Callable[[ClaimedSegment, bytes, Callable[[str], bool]], Awaitable[SegmentResult]],
         wake: Callable[[], None],
+        shutdown: Shutdown,
     ) -> None:
         self._files = files
         self._owner = owner
@@ -41,6 +48,7 @@ class SegmentSending:
         self._body = body
         self._send = send
         self._wake = wake
+        self._shutdown = shutdown
         self._ready: deque[tuple[ClaimedSegment, bytes]] = deque()
         self._in_flight: set[int] = set()
         self._results: list[SegmentResult] = []
@@ -57,6 +65,8 @@ class SegmentSending:
 
     async def run(self) -> bool:
         """True when there were segments to send."""
+        if self._shutdown.begun.is_set():
+            return False
         self._top_up()
         assert self._round is not None
         await self._round
@@ -68,14 +78,17 @@ class SegmentSending:
             return False
         senders = [asyncio.create_task(self._sender()) for _ in range(self._parallelism)]
         renewing = asyncio.create_task(self._renew())
+        stopping = asyncio.create_task(self._stop_at_shutdown(senders))
         try:
-            await asyncio.gather(*senders)
+            await asyncio.wait(senders)
+            # Senders cut short leave segments to give back, and no round to do it.
+            self._top_up()
             while self._round is not None:
                 await self._round
         finally:
-            for task in (*senders, renewing):
+            for task in (*senders, renewing, stopping):
                 task.cancel()
-            await asyncio.gather(*senders, renewing, return_exceptions=True)
+            await asyncio.gather(*senders, renewing, stopping, return_exceptions=True)
         if self._broken is not None:
             raise self._broken
         return True
@@ -91,6 +104,9 @@ class SegmentSending:
             self._in_flight.add(segment.id)
             try:
                 result = await self._send(segment, body, self._still_sent)
+            except asyncio.CancelledError:
+                self._released.append(segment.id)
+                raise
             except Exception as error:
                 self._stop(error)
                 continue
@@ -112,7 +128,11 @@ class SegmentSending:
         sending a segment does."""
         if self._round is not None or self._store_failed:
             return
-        low = self._more and len(self._ready) <= self._parallelism
+        low = (
+            self._more
+            and not self._shutdown.begun.is_set()
+            and len(self._ready) <= self._parallelism
+        )
         asked = 3 * self._parallelism - len(self._ready) - len(self._in_flight) if low else 0
         if (
             asked > 0
@@ -143,7 +163,11 @@ class SegmentSending:
         if len(claimed) < asked:
             self._more = False
         for segment in claimed:
-            if self._broken is not None or segment.instance_id in self._failed:
+            if (
+                self._broken is not None
+                or segment.instance_id in self._failed
+                or self._shutdown.begun.is_set()
+            ):
                 self._released.append(segment.id)
                 continue
             try:
@@ -163,9 +187,22 @@ class SegmentSending:
         """An error no segment's result explains: nothing more is sent, what is in flight
         ends, what is claimed goes back, and the error is raised at the end."""
         self._broken = self._broken or error
+        self._stop_claiming()
+
+    def _stop_claiming(self) -> None:
+        """Nothing more is claimed, what is claimed and not sent goes back, and the senders
+        end once their segments in flight have."""
         self._more = False
         self._release(lambda _: True)
         self._refilled.set()
+
+    async def _stop_at_shutdown(self, senders: list[asyncio.Task[None]]) -> None:
+        await self._shutdown.begun.wait()
+        self._stop_claiming()
+        self._top_up()
+        await self._shutdown.grace_over.wait()
+        for sender in senders:
+            sender.cancel()
 
     async def _renew(self) -> None:
         while True:

@@ -13,7 +13,9 @@ comes due, under leases.
    asked) goes again as it was kept.
 What each step does and sends is the flow's (flows/event_device_reservation.py,
 flows/event_device_outcome.py); a step's calls are recorded as its instance's
-activities. A process that dies leaves leases that run out, and another worker takes over.
+activities. A process that dies leaves leases that run out, and another worker takes over;
+one that stops (its Shutdown) claims nothing more, lets its calls in flight end within the
+grace, and gives back every claim it still holds, for another worker to take at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import HttpConnection
-from derms_bridge.engine.background import BackgroundTask, renewing
+from derms_bridge.engine.background import BackgroundTask, CutShort, Shutdown, renewing
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.file_jobs.csv_cutter import segment_body
 from derms_bridge.engine.file_jobs.sending import SegmentSending
@@ -91,8 +93,10 @@ class FileWorker:
         error_handler: CommonErrorHandler,
         notifier: ProcessNotifier,
         settings: Segments,
+        shutdown: Shutdown,
     ) -> None:
         self.name = worker_name()
+        self.shutdown = shutdown
         self._files = files
         self._cpmcs = cpmcs
         self._derms = derms
@@ -143,7 +147,10 @@ class FileWorker:
 
     async def _coordinate(self) -> bool:
         did = bool(await self._files.finish_stalled())
-        while (job := await self._files.claim_job(self.name, self._lease)) is not None:
+        while (
+            not self.shutdown.begun.is_set()
+            and (job := await self._files.claim_job(self.name, self._lease)) is not None
+        ):
             did = True
             # An acknowledgement retried against a slow DERMS can outlast a lease, and a
             # lapsed claim would be sent again by another worker.
@@ -152,11 +159,15 @@ class FileWorker:
                 self._lease.total_seconds() / 3,
             ):
                 if job.state == "queued":
-                    await self._check_health(job)
+                    step = self._check_health(job)
                 elif job.state == "acking_again":
-                    await self._acknowledge_again(job)
+                    step = self._acknowledge_again(job)
                 else:
-                    await self._acknowledge(job)
+                    step = self._acknowledge(job)
+                try:
+                    await self.shutdown.within_grace(step)
+                except CutShort:
+                    await self._files.give_back_job(job.instance_id, self.name)
         return did
 
     async def _check_health(self, job: ClaimedJob) -> None:
@@ -186,6 +197,7 @@ class FileWorker:
             body=self._body,
             send=self._send,
             wake=self.wake,
+            shutdown=self.shutdown,
         ).run()
 
     def _body(self, segment: ClaimedSegment) -> bytes:
@@ -310,7 +322,7 @@ class WorkerPool:
 
     def __init__(self, worker: FileWorker) -> None:
         self.worker = worker
-        self._loop = BackgroundTask("file worker", worker.run)
+        self._loop = BackgroundTask("file worker", worker.run, worker.shutdown.begun)
 
     def start(self) -> None:
         self._loop.start()
