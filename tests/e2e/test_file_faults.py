@@ -849,7 +849,7 @@ def test_segments_slower_than_the_lease_are_sent_once(
     assert instance(port, instance_id)["file"]["state"] == "done"
 
 
-def test_an_upload_its_client_gives_up_on_keeps_nothing(
+def test_an_upload_its_client_gives_up_on_keeps_no_file(
     processes: Processes,
     cpmcs_server: ServerThread,
     derms_server: ServerThread,
@@ -899,5 +899,9 @@ def test_an_upload_its_client_gives_up_on_keeps_nothing(
         auth=OPERATOR_AUTH,
         timeout=10,
     ).json()
-    assert [item["id"] for item in listed["items"]] == [reply.json()["instanceId"]]
-    assert instance(port, reply.json()["instanceId"])["file"]["total_rows"] == 200_000
+    # The upload given up on is kept as a rejected message, with nothing of its file.
+    kept_id, gone_id = (item["id"] for item in listed["items"])
+    assert kept_id == reply.json()["instanceId"]
+    assert [item["status"] for item in listed["items"]][1] == "rejected"
+    assert instance(port, kept_id)["file"]["total_rows"] == 200_000
+    assert instance(port, gone_id)["file"] is None
