@@ -199,6 +199,12 @@ class HubUnderTest:
         return items
 
 
+async def statuses(client: httpx.AsyncClient) -> list[str]:
+    """The status of every instance an operator finds, newest first."""
+    listed = await client.get("/ops/instances", auth=OPERATOR_AUTH)
+    return [item["status"] for item in listed.json()["items"]]
+
+
 def derms_received(derms_sim: httpx.Client, route: str) -> list[dict[str, Any]]:
     """The bodies the DERMS simulator received on `route`, in order."""
     bodies: list[dict[str, Any]] = derms_sim.get("/_sim/state/received").json().get(route, [])

@@ -32,7 +32,7 @@ from derms_bridge.settings import (
 )
 from derms_bridge.store.staged_transfers import StagedTransferStore
 from derms_bridge.store.tables import StagedChunkRow
-from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings, statuses
 from tests.multipart import CONTENT_TYPE, Part, multipart_body
 
 ROUTE = "/network-model-to-dacs"
@@ -320,7 +320,7 @@ async def test_a_file_sent_before_its_message_is_passed_on_unchanged(
         ("{not json", "message"),
     ],
 )
-async def test_a_bad_message_is_a_422_naming_the_field_and_keeps_nothing(
+async def test_a_bad_message_is_a_422_naming_the_field_and_keeps_only_the_rejected_message(
     transfer_hub: TransferHub, sent: dict[str, Any] | str, field: str
 ) -> None:
     transfer_hub.make_folders()
@@ -330,7 +330,7 @@ async def test_a_bad_message_is_a_422_naming_the_field_and_keeps_nothing(
     assert reply.status_code == 422
     assert reply.headers["content-type"] == "application/problem+json"
     assert field in [error["field"] for error in reply.json()["errors"]]
-    assert await transfer_hub.instances() == 0
+    assert await statuses(transfer_hub.client) == ["rejected"]
     assert await transfer_hub.staged_chunks() == []
     assert list(transfer_hub.bucket.iterdir()) == []
 
@@ -355,17 +355,18 @@ async def test_a_missing_or_empty_part_is_a_422_naming_it(
 
     assert reply.status_code == 422
     assert field in [error["field"] for error in reply.json()["errors"]]
-    assert await transfer_hub.instances() == 0
+    assert await statuses(transfer_hub.client) == ["rejected"]
 
 
 async def test_only_derms_may_send_and_only_multipart(transfer_hub: TransferHub) -> None:
     assert (await transfer_hub.send(message(), auth=OPERATOR_AUTH)).status_code == 401
     as_json = await transfer_hub.client.post(ROUTE, json=message(), auth=DERMS_AUTH)
     assert as_json.status_code == 415
-    assert await transfer_hub.instances() == 0
+    # The stranger's request is not kept; the caller's refused one is, as rejected.
+    assert await statuses(transfer_hub.client) == ["rejected"]
 
 
-async def test_a_file_over_the_limit_is_a_413_and_keeps_nothing(
+async def test_a_file_over_the_limit_is_a_413_and_keeps_only_the_rejected_message(
     database_url: str,
     cpmcs_server: ServerThread,
     derms_server: ServerThread,
@@ -412,7 +413,7 @@ async def test_a_file_over_the_limit_is_a_413_and_keeps_nothing(
         assert declared.status_code == 413
         assert streamed.status_code == 413
         assert "limit of 4096 bytes" in streamed.json()["detail"]
-        assert await limited.instances() == 0
+        assert await statuses(limited.client) == ["rejected", "rejected"]
         assert await limited.staged_chunks() == []
     await built.aclose()
 
