@@ -47,7 +47,8 @@ from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Segments
-from derms_bridge.store.file_jobs import ClaimedJob, ClaimedSegment, FileJobStore, SegmentResult
+from derms_bridge.store.file_job_records import ClaimedJob, ClaimedSegment, SegmentResult
+from derms_bridge.store.file_jobs import FileJobStore
 
 
 @dataclass
