@@ -31,17 +31,9 @@ from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import (
-    Caller,
-    Connection,
-    Connections,
-    Database,
-    Limits,
-    Segments,
-    Settings,
-    Smtp,
-    Timeouts,
-)
+from derms_bridge.settings import Database, Limits, Segments, Settings, Smtp
+from derms_bridge.settings.common import Timeouts
+from derms_bridge.settings.connections import Caller, Connection, Connections
 from derms_bridge.store.database import migrate
 
 # The real FTP server and object store, for the store adapters' tests and the flows' alike.

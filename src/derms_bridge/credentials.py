@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from derms_bridge.settings import Caller, Role
+from derms_bridge.settings.connections import Caller, Role
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both cases take as long.

@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.schemas.ops import Activity
-from derms_bridge.store.file_jobs import ClaimedJob, ClaimedSegment, FileJobStore, SegmentResult
+from derms_bridge.store.file_job_records import ClaimedJob, ClaimedSegment, SegmentResult
+from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
 
 #: prometheus-client reads it when first imported: `serve` and `worker` set it before.

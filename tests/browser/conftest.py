@@ -21,7 +21,9 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller, FtpSettings, Schedule
+from derms_bridge.settings import Schedule
+from derms_bridge.settings.connections import Caller
+from derms_bridge.settings.file_storage import FtpSettings
 from derms_bridge.store.database import migrate
 from tests.conftest import ROOT, hub_settings
 from tests.integration.console.conftest import (

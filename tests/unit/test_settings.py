@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from derms_bridge.credentials import hash_password
-from derms_bridge.settings import (
-    BasicAuth,
-    OAuth2ClientCredentials,
-    Settings,
-    SettingsError,
-    load_settings,
-)
+from derms_bridge.settings import Settings, SettingsError, load_settings
+from derms_bridge.settings.connections import BasicAuth, OAuth2ClientCredentials
 
 CPMCS_PASSWORD = "cpmcs-Basic-pw-7781"
 CLIENT_SECRET = "oauth-Client-secret-9932"

@@ -18,7 +18,7 @@ from derms_bridge.api.refusals import read_kept_part, watch_body
 from derms_bridge.api.security import caller_of
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.credentials import Authenticator, CredentialChecksBusy
-from derms_bridge.settings import Role
+from derms_bridge.settings.connections import Role
 
 BodyKind = Literal["json", "multipart", "none"]
 

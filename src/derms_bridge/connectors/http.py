@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from derms_bridge.errors import BusinessError, TechnicalFault
 from derms_bridge.schemas.ops import Activity
-from derms_bridge.settings import BasicAuth, Connection, OAuth2ClientCredentials
+from derms_bridge.settings.connections import BasicAuth, Connection, OAuth2ClientCredentials
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from derms_bridge.connectors.file_storage.interface import FileStorage, FileStorages
-from derms_bridge.settings import Connection, Settings
+from derms_bridge.settings import Settings
+from derms_bridge.settings.connections import Connection
 
 
 @dataclass(frozen=True)

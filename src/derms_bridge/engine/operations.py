@@ -23,7 +23,8 @@ from derms_bridge.schemas.ops import (
 )
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
-from derms_bridge.store.instances import InstanceHistory, InstanceRecord, InstanceStore
+from derms_bridge.store.instance_records import InstanceHistory, InstanceRecord
+from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.lookup_audit import LookupEdit, recent_edits, record_edit
 from derms_bridge.store.overview import (
     Failure,

@@ -6,14 +6,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from derms_bridge import metrics
-from derms_bridge.catalog import BY_KEY, FlowInfo
+from derms_bridge.catalog import BY_KEY
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.file_storage.interface import FileStorages
@@ -22,6 +22,7 @@ from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.rejections import ReceivedBody, identifiers_in
+from derms_bridge.engine.run_context import ChildRuns, FlowRun, RunNotices
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
@@ -29,12 +30,8 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.problems import CONFIGURATION_ERROR, problem_body
 from derms_bridge.store.file_jobs import FileJobStore
-from derms_bridge.store.instances import (
-    AlreadyResubmitted,
-    InstanceStore,
-    StoredMessage,
-    utcnow,
-)
+from derms_bridge.store.instance_records import StoredMessage
+from derms_bridge.store.instances import AlreadyResubmitted, InstanceStore
 from derms_bridge.store.staged_transfers import StagedTransferStore
 
 log = logging.getLogger(__name__)
@@ -80,102 +77,6 @@ def resubmit_refusal(instance_id: str, stored: StoredMessage) -> str | None:
     if stored.status == "resolved":
         return f"it was resubmitted as {stored.resubmitted_as}, which succeeded: nothing is left"
     return f"it was resubmitted already, as {stored.resubmitted_as}: resubmit that run if it failed"
-
-
-#: As much of a call's path as an activity keeps (store/tables.py ActivityRow.path).
-ACTIVITY_PATH_CHARS = 400
-
-
-def activity_of(call: Activity) -> Activity:
-    """An outbound call as its instance's activity keeps it."""
-    return replace(
-        call,
-        path=call.path[:ACTIVITY_PATH_CHARS] if call.path else call.path,
-        duration_ms=round(call.duration_ms, 3),
-    )
-
-
-@dataclass
-class _Run:
-    """One run of a flow: its activity and business keys, and its way to the error handler."""
-
-    instance_id: str
-    flow: FlowInfo
-    handler: CommonErrorHandler
-    keys: list[tuple[str, str]]
-    new_keys: list[tuple[str, str]] = field(default_factory=list)
-    activities: list[Activity] = field(default_factory=list)
-    #: Told of each activity as it happens (`derms-bridge run` prints them).
-    watcher: Callable[[Activity], None] | None = None
-
-    def observe(self, call: Activity) -> None:
-        self._add(activity_of(call))
-
-    def _add(self, activity: Activity) -> None:
-        self.activities.append(activity)
-        if self.watcher is not None:
-            self.watcher(activity)
-
-    def mail_problem(self, operation: str, problem: str | None) -> None:
-        if problem is not None:
-            self._add(
-                Activity(
-                    target="smtp",
-                    operation=operation,
-                    method=None,
-                    path=None,
-                    http_status=None,
-                    duration_ms=0.0,
-                    error=problem,
-                    at=utcnow(),
-                )
-            )
-
-    def add_business_key(self, kind: str, value: str) -> None:
-        self.new_keys.append((kind, value))
-
-    async def report(self, error: str) -> None:
-        mail_problem = await self.handler.handle(
-            self.flow, self.instance_id, self.keys + self.new_keys, error
-        )
-        self.mail_problem("errorEmail", mail_problem)
-
-
-@dataclass
-class _Notices:
-    """The process emails of one run, their failures kept as its activity."""
-
-    run: _Run
-    notifier: ProcessNotifier
-
-    async def no_file(self, summary: str) -> None:
-        problem = await self.notifier.no_file(self.run.flow, self.run.instance_id, summary)
-        self.run.mail_problem("noFileEmail", problem)
-
-    async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
-        problem = await self.notifier.process_complete(
-            self.run.flow,
-            self.run.instance_id,
-            self.run.keys + self.run.new_keys,
-            outcome,
-            summary,
-            whatever_the_flag=failed,
-        )
-        self.run.mail_problem("processCompleteEmail", problem)
-
-
-class _Children:
-    """Runs a linked flow as its own instance, child of the running one."""
-
-    def __init__(self, engine: FlowEngine, parent_id: str, caller: str | None) -> None:
-        self._engine = engine
-        self._parent_id = parent_id
-        self._caller = caller
-
-    async def run(self, flow: SyncFlow[Any, Any], message: BaseModel) -> FlowResult[Any]:
-        return await self._engine.run_flow(
-            flow, message, caller=self._caller, parent_id=self._parent_id
-        )
 
 
 class FlowEngine:
@@ -295,7 +196,9 @@ class FlowEngine:
         *,
         after_kept: bool,
     ) -> FlowResult[Any]:
-        run = _Run(instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys)
+        run = FlowRun(
+            instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys
+        )
         context = self._context(run, caller)
         try:
             result = await flow.run(message, context)
@@ -346,7 +249,7 @@ class FlowEngine:
         watcher: Callable[[Activity], None] | None = None,
     ) -> FlowResult[Any]:
         """Run a flow whose instance record_scheduled wrote."""
-        run = _Run(
+        run = FlowRun(
             instance_id=instance_id,
             flow=flow.info,
             handler=self._error_handler,
@@ -419,7 +322,7 @@ class FlowEngine:
             )
         return instance_id
 
-    def _context(self, run: _Run, caller: str | None) -> FlowContext:
+    def _context(self, run: FlowRun, caller: str | None) -> FlowContext:
         lookups = self._lookups()
         return FlowContext(
             cpmcs=CpmcsClient(self._cpmcs, run.observe),
@@ -427,7 +330,7 @@ class FlowEngine:
             lookups=lookups,
             errors=run,
             run=run,
-            children=_Children(self, run.instance_id, caller),
+            children=ChildRuns(self, run.instance_id, caller),
             concurrency=self._enrollment_concurrency,
             stores=FileStorages(
                 ftp=ObservedStorage(self._stores.ftp, "ftp", run.observe),
@@ -436,7 +339,7 @@ class FlowEngine:
                 ),
             ),
             received_files=self._staged_files,
-            notices=_Notices(run, self._notifier),
+            notices=RunNotices(run, self._notifier),
         )
 
     async def resubmit(self, instance_id: str, *, caller: str | None) -> RunOutcome:

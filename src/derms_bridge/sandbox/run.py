@@ -22,19 +22,12 @@ from derms_bridge.sandbox.object_store import (
 )
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
 from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
-from derms_bridge.settings import (
-    Caller,
-    Connection,
-    Connections,
-    Database,
+from derms_bridge.settings import Database, Schedule, Server, Settings, Smtp, WebConsole
+from derms_bridge.settings.connections import Caller, Connection, Connections
+from derms_bridge.settings.file_storage import (
     FileStorageSettings,
     FtpSettings,
     OciObjectStorageSettings,
-    Schedule,
-    Server,
-    Settings,
-    Smtp,
-    WebConsole,
 )
 
 #: The sandbox's callers: fixed, documented, and never valid outside the sandbox.

@@ -8,22 +8,13 @@ but many at a time, in a worker's round of statements built once.
 from __future__ import annotations
 
 import functools
-import struct
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
-    Connection,
-    DateTime,
-    Integer,
-    String,
     and_,
-    bindparam,
-    case,
-    exists,
     func,
     insert,
     or_,
@@ -34,196 +25,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.schemas.ops import Activity, FileProgress, SetAsideRow
 from derms_bridge.store.database import sqlite_side_connection
+from derms_bridge.store.file_job_records import (
+    SEGMENT_SPOOL_BYTES,
+    ClaimedJob,
+    ClaimedSegment,
+    NewFile,
+    NewSegment,
+    SegmentResult,
+    SetAside,
+    spool_segment,
+    spooled_segments,
+)
 from derms_bridge.store.instances import InstanceStore, reopen, utcnow
 from derms_bridge.store.leases import Leases
-from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+from derms_bridge.store.segment_rounds import (
+    FINISH_STALLED,
+    SENT_AGAIN,
+    SegmentRounds,
+    add_activities,
+)
+from derms_bridge.store.tables import FileJobRow, InstanceRow, SegmentRow
 
 _T = TypeVar("_T")
-
-#: How much of a file's compressed segments the SQLite spool keeps in memory, before disk.
-SEGMENT_SPOOL_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class NewFile:
-    """A received file's instance, written with what is kept of the file."""
-
-    instance_id: str
-    flow: str
-    caller: str | None
-    #: The trigger's message, as the instance's payload and the job's.
-    message: Any
-    keys: Sequence[tuple[str, str]]
-    resubmit_of: str | None
-    #: Where the file's acknowledgements go: the DERMS connection that sent it.
-    derms_connection: str
-
-
-@dataclass(frozen=True)
-class NewSegment:
-    seq: int
-    first_line: int
-    row_count: int
-    #: The segment's rows as CSV lines, zlib-compressed.
-    rows_zlib: bytes
-
-
-#: How many of a file's rows set aside are named (line, recordId, why) in the job, for its
-#: acknowledgement and the ops API; all of them are kept, as they came, for the download.
-SET_ASIDE_NAMED = 1000
-
-
-@dataclass(frozen=True)
-class SetAside:
-    """The rows of a file that could not go: how many, the first SET_ASIDE_NAMED named, and
-    all of them as they came (CSV lines, zlib-compressed; None when there are none)."""
-
-    count: int
-    named: list[SetAsideRow]
-    lines_zlib: bytes | None
-
-    def columns(self) -> dict[str, Any]:
-        """As the job's columns keep them."""
-        return {
-            "rows_set_aside": self.count,
-            "set_aside": [vars(row) for row in self.named] if self.count else None,
-            "set_aside_zlib": self.lines_zlib,
-        }
-
-
-#: A spooled segment's seq, first line, rows and compressed size, before its bytes.
-_SPOOLED_HEAD = struct.Struct("<QQQQ")
-
-
-def _spool_segment(spool: IO[bytes], segment: NewSegment) -> None:
-    size = len(segment.rows_zlib)
-    spool.write(_SPOOLED_HEAD.pack(segment.seq, segment.first_line, segment.row_count, size))
-    spool.write(segment.rows_zlib)
-
-
-async def _spooled_segments(spool: IO[bytes]) -> AsyncIterator[NewSegment]:
-    spool.seek(0)
-    while head := spool.read(_SPOOLED_HEAD.size):
-        seq, first_line, row_count, size = _SPOOLED_HEAD.unpack(head)
-        yield NewSegment(seq, first_line, row_count, spool.read(size))
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    instance_id: str
-    flow: str
-    message: Any
-    state: str
-    outcome: str | None
-    failure: str | None
-    run: int
-    total_rows: int
-    total_segments: int
-    derms_connection: str | None
-    #: The MsgAck the run sent, as it went (acking_again).
-    ack: Any | None
-    #: Of its segments, those sent again when CPMCS may have had them already.
-    segments_sent_again: int
-    rows_set_aside: int
-
-
-@dataclass(frozen=True)
-class ClaimedSegment:
-    id: int
-    instance_id: str
-    flow: str
-    message: Any
-    seq: int
-    first_line: int
-    row_count: int
-    #: The segment's rows as CSV lines, zlib-compressed.
-    rows_zlib: bytes
-    #: Claimed after another claim's lease ran out while it was sending: CPMCS may have it.
-    taken_over: bool
-
-
-@dataclass(frozen=True)
-class SegmentResult:
-    """A sent segment's result, to be recorded: error None when CPMCS took it."""
-
-    segment: ClaimedSegment
-    error: str | None
-    failure: str | None
-    activities: Sequence[Activity]
-    #: Tried again after a try whose answer was lost: CPMCS may have had it already.
-    sent_again: bool
-
-
-def _live(lease: Any, now: Any) -> Any:
-    return and_(lease.is_not(None), lease >= now)
-
-
-# The statements of a round of results and claims, built once: building a statement and
-# its cache key again for each round cost the hub more CPU than SQLite took to run it.
-_NOW = bindparam("now", type_=DateTime(timezone=True))
-_HOLDER = bindparam("holder", type_=String)
-
-#: Claimed segments given back.
-_RELEASE = (
-    update(SegmentRow)
-    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), SegmentRow.owner == _HOLDER)
-    .values(status="pending", owner=None, lease_until=None)
-)
-#: Segments CPMCS took.
-_ACCEPT = (
-    update(SegmentRow)
-    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), SegmentRow.owner == _HOLDER)
-    .values(status="accepted", error=None, lease_until=None)
-)
-_FREE = or_(
-    SegmentRow.status == "pending",
-    and_(SegmentRow.status == "sending", SegmentRow.lease_until < _NOW),
-)
-#: The next free segments of running jobs, up to `limit`, and their status.
-_CANDIDATES = (
-    select(SegmentRow.id, SegmentRow.status)
-    .join(FileJobRow, FileJobRow.instance_id == SegmentRow.instance_id)
-    .where(FileJobRow.state == "running", _FREE)
-    .order_by(SegmentRow.instance_id, SegmentRow.seq)
-    .limit(bindparam("limit", type_=Integer))
-)
-#: The candidates that are still free, taken by `holder` until `until`.
-_TAKE = (
-    update(SegmentRow)
-    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), _FREE)
-    .values(
-        status="sending",
-        owner=_HOLDER,
-        lease_until=bindparam("until", type_=DateTime(timezone=True)),
-        attempts=SegmentRow.attempts + 1,
-        # The status before this update: sending under a lapsed lease, its call may have
-        # reached CPMCS before its holder stopped.
-        sent_again=or_(SegmentRow.sent_again, SegmentRow.status == "sending"),
-    )
-    .returning(
-        SegmentRow.id,
-        SegmentRow.instance_id,
-        SegmentRow.seq,
-        SegmentRow.first_line,
-        SegmentRow.row_count,
-        SegmentRow.rows_zlib,
-    )
-)
-#: Segments tried again after a try whose answer was lost.
-_SENT_AGAIN_MARK = (
-    update(SegmentRow)
-    .where(SegmentRow.id.in_(bindparam("ids", expanding=True)), SegmentRow.owner == _HOLDER)
-    .values(sent_again=True)
-)
-#: How many of an instance's segments were sent again when CPMCS may have had them.
-_SENT_AGAIN = select(func.count()).where(
-    SegmentRow.instance_id == bindparam("instance_id", type_=String), SegmentRow.sent_again
-)
-#: The number of an instance's last activity.
-_LAST_ACTIVITY = select(func.coalesce(func.max(ActivityRow.seq), 0)).where(
-    ActivityRow.instance_id == bindparam("instance_id", type_=String)
-)
-_ADD_ACTIVITY = insert(ActivityRow)
 
 
 class FileJobStore:
@@ -232,13 +55,9 @@ class FileJobStore:
         self._postgres = instances.engine.dialect.name == "postgresql"
         self._leases = Leases(FileJobRow, postgres=self._postgres)
         self._side = sqlite_side_connection(instances.engine)
-        self._candidates = (
-            _CANDIDATES.with_for_update(of=SegmentRow, skip_locked=True)
-            if self._postgres
-            else _CANDIDATES
-        )
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
+        self._rounds = SegmentRounds(postgres=self._postgres, jobs=self._jobs)
 
     async def receive(
         self,
@@ -255,8 +74,8 @@ class FileJobStore:
             # spool until the upload has ended, however slowly it comes.
             with tempfile.SpooledTemporaryFile(max_size=SEGMENT_SPOOL_BYTES) as spool:
                 async for segment in segments:
-                    _spool_segment(spool, segment)
-                return await self._keep(file, _spooled_segments(spool), set_aside)
+                    spool_segment(spool, segment)
+                return await self._keep(file, spooled_segments(spool), set_aside)
         return await self._keep(file, segments, set_aside)
 
     async def _keep(
@@ -371,7 +190,7 @@ class FileJobStore:
                 return None
             # Only the acknowledgement says it: a health check has sent nothing yet.
             sent_again = (
-                await connection.scalar(_SENT_AGAIN, {"instance_id": claimed.instance_id})
+                await connection.scalar(SENT_AGAIN, {"instance_id": claimed.instance_id})
                 if claimed.state == "acking"
                 else 0
             )
@@ -433,7 +252,12 @@ class FileJobStore:
         aiosqlite each statement would take the event loop three or four trips to its
         thread and back, and those trips cost more CPU than the statements."""
         round_ = functools.partial(
-            self._round, owner=owner, lease=lease, results=results, limit=limit, released=released
+            self._rounds.run,
+            owner=owner,
+            lease=lease,
+            results=results,
+            limit=limit,
+            released=released,
         )
         if self._side is None:
             async with self._instances.writing() as connection:
@@ -445,73 +269,13 @@ class FileJobStore:
         if self._side is not None:
             await self._side.close()
 
-    def _round(
-        self,
-        connection: Connection,
-        *,
-        owner: str,
-        lease: timedelta,
-        results: Sequence[SegmentResult],
-        limit: int,
-        released: Sequence[int],
-    ) -> tuple[bool, list[ClaimedSegment]]:
-        if released:
-            connection.execute(_RELEASE, {"ids": released, "holder": owner})
-        _record_results(connection, owner, results)
-        claimed = self._claim(connection, owner, lease, limit) if limit > 0 else []
-        # A run this round has just claimed a segment of is not over: no need to look.
-        finishing = {result.segment.instance_id for result in results} - {
-            segment.instance_id for segment in claimed
-        }
-        due = bool(finishing) and bool(
-            connection.execute(_FINISH_RUNS_OF, {"jobs": sorted(finishing), "now": utcnow()}).all()
-        )
-        return due, claimed
-
-    def _claim(
-        self, connection: Connection, owner: str, lease: timedelta, limit: int
-    ) -> list[ClaimedSegment]:
-        now = utcnow()
-        # Selected first, not as a subquery of the update: PostgreSQL can run a subquery
-        # under IN once per row, and then its LIMIT limits nothing.
-        candidates = connection.execute(self._candidates, {"now": now, "limit": limit}).all()
-        if not candidates:
-            return []
-        ids = [candidate.id for candidate in candidates]
-        lapsed = {candidate.id for candidate in candidates if candidate.status == "sending"}
-        taken = connection.execute(
-            _TAKE, {"ids": ids, "now": now, "holder": owner, "until": now + lease}
-        ).all()
-        unknown = {row.instance_id for row in taken} - self._jobs.keys()
-        if unknown:
-            jobs = connection.execute(
-                select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
-                    FileJobRow.instance_id.in_(unknown)
-                )
-            )
-            self._jobs |= {instance_id: (flow, message) for instance_id, flow, message in jobs}
-        return [
-            ClaimedSegment(
-                id=row.id,
-                instance_id=row.instance_id,
-                flow=self._jobs[row.instance_id][0],
-                message=self._jobs[row.instance_id][1],
-                seq=row.seq,
-                first_line=row.first_line,
-                row_count=row.row_count,
-                rows_zlib=row.rows_zlib,
-                taken_over=row.id in lapsed,
-            )
-            for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
-        ]
-
     async def finish_stalled(self) -> int:
         """Make due the acknowledgement of any run with nothing left to send. Recording a
         segment does this for its own run; on PostgreSQL two workers recording a run's
         last two segments at once can each still see the other's as sending, so a
         worker's round sweeps up after them."""
         async with self._instances.writing() as connection:
-            return len((await connection.execute(_FINISH_STALLED, {"now": utcnow()})).all())
+            return len((await connection.execute(FINISH_STALLED, {"now": utcnow()})).all())
 
     async def acknowledged(
         self,
@@ -674,7 +438,7 @@ class FileJobStore:
                     )
                 ).all()
             )
-            sent_again = await connection.scalar(_SENT_AGAIN, {"instance_id": instance_id})
+            sent_again = await connection.scalar(SENT_AGAIN, {"instance_id": instance_id})
             rows_sent = await connection.scalar(
                 select(func.coalesce(func.sum(SegmentRow.row_count), 0)).where(
                     SegmentRow.instance_id == instance_id, SegmentRow.status == "accepted"
@@ -707,100 +471,3 @@ class FileJobStore:
             ack_error=job.ack_error,
             derms_connection=job.derms_connection,
         )
-
-
-def _record_results(connection: Connection, owner: str, results: Sequence[SegmentResult]) -> None:
-    """The segments' results; a failure stops its job's other segments from going."""
-    accepted = [result.segment.id for result in results if result.error is None]
-    if accepted:
-        connection.execute(_ACCEPT, {"ids": accepted, "holder": owner})
-    sent_again = [result.segment.id for result in results if result.sent_again]
-    if sent_again:
-        connection.execute(_SENT_AGAIN_MARK, {"ids": sent_again, "holder": owner})
-    activities: dict[str, list[Activity]] = {}
-    for result in results:
-        segment = result.segment
-        if result.error is not None:
-            connection.execute(
-                update(SegmentRow)
-                .where(SegmentRow.id == segment.id, SegmentRow.owner == owner)
-                .values(status="failed", error=result.error, lease_until=None)
-            )
-            connection.execute(
-                update(FileJobRow)
-                .where(
-                    FileJobRow.instance_id == segment.instance_id,
-                    FileJobRow.state == "running",
-                )
-                .values(
-                    state="failing", failure=result.failure or result.error, updated_at=utcnow()
-                )
-            )
-        activities.setdefault(segment.instance_id, []).extend(result.activities)
-    for instance_id, entries in activities.items():
-        add_activities(connection, instance_id, entries)
-
-
-def _finish_runs(which: Any) -> Any:
-    """The update that makes a run's acknowledgement due once none of its segments is
-    left to go (a failing run: once none is still in flight), returning the outcome (ERROR
-    when rows were set aside); `now` is bound when it runs."""
-    now = _NOW
-    job = FileJobRow.instance_id
-    # One status per EXISTS, so that SQLite finds the few pending or sending rows through
-    # ix_segments_status: under an OR it walks every segment of the file by instance_id
-    # instead, following each row's overflow pages (about 15 ms a call at 1,000 segments
-    # of 1,000 rows, bench/device_reservation.py).
-    in_flight = exists().where(
-        SegmentRow.instance_id == job,
-        SegmentRow.status == "sending",
-        _live(SegmentRow.lease_until, now),
-    )
-    pending = exists().where(SegmentRow.instance_id == job, SegmentRow.status == "pending")
-    # A running run's segment left sending under a lapsed lease (its worker died) is still
-    # to go: another worker claims it again, so the run is not over while any is sending.
-    sending = exists().where(SegmentRow.instance_id == job, SegmentRow.status == "sending")
-    return (
-        update(FileJobRow)
-        .where(
-            which,
-            or_(
-                and_(FileJobRow.state == "running", ~pending, ~sending),
-                and_(FileJobRow.state == "failing", ~in_flight),
-            ),
-        )
-        .values(
-            state="acking",
-            outcome=case(
-                (FileJobRow.state == "failing", "FAILURE"),
-                (FileJobRow.rows_set_aside > 0, "ERROR"),
-                else_="SUCCESS",
-            ),
-            owner=None,
-            lease_until=None,
-            updated_at=now,
-        )
-        .returning(FileJobRow.outcome)
-    )
-
-
-def add_activities(
-    connection: Connection, instance_id: str, activities: Sequence[Activity]
-) -> None:
-    """Activities written as a file run goes, numbered after those already kept."""
-    if not activities:
-        return
-    last = connection.scalar(_LAST_ACTIVITY, {"instance_id": instance_id})
-    connection.execute(
-        _ADD_ACTIVITY,
-        [
-            {"instance_id": instance_id, "seq": (last or 0) + n, **vars(activity)}
-            for n, activity in enumerate(activities, start=1)
-        ],
-    )
-
-
-#: The runs among `jobs` that are over, made due.
-_FINISH_RUNS_OF = _finish_runs(FileJobRow.instance_id.in_(bindparam("jobs", expanding=True)))
-#: Any run that is over, made due.
-_FINISH_STALLED = _finish_runs(FileJobRow.instance_id.is_not(None))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from derms_bridge.schemas.ops import Activity, BusinessKey, InstanceFilter, KeptActivity
+from derms_bridge.store.instance_records import (
+    InstanceHistory,
+    InstanceRecord,
+    InstanceRecords,
+    StoredMessage,
+)
 from derms_bridge.store.tables import (
     ActivityRow,
     BusinessKeyRow,
@@ -21,18 +26,6 @@ from derms_bridge.store.tables import (
     InstanceRow,
     RejectionEmailRow,
 )
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """What a run was started with, for running it again, how it stands, and the run that
-    resubmitted it, if one did."""
-
-    flow: str
-    payload: Any
-    parent_id: str | None
-    status: str
-    resubmitted_as: str | None
 
 
 class AlreadyResubmitted(Exception):
@@ -56,45 +49,6 @@ def as_utc(moment: datetime) -> datetime:
 def _utc(moment: datetime) -> datetime:
     # SQLite compares the wall-clock text and drops any offset; every stored time is UTC.
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """An instance as kept, with its business identifiers in the order they were learned."""
-
-    id: str
-    flow: str
-    status: str
-    caller: str | None
-    error: str | None
-    skipped_reason: str | None
-    attempts: int
-    resubmit_of: str | None
-    parent_id: str | None
-    received_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    business_keys: list[BusinessKey]
-
-
-@dataclass(frozen=True)
-class InstanceHistory(InstanceRecord):
-    """An instance with what it was sent and answered, the runs that came of it and its
-    activities in order."""
-
-    payload: Any
-    reply: Any
-    resubmitted_as: list[str]
-    children: list[str]
-    activities: list[KeptActivity]
-
-
-@dataclass(frozen=True)
-class InstanceRecords:
-    """One page of the instances a filter selects, and how many it selects in all."""
-
-    items: list[InstanceRecord]
-    total: int
 
 
 class InstanceStore:

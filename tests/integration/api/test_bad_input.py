@@ -20,7 +20,7 @@ from derms_bridge.bootstrap import build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller
+from derms_bridge.settings.connections import Caller
 from tests.conftest import (
     CPMCS_AUTH,
     DERMS_AUTH,

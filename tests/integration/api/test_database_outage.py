@@ -24,7 +24,7 @@ from derms_bridge.bootstrap import build_hub, local_file_stores
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller
+from derms_bridge.settings.connections import Caller
 from derms_bridge.store.database import migrate
 from tests.conftest import (
     DERMS_AUTH,

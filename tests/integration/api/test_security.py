@@ -21,7 +21,7 @@ from derms_bridge.credentials import hash_password, hash_token
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller
+from derms_bridge.settings.connections import Caller
 from tests.conftest import (
     CPMCS_AUTH,
     DERMS_AUTH,

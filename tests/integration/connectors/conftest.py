@@ -26,7 +26,7 @@ from derms_bridge.connectors.file_storage import open_storage
 from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import LOOPBACK, free_port
-from derms_bridge.settings import (
+from derms_bridge.settings.file_storage import (
     FtpSettings,
     LocalFolderSettings,
     OciObjectStorageSettings,

@@ -16,12 +16,8 @@ from pydantic import SecretStr
 from derms_bridge.connectors.file_storage import open_storage
 from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.errors import BadFileName, FileStorageError
-from derms_bridge.settings import (
-    OciObjectStorageSettings,
-    SettingsError,
-    SftpSettings,
-    load_settings,
-)
+from derms_bridge.settings import SettingsError, load_settings
+from derms_bridge.settings.file_storage import OciObjectStorageSettings, SftpSettings
 from tests.integration.connectors.conftest import SftpServer, StoreUnderTest
 from tests.stores import PASSWORD, USER, WRONG_PASSWORD
 

@@ -38,7 +38,7 @@ from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest
 from derms_bridge.schemas.ops import Activity
-from derms_bridge.settings import Connection
+from derms_bridge.settings.connections import Connection
 
 ENROLL_PATH = OPERATIONS["enrollProgram"][1]
 ROOT = Path(__file__).resolve().parents[3]

@@ -17,13 +17,9 @@ from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import (
-    Caller,
-    FileStorageSettings,
-    LocalFolderSettings,
-    Settings,
-    WebConsole,
-)
+from derms_bridge.settings import Settings, WebConsole
+from derms_bridge.settings.connections import Caller
+from derms_bridge.settings.file_storage import FileStorageSettings, LocalFolderSettings
 from tests.conftest import LOOKUPS_DIR, PASSWORDS, empty_tables, hub_settings
 
 SESSION_SECRET = "console-test-secret-" + "x" * 20

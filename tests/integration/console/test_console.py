@@ -13,17 +13,19 @@ import pytest
 from derms_bridge.lookups import PREFIX, Lookups
 from derms_bridge.sandbox.object_store import write_api_signing_key
 from derms_bridge.sandbox.servers import free_port
-from derms_bridge.settings import (
+from derms_bridge.settings import Smtp
+from derms_bridge.settings.connections import (
     BasicAuth,
     Connection,
     Connections,
+    OAuth2ClientCredentials,
+)
+from derms_bridge.settings.file_storage import (
     FileStorageSettings,
     FtpSettings,
-    OAuth2ClientCredentials,
     OciObjectStorageSettings,
     S3Settings,
     SftpSettings,
-    Smtp,
 )
 from derms_bridge.store.processes import ProcessStore
 from tests.conftest import DERMS_AUTH, PASSWORDS

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from derms_bridge.engine.schedules import Scheduler
-from derms_bridge.settings import FtpSettings, Schedule
+from derms_bridge.settings import Schedule
+from derms_bridge.settings.file_storage import FtpSettings
 from derms_bridge.store.schedules import ScheduleStore
 from tests.conftest import derms_received
 from tests.integration.console.conftest import (

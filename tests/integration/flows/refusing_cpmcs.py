@@ -20,7 +20,7 @@ from derms_bridge.bootstrap import build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import cpmcs_error
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller
+from derms_bridge.settings.connections import Caller
 from tests.conftest import empty_tables, hub_settings
 
 #: What the stand-in answers every call with.

@@ -26,7 +26,11 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import LOOPBACK
 from derms_bridge.sandbox.smtp_sink import ReceivedMail, SmtpSink
-from derms_bridge.settings import FileStorageSettings, FtpSettings, OciObjectStorageSettings
+from derms_bridge.settings.file_storage import (
+    FileStorageSettings,
+    FtpSettings,
+    OciObjectStorageSettings,
+)
 from tests.conftest import OPERATOR_AUTH, HubUnderTest, derms_received, serving
 from tests.stores import (
     DERMS_DOWN,

@@ -12,7 +12,7 @@ from derms_bridge.bootstrap import build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Caller
+from derms_bridge.settings.connections import Caller
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, hub_settings
 from tests.payloads import enrollment_message, enrollment_request
 

@@ -26,7 +26,8 @@ from derms_bridge.sandbox.derms_sim import create_derms_app
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
-from derms_bridge.settings import Caller, SegmentRetry, Segments, Settings
+from derms_bridge.settings import SegmentRetry, Segments, Settings
+from derms_bridge.settings.connections import Caller
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
 from tests.csv_files import (
     OUTCOME_HEADER,

@@ -23,13 +23,9 @@ from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import (
-    Caller,
-    FileStorageSettings,
-    LocalFolderSettings,
-    Segments,
-    Settings,
-)
+from derms_bridge.settings import Segments, Settings
+from derms_bridge.settings.connections import Caller
+from derms_bridge.settings.file_storage import FileStorageSettings, LocalFolderSettings
 from derms_bridge.store.staged_transfers import StagedTransferStore
 from derms_bridge.store.tables import StagedChunkRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings, statuses

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from derms_bridge.connectors.file_storage.interface import FileStorage
-from derms_bridge.settings import (
+from derms_bridge.settings.file_storage import (
     FtpSettings,
     LocalFolderSettings,
     OciObjectStorageSettings,

@@ -18,7 +18,7 @@ from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.connectors.file_storage.partial import write_then_rename
 from derms_bridge.errors import FileStorageError
 from derms_bridge.schemas.file_names import checked_file_name
-from derms_bridge.settings import FtpSettings
+from derms_bridge.settings.file_storage import FtpSettings
 
 CHUNK_BYTES = 1024 * 1024
 

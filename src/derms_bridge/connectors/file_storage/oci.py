@@ -14,7 +14,7 @@ from typing import IO, Any, TypeVar
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.errors import FileStorageError
 from derms_bridge.schemas.file_names import checked_file_name
-from derms_bridge.settings import OciObjectStorageSettings
+from derms_bridge.settings.file_storage import OciObjectStorageSettings
 
 CHUNK_BYTES = 1024 * 1024
 Result = TypeVar("Result")

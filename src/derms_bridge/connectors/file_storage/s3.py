@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.errors import FileStorageError
 from derms_bridge.schemas.file_names import checked_file_name
-from derms_bridge.settings import S3Settings
+from derms_bridge.settings.file_storage import S3Settings
 
 CHUNK_BYTES = 1024 * 1024
 #: S3's smallest part: botocore holds a few copies of each part in flight while it signs

@@ -14,7 +14,7 @@ from derms_bridge.connectors.file_storage.interface import Folder, StoredFile
 from derms_bridge.connectors.file_storage.partial import write_then_rename
 from derms_bridge.errors import FileStorageError
 from derms_bridge.schemas.file_names import checked_file_name
-from derms_bridge.settings import SftpSettings
+from derms_bridge.settings.file_storage import SftpSettings
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -27,7 +27,7 @@ from derms_bridge.flows.csv_rows import utc_z
 from derms_bridge.flows.ports import CsvRow, FileFlow, segment_json
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import SetAsideRow
-from derms_bridge.store.file_jobs import SET_ASIDE_NAMED, SetAside
+from derms_bridge.store.file_job_records import SET_ASIDE_NAMED, SetAside
 
 
 class SetAsideRows:

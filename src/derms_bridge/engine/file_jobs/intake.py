@@ -34,7 +34,8 @@ from derms_bridge.flows.ports import FileFlow
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import InstanceFilter
 from derms_bridge.settings import Segments
-from derms_bridge.store.file_jobs import FileJobStore, NewFile, NewSegment
+from derms_bridge.store.file_job_records import NewFile, NewSegment
+from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
 
 #: A segment's rows as CSV lines, the line its first row stood on, and how many.

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from derms_bridge.engine.background import Shutdown
-from derms_bridge.store.file_jobs import ClaimedSegment, FileJobStore, SegmentResult
+from derms_bridge.store.file_job_records import ClaimedSegment, SegmentResult
+from derms_bridge.store.file_jobs import FileJobStore
 
 log = logging.getLogger(__name__)
 

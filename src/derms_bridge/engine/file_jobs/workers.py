@@ -40,14 +40,15 @@ from derms_bridge.engine.file_jobs.csv_cutter import segment_body
 from derms_bridge.engine.file_jobs.sending import SegmentSending
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.polling import PollingLoop, worker_name
-from derms_bridge.engine.runner import activity_of
+from derms_bridge.engine.run_context import activity_of
 from derms_bridge.errors import TechnicalFault
 from derms_bridge.flows.ports import FileFlow, FileJobContext, FileOutcome
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Segments
-from derms_bridge.store.file_jobs import ClaimedJob, ClaimedSegment, FileJobStore, SegmentResult
+from derms_bridge.store.file_job_records import ClaimedJob, ClaimedSegment, SegmentResult
+from derms_bridge.store.file_jobs import FileJobStore
 
 
 @dataclass

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import ssl
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import (
-    AfterValidator,
-    AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -34,167 +28,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from derms_bridge.settings.common import Secret, Strict
+from derms_bridge.settings.connections import Caller, Connections, sha256_hex
+from derms_bridge.settings.file_storage import FileStorageSettings
+
 ENV_PREFIX = "DERMS_BRIDGE_"
 DEFAULT_SETTINGS_FILE = Path("config/derms-bridge.yaml")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _readable_ca_bundle(value: Path | None) -> Path | None:
-    """A CA bundle is read when the settings are, so that a bad one stops the hub at start-up
-    instead of failing its first call to the system."""
-    if value is None:
-        return None
-    if not value.is_file():
-        raise ValueError(f"CA bundle {value} does not exist")
-    try:
-        ssl.create_default_context(cafile=str(value))
-    except (ssl.SSLError, OSError) as exc:
-        raise ValueError(f"CA bundle {value} cannot be read as PEM certificates: {exc}") from None
-    return value
-
-
-#: Words the example settings hold where a secret must go.
-_PLACEHOLDER_WORDS = ("change-me", "changeme", "replace")
-
-
-def _not_placeholder(value: SecretStr) -> SecretStr:
-    words = value.get_secret_value().strip().lower()
-    if any(word in words for word in _PLACEHOLDER_WORDS):
-        raise ValueError("still the example's placeholder: put the real secret here")
-    return value
-
-
-#: A secret that the settings refuse to start with while it is the example's placeholder.
-Secret = Annotated[SecretStr, AfterValidator(_not_placeholder)]
-
-
-class Timeouts(_Strict):
-    connect: float = Field(5.0, gt=0, description="seconds to open a connection")
-    read: float = Field(30.0, gt=0, description="seconds to wait for each answer")
-
-
-class BasicAuth(_Strict):
-    type: Literal["basic"] = "basic"
-    username: str = Field(min_length=1)
-    password: Secret
-
-
-class OAuth2ClientCredentials(_Strict):
-    type: Literal["oauth2"] = "oauth2"
-    token_url: AnyHttpUrl
-    client_id: str = Field(min_length=1)
-    client_secret: Secret
-    scope: str | None = None
-
-
-OutboundAuth = Annotated[BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")]
-
-
-class Connection(_Strict):
-    """One outside system the hub calls."""
-
-    base_url: AnyHttpUrl
-    timeouts: Timeouts = Timeouts()
-    auth: OutboundAuth | None = None
-    ca_bundle: Path | None = Field(
-        None, description="PEM file of the CA that signs this system's certificate"
-    )
-    max_connections: int = Field(100, ge=1)
-
-    @field_validator("base_url")
-    @classmethod
-    def _no_credentials_in_url(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        if value.username or value.password:
-            raise ValueError("put credentials under auth, not in base_url")
-        return value
-
-    _ca_bundle_readable = field_validator("ca_bundle")(_readable_ca_bundle)
-
-
-class Connections(_Strict):
-    cpmcs: Connection
-    derms: dict[str, Connection] = Field(
-        description="named DERMS connections; the Routing lookup picks one by division",
-    )
-
-    @field_validator("derms")
-    @classmethod
-    def _derms_not_empty(cls, value: dict[str, Connection]) -> dict[str, Connection]:
-        if not value:
-            raise ValueError("at least one DERMS connection is needed")
-        return value
-
-
-Role = Literal["derms", "cpmcs", "operator"]
-
-
-def _sha256_hex(value: SecretStr | None) -> SecretStr | None:
-    if value is not None:
-        digest = value.get_secret_value()
-        if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-            raise ValueError("token_sha256 must be 64 hex digits (derms-bridge hash-token)")
-        if set(digest) == {"0"}:
-            raise ValueError(
-                "token_sha256 is the example's placeholder: put the hash that "
-                "`derms-bridge hash-token` prints"
-            )
-    return value
-
-
-#: An argon2 hash as `derms-bridge hash-password` writes it (PHC string format).
-_ARGON2_HASH = re.compile(
-    r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}"
-)
-
-
-class Caller(_Strict):
-    """A system or person allowed to call the hub."""
-
-    role: Role
-    username: str | None = Field(None, min_length=1)
-    password_hash: SecretStr | None = Field(
-        None, description="argon2 hash, made with `derms-bridge hash-password`"
-    )
-    token_sha256: SecretStr | None = Field(
-        None, description="hex SHA-256 of a bearer token, made with `derms-bridge hash-token`"
-    )
-    derms_connection: str | None = Field(
-        None,
-        description="for a DERMS caller: the `derms` connection that the acknowledgements of "
-        "the files it sends (flows 7, 8) go back to; unset: the Routing lookup's `*` row",
-    )
-
-    _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
-
-    @model_validator(mode="after")
-    def _only_derms_sends_files(self) -> Caller:
-        if self.derms_connection is not None and self.role != "derms":
-            raise ValueError(
-                "derms_connection: only a caller of role derms sends files to acknowledge"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _has_a_credential(self) -> Caller:
-        basic = self.username is not None and self.password_hash is not None
-        if not basic and self.token_sha256 is None:
-            raise ValueError("a caller needs username and password_hash, or token_sha256")
-        if (self.username is None) != (self.password_hash is None):
-            raise ValueError("username and password_hash go together")
-        if self.password_hash is not None and not _ARGON2_HASH.fullmatch(
-            self.password_hash.get_secret_value()
-        ):
-            raise ValueError(
-                "password_hash must be an argon2 hash as `derms-bridge hash-password` prints "
-                "it, not a plain password or the example's placeholder"
-            )
-        return self
-
-
-class Smtp(_Strict):
+class Smtp(Strict):
     host: str = "127.0.0.1"
     port: int = Field(25, ge=1, le=65535)
     username: str | None = None
@@ -203,7 +45,7 @@ class Smtp(_Strict):
     timeout: float = Field(10.0, gt=0)
 
 
-class Database(_Strict):
+class Database(Strict):
     url: SecretStr = Field(
         SecretStr("sqlite:///var/derms-bridge.db"),
         description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db",
@@ -211,7 +53,7 @@ class Database(_Strict):
     migrate_on_start: bool = True
 
 
-class Limits(_Strict):
+class Limits(Strict):
     max_json_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     enrollment_concurrency: int = Field(
         32, ge=1, le=256, description="enrollProgram calls in flight for one batch"
@@ -234,7 +76,7 @@ class Limits(_Strict):
 CPMCS_LIST_LIMIT = 2000
 
 
-class SegmentRetry(_Strict):
+class SegmentRetry(Strict):
     """How a segment whose call fails for a passing reason (no answer, 429, 5xx) is tried
     again, with backoff and jitter, before its file fails."""
 
@@ -249,7 +91,7 @@ class SegmentRetry(_Strict):
     )
 
 
-class Segments(_Strict):
+class Segments(Strict):
     """How the file flows (7, 8) cut a file and send it."""
 
     size: int = Field(
@@ -268,7 +110,7 @@ class Segments(_Strict):
     max_file_bytes: int = Field(2 * 1024**3, ge=1024, description="the largest CSV accepted")
 
 
-class Processes(_Strict):
+class Processes(Strict):
     """How hub processes sharing a database tell they are alive, so that the runs of one
     that stopped mid-run are given up as failed instead of staying in progress."""
 
@@ -299,7 +141,7 @@ class Processes(_Strict):
         return self
 
 
-class Metrics(_Strict):
+class Metrics(Strict):
     """The Prometheus scrape at /metrics."""
 
     dir: Path = Field(
@@ -312,10 +154,10 @@ class Metrics(_Strict):
         "(`derms-bridge hash-token`); operator callers may read it too",
     )
 
-    _is_sha256_hex = field_validator("token_sha256")(_sha256_hex)
+    _is_sha256_hex = field_validator("token_sha256")(sha256_hex)
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     """When a scheduled flow runs: a cron expression read in a time zone."""
 
     cron: str = Field(
@@ -347,119 +189,7 @@ class Schedule(_Strict):
 ScheduledFlowKey = Literal["device_score_ftp", "device_score_os"]
 
 
-class LocalFolderSettings(_Strict):
-    """A folder on the hub's own disk; for object storage, namespace and bucket are folders."""
-
-    type: Literal["local"] = "local"
-    root: Path
-
-
-class FtpSettings(_Strict):
-    """An FTP server, plain or with explicit FTPS (AUTH TLS, then a protected data channel)."""
-
-    type: Literal["ftp"] = "ftp"
-    host: str = Field(min_length=1)
-    port: int = Field(21, ge=1, le=65535)
-    username: str = Field(min_length=1)
-    password: Secret
-    tls: bool = Field(False, description="explicit FTPS; the server's certificate is verified")
-    ca_bundle: Path | None = Field(
-        None, description="PEM file of the CA that signs the server's certificate"
-    )
-    timeout: float = Field(30.0, gt=0, description="seconds to connect and for each answer")
-
-    _ca_bundle_readable = field_validator("ca_bundle")(_readable_ca_bundle)
-
-
-class SftpSettings(_Strict):
-    """An SSH server's SFTP subsystem, logged in with a password or a private key."""
-
-    type: Literal["sftp"] = "sftp"
-    host: str = Field(min_length=1)
-    port: int = Field(22, ge=1, le=65535)
-    username: str = Field(min_length=1)
-    password: Secret | None = None
-    private_key: Path | None = Field(None, description="OpenSSH or PEM private key file")
-    private_key_passphrase: Secret | None = None
-    known_hosts: Path | None = Field(
-        None, description="known_hosts file naming the server; default ~/.ssh/known_hosts"
-    )
-    host_key: str | None = Field(
-        None, description="the server's public key, as one known_hosts line without the host"
-    )
-    accept_unknown_host_key: bool = Field(
-        False, description="trust any server key: only for a sandbox on loopback"
-    )
-    timeout: float = Field(30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _has_a_credential(self) -> SftpSettings:
-        if self.password is None and self.private_key is None:
-            raise ValueError("an SFTP store needs a password or a private_key")
-        if self.private_key is not None and not self.private_key.is_file():
-            raise ValueError(f"private key {self.private_key} does not exist")
-        if self.known_hosts is not None and not self.known_hosts.is_file():
-            raise ValueError(f"known_hosts file {self.known_hosts} does not exist")
-        if self.host_key is not None and self.known_hosts is not None:
-            raise ValueError("give known_hosts or host_key, not both")
-        return self
-
-
-class OciObjectStorageSettings(_Strict):
-    """OCI Object Storage's native API, signed with an API signing key."""
-
-    type: Literal["oci"] = "oci"
-    region: str = Field(min_length=1, description="e.g. us-ashburn-1")
-    tenancy: str = Field(min_length=1, description="the tenancy's OCID")
-    user: str = Field(min_length=1, description="the user's OCID")
-    fingerprint: str = Field(min_length=1, description="the API key's fingerprint")
-    key_file: Path = Field(description="the API signing key, a PEM private key")
-    key_passphrase: Secret | None = None
-    endpoint: AnyHttpUrl | None = Field(
-        None, description="instead of the region's endpoint (a private endpoint, the sandbox)"
-    )
-    timeouts: Timeouts = Timeouts()
-
-    @field_validator("key_file")
-    @classmethod
-    def _key_file_readable(cls, key_file: Path) -> Path:
-        if not key_file.is_file():
-            raise ValueError(f"key file {key_file} does not exist")
-        return key_file
-
-
-class S3Settings(_Strict):
-    """An S3-compatible object store: MinIO, AWS S3, OCI's S3 compatibility endpoint."""
-
-    type: Literal["s3"] = "s3"
-    endpoint: AnyHttpUrl | None = Field(None, description="default: AWS S3 of the region")
-    region: str = "us-east-1"
-    access_key_id: str = Field(min_length=1)
-    secret_access_key: Secret
-    path_style: bool = Field(True, description="bucket in the path, as MinIO and OCI want it")
-    ca_bundle: Path | None = None
-    timeouts: Timeouts = Timeouts()
-
-
-FtpRoleSettings = Annotated[
-    FtpSettings | SftpSettings | LocalFolderSettings, Field(discriminator="type")
-]
-ObjectStorageRoleSettings = Annotated[
-    OciObjectStorageSettings | S3Settings | LocalFolderSettings, Field(discriminator="type")
-]
-StorageSettings = (
-    FtpSettings | SftpSettings | OciObjectStorageSettings | S3Settings | LocalFolderSettings
-)
-
-
-class FileStorageSettings(_Strict):
-    """CPMCS's two file stores: the reference's "OU FTP CPMCS" and its object storage."""
-
-    ftp: FtpRoleSettings = LocalFolderSettings(root=Path("var/files/ftp"))
-    object_storage: ObjectStorageRoleSettings = LocalFolderSettings(root=Path("var/files/os"))
-
-
-class Server(_Strict):
+class Server(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     trusted_proxies: list[str] = Field(
@@ -479,7 +209,7 @@ class Server(_Strict):
         return proxies
 
 
-class WebConsole(_Strict):
+class WebConsole(Strict):
     """The operations web console at /console."""
 
     session_secret: Secret | None = Field(

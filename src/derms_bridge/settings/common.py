@@ -1,0 +1,54 @@
+"""What every part of the settings shares: a strict model, a checked CA bundle, a secret
+that is not the example's placeholder, timeouts."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def readable_ca_bundle(value: Path | None) -> Path | None:
+    """A CA bundle is read when the settings are, so that a bad one stops the hub at start-up
+    instead of failing its first call to the system."""
+    if value is None:
+        return None
+    if not value.is_file():
+        raise ValueError(f"CA bundle {value} does not exist")
+    try:
+        ssl.create_default_context(cafile=str(value))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"CA bundle {value} cannot be read as PEM certificates: {exc}") from None
+    return value
+
+
+#: Words the example settings hold where a secret must go.
+_PLACEHOLDER_WORDS = ("change-me", "changeme", "replace")
+
+
+def _not_placeholder(value: SecretStr) -> SecretStr:
+    words = value.get_secret_value().strip().lower()
+    if any(word in words for word in _PLACEHOLDER_WORDS):
+        raise ValueError("still the example's placeholder: put the real secret here")
+    return value
+
+
+#: A secret that the settings refuse to start with while it is the example's placeholder.
+Secret = Annotated[SecretStr, AfterValidator(_not_placeholder)]
+
+
+class Timeouts(Strict):
+    connect: float = Field(5.0, gt=0, description="seconds to open a connection")
+    read: float = Field(30.0, gt=0, description="seconds to wait for each answer")
