@@ -27,11 +27,16 @@ def fingerprint(error: str) -> str:
     return hashlib.sha256(error.encode()).hexdigest()
 
 
+def _one_line(text: str) -> str:
+    """A subject is one line: the mailer refuses a line break in a header."""
+    return " ".join(text.split())
+
+
 def error_email(
     flow: FlowInfo, instance_id: str, keys: Sequence[tuple[str, str]], error: str
 ) -> tuple[str, str]:
     """Subject and body: the flow, the instance, its business identifiers, the error."""
-    subject = f"[derms-bridge] {flow.title} ({flow.identifier}) error: {error[:120]}"
+    subject = f"[derms-bridge] {flow.title} ({flow.identifier}) error: {_one_line(error)[:120]}"
     lines = [
         f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
         f"Instance:  {instance_id}",
@@ -61,7 +66,10 @@ def rejection_email(
 ) -> tuple[str, str]:
     """Subject and body of the one email about a burst of `caller`'s rejected messages."""
     minutes = int(quiet_for.total_seconds() // 60)
-    subject = f"[derms-bridge] {flow.title} ({flow.identifier}) rejected a message: {error[:120]}"
+    subject = (
+        f"[derms-bridge] {flow.title} ({flow.identifier}) rejected a message: "
+        f"{_one_line(error)[:120]}"
+    )
     lines = [
         f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
         f"Caller:    {caller}",

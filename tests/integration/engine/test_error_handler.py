@@ -105,3 +105,16 @@ async def test_no_recipients_is_reported(
     assert problem == "no 'to' recipients in lookup OUTL-BRT-DACS_DRMS_Email_ID"
     with pytest.raises(TimeoutError):
         mailbox.wait_for(1, timeout=0.3)
+
+
+def test_an_error_of_several_lines_makes_a_subject_of_one() -> None:
+    from derms_bridge.catalog import BY_KEY
+    from derms_bridge.engine.error_handler import error_email
+
+    subject, body = error_email(
+        BY_KEY["event_device_reservation"], "I-1", [], "2 rows set aside:\n  line 3: bad\n  line 4"
+    )
+
+    assert "\n" not in subject and "\r" not in subject
+    assert subject.endswith("error: 2 rows set aside: line 3: bad line 4")
+    assert "  line 3: bad\n" in body
