@@ -274,7 +274,8 @@ async def test_a_sync_request_id_cpmcs_could_not_take_back_is_refused(
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "sendDetails.syncRequestId"
     assert derms_received(derms_sim, "/update-program") == []
-    assert await hub.found_by("SRP-" + "9" * 11) == []
+    [kept] = await hub.found_by("SRP-" + "9" * 11)
+    assert kept["status"] == "rejected"
 
 
 async def test_only_the_cpmcs_caller_may_send_it(
