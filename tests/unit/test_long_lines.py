@@ -132,3 +132,28 @@ def test_a_row_with_no_line_end_is_set_aside_in_constant_memory(plain: bool, end
     assert upload.given == len(file_of([row(1), row(2)])) + 8 + LONG + len(end)
     # Held whole, the line alone would take LONG; the cutter holds a bound and a chunk.
     assert peak < 16 * MIB, f"{peak} bytes at most"
+
+
+def test_long_rows_the_plain_way_takes_are_taken_as_they_come() -> None:
+    """Rows of 100 KiB (a recordId of plain text may be as long as the csv module's field
+    limit): a segment of 400 of them is 40 MiB. Held until the segment is whole, they would be
+    matched again, and copied again, with every chunk read: the square of their length."""
+    record_id = b"7" * (100 * 1024)
+    count = 400
+    row_bytes = record_id + b",NIC-1,ECOBEE,2026-12-01T14:00:00Z,2026-12-01T18:00:00Z\n"
+    scan = RowScan()
+    taken_at_each_read: list[int] = []
+
+    def rows() -> Iterator[bytes]:
+        for _ in range(count):
+            taken_at_each_read.append(scan.rows)
+            yield row_bytes
+
+    lines = UploadReader(io.BufferedReader(uploaded(HEADER + b"\n", rows())))
+    assert read_header(lines) is not None
+    segments: list[int] = []
+    cut_segments(lines, FLOW, Lookups(), count, scan, lambda _csv, _line, n: segments.append(n))
+
+    assert (scan.rows, scan.set_aside.count, segments) == (count, 0, [count])
+    # Half way through the file, at most a few chunks' rows wait to be taken.
+    assert taken_at_each_read[count // 2] >= count // 2 - 4 * MIB // len(row_bytes)

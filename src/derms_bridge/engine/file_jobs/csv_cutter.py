@@ -279,38 +279,40 @@ class _PlainBlocks:
             end = pos if match is None else match.end()
             full = match is not None and match.start(1) >= 0
             rows = size if full else data.count(b"\n", pos, end)
-            stop = False
+            stop = not full
             if not full:
-                if end == len(data):
-                    # The block runs to the end of what has been read: read on, if there is
-                    # more.
-                    if upload.more():
-                        continue
-                    stop = True
-                elif data.find(b"\n", end) < 0:
+                if end == len(data) or data.find(b"\n", end) < 0:
+                    # The next line is not all read yet: read on, unless it runs past any
+                    # line this way takes (the csv module's way sets it aside).
                     if len(data) - end <= LINE_BYTES:
-                        upload.more()
-                        continue
-                    # A line longer than any this way takes: the csv module's way sets it
-                    # aside.
-                    stop = True
+                        if rows and end - pos > LINE_BYTES:
+                            # Rows of many bytes are kept before reading on: matched again
+                            # with what is read, long rows would cost the square of their
+                            # length.
+                            self._keep(upload, segment, scan, end, rows)
+                            rows = 0
+                        if upload.more():
+                            continue
                 elif len(self._times) < _PLAIN_TIMES and _learned(
                     data[end : data.find(b"\n", end)], self._flow, self._times
                 ):
                     self._block = self._compiled()
                     continue
-                else:
-                    stop = True
             if rows:
-                # Kept with the carriage returns of their line ends, if any (the
-                # expression's fields take none): segment_body takes them out in the pass
-                # it makes anyway, where taking them out here would copy the block again.
-                segment.add_lines(data, pos, end, rows, 2 + scan.lines)
-                scan.rows += rows
-                scan.lines += rows
-                upload.pos = end
+                self._keep(upload, segment, scan, end, rows)
             if stop:
                 return
+
+    @staticmethod
+    def _keep(upload: UploadReader, segment: _Segment, scan: RowScan, end: int, rows: int) -> None:
+        """The `rows` matched from the upload's position to `end`, taken."""
+        # Kept with the carriage returns of their line ends, if any (the expression's fields
+        # take none): segment_body takes them out in the pass it makes anyway, where taking
+        # them out here would copy the block again.
+        segment.add_lines(upload.data, upload.pos, end, rows, 2 + scan.lines)
+        scan.rows += rows
+        scan.lines += rows
+        upload.pos = end
 
 
 def _learned(line: bytes, flow: FileFlow[Any], times: list[bytes]) -> bool:
