@@ -34,7 +34,7 @@ from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
 from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
-from derms_bridge.settings import Settings
+from derms_bridge.settings import Settings, unsafe_settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
@@ -191,6 +191,8 @@ def build_hub(
 ) -> Hub:
     """The hub's parts; `command` is what this process was started as (serve, worker,
     run), as the other hub processes see it."""
+    for unsafe in unsafe_settings(settings):
+        log.warning("unsafe setting: %s", unsafe)
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir), settings.lookups_dir)
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from derms_bridge.cli.common import EXIT_REFUSED, ConfigOption, out, print_problems
+from derms_bridge.cli.common import EXIT_REFUSED, ConfigOption, err, out, print_problems
 from derms_bridge.lookups import LookupFileError, load_lookups
 from derms_bridge.settings import (
     DEFAULT_SETTINGS_FILE,
     SettingsError,
     load_settings,
     lookups_dir_of,
+    unsafe_settings,
 )
 
 
 def check_config(config: ConfigOption = DEFAULT_SETTINGS_FILE) -> None:
-    """Load the settings and every lookup; report each mistake with its file, line and field."""
+    """Load the settings and every lookup; report each mistake with its file, line and field,
+    and warn of a setting that is unsafe (a password sent without TLS)."""
     problems: list[str] = []
     settings = None
     try:
@@ -42,6 +44,8 @@ def check_config(config: ConfigOption = DEFAULT_SETTINGS_FILE) -> None:
         raise typer.Exit(EXIT_REFUSED)
     assert settings is not None
     assert lookups is not None
+    for unsafe in unsafe_settings(settings):
+        err.print(f"[yellow]warning[/] {config}: {unsafe}", highlight=False)
     out.print(
         f"[green]ok[/] {config}: {1 + len(settings.connections.derms)} connections, "
         f"{len(settings.callers)} callers; {len(lookups.tables)} lookups in {lookups_dir}",

@@ -30,7 +30,7 @@ from pydantic_settings import (
 
 from derms_bridge.settings.common import Secret, Strict
 from derms_bridge.settings.connections import Caller, Connections, sha256_hex
-from derms_bridge.settings.file_storage import FileStorageSettings
+from derms_bridge.settings.file_storage import FileStorageSettings, FtpSettings
 
 ENV_PREFIX = "DERMS_BRIDGE_"
 DEFAULT_SETTINGS_FILE = Path("config/derms-bridge.yaml")
@@ -272,6 +272,24 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment variables win over the YAML file, which arrives as init values.
         return (env_settings, init_settings)
+
+
+def unsafe_settings(settings: Settings) -> list[str]:
+    """What the settings allow though they should not: each names the setting, never its
+    value. The hub runs all the same, as a test or a closed network may want."""
+    unsafe = []
+    if settings.smtp.password is not None and settings.smtp.security == "none":
+        unsafe.append(
+            "smtp: a password is set but security is none, so it goes to the mail server "
+            "unencrypted (set smtp.security to starttls or tls)"
+        )
+    ftp = settings.file_stores.ftp
+    if isinstance(ftp, FtpSettings) and not ftp.tls:
+        unsafe.append(
+            "file_stores.ftp: a password is set but tls is off, so it goes to the FTP server "
+            "unencrypted (set file_stores.ftp.tls to true, or use sftp)"
+        )
+    return unsafe
 
 
 class SettingsError(Exception):

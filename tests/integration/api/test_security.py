@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from derms_bridge.credentials import hash_password, hash_token
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import Smtp
 from derms_bridge.settings.connections import Caller
 from tests.conftest import (
     CPMCS_AUTH,
@@ -299,3 +301,29 @@ def test_serve_refuses_to_start_without_callers(tmp_path: Path) -> None:
     assert served.returncode != 0
     assert "no callers are configured" in served.stderr
     assert "callers:" in served.stderr
+
+
+async def test_a_hub_started_with_a_password_sent_without_tls_logs_a_warning_without_it(
+    database_url: str,
+    cpmcs_server: ServerThread,
+    derms_server: ServerThread,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = hub_settings(
+        database_url, cpmcs_server.url, derms_server.url, mailbox, callers
+    ).model_copy(
+        update={"smtp": Smtp(host=mailbox.host, port=mailbox.port, password="s3cret-smtp")}
+    )
+
+    with caplog.at_level(logging.WARNING, logger="derms_bridge.bootstrap"):
+        built = build_hub(settings, default_lookups)
+    await built.aclose()
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "unsafe setting: smtp: a password is set but security is none, so it goes to the "
+        "mail server unencrypted (set smtp.security to starttls or tls)"
+    ]
+    assert "s3cret" not in caplog.text

@@ -152,6 +152,61 @@ def test_the_shipped_example_settings_pass_with_real_secrets(tmp_path: Path) -> 
 
     assert run.code == 0, run.stderr
     assert run.stdout.startswith(f"ok {config}: 2 connections, 3 callers; 13 lookups")
+    # STARTTLS to the mail server, FTPS to CPMCS's FTP: no password goes in the clear.
+    assert run.stderr == ""
+
+
+def test_a_password_sent_without_tls_is_warned_of_by_its_setting_never_its_value(
+    tmp_path: Path, lookups: Path
+) -> None:
+    text = settings_yaml(lookups).replace(
+        "smtp:\n  port: 587\n",
+        "smtp:\n  port: 587\n  username: hub\n  password: smtp-s3cret\n",
+    )
+    text += """\
+file_stores:
+  ftp:
+    type: ftp
+    host: ftp.example
+    username: dacs
+    password: ftp-s3cret
+"""
+    config = write(tmp_path / "bridge.yaml", text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith(f"ok {config}: ")
+    assert run.stderr.splitlines() == [
+        f"warning {config}: smtp: a password is set but security is none, so it goes to the "
+        "mail server unencrypted (set smtp.security to starttls or tls)",
+        f"warning {config}: file_stores.ftp: a password is set but tls is off, so it goes to "
+        "the FTP server unencrypted (set file_stores.ftp.tls to true, or use sftp)",
+    ]
+    assert "s3cret" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    ("smtp", "ftp"),
+    [
+        ("  security: tls\n", "    type: ftp\n    host: ftp.example\n    tls: true\n"),
+        ("  security: starttls\n", "    type: sftp\n    host: sftp.example\n"),
+    ],
+    ids=["tls and ftps", "starttls and sftp"],
+)
+def test_a_password_sent_over_tls_is_not_warned_of(
+    tmp_path: Path, lookups: Path, smtp: str, ftp: str
+) -> None:
+    text = settings_yaml(lookups).replace(
+        "smtp:\n  port: 587\n", f"smtp:\n  port: 587\n  username: hub\n  password: s3cret\n{smtp}"
+    )
+    text += f"file_stores:\n  ftp:\n{ftp}    username: dacs\n    password: s3cret\n"
+    config = write(tmp_path / "bridge.yaml", text)
+
+    run = check_config(config, tmp_path)
+
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
 
 
 def test_two_mistakes_are_both_reported_with_file_line_and_field(

@@ -19,6 +19,7 @@ import pytest
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.credentials import hash_password
+from derms_bridge.engine.file_jobs.csv_cutter import HEADER_BYTES, LINE_BYTES
 from derms_bridge.flows.event_device_outcome import to_post_event_outcome
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
@@ -36,7 +37,7 @@ from tests.csv_files import (
     write_outcome_csv,
     write_reservation_csv,
 )
-from tests.multipart import CONTENT_TYPE, Part, multipart_body, streamed_body
+from tests.multipart import CONTENT_TYPE, END, Part, multipart_body, streamed_body
 
 RESERVATION = "/device-reservation-to-dacs"
 OUTCOME = "/device-outcome-to-dacs"
@@ -838,6 +839,53 @@ async def test_a_bad_message_or_header_is_a_422_and_kept_as_rejected_only(
     assert reply.headers["content-type"] == "application/problem+json"
     assert field in [e["field"] for e in reply.json()["errors"]]
     await kept_as_rejected_only(files_hub)
+
+
+async def endless_line_body(head: bytes, tail: bytes) -> AsyncIterator[bytes]:
+    """A reservation file part of `head`, a line of 32 MiB that has no end, and `tail`."""
+    yield message_part().head() + message_part().content + b"\r\n"
+    yield Part("file", filename="devices.csv").head() + head
+    filler = b"7" * (1024 * 1024)
+    for _ in range(32):
+        yield filler
+    yield tail + b"\r\n" + END
+
+
+async def test_a_header_with_no_line_end_is_a_422_naming_it(files_hub: FileHub) -> None:
+    reply = await files_hub.post(RESERVATION, endless_line_body(b"recordId,", b"\n1,N,E,,\n"))
+
+    assert reply.status_code == 422
+    assert reply.json()["errors"] == [
+        {"field": "file", "message": f"the header, its first line, runs past {HEADER_BYTES} bytes"}
+    ]
+    await kept_as_rejected_only(files_hub)
+
+
+async def test_a_row_with_no_line_end_is_set_aside_and_the_rows_after_it_go(
+    files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client
+) -> None:
+    header = ONE_ROW_CSV.splitlines()[0]
+    rows = b"".join(
+        b"%d,NIC-%d,ECOBEE,2026-12-01T14:00:00Z,2026-12-01T18:00:00Z\n" % (n, n) for n in (1, 2, 3)
+    )
+    body = endless_line_body(header + b"\n9,NIC-9,", b"\n" + rows)
+
+    tracemalloc.start()
+    try:
+        reply = await files_hub.post(RESERVATION, body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    await files_hub.drain()
+
+    assert reply.status_code == 202, reply.text
+    assert peak < 16 * 1024 * 1024, f"{peak} bytes at most"
+    assert reserved(cpmcs_sim)["devices"] == 3
+    [ack] = acks(derms_sim)
+    responses = ack["MsgAck"]["responses"]["response"]
+    assert [(r["id"], r["value"]) for r in responses[1:]] == [
+        ("line 2", f"line 2: a line longer than {LINE_BYTES} bytes (its first {LINE_BYTES} kept)")
+    ]
 
 
 async def test_json_instead_of_multipart_is_a_415(files_hub: FileHub) -> None:

@@ -73,9 +73,24 @@ class RowScan:
 _PLAIN_TIMES = 64
 
 
+#: The longest first line, the header, taken: a real header of these files is a few hundred
+#: bytes. A longer one is refused once this much of it has come, the rest left unread.
+HEADER_BYTES = 64 * 1024
+
+#: The longest line of a row taken: more than any row the plain way's expression takes
+#: (a recordId as long as the csv module's field limit, 128 KiB). A longer line is set
+#: aside with its first LINE_BYTES bytes, the rest read past without being kept.
+LINE_BYTES = 256 * 1024
+
+
+class LineTooLong(Exception):
+    """The next line runs past its bound: it is still next in the upload."""
+
+
 class UploadReader:
     """The upload, read a chunk at a time: what has been read and not yet taken is
-    `data[pos:]`. The file's last line gets the line feed it may lack."""
+    `data[pos:]`, never much more than a line's bound and a chunk. The file's last line
+    gets the line feed it may lack."""
 
     def __init__(self, upload: IO[bytes]) -> None:
         self._upload = upload
@@ -101,14 +116,32 @@ class UploadReader:
         self.pos = 0
         return True
 
-    def line(self) -> bytes | None:
-        """The next line without its line feed; None at the file's end."""
-        while (end := self.data.find(b"\n", self.pos)) < 0:
+    def line(self, bound: int = LINE_BYTES) -> bytes | None:
+        """The next line without its line feed; None at the file's end. LineTooLong once
+        more than `bound` bytes of it have come: each chunk is searched once, and no more
+        than the bound and a chunk is held."""
+        scanned = 0
+        while (end := self.data.find(b"\n", self.pos + scanned)) < 0:
+            scanned = len(self.data) - self.pos
+            if scanned > bound:
+                raise LineTooLong
             if not self.more():
                 return None
+        if end - self.pos > bound:
+            raise LineTooLong
         line = self.data[self.pos : end]
         self.pos = end + 1
         return line
+
+    def skip_line(self) -> bytes:
+        """Read past the next line, dropping it as it comes: its first LINE_BYTES bytes."""
+        head = self.data[self.pos : self.pos + LINE_BYTES]
+        while (end := self.data.find(b"\n", self.pos)) < 0:
+            self.data, self.pos = b"", 0
+            if not self.more():
+                return head
+        self.pos = end + 1
+        return head
 
     def drain(self) -> None:
         """Read to the file's end, dropping what is read."""
@@ -130,8 +163,11 @@ _PLAIN_SEGMENT_BYTES = _PLAIN_LINE_BYTES + b"\r"
 def read_header(lines: UploadReader) -> list[str] | None:
     """The file's first line as CSV fields; None for an empty file."""
     try:
-        first = lines.line()
+        first = lines.line(HEADER_BYTES)
         return None if first is None else next(csv.reader([first.decode()]), None)
+    except LineTooLong:
+        message = f"the header, its first line, runs past {HEADER_BYTES} bytes"
+        raise FileRefused([{"field": "file", "message": message}]) from None
     except (csv.Error, UnicodeDecodeError) as exc:
         raise FileRefused([{"field": "file", "message": f"not a CSV file: {exc}"}]) from None
 
@@ -243,34 +279,40 @@ class _PlainBlocks:
             end = pos if match is None else match.end()
             full = match is not None and match.start(1) >= 0
             rows = size if full else data.count(b"\n", pos, end)
-            stop = False
+            stop = not full
             if not full:
-                if end == len(data):
-                    # The block runs to the end of what has been read: read on, if there is
-                    # more.
-                    if upload.more():
-                        continue
-                    stop = True
-                elif data.find(b"\n", end) < 0:
-                    upload.more()
-                    continue
+                if end == len(data) or data.find(b"\n", end) < 0:
+                    # The next line is not all read yet: read on, unless it runs past any
+                    # line this way takes (the csv module's way sets it aside).
+                    if len(data) - end <= LINE_BYTES:
+                        if rows and end - pos > LINE_BYTES:
+                            # Rows of many bytes are kept before reading on: matched again
+                            # with what is read, long rows would cost the square of their
+                            # length.
+                            self._keep(upload, segment, scan, end, rows)
+                            rows = 0
+                        if upload.more():
+                            continue
                 elif len(self._times) < _PLAIN_TIMES and _learned(
                     data[end : data.find(b"\n", end)], self._flow, self._times
                 ):
                     self._block = self._compiled()
                     continue
-                else:
-                    stop = True
             if rows:
-                # Kept with the carriage returns of their line ends, if any (the
-                # expression's fields take none): segment_body takes them out in the pass
-                # it makes anyway, where taking them out here would copy the block again.
-                segment.add_lines(data, pos, end, rows, 2 + scan.lines)
-                scan.rows += rows
-                scan.lines += rows
-                upload.pos = end
+                self._keep(upload, segment, scan, end, rows)
             if stop:
                 return
+
+    @staticmethod
+    def _keep(upload: UploadReader, segment: _Segment, scan: RowScan, end: int, rows: int) -> None:
+        """The `rows` matched from the upload's position to `end`, taken."""
+        # Kept with the carriage returns of their line ends, if any (the expression's fields
+        # take none): segment_body takes them out in the pass it makes anyway, where taking
+        # them out here would copy the block again.
+        segment.add_lines(upload.data, upload.pos, end, rows, 2 + scan.lines)
+        scan.rows += rows
+        scan.lines += rows
+        upload.pos = end
 
 
 def _learned(line: bytes, flow: FileFlow[Any], times: list[bytes]) -> bool:
@@ -312,7 +354,14 @@ class _RowByRow:
         self._writer = csv.writer(self._text, lineterminator="\n")
 
     def _lines(self) -> Iterator[str]:
-        while (line := self._upload.line()) is not None:
+        while True:
+            try:
+                line = self._upload.line()
+            except LineTooLong:
+                self._taken.append(self._upload.skip_line())
+                raise
+            if line is None:
+                return
             self._taken.append(line)
             yield line.decode() + "\n"
 
@@ -328,6 +377,12 @@ class _RowByRow:
             self._reader = csv.reader(self._lines())
             scan.lines += len(taken)
             scan.set_aside.add(line, None, f"not a CSV row: {exc}", taken)
+            return True
+        except LineTooLong:
+            self._reader = csv.reader(self._lines())
+            scan.lines += len(taken)
+            reason = f"a line longer than {LINE_BYTES} bytes (its first {LINE_BYTES} kept)"
+            scan.set_aside.add(line, None, reason, taken)
             return True
         scan.lines += len(taken)
         if row is None:
