@@ -117,3 +117,25 @@ def test_the_systemd_units_expose_little(units_here: list[Path], unit: str) -> N
 
     assert assessed.returncode == 0, assessed.stdout[-400:]
     assert "Overall exposure level" in assessed.stdout
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_the_nginx_example_is_accepted_by_nginx(tmp_path: Path) -> None:
+    # The example as shipped, its certificate and key a throwaway pair made here.
+    made = run(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=hub.utility.example",
+        "-keyout", str(tmp_path / "privkey.pem"), "-out", str(tmp_path / "fullchain.pem"),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    site = (DEPLOY / "nginx" / "derms-bridge.conf").read_text(encoding="utf-8")
+    (tmp_path / "site.conf").write_text(site.replace("/etc/ssl/derms-bridge/", f"{tmp_path}/"))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ access_log off; include {tmp_path}/site.conf; }}\n"
+    )
+
+    checked = run(shutil.which("nginx") or "nginx", "-t", "-c", str(tmp_path / "nginx.conf"))
+
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr
