@@ -201,3 +201,31 @@ def test_a_file_for_a_setting_that_is_no_secret_is_an_unknown_key(tmp_path: Path
     problems = problems_of(settings_file(tmp_path, text))
 
     assert any("client_id_file: Extra inputs are not permitted" in p for p in problems)
+
+
+def test_the_deploy_settings_load_with_their_secret_files(tmp_path: Path) -> None:
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "derms-bridge.yaml"
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    operator_hash = hash_password("operator-login-pw")
+    for name, value in {
+        "cpmcs-client-secret": "oauth-Secret-1",
+        "derms-password": "derms-Basic-1",
+        "caller-derms.hash": operator_hash,
+        "caller-operator.hash": operator_hash,
+        "caller-cpmcs.sha256": "ab" * 32,
+        "smtp-password": "smtp-Pw-1",
+        "metrics-token.sha256": "cd" * 32,
+        "console-session-secret": "s" * 48,
+    }.items():
+        secret_file(credentials, name, value + "\n")
+    text = deploy.read_text(encoding="utf-8").replace(
+        "/etc/derms-bridge/credentials/", f"{credentials}/"
+    )
+
+    settings = load_settings(settings_file(tmp_path, text))
+
+    assert settings.server.trusted_proxies == ["127.0.0.1"]
+    assert settings.console.behind_proxy is True
+    assert settings.smtp.password is not None
+    assert settings.smtp.password.get_secret_value() == "smtp-Pw-1"
