@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from derms_bridge import metrics
 from derms_bridge.bootstrap import build_hub, local_file_stores
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Schedule
+from derms_bridge.settings import Schedule, ScheduledFlowKey
 from derms_bridge.settings.connections import Caller
 from tests.conftest import (
     DERMS_AUTH,
@@ -27,6 +30,7 @@ from tests.conftest import (
 from tests.csv_files import write_reservation_csv
 from tests.integration.api.test_metrics import scrape
 from tests.integration.api.test_ops import enroll
+from tests.integration.engine.test_schedules import NIGHTLY_PARIS, device_score_folder, scheduler
 from tests.integration.flows.test_event_device_files import reservation
 from tests.promql import FROM_PROMETHEUS, dashboard_expressions, metric_names, rule_expressions
 
@@ -103,3 +107,31 @@ async def test_every_metric_the_rules_and_the_dashboard_read_is_scraped(
     }
     assert missing == {}
     assert all(read.values())
+
+
+async def test_a_schedules_next_tick_is_the_first_one_no_process_handled(
+    hub: HubUnderTest,
+) -> None:
+    nightly = scheduler(hub)
+    device_score_folder(hub)
+    schedules: dict[ScheduledFlowKey, Schedule] = {"device_score_ftp": NIGHTLY_PARIS}
+
+    async def next_tick() -> datetime:
+        text = (await metrics.exposition(hub.hub.store.engine, schedules)).decode()
+        [family] = [
+            f
+            for f in text_string_to_metric_families(text)
+            if f.name == "derms_bridge_schedule_next_tick_timestamp_seconds"
+        ]
+        [sample] = family.samples
+        assert sample.labels == {"flow": "device_score_ftp"}
+        return datetime.fromtimestamp(sample.value, UTC)
+
+    # A new schedule: the ticks before it are handled; 02:00 Paris is 01:00 UTC in March.
+    await nightly.claim_due(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    assert await next_tick() == datetime(2026, 3, 11, 1, 0, tzinfo=UTC)
+
+    [run] = await nightly.claim_due(datetime(2026, 3, 11, 1, 30, tzinfo=UTC))
+    await run.done
+
+    assert await next_tick() == datetime(2026, 3, 12, 1, 0, tzinfo=UTC)
