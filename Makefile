@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+PROMTOOL := /usr/bin/promtool
 
 .PHONY: sandbox test lint typecheck unit bench clean screenshots
 
@@ -34,7 +35,11 @@ $(CHROMIUM):
 unit: $(INSTALLED)
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
-test: lint typecheck $(CHROMIUM)
+# deploy/prometheus's rules are checked and tested by Debian's promtool (package prometheus).
+$(PROMTOOL):
+	apt-get update && apt-get install -y prometheus
+
+test: lint typecheck $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Rewrites docs/console/*.png from the browser tests.

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.schemas.ops import Activity
+from derms_bridge.settings import Schedule, ScheduledFlowKey
 from derms_bridge.store.file_job_records import ClaimedJob, ClaimedSegment, SegmentResult
 from derms_bridge.store.file_jobs import FileJobStore
-from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
+from derms_bridge.store.workload import (
+    SegmentsWaiting,
+    files_in_progress,
+    run_end,
+    schedule_ticks_through,
+    segments_waiting,
+)
 
 #: prometheus-client reads it when first imported: `serve` and `worker` set it before.
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -79,6 +86,13 @@ OUTBOUND_CALLS = Counter(
     ["target", "operation", "status"],
     registry=REGISTRY,
 )
+OUTBOUND_CALL_DURATION = Histogram(
+    "derms_bridge_outbound_call_duration_seconds",
+    "How long calls to CPMCS and DERMS took, answered or not, per target and operation.",
+    ["target", "operation"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 DATABASE_OUTAGES = Counter(
     "derms_bridge_database_outages",
     "Times a hub process found its database refusing writes (one per outage, not per request).",
@@ -99,6 +113,9 @@ SEGMENTS_SENT_AGAIN = Counter(
     ["flow"],
     registry=REGISTRY,
 )
+# Present at 0 from the start, so that the first segment sent again is an increase.
+for _file_flow in FILE_FLOWS:
+    SEGMENTS_SENT_AGAIN.labels(_file_flow)
 SCHEDULE_RUNS = Counter(
     "derms_bridge_schedule_runs",
     "Scheduled flow runs ended, per flow and outcome.",
@@ -130,6 +147,7 @@ def outbound_call_made(call: Activity) -> None:
     """An HttpConnection's watcher: every outbound call, whoever made it, counts once."""
     status = str(call.http_status) if call.http_status is not None else "none"
     OUTBOUND_CALLS.labels(call.target, call.operation, status).inc()
+    OUTBOUND_CALL_DURATION.labels(call.target, call.operation).observe(call.duration_ms / 1000)
 
 
 def schedule_run_finished(flow: str, outcome: str) -> None:
@@ -195,11 +213,38 @@ def forget_dead_processes(directory: Path) -> None:
     atexit.register(multiprocess.mark_process_dead, os.getpid(), str(directory))
 
 
-class _SegmentsWaiting(Collector):
-    def __init__(self, waiting: list[SegmentsWaiting]) -> None:
+class _ReadFromStore(Collector):
+    """What every process reads the same from the shared database at a scrape."""
+
+    def __init__(
+        self,
+        waiting: list[SegmentsWaiting],
+        files: Mapping[str, int],
+        next_ticks: Mapping[str, datetime],
+    ) -> None:
         self._waiting = {w.flow: w for w in waiting}
+        self._files = files
+        self._next_ticks = next_ticks
 
     def collect(self) -> Iterator[Metric]:
+        files = GaugeMetricFamily(
+            "derms_bridge_files_in_progress",
+            "Files whose run has not ended (queued, sending, acknowledging), per flow.",
+            labels=["flow"],
+        )
+        for flow in sorted(FILE_FLOWS.keys() | self._files.keys()):
+            files.add_metric([flow], self._files.get(flow, 0))
+        yield files
+        ticks = GaugeMetricFamily(
+            "derms_bridge_schedule_next_tick_timestamp_seconds",
+            "The first tick of an enabled schedule that no hub process has handled yet (run, "
+            "or skipped while the previous run went on), per flow; in the past: it is late.",
+            labels=["flow"],
+        )
+        for flow, tick in sorted(self._next_ticks.items()):
+            ticks.add_metric([flow], tick.timestamp())
+        yield ticks
+
         in_flight = GaugeMetricFamily(
             "derms_bridge_segments_in_flight",
             "File segments held by a live worker, being sent to CPMCS, per flow.",
@@ -218,13 +263,31 @@ class _SegmentsWaiting(Collector):
         yield queued
 
 
-async def exposition(engine: AsyncEngine) -> bytes:
-    """The text a scraper gets: this machine's counters, and the store's segments waiting."""
+async def _next_ticks(
+    engine: AsyncEngine, schedules: Mapping[ScheduledFlowKey, Schedule]
+) -> dict[str, datetime]:
+    handled = await schedule_ticks_through(engine)
+    return {
+        flow: schedule.next_tick(handled[flow])
+        for flow, schedule in schedules.items()
+        if schedule.enabled and flow in handled
+    }
+
+
+async def exposition(engine: AsyncEngine, schedules: Mapping[ScheduledFlowKey, Schedule]) -> bytes:
+    """The text a scraper gets: this machine's counters, and what the store says waits: the
+    segments and files in progress, each schedule's next tick to handle."""
     directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
     counted = REGISTRY
     if directory:
         counted = CollectorRegistry()
         multiprocess.MultiProcessCollector(counted, directory)  # type: ignore[no-untyped-call]
     waiting = CollectorRegistry()
-    waiting.register(_SegmentsWaiting(await segments_waiting(engine)))
+    waiting.register(
+        _ReadFromStore(
+            await segments_waiting(engine),
+            await files_in_progress(engine),
+            await _next_ticks(engine, schedules),
+        )
+    )
     return generate_latest(counted) + generate_latest(waiting)

@@ -57,7 +57,7 @@ def hash_password_command() -> None:
     """Print the argon2 hash of a caller's password, for `callers.<name>.password_hash`."""
     from derms_bridge.credentials import hash_password
 
-    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    password = typer.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
     out.print(hash_password(password), highlight=False)
 
 
@@ -65,5 +65,5 @@ def hash_token_command() -> None:
     """Print the SHA-256 of a bearer token, for `callers.<name>.token_sha256`."""
     from derms_bridge.credentials import hash_token
 
-    token = typer.prompt("token", hide_input=True, confirmation_prompt=True)
+    token = typer.prompt("token", hide_input=True, confirmation_prompt=True, err=True)
     out.print(hash_token(token), highlight=False)

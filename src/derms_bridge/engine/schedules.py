@@ -22,10 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from cronsim import CronSim
-
+from derms_bridge import metrics
 from derms_bridge.catalog import flows_named
 from derms_bridge.engine.background import BackgroundTask, CutShort, Shutdown
 from derms_bridge.engine.runner import FlowEngine
@@ -59,20 +57,6 @@ class AlreadyRunning(Exception):
         super().__init__(f"{flow} is already running as instance {instance_id}")
         self.flow = flow
         self.instance_id = instance_id
-
-
-def latest_tick(schedule: Schedule, now: datetime) -> datetime:
-    """The schedule's latest tick at or before `now`, in UTC."""
-    local = now.astimezone(ZoneInfo(schedule.timezone))
-    # cronsim counts a start with microseconds as its own first candidate going back.
-    tick: datetime = next(CronSim(schedule.cron, local.replace(microsecond=1), reverse=True))
-    return tick.astimezone(UTC)
-
-
-def next_tick(schedule: Schedule, now: datetime) -> datetime:
-    """The schedule's first tick after `now`, in its own time zone."""
-    tick: datetime = next(CronSim(schedule.cron, now.astimezone(ZoneInfo(schedule.timezone))))
-    return tick
 
 
 @dataclass(frozen=True)
@@ -128,7 +112,7 @@ class Scheduler:
                     cron=schedule.cron if schedule else None,
                     timezone=schedule.timezone if schedule else None,
                     enabled=bool(schedule and schedule.enabled),
-                    next_run=next_tick(schedule, now) if schedule and schedule.enabled else None,
+                    next_run=schedule.next_tick(now) if schedule and schedule.enabled else None,
                     last_run=LastRunView.model_validate(vars(last)) if last else None,
                     running=running is not None,
                     running_instance=running,
@@ -169,7 +153,7 @@ class Scheduler:
             if state is None:
                 await self._store.ensure(key, now)
                 continue
-            tick = latest_tick(schedule, now)
+            tick = schedule.latest_tick(now)
             if tick <= state.ticks_through:
                 continue
             instance_id = str(uuid.uuid4())
@@ -228,9 +212,16 @@ class Scheduler:
         async def run() -> FlowResult[Any]:
             renewing = asyncio.create_task(self._keep_lease(flow.info.key, instance_id))
             try:
-                return await self._engine.run_scheduled(
+                result = await self._engine.run_scheduled(
                     flow, instance_id=instance_id, caller=caller, keys=keys, watcher=watcher
                 )
+            except BaseException:
+                # Cut short by a stop: the run is given up as failed (liveness.py).
+                metrics.schedule_run_finished(flow.info.key, "failed")
+                raise
+            else:
+                metrics.schedule_run_finished(flow.info.key, result.status)
+                return result
             finally:
                 renewing.cancel()
                 await self._store.release(flow.info.key, instance_id)
@@ -253,7 +244,7 @@ class Scheduler:
 
     def _seconds_to_next_tick(self) -> float:
         now = datetime.now(UTC)
-        ticks = [next_tick(s, now) for s in self.schedules.values() if s.enabled]
+        ticks = [s.next_tick(now) for s in self.schedules.values() if s.enabled]
         if not ticks:
             return MAX_SLEEP_SECONDS
         # A little past the tick, so that the clock read on waking is not still before it.

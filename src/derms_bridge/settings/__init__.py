@@ -1,7 +1,8 @@
 """One validated settings object: a YAML file, then DERMS_BRIDGE_* environment variables.
 
 Environment variables use ``__`` between levels, e.g.
-``DERMS_BRIDGE_DATABASE__URL`` or ``DERMS_BRIDGE_CONNECTIONS__CPMCS__BASE_URL``.
+``DERMS_BRIDGE_DATABASE__URL`` or ``DERMS_BRIDGE_CONNECTIONS__CPMCS__BASE_URL``. Any secret
+may be given as a file instead, in either: ``<secret>_file`` (secret_files.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +33,7 @@ from pydantic_settings import (
 from derms_bridge.settings.common import Secret, Strict
 from derms_bridge.settings.connections import Caller, Connections, sha256_hex
 from derms_bridge.settings.file_storage import FileStorageSettings, FtpSettings
+from derms_bridge.settings.secret_files import SecretFileError, resolve_secret_files
 
 ENV_PREFIX = "DERMS_BRIDGE_"
 DEFAULT_SETTINGS_FILE = Path("config/derms-bridge.yaml")
@@ -166,6 +169,18 @@ class Schedule(Strict):
     timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Paris")
     enabled: bool = True
 
+    def latest_tick(self, now: datetime) -> datetime:
+        """The schedule's latest tick at or before `now`, in UTC."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        # cronsim counts a start with microseconds as its own first candidate going back.
+        tick: datetime = next(CronSim(self.cron, local.replace(microsecond=1), reverse=True))
+        return tick.astimezone(UTC)
+
+    def next_tick(self, now: datetime) -> datetime:
+        """The schedule's first tick after `now`, in its own time zone."""
+        tick: datetime = next(CronSim(self.cron, now.astimezone(ZoneInfo(self.timezone))))
+        return tick
+
     @field_validator("cron")
     @classmethod
     def _is_cron(cls, value: str) -> str:
@@ -271,7 +286,22 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment variables win over the YAML file, which arrives as init values.
-        return (env_settings, init_settings)
+        return (_SecretFilesRead(settings_cls, env_settings), init_settings)
+
+
+class _SecretFilesRead(PydanticBaseSettingsSource):
+    """A source's values with each `<secret>_file` replaced by the secret the file holds."""
+
+    def __init__(self, settings_cls: type[BaseSettings], source: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._source = source
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        resolved: dict[str, Any] = resolve_secret_files([self.settings_cls], self._source())
+        return resolved
 
 
 def unsafe_settings(settings: Settings) -> list[str]:
@@ -403,6 +433,16 @@ def load_settings(path: Path | None = None) -> Settings:
         if not isinstance(data, dict):
             raise SettingsError(str(path), [f"{path}: the top level must be a mapping"])
     try:
+        data = resolve_secret_files([Settings], data)
+    except SecretFileError as exc:
+        line = _line_of(path, exc.location)
+        raise SettingsError(
+            str(path), [f"{path}:{line}: {exc}" if line else f"{path}: {exc}"]
+        ) from None
+    try:
         return Settings(**data)
+    except SecretFileError as exc:
+        variable = _variable_for(exc.location) or "environment"
+        raise SettingsError(str(path), [f"{variable} (environment): {exc}"]) from None
     except ValidationError as exc:
         raise SettingsError(str(path), _describe(path, exc)) from None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from derms_bridge.store.instances import utcnow
-from derms_bridge.store.tables import FileJobRow, InstanceRow, SegmentRow
+from derms_bridge.store.instances import as_utc, utcnow
+from derms_bridge.store.tables import FileJobRow, InstanceRow, ScheduleRow, SegmentRow
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,25 @@ async def segments_waiting(engine: AsyncEngine) -> list[SegmentsWaiting]:
         SegmentsWaiting(flow, int(in_flight or 0), int(queued or 0))
         for flow, in_flight, queued in rows
     ]
+
+
+async def files_in_progress(engine: AsyncEngine) -> dict[str, int]:
+    """Per file flow: the files whose current run has not ended."""
+    query = (
+        select(FileJobRow.flow, func.count())
+        .where(FileJobRow.state != "done")
+        .group_by(FileJobRow.flow)
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return {flow: int(count) for flow, count in rows}
+
+
+async def schedule_ticks_through(engine: AsyncEngine) -> dict[str, datetime]:
+    """Per schedule known to the store: the moment up to which its ticks are handled."""
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(ScheduleRow.flow, ScheduleRow.ticks_through))).all()
+    return {flow: as_utc(through) for flow, through in rows}
 
 
 @dataclass(frozen=True)

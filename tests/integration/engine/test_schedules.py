@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from derms_bridge.engine.schedules import AlreadyRunning, Scheduler, latest_tick, next_tick
+from derms_bridge.engine.schedules import AlreadyRunning, Scheduler
 from derms_bridge.settings import Schedule
 from derms_bridge.store.schedules import ScheduleStore
 from tests.conftest import OPERATOR_AUTH, HubUnderTest, derms_received
@@ -38,12 +38,12 @@ def test_ticks_are_read_in_the_schedules_time_zone() -> None:
     # 02:00 in Paris is 01:00 UTC in winter and 00:00 UTC in summer.
     winter = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     summer = datetime(2026, 7, 10, 12, 0, tzinfo=UTC)
-    assert latest_tick(NIGHTLY_PARIS, winter) == datetime(2026, 3, 10, 1, 0, tzinfo=UTC)
-    assert latest_tick(NIGHTLY_PARIS, summer) == datetime(2026, 7, 10, 0, 0, tzinfo=UTC)
-    assert next_tick(NIGHTLY_PARIS, winter).isoformat() == "2026-03-11T02:00:00+01:00"
+    assert NIGHTLY_PARIS.latest_tick(winter) == datetime(2026, 3, 10, 1, 0, tzinfo=UTC)
+    assert NIGHTLY_PARIS.latest_tick(summer) == datetime(2026, 7, 10, 0, 0, tzinfo=UTC)
+    assert NIGHTLY_PARIS.next_tick(winter).isoformat() == "2026-03-11T02:00:00+01:00"
     # A tick exactly now is due now.
     on_the_tick = datetime(2026, 3, 10, 1, 0, tzinfo=UTC)
-    assert latest_tick(NIGHTLY_PARIS, on_the_tick) == on_the_tick
+    assert NIGHTLY_PARIS.latest_tick(on_the_tick) == on_the_tick
 
 
 async def test_a_tick_is_claimed_once_and_missed_ticks_run_once(hub: HubUnderTest) -> None:
