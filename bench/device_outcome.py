@@ -141,8 +141,7 @@ async def bench(rows: int, events: int, repeats: int, folder: Path) -> None:
                     await run_arm(intake, instances, lookups, arm, message_id, rows)
                 )
     finally:
-        await files.aclose()
-        await instances.engine.dispose()
+        await instances.aclose()
     if len({run.bodies_sha256 for run in runs["outcome"] + runs["outcome, csv module only"]}) > 1:
         raise BenchmarkFailure("the outcome bodies of the two ways differ")
 

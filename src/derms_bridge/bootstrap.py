@@ -161,8 +161,7 @@ class Hub:
     async def aclose(self) -> None:
         for connection in self.connections:
             await connection.aclose()
-        await self.files.aclose()
-        await self.store.engine.dispose()
+        await self.store.aclose()
 
 
 def freeze_startup_objects() -> None:

@@ -57,8 +57,7 @@ class Operations:
         return cls(instances, FileJobStore(instances), wake_workers=lambda: None)
 
     async def aclose(self) -> None:
-        await self._files.aclose()
-        await self._instances.engine.dispose()
+        await self._instances.aclose()
 
     async def search(self, where: InstanceFilter) -> InstancePage:
         """Newest first."""

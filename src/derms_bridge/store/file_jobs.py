@@ -24,7 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.schemas.ops import Activity, FileProgress, SetAsideRow
-from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.file_job_records import (
     SEGMENT_SPOOL_BYTES,
     ClaimedJob,
@@ -54,7 +53,6 @@ class FileJobStore:
         self._instances = instances
         self._postgres = instances.engine.dialect.name == "postgresql"
         self._leases = Leases(FileJobRow, postgres=self._postgres)
-        self._side = sqlite_side_connection(instances.engine)
         #: Each job's flow and message, by instance id, as claims find them: they never change.
         self._jobs: dict[str, tuple[str, Any]] = {}
         self._rounds = SegmentRounds(postgres=self._postgres, jobs=self._jobs)
@@ -245,12 +243,8 @@ class FileJobStore:
         """Record finished segments, give back claimed ones that will not be sent
         (`released`), and claim up to `limit` more, in one transaction: on SQLite every
         write of a process queues behind one lock, so a worker's round of results and
-        claims is one write instead of one per segment. True when an acknowledgement fell
-        due.
-
-        On SQLite the round runs by the side connection, on its thread, in one call: by
-        aiosqlite each statement would take the event loop three or four trips to its
-        thread and back, and those trips cost more CPU than the statements."""
+        claims is one write instead of one per segment, in one call off the event loop.
+        True when an acknowledgement fell due."""
         round_ = functools.partial(
             self._rounds.run,
             owner=owner,
@@ -259,15 +253,7 @@ class FileJobStore:
             limit=limit,
             released=released,
         )
-        if self._side is None:
-            async with self._instances.writing() as connection:
-                return await connection.run_sync(round_)
-        async with self._instances.writer_turn():
-            return await self._side.run(round_)
-
-    async def aclose(self) -> None:
-        if self._side is not None:
-            await self._side.close()
+        return await self._instances.in_one_call(round_)
 
     async def finish_stalled(self) -> int:
         """Make due the acknowledgement of any run with nothing left to send. Recording a

@@ -29,7 +29,7 @@ async def store(database_url: str) -> AsyncIterator[InstanceStore]:
     empty_tables(database_url)
     instances = InstanceStore(open_engine(database_url))
     yield instances
-    await instances.engine.dispose()
+    await instances.aclose()
 
 
 async def new_instance(store: InstanceStore) -> str:

@@ -1,0 +1,99 @@
+"""Instances written by many flows at once share commits: each is kept whole, and a write
+that cannot be made fails only its own flow (both databases)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from derms_bridge.schemas.ops import Activity, InstanceFilter
+from derms_bridge.store.database import open_engine
+from derms_bridge.store.instances import InstanceStore
+from tests.conftest import empty_tables
+
+BURST = 120
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[InstanceStore]:
+    empty_tables(database_url)
+    instances = InstanceStore(open_engine(database_url))
+    yield instances
+    await instances.aclose()
+
+
+def called(target: str) -> Activity:
+    return Activity(
+        target=target,
+        operation="createProgramEvent",
+        method="POST",
+        path="/events",
+        http_status=200,
+        duration_ms=1.5,
+        error=None,
+        at=datetime.now(UTC),
+    )
+
+
+async def one_flow(store: InstanceStore, instance_id: str, n: int) -> None:
+    await store.create(
+        instance_id=instance_id,
+        flow="program_event_status_update",
+        caller="derms",
+        payload={"eventId": f"EV-{n}"},
+        keys=[("event", f"EV-{n}")],
+    )
+    await store.finish(
+        instance_id,
+        status="succeeded",
+        reply={"n": n},
+        error=None,
+        activities=[called("cpmcs"), called("derms")],
+        keys=[("program_event", f"PE-{n}")],
+    )
+
+
+async def test_a_burst_of_flows_keeps_every_instance_whole(store: InstanceStore) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(BURST)]
+
+    await asyncio.gather(*(one_flow(store, instance_id, n) for n, instance_id in enumerate(ids)))
+
+    found = await store.search(InstanceFilter(status="succeeded", limit=BURST + 1))
+    assert found.total == BURST
+    for n in (0, BURST // 2, BURST - 1):
+        history = await store.get(ids[n])
+        assert history is not None
+        assert (history.status, history.payload, history.reply) == (
+            "succeeded",
+            {"eventId": f"EV-{n}"},
+            {"n": n},
+        )
+        assert [a.target for a in history.activities] == ["cpmcs", "derms"]
+        assert {(k.kind, k.value) for k in history.business_keys} == {
+            ("event", f"EV-{n}"),
+            ("program_event", f"PE-{n}"),
+        }
+
+
+async def test_a_write_that_cannot_be_made_fails_only_its_own_flow(store: InstanceStore) -> None:
+    taken = str(uuid.uuid4())
+    await one_flow(store, taken, -1)
+    others = [str(uuid.uuid4()) for _ in range(30)]
+
+    outcomes = await asyncio.gather(
+        *(one_flow(store, instance_id, n) for n, instance_id in enumerate(others)),
+        one_flow(store, taken, -2),
+        return_exceptions=True,
+    )
+
+    assert outcomes[:-1] == [None] * len(others)
+    assert isinstance(outcomes[-1], IntegrityError)
+    found = await store.search(InstanceFilter(status="succeeded", limit=100))
+    assert found.total == len(others) + 1
+    kept = await store.get(taken)
+    assert kept is not None and kept.payload == {"eventId": "EV--1"}
