@@ -73,9 +73,12 @@ class LoginThrottle:
         only while no other login of the same user and address is being checked, so that
         logins sent together cannot test passwords against what is remembered."""
         user, address = attempt.user_key, attempt.address
-        self._refuse_when_past_limits(attempt, await self._failures.tallies(user, address), 0)
+        tallies = await self._failures.tallies(user, address)
+        self._refuse_when_past_limits(attempt, tallies, 0)
         pair = (user, address)
         if known is not None and not self._checking[pair]:
+            if tallies.pair.count:
+                await self._failures.forgive(user, address)
             return known
         self._checking[pair] += 1
         try:

@@ -103,9 +103,12 @@ async def test_a_login_forgives_only_its_own_address(hub: HubUnderTest) -> None:
         assert (await attacker.get("/ops/instances", auth=OPERATOR_AUTH)).status_code == 429
 
 
-async def test_a_login_forgives_its_own_failures(hub: HubUnderTest) -> None:
+@pytest.mark.parametrize("verified_before", [False, True], ids=["first-login", "remembered"])
+async def test_a_login_forgives_its_own_failures(hub: HubUnderTest, verified_before: bool) -> None:
     allowed = hub.settings.login_throttle.per_user_and_address
     async with client_at(hub.hub, ATTACKER) as client:
+        if verified_before:
+            assert (await client.get("/ops/instances", auth=OPERATOR_AUTH)).status_code == 200
         for _ in range(allowed - 1):
             assert await guess(client) == 401
         assert (await client.get("/ops/instances", auth=OPERATOR_AUTH)).status_code == 200
