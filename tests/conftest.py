@@ -51,7 +51,7 @@ CPMCS_AUTH = ("cpmcs", PASSWORDS["cpmcs"])
 OPERATOR_AUTH = ("operator", PASSWORDS["operator"])
 
 TABLES = (
-    "console_login_failures",
+    "login_failures",
     "console_logouts",
     "hub_processes",
     "staged_file_chunks",

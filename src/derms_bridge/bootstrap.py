@@ -33,11 +33,13 @@ from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
+from derms_bridge.login_throttle import LoginThrottle
 from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
 from derms_bridge.settings import Settings, unsafe_settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.login_failures import LoginFailures
 from derms_bridge.store.processes import ProcessStore
 from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.staged_transfers import StagedTransferStore
@@ -109,6 +111,8 @@ class Hub:
     #: What operators ask of the instances (the ops API, the console, the CLI).
     operations: Operations
     authenticator: Authenticator
+    #: One throttle of failed logins for every way in: the API, /metrics, the console.
+    login_throttle: LoginThrottle
     lookups: LookupsHolder
     connections: list[HttpConnection]
     files: FileJobStore
@@ -246,6 +250,10 @@ def build_hub(
         engine=engine,
         operations=Operations(store, files, wake_workers=worker.wake),
         authenticator=Authenticator(settings.callers),
+        login_throttle=LoginThrottle(
+            LoginFailures(store, timedelta(seconds=settings.login_throttle.window_seconds)),
+            settings.login_throttle,
+        ),
         lookups=holder,
         connections=[cpmcs, *derms.values()],
         files=files,

@@ -68,11 +68,15 @@ class Authenticator:
     def _digest(self, value: str) -> bytes:
         return hashlib.blake2b(value.encode(), key=self._cache_key).digest()
 
+    def remembered(self, username: str, password: str) -> Principal | None:
+        """The caller these credentials were verified as before in this process, if any."""
+        return self._verified.get(self._digest(f"{username}\x00{password}"))
+
     async def check_password(self, username: str, password: str) -> Principal | None:
         """verify_password off the event loop, a few at a time, so that a flood of wrong
         passwords neither blocks the loop nor makes a known caller wait: a credential
         verified before is answered at once. CredentialChecksBusy when too many wait."""
-        remembered = self._verified.get(self._digest(f"{username}\x00{password}"))
+        remembered = self.remembered(username, password)
         if remembered is not None:
             return remembered
         if self._checks_waiting >= CHECKS_WAITING:

@@ -122,6 +122,12 @@ SCHEDULE_RUNS = Counter(
     ["flow", "outcome"],
     registry=REGISTRY,
 )
+LOGINS_THROTTLED = Counter(
+    "derms_bridge_logins_throttled",
+    "Logins refused unchecked after too many failures, per way in (api, metrics, console).",
+    ["way"],
+    registry=REGISTRY,
+)
 
 
 def instance_received(flow: str) -> None:

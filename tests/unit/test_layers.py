@@ -24,6 +24,7 @@ NEVER = {
     "store": {"connectors", "flows", "engine", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
     "credentials": {"connectors", "flows", "engine", "store", "bootstrap", "sandbox"}
     | ENTRY_POINTS,
+    "login_throttle": {"connectors", "flows", "engine", "bootstrap", "sandbox"} | ENTRY_POINTS,
     "engine": {"bootstrap", "sandbox"} | ENTRY_POINTS,
     "metrics": {"bootstrap", "sandbox"} | ENTRY_POINTS,
     "bootstrap": {"sandbox"} | ENTRY_POINTS,
@@ -36,7 +37,7 @@ NEVER = {
 STORE_FROM_ENTRY_POINTS = {
     # Schema migrations are plumbing run before anything serves, not a query.
     "derms_bridge.store.database",
-    # The console's own login throttle and logout record.
+    # The console's logout record.
     "derms_bridge.store.console_security",
 }
 

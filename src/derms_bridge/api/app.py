@@ -44,6 +44,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.state.engine = hub.engine
     app.state.hub = hub
     app.state.authenticator = hub.authenticator
+    app.state.login_throttle = hub.login_throttle
     app.state.max_json_body_bytes = hub.settings.limits.max_json_body_bytes
     app.state.max_file_bytes = hub.settings.segments.max_file_bytes
     app.state.rejected_body_bytes = hub.settings.limits.rejected_body_bytes

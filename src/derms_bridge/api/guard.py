@@ -15,9 +15,10 @@ from fastapi.routing import APIRoute
 
 from derms_bridge.api.problems import problem, refused
 from derms_bridge.api.refusals import read_kept_part, watch_body
-from derms_bridge.api.security import caller_of
+from derms_bridge.api.security import address_of, caller_of
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.credentials import Authenticator, CredentialChecksBusy
+from derms_bridge.login_throttle import LoginThrottle, Throttled
 from derms_bridge.settings.connections import Role
 
 BodyKind = Literal["json", "multipart", "none"]
@@ -49,6 +50,25 @@ def credentials_busy() -> Response:
     )
 
 
+def throttled(refusal: Throttled) -> Response:
+    return problem(
+        429,
+        f"too many failed logins: try again in {refusal.retry_after} s",
+        headers={"Retry-After": str(refusal.retry_after)},
+    )
+
+
+#: What every route that checks a credential may answer besides its own.
+THROTTLED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "too many failed logins of this user from this address, from this "
+        "address or of this user: tried again after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/problem+json": {}},
+    }
+}
+
+
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
@@ -66,13 +86,26 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
     caller as a rejected instance (api/refusals.py)."""
 
     class GuardedRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            kwargs["responses"] = {**(kwargs.get("responses") or {}), **THROTTLED_RESPONSE}
+            super().__init__(path, endpoint, **kwargs)
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def guarded_handler(request: Request) -> Response:
                 authenticator: Authenticator = request.app.state.authenticator
+                throttle: LoginThrottle = request.app.state.login_throttle
                 try:
-                    principal = await caller_of(authenticator, request.headers.get("authorization"))
+                    principal = await caller_of(
+                        throttle,
+                        authenticator,
+                        request.headers.get("authorization"),
+                        address_of(request),
+                        "api",
+                    )
+                except Throttled as refusal:
+                    return throttled(refusal)
                 except CredentialChecksBusy:
                     return credentials_busy()
                 if principal is None or principal.role != role:

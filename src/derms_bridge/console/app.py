@@ -34,6 +34,7 @@ from derms_bridge.console.web import (
     render,
 )
 from derms_bridge.credentials import CredentialChecksBusy
+from derms_bridge.login_throttle import Attempt, Throttled
 
 # The pages load nothing but their own script and stylesheet, and no site may frame them.
 SECURITY_HEADERS = {
@@ -86,10 +87,15 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
     client = request.client.host if request.client else "unknown"
-    throttle_keys = (f"user:{username}", f"address:{client}")
-    wait = await state.throttle.seconds_to_wait(*throttle_keys)
-    if wait > 0:
-        minutes = max(1, round(wait / 60))
+    authenticator = state.hub.authenticator
+    try:
+        principal = await state.hub.login_throttle.admit(
+            Attempt(username, client, "console"),
+            authenticator.remembered(username, password),
+            lambda: authenticator.check_password(username, password),
+        )
+    except Throttled as refusal:
+        minutes = max(1, round(refusal.retry_after / 60))
         message = f"Too many failed logins. Try again in about {minutes} minute(s)."
         return render(
             request,
@@ -98,8 +104,6 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             status_code=429,
             session=session,
         )
-    try:
-        principal = await state.hub.authenticator.check_password(username, password)
     except CredentialChecksBusy:
         return render(
             request,
@@ -113,7 +117,6 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             session=session,
         )
     if principal is None or principal.role != "operator":
-        await state.throttle.failed(*throttle_keys)
         return render(
             request,
             "login.html",
@@ -121,7 +124,6 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             status_code=401,
             session=session,
         )
-    await state.throttle.succeeded(f"user:{username}")
     response = RedirectResponse(target, status_code=303)
     state.cookies.write(response, request, ConsoleSession.logged_in(principal.name))
     return response

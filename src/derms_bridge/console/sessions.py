@@ -13,13 +13,11 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
-
-from derms_bridge.store.console_security import LoginFailures
 
 COOKIE_NAME = "derms_console_session"
 CSRF_FIELD = "csrf_token"
@@ -105,28 +103,3 @@ def csrf_token_matches(session: ConsoleSession | None, presented: str | None) ->
     if session is None or not presented:
         return False
     return hmac.compare_digest(session.csrf_token.encode(), presented.encode())
-
-
-class LoginThrottle:
-    """Refuses further tries for a while after too many failed logins for one user or from
-    one address, so that guessing a password online takes years, not hours. The failures
-    are kept in the database: every hub process behind one address counts them alike."""
-
-    def __init__(self, failures: LoginFailures, allowed: int) -> None:
-        self._failures = failures
-        self._allowed = allowed
-
-    async def seconds_to_wait(self, *keys: str) -> float:
-        now = datetime.now(UTC)
-        wait = 0.0
-        for key in keys:
-            recent = await self._failures.recent(key, self._allowed)
-            if len(recent) >= self._allowed:
-                wait = max(wait, (recent[-1] + self._failures.pause - now).total_seconds())
-        return wait
-
-    async def failed(self, *keys: str) -> None:
-        await self._failures.failed(*keys)
-
-    async def succeeded(self, key: str) -> None:
-        await self._failures.forget(key)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,12 +17,11 @@ from derms_bridge.console.sessions import (
     CSRF_HEADER,
     SAFE_METHODS,
     ConsoleSession,
-    LoginThrottle,
     SessionCookies,
     csrf_token_matches,
 )
 from derms_bridge.engine.redaction import Redactor
-from derms_bridge.store.console_security import ConsoleLogouts, LoginFailures
+from derms_bridge.store.console_security import ConsoleLogouts
 
 ROOT = "/console"
 HERE = Path(__file__).parent
@@ -37,7 +35,6 @@ class ConsoleState:
 
     hub: Hub
     cookies: SessionCookies
-    throttle: LoginThrottle
     logouts: ConsoleLogouts
     redact: Redactor
     #: One lookup edit at a time in this process: read, check, write and swap go together.
@@ -52,10 +49,6 @@ class ConsoleState:
                 secret,
                 max_age_seconds=int(console.session_hours * 3600),
                 behind_proxy=console.behind_proxy,
-            ),
-            throttle=LoginThrottle(
-                LoginFailures(hub.store, timedelta(seconds=console.failed_login_pause_seconds)),
-                console.failed_logins_allowed,
             ),
             logouts=ConsoleLogouts(hub.store),
             redact=Redactor(secrets_in(hub.settings)),

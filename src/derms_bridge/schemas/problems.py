@@ -18,6 +18,7 @@ _TITLES = {
     413: "Content too large",
     415: "Unsupported media type",
     422: "Validation failed",
+    429: "Too many requests",
     500: "Internal error",
     502: "Bad gateway",
     503: "Service unavailable",
@@ -31,6 +32,7 @@ _TYPES = {
     413: "too-large",
     415: "unsupported-media-type",
     422: "validation",
+    429: "too-many-requests",
     502: "target-failed",
     504: "target-timeout",
 }

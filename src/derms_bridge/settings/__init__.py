@@ -224,6 +224,24 @@ class Server(Strict):
         return proxies
 
 
+class LoginLimits(Strict):
+    """Failed logins allowed in any window, on every way in: the API's Basic auth and bearer
+    tokens, /metrics and the console's login."""
+
+    window_seconds: float = Field(
+        300.0, gt=0, le=24 * 3600, description="failures older than this are forgotten"
+    )
+    per_user_and_address: int = Field(
+        5, ge=1, description="failures of one user from one address before that pair waits"
+    )
+    per_address: int = Field(
+        20, ge=1, description="failures from one address, whatever the user, before it waits"
+    )
+    per_user: int = Field(
+        50, ge=1, description="failures of one user, from any address, before it waits"
+    )
+
+
 class WebConsole(Strict):
     """The operations web console at /console."""
 
@@ -237,10 +255,6 @@ class WebConsole(Strict):
         False,
         description="trust X-Forwarded-Proto, set by a proxy that ends TLS in front of the hub",
     )
-    failed_logins_allowed: int = Field(
-        5, ge=1, description="failed logins per user or address before a pause"
-    )
-    failed_login_pause_seconds: float = Field(300.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -264,6 +278,7 @@ class Settings(BaseSettings):
     file_stores: FileStorageSettings = FileStorageSettings()
     lookups_dir: Path = Path("config/lookups")
     console: WebConsole = WebConsole()
+    login_throttle: LoginLimits = LoginLimits()
 
     @model_validator(mode="after")
     def _callers_name_known_derms_connections(self) -> Settings:

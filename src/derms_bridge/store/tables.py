@@ -276,13 +276,17 @@ class ConsoleLogoutRow(Base):
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-class ConsoleLoginFailureRow(Base):
-    """A failed console login, counted against its user and its address by every hub
-    process alike."""
+class LoginFailureRow(Base):
+    """A login that failed, or is being checked, on any way in (API, /metrics, console),
+    counted against its user, its address and the two together by every hub process alike."""
 
-    __tablename__ = "console_login_failures"
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_user_address", "user_digest", "address_digest"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    #: SHA-256 of "user:<name>" or "address:<ip>": a password typed as a username is not kept.
-    key_digest: Mapped[str] = mapped_column(String(64), index=True)
+    #: SHA-256 of "user:<name>", or of "bearer" for a token: a password typed as a username
+    #: is not kept.
+    user_digest: Mapped[str] = mapped_column(String(64))
+    #: SHA-256 of the client's address.
+    address_digest: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

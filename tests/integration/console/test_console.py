@@ -112,7 +112,7 @@ async def test_a_wrong_login_is_refused_saying_only_that(
 async def test_repeated_failures_pause_logins_even_with_the_right_password(
     console: ConsoleUnderTest,
 ) -> None:
-    allowed = console.settings.console.failed_logins_allowed
+    allowed = console.settings.login_throttle.per_user_and_address
     for _ in range(allowed):
         assert (await console.log_in(password="guess")).status_code == 401
 
@@ -125,7 +125,7 @@ async def test_repeated_failures_pause_logins_even_with_the_right_password(
 async def test_failed_logins_count_across_hub_processes(
     console: ConsoleUnderTest, default_lookups: Lookups
 ) -> None:
-    allowed = console.settings.console.failed_logins_allowed
+    allowed = console.settings.login_throttle.per_user_and_address
     for _ in range(allowed - 1):
         assert (await console.log_in(password="guess")).status_code == 401
 

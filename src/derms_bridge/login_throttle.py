@@ -1,0 +1,120 @@
+"""One throttle for every way into the hub (the API's Basic auth and bearer tokens, /metrics,
+the console's login), counted in the database so that every hub process counts alike.
+
+A login is refused unchecked while too many failures lie within the window for its user
+from its address, for its address whoever the user, or for its user from anywhere (the
+looser limits). A login that is checked is first claimed as a failure, the claims judged
+one at a time in the database: logins sent at once see one another's claims, so no more
+than the limit of them are ever checked. A login that succeeds forgives the failures of
+its user from its address, and no others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeVar
+
+from derms_bridge import metrics
+from derms_bridge.settings import LoginLimits
+from derms_bridge.store.login_failures import LoginFailures, Tallies, Tally
+
+Way = Literal["api", "metrics", "console"]
+
+Admitted = TypeVar("Admitted")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    #: The user name given; None for a bearer token, which names no one until it matches.
+    username: str | None
+    address: str
+    way: Way
+
+    @property
+    def user_key(self) -> str:
+        return "bearer" if self.username is None else f"user:{self.username}"
+
+
+class Throttled(Exception):
+    """Too many failed logins: the attempt was refused without checking its credential."""
+
+    def __init__(self, wait: timedelta) -> None:
+        super().__init__(f"too many failed logins: try again in {wait}")
+        #: Whole seconds until a login may be tried again, at least 1.
+        self.retry_after = max(1, math.ceil(wait.total_seconds()))
+
+
+async def _nothing_to_check() -> None:
+    return None
+
+
+class LoginThrottle:
+    def __init__(self, failures: LoginFailures, limits: LoginLimits) -> None:
+        self._failures = failures
+        self._limits = limits
+        # Logins being checked in this process, per (user, address).
+        self._checking: Counter[tuple[str, str]] = Counter()
+
+    async def admit(
+        self,
+        attempt: Attempt,
+        known: Admitted | None,
+        check: Callable[[], Awaitable[Admitted | None]] = _nothing_to_check,
+    ) -> Admitted | None:
+        """What `known` or else `check` finds the credential to be, or None when it is wrong;
+        Throttled, without checking, when too many logins failed.
+
+        `known` is what is answered at once for a credential known to be right (a verified
+        password remembered, a token that matches); it is taken without writing anything
+        only while no other login of the same user and address is being checked, so that
+        logins sent together cannot test passwords against what is remembered."""
+        user, address = attempt.user_key, attempt.address
+        tallies = await self._failures.tallies(user, address)
+        self._refuse_when_past_limits(attempt, tallies, 0)
+        pair = (user, address)
+        if known is not None and not self._checking[pair]:
+            if tallies.pair.count:
+                await self._failures.forgive(user, address)
+            return known
+        self._checking[pair] += 1
+        try:
+            claim = await self._failures.claim(
+                user, address, lambda tallies: self._refuse_when_past_limits(attempt, tallies, 1)
+            )
+            try:
+                found = known if known is not None else await check()
+            except BaseException:
+                # Too busy to check, or cut off: no credential was judged.
+                await self._failures.release(claim)
+                raise
+            if found is not None:
+                await self._failures.forgive(user, address)
+            return found
+        finally:
+            self._checking[pair] -= 1
+            if not self._checking[pair]:
+                del self._checking[pair]
+
+    def _refuse_when_past_limits(self, attempt: Attempt, tallies: Tallies, own: int) -> None:
+        """Throttled when, besides the attempt's `own` claim, a key's failures reach its
+        limit; the wait lasts until the oldest of them leaves the window."""
+        limited: list[tuple[Tally, int]] = [
+            (tallies.pair, self._limits.per_user_and_address),
+            (tallies.address, self._limits.per_address),
+        ]
+        if attempt.username is not None:
+            limited.append((tallies.user, self._limits.per_user))
+        window = self._failures.window
+        now = datetime.now(UTC)
+        waits = [
+            tally.oldest + window - now
+            for tally, limit in limited
+            if tally.count - own >= limit and tally.oldest is not None
+        ]
+        if waits:
+            metrics.LOGINS_THROTTLED.labels(attempt.way).inc()
+            raise Throttled(max(waits))
