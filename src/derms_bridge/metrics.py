@@ -105,6 +105,13 @@ SCHEDULE_RUNS = Counter(
     ["flow", "outcome"],
     registry=REGISTRY,
 )
+ROWS_PURGED = Counter(
+    "derms_bridge_purged_rows",
+    "Rows the retention purge removed, per table and kind (payload: a payload, reply or "
+    "file rows of an instance kept; instance: an expired instance deleted with its rows).",
+    ["table", "kind"],
+    registry=REGISTRY,
+)
 
 
 def instance_received(flow: str) -> None:
@@ -136,6 +143,10 @@ def schedule_run_finished(flow: str, outcome: str) -> None:
     """For the scheduler: a scheduled run of `flow` ended with `outcome` (e.g. succeeded,
     failed, nothing_to_do)."""
     SCHEDULE_RUNS.labels(flow, outcome).inc()
+
+
+def rows_purged(table: str, kind: str, rows: int) -> None:
+    ROWS_PURGED.labels(table, kind).inc(rows)
 
 
 class MeteredFileStore(FileJobStore):
