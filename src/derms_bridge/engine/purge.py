@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -26,10 +27,20 @@ from derms_bridge import metrics
 from derms_bridge.catalog import BY_KEY, PURGE
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow
 from derms_bridge.schemas.retention import PurgeCandidates, PurgeReport
-from derms_bridge.settings.retention import OUTCOME_STATUSES, Outcome, Retention
+from derms_bridge.settings.retention import OUTCOME_STATUSES, Keep, Outcome, Retention
 from derms_bridge.store.retention import Expiry, Removed, RetentionStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The flows an outcome's days are alike for, and what of theirs has expired."""
+
+    outcome: Outcome
+    keep: Keep
+    payloads: Expiry
+    instances: Expiry
 
 
 class Purge:
@@ -41,17 +52,21 @@ class Purge:
         self._stopping = stopping
         self._rest_between_batches = store.rests_between_batches
 
-    def expiries(self, now: datetime) -> list[tuple[Outcome, Expiry, Expiry]]:
-        """Per flow and outcome: what has outlived its payload days, and its instance days."""
+    def expiries(self, now: datetime) -> list[Expired]:
+        """Per outcome, the flows kept alike (all those without days of their own, then
+        each that has some), so that a few searches cover every flow."""
         found = []
-        for flow in BY_KEY:
-            for outcome, statuses in OUTCOME_STATUSES.items():
-                keep = self._retention.keep(flow, outcome)
+        for outcome, statuses in OUTCOME_STATUSES.items():
+            alike: dict[Keep, list[str]] = {}
+            for flow in BY_KEY:
+                alike.setdefault(self._retention.keep(flow, outcome), []).append(flow)
+            for keep, flows in alike.items():
                 found.append(
-                    (
+                    Expired(
                         outcome,
-                        Expiry(flow, statuses, now - timedelta(days=keep.payload_days)),
-                        Expiry(flow, statuses, now - timedelta(days=keep.instance_days)),
+                        keep,
+                        Expiry(tuple(flows), statuses, now - timedelta(days=keep.payload_days)),
+                        Expiry(tuple(flows), statuses, now - timedelta(days=keep.instance_days)),
                     )
                 )
         return found
@@ -82,9 +97,9 @@ class Purge:
 
         expiries = self.expiries(now)
         going = True
-        for _, payload_expiry, _ in expiries:
+        for expired in expiries:
             going = going and await in_batches(
-                "payload", partial(self._store.purge_payloads, payload_expiry, now)
+                "payload", partial(self._store.purge_payloads, expired.payloads, now)
             )
         going = going and await in_batches("payload", self._store.delete_file_rows)
         # An instance named by one that expires too (the run that resubmitted it, its
@@ -92,9 +107,9 @@ class Purge:
         before = -1
         while going and before != batches:
             before = batches
-            for _, _, instance_expiry in expiries:
+            for expired in expiries:
                 going = going and await in_batches(
-                    "instance", partial(self._store.delete_instances, instance_expiry)
+                    "instance", partial(self._store.delete_instances, expired.instances)
                 )
         if not going:
             log.info("purge stopped with its process; the next run goes on")
@@ -104,19 +119,18 @@ class Purge:
         """What a run would remove now, per flow and outcome (those with anything to go)."""
         now = now or datetime.now(UTC)
         found = []
-        for outcome, payload_expiry, instance_expiry in self.expiries(now):
-            keep = self._retention.keep(payload_expiry.flow, outcome)
-            payloads = await self._store.count_payloads(payload_expiry)
-            instances = await self._store.count_instances(instance_expiry)
-            if payloads or instances:
+        for expired in self.expiries(now):
+            payloads = await self._store.count_payloads(expired.payloads)
+            instances = await self._store.count_instances(expired.instances)
+            for flow in sorted(payloads.keys() | instances.keys(), key=list(BY_KEY).index):
                 found.append(
                     PurgeCandidates(
-                        flow=payload_expiry.flow,
-                        outcome=outcome,
-                        payloadDays=keep.payload_days,
-                        instanceDays=keep.instance_days,
-                        payloads=payloads,
-                        instances=instances,
+                        flow=flow,
+                        outcome=expired.outcome,
+                        payloadDays=expired.keep.payload_days,
+                        instanceDays=expired.keep.instance_days,
+                        payloads=payloads.get(flow, 0),
+                        instances=instances.get(flow, 0),
                     )
                 )
         return found

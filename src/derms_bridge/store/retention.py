@@ -1,11 +1,14 @@
 """The purge's queries: what expired, and its removal one short transaction at a time.
 
-Each batch is one transaction that finds at most `batch_size` instances and removes
-them (or their payloads), so that it holds locks for milliseconds whatever the table's
-size. On PostgreSQL it takes the instances it found `FOR UPDATE SKIP LOCKED` and then
-locks their file jobs and staged files, so that a resubmit or a resumed file going on
-beside it is either waited for or left alone, never half removed. On SQLite a batch is
-one turn of the hub's single writer.
+A batch first reads at most `batch_size` instances that expired, without writing; then
+one short transaction takes those of them that still qualify and removes them (or their
+payloads), so that it holds locks for milliseconds whatever the table's size, and a
+search that finds nothing never takes SQLite's one writer. On PostgreSQL that
+transaction takes the instances `FOR UPDATE SKIP LOCKED`, then locks their file jobs and
+staged files, so that a resubmit or a resumed file going on beside it is either waited
+for or left alone, never half removed. Whatever must read the rows before they go (an
+archive) reads the batch between the two steps: the transaction removes no instance
+that was not read.
 
 What stays whatever its age: an instance in progress; a file job not done or a staged
 file not transferred; an instance a kept instance names (the run that resubmitted it,
@@ -17,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Delete,
+    Select,
     delete,
     exists,
     func,
@@ -49,9 +54,9 @@ from derms_bridge.store.tables import (
 
 @dataclass(frozen=True)
 class Expiry:
-    """A flow's instances of some statuses that ended before `before`."""
+    """The instances of some flows and statuses that ended before `before`."""
 
-    flow: str
+    flows: tuple[str, ...]
     statuses: tuple[str, ...]
     before: datetime
 
@@ -62,7 +67,7 @@ Removed = dict[str, int]
 
 def _ended(expiry: Expiry) -> list[ColumnElement[bool]]:
     return [
-        InstanceRow.flow == expiry.flow,
+        InstanceRow.flow.in_(expiry.flows),
         InstanceRow.status.in_(expiry.statuses),
         InstanceRow.finished_at < expiry.before,
     ]
@@ -114,9 +119,14 @@ class RetentionStore:
     async def purge_payloads(self, expiry: Expiry, now: datetime) -> Removed:
         """One batch: the payload, reply and rows set aside of instances whose payloads
         expired are emptied, and the instances marked, so that their file rows go next
-        (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left."""
+        (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left (or
+        none of those found may go now: the next run sees them again)."""
+        conditions = _payload_expired(expiry)
+        found = await self._found(conditions)
+        if not found:
+            return {}
         async with self._instances.writing() as connection:
-            ids = await self._expired(connection, _payload_expired(expiry))
+            ids = await self._still_expired(connection, conditions, found)
             if not ids:
                 return {}
             await connection.execute(
@@ -140,6 +150,9 @@ class RetentionStore:
         """One batch of the file rows (segments, staged chunks) of instances whose payloads
         were purged. Empty: none left."""
         purged = InstanceRow.payload_purged_at.is_not(None)
+        waiting = await self.count_file_rows(limit=1)
+        if not any(waiting.values()):
+            return {}
         async with self._instances.writing() as connection:
             segment_ids = (
                 await connection.scalars(
@@ -176,9 +189,13 @@ class RetentionStore:
 
     async def delete_instances(self, expiry: Expiry) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
-        table. Empty: none left."""
+        table. Empty: none left (or none of those found may go now)."""
+        conditions = _instance_expired(expiry)
+        found = await self._found(conditions)
+        if not found:
+            return {}
         async with self._instances.writing() as connection:
-            ids = await self._expired(connection, _instance_expired(expiry))
+            ids = await self._still_expired(connection, conditions, found)
             if not ids:
                 return {}
             removed: Removed = {}
@@ -211,52 +228,60 @@ class RetentionStore:
                     removed[table] = deleted.rowcount
         return removed
 
-    async def count_payloads(self, expiry: Expiry) -> int:
+    async def count_payloads(self, expiry: Expiry) -> dict[str, int]:
+        """Per flow, the payloads that would be purged now."""
         return await self._count(_payload_expired(expiry))
 
-    async def count_instances(self, expiry: Expiry) -> int:
-        """Instances that would go now; one named by an instance that expires too goes after
-        it, in the same purge, and is not counted here."""
+    async def count_instances(self, expiry: Expiry) -> dict[str, int]:
+        """Per flow, the instances that would go now; one named by an instance that expires
+        too goes after it, in the same purge, and is not counted here."""
         return await self._count(_instance_expired(expiry))
 
-    async def count_file_rows(self) -> Removed:
-        """File rows of purged payloads still to delete."""
+    async def count_file_rows(self, limit: int | None = None) -> Removed:
+        """File rows of purged payloads still to delete (counted up to `limit` a table)."""
         purged = InstanceRow.payload_purged_at.is_not(None)
-        async with self._instances.engine.connect() as connection:
-            segments = await connection.scalar(
-                select(func.count())
-                .select_from(SegmentRow)
-                .join(InstanceRow, InstanceRow.id == SegmentRow.instance_id)
-                .where(purged)
-            )
-            chunks = await connection.scalar(
-                select(func.count())
-                .select_from(StagedChunkRow)
-                .join(InstanceRow, InstanceRow.id == StagedChunkRow.instance_id)
-                .where(purged)
-            )
-        return {"segments": segments or 0, "staged_file_chunks": chunks or 0}
-
-    async def _count(self, conditions: list[ColumnElement[bool]]) -> int:
-        async with self._instances.engine.connect() as connection:
-            found = await connection.scalar(
-                select(func.count()).select_from(InstanceRow).where(*conditions)
-            )
-        return found or 0
-
-    async def _expired(
-        self, connection: AsyncConnection, conditions: list[ColumnElement[bool]]
-    ) -> list[str]:
-        """At most a batch of the instances the conditions select, oldest first; on
-        PostgreSQL locked, with their file jobs and staged files, and checked again."""
-        query = (
-            select(InstanceRow.id)
-            .where(*conditions)
-            .order_by(InstanceRow.finished_at)
-            .limit(self.batch_size)
+        segments = (
+            select(SegmentRow.id)
+            .join(InstanceRow, InstanceRow.id == SegmentRow.instance_id)
+            .where(purged)
+            .limit(limit)
         )
+        chunks = (
+            select(StagedChunkRow.seq)
+            .join(InstanceRow, InstanceRow.id == StagedChunkRow.instance_id)
+            .where(purged)
+            .limit(limit)
+        )
+        async with self._instances.engine.connect() as connection:
+            return {
+                "segments": await _count_of(connection, segments),
+                "staged_file_chunks": await _count_of(connection, chunks),
+            }
+
+    async def _count(self, conditions: list[ColumnElement[bool]]) -> dict[str, int]:
+        async with self._instances.engine.connect() as connection:
+            rows = await connection.execute(
+                select(InstanceRow.flow, func.count()).where(*conditions).group_by(InstanceRow.flow)
+            )
+            return {flow: count for flow, count in rows.all()}
+
+    async def _found(self, conditions: list[ColumnElement[bool]]) -> list[str]:
+        """At most a batch of the instances the conditions select, read without a lock; in
+        no order, which would make the database sort every match to pick a batch."""
+        async with self._instances.engine.connect() as connection:
+            found = await connection.scalars(
+                select(InstanceRow.id).where(*conditions).limit(self.batch_size)
+            )
+            return list(found)
+
+    async def _still_expired(
+        self, connection: AsyncConnection, conditions: list[ColumnElement[bool]], found: list[str]
+    ) -> list[str]:
+        """Those of `found` the conditions still select, in the removing transaction; on
+        PostgreSQL locked, with their file jobs and staged files, and checked again."""
+        query = select(InstanceRow.id).where(InstanceRow.id.in_(found), *conditions)
         if not self._postgres:
-            return list((await connection.scalars(query)).all())
+            return list(await connection.scalars(query))
         ids = list(
             await connection.scalars(query.with_for_update(of=InstanceRow, skip_locked=True))
         )
@@ -281,3 +306,8 @@ class RetentionStore:
         ).all()
         busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
         return [each for each in ids if each not in busy]
+
+
+async def _count_of(connection: AsyncConnection, rows: Select[Any]) -> int:
+    found = await connection.scalar(select(func.count()).select_from(rows.subquery()))
+    return found or 0
