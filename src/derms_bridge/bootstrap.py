@@ -33,6 +33,7 @@ from derms_bridge.engine.purge import Purge, purge_flow
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
+from derms_bridge.engine.storage import StorageWatch
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
 from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
@@ -122,6 +123,8 @@ class Hub:
     scheduler: Scheduler
     #: Retention: the purge the scheduler runs as the job `purge`, and its dry run.
     purge: Purge
+    #: The database's size and what holds it, as the console and /metrics show it.
+    storage: StorageWatch
     liveness: Liveness
     database_outage: DatabaseOutage
     #: CPMCS's file stores as the flows reach them (the console checks them).
@@ -285,6 +288,7 @@ def build_hub(
             flows={**SCHEDULED_FLOWS, "purge": purge_flow(purge)},
         ),
         purge=purge,
+        storage=StorageWatch(store, purge),
         stores=stores,
         liveness=Liveness(
             processes=ProcessStore(store),

@@ -33,6 +33,7 @@ from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.store.file_job_records import ClaimedJob, ClaimedSegment, SegmentResult
 from derms_bridge.store.file_jobs import FileJobStore
+from derms_bridge.store.storage import StorageReport
 from derms_bridge.store.workload import SegmentsWaiting, run_end, segments_waiting
 
 #: prometheus-client reads it when first imported: `serve` and `worker` set it before.
@@ -229,8 +230,67 @@ class _SegmentsWaiting(Collector):
         yield queued
 
 
-async def exposition(engine: AsyncEngine) -> bytes:
-    """The text a scraper gets: this machine's counters, and the store's segments waiting."""
+class _Storage(Collector):
+    def __init__(self, report: StorageReport) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        size = self._report.size
+        yield GaugeMetricFamily(
+            "derms_bridge_database_bytes",
+            "The database's size on disk (measured at most once a minute).",
+            value=size.bytes,
+        )
+        table_bytes = GaugeMetricFamily(
+            "derms_bridge_table_bytes",
+            "The largest tables' size with their indexes, per table.",
+            labels=["table"],
+        )
+        table_rows = GaugeMetricFamily(
+            "derms_bridge_table_rows",
+            "The largest tables' rows (PostgreSQL's estimate), per table.",
+            labels=["table"],
+        )
+        dead_rows = GaugeMetricFamily(
+            "derms_bridge_table_dead_rows",
+            "PostgreSQL: rows vacuum has not reclaimed yet, per table of the largest.",
+            labels=["table"],
+        )
+        for table in size.tables:
+            table_bytes.add_metric([table.name], table.bytes)
+            table_rows.add_metric([table.name], table.rows)
+            if table.dead_rows is not None:
+                dead_rows.add_metric([table.name], table.dead_rows)
+        yield table_bytes
+        yield table_rows
+        if size.dialect == "postgresql":
+            yield dead_rows
+        if size.oldest_instance is not None:
+            yield GaugeMetricFamily(
+                "derms_bridge_oldest_instance_timestamp_seconds",
+                "When the oldest instance kept was received (Unix time).",
+                value=size.oldest_instance.timestamp(),
+            )
+        waiting = GaugeMetricFamily(
+            "derms_bridge_purge_waiting",
+            "What the retention's purge would remove now: payloads, instances, file_rows.",
+            labels=["kind"],
+        )
+        for kind, rows in self._report.purge_waiting.items():
+            waiting.add_metric([kind], rows)
+        yield waiting
+        if size.dialect == "postgresql":
+            yield GaugeMetricFamily(
+                "derms_bridge_oldest_transaction_seconds",
+                "PostgreSQL: how long the oldest transaction open on the hub's database has "
+                "run (0: none); a long one stops vacuum and slows the work queues.",
+                value=size.oldest_transaction_seconds or 0.0,
+            )
+
+
+async def exposition(engine: AsyncEngine, storage: StorageReport) -> bytes:
+    """The text a scraper gets: this machine's counters, the store's segments waiting, and
+    the storage as last measured."""
     directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
     counted = REGISTRY
     if directory:
@@ -238,4 +298,5 @@ async def exposition(engine: AsyncEngine) -> bytes:
         multiprocess.MultiProcessCollector(counted, directory)  # type: ignore[no-untyped-call]
     waiting = CollectorRegistry()
     waiting.register(_SegmentsWaiting(await segments_waiting(engine)))
+    waiting.register(_Storage(storage))
     return generate_latest(counted) + generate_latest(waiting)

@@ -1,4 +1,5 @@
-"""The retention in force on the schedules page, and an instance whose payload was purged."""
+"""The storage page (the database's size, the retention in force), the purge among the
+schedules, and an instance whose payload was purged."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.integration.engine.test_retention import age
 from tests.payloads import customer_unavailability_message
 
 
-async def test_the_schedules_page_shows_the_purge_and_the_retention_in_force(
+async def test_the_storage_page_shows_the_database_and_the_retention_in_force(
     console: ConsoleUnderTest,
 ) -> None:
     retention = Retention(
@@ -24,12 +25,22 @@ async def test_the_schedules_page_shows_the_purge_and_the_retention_in_force(
     )
     settings = console.settings.model_copy(update={"retention": retention})
     async for kept in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        await console.client.post(
+            "/cpmcs/outbound/X1-CUSTUNAVL",
+            json=customer_unavailability_message("STORED-1"),
+            auth=CPMCS_AUTH,
+        )
+        await age(kept.hub, 100)
         await kept.log_in()
-        page = await kept.client.get("/console/schedules")
+        page = await kept.client.get("/console/storage")
+        schedules = await kept.client.get("/console/schedules")
 
+    assert page.status_code == 200
+    assert 'href="/console/storage" aria-current="page"' in page.text
+    text = page_text(page.text)
+    assert "waiting for the purge 1 payloads, 1 instances, 0 file rows" in text
     rows = {row[0]: row for row in table_rows(page.text)}
-    assert rows["0"][1] == "Purge (retention) DERMS-BRIDGE-PURGE"
-    assert rows["0"][2] == "17 * * * * UTC"
+    assert rows["instances"][1].endswith(("KB", "MB", "kB"))
     assert rows["every other flow"][1:] == [
         "7 days",
         "90 days",
@@ -42,6 +53,9 @@ async def test_the_schedules_page_shows_the_purge_and_the_retention_in_force(
         "2 days",
         "90 days",
     ]
+    scheduled = {row[0]: row for row in table_rows(schedules.text)}
+    assert scheduled["0"][1] == "Purge (retention) DERMS-BRIDGE-PURGE"
+    assert scheduled["0"][2] == "17 * * * * UTC"
 
 
 async def test_an_instance_whose_payload_was_purged_says_when_and_stays_findable(

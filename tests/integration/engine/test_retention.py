@@ -394,3 +394,36 @@ async def _total_segments(hub: HubUnderTest, instance_id: str) -> int:
             select(FileJobRow.total_segments).where(FileJobRow.instance_id == instance_id)
         )
     return int(total or 0)
+
+
+async def test_the_metrics_show_the_storage_measured_at_most_once_a_minute(
+    hub: HubUnderTest,
+) -> None:
+    for n in range(3):
+        await _finished(hub, f"SIZE-{n}")
+    await age(hub.hub, 100)
+
+    first = await _metrics(hub)
+    late = await _finished(hub, "SIZE-LATE")
+    await age(hub.hub, 100, [late])
+    second = await _metrics(hub)
+
+    assert _gauge(first, "derms_bridge_database_bytes") > 0
+    assert _gauge(first, 'derms_bridge_table_bytes{table="instances"}') > 0
+    assert _gauge(first, 'derms_bridge_purge_waiting{kind="instances"}') == 3
+    assert (
+        _gauge(first, "derms_bridge_oldest_instance_timestamp_seconds")
+        < (datetime.now(UTC) - timedelta(days=99)).timestamp()
+    )
+    if hub.hub.store.engine.dialect.name == "postgresql":
+        assert _gauge(first, "derms_bridge_oldest_transaction_seconds") >= 0
+        assert _gauge(first, 'derms_bridge_table_dead_rows{table="instances"}') >= 0
+    # Measured again only a minute later: the same figures.
+    assert _gauge(second, 'derms_bridge_purge_waiting{kind="instances"}') == 3
+
+
+def _gauge(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.removeprefix(name + " "))
+    raise AssertionError(f"{name} is not in the scrape")

@@ -36,7 +36,8 @@ async def _may_scrape(request: Request, hub: Hub) -> bool:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}},
 )
 async def scrape(request: Request, hub: HubDep) -> Response:
-    """Prometheus text format: flows, outbound calls, segments waiting, schedule runs."""
+    """Prometheus text format: flows, outbound calls, segments waiting, schedule runs, the
+    purge, the database's size."""
     try:
         allowed = await _may_scrape(request, hub)
     except CredentialChecksBusy:
@@ -47,5 +48,5 @@ async def scrape(request: Request, hub: HubDep) -> Response:
             "/metrics needs an operator caller or the metrics bearer token",
             headers=UNAUTHORIZED_HEADERS,
         )
-    body = await metrics.exposition(hub.store.engine)
+    body = await metrics.exposition(hub.store.engine, await hub.storage.report())
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -17,20 +17,8 @@ from derms_bridge.console.web import (
 )
 from derms_bridge.engine.schedules import AlreadyRunning, UnknownScheduledFlow
 from derms_bridge.schemas.schedules import ScheduleView
-from derms_bridge.settings.retention import OUTCOME_STATUSES, Keep, Outcome, Retention
 
 router = APIRouter(dependencies=CSRF_CHECKED)
-
-
-def retention_in_force(retention: Retention) -> list[tuple[str, dict[Outcome, Keep]]]:
-    """The days in force: every flow without its own, then each flow that has some."""
-    default: dict[Outcome, Keep] = {o: getattr(retention.default, o) for o in OUTCOME_STATUSES}
-    rows = [("every other flow", default)]
-    for flow in retention.flows:
-        info = BY_KEY[flow]
-        label = f"{info.number} {info.title} ({flow})"
-        rows.append((label, {o: retention.keep(flow, o) for o in OUTCOME_STATUSES}))
-    return rows
 
 
 async def _schedule_of(state: ConsoleState, flow: str) -> ScheduleView | None:
@@ -46,7 +34,6 @@ async def schedules(request: Request, state: StateDep, operator: OperatorDep) ->
             "schedules": await state.hub.scheduler.overview(),
             "by_key": BY_KEY,
             "redact": state.redact,
-            "retention": retention_in_force(state.hub.settings.retention),
         },
     )
 
