@@ -29,18 +29,22 @@ from derms_bridge.engine.file_jobs.workers import FileWorker, WorkerPool
 from derms_bridge.engine.liveness import Liveness, process_name
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.operations import Operations
+from derms_bridge.engine.purge import Purge, purge_flow
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.schedules import Scheduler
+from derms_bridge.engine.storage import StorageWatch
 from derms_bridge.engine.transfers import TransferIntake, TransferWorker
+from derms_bridge.flows.registry import SCHEDULED_FLOWS
 from derms_bridge.login_throttle import LoginThrottle
 from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
-from derms_bridge.settings import Settings, unsafe_settings
+from derms_bridge.settings import Schedule, Settings, unsafe_settings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.login_failures import LoginFailures
 from derms_bridge.store.processes import ProcessStore
+from derms_bridge.store.retention import RetentionStore
 from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.staged_transfers import StagedTransferStore
 
@@ -121,6 +125,10 @@ class Hub:
     transfer_intake: TransferIntake
     transfers: TransferWorker
     scheduler: Scheduler
+    #: Retention: the purge the scheduler runs as the job `purge`, and its dry run.
+    purge: Purge
+    #: The database's size and what holds it, as the console and /metrics show it.
+    storage: StorageWatch
     liveness: Liveness
     database_outage: DatabaseOutage
     #: CPMCS's file stores as the flows reach them (the console checks them).
@@ -244,6 +252,13 @@ def build_hub(
         engine=engine, staged=staged_files, settings=settings.segments, shutdown=shutdown
     )
     database_outage = DatabaseOutage(error_handler.alert_operators)
+    schedules: dict[str, Schedule] = {key: each for key, each in settings.schedules.items()}
+    schedules["purge"] = settings.retention.schedule
+    purge = Purge(
+        RetentionStore(store, settings.retention.batch_size),
+        settings.retention,
+        stopping=shutdown.begun,
+    )
     return Hub(
         settings=settings,
         store=store,
@@ -277,9 +292,12 @@ def build_hub(
         scheduler=Scheduler(
             engine=engine,
             store=ScheduleStore(store),
-            schedules=settings.schedules,
+            schedules=schedules,
             shutdown=shutdown,
+            flows={**SCHEDULED_FLOWS, "purge": purge_flow(purge)},
         ),
+        purge=purge,
+        storage=StorageWatch(store, purge),
         stores=stores,
         liveness=Liveness(
             processes=ProcessStore(store),

@@ -64,7 +64,11 @@ FLOWS: tuple[FlowInfo, ...] = (
     FlowInfo("common_error_handler", 20, "OUTL-BA-DACS_DRMS_ERROR", "Common Error Handler"),
 )
 
-BY_KEY = {flow.key: flow for flow in FLOWS}
+#: The hub's own jobs that run as instances, beside the reference's flows: numbered 0.
+PURGE = FlowInfo("purge", 0, "DERMS-BRIDGE-PURGE", "Purge (retention)")
+HUB_JOBS: tuple[FlowInfo, ...] = (PURGE,)
+
+BY_KEY = {flow.key: flow for flow in (*FLOWS, *HUB_JOBS)}
 
 
 def flows_named(key_or_identifier: str) -> list[FlowInfo]:

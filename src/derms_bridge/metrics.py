@@ -34,6 +34,7 @@ from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Schedule, ScheduledFlowKey
 from derms_bridge.store.file_job_records import ClaimedJob, ClaimedSegment, SegmentResult
 from derms_bridge.store.file_jobs import FileJobStore
+from derms_bridge.store.storage import StorageReport
 from derms_bridge.store.workload import (
     SegmentsWaiting,
     files_in_progress,
@@ -128,6 +129,13 @@ LOGINS_THROTTLED = Counter(
     ["way"],
     registry=REGISTRY,
 )
+ROWS_PURGED = Counter(
+    "derms_bridge_purged_rows",
+    "Rows the retention purge removed, per table and kind (payload: a payload, reply or "
+    "file rows of an instance kept; instance: an expired instance deleted with its rows).",
+    ["table", "kind"],
+    registry=REGISTRY,
+)
 
 
 def instance_received(flow: str) -> None:
@@ -160,6 +168,10 @@ def schedule_run_finished(flow: str, outcome: str) -> None:
     """For the scheduler: a scheduled run of `flow` ended with `outcome` (e.g. succeeded,
     failed, nothing_to_do)."""
     SCHEDULE_RUNS.labels(flow, outcome).inc()
+
+
+def rows_purged(table: str, kind: str, rows: int) -> None:
+    ROWS_PURGED.labels(table, kind).inc(rows)
 
 
 class MeteredFileStore(FileJobStore):
@@ -280,9 +292,70 @@ async def _next_ticks(
     }
 
 
-async def exposition(engine: AsyncEngine, schedules: Mapping[ScheduledFlowKey, Schedule]) -> bytes:
-    """The text a scraper gets: this machine's counters, and what the store says waits: the
-    segments and files in progress, each schedule's next tick to handle."""
+class _Storage(Collector):
+    def __init__(self, report: StorageReport) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        size = self._report.size
+        yield GaugeMetricFamily(
+            "derms_bridge_database_bytes",
+            "The database's size on disk (measured at most once a minute).",
+            value=size.bytes,
+        )
+        table_bytes = GaugeMetricFamily(
+            "derms_bridge_table_bytes",
+            "The largest tables' size with their indexes, per table.",
+            labels=["table"],
+        )
+        table_rows = GaugeMetricFamily(
+            "derms_bridge_table_rows",
+            "The largest tables' rows (PostgreSQL's estimate), per table.",
+            labels=["table"],
+        )
+        dead_rows = GaugeMetricFamily(
+            "derms_bridge_table_dead_rows",
+            "PostgreSQL: rows vacuum has not reclaimed yet, per table of the largest.",
+            labels=["table"],
+        )
+        for table in size.tables:
+            table_bytes.add_metric([table.name], table.bytes)
+            table_rows.add_metric([table.name], table.rows)
+            if table.dead_rows is not None:
+                dead_rows.add_metric([table.name], table.dead_rows)
+        yield table_bytes
+        yield table_rows
+        if size.dialect == "postgresql":
+            yield dead_rows
+        if size.oldest_instance is not None:
+            yield GaugeMetricFamily(
+                "derms_bridge_oldest_instance_timestamp_seconds",
+                "When the oldest instance kept was received (Unix time).",
+                value=size.oldest_instance.timestamp(),
+            )
+        waiting = GaugeMetricFamily(
+            "derms_bridge_purge_waiting",
+            "What the retention's purge would remove now: payloads, instances, file_rows.",
+            labels=["kind"],
+        )
+        for kind, rows in self._report.purge_waiting.items():
+            waiting.add_metric([kind], rows)
+        yield waiting
+        if size.dialect == "postgresql":
+            yield GaugeMetricFamily(
+                "derms_bridge_oldest_transaction_seconds",
+                "PostgreSQL: how long the oldest transaction open on the hub's database has "
+                "run (0: none); a long one stops vacuum and slows the work queues.",
+                value=size.oldest_transaction_seconds or 0.0,
+            )
+
+
+async def exposition(
+    engine: AsyncEngine, schedules: Mapping[ScheduledFlowKey, Schedule], storage: StorageReport
+) -> bytes:
+    """The text a scraper gets: this machine's counters, what the store says waits (the
+    segments and files in progress, each schedule's next tick to handle), and the storage as
+    last measured."""
     directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
     counted = REGISTRY
     if directory:
@@ -296,4 +369,5 @@ async def exposition(engine: AsyncEngine, schedules: Mapping[ScheduledFlowKey, S
             await _next_ticks(engine, schedules),
         )
     )
+    waiting.register(_Storage(storage))
     return generate_latest(counted) + generate_latest(waiting)

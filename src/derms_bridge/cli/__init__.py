@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from derms_bridge.cli import configuration, instances, lookups, serving
+from derms_bridge.cli import configuration, instances, lookups, retention, serving
 
 app = typer.Typer(
     help="The integration hub between Oracle Utilities CPMCS and Edge DERMS.",
@@ -21,6 +21,7 @@ app.command("sandbox")(serving.sandbox)
 app.command("hash-password")(configuration.hash_password_command)
 app.command("hash-token")(configuration.hash_token_command)
 app.command("resubmit")(instances.resubmit)
+app.command("purge")(retention.purge)
 app.add_typer(instances.instances_app, name="instances")
 app.add_typer(lookups.lookups_app, name="lookups")
 

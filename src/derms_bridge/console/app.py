@@ -19,6 +19,7 @@ from derms_bridge.console.pages import (
     instances,
     lookups,
     schedules,
+    storage,
 )
 from derms_bridge.console.sessions import ConsoleSession
 from derms_bridge.console.web import (
@@ -175,6 +176,15 @@ def create_console(hub: Hub) -> FastAPI:
 
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     console.include_router(auth)
-    for page in (dashboard, instances, instance, bulk_resubmit, lookups, schedules, connections):
+    for page in (
+        dashboard,
+        instances,
+        instance,
+        bulk_resubmit,
+        lookups,
+        schedules,
+        storage,
+        connections,
+    ):
         console.include_router(page.router)
     return console

@@ -182,6 +182,7 @@ def _detail(history: InstanceHistory, file: FileProgress | None) -> InstanceDeta
         **_summary_fields(history),
         payload=history.payload,
         reply=history.reply,
+        payload_purged_at=history.payload_purged_at,
         resubmitted_as=history.resubmitted_as,
         children=history.children,
         file=file,

@@ -72,6 +72,11 @@ def resubmit_refusal(instance_id: str, stored: StoredMessage) -> str | None:
             f"route's checks. Read it (GET /ops/instances/{instance_id}), correct it and "
             "have its sender send it again"
         )
+    if stored.payload_purged_at is not None:
+        return (
+            f"its payload was purged on {stored.payload_purged_at:%Y-%m-%d} (retention): "
+            "nothing is left to send again"
+        )
     if stored.resubmitted_as is None:
         return None
     if stored.status == "resolved":

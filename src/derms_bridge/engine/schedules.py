@@ -1,4 +1,5 @@
-"""Schedules: the scheduled flows (16, 17) started at their cron ticks, or by an operator now.
+"""Schedules: the scheduled flows (16, 17) and the hub's own jobs (the purge) started at
+their cron ticks, or by an operator now.
 
 Every hub process (`serve`, `worker`) runs the scheduler loop. At a due tick each one
 tries to claim it in the database and one succeeds, so a tick runs once however many
@@ -31,7 +32,7 @@ from derms_bridge.flows.ports import FlowResult, ScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.schedules import LastRunView, ScheduleView
-from derms_bridge.settings import Schedule, ScheduledFlowKey
+from derms_bridge.settings import Schedule
 from derms_bridge.store.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,16 @@ class Scheduler:
         *,
         engine: FlowEngine,
         store: ScheduleStore,
-        schedules: Mapping[ScheduledFlowKey, Schedule],
+        schedules: Mapping[str, Schedule],
         shutdown: Shutdown,
+        flows: Mapping[str, ScheduledFlow[Any]] = SCHEDULED_FLOWS,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
+        """`flows`: what may be scheduled or run now, by key (the scheduled flows, and the
+        hub's own jobs such as the purge); `schedules`: when, for those that have one."""
         self._engine = engine
         self._store = store
+        self.flows = dict(flows)
         self.schedules: dict[str, Schedule] = {key: each for key, each in schedules.items()}
         self._lease = timedelta(seconds=lease_seconds)
         #: Names this process in the claims it makes, for whoever reads the tables.
@@ -99,7 +104,7 @@ class Scheduler:
         now = datetime.now(UTC)
         states = await self._store.states()
         views = []
-        for key, flow in SCHEDULED_FLOWS.items():
+        for key, flow in self.flows.items():
             schedule = self.schedules.get(key)
             state = states.get(key)
             last = state.last_run if state is not None else None
@@ -128,7 +133,7 @@ class Scheduler:
         watcher: Callable[[Activity], None] | None = None,
     ) -> StartedRun:
         """Start a run of the flow at once, unless one is going (AlreadyRunning says which)."""
-        flow = self.flow_named(name)
+        flow = self._flow(name)
         key = flow.info.key
         instance_id = str(uuid.uuid4())
         await self._store.ensure(key, datetime.now(UTC))
@@ -175,10 +180,17 @@ class Scheduler:
             trigger = {"trigger": "schedule", "tick": tick_text, "cron": schedule.cron}
             started.append(
                 await self._start(
-                    SCHEDULED_FLOWS[key], instance_id, None, trigger, [("scheduleTick", tick_text)]
+                    self.flows[key], instance_id, None, trigger, [("scheduleTick", tick_text)]
                 )
             )
         return started
+
+    def _flow(self, name: str) -> ScheduledFlow[Any]:
+        """The flow (or job) of this scheduler a key or an identifier names."""
+        for info in flows_named(name):
+            if info.key in self.flows:
+                return self.flows[info.key]
+        raise UnknownScheduledFlow(name)
 
     async def finished(self, instance_id: str) -> FlowResult[Any]:
         """The result of a run this process started."""

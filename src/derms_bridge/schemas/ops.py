@@ -132,6 +132,8 @@ class InstanceSummary(_View):
 class InstanceDetail(InstanceSummary):
     payload: Any
     reply: Any | None
+    #: When retention purged the payload, the reply and a file's rows (both then null).
+    payload_purged_at: datetime | None = None
     resubmitted_as: list[str]
     children: list[str]
     file: FileProgress | None = None

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from cronsim import CronSim, CronSimError
 from pydantic import (
     Field,
     SecretStr,
@@ -30,9 +27,12 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# Schedule lives beside Strict so that retention's settings can use it too.
+from derms_bridge.settings.common import Schedule as Schedule
 from derms_bridge.settings.common import Secret, Strict
 from derms_bridge.settings.connections import Caller, Connections, sha256_hex
 from derms_bridge.settings.file_storage import FileStorageSettings, FtpSettings
+from derms_bridge.settings.retention import Retention
 from derms_bridge.settings.secret_files import SecretFileError, resolve_secret_files
 
 ENV_PREFIX = "DERMS_BRIDGE_"
@@ -160,46 +160,6 @@ class Metrics(Strict):
     _is_sha256_hex = field_validator("token_sha256")(sha256_hex)
 
 
-class Schedule(Strict):
-    """When a scheduled flow runs: a cron expression read in a time zone."""
-
-    cron: str = Field(
-        description="five fields (minute hour day month weekday), or six with seconds first"
-    )
-    timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Paris")
-    enabled: bool = True
-
-    def latest_tick(self, now: datetime) -> datetime:
-        """The schedule's latest tick at or before `now`, in UTC."""
-        local = now.astimezone(ZoneInfo(self.timezone))
-        # cronsim counts a start with microseconds as its own first candidate going back.
-        tick: datetime = next(CronSim(self.cron, local.replace(microsecond=1), reverse=True))
-        return tick.astimezone(UTC)
-
-    def next_tick(self, now: datetime) -> datetime:
-        """The schedule's first tick after `now`, in its own time zone."""
-        tick: datetime = next(CronSim(self.cron, now.astimezone(ZoneInfo(self.timezone))))
-        return tick
-
-    @field_validator("cron")
-    @classmethod
-    def _is_cron(cls, value: str) -> str:
-        try:
-            CronSim(value, datetime.now(UTC))
-        except CronSimError as exc:
-            raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _is_time_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from None
-        return value
-
-
 #: The flows a schedule starts (flows/registry.py SCHEDULED_FLOWS).
 ScheduledFlowKey = Literal["device_score_ftp", "device_score_os"]
 
@@ -279,6 +239,7 @@ class Settings(BaseSettings):
     lookups_dir: Path = Path("config/lookups")
     console: WebConsole = WebConsole()
     login_throttle: LoginLimits = LoginLimits()
+    retention: Retention = Retention()
 
     @model_validator(mode="after")
     def _callers_name_known_derms_connections(self) -> Settings:

@@ -4,15 +4,19 @@ that is not the example's placeholder, timeouts."""
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    field_validator,
 )
 
 
@@ -52,3 +56,43 @@ Secret = Annotated[SecretStr, AfterValidator(_not_placeholder)]
 class Timeouts(Strict):
     connect: float = Field(5.0, gt=0, description="seconds to open a connection")
     read: float = Field(30.0, gt=0, description="seconds to wait for each answer")
+
+
+class Schedule(Strict):
+    """When a scheduled flow runs: a cron expression read in a time zone."""
+
+    cron: str = Field(
+        description="five fields (minute hour day month weekday), or six with seconds first"
+    )
+    timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Paris")
+    enabled: bool = True
+
+    def latest_tick(self, now: datetime) -> datetime:
+        """The schedule's latest tick at or before `now`, in UTC."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        # cronsim counts a start with microseconds as its own first candidate going back.
+        tick: datetime = next(CronSim(self.cron, local.replace(microsecond=1), reverse=True))
+        return tick.astimezone(UTC)
+
+    def next_tick(self, now: datetime) -> datetime:
+        """The schedule's first tick after `now`, in its own time zone."""
+        tick: datetime = next(CronSim(self.cron, now.astimezone(ZoneInfo(self.timezone))))
+        return tick
+
+    @field_validator("cron")
+    @classmethod
+    def _is_cron(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime.now(UTC))
+        except CronSimError as exc:
+            raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from None
+        return value

@@ -35,7 +35,7 @@ from derms_bridge.store.file_job_records import (
     spool_segment,
     spooled_segments,
 )
-from derms_bridge.store.instances import InstanceStore, reopen, utcnow
+from derms_bridge.store.instances import InstanceStore, payload_kept, reopen, utcnow
 from derms_bridge.store.leases import Leases
 from derms_bridge.store.segment_rounds import (
     FINISH_STALLED,
@@ -352,6 +352,7 @@ class FileJobStore:
                         FileJobRow.instance_id == instance_id,
                         FileJobRow.state == "done",
                         FileJobRow.outcome == "FAILURE",
+                        payload_kept(instance_id),
                     )
                     .values(
                         state="queued",

@@ -20,6 +20,8 @@ class StoredMessage:
     parent_id: str | None
     status: str
     resubmitted_as: str | None
+    #: When retention purged the payload: nothing is left to run again.
+    payload_purged_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class InstanceRecord:
     updated_at: datetime
     finished_at: datetime | None
     business_keys: list[BusinessKey]
+    #: When retention purged its payload, reply and file rows (None: kept).
+    payload_purged_at: datetime | None
 
 
 @dataclass(frozen=True)

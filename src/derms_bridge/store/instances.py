@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -372,10 +382,21 @@ class InstanceStore:
                         InstanceRow.parent_id,
                         InstanceRow.status,
                         later,
+                        InstanceRow.payload_purged_at,
                     ).where(InstanceRow.id == instance_id)
                 )
             ).first()
-            return StoredMessage(*row) if row is not None else None
+            if row is None:
+                return None
+            flow, payload, parent_id, status, resubmitted_as, purged_at = row
+            return StoredMessage(
+                flow,
+                payload,
+                parent_id,
+                status,
+                resubmitted_as,
+                as_utc(purged_at) if purged_at is not None else None,
+            )
 
     async def resolve_parent(self, parent_id: str, child_id: str) -> None:
         """A failed parent whose failed child succeeded on resubmit has done all it had to:
@@ -431,6 +452,13 @@ def matching(where: InstanceFilter) -> Select[InstanceRow]:
         keyed = select(BusinessKeyRow.instance_id).where(BusinessKeyRow.value == where.business_key)
         query = query.where(InstanceRow.id.in_(keyed))
     return query
+
+
+def payload_kept(instance_id: str) -> ColumnElement[bool]:
+    """The instance's payload and file rows were not purged: it may run again."""
+    return ~exists().where(
+        InstanceRow.id == instance_id, InstanceRow.payload_purged_at.is_not(None)
+    )
 
 
 async def reopen(connection: AsyncConnection, instance_id: str, now: datetime) -> None:
@@ -527,4 +555,5 @@ def _record(row: InstanceRow, keys: list[BusinessKey]) -> InstanceRecord:
         updated_at=as_utc(row.updated_at),
         finished_at=as_utc(row.finished_at) if row.finished_at else None,
         business_keys=keys,
+        payload_purged_at=as_utc(row.payload_purged_at) if row.payload_purged_at else None,
     )

@@ -91,10 +91,13 @@ async def failures_to_resubmit(
     store: InstanceStore, where: InstanceFilter, limit: int | None
 ) -> tuple[list[str], int]:
     """The failed instances a filter selects that were not resubmitted already (the latest
-    run of each message that failed: one whose resubmit succeeded is resolved), oldest
+    run of each message that failed: one whose resubmit succeeded is resolved) and whose
+    payloads are kept, oldest
     first, at most `limit` of them (None: all); and how many there are in all."""
     query = matching(InstanceFilter(**{**vars(where), "status": "failed"})).where(
-        _not_resubmitted()
+        _not_resubmitted(),
+        # Retention purged what it would have sent again.
+        InstanceRow.payload_purged_at.is_(None),
     )
     async with store.engine.connect() as connection:
         total = await connection.scalar(select(func.count()).select_from(query.subquery()))

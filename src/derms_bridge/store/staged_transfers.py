@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from derms_bridge.errors import FileTooLarge, TechnicalFault
-from derms_bridge.store.instances import InstanceStore, reopen, utcnow
+from derms_bridge.store.instances import InstanceStore, payload_kept, reopen, utcnow
 from derms_bridge.store.leases import Leases
 from derms_bridge.store.tables import InstanceRow, StagedChunkRow, StagedFileRow
 
@@ -225,7 +225,9 @@ class StagedTransferStore:
                 await connection.execute(
                     update(StagedFileRow)
                     .where(
-                        StagedFileRow.instance_id == instance_id, StagedFileRow.state == "failed"
+                        StagedFileRow.instance_id == instance_id,
+                        StagedFileRow.state == "failed",
+                        payload_kept(instance_id),
                     )
                     .values(state="queued", updated_at=now)
                     .returning(StagedFileRow.instance_id)

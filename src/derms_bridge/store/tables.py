@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -31,6 +32,19 @@ class InstanceRow(Base):
     """One message received by a flow: what came, what was answered, how it ended."""
 
     __tablename__ = "instances"
+    __table_args__ = (
+        # The purge's search for what expired, flow by flow and outcome by outcome...
+        Index("ix_instances_flow_status_finished", "flow", "status", "finished_at"),
+        # ...and for payloads still kept, which past a week are few among many instances.
+        Index(
+            "ix_instances_payload_kept",
+            "flow",
+            "status",
+            "finished_at",
+            sqlite_where=text("payload_purged_at IS NULL"),
+            postgresql_where=text("payload_purged_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     flow: Mapped[str] = mapped_column(String(64), index=True)
@@ -54,6 +68,8 @@ class InstanceRow(Base):
     #: The hub process running it from start to end (a HubProcessRow's name); None when
     #: workers take it up under leases of their own (the file flows, flow 15).
     runner: Mapped[str | None] = mapped_column(String(80))
+    #: When the purge removed its payload, reply and file rows (retention); None: kept.
+    payload_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BusinessKeyRow(Base):

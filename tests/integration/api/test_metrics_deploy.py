@@ -117,7 +117,8 @@ async def test_a_schedules_next_tick_is_the_first_one_no_process_handled(
     schedules: dict[ScheduledFlowKey, Schedule] = {"device_score_ftp": NIGHTLY_PARIS}
 
     async def next_tick() -> datetime:
-        text = (await metrics.exposition(hub.hub.store.engine, schedules)).decode()
+        storage = await hub.hub.storage.report()
+        text = (await metrics.exposition(hub.hub.store.engine, schedules, storage)).decode()
         [family] = [
             f
             for f in text_string_to_metric_families(text)

@@ -164,7 +164,7 @@ async def test_run_now_without_the_csrf_token_is_refused_and_starts_nothing(
 
     assert (without.status_code, wrong.status_code) == (403, 403)
     assert "Nothing was done" in without.text
-    [ftp, _os] = await console.hub.scheduler.overview()
+    [ftp, _os, _purge] = await console.hub.scheduler.overview()
     assert (ftp.last_run, ftp.running) == (None, False)
     assert derms_received(derms_sim, "/device-score") == []
 
@@ -193,7 +193,7 @@ async def test_a_stranger_is_sent_to_the_login_from_the_schedules(
     assert page.status_code == 303
     assert page.headers["location"] == "/console/login?next=/console/schedules"
     assert run.status_code == 403
-    [ftp, _os] = await console.hub.scheduler.overview()
+    [ftp, _os, _purge] = await console.hub.scheduler.overview()
     assert ftp.last_run is None
 
 

@@ -118,13 +118,16 @@ async def test_a_run_never_overlaps_the_one_still_going(
     assert ftp["last_run"]["status"] == "succeeded"
 
 
-async def test_the_schedules_list_shows_each_scheduled_flow(hub: HubUnderTest) -> None:
+async def test_the_schedules_list_shows_each_scheduled_flow_and_the_purge(
+    hub: HubUnderTest,
+) -> None:
     listed = await hub.client.get("/ops/schedules", auth=OPERATOR_AUTH)
 
     assert listed.status_code == 200
     assert [(s["flow"], s["cron"], s["enabled"], s["last_run"]) for s in listed.json()] == [
         ("device_score_ftp", None, False, None),
         ("device_score_os", None, False, None),
+        ("purge", "17 * * * *", True, None),
     ]
 
 

@@ -45,7 +45,8 @@ async def _may_scrape(request: Request, hub: Hub) -> bool:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}, **THROTTLED_RESPONSE},
 )
 async def scrape(request: Request, hub: HubDep) -> Response:
-    """Prometheus text format: flows, outbound calls, files and segments waiting, schedules."""
+    """Prometheus text format: flows, outbound calls, files and segments waiting, schedules,
+    the purge, the database's size."""
     try:
         allowed = await _may_scrape(request, hub)
     except Throttled as refusal:
@@ -58,5 +59,7 @@ async def scrape(request: Request, hub: HubDep) -> Response:
             "/metrics needs an operator caller or the metrics bearer token",
             headers=UNAUTHORIZED_HEADERS,
         )
-    body = await metrics.exposition(hub.store.engine, hub.settings.schedules)
+    body = await metrics.exposition(
+        hub.store.engine, hub.settings.schedules, await hub.storage.report()
+    )
     return Response(body, media_type=CONTENT_TYPE_LATEST)

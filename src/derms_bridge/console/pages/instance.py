@@ -47,7 +47,7 @@ async def instance(
             "error": state.redact(detail.error) if detail.error else None,
             "received_body": (
                 state.redact(detail.payload["receivedBody"])
-                if detail.status == "rejected"
+                if detail.status == "rejected" and detail.payload_purged_at is None
                 else None
             ),
             "redact": state.redact,

@@ -1,0 +1,153 @@
+"""Retention: the purge, a built-in scheduled job (`purge`) that removes what expired.
+
+For every flow and outcome (settings `retention`), it empties the payloads that expired,
+then deletes the file rows of those payloads, then deletes the instances that expired,
+each in batches of `retention.batch_size`, one short transaction each: a trigger's write
+waits at most one batch. On SQLite, where one writer goes at a time, the purge rests as
+long as each batch took before the next, so that other hub processes sharing the file get
+their turn; in this process the writers queued meanwhile go first. It stops between two
+batches when its process stops; the next run takes up what is left.
+
+A run is an instance of the flow `purge`, started by the scheduler (claimed once across
+the hub processes, like the scheduled flows' ticks) or by `derms-bridge purge`; its reply
+counts what went, table by table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from derms_bridge import metrics
+from derms_bridge.catalog import BY_KEY, PURGE
+from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow
+from derms_bridge.schemas.retention import PurgeCandidates, PurgeReport
+from derms_bridge.settings.retention import OUTCOME_STATUSES, Keep, Outcome, Retention
+from derms_bridge.store.retention import Expiry, Removed, RetentionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The flows an outcome's days are alike for, and what of theirs has expired."""
+
+    outcome: Outcome
+    keep: Keep
+    payloads: Expiry
+    instances: Expiry
+
+
+class Purge:
+    def __init__(
+        self, store: RetentionStore, retention: Retention, *, stopping: asyncio.Event
+    ) -> None:
+        self._store = store
+        self._retention = retention
+        self._stopping = stopping
+        self._rest_between_batches = store.rests_between_batches
+
+    def expiries(self, now: datetime) -> list[Expired]:
+        """Per outcome, the flows kept alike (all those without days of their own, then
+        each that has some), so that a few searches cover every flow."""
+        found = []
+        for outcome, statuses in OUTCOME_STATUSES.items():
+            alike: dict[Keep, list[str]] = {}
+            for flow in BY_KEY:
+                alike.setdefault(self._retention.keep(flow, outcome), []).append(flow)
+            for keep, flows in alike.items():
+                found.append(
+                    Expired(
+                        outcome,
+                        keep,
+                        Expiry(tuple(flows), statuses, now - timedelta(days=keep.payload_days)),
+                        Expiry(tuple(flows), statuses, now - timedelta(days=keep.instance_days)),
+                    )
+                )
+        return found
+
+    async def run(self, now: datetime | None = None) -> PurgeReport:
+        now = now or datetime.now(UTC)
+        removed: Removed = {}
+        payloads = 0
+        batches = 0
+
+        async def in_batches(kind: str, batch: Callable[[], Awaitable[Removed]]) -> bool:
+            """Batches until one removes nothing; False when the process is stopping."""
+            nonlocal batches, payloads
+            while not self._stopping.is_set():
+                started = time.perf_counter()
+                went = await batch()
+                if not went:
+                    return True
+                batches += 1
+                for table, rows in went.items():
+                    if kind == "payload" and table == "instances":
+                        payloads += rows
+                    else:
+                        removed[table] = removed.get(table, 0) + rows
+                    metrics.rows_purged(table, kind, rows)
+                await self._rest(time.perf_counter() - started)
+            return False
+
+        expiries = self.expiries(now)
+        going = True
+        for expired in expiries:
+            going = going and await in_batches(
+                "payload", partial(self._store.purge_payloads, expired.payloads, now)
+            )
+        going = going and await in_batches("payload", self._store.delete_file_rows)
+        # An instance named by one that expires too (the run that resubmitted it, its
+        # child) goes after it: another pass takes it, until a pass removes nothing.
+        before = -1
+        while going and before != batches:
+            before = batches
+            for expired in expiries:
+                going = going and await in_batches(
+                    "instance", partial(self._store.delete_instances, expired.instances)
+                )
+        if not going:
+            log.info("purge stopped with its process; the next run goes on")
+        return PurgeReport(payloadsPurged=payloads, removed=removed, batches=batches)
+
+    async def candidates(self, now: datetime | None = None) -> list[PurgeCandidates]:
+        """What a run would remove now, per flow and outcome (those with anything to go)."""
+        now = now or datetime.now(UTC)
+        found = []
+        for expired in self.expiries(now):
+            payloads = await self._store.count_payloads(expired.payloads)
+            instances = await self._store.count_instances(expired.instances)
+            for flow in sorted(payloads.keys() | instances.keys(), key=list(BY_KEY).index):
+                found.append(
+                    PurgeCandidates(
+                        flow=flow,
+                        outcome=expired.outcome,
+                        payloadDays=expired.keep.payload_days,
+                        instanceDays=expired.keep.instance_days,
+                        payloads=payloads.get(flow, 0),
+                        instances=instances.get(flow, 0),
+                    )
+                )
+        return found
+
+    async def file_rows_waiting(self) -> Removed:
+        return await self._store.count_file_rows()
+
+    async def _rest(self, batch_seconds: float) -> None:
+        # A yield at least: the writers queued in this process go before the next batch.
+        await asyncio.sleep(batch_seconds if self._rest_between_batches else 0)
+
+
+def purge_flow(purge: Purge) -> ScheduledFlow[PurgeReport]:
+    """The purge as a scheduled flow: the scheduler claims, leases and records it as it
+    does flows 16 and 17."""
+
+    async def run(_: FlowContext) -> FlowResult[PurgeReport]:
+        return FlowResult.ok(await purge.run())
+
+    return ScheduledFlow(info=PURGE, reply_model=PurgeReport, run=run)
