@@ -12,6 +12,7 @@ its user from its address, and no others.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,12 +53,24 @@ async def _nothing_to_check() -> None:
     return None
 
 
+#: How long a user and address found with no failure are let in on a known credential
+#: without reading the failures again: a busy caller would otherwise read them on every
+#: request. A lockout that another hub process makes holds here this much later at most;
+#: one this process makes, at once.
+CLEAR_FOR_SECONDS = 1.0
+
+#: Users and addresses remembered as clear, at most: the memory is dropped past it.
+MOST_REMEMBERED_CLEAR = 10_000
+
+
 class LoginThrottle:
     def __init__(self, failures: LoginFailures, limits: LoginLimits) -> None:
         self._failures = failures
         self._limits = limits
         # Logins being checked in this process, per (user, address).
         self._checking: Counter[tuple[str, str]] = Counter()
+        # (user, address) -> until when (monotonic) it is let in unread on a known credential.
+        self._clear_until: dict[tuple[str, str], float] = {}
 
     async def admit(
         self,
@@ -73,13 +86,23 @@ class LoginThrottle:
         only while no other login of the same user and address is being checked, so that
         logins sent together cannot test passwords against what is remembered."""
         user, address = attempt.user_key, attempt.address
+        pair = (user, address)
+        if (
+            known is not None
+            and not self._checking[pair]
+            and self._clear_until.get(pair, 0.0) > time.monotonic()
+        ):
+            return known
         tallies = await self._failures.tallies(user, address)
         self._refuse_when_past_limits(attempt, tallies, 0)
-        pair = (user, address)
         if known is not None and not self._checking[pair]:
             if tallies.pair.count:
                 await self._failures.forgive(user, address)
+            elif not (tallies.address.count or tallies.user.count):
+                self._remember_clear(pair)
             return known
+        # A failure claimed here may bring any user or address to its limit.
+        self._clear_until.clear()
         self._checking[pair] += 1
         try:
             claim = await self._failures.claim(
@@ -98,6 +121,11 @@ class LoginThrottle:
             self._checking[pair] -= 1
             if not self._checking[pair]:
                 del self._checking[pair]
+
+    def _remember_clear(self, pair: tuple[str, str]) -> None:
+        if len(self._clear_until) >= MOST_REMEMBERED_CLEAR:
+            self._clear_until.clear()
+        self._clear_until[pair] = time.monotonic() + CLEAR_FOR_SECONDS
 
     def _refuse_when_past_limits(self, attempt: Attempt, tallies: Tallies, own: int) -> None:
         """Throttled when, besides the attempt's `own` claim, a key's failures reach its

@@ -126,6 +126,24 @@ async def test_failures_count_across_hub_processes(hub: HubUnderTest) -> None:
         assert (await second.get("/ops/instances", auth=OPERATOR_AUTH)).status_code == 429
 
 
+async def test_a_busy_callers_lockout_made_elsewhere_holds_here_a_moment_later(
+    hub: HubUnderTest,
+) -> None:
+    allowed = hub.settings.login_throttle.per_user_and_address
+    async with client_at(hub.hub, ATTACKER) as busy:
+        assert (await busy.get("/ops/instances", auth=OPERATOR_AUTH)).status_code == 200
+        async with hub_with(hub) as other_process, client_at(other_process, ATTACKER) as guesser:
+            assert [await guess(guesser) for _ in range(allowed)] == [401] * allowed
+        # Let in unread for at most CLEAR_FOR_SECONDS after its last read of the failures.
+        answers = []
+        for _ in range(100):
+            answers.append((await busy.get("/ops/instances", auth=OPERATOR_AUTH)).status_code)
+            if answers[-1] == 429:
+                break
+            await asyncio.sleep(0.1)
+        assert answers[-1] == 429 and set(answers[:-1]) <= {200}
+
+
 async def test_one_address_guessing_many_users_is_stopped_for_all_of_them(
     hub: HubUnderTest,
 ) -> None:
