@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, StrictInt
 
 from derms_bridge.schemas.common import MAX_ASSETS, MAX_BATCH_RECORDS, CpmcsDateTime, Wire
 
@@ -44,7 +44,7 @@ class LocationInfo(Wire):
 
 
 class Asset(Wire):
-    sequence: int | None = None
+    sequence: StrictInt | None = None
     assetId: str | None = None
     specification: str = Field(min_length=1, description="MAKE!MODEL, through AssetSpec")
     assetType: str = Field(min_length=1, description="through AssetType")

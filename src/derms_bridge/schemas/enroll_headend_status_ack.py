@@ -7,7 +7,7 @@ take is refused at the trigger (422 naming the field) and never sent.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, Wire
 
@@ -32,7 +32,7 @@ class DeviceHeadendAck(Wire):
 class DermsAckError(Wire):
     """An error DERMS met while processing the enrollment sync."""
 
-    messageNumber: int = Field(ge=MESSAGE_NUMBER_MIN, le=MESSAGE_NUMBER_MAX)
+    messageNumber: StrictInt = Field(ge=MESSAGE_NUMBER_MIN, le=MESSAGE_NUMBER_MAX)
     message: str | None = Field(
         default=None, max_length=COMMENTS_MAX, description="becomes exceptionInfo comments"
     )

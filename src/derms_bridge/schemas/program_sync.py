@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, StrictInt
 
 from derms_bridge.schemas.common import MAX_LIST_ITEMS, PassThrough, Wire
 
@@ -34,9 +34,9 @@ class ProgramRule(PassThrough):
 
     ruleId: str | None = None
     cycleFrequency: str | None = None
-    maxEvents: int | None = None
+    maxEvents: StrictInt | None = None
     # Hours may be fractional; a whole number stays an int on the way to DERMS.
-    maxEventHours: int | float | None = None
+    maxEventHours: StrictInt | StrictFloat | None = None
     weekDays: list[str] = Field(default_factory=list, max_length=7)
     allowEventDays: str | None = None
 

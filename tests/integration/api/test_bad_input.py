@@ -494,3 +494,75 @@ async def test_a_problem_lists_the_first_hundred_field_errors_and_counts_the_res
     assert len(problem["errors"]) == 101
     assert problem["errors"][-1]["message"].startswith("and ")
     assert problem["errors"][-1]["message"].endswith(" more errors")
+
+
+@pytest.mark.parametrize(
+    ("body", "message_fragment"),
+    [
+        pytest.param(b'{"drmsInstanceId": "DRMS-\xff-1"}', "not UTF-8", id="invalid UTF-8"),
+        pytest.param(b"[" * 10_000 + b"]" * 10_000, "nested deeper", id="10,000 deep"),
+        pytest.param(
+            b'{"drmsInstanceId": "DRMS-1", "enrollmentRequests": [' + b"7" * 5000 + b"]}",
+            "more digits",
+            id="5,000-digit integer",
+        ),
+    ],
+)
+async def test_a_body_that_cannot_be_read_as_json_is_a_422_naming_the_body(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, body: bytes, message_fragment: str
+) -> None:
+    reply = await hub.client.post(
+        "/enroll-to-dacs",
+        content=body,
+        headers={"content-type": "application/json"},
+        auth=DERMS_AUTH,
+    )
+
+    problem = problem_of(reply, 422)
+    assert fields_of(problem) == ["body"]
+    assert problem["errors"][0]["message"].startswith("malformed JSON: ")
+    assert message_fragment in problem["errors"][0]["message"]
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "field"),
+    [
+        pytest.param(
+            lambda error: error.update(messageNumber=False), "errors[0].messageNumber", id="false"
+        ),
+        pytest.param(
+            lambda error: error.update(messageNumber="10010"), "errors[0].messageNumber", id="text"
+        ),
+        pytest.param(
+            lambda error: error.update(messageNumber=10010.0), "errors[0].messageNumber", id="float"
+        ),
+    ],
+)
+async def test_an_integer_field_takes_only_a_json_integer(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, spoil: Callable[[Message], None], field: str
+) -> None:
+    error: Message = {"messageNumber": 10010, "message": "the head-end refused"}
+    spoil(error)
+    message = {"dacsMessageId": "SR-STRICT", "ackType": "ERROR", "errors": [error]}
+
+    reply = await hub.client.post("/enroll-ack-all-to-dacs", json=message, auth=DERMS_AUTH)
+
+    problem = problem_of(reply, 422)
+    assert fields_of(problem) == [field]
+    assert "valid integer" in problem["errors"][0]["message"]
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
+
+
+async def test_a_false_sequence_is_its_records_error(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    message = one_request_message()
+    first_request(message)["assetInfo"]["assetList"][0]["sequence"] = False
+
+    reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
+
+    [response] = reply.json()["MsgAck"]["responses"]["response"]
+    assert response["responseCode"] == "ERROR"
+    assert response["value"].startswith(f"{ER}.assetInfo.assetList[0].sequence: ")
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
