@@ -24,6 +24,15 @@ BodyKind = Literal["json", "multipart", "none"]
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="derms-bridge", Bearer'}
 
+#: What every guarded route may answer before it looks at the request itself.
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credential, or not one of this route's caller: nothing is kept"},
+    503: {
+        "description": "too many password checks wait, or the database refuses writes for "
+        "now: nothing of the request was kept; send it again after Retry-After seconds"
+    },
+}
+
 
 class BodyTooLarge(Exception):
     pass
@@ -66,6 +75,10 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
     caller as a rejected instance (api/refusals.py)."""
 
     class GuardedRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            kwargs["responses"] = {**GUARD_RESPONSES, **(kwargs.get("responses") or {})}
+            super().__init__(path, endpoint, **kwargs)
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -124,6 +125,7 @@ def render(
     *,
     status_code: int = 200,
     session: ConsoleSession | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A page or fragment, with the session's CSRF token and operator at hand."""
     current = session or getattr(request.state, "console_session", None) or _session(request)
@@ -137,4 +139,5 @@ def render(
             **(context or {}),
         },
         status_code=status_code,
+        headers=headers,
     )

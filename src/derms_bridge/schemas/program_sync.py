@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StrictFloat, StrictInt
+from pydantic import Field
 
-from derms_bridge.schemas.common import MAX_LIST_ITEMS, PassThrough, Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, JsonInt, JsonNumber, PassThrough, Wire
 
 #: F1-SyncRequest's limit on syncRequestId (CPMCS field limits).
 SYNC_REQUEST_ID_MAX = 14
@@ -34,9 +34,9 @@ class ProgramRule(PassThrough):
 
     ruleId: str | None = None
     cycleFrequency: str | None = None
-    maxEvents: StrictInt | None = None
+    maxEvents: JsonInt | None = None
     # Hours may be fractional; a whole number stays an int on the way to DERMS.
-    maxEventHours: StrictInt | StrictFloat | None = None
+    maxEventHours: JsonNumber | None = None
     weekDays: list[str] = Field(default_factory=list, max_length=7)
     allowEventDays: str | None = None
 

@@ -33,7 +33,11 @@ async def _may_scrape(request: Request, hub: Hub) -> bool:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}},
+        401: {"description": "neither an operator caller nor the metrics bearer token"},
+        503: {"description": "too many password checks wait, or the database is out"},
+    },
 )
 async def scrape(request: Request, hub: HubDep) -> Response:
     """Prometheus text format: flows, outbound calls, segments waiting, schedule runs."""
