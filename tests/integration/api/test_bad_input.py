@@ -30,7 +30,12 @@ from tests.conftest import (
     empty_tables,
     hub_settings,
 )
-from tests.payloads import enrollment_message, enrollment_request, event_opt_out_message
+from tests.payloads import (
+    enrollment_message,
+    enrollment_request,
+    event_opt_out_message,
+    program_rule_sync_message,
+)
 
 PROBLEM_JSON = "application/problem+json"
 SMALL_BODY_LIMIT = 2048
@@ -575,3 +580,20 @@ async def test_a_false_sequence_is_its_records_error(
     assert response["responseCode"] == "ERROR"
     assert response["value"].startswith(f"{ER}.assetInfo.assetList[0].sequence: ")
     assert cpmcs_sim.get("/_sim/state/calls").json() == {}
+
+
+@pytest.mark.parametrize("sync_request_id", ["SR/1", ".", ".."])
+async def test_a_sync_request_id_that_is_no_url_segment_is_refused_before_derms_hears(
+    hub: HubUnderTest, derms_sim: httpx.Client, sync_request_id: str
+) -> None:
+    # F1-SyncRequest puts it in CPMCS's URL path, where it would name another resource.
+    reply = await hub.client.post(
+        "/cpmcs/outbound/X1-GEDPGRMSG",
+        json=program_rule_sync_message(sync_request_id),
+        auth=CPMCS_AUTH,
+    )
+
+    problem = problem_of(reply, 422)
+    assert fields_of(problem) == ["sendDetails.syncRequestId"]
+    assert "one segment of CPMCS's URL" in problem["errors"][0]["message"]
+    assert derms_sim.get("/_sim/state/received").json() == {}
