@@ -142,8 +142,9 @@ async def test_a_time_with_another_offset_means_the_same_moment(
     assert await listed_ids(hub, received_to=before) == []
 
 
-async def test_a_time_that_is_not_a_date_time_is_a_422(hub: HubUnderTest) -> None:
-    problem = await refused_listing(hub, received_from="yesterday")
+@pytest.mark.parametrize("moment", ["yesterday", "0.0", "1764000000", "2026-12-01T08:00:00"])
+async def test_a_time_that_is_not_a_date_time_is_a_422(hub: HubUnderTest, moment: str) -> None:
+    problem = await refused_listing(hub, received_from=moment)
 
     assert [error["field"] for error in problem["errors"]] == ["received_from"]
 

@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
 from derms_bridge.catalog import FLOWS, FlowInfo, flows_named
 from derms_bridge.engine.operations import NoAcknowledgementToSend
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
+from derms_bridge.schemas.common import parse_iso_datetime
 from derms_bridge.schemas.ops import (
     BUSINESS_KEY_CHARS,
     INSTANCE_ID_CHARS,
@@ -30,6 +32,16 @@ from derms_bridge.schemas.ops import (
 InstanceId = Annotated[
     str, Path(min_length=1, max_length=INSTANCE_ID_CHARS, pattern="^[0-9A-Za-z-]+$")
 ]
+
+
+def _moment(value: Any) -> Any:
+    # As the document says (format date-time): pydantic alone would take "0.0" (a Unix
+    # time) or a date-time without an offset.
+    return parse_iso_datetime(value) if isinstance(value, str) else value
+
+
+#: A date-time with an offset, ISO 8601.
+Moment = Annotated[datetime, BeforeValidator(_moment)]
 FLOW_NAMES = sorted({name for flow in FLOWS for name in (flow.key, flow.identifier)})
 _NO_SUCH_INSTANCE: dict[int | str, dict[str, Any]] = {404: {"description": "no such instance"}}
 
@@ -65,8 +77,8 @@ async def list_instances(
             description="a business identifier: messageId, enrollmentId, ...",
         ),
     ] = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
+    received_from: Moment | None = None,
+    received_to: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InstancePage:
