@@ -50,4 +50,4 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/enrollment_batch.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from derms_bridge import __version__
+from derms_bridge.api.openapi import install_openapi
 from derms_bridge.api.problems import install_problem_handlers
 from derms_bridge.api.routes import (
     file_triggers,
@@ -49,6 +50,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.state.max_file_bytes = hub.settings.segments.max_file_bytes
     app.state.rejected_body_bytes = hub.settings.limits.rejected_body_bytes
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(triggers.derms_router)
     app.include_router(triggers.cpmcs_router)
     app.include_router(file_triggers.router)

@@ -25,6 +25,20 @@ BodyKind = Literal["json", "multipart", "none"]
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="derms-bridge", Bearer'}
 
+#: What every guarded route may answer before it looks at the request itself.
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credential, or not one of this route's caller: nothing is kept"},
+    503: {
+        "description": "too many password checks wait, or the database refuses writes for "
+        "now: nothing of the request was kept; send it again after Retry-After seconds"
+    },
+    429: {
+        "description": "too many failed logins of this user from this address, from this "
+        "address or of this user: tried again after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+
 
 class BodyTooLarge(Exception):
     pass
@@ -58,17 +72,6 @@ def throttled(refusal: Throttled) -> Response:
     )
 
 
-#: What every route that checks a credential may answer besides its own.
-THROTTLED_RESPONSE: dict[int | str, dict[str, Any]] = {
-    429: {
-        "description": "too many failed logins of this user from this address, from this "
-        "address or of this user: tried again after Retry-After seconds",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-        "content": {"application/problem+json": {}},
-    }
-}
-
-
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
@@ -87,7 +90,7 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
 
     class GuardedRoute(APIRoute):
         def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-            kwargs["responses"] = {**(kwargs.get("responses") or {}), **THROTTLED_RESPONSE}
+            kwargs["responses"] = {**GUARD_RESPONSES, **(kwargs.get("responses") or {})}
             super().__init__(path, endpoint, **kwargs)
 
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

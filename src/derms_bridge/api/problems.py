@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,8 +65,24 @@ async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     return await refused(request, 422, summary, errors=errors)
 
 
-def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
+def _unreadable_json(cause: BaseException | None) -> str | None:
+    """What made a JSON body unreadable, for the errors that json.loads raises besides a
+    syntax error (FastAPI answers those 400, which the contract has not: they are 422)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not UTF-8 (byte {cause.object[cause.start]:#04x} at position {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "nested deeper than the hub reads"
+    if isinstance(cause, ValueError):
+        # Python refuses to read an integer of more than sys.get_int_max_str_digits() digits.
+        return f"a number has more digits than the hub reads ({sys.get_int_max_str_digits()})"
+    return None
+
+
+async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and (unreadable := _unreadable_json(exc.__cause__)) is not None:
+        message = f"malformed JSON: {unreadable}"
+        return await refused(request, 422, message, errors=[{"field": "body", "message": message}])
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 

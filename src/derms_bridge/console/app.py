@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from derms_bridge.bootstrap import Hub
@@ -56,6 +58,11 @@ variable <code>DERMS_BRIDGE_CONSOLE__SESSION_SECRET</code>): a random value of 3
 characters or more, the same on every hub process behind one address, for example
 from <code>python -c "import secrets; print(secrets.token_urlsafe(32))"</code>.</p>
 """
+
+_HTTP_ERRORS = {
+    404: ("Not found", "There is no such page."),
+    405: ("Not allowed", "This page does not take this kind of request."),
+}
 
 auth = APIRouter(dependencies=CSRF_CHECKED)
 
@@ -173,6 +180,39 @@ def create_console(hub: Hub) -> FastAPI:
     @console.exception_handler(CsrfRefused)
     async def refused(request: Request, _exc: CsrfRefused) -> Response:
         return render(request, "refused.html", status_code=403)
+
+    @console.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        title, message = _HTTP_ERRORS.get(
+            exc.status_code, ("Refused", "The console cannot answer this request.")
+        )
+        return render(
+            request,
+            "error.html",
+            {"title": title, "message": message},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @console.exception_handler(RequestValidationError)
+    async def unreadable(request: Request, _exc: RequestValidationError) -> Response:
+        message = "The console could not read this request. Nothing was done."
+        return render(
+            request, "error.html", {"title": "Not understood", "message": message}, status_code=422
+        )
+
+    @console.exception_handler(Exception)
+    async def unexpected(request: Request, _exc: Exception) -> Response:
+        # Never what went wrong: that is in the hub's log, where the server writes it. Sent
+        # from outside the middleware, so the headers it adds are added here.
+        message = "The console met an unexpected error; it is in the hub's log."
+        return render(
+            request,
+            "error.html",
+            {"title": "Error", "message": message},
+            status_code=500,
+            headers=SECURITY_HEADERS,
+        )
 
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     console.include_router(auth)

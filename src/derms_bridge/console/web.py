@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -117,6 +118,7 @@ def render(
     *,
     status_code: int = 200,
     session: ConsoleSession | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A page or fragment, with the session's CSRF token and operator at hand."""
     current = session or getattr(request.state, "console_session", None) or _session(request)
@@ -130,4 +132,5 @@ def render(
             **(context or {}),
         },
         status_code=status_code,
+        headers=headers,
     )

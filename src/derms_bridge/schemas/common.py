@@ -9,12 +9,15 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    WithJsonSchema,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 AckCode = Literal["SUCCESS", "ERROR", "FAILURE"]
 
@@ -22,6 +25,10 @@ AckCode = Literal["SUCCESS", "ERROR", "FAILURE"]
 def iso_now() -> str:
     """UTC with milliseconds and Z, as every MsgAck time is written."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: A time the hub writes (iso_now): RFC 3339, UTC with milliseconds and Z.
+HubTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 def parse_iso_datetime(value: str) -> datetime:
@@ -41,7 +48,11 @@ def _iso_datetime(value: str) -> str:
 
 
 #: An ISO 8601 date-time with an offset, kept as written (it goes on as it came).
-IsoDateTime = Annotated[str, AfterValidator(_iso_datetime)]
+IsoDateTime = Annotated[
+    str,
+    AfterValidator(_iso_datetime),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 def parse_cpmcs_datetime(value: str) -> datetime:
@@ -78,7 +89,40 @@ def _cpmcs_datetime(value: str) -> str:
 
 #: An ISO 8601 date-time with an offset, in any of its valid forms, kept and sent written
 #: as CPMCS takes it (`20261201T080000Z` becomes `2026-12-01T08:00:00Z`).
-CpmcsDateTime = Annotated[str, AfterValidator(_cpmcs_datetime)]
+CpmcsDateTime = Annotated[
+    str,
+    AfterValidator(_cpmcs_datetime),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601 with an offset; written as RFC 3339 on the way to CPMCS",
+        }
+    ),
+]
+
+
+def _json_number(expected: str) -> BeforeValidator:
+    """JSON Schema's integer and number: a JSON number (10.0 is the integer 10), never
+    true/false nor a string of digits, which pydantic's lax mode would turn into numbers."""
+
+    def refuse_other_kinds(value: Any) -> Any:
+        if isinstance(value, bool | str):
+            kind = "true or false" if isinstance(value, bool) else "a string"
+            raise PydanticCustomError(
+                f"{expected}_type",
+                "Input should be a valid {expected}, not {kind}",
+                {"expected": expected, "kind": kind},
+            )
+        return value
+
+    return BeforeValidator(refuse_other_kinds)
+
+
+#: An integer as JSON Schema has it: a JSON number without a fraction.
+JsonInt = Annotated[int, _json_number("integer")]
+#: A JSON number, whole or not.
+JsonNumber = Annotated[int | float, _json_number("number")]
 
 
 #: The most records one enrollment batch holds (DERMS sends tens; room for a backlog).
@@ -127,7 +171,7 @@ class AckResponse(Wire):
     id: str
     value: str
     responseCode: AckCode
-    responseTimeISO: str = Field(default_factory=iso_now)
+    responseTimeISO: HubTime = Field(default_factory=iso_now)
     dacsMessageId: str | None = None
 
 
@@ -137,7 +181,7 @@ class AckResponses(Wire):
 
 class MsgAckBody(Wire):
     ackType: AckCode
-    whenISO: str = Field(default_factory=iso_now)
+    whenISO: HubTime = Field(default_factory=iso_now)
     responses: AckResponses
 
 

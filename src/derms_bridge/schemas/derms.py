@@ -6,7 +6,13 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
-from derms_bridge.schemas.common import MAX_ASSETS, MAX_BATCH_RECORDS, CpmcsDateTime, Wire
+from derms_bridge.schemas.common import (
+    MAX_ASSETS,
+    MAX_BATCH_RECORDS,
+    CpmcsDateTime,
+    JsonInt,
+    Wire,
+)
 
 EnrollmentSource = Literal["X1BY", "X1CC", "X1SS"]
 AssetOwnership = Literal["W1CO", "W1OW"]
@@ -44,7 +50,7 @@ class LocationInfo(Wire):
 
 
 class Asset(Wire):
-    sequence: int | None = None
+    sequence: JsonInt | None = None
     assetId: str | None = None
     specification: str = Field(min_length=1, description="MAKE!MODEL, through AssetSpec")
     assetType: str = Field(min_length=1, description="through AssetType")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, Wire, iso_now
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, HubTime, Wire, iso_now
 
 TRANSACTION_ID_MAX = 30
 
@@ -54,7 +54,7 @@ class DeviceStatusAckResponse(Wire):
     id: str
     value: str
     responseCode: str = Field(description="CPMCS's boStatus on success, else FAILURE")
-    responseTimeISO: str = Field(default_factory=iso_now)
+    responseTimeISO: HubTime = Field(default_factory=iso_now)
     dacsMessageId: str | None = None
 
 
@@ -64,7 +64,7 @@ class DeviceStatusAckResponses(Wire):
 
 class DeviceStatusMsgAckBody(Wire):
     ackType: AckCode
-    whenISO: str = Field(default_factory=iso_now)
+    whenISO: HubTime = Field(default_factory=iso_now)
     responses: DeviceStatusAckResponses
 
 

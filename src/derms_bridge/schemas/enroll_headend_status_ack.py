@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, AckCode, JsonInt, Wire
 
 #: The CPMCS message category every exceptionInfo carries (the contract's default).
 MESSAGE_CATEGORY = 11101
@@ -32,7 +32,7 @@ class DeviceHeadendAck(Wire):
 class DermsAckError(Wire):
     """An error DERMS met while processing the enrollment sync."""
 
-    messageNumber: int = Field(ge=MESSAGE_NUMBER_MIN, le=MESSAGE_NUMBER_MAX)
+    messageNumber: JsonInt = Field(ge=MESSAGE_NUMBER_MIN, le=MESSAGE_NUMBER_MAX)
     message: str | None = Field(
         default=None, max_length=COMMENTS_MAX, description="becomes exceptionInfo comments"
     )
@@ -45,7 +45,7 @@ class EnrollHeadendStatusAckMessage(Wire):
         min_length=1, max_length=SYNC_REQUEST_ID_MAX, description="becomes syncRequestId"
     )
     ackType: AckCode
-    whenISO: str | None = None
+    whenISO: str | None = Field(None, description="as DERMS wrote it; not read")
     devices: list[DeviceHeadendAck] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     errors: list[DermsAckError] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 

@@ -23,8 +23,8 @@ class SubscriptionInfo(PassThrough):
     subscriptionType: str | None = None
     status: str | None = None
     programId: str | None = None
-    startDateTime: str | None = None
-    endDateTime: str | None = None
+    startDateTime: str | None = Field(None, description="as CPMCS wrote it; passed on unread")
+    endDateTime: str | None = Field(None, description="as CPMCS wrote it; passed on unread")
     programCode: str | None = None
 
 

@@ -95,6 +95,11 @@ class FileProgress:
     derms_connection: str | None
 
 
+#: An instance's id: a UUID as text.
+INSTANCE_ID_CHARS = 36
+#: The longest business identifier kept (messageId, enrollmentId, ...).
+BUSINESS_KEY_CHARS = 200
+
 #: How deep a search may page: past this, narrow the search instead (a time window, a flow).
 MAX_OFFSET = 1_000_000
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "urn:derms-bridge:problem:"
 
@@ -73,3 +75,27 @@ def field_path(location: Sequence[int | str]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "body"
+
+
+class FieldError(BaseModel):
+    """One bad field of a refused message: where it is, and what is wrong with it."""
+
+    field: str = Field(description="its path in the message: enrollmentRequests[0].messageId")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: the body of every error the hub answers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="a URI naming the kind of problem")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    instanceId: str | None = Field(
+        None, description="the instance the hub kept of the request, when it kept one"
+    )
+    errors: list[FieldError] | None = Field(
+        None, description="each bad field, the first 100; a last entry counts the rest"
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from derms_bridge.schemas.common import MAX_LIST_ITEMS, PassThrough, Wire
+from derms_bridge.schemas.common import MAX_LIST_ITEMS, JsonInt, JsonNumber, PassThrough, Wire
 
 #: F1-SyncRequest's limit on syncRequestId (CPMCS field limits).
 SYNC_REQUEST_ID_MAX = 14
@@ -23,7 +23,24 @@ MESSAGE_NUMBER_MIN, MESSAGE_NUMBER_MAX = -99999, 99999
 #: The message category of every exceptionInfo the hub writes (as in flow 3).
 MESSAGE_CATEGORY = 11101
 
-SyncRequestId = Annotated[str, Field(min_length=1, max_length=SYNC_REQUEST_ID_MAX)]
+
+def _one_path_segment(value: str) -> str:
+    # F1-SyncRequest names it in its URL's path, where "/" (even encoded), "." and ".."
+    # would name another resource: refused here, never sent to the wrong one.
+    if "/" in value or value in (".", ".."):
+        raise ValueError("must name one segment of CPMCS's URL: no '/', not '.' or '..'")
+    return value
+
+
+SyncRequestId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=SYNC_REQUEST_ID_MAX,
+        json_schema_extra={"pattern": r"^(?!\.{1,2}$)[^/]+$"},
+    ),
+    AfterValidator(_one_path_segment),
+]
 
 
 # Flow 11: CPMCS's program and what DERMS receives.
@@ -34,9 +51,9 @@ class ProgramRule(PassThrough):
 
     ruleId: str | None = None
     cycleFrequency: str | None = None
-    maxEvents: int | None = None
+    maxEvents: JsonInt | None = None
     # Hours may be fractional; a whole number stays an int on the way to DERMS.
-    maxEventHours: int | float | None = None
+    maxEventHours: JsonNumber | None = None
     weekDays: list[str] = Field(default_factory=list, max_length=7)
     allowEventDays: str | None = None
 

@@ -26,10 +26,16 @@ from tests.conftest import (
     DERMS_AUTH,
     OPERATOR_AUTH,
     HubUnderTest,
+    cpmcs_received,
     empty_tables,
     hub_settings,
 )
-from tests.payloads import enrollment_message, enrollment_request, event_opt_out_message
+from tests.payloads import (
+    enrollment_message,
+    enrollment_request,
+    event_opt_out_message,
+    program_rule_sync_message,
+)
 
 PROBLEM_JSON = "application/problem+json"
 SMALL_BODY_LIMIT = 2048
@@ -494,3 +500,100 @@ async def test_a_problem_lists_the_first_hundred_field_errors_and_counts_the_res
     assert len(problem["errors"]) == 101
     assert problem["errors"][-1]["message"].startswith("and ")
     assert problem["errors"][-1]["message"].endswith(" more errors")
+
+
+@pytest.mark.parametrize(
+    ("body", "message_fragment"),
+    [
+        pytest.param(b'{"drmsInstanceId": "DRMS-\xff-1"}', "not UTF-8", id="invalid UTF-8"),
+        pytest.param(b"[" * 10_000 + b"]" * 10_000, "nested deeper", id="10,000 deep"),
+        pytest.param(
+            b'{"drmsInstanceId": "DRMS-1", "enrollmentRequests": [' + b"7" * 5000 + b"]}",
+            "more digits",
+            id="5,000-digit integer",
+        ),
+    ],
+)
+async def test_a_body_that_cannot_be_read_as_json_is_a_422_naming_the_body(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, body: bytes, message_fragment: str
+) -> None:
+    reply = await hub.client.post(
+        "/enroll-to-dacs",
+        content=body,
+        headers={"content-type": "application/json"},
+        auth=DERMS_AUTH,
+    )
+
+    problem = problem_of(reply, 422)
+    assert fields_of(problem) == ["body"]
+    assert problem["errors"][0]["message"].startswith("malformed JSON: ")
+    assert message_fragment in problem["errors"][0]["message"]
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
+
+
+@pytest.mark.parametrize(
+    ("number", "kind"), [(False, "true or false"), ("10010", "a string")], ids=["false", "text"]
+)
+async def test_an_integer_field_takes_only_a_json_number(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, number: object, kind: str
+) -> None:
+    message = {
+        "dacsMessageId": "SR-STRICT",
+        "ackType": "ERROR",
+        "errors": [{"messageNumber": number, "message": "the head-end refused"}],
+    }
+
+    reply = await hub.client.post("/enroll-ack-all-to-dacs", json=message, auth=DERMS_AUTH)
+
+    problem = problem_of(reply, 422)
+    assert fields_of(problem) == ["errors[0].messageNumber"]
+    assert problem["errors"][0]["message"] == f"Input should be a valid integer, not {kind}"
+    await assert_kept_as_rejected_only(hub.client, cpmcs_sim)
+
+
+async def test_a_whole_number_written_with_a_fraction_is_an_integer(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    # JSON Schema's integer, as the OpenAPI document says: 10010.0 is 10010.
+    message = {
+        "dacsMessageId": "SR-WHOLE",
+        "ackType": "ERROR",
+        "errors": [{"messageNumber": 10010.0, "message": "the head-end refused"}],
+    }
+
+    reply = await hub.client.post("/enroll-ack-all-to-dacs", json=message, auth=DERMS_AUTH)
+
+    assert reply.status_code == 200, reply.text
+    [acknowledgement] = cpmcs_received(cpmcs_sim, "acknowledgements")
+    assert acknowledgement["exceptionInfo"][0]["messageNumber"] == 10010
+
+
+async def test_a_false_sequence_is_its_records_error(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    message = one_request_message()
+    first_request(message)["assetInfo"]["assetList"][0]["sequence"] = False
+
+    reply = await hub.client.post("/enroll-to-dacs", json=message, auth=DERMS_AUTH)
+
+    [response] = reply.json()["MsgAck"]["responses"]["response"]
+    assert response["responseCode"] == "ERROR"
+    assert response["value"].startswith(f"{ER}.assetInfo.assetList[0].sequence: ")
+    assert cpmcs_sim.get("/_sim/state/calls").json() == {}
+
+
+@pytest.mark.parametrize("sync_request_id", ["SR/1", ".", ".."])
+async def test_a_sync_request_id_that_is_no_url_segment_is_refused_before_derms_hears(
+    hub: HubUnderTest, derms_sim: httpx.Client, sync_request_id: str
+) -> None:
+    # F1-SyncRequest puts it in CPMCS's URL path, where it would name another resource.
+    reply = await hub.client.post(
+        "/cpmcs/outbound/X1-GEDPGRMSG",
+        json=program_rule_sync_message(sync_request_id),
+        auth=CPMCS_AUTH,
+    )
+
+    problem = problem_of(reply, 422)
+    assert fields_of(problem) == ["sendDetails.syncRequestId"]
+    assert "one segment of CPMCS's URL" in problem["errors"][0]["message"]
+    assert derms_sim.get("/_sim/state/received").json() == {}

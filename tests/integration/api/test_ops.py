@@ -142,8 +142,9 @@ async def test_a_time_with_another_offset_means_the_same_moment(
     assert await listed_ids(hub, received_to=before) == []
 
 
-async def test_a_time_that_is_not_a_date_time_is_a_422(hub: HubUnderTest) -> None:
-    problem = await refused_listing(hub, received_from="yesterday")
+@pytest.mark.parametrize("moment", ["yesterday", "0.0", "1764000000", "2026-12-01T08:00:00"])
+async def test_a_time_that_is_not_a_date_time_is_a_422(hub: HubUnderTest, moment: str) -> None:
+    problem = await refused_listing(hub, received_from=moment)
 
     assert [error["field"] for error in problem["errors"]] == ["received_from"]
 
@@ -352,3 +353,68 @@ async def test_an_offset_past_what_a_search_pages_to_is_a_problem(
     assert reply.status_code == 422, reply.text
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.json()["errors"][0]["field"] == "offset"
+
+
+async def test_openapi_names_every_answer_a_guarded_route_may_give(hub: HubUnderTest) -> None:
+    document = (await hub.client.get("/openapi.json")).json()
+
+    for path in (
+        "/ops/instances/{instance_id}",
+        "/ops/instances/{instance_id}/resubmit",
+        "/ops/instances/{instance_id}/set-aside.csv",
+        "/ops/schedules/{flow}/run",
+    ):
+        [operation] = document["paths"][path].values()
+        assert {"401", "404", "422", "503"} <= set(operation["responses"]), path
+    enroll = document["paths"]["/enroll-to-dacs"]["post"]["responses"]
+    assert {"401", "413", "415", "422", "500", "503"} <= set(enroll)
+    assert "400" in document["paths"]["/device-reservation-to-dacs"]["post"]["responses"]
+
+
+async def test_openapi_describes_every_error_as_a_problem(hub: HubUnderTest) -> None:
+    document = (await hub.client.get("/openapi.json")).json()
+
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400 and path != "/readyz":
+                    assert answer["content"] == {PROBLEM_JSON: {"schema": problem}}, (
+                        f"{method} {path} {status}"
+                    )
+    schemas = document["components"]["schemas"]
+    assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail"}
+    assert "HTTPValidationError" not in schemas
+
+
+async def test_openapi_gives_date_times_their_format(hub: HubUnderTest) -> None:
+    schemas = (await hub.client.get("/openapi.json")).json()["components"]["schemas"]
+
+    def formats(model: str, field: str) -> list[str | None]:
+        found = schemas[model]["properties"][field]
+        return [option.get("format") for option in found.get("anyOf", [found])]
+
+    assert "date-time" in formats("StageStatusMessage", "endDateTimeISO")
+    assert "date-time" in formats("MsgAckBody", "whenISO")
+    assert "date-time" in formats("UnavailabilityDetails", "startDateTime")
+    assert "date-time" in formats("InstanceSummary", "received_at")
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/ops/instances/" + "a" * 37, {}),
+        ("/ops/instances/bad%20id", {}),
+        ("/ops/instances", {"key": "k" * 201}),
+        ("/ops/instances", {"key": "NUL\x00"}),
+        ("/ops/instances", {"flow": "f" * 5000}),
+    ],
+    ids=["id too long", "id with a space", "key too long", "key with NUL", "unknown flow"],
+)
+async def test_a_parameter_out_of_bounds_is_a_422_problem(
+    hub: HubUnderTest, path: str, params: dict[str, str]
+) -> None:
+    reply = await hub.client.get(path, params=params, auth=OPERATOR_AUTH)
+
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == PROBLEM_JSON

@@ -70,6 +70,7 @@ for _flow in FILE_FLOWS.values():
         operation_id=_flow.info.key,
         openapi_extra=openapi_form("the JSON message", "the CSV, header " + ",".join(_flow.header)),
         responses={
+            400: {"description": "the body is not readable as multipart/form-data" + KEPT},
             401: {"description": "no credential, or not DERMS's: nothing is kept"},
             413: {"description": "the body is over segments.max_file_bytes" + KEPT},
             415: {"description": "the body is not multipart/form-data" + KEPT},

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from derms_bridge.api.deps import HubDep
 from derms_bridge.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["Health"])
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: str = Field(description="ok, or why the database does not answer or take writes")
 
 
 @router.get("/healthz")
@@ -19,7 +25,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready: the database is out"}},
+)
 async def readyz(hub: HubDep) -> Any:
     """The database answers, and takes writes: during an outage this writes once more, so
     that the hub is ready again as soon as the database is."""

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from derms_bridge import metrics
 from derms_bridge.api.deps import HubDep
 from derms_bridge.api.guard import (
-    THROTTLED_RESPONSE,
+    GUARD_RESPONSES,
     UNAUTHORIZED_HEADERS,
     credentials_busy,
     throttled,
@@ -42,7 +42,12 @@ async def _may_scrape(request: Request, hub: Hub) -> bool:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {}, **THROTTLED_RESPONSE},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}},
+        401: {"description": "neither an operator caller nor the metrics bearer token"},
+        503: {"description": "too many password checks wait, or the database is out"},
+        429: GUARD_RESPONSES[429],
+    },
 )
 async def scrape(request: Request, hub: HubDep) -> Response:
     """Prometheus text format: flows, outbound calls, files and segments waiting, schedules,

@@ -6,16 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
-from derms_bridge.catalog import FlowInfo, flows_named
+from derms_bridge.catalog import FLOWS, FlowInfo, flows_named
 from derms_bridge.engine.operations import NoAcknowledgementToSend
 from derms_bridge.engine.runner import InstanceNotFound, NotResubmittable
+from derms_bridge.schemas.common import parse_iso_datetime
 from derms_bridge.schemas.ops import (
+    BUSINESS_KEY_CHARS,
+    INSTANCE_ID_CHARS,
     MAX_OFFSET,
     HubProcessView,
     InstanceDetail,
@@ -23,6 +27,23 @@ from derms_bridge.schemas.ops import (
     InstancePage,
     InstanceStatus,
 )
+
+#: An instance's id (a UUID); a longer one names no instance.
+InstanceId = Annotated[
+    str, Path(min_length=1, max_length=INSTANCE_ID_CHARS, pattern="^[0-9A-Za-z-]+$")
+]
+
+
+def _moment(value: Any) -> Any:
+    # As the document says (format date-time): pydantic alone would take "0.0" (a Unix
+    # time) or a date-time without an offset.
+    return parse_iso_datetime(value) if isinstance(value, str) else value
+
+
+#: A date-time with an offset, ISO 8601.
+Moment = Annotated[datetime, BeforeValidator(_moment)]
+FLOW_NAMES = sorted({name for flow in FLOWS for name in (flow.key, flow.identifier)})
+_NO_SUCH_INSTANCE: dict[int | str, dict[str, Any]] = {404: {"description": "no such instance"}}
 
 router = APIRouter(
     prefix="/ops",
@@ -32,16 +53,32 @@ router = APIRouter(
 )
 
 
-@router.get("/instances", response_model=InstancePage, responses={401: {}, 422: {}})
+@router.get(
+    "/instances",
+    response_model=InstancePage,
+    responses={422: {"description": "a filter the hub cannot read; `errors` names it"}},
+)
 async def list_instances(
     hub: HubDep,
-    flow: Annotated[str | None, Query(description="flow key or identifier")] = None,
+    flow: Annotated[
+        str | None,
+        Query(
+            description="flow key or identifier",
+            json_schema_extra={"enum": FLOW_NAMES},
+        ),
+    ] = None,
     status: InstanceStatus | None = None,
     key: Annotated[
-        str | None, Query(description="a business identifier: messageId, enrollmentId, ...")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=BUSINESS_KEY_CHARS,
+            pattern="^[^\\x00]+$",
+            description="a business identifier: messageId, enrollmentId, ...",
+        ),
     ] = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
+    received_from: Moment | None = None,
+    received_to: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InstancePage:
@@ -72,8 +109,8 @@ async def list_instances(
     )
 
 
-@router.get("/instances/{instance_id}", response_model=InstanceDetail, responses={404: {}})
-async def show_instance(instance_id: str, hub: HubDep) -> InstanceDetail:
+@router.get("/instances/{instance_id}", response_model=InstanceDetail, responses=_NO_SUCH_INSTANCE)
+async def show_instance(instance_id: InstanceId, hub: HubDep) -> InstanceDetail:
     detail = await hub.operations.detail(instance_id)
     if detail is None:
         raise HTTPException(404, f"instance {instance_id} does not exist")
@@ -83,9 +120,12 @@ async def show_instance(instance_id: str, hub: HubDep) -> InstanceDetail:
 @router.get(
     "/instances/{instance_id}/set-aside.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}, 404: {}},
+    responses={
+        200: {"content": {"text/csv": {}}},
+        404: {"description": "no such instance, or not a file flow's"},
+    },
 )
-async def set_aside_rows(instance_id: str, hub: HubDep) -> StreamingResponse:
+async def set_aside_rows(instance_id: InstanceId, hub: HubDep) -> StreamingResponse:
     """A file flow's rows set aside (flows 7, 8), every one as it came, under the header of
     the flow's file: correct them and send the file again."""
     rows = await hub.operations.set_aside_csv(instance_id)
@@ -101,9 +141,12 @@ async def set_aside_rows(instance_id: str, hub: HubDep) -> StreamingResponse:
 @router.post(
     "/instances/{instance_id}/resubmit",
     response_model=InstanceDetail,
-    responses={404: {}, 409: {}},
+    responses={
+        **_NO_SUCH_INSTANCE,
+        409: {"description": "the instance may not run again (it succeeded, or runs now)"},
+    },
 )
-async def resubmit_instance(instance_id: str, principal: PrincipalDep, hub: HubDep) -> Any:
+async def resubmit_instance(instance_id: InstanceId, principal: PrincipalDep, hub: HubDep) -> Any:
     """Run the flow again from the stored payload; the new instance names the old one. A
     file flow's instance runs again itself, sending only the segments CPMCS has not taken."""
     try:
@@ -125,7 +168,7 @@ async def resubmit_instance(instance_id: str, principal: PrincipalDep, hub: HubD
         409: {"description": "not a file run (flows 7, 8) that has finished"},
     },
 )
-async def send_acknowledgement_again(instance_id: str, hub: HubDep) -> Any:
+async def send_acknowledgement_again(instance_id: InstanceId, hub: HubDep) -> Any:
     """Send DERMS a finished file run's acknowledgement again (flows 7, 8), for one DERMS
     lost: the same MsgAck, code and responses as it went, to the DERMS connection that sent
     the file; no row goes again. A worker sends it at once (`file.state` is `acking_again`
@@ -140,7 +183,7 @@ async def send_acknowledgement_again(instance_id: str, hub: HubDep) -> Any:
     return await hub.operations.detail(instance_id)
 
 
-@router.get("/processes", response_model=list[HubProcessView], responses={401: {}})
+@router.get("/processes", response_model=list[HubProcessView])
 async def list_processes(hub: HubDep) -> list[HubProcessView]:
     """The hub processes (serve, worker, run) sharing this database that were heard from
     within `processes.stopped_after_seconds`, oldest first."""

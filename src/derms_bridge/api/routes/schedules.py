@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 
 from derms_bridge.api.deps import DOCUMENTED_AUTH, HubDep, PrincipalDep
 from derms_bridge.api.guard import guarded
@@ -20,7 +20,7 @@ router = APIRouter(
 )
 
 
-@router.get("/schedules", response_model=list[ScheduleView], responses={401: {}})
+@router.get("/schedules", response_model=list[ScheduleView])
 async def list_schedules(hub: HubDep) -> list[ScheduleView]:
     """Every scheduled flow: its cron and time zone, next and last run, and whether it runs."""
     return await hub.scheduler.overview()
@@ -31,12 +31,17 @@ async def list_schedules(hub: HubDep) -> list[ScheduleView]:
     status_code=202,
     response_model=RunStarted,
     responses={
-        401: {},
         404: {"description": "no scheduled flow has this name"},
         409: {"description": "the flow is running: the problem's instanceId names that run"},
     },
 )
-async def run_schedule_now(flow: str, principal: PrincipalDep, hub: HubDep) -> Any:
+async def run_schedule_now(
+    flow: Annotated[
+        str, Path(min_length=1, max_length=64, pattern="^[a-z0-9_]+$", description="the flow's key")
+    ],
+    principal: PrincipalDep,
+    hub: HubDep,
+) -> Any:
     """Start a run of the flow now, as its schedule would; follow it at /ops/instances/{id}."""
     try:
         started = await hub.scheduler.run_now(flow, caller=principal.name)

@@ -38,6 +38,7 @@ _INFO = sp_network_location_transfer.FLOW.info
         'the JSON message: {"messageId", "fileName", "loadType"}', "the CSV, passed on unchanged"
     ),
     responses={
+        400: {"description": "the body is not readable as multipart/form-data" + KEPT},
         401: {"description": "no credential, or not DERMS's: nothing is kept"},
         413: {"description": "the file is over segments.max_file_bytes" + KEPT},
         415: {"description": "the body is not multipart/form-data" + KEPT},

@@ -20,10 +20,16 @@ from derms_bridge.flows.registry import SYNC_FLOWS
 from derms_bridge.schemas.problems import PROBLEM_JSON
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no credential, or not one of this route's caller: nothing is kept"},
     413: {"description": "the body is over limits.max_json_body_bytes" + KEPT},
     415: {"description": "the body is not application/json" + KEPT},
     422: {"description": "the body does not match the contract; `errors` names each field" + KEPT},
+}
+_MISCONFIGURED: dict[int | str, dict[str, Any]] = {
+    500: {
+        "description": "configuration-error: the hub's own configuration stopped the message "
+        "before any target was called (a lookup without the row it needs, a Routing row "
+        "naming no connection)"
+    },
 }
 _FAULTS: dict[int | str, dict[str, Any]] = {
     502: {"description": "the target failed; the error email went out"},
@@ -60,7 +66,7 @@ def _router(role: str, tag: str) -> APIRouter:
             response_model_exclude_none=True,
             summary=f"Flow {flow.info.number}, {flow.info.title}",
             operation_id=flow.info.key,
-            responses={**_REFUSALS, **(_FAULTS if role == "cpmcs" else {})},
+            responses={**_REFUSALS, **_MISCONFIGURED, **(_FAULTS if role == "cpmcs" else {})},
         )
     return router
 

@@ -10,7 +10,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.schemas.ops import INSTANCE_STATUSES, MAX_OFFSET, InstanceFilter
+from derms_bridge.schemas.ops import (
+    BUSINESS_KEY_CHARS,
+    INSTANCE_STATUSES,
+    MAX_OFFSET,
+    InstanceFilter,
+)
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 PAGE_SIZE = 25
@@ -46,12 +51,16 @@ class InstanceQuery:
         if window and window not in WINDOWS:
             problems.append(f"there is no window {window!r}")
             window = ""
+        key = text("key")
+        if len(key) > BUSINESS_KEY_CHARS or "\x00" in key:
+            problems.append(f"a key is at most {BUSINESS_KEY_CHARS} characters, none of them NUL")
+            key = ""
         page_text = text("page") or "1"
         page = _page_number(page_text)
         query = cls(
             flow=flow,
             status=status,
-            key=text("key"),
+            key=key,
             window=window,
             received_from=text("received_from"),
             received_to=text("received_to"),
