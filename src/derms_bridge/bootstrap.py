@@ -7,7 +7,7 @@ import gc
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.credentials import Authenticator
 from derms_bridge.engine.background import Shutdown
+from derms_bridge.engine.big_messages import BigMessages
 from derms_bridge.engine.database_outage import DatabaseOutage
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.file_jobs.intake import FileIntake
@@ -135,6 +136,8 @@ class Hub:
     stores: FileStorages
     #: This process's stop, shared by its workers.
     shutdown: Shutdown
+    #: Big JSON messages, read by a worker process instead of on the event loop.
+    big_messages: BigMessages = field(default_factory=BigMessages)
 
     def start(self, *, run_workers: bool = True) -> None:
         """The heartbeat; with `run_workers` also the file and transfer workers and the
@@ -171,6 +174,7 @@ class Hub:
             await self.stop()
 
     async def aclose(self) -> None:
+        self.big_messages.close()
         for connection in self.connections:
             await connection.aclose()
         await self.store.aclose()

@@ -123,6 +123,12 @@ SCHEDULE_RUNS = Counter(
     ["flow", "outcome"],
     registry=REGISTRY,
 )
+BIG_MESSAGES_READ = Counter(
+    "derms_bridge_big_messages_read",
+    "JSON messages of 256 KiB or more, read and validated by the hub's worker process "
+    "instead of on the event loop.",
+    registry=REGISTRY,
+)
 LOGINS_THROTTLED = Counter(
     "derms_bridge_logins_throttled",
     "Logins refused unchecked after too many failures, per way in (api, metrics, console).",

@@ -11,13 +11,22 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from derms_bridge.api.problems import problem, refused
+from derms_bridge.api.problems import problem, refused, refused_unreadable
 from derms_bridge.api.refusals import read_kept_part, watch_body
 from derms_bridge.api.security import address_of, caller_of
+from derms_bridge.bootstrap import Hub
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.credentials import Authenticator, CredentialChecksBusy
+from derms_bridge.engine.big_messages import (
+    OFF_LOOP_BYTES,
+    BigMessagesBusy,
+    Invalid,
+    Unreadable,
+)
+from derms_bridge.flows.registry import SYNC_FLOWS
 from derms_bridge.login_throttle import LoginThrottle, Throttled
 from derms_bridge.settings.connections import Role
 
@@ -70,6 +79,26 @@ def throttled(refusal: Throttled) -> Response:
         f"too many failed logins: try again in {refusal.retry_after} s",
         headers={"Retry-After": str(refusal.retry_after)},
     )
+
+
+async def _read_off_loop(request: Request, flow_key: str) -> Response | None:
+    """Read a big message by the hub's worker process and leave it where the route's own
+    reading finds it (`Request.json`), already validated; or the answer that refuses it."""
+    hub: Hub = request.app.state.hub
+    try:
+        read = await hub.big_messages.read(flow_key, request._body)
+    except BigMessagesBusy:
+        return problem(
+            503,
+            "too many big messages wait to be read: try again in a moment",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(read, Unreadable):
+        return await refused_unreadable(request, read.cause)
+    if isinstance(read, Invalid):
+        raise RequestValidationError(read.errors)
+    request._json = read
+    return None
 
 
 def _is_json(content_type: str) -> bool:
@@ -151,6 +180,10 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
                         await _read_limited(request, limit)
                     except BodyTooLarge:
                         return await refused(request, 413, too_large)
+                    if self.operation_id in SYNC_FLOWS and len(request._body) >= OFF_LOOP_BYTES:
+                        answer = await _read_off_loop(request, self.operation_id)
+                        if answer is not None:
+                            return answer
                 return await handler(request)
 
             return guarded_handler

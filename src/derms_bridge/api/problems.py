@@ -78,11 +78,21 @@ def _unreadable_json(cause: BaseException | None) -> str | None:
     return None
 
 
+async def refused_unreadable(request: Request, cause: BaseException) -> JSONResponse | None:
+    """The 422 for a JSON body json.loads could not read for `cause`; None when `cause` is
+    no such reason."""
+    if (unreadable := _unreadable_json(cause)) is None:
+        return None
+    message = f"malformed JSON: {unreadable}"
+    return await refused(request, 422, message, errors=[{"field": "body", "message": message}])
+
+
 async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and (unreadable := _unreadable_json(exc.__cause__)) is not None:
-        message = f"malformed JSON: {unreadable}"
-        return await refused(request, 422, message, errors=[{"field": "body", "message": message}])
+    if exc.status_code == 400 and (
+        answer := await refused_unreadable(request, exc.__cause__ or exc)
+    ):
+        return answer
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
