@@ -280,17 +280,29 @@ class _SecretFilesRead(PydanticBaseSettingsSource):
         return resolved
 
 
+def _on_this_machine(host: str) -> bool:
+    """A loopback host: what is sent to it never crosses a network (the sandbox's servers)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def unsafe_settings(settings: Settings) -> list[str]:
     """What the settings allow though they should not: each names the setting, never its
-    value. The hub runs all the same, as a test or a closed network may want."""
+    value. The hub runs all the same, as a test or a closed network may want. A server on
+    this machine's loopback is no risk: nothing sent to it crosses a network."""
     unsafe = []
-    if settings.smtp.password is not None and settings.smtp.security == "none":
+    smtp = settings.smtp
+    if smtp.password is not None and smtp.security == "none" and not _on_this_machine(smtp.host):
         unsafe.append(
             "smtp: a password is set but security is none, so it goes to the mail server "
             "unencrypted (set smtp.security to starttls or tls)"
         )
     ftp = settings.file_stores.ftp
-    if isinstance(ftp, FtpSettings) and not ftp.tls:
+    if isinstance(ftp, FtpSettings) and not ftp.tls and not _on_this_machine(ftp.host):
         unsafe.append(
             "file_stores.ftp: a password is set but tls is off, so it goes to the FTP server "
             "unencrypted (set file_stores.ftp.tls to true, or use sftp)"

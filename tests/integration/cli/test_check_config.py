@@ -161,7 +161,7 @@ def test_a_password_sent_without_tls_is_warned_of_by_its_setting_never_its_value
 ) -> None:
     text = settings_yaml(lookups).replace(
         "smtp:\n  port: 587\n",
-        "smtp:\n  port: 587\n  username: hub\n  password: smtp-s3cret\n",
+        "smtp:\n  host: mail.example\n  port: 587\n  username: hub\n  password: smtp-s3cret\n",
     )
     text += """\
 file_stores:
@@ -191,10 +191,11 @@ file_stores:
     [
         ("  security: tls\n", "    type: ftp\n    host: ftp.example\n    tls: true\n"),
         ("  security: starttls\n", "    type: sftp\n    host: sftp.example\n"),
+        ("  host: localhost\n", "    type: ftp\n    host: 127.0.0.1\n"),
     ],
-    ids=["tls and ftps", "starttls and sftp"],
+    ids=["tls and ftps", "starttls and sftp", "servers on this machine's loopback"],
 )
-def test_a_password_sent_over_tls_is_not_warned_of(
+def test_a_password_that_never_crosses_a_network_in_the_clear_is_not_warned_of(
     tmp_path: Path, lookups: Path, smtp: str, ftp: str
 ) -> None:
     text = settings_yaml(lookups).replace(
