@@ -11,13 +11,14 @@ its user from its address, and no others.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from derms_bridge import metrics
 from derms_bridge.settings import LoginLimits
@@ -71,12 +72,15 @@ class LoginThrottle:
         self._checking: Counter[tuple[str, str]] = Counter()
         # (user, address) -> until when (monotonic) it is let in unread on a known credential.
         self._clear_until: dict[tuple[str, str], float] = {}
+        # (user, address, guess) being checked -> its answer, for the same logins meanwhile.
+        self._answering: dict[tuple[str, str, bytes], asyncio.Future[Any]] = {}
 
     async def admit(
         self,
         attempt: Attempt,
         known: Admitted | None,
         check: Callable[[], Awaitable[Admitted | None]] = _nothing_to_check,
+        guess: bytes | None = None,
     ) -> Admitted | None:
         """What `known` or else `check` finds the credential to be, or None when it is wrong;
         Throttled, without checking, when too many logins failed.
@@ -84,7 +88,43 @@ class LoginThrottle:
         `known` is what is answered at once for a credential known to be right (a verified
         password remembered, a token that matches); it is taken without writing anything
         only while no other login of the same user and address is being checked, so that
-        logins sent together cannot test passwords against what is remembered."""
+        logins sent together cannot test passwords against what is remembered.
+
+        `guess` tells the credential from others (Authenticator.guess): logins of the same
+        user and address with the same guess while one is being checked wait for its answer
+        and share it. They are one guess, and a caller's first burst of requests (before its
+        password is remembered) would otherwise be claimed as that many failures and
+        throttled."""
+        if known is not None or guess is None:
+            return await self._admit(attempt, known, check)
+        same = (attempt.user_key, attempt.address, guess)
+        if (answer := self._answering.get(same)) is not None:
+            found: Admitted | None = await asyncio.shield(answer)
+            return found
+        answer = asyncio.get_running_loop().create_future()
+        # Taken, so that a failure no other login waited for is not reported unretrieved.
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._answering[same] = answer
+        try:
+            found = await self._admit(attempt, known, check)
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
+        except BaseException as exc:
+            answer.set_exception(exc)
+            raise
+        else:
+            answer.set_result(found)
+            return found
+        finally:
+            del self._answering[same]
+
+    async def _admit(
+        self,
+        attempt: Attempt,
+        known: Admitted | None,
+        check: Callable[[], Awaitable[Admitted | None]],
+    ) -> Admitted | None:
         user, address = attempt.user_key, attempt.address
         pair = (user, address)
         if (

@@ -69,5 +69,6 @@ async def caller_of(
             Attempt(username, address, way),
             authenticator.remembered(username, password),
             lambda: authenticator.check_password(username, password),
+            authenticator.guess(username, password),
         )
     return None

@@ -101,6 +101,7 @@ async def log_in(request: Request, state: StateDep, session: SessionDep) -> Resp
             Attempt(username, client, "console"),
             authenticator.remembered(username, password),
             lambda: authenticator.check_password(username, password),
+            authenticator.guess(username, password),
         )
     except Throttled as refusal:
         minutes = max(1, round(refusal.retry_after / 60))

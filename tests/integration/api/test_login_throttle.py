@@ -53,8 +53,13 @@ def password_checks(built: Hub, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return checked
 
 
-async def guess(client: httpx.AsyncClient, username: str = "operator") -> int:
-    reply = await client.get("/ops/instances", auth=(username, "a-guess"))
+A_GUESS = "a-guess"
+
+
+async def guess(
+    client: httpx.AsyncClient, username: str = "operator", password: str = A_GUESS
+) -> int:
+    reply = await client.get("/ops/instances", auth=(username, password))
     return reply.status_code
 
 
@@ -176,10 +181,36 @@ async def test_guesses_sent_at_once_are_checked_at_most_as_many_as_allowed(
     allowed = hub.settings.login_throttle.per_user_and_address
     checked = password_checks(hub.hub, monkeypatch)
     async with client_at(hub.hub, ATTACKER) as attacker:
-        codes = await asyncio.gather(*(guess(attacker) for _ in range(15)))
+        codes = await asyncio.gather(*(guess(attacker, password=f"guess-{n}") for n in range(15)))
 
     assert len(checked) == allowed
     assert (codes.count(401), codes.count(429)) == (allowed, 15 - allowed)
+
+
+async def test_one_guess_sent_many_times_at_once_is_one_failure(
+    hub: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = hub.settings.login_throttle.per_user_and_address
+    checked = password_checks(hub.hub, monkeypatch)
+    async with client_at(hub.hub, ATTACKER) as attacker:
+        codes = await asyncio.gather(*(guess(attacker) for _ in range(15)))
+        later = [await guess(attacker, password=f"guess-{n}") for n in range(allowed)]
+
+    assert (codes, len(checked)) == ([401] * 15, 1 + allowed - 1)
+    assert later == [401] * (allowed - 1) + [429]
+
+
+async def test_a_callers_first_burst_with_the_right_password_is_let_in_whole(
+    hub: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = password_checks(hub.hub, monkeypatch)
+    async with client_at(hub.hub, ELSEWHERE) as caller:
+        replies = await asyncio.gather(
+            *(caller.get("/ops/instances", auth=OPERATOR_AUTH) for _ in range(32))
+        )
+
+    assert [r.status_code for r in replies] == [200] * 32
+    assert checked == ["operator"]
 
 
 async def test_the_scrapers_token_is_throttled_with_the_rest(hub: HubUnderTest) -> None:

@@ -27,10 +27,12 @@ async def test_wrong_logins_sent_at_once_are_checked_no_more_than_allowed(
     allowed = console.settings.login_throttle.per_user_and_address
     checked = password_checks(console.hub, monkeypatch)
     csrf = csrf_of((await console.client.get("/console/login")).text)
-    form = {"username": "operator", "password": "a-guess", "csrf_token": csrf}
+    forms = [
+        {"username": "operator", "password": f"guess-{n}", "csrf_token": csrf} for n in range(15)
+    ]
 
     replies = await asyncio.gather(
-        *(console.client.post("/console/login", data=form) for _ in range(15))
+        *(console.client.post("/console/login", data=form) for form in forms)
     )
 
     codes = [reply.status_code for reply in replies]
