@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    Table,
+    bindparam,
     exists,
     func,
     insert,
@@ -488,13 +490,27 @@ async def _insert_keys(
         await connection.execute(insert(BusinessKeyRow), rows)
 
 
+# The group commit's statements, built once: made per write, building and keying a statement
+# cost more than SQLite took to run it.
+_INSTANCES = cast(Table, InstanceRow.__table__)
+_INSERT_INSTANCE = insert(_INSTANCES)
+_INSERT_KEYS = insert(cast(Table, BusinessKeyRow.__table__))
+_INSERT_ACTIVITIES = insert(cast(Table, ActivityRow.__table__))
+_OUTCOME_FIELDS = ("status", "reply", "error", "skipped_reason", "updated_at", "finished_at")
+_RECORD_OUTCOME = (
+    update(_INSTANCES)
+    .where(_INSTANCES.c.id == bindparam("finished_id"))
+    .values({field: bindparam(f"new_{field}") for field in _OUTCOME_FIELDS})
+)
+
+
 def _created(row: dict[str, Any], keys: Sequence[tuple[str, str]]) -> Callable[[Connection], None]:
     """A first run's instance, as a write that a group commit can share."""
 
     def write(connection: Connection) -> None:
-        connection.execute(insert(InstanceRow).values(**row, attempts=1))
+        connection.execute(_INSERT_INSTANCE, {**row, "attempts": 1})
         if key_rows := _key_rows(row["id"], keys):
-            connection.execute(insert(BusinessKeyRow), key_rows)
+            connection.execute(_INSERT_KEYS, key_rows)
 
     return write
 
@@ -507,21 +523,20 @@ def _finished(
 ) -> Callable[[Connection], None]:
     """A run's outcome, its activities numbered from 1, as a write that a group commit can
     share."""
+    recorded = {"finished_id": instance_id, **{f"new_{k}": v for k, v in outcome.items()}}
 
     def write(connection: Connection) -> None:
-        connection.execute(
-            update(InstanceRow).where(InstanceRow.id == instance_id).values(**outcome)
-        )
+        connection.execute(_RECORD_OUTCOME, recorded)
         if activities:
             connection.execute(
-                insert(ActivityRow),
+                _INSERT_ACTIVITIES,
                 [
                     {"instance_id": instance_id, "seq": n, **vars(activity)}
                     for n, activity in enumerate(activities, start=1)
                 ],
             )
         if key_rows := _key_rows(instance_id, keys):
-            connection.execute(insert(BusinessKeyRow), key_rows)
+            connection.execute(_INSERT_KEYS, key_rows)
 
     return write
 
