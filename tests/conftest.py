@@ -81,6 +81,14 @@ TABLES = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers start with COLUMNS=80 in their environment, and rich's consoles
+    # fix their width from it when first imported: the CLI's tests, which set COLUMNS for
+    # each command they run, would get tables 80 columns wide.
+    if hasattr(config, "workerinput"):
+        os.environ.pop("COLUMNS", None)
+
+
 def _backends() -> list[str]:
     if os.environ.get("DERMS_BRIDGE_TEST_POSTGRES", "on").lower() == "off":
         return ["sqlite"]
