@@ -24,8 +24,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+MYPY := $(BIN)/mypy src tests $(wildcard bench/*.py)
+
 typecheck: $(INSTALLED)
-	$(BIN)/mypy src tests $(wildcard bench/*.py)
+	$(MYPY)
 
 # The browser tests drive Debian's Chromium; installed once, never a downloaded browser.
 $(CHROMIUM):
@@ -39,8 +41,21 @@ unit: $(INSTALLED)
 $(PROMTOOL):
 	apt-get update && apt-get install -y prometheus
 
-test: lint typecheck $(CHROMIUM) $(PROMTOOL)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# pytest-xdist's workers for `make test`, each a pytest process with servers and databases of
+# its own (tests/README.md). The suite mostly waits on loopback servers, hub processes and
+# timers, so more workers than CI's two cores pays. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 4
+PYTEST = $(BIN)/pytest --numprocesses $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+# mypy (about 20 s of one core) runs beside pytest, into $(VENV)/typecheck.out: printed after
+# pytest's summary when it finds anything, which fails `make test` as a failed test does.
+test: lint $(CHROMIUM) $(PROMTOOL)
+	@echo "$(MYPY) > $(VENV)/typecheck.out, beside:"
+	@echo "$(PYTEST)"
+	@$(MYPY) > $(VENV)/typecheck.out 2>&1 & typecheck=$$!; \
+	$(PYTEST); tests=$$?; \
+	wait $$typecheck || { cat $(VENV)/typecheck.out; exit 1; }; \
+	exit $$tests
 
 # Rewrites docs/console/*.png from the browser tests.
 screenshots: $(INSTALLED) $(CHROMIUM)

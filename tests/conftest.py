@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 
 from derms_bridge.api.app import create_app
@@ -25,7 +26,6 @@ from derms_bridge.bootstrap import (
     build_hub,
     local_file_stores,
 )
-from derms_bridge.credentials import hash_password
 from derms_bridge.lookups import Lookups, load_lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
 from derms_bridge.sandbox.derms_sim import create_derms_app
@@ -50,6 +50,18 @@ DERMS_AUTH = ("derms", PASSWORDS["derms"])
 CPMCS_AUTH = ("cpmcs", PASSWORDS["cpmcs"])
 OPERATOR_AUTH = ("operator", PASSWORDS["operator"])
 
+# The hub verifies a hash at the cost written in it. At the real cost (hash_password: about
+# 0.2 s of CPU per check) the first request of each caller in each hub test adds up to
+# minutes of the suite; tests/integration/api/test_credential_floods.py, being about that
+# cost, hashes at the real one.
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def cheap_hash(password: str) -> str:
+    """An argon2 hash of `password` that the hub checks in a millisecond."""
+    return _CHEAP_HASHER.hash(password)
+
+
 TABLES = (
     "login_failures",
     "console_logouts",
@@ -67,6 +79,14 @@ TABLES = (
     "business_keys",
     "instances",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers start with COLUMNS=80 in their environment, and rich's consoles
+    # fix their width from it when first imported: the CLI's tests, which set COLUMNS for
+    # each command they run, would get tables 80 columns wide.
+    if hasattr(config, "workerinput"):
+        os.environ.pop("COLUMNS", None)
 
 
 def _backends() -> list[str]:
@@ -158,7 +178,7 @@ def mailbox(smtp_server: SmtpSink) -> SmtpSink:
 @pytest.fixture(scope="session")
 def callers() -> dict[str, Caller]:
     return {
-        role: Caller(role=role, username=role, password_hash=hash_password(password))
+        role: Caller(role=role, username=role, password_hash=cheap_hash(password))
         for role, password in PASSWORDS.items()
     }
 

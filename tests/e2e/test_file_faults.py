@@ -28,7 +28,6 @@ import psycopg
 import pytest
 import yaml
 
-from derms_bridge.credentials import hash_password
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
 from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
@@ -38,14 +37,14 @@ from tests.conftest import (
     OPERATOR_AUTH,
     PASSWORDS,
     POSTGRES_ADMIN_URL,
+    cheap_hash,
 )
 from tests.csv_files import write_reservation_csv
-from tests.e2e.test_sandbox_process import ROOT, Output, console_script
+from tests.e2e.test_sandbox_process import ROOT, STARTUP_SECONDS, Output, console_script
 from tests.multipart import CONTENT_TYPE, Part, multipart_body
 
 RESERVATION = "/device-reservation-to-dacs"
 RESERVATION_ACK = "/device-reservation-ack"
-STARTUP_SECONDS = 30.0
 FINISH_SECONDS = 60.0
 #: processes.stop_grace_seconds in the stop tests: longer than CPMCS takes over a segment.
 STOP_GRACE_SECONDS = 4.0
@@ -54,6 +53,13 @@ STOP_MARGIN_SECONDS = 6.0
 #: segments.lease_seconds in the stop tests, far longer than they run: a segment that
 #: waited for its lease to run out would show.
 LONG_LEASE_SECONDS = 120
+#: segments.lease_seconds in the tests of work slower than its lease: renewed every third of
+#: it, so a process may stall for two thirds of it (a loaded machine) before the lease runs
+#: out, while the work it renews takes half as long again.
+SHORT_LEASE_SECONDS = 3
+SLOWER_THAN_THE_LEASE_MS = 4500
+#: The read timeout in those tests: the slow answers must still come in time.
+SLOW_READ_SECONDS = 15
 #: Names the extra worker's PostgreSQL sessions (libpq reads PGAPPNAME), so that the test
 #: can see when it has started polling for work.
 WORKER_APP_NAME = "derms-bridge-file-faults-worker"
@@ -158,7 +164,7 @@ def faults_cleared(cpmcs_sim: httpx.Client, derms_sim: httpx.Client) -> Iterator
 
 @pytest.fixture(scope="module")
 def caller_hashes() -> dict[str, str]:
-    return {role: hash_password(PASSWORDS[role]) for role in ("derms", "operator")}
+    return {role: cheap_hash(PASSWORDS[role]) for role in ("derms", "operator")}
 
 
 def write_settings(
@@ -171,8 +177,9 @@ def write_settings(
     hashes: dict[str, str],
     segments: dict[str, Any],
     processes: dict[str, float] | None = None,
+    read_seconds: float = 5,
 ) -> Path:
-    timeouts = {"connect": 2, "read": 5}
+    timeouts = {"connect": 2, "read": read_seconds}
     settings: dict[str, Any] = {
         "database": {"url": database_url},
         "connections": {
@@ -788,18 +795,24 @@ def test_an_acknowledgement_slower_than_the_lease_is_sent_once(
         derms=derms_server,
         mailbox=mailbox,
         hashes=caller_hashes,
-        segments={"size": 50, "parallelism": 2, "lease_seconds": 1, "poll_seconds": 0.1},
+        segments={
+            "size": 50,
+            "parallelism": 2,
+            "lease_seconds": SHORT_LEASE_SECONDS,
+            "poll_seconds": 0.1,
+        },
+        read_seconds=SLOW_READ_SECONDS,
     )
     port = free_port()
     serve(processes, settings, port)
     start_worker(processes, settings, postgres_url)
-    derms_sim.put("/_sim/faults", json={"latency_ms": 1500}).raise_for_status()
+    derms_sim.put("/_sim/faults", json={"latency_ms": SLOWER_THAN_THE_LEASE_MS}).raise_for_status()
     csv_file = write_reservation_csv(tmp_path / "reservations.csv", 10)
 
     instance_id = send_file(port, reservation("RSV-SLOW-ACK"), csv_file)["instanceId"]
     wait_for(
         lambda: instance(port, instance_id)["status"] != "in_progress",
-        20,
+        FINISH_SECONDS,
         "the acknowledgement was not sent",
         processes,
     )
@@ -831,16 +844,22 @@ def test_segments_slower_than_the_lease_are_sent_once(
         derms=derms_server,
         mailbox=mailbox,
         hashes=caller_hashes,
-        segments={"size": 50, "parallelism": 2, "lease_seconds": 1, "poll_seconds": 0.1},
+        segments={
+            "size": 50,
+            "parallelism": 2,
+            "lease_seconds": SHORT_LEASE_SECONDS,
+            "poll_seconds": 0.1,
+        },
+        read_seconds=SLOW_READ_SECONDS,
     )
     port = free_port()
     serve(processes, settings, port)
     worker = start_worker(processes, settings, postgres_url)
-    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 1500}).raise_for_status()
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": SLOWER_THAN_THE_LEASE_MS}).raise_for_status()
     csv_file = write_reservation_csv(tmp_path / "reservations.csv", rows)
 
     instance_id = send_file(port, reservation("RSV-SLOW-SEGMENTS"), csv_file)["instanceId"]
-    wait_for(lambda: acks(derms_sim), 30, "no acknowledgement", processes, watch=worker)
+    wait_for(lambda: acks(derms_sim), FINISH_SECONDS, "no acknowledgement", processes, watch=worker)
     time.sleep(2.0)
 
     assert ack_types(derms_sim) == ["SUCCESS"]

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "examples" / "enrollment-request.json"
 NETWORK_MODEL_MESSAGE = ROOT / "examples" / "network-model.json"
 NETWORK_MODEL_FILE = ROOT / "examples" / "network-model.csv"
-STARTUP_SECONDS = 30.0
+#: How long a `derms-bridge` process may take to start and answer: far more than it needs,
+#: for a machine loaded by the other pytest workers and by other test runs.
+STARTUP_SECONDS = 120.0
 SHUTDOWN_SECONDS = 15.0
 
 DERMS = ("derms", "derms-sandbox")

@@ -19,11 +19,17 @@ import psycopg
 import pytest
 import yaml
 
-from derms_bridge.credentials import hash_password
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import LOOKUPS_DIR, OPERATOR_AUTH, PASSWORDS, HubUnderTest, derms_received
-from tests.e2e.test_sandbox_process import console_script
+from tests.conftest import (
+    LOOKUPS_DIR,
+    OPERATOR_AUTH,
+    PASSWORDS,
+    HubUnderTest,
+    cheap_hash,
+    derms_received,
+)
+from tests.e2e.test_sandbox_process import STARTUP_SECONDS, console_script
 
 FOLDER = ("var", "files", "ftp", "outbound", "device-score")
 
@@ -47,7 +53,7 @@ def write_settings(
             "operator": {
                 "role": "operator",
                 "username": "operator",
-                "password_hash": hash_password(PASSWORDS["operator"]),
+                "password_hash": cheap_hash(PASSWORDS["operator"]),
             }
         },
         "smtp": {"host": mailbox.host, "port": mailbox.port, "timeout": 5},
@@ -180,7 +186,8 @@ async def test_a_run_whose_process_is_killed_is_failed_by_another_and_can_run_ag
 
     watching = worker_process(tmp_path)
     try:
-        deadline = time.monotonic() + 30
+        # The worker's start-up, then its heartbeats until the killed process counts as stopped.
+        deadline = time.monotonic() + STARTUP_SECONDS
         while (detail := await hub.detail(instance_id))["status"] == "in_progress":
             assert time.monotonic() < deadline, "the killed run was never given up"
             await asyncio.sleep(0.2)

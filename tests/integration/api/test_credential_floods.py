@@ -12,12 +12,23 @@ import pytest
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import build_hub
-from derms_bridge.credentials import CHECKS_WAITING
+from derms_bridge.credentials import CHECKS_WAITING, hash_password
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.settings import LoginLimits
-from tests.conftest import OPERATOR_AUTH, HubUnderTest
+from derms_bridge.settings.connections import Caller
+from tests.conftest import OPERATOR_AUTH, PASSWORDS, HubUnderTest
 
 FLOOD = 20
+
+
+@pytest.fixture(scope="module")
+def callers() -> dict[str, Caller]:
+    """The operator's password hashed at the real cost, which these tests are about."""
+    return {
+        "operator": Caller(
+            role="operator", username="operator", password_hash=hash_password(PASSWORDS["operator"])
+        )
+    }
 
 
 @pytest.fixture

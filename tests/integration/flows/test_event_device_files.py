@@ -18,7 +18,6 @@ import pytest
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import Hub, build_hub
-from derms_bridge.credentials import hash_password
 from derms_bridge.engine.file_jobs.csv_cutter import HEADER_BYTES, LINE_BYTES
 from derms_bridge.flows.event_device_outcome import to_post_event_outcome
 from derms_bridge.lookups import Lookups
@@ -29,7 +28,7 @@ from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
 from derms_bridge.settings import SegmentRetry, Segments, Settings
 from derms_bridge.settings.connections import Caller
-from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, empty_tables, hub_settings
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, cheap_hash, empty_tables, hub_settings
 from tests.csv_files import (
     OUTCOME_HEADER,
     Corruption,
@@ -692,7 +691,7 @@ async def two_derms_hub(
                 "derms-north": Caller(
                     role="derms",
                     username=NORTH_AUTH[0],
-                    password_hash=hash_password(NORTH_AUTH[1]),
+                    password_hash=cheap_hash(NORTH_AUTH[1]),
                     derms_connection="north",
                 ).model_dump(),
             },
