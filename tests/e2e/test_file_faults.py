@@ -328,11 +328,14 @@ def instance(port: int, instance_id: str) -> dict[str, Any]:
 
 
 def finished(port: int, instance_id: str) -> Callable[[], dict[str, Any] | None]:
-    """A check for `wait_for`: the instance's detail once its run is over (ack sent, recorded)."""
+    """A check for `wait_for`: the instance's detail once its run is over (ack sent, recorded).
+    The detail reads the file's progress and the instance apart, so one read can fall
+    between the two and the other after: both are waited for."""
 
     def check() -> dict[str, Any] | None:
         detail = instance(port, instance_id)
-        return detail if detail["file"]["state"] == "done" else None
+        over = detail["file"]["state"] == "done" and detail["status"] != "in_progress"
+        return detail if over else None
 
     return check
 
