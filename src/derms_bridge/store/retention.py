@@ -34,10 +34,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.instances import InstanceStore, as_utc
 from derms_bridge.store.tables import (
     ActivityRow,
     BusinessKeyRow,
@@ -109,6 +110,14 @@ def _payload_expired(expiry: Expiry) -> list[ColumnElement[bool]]:
 
 def _instance_expired(expiry: Expiry) -> list[ColumnElement[bool]]:
     return [*_ended(expiry), *_work_finished(), *_named_by_nothing_kept()]
+
+
+def _in_utc(row: RowMapping) -> dict[str, Any]:
+    """The row's values, its times in UTC (SQLite gives them back without a zone)."""
+    return {
+        column: as_utc(value) if isinstance(value, datetime) else value
+        for column, value in row.items()
+    }
 
 
 class RetentionStore:
@@ -246,7 +255,8 @@ class RetentionStore:
                 await connection.execute(select(InstanceRow).where(InstanceRow.id.in_(ids)))
             ).mappings()
             records = {
-                row["id"]: {**row, "business_keys": [], "activities": []} for row in instances
+                row["id"]: {**_in_utc(row), "business_keys": [], "activities": []}
+                for row in instances
             }
             keys = await connection.execute(
                 select(BusinessKeyRow.instance_id, BusinessKeyRow.kind, BusinessKeyRow.value)
@@ -263,7 +273,9 @@ class RetentionStore:
                 )
             ).mappings()
             for activity in activities:
-                record = {k: v for k, v in activity.items() if k not in ("id", "instance_id")}
+                record = {
+                    k: v for k, v in _in_utc(activity).items() if k not in ("id", "instance_id")
+                }
                 records[activity["instance_id"]]["activities"].append(record)
         return list(records.values())
 

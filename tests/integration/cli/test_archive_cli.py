@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ async def test_what_the_purge_removes_is_archived_on_a_local_folder_first(
     [one] = [each for each in archived if each["id"] == first]
     assert (one["purged"], one["status"], one["flow"]) == ("payload", "succeeded", FLOW)
     assert one["payload"] == before["payload"]
+    assert datetime.fromisoformat(one["received_at"]).utcoffset() == timedelta(0)
     assert one["reply"] == before["reply"]
     assert {"kind": "messageId", "value": "ARCH-LOCAL-1"} in one["business_keys"]
     assert [each["operation"] for each in one["activities"]] == [
