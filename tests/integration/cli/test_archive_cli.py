@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from derms_bridge.sandbox.ftp_server import FtpServer
@@ -17,7 +18,7 @@ from derms_bridge.sandbox.servers import LOOPBACK
 from tests.conftest import OPERATOR_AUTH, HubUnderTest
 from tests.integration.cli.test_operator_cli import cli, config  # noqa: F401
 from tests.integration.engine.test_retention import age, found, unavailability
-from tests.stores import PASSWORD, USER
+from tests.stores import PASSWORD, USER, WRONG_PASSWORD
 
 FLOW = "customer_unavailability"
 
@@ -133,12 +134,23 @@ async def test_the_archive_on_ftp_holds_what_went_and_an_empty_day_says_so(
     assert f"nothing archived for flow {FLOW} on 2001-01-01" in shown
 
 
+@pytest.mark.parametrize(
+    ("password", "folder", "named"),
+    [
+        (PASSWORD, "/no-such-folder", "no-such-folder"),
+        (WRONG_PASSWORD, "/", "login as 'cpmcs' refused"),
+    ],
+    ids=["missing folder", "wrong password"],
+)
 async def test_an_archive_that_refuses_leaves_the_instances_in_place(
     hub: HubUnderTest,
     config: Path,  # noqa: F811
     ftp_server: FtpServer,
+    password: str,
+    folder: str,
+    named: str,
 ) -> None:
-    with_archive(config, ftp_store(ftp_server), "/no-such-folder")
+    with_archive(config, {**ftp_store(ftp_server), "password": password}, folder)
     instance_id = await unavailability(hub, "ARCH-REFUSED-1")
     await age(hub.hub, 100)
 
@@ -146,7 +158,8 @@ async def test_an_archive_that_refuses_leaves_the_instances_in_place(
 
     assert code == 1, output
     assert "archiving failed, so its batch was not removed" in output
-    assert "no-such-folder" in output
+    assert named in output
+    assert password not in output
     kept = await found(hub, instance_id)
     assert kept is not None
     assert kept["payload"] is not None
