@@ -25,11 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Literal
 
 from derms_bridge import metrics
 from derms_bridge.catalog import BY_KEY, PURGE
-from derms_bridge.engine.archive import Archive
+from derms_bridge.engine.archive import Archive, Purged
 from derms_bridge.errors import FileStorageError
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow
 from derms_bridge.schemas.retention import PurgeCandidates, PurgeReport
@@ -94,15 +93,8 @@ class Purge:
                 )
         return found
 
-    def _archiving(self, purged: Literal["payload", "instance"]) -> Archiving | None:
-        archive = self._archive
-        if archive is None:
-            return None
-
-        async def write(records: list[dict[str, Any]]) -> None:
-            await archive.write(purged, records)
-
-        return write
+    def _archiving(self, purged: Purged) -> Archiving | None:
+        return None if self._archive is None else partial(self._archive.write, purged)
 
     async def run(self, now: datetime | None = None) -> PurgeReport:
         """Raises ArchiveFailed when the archive refuses a batch."""

@@ -67,7 +67,7 @@ Removed = dict[str, int]
 
 #: Given a batch's instances as `RetentionStore.archived` reads them, before they go; the
 #: batch stays when it raises.
-Archiving = Callable[[list[dict[str, Any]]], Awaitable[None]]
+Archiving = Callable[[list[dict[str, Any]]], Awaitable[object]]
 
 
 def _ended(expiry: Expiry) -> list[ColumnElement[bool]]:
