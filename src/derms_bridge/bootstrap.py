@@ -16,11 +16,12 @@ from pydantic import BaseModel, SecretStr
 
 from derms_bridge import metrics
 from derms_bridge.connectors.file_storage import open_storage
-from derms_bridge.connectors.file_storage.interface import FileStorages
+from derms_bridge.connectors.file_storage.interface import FileStorages, Folder
 from derms_bridge.connectors.file_storage.local import LocalFolderStorage
 from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.connectors.mail import Mailer
 from derms_bridge.credentials import Authenticator
+from derms_bridge.engine.archive import Archive
 from derms_bridge.engine.background import Shutdown
 from derms_bridge.engine.big_messages import BigMessages
 from derms_bridge.engine.database_outage import DatabaseOutage
@@ -40,6 +41,7 @@ from derms_bridge.flows.registry import SCHEDULED_FLOWS
 from derms_bridge.login_throttle import LoginThrottle
 from derms_bridge.lookups import LookupFileError, Lookups, load_lookups
 from derms_bridge.settings import Schedule, Settings, unsafe_settings
+from derms_bridge.settings.retention import ArchiveSettings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
@@ -197,6 +199,13 @@ def local_file_stores(root: Path) -> FileStorages:
     )
 
 
+def open_archive(settings: ArchiveSettings | None) -> Archive | None:
+    """The purge's archive as the settings give it, if any."""
+    if settings is None:
+        return None
+    return Archive(open_storage(settings.store), Folder(settings.folder, settings.namespace))
+
+
 def build_hub(
     settings: Settings,
     lookups: Lookups | None = None,
@@ -262,6 +271,7 @@ def build_hub(
         RetentionStore(store, settings.retention.batch_size),
         settings.retention,
         stopping=shutdown.begun,
+        archive=open_archive(settings.retention.archive),
     )
     return Hub(
         settings=settings,

@@ -82,3 +82,30 @@ def test_an_unknown_flow_is_refused(tmp_path: Path) -> None:
 
     assert "retention.flows" in problem
     assert "'enrolment' is not a flow's key" in problem
+
+
+def test_no_archive_by_default_and_one_names_its_store_and_folder(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, minimal_yaml())).retention.archive is None
+    path = write(
+        tmp_path,
+        minimal_yaml()
+        + "retention:\n  archive:\n    store: {type: local, root: /srv/hub}\n"
+        + "    folder: archive\n",
+    )
+
+    archive = load_settings(path).retention.archive
+
+    assert archive is not None
+    assert (archive.store.type, archive.folder, archive.namespace) == ("local", "archive", None)
+
+
+def test_an_archive_without_a_folder_or_with_an_unknown_store_is_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        minimal_yaml() + "retention:\n  archive:\n    store: {type: dropbox, root: /srv}\n",
+    )
+
+    problems = problems_of(path)
+
+    assert any("retention.archive.store" in each and "dropbox" in each for each in problems)
+    assert any("retention.archive.folder" in each and "Field required" in each for each in problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from derms_bridge.cli import configuration, instances, lookups, retention, serving
+from derms_bridge.cli import archive, configuration, instances, lookups, retention, serving
 
 app = typer.Typer(
     help="The integration hub between Oracle Utilities CPMCS and Edge DERMS.",
@@ -22,6 +22,7 @@ app.command("hash-password")(configuration.hash_password_command)
 app.command("hash-token")(configuration.hash_token_command)
 app.command("resubmit")(instances.resubmit)
 app.command("purge")(retention.purge)
+app.add_typer(archive.archive_app, name="archive")
 app.add_typer(instances.instances_app, name="instances")
 app.add_typer(lookups.lookups_app, name="lookups")
 

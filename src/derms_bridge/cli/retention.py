@@ -32,8 +32,8 @@ def purge(
     """Purge what outlived the retention now, as its schedule would (settings `retention`).
 
     The run is an instance of the flow `purge`, whose reply counts what went per table.
-    Exit code 0 when it ran, 1 when it failed or another purge was still going, 2 for
-    unusable settings or database.
+    Exit code 0 when it ran, 1 when it failed (the archive refused a batch, which stayed)
+    or another purge was still going, 2 for unusable settings or database.
     """
     from derms_bridge.bootstrap import build_hub
     from derms_bridge.engine.schedules import AlreadyRunning
@@ -73,7 +73,7 @@ def purge(
     except AlreadyRunning as exc:
         err.print(f"[red]error[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
-    if result.reply is None:
+    if result.reply is None or result.status != "succeeded":
         err.print(f"[red]{result.status}[/] {result.error or ''}", highlight=False)
         raise typer.Exit(EXIT_FAILED)
     report = result.reply

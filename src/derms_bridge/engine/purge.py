@@ -8,6 +8,9 @@ long as each batch took before the next, so that other hub processes sharing the
 their turn; in this process the writers queued meanwhile go first. It stops between two
 batches when its process stops; the next run takes up what is left.
 
+With an archive configured (engine/archive.py), a batch's instances are written to it
+before they go; when that fails the batch stays, and the run stops and fails.
+
 A run is an instance of the flow `purge`, started by the scheduler (claimed once across
 the hub processes, like the scheduled flows' ticks) or by `derms-bridge purge`; its reply
 counts what went, table by table.
@@ -25,10 +28,12 @@ from functools import partial
 
 from derms_bridge import metrics
 from derms_bridge.catalog import BY_KEY, PURGE
+from derms_bridge.engine.archive import Archive, Purged
+from derms_bridge.errors import FileStorageError
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow
 from derms_bridge.schemas.retention import PurgeCandidates, PurgeReport
 from derms_bridge.settings.retention import OUTCOME_STATUSES, Keep, Outcome, Retention
-from derms_bridge.store.retention import Expiry, Removed, RetentionStore
+from derms_bridge.store.retention import Archiving, Expiry, Removed, RetentionStore
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +48,30 @@ class Expired:
     instances: Expiry
 
 
+class ArchiveFailed(Exception):
+    """The archive refused a batch, which stayed; what went before it is in `report`."""
+
+    def __init__(self, report: PurgeReport, cause: FileStorageError) -> None:
+        super().__init__(
+            f"archiving failed, so its batch was not removed: {cause} "
+            f"({report.batches} batches removed before it)"
+        )
+        self.report = report
+
+
 class Purge:
     def __init__(
-        self, store: RetentionStore, retention: Retention, *, stopping: asyncio.Event
+        self,
+        store: RetentionStore,
+        retention: Retention,
+        *,
+        stopping: asyncio.Event,
+        archive: Archive | None = None,
     ) -> None:
         self._store = store
         self._retention = retention
         self._stopping = stopping
+        self._archive = archive
         self._rest_between_batches = store.rests_between_batches
 
     def expiries(self, now: datetime) -> list[Expired]:
@@ -71,7 +93,11 @@ class Purge:
                 )
         return found
 
+    def _archiving(self, purged: Purged) -> Archiving | None:
+        return None if self._archive is None else partial(self._archive.write, purged)
+
     async def run(self, now: datetime | None = None) -> PurgeReport:
+        """Raises ArchiveFailed when the archive refuses a batch."""
         now = now or datetime.now(UTC)
         removed: Removed = {}
         payloads = 0
@@ -82,7 +108,11 @@ class Purge:
             nonlocal batches, payloads
             while not self._stopping.is_set():
                 started = time.perf_counter()
-                went = await batch()
+                try:
+                    went = await batch()
+                except FileStorageError as exc:
+                    report = PurgeReport(payloadsPurged=payloads, removed=removed, batches=batches)
+                    raise ArchiveFailed(report, exc) from exc
                 if not went:
                     return True
                 batches += 1
@@ -99,7 +129,10 @@ class Purge:
         going = True
         for expired in expiries:
             going = going and await in_batches(
-                "payload", partial(self._store.purge_payloads, expired.payloads, now)
+                "payload",
+                partial(
+                    self._store.purge_payloads, expired.payloads, now, self._archiving("payload")
+                ),
             )
         going = going and await in_batches("payload", self._store.delete_file_rows)
         # An instance named by one that expires too (the run that resubmitted it, its
@@ -109,7 +142,10 @@ class Purge:
             before = batches
             for expired in expiries:
                 going = going and await in_batches(
-                    "instance", partial(self._store.delete_instances, expired.instances)
+                    "instance",
+                    partial(
+                        self._store.delete_instances, expired.instances, self._archiving("instance")
+                    ),
                 )
         if not going:
             log.info("purge stopped with its process; the next run goes on")
@@ -148,6 +184,10 @@ def purge_flow(purge: Purge) -> ScheduledFlow[PurgeReport]:
     does flows 16 and 17."""
 
     async def run(_: FlowContext) -> FlowResult[PurgeReport]:
-        return FlowResult.ok(await purge.run())
+        try:
+            return FlowResult.ok(await purge.run())
+        except ArchiveFailed as exc:
+            log.warning("purge stopped: %s", exc)
+            return FlowResult.failed(exc.report, str(exc))
 
     return ScheduledFlow(info=PURGE, reply_model=PurgeReport, run=run)

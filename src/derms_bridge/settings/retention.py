@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.settings.common import Schedule, Strict
+from derms_bridge.settings.file_storage import StorageSettings
 
 #: The outcomes retention is set for, and the instance statuses each one covers; an
 #: instance in progress is never purged.
@@ -55,6 +56,17 @@ class OverrideByOutcome(Strict):
     rejected: KeepOverride = KeepOverride()
 
 
+class ArchiveSettings(Strict):
+    """Where the purge writes what it removes, before removing it."""
+
+    store: Annotated[StorageSettings, Field(discriminator="type")]
+    folder: str = Field(
+        min_length=1,
+        description="the directory (local, FTP, SFTP) or the bucket (OCI, S3); it must exist",
+    )
+    namespace: str | None = Field(None, description="OCI Object Storage's namespace")
+
+
 class Retention(Strict):
     """What the purge removes, and when it runs (a built-in schedule, claimed once across
     the hub processes like the scheduled flows' ticks)."""
@@ -66,6 +78,9 @@ class Retention(Strict):
     schedule: Schedule = Schedule(cron="17 * * * *")
     batch_size: int = Field(
         1000, ge=10, le=10_000, description="instances (or file rows) per transaction"
+    )
+    archive: ArchiveSettings | None = Field(
+        None, description="write what the purge removes to a file store first; none: not kept"
     )
 
     @field_validator("flows")

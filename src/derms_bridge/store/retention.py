@@ -17,7 +17,7 @@ a child of it), which goes with or after that one; a schedule's last or running 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,10 +34,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from derms_bridge.store.instances import InstanceStore
+from derms_bridge.store.instances import InstanceStore, as_utc
 from derms_bridge.store.tables import (
     ActivityRow,
     BusinessKeyRow,
@@ -63,6 +64,10 @@ class Expiry:
 
 #: Rows removed per table in one batch.
 Removed = dict[str, int]
+
+#: Given a batch's instances as `RetentionStore.archived` reads them, before they go; the
+#: batch stays when it raises.
+Archiving = Callable[[list[dict[str, Any]]], Awaitable[object]]
 
 
 def _ended(expiry: Expiry) -> list[ColumnElement[bool]]:
@@ -107,6 +112,14 @@ def _instance_expired(expiry: Expiry) -> list[ColumnElement[bool]]:
     return [*_ended(expiry), *_work_finished(), *_named_by_nothing_kept()]
 
 
+def _in_utc(row: RowMapping) -> dict[str, Any]:
+    """The row's values, its times in UTC (SQLite gives them back without a zone)."""
+    return {
+        column: as_utc(value) if isinstance(value, datetime) else value
+        for column, value in row.items()
+    }
+
+
 class RetentionStore:
     def __init__(self, instances: InstanceStore, batch_size: int) -> None:
         self._instances = instances
@@ -116,7 +129,9 @@ class RetentionStore:
         #: between its batches.
         self.rests_between_batches = not self._postgres
 
-    async def purge_payloads(self, expiry: Expiry, now: datetime) -> Removed:
+    async def purge_payloads(
+        self, expiry: Expiry, now: datetime, archive: Archiving | None = None
+    ) -> Removed:
         """One batch: the payload, reply and rows set aside of instances whose payloads
         expired are emptied, and the instances marked, so that their file rows go next
         (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left (or
@@ -125,6 +140,8 @@ class RetentionStore:
         found = await self._found(conditions)
         if not found:
             return {}
+        if archive is not None:
+            await archive(await self.archived(found))
         async with self._instances.writing() as connection:
             ids = await self._still_expired(connection, conditions, found)
             if not ids:
@@ -187,13 +204,15 @@ class RetentionStore:
                 removed["staged_file_chunks"] = deleted.rowcount
         return removed
 
-    async def delete_instances(self, expiry: Expiry) -> Removed:
+    async def delete_instances(self, expiry: Expiry, archive: Archiving | None = None) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
         table. Empty: none left (or none of those found may go now)."""
         conditions = _instance_expired(expiry)
         found = await self._found(conditions)
         if not found:
             return {}
+        if archive is not None:
+            await archive(await self.archived(found))
         async with self._instances.writing() as connection:
             ids = await self._still_expired(connection, conditions, found)
             if not ids:
@@ -227,6 +246,38 @@ class RetentionStore:
                 if deleted.rowcount:
                     removed[table] = deleted.rowcount
         return removed
+
+    async def archived(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The instances as an archive keeps them: every column of theirs, with their
+        business keys and their activities in order (file rows are left out)."""
+        async with self._instances.engine.connect() as connection:
+            instances = (
+                await connection.execute(select(InstanceRow).where(InstanceRow.id.in_(ids)))
+            ).mappings()
+            records = {
+                row["id"]: {**_in_utc(row), "business_keys": [], "activities": []}
+                for row in instances
+            }
+            keys = await connection.execute(
+                select(BusinessKeyRow.instance_id, BusinessKeyRow.kind, BusinessKeyRow.value)
+                .where(BusinessKeyRow.instance_id.in_(ids))
+                .order_by(BusinessKeyRow.id)
+            )
+            for instance_id, kind, value in keys.all():
+                records[instance_id]["business_keys"].append({"kind": kind, "value": value})
+            activities = (
+                await connection.execute(
+                    select(ActivityRow)
+                    .where(ActivityRow.instance_id.in_(ids))
+                    .order_by(ActivityRow.instance_id, ActivityRow.seq)
+                )
+            ).mappings()
+            for activity in activities:
+                record = {
+                    k: v for k, v in _in_utc(activity).items() if k not in ("id", "instance_id")
+                }
+                records[activity["instance_id"]]["activities"].append(record)
+        return list(records.values())
 
     async def count_payloads(self, expiry: Expiry) -> dict[str, int]:
         """Per flow, the payloads that would be purged now."""
