@@ -6,14 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    Table,
-    bindparam,
     exists,
     func,
     insert,
@@ -33,6 +31,7 @@ from derms_bridge.store.instance_records import (
     InstanceRecords,
     StoredMessage,
 )
+from derms_bridge.store.instance_writes import created, finished, key_rows
 from derms_bridge.store.tables import (
     ActivityRow,
     BusinessKeyRow,
@@ -151,7 +150,7 @@ class InstanceStore:
             "updated_at": now,
         }
         if resubmit_of is None and alongside is None:
-            await self._group.write(_created(row, keys))
+            await self._group.write(created(row, keys))
             return
         async with self.writing() as connection:
             attempts = 1
@@ -198,7 +197,7 @@ class InstanceStore:
             "finished_at": now,
         }
         if not after_kept:
-            await self._group.write(_finished(instance_id, outcome, activities, keys))
+            await self._group.write(finished(instance_id, outcome, activities, keys))
             return
         async with self.writing() as connection:
             await connection.execute(
@@ -478,67 +477,11 @@ async def reopen(connection: AsyncConnection, instance_id: str, now: datetime) -
     )
 
 
-def _key_rows(instance_id: str, keys: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
-    unique = dict.fromkeys((kind, value[:200]) for kind, value in keys if value)
-    return [{"instance_id": instance_id, "kind": k, "value": v} for k, v in unique]
-
-
 async def _insert_keys(
     connection: AsyncConnection, instance_id: str, keys: Sequence[tuple[str, str]]
 ) -> None:
-    if rows := _key_rows(instance_id, keys):
+    if rows := key_rows(instance_id, keys):
         await connection.execute(insert(BusinessKeyRow), rows)
-
-
-# The group commit's statements, built once: made per write, building and keying a statement
-# cost more than SQLite took to run it.
-_INSTANCES = cast(Table, InstanceRow.__table__)
-_INSERT_INSTANCE = insert(_INSTANCES)
-_INSERT_KEYS = insert(cast(Table, BusinessKeyRow.__table__))
-_INSERT_ACTIVITIES = insert(cast(Table, ActivityRow.__table__))
-_OUTCOME_FIELDS = ("status", "reply", "error", "skipped_reason", "updated_at", "finished_at")
-_RECORD_OUTCOME = (
-    update(_INSTANCES)
-    .where(_INSTANCES.c.id == bindparam("finished_id"))
-    .values({field: bindparam(f"new_{field}") for field in _OUTCOME_FIELDS})
-)
-
-
-def _created(row: dict[str, Any], keys: Sequence[tuple[str, str]]) -> Callable[[Connection], None]:
-    """A first run's instance, as a write that a group commit can share."""
-
-    def write(connection: Connection) -> None:
-        connection.execute(_INSERT_INSTANCE, {**row, "attempts": 1})
-        if key_rows := _key_rows(row["id"], keys):
-            connection.execute(_INSERT_KEYS, key_rows)
-
-    return write
-
-
-def _finished(
-    instance_id: str,
-    outcome: dict[str, Any],
-    activities: Sequence[Activity],
-    keys: Sequence[tuple[str, str]],
-) -> Callable[[Connection], None]:
-    """A run's outcome, its activities numbered from 1, as a write that a group commit can
-    share."""
-    recorded = {"finished_id": instance_id, **{f"new_{k}": v for k, v in outcome.items()}}
-
-    def write(connection: Connection) -> None:
-        connection.execute(_RECORD_OUTCOME, recorded)
-        if activities:
-            connection.execute(
-                _INSERT_ACTIVITIES,
-                [
-                    {"instance_id": instance_id, "seq": n, **vars(activity)}
-                    for n, activity in enumerate(activities, start=1)
-                ],
-            )
-        if key_rows := _key_rows(instance_id, keys):
-            connection.execute(_INSERT_KEYS, key_rows)
-
-    return write
 
 
 async def _keys_of(session: AsyncSession, ids: list[str]) -> dict[str, list[BusinessKey]]:
