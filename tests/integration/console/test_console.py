@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import asyncssh
@@ -28,10 +29,11 @@ from derms_bridge.settings.file_storage import (
     SftpSettings,
 )
 from derms_bridge.store.processes import ProcessStore
-from tests.conftest import DERMS_AUTH, PASSWORDS
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
 from tests.csv_files import Corruption, write_reservation_csv
 from tests.integration.console.conftest import (
     ConsoleUnderTest,
+    chart_bars,
     console_for,
     console_settings,
     copy_of_lookups,
@@ -326,6 +328,46 @@ async def test_the_dashboard_counts_each_flows_instances(
     assert f"/console/instances/{failed_id}" in page
     assert "CPMCS answered HTTP 503" in page
     assert "<title>Dashboard · derms-bridge console</title>" in page
+
+
+async def test_the_dashboard_charts_each_hours_messages_as_the_api_counts_them(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    await enroll(console, "CHART-OK-1")
+    await enroll(console, "CHART-OK-2")
+    await failed_enrollment(console, cpmcs_sim, "CHART-FAIL-1")
+    await console.log_in()
+
+    page = (await console.client.get("/console/", params={"window": "24h"})).text
+
+    bars = chart_bars(page)
+    assert {(flow, status) for flow, status, _, _ in bars} == {
+        ("Enrollment Request", "succeeded"),
+        ("Enrollment Request", "failed"),
+    }
+    assert sum(n for *_, n in bars) == 3
+    for _, status, hour, count in bars:
+        listed = await console.client.get(
+            "/ops/instances",
+            params={
+                "flow": "enrollment_request",
+                "status": status,
+                "received_from": hour.isoformat(),
+                "received_to": (hour + timedelta(hours=1)).isoformat(),
+                "limit": 1,
+            },
+            auth=OPERATOR_AUTH,
+        )
+        assert listed.json()["total"] == count
+
+
+async def test_the_dashboard_says_when_there_is_nothing_to_chart(
+    console: ConsoleUnderTest,
+) -> None:
+    await console.log_in()
+    page = (await console.client.get("/console/", params={"window": "1h"})).text
+    assert chart_bars(page) == []
+    assert "No message in the last 1h." in page
 
 
 async def test_the_dashboard_shows_the_hub_processes_heard_from(
