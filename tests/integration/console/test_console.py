@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncssh
 import httpx
 import pytest
+from sqlalchemy import update
 
 from derms_bridge.lookups import PREFIX, Lookups
 from derms_bridge.sandbox.object_store import write_api_signing_key
 from derms_bridge.sandbox.servers import free_port
-from derms_bridge.settings import Smtp
+from derms_bridge.settings import Segments, Smtp
 from derms_bridge.settings.connections import (
     BasicAuth,
     Connection,
@@ -29,6 +31,7 @@ from derms_bridge.settings.file_storage import (
     SftpSettings,
 )
 from derms_bridge.store.processes import ProcessStore
+from derms_bridge.store.tables import FileJobRow, InstanceRow, SegmentRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
 from tests.csv_files import Corruption, write_reservation_csv
 from tests.integration.console.conftest import (
@@ -43,6 +46,7 @@ from tests.integration.console.conftest import (
 )
 from tests.payloads import enrollment_message, enrollment_request
 
+SEGMENT_TITLE = re.compile(r"<title>([a-z]+): (\d+) segments?</title>")
 PAGES = (
     "/console/",
     "/console/instances",
@@ -531,6 +535,68 @@ async def test_the_instance_page_of_a_file_offers_its_rows_set_aside(
         header == "recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEndDateTime"
     )
     assert row.startswith("2,NIC-000002XXX")
+
+
+async def test_a_file_in_progress_shows_its_segments_pace_and_time_left_as_the_api_gives(
+    console: ConsoleUnderTest, tmp_path: Path
+) -> None:
+    settings = console.settings.model_copy(update={"segments": Segments(size=2, parallelism=1)})
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 9)
+    message = {
+        "messageId": "RSV-PACE",
+        "eventId": "EV-PACE",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+    async for paced in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        sent = await paced.client.post(
+            "/device-reservation-to-dacs",
+            data={"message": json.dumps(message)},
+            files={"file": ("r.csv", csv_file.read_bytes(), "text/csv")},
+            auth=DERMS_AUTH,
+        )
+        instance_id = sent.json()["instanceId"]
+        while await paced.hub.workers.worker.step():
+            pass
+        # Caught mid-run, received 20 s ago: the first segment taken, the others waiting,
+        # as a worker that stopped after its first call leaves them.
+        async with paced.hub.store.engine.begin() as connection:
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(received_at=datetime.now(UTC) - timedelta(seconds=20))
+            )
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.instance_id == instance_id, SegmentRow.seq > 1)
+                .values(status="pending")
+            )
+            await connection.execute(
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == instance_id)
+                .values(state="running", outcome=None)
+            )
+        await paced.log_in()
+
+        page = (await paced.client.get(f"/console/instances/{instance_id}")).text
+        detail = (
+            await paced.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+        ).json()
+
+    file = detail["file"]
+    assert file["state"] == "running"
+    parts = dict(SEGMENT_TITLE.findall(page))
+    assert parts == {state: str(n) for state, n in file["segments"].items() if n}
+    assert parts["pending"]
+    received = datetime.fromisoformat(detail["received_at"])
+    latest = max(datetime.fromisoformat(a["at"]) for a in detail["activities"])
+    rate = file["rows_sent"] / (latest - received).total_seconds()
+    left = int((file["total_rows"] - file["rows_sent"]) / rate)
+    shown_left = f"{left} s" if left < 60 else f"{left // 60} min {left % 60} s"
+    assert 0 < left < 3600
+    assert page_text(page.split('<p id="pace">', 1)[1].split("</p>", 1)[0]) == (
+        f"{rate:.1f} rows/s since the file came; at that pace, {shown_left} left"
+    )
 
 
 async def test_bulk_resubmit_confirms_the_count_then_reports_outcomes(
