@@ -4,13 +4,16 @@ schedule now and watch its outcome, be refused."""
 from __future__ import annotations
 
 import re
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.conftest import DERMS_AUTH, PASSWORDS
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
+from tests.integration.console.conftest import chart_bars
 from tests.payloads import enrollment_message, enrollment_request
 
 DEVICE_SCORES = "deviceId,score\nD-1001,0.93\nD-1002,0.41\nD-1003,0.77\n"
@@ -62,6 +65,45 @@ async def test_an_operator_finds_a_failed_enrollment_and_resubmits_it_once_cpmcs
     await page.locator("#resubmitted-link").click()
     await expect(page.locator("h1 .status")).to_have_text("succeeded")
     await expect(page.get_by_text("resubmission of")).to_be_visible()
+
+
+async def test_the_dashboard_charts_the_hours_messages_the_api_counts(
+    page: Page, served_hub: str, cpmcs_sim: httpx.Client
+) -> None:
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text))
+    await send_enrollment(served_hub, "CHART-OK-1")
+    await send_enrollment(served_hub, "CHART-OK-2")
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    await send_enrollment(served_hub, "CHART-FAIL-1")
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+
+    await log_in(page)
+    chart = page.get_by_role("img", name="Enrollment Request: messages per hour by status")
+    await expect(chart).to_be_visible()
+    bars = chart_bars(await page.content())
+    by_status = Counter[str]()
+    for _, status, _, count in bars:
+        by_status[status] += count
+    assert by_status == {"succeeded": 2, "failed": 1}
+    async with httpx.AsyncClient(base_url=served_hub, timeout=30) as operator:
+        for _, status, hour, count in bars:
+            listed = await operator.get(
+                "/ops/instances",
+                params={
+                    "flow": "enrollment_request",
+                    "status": status,
+                    "received_from": hour.isoformat(),
+                    "received_to": (hour + timedelta(hours=1)).isoformat(),
+                    "limit": 1,
+                },
+                auth=OPERATOR_AUTH,
+            )
+            assert listed.json()["total"] == count
+    for bar in await chart.locator("rect.bar").all():
+        box = await bar.bounding_box()
+        assert box is not None and box["height"] > 0
+    assert not [text for text in refusals if "Content Security Policy" in text]
 
 
 async def test_a_wrong_password_is_refused(page: Page) -> None:

@@ -16,6 +16,7 @@ from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.lookup_tables import RowChange
 from derms_bridge.schemas.ops import (
     FileProgress,
+    HourCount,
     InstanceDetail,
     InstanceFilter,
     InstancePage,
@@ -31,6 +32,7 @@ from derms_bridge.store.overview import (
     FlowCounts,
     ScheduledRuns,
     counts_by_flow,
+    counts_by_hour,
     failing_now,
     failures_to_resubmit,
     scheduled_runs,
@@ -113,6 +115,9 @@ class Operations:
 
     async def counts_by_flow(self, since: datetime) -> dict[str, FlowCounts]:
         return await counts_by_flow(self._instances, since)
+
+    async def counts_by_hour(self, since: datetime) -> list[HourCount]:
+        return await counts_by_hour(self._instances, since)
 
     async def failing_now(self, since: datetime) -> list[Failure]:
         return await failing_now(self._instances, since)

@@ -117,6 +117,16 @@ class InstanceFilter:
     offset: int = 0
 
 
+@dataclass(frozen=True)
+class HourCount:
+    """How many of one flow's instances received in one clock hour (UTC) stand at a status."""
+
+    flow: str
+    status: str
+    hour: datetime
+    count: int
+
+
 class InstanceSummary(_View):
     id: str
     flow: str

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, func, select
 
-from derms_bridge.schemas.ops import InstanceFilter
+from derms_bridge.schemas.ops import HourCount, InstanceFilter
 from derms_bridge.store.instances import InstanceStore, _utc, as_utc, matching
 from derms_bridge.store.tables import BusinessKeyRow, InstanceRow
 
@@ -24,6 +24,37 @@ class FlowCounts:
     skipped: int = 0
     resolved: int = 0
     rejected: int = 0
+
+
+def _hour_of_receipt(store: InstanceStore) -> ColumnElement[str]:
+    # The hour as text, "YYYY-MM-DD HH" in UTC, on either database: SQLite keeps the time
+    # as that text already; PostgreSQL's timestamptz is cut in UTC, not the session's zone.
+    if store.engine.dialect.name == "sqlite":
+        return func.substr(InstanceRow.received_at, 1, 13)
+    return func.to_char(func.timezone("UTC", InstanceRow.received_at), "YYYY-MM-DD HH24")
+
+
+async def counts_by_hour(store: InstanceStore, since: datetime) -> list[HourCount]:
+    """The instances received since `since` per flow, clock hour and status, oldest first;
+    an hour with none of a flow's instances at a status is absent."""
+    hour = _hour_of_receipt(store).label("hour")
+    query = (
+        select(InstanceRow.flow, InstanceRow.status, hour, func.count())
+        .where(InstanceRow.received_at >= _utc(since))
+        .group_by(InstanceRow.flow, InstanceRow.status, hour)
+        .order_by(hour, InstanceRow.flow, InstanceRow.status)
+    )
+    async with store.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [
+        HourCount(
+            flow=flow,
+            status=status,
+            hour=datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC),
+            count=count,
+        )
+        for flow, status, text, count in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -126,6 +127,25 @@ def table_rows(html: str) -> list[list[str]]:
     parser = _Tables()
     parser.feed(html)
     return parser.rows
+
+
+BAR_TITLE = re.compile(
+    r'<rect class="bar [a-z_]+"[^>]*>'
+    r"<title>(.+?), ([a-z ]+), (\d{4}-\d\d-\d\d \d\d:00) UTC: (\d+)</title>"
+)
+
+
+def chart_bars(html: str) -> list[tuple[str, str, datetime, int]]:
+    """The dashboard's hourly bars as their titles give them: flow title, status, hour, count."""
+    return [
+        (
+            flow,
+            status.replace(" ", "_"),
+            datetime.strptime(hour, "%Y-%m-%d %H:%M").replace(tzinfo=UTC),
+            int(count),
+        )
+        for flow, status, hour, count in BAR_TITLE.findall(html)
+    ]
 
 
 def page_text(html: str) -> str:

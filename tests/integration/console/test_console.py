@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncssh
 import httpx
 import pytest
+from sqlalchemy import func, select, update
 
 from derms_bridge.lookups import PREFIX, Lookups
 from derms_bridge.sandbox.object_store import write_api_signing_key
 from derms_bridge.sandbox.servers import free_port
-from derms_bridge.settings import Smtp
+from derms_bridge.settings import Segments, Smtp
 from derms_bridge.settings.connections import (
     BasicAuth,
     Connection,
@@ -27,11 +30,14 @@ from derms_bridge.settings.file_storage import (
     S3Settings,
     SftpSettings,
 )
+from derms_bridge.store.instances import as_utc
 from derms_bridge.store.processes import ProcessStore
-from tests.conftest import DERMS_AUTH, PASSWORDS
+from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
 from tests.csv_files import Corruption, write_reservation_csv
 from tests.integration.console.conftest import (
     ConsoleUnderTest,
+    chart_bars,
     console_for,
     console_settings,
     copy_of_lookups,
@@ -41,6 +47,7 @@ from tests.integration.console.conftest import (
 )
 from tests.payloads import enrollment_message, enrollment_request
 
+SEGMENT_TITLE = re.compile(r"<title>([a-z]+): (\d+) segments?</title>")
 PAGES = (
     "/console/",
     "/console/instances",
@@ -328,6 +335,46 @@ async def test_the_dashboard_counts_each_flows_instances(
     assert "<title>Dashboard · derms-bridge console</title>" in page
 
 
+async def test_the_dashboard_charts_each_hours_messages_as_the_api_counts_them(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    await enroll(console, "CHART-OK-1")
+    await enroll(console, "CHART-OK-2")
+    await failed_enrollment(console, cpmcs_sim, "CHART-FAIL-1")
+    await console.log_in()
+
+    page = (await console.client.get("/console/", params={"window": "24h"})).text
+
+    bars = chart_bars(page)
+    assert {(flow, status) for flow, status, _, _ in bars} == {
+        ("Enrollment Request", "succeeded"),
+        ("Enrollment Request", "failed"),
+    }
+    assert sum(n for *_, n in bars) == 3
+    for _, status, hour, count in bars:
+        listed = await console.client.get(
+            "/ops/instances",
+            params={
+                "flow": "enrollment_request",
+                "status": status,
+                "received_from": hour.isoformat(),
+                "received_to": (hour + timedelta(hours=1)).isoformat(),
+                "limit": 1,
+            },
+            auth=OPERATOR_AUTH,
+        )
+        assert listed.json()["total"] == count
+
+
+async def test_the_dashboard_says_when_there_is_nothing_to_chart(
+    console: ConsoleUnderTest,
+) -> None:
+    await console.log_in()
+    page = (await console.client.get("/console/", params={"window": "1h"})).text
+    assert chart_bars(page) == []
+    assert "No message in the last 1h." in page
+
+
 async def test_the_dashboard_shows_the_hub_processes_heard_from(
     console: ConsoleUnderTest,
 ) -> None:
@@ -489,6 +536,73 @@ async def test_the_instance_page_of_a_file_offers_its_rows_set_aside(
         header == "recordId,nicId,headEndSystemId,reservationStartDateTime,reservationEndDateTime"
     )
     assert row.startswith("2,NIC-000002XXX")
+
+
+async def test_a_file_in_progress_shows_its_segments_pace_and_time_left_as_the_api_gives(
+    console: ConsoleUnderTest, tmp_path: Path
+) -> None:
+    settings = console.settings.model_copy(update={"segments": Segments(size=2, parallelism=1)})
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 9)
+    message = {
+        "messageId": "RSV-PACE",
+        "eventId": "EV-PACE",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+    async for paced in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        sent = await paced.client.post(
+            "/device-reservation-to-dacs",
+            data={"message": json.dumps(message)},
+            files={"file": ("r.csv", csv_file.read_bytes(), "text/csv")},
+            auth=DERMS_AUTH,
+        )
+        instance_id = sent.json()["instanceId"]
+        while await paced.hub.workers.worker.step():
+            pass
+        # Caught mid-run, received 20 s before its latest call: the first segment taken,
+        # the others waiting, as a worker that stopped after its first call leaves them.
+        async with paced.hub.store.engine.begin() as connection:
+            latest_call = await connection.scalar(
+                select(func.max(ActivityRow.at)).where(ActivityRow.instance_id == instance_id)
+            )
+            assert latest_call is not None
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(received_at=as_utc(latest_call) - timedelta(seconds=20))
+            )
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.instance_id == instance_id, SegmentRow.seq > 1)
+                .values(status="pending")
+            )
+            await connection.execute(
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == instance_id)
+                .values(state="running", outcome=None)
+            )
+        await paced.log_in()
+
+        page = (await paced.client.get(f"/console/instances/{instance_id}")).text
+        detail = (
+            await paced.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+        ).json()
+
+    file = detail["file"]
+    assert file["state"] == "running"
+    parts = dict(SEGMENT_TITLE.findall(page))
+    assert parts == {state: str(n) for state, n in file["segments"].items() if n}
+    assert parts["pending"]
+    received = datetime.fromisoformat(detail["received_at"])
+    latest = max(datetime.fromisoformat(a["at"]) for a in detail["activities"])
+    rate = file["rows_sent"] / (latest - received).total_seconds()
+    left = int((file["total_rows"] - file["rows_sent"]) / rate)
+    shown_left = f"{left} s" if left < 60 else f"{left // 60} min {left % 60} s"
+    assert rate == pytest.approx(0.1)
+    assert left in (69, 70)
+    assert page_text(page.split('<p id="pace">', 1)[1].split("</p>", 1)[0]) == (
+        f"{rate:.1f} rows/s since the file came; at that pace, {shown_left} left"
+    )
 
 
 async def test_bulk_resubmit_confirms_the_count_then_reports_outcomes(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from derms_bridge.catalog import BY_KEY, FLOWS
+from derms_bridge.console.charts import STACK_ORDER, hourly_charts
 from derms_bridge.console.pages.filters import WINDOWS
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
@@ -22,11 +23,13 @@ def _window(value: str | None) -> str:
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     window = _window(request.query_params.get("window"))
-    since = datetime.now(UTC) - WINDOWS[window]
+    now = datetime.now(UTC)
+    since = now - WINDOWS[window]
     operations = state.hub.operations
     counts = await operations.counts_by_flow(since)
     failures = await operations.failing_now(since)
     runs = await operations.scheduled_runs(SCHEDULED_FLOWS, since)
+    charts = hourly_charts(await operations.counts_by_hour(since), since, now)
     return render(
         request,
         "dashboard.html",
@@ -36,6 +39,8 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
             "flows": FLOWS,
             "counts": counts,
             "failures": failures,
+            "charts": charts,
+            "stack_order": STACK_ORDER,
             "by_key": BY_KEY,
             "schedules": await state.hub.scheduler.overview(),
             "runs": runs,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from derms_bridge.catalog import BY_KEY
+from derms_bridge.console.charts import duration_text, file_pace, rate_text
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
 from derms_bridge.engine.operations import NoAcknowledgementToSend
 from derms_bridge.engine.redaction import Redactor, mask_secret_fields
@@ -36,12 +37,24 @@ async def instance(
             request, "not_found.html", {"what": f"instance {instance_id}"}, status_code=404
         )
     info = BY_KEY.get(detail.flow)
+    pace = None
+    if detail.file is not None:
+        pace = file_pace(
+            detail.file.segments,
+            detail.file.rows_sent,
+            detail.file.total_rows,
+            detail.received_at,
+            max((a.at for a in detail.activities), default=None),
+        )
     return render(
         request,
         "instance.html",
         {
             "instance": detail,
             "info": info,
+            "pace": pace,
+            "duration_text": duration_text,
+            "rate_text": rate_text,
             "payload": _shown(detail.payload, state.redact),
             "reply": _shown(detail.reply, state.redact),
             "error": state.redact(detail.error) if detail.error else None,
