@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "examples" / "enrollment-request.json"
 NETWORK_MODEL_MESSAGE = ROOT / "examples" / "network-model.json"
 NETWORK_MODEL_FILE = ROOT / "examples" / "network-model.csv"
+RESERVATION_MESSAGE = ROOT / "examples" / "device-reservation.json"
+RESERVATION_FILE = ROOT / "examples" / "device-reservation.csv"
 #: How long a `derms-bridge` process may take to start and answer: far more than it needs,
 #: for a machine loaded by the other pytest workers and by other test runs.
 STARTUP_SECONDS = 120.0
@@ -140,6 +142,10 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
             f"sqlite:///{tmp_path / 'sbx.db'}",
             "--lookups",
             str(ROOT / "config" / "lookups"),
+            "--derms-max-retries",
+            "2",
+            "--derms-retry-delay",
+            "2",
         ],
         cwd=tmp_path,
         env=environment,
@@ -304,3 +310,42 @@ def test_the_sandbox_carries_the_file_flows_through_its_ftp_server_and_object_st
     assert any("Device Score FTP Transfer complete: 3 sent, 0 not sent" in m for m in mails), mails
     assert any("complete: 3 sent, 0 not sent" in m and "FTP" not in m for m in mails), mails
     assert len(mails) == 3, mails
+
+
+def test_the_sandbox_derms_resends_a_file_after_a_failure_until_cpmcs_is_back(
+    sandbox: Sandbox,
+) -> None:
+    cpmcs = f"http://{LOOPBACK}:{sandbox.port + 1}"
+    derms = f"http://{LOOPBACK}:{sandbox.port + 2}"
+    assert httpx.get(f"{derms}/_sim/retries", timeout=10).json() == {
+        "max_retries": 2,
+        "retry_delay_seconds": 2.0,
+    }
+    # CPMCS down for the hub's first health check.
+    httpx.put(
+        f"{cpmcs}/_sim/faults",
+        json={"fail_calls": [1], "fail_calls_path": "/rest/apis/common/healthCheck"},
+        timeout=10,
+    ).raise_for_status()
+
+    sent = httpx.post(
+        f"{derms}/_sim/send/device-reservation",
+        files={
+            "message": (None, RESERVATION_MESSAGE.read_bytes()),
+            "file": ("device-reservation.csv", RESERVATION_FILE.read_bytes(), "text/csv"),
+        },
+        timeout=60,
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["hubAnswer"] == 202
+
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        [state] = httpx.get(f"{derms}/_sim/state/sent", timeout=10).json()
+        last = state["attempts"][-1]
+        settled = last["ackType"] is not None and state["nextAttemptAt"] is None
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert state["messageId"] == "RSV-100"
+    assert [attempt["ackType"] for attempt in state["attempts"]] == ["FAILURE", "SUCCESS"]

@@ -196,10 +196,21 @@ def sandbox(
         typer.Option(help="lookups directory; default: var/sandbox-lookups, a copy of the shipped"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+    derms_max_retries: Annotated[
+        int,
+        typer.Option(
+            min=0, max=100, help="how often the DERMS simulator resends a file after FAILURE"
+        ),
+    ] = 3,
+    derms_retry_delay: Annotated[
+        float,
+        typer.Option(min=0, max=86400, help="seconds the DERMS simulator waits before a resend"),
+    ] = 30.0,
 ) -> None:
     """Run the hub with simulated CPMCS and DERMS, an SMTP sink, an FTP server and an
     object store, all on loopback."""
     try:
+        from derms_bridge.sandbox.derms_sim import RetrySetting
         from derms_bridge.sandbox.run import (
             SandboxPorts,
             banner,
@@ -226,7 +237,8 @@ def sandbox(
     lookups_dir = lookups or sandbox_lookups_dir(Path("var"))
     files = prepare_sandbox_files(Path("var"), load_lookups(lookups_dir))
     settings = sandbox_settings(ports, database, lookups_dir, files)
-    simulators = start_simulators(ports, files, out)
+    retries = RetrySetting(max_retries=derms_max_retries, retry_delay_seconds=derms_retry_delay)
+    simulators = start_simulators(ports, files, out, retries)
     out.print(
         banner(ports, database, files, lookups_dir), highlight=False, markup=False, soft_wrap=True
     )

@@ -13,7 +13,7 @@ from rich.markup import escape
 from derms_bridge.credentials import hash_password
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
-from derms_bridge.sandbox.derms_sim import create_derms_app
+from derms_bridge.sandbox.derms_sim import RetrySetting, create_derms_app
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.object_store import (
     ObjectStoreFiles,
@@ -204,13 +204,20 @@ class Simulators:
         self.object_store.stop()
 
 
-def start_simulators(ports: SandboxPorts, files: SandboxFiles, console: Console) -> Simulators:
+def start_simulators(
+    ports: SandboxPorts, files: SandboxFiles, console: Console, derms_retries: RetrySetting
+) -> Simulators:
     def show_mail(mail: ReceivedMail) -> None:
         recipients = escape(", ".join(mail.rcpt_tos))
         console.print(f"[bold magenta]mail[/] to {recipients}: {escape(mail.subject)}")
 
     cpmcs = ServerThread(create_cpmcs_app(), port=ports.cpmcs_port, name="CPMCS simulator")
-    derms = ServerThread(create_derms_app(), port=ports.derms_port, name="DERMS simulator")
+    derms_app = create_derms_app(
+        hub_url=f"http://{LOOPBACK}:{ports.hub}",
+        hub_credentials=SANDBOX_CALLERS["derms"],
+        retries=derms_retries,
+    )
+    derms = ServerThread(derms_app, port=ports.derms_port, name="DERMS simulator")
     smtp = SmtpSink(port=ports.smtp_port, on_message=show_mail)
     user, password = SANDBOX_FTP_LOGIN
     ftp = FtpServer(files.ftp_root, user, password, port=ports.ftp_port)
@@ -239,7 +246,8 @@ def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles, lookups_
             f"  hub              {hub}   (OpenAPI docs: {hub}/docs)",
             f"  CPMCS simulator  http://{LOOPBACK}:{ports.cpmcs_port}   (faults: PUT /_sim/faults)",
             f"  DERMS simulator  http://{LOOPBACK}:{ports.derms_port}"
-            "   (received: GET /_sim/state/received)",
+            "   (received: GET /_sim/state/received; sent: GET /_sim/state/sent;"
+            " retries: PUT /_sim/retries)",
             f"  SMTP sink        {LOOPBACK}:{ports.smtp_port}   (each mail is printed here)",
             f"  FTP server       ftp://{LOOPBACK}:{ports.ftp_port}   "
             f"(login {SANDBOX_FTP_LOGIN[0]} / {SANDBOX_FTP_LOGIN[1]}; files in {files.ftp_root})",
@@ -259,6 +267,9 @@ def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles, lookups_
             f"-d @examples/enrollment-request.json {hub}/enroll-to-dacs",
             f"  curl -u {user}:{password} -F 'message=<examples/network-model.json' "
             f"-F 'file=@examples/network-model.csv;type=text/csv' {hub}/network-model-to-dacs",
+            "  curl -F 'message=<examples/device-reservation.json' "
+            "-F 'file=@examples/device-reservation.csv;type=text/csv' "
+            f"http://{LOOPBACK}:{ports.derms_port}/_sim/send/device-reservation",
             f"  curl -u {operator[0]}:{operator[1]} -X POST "
             f"{hub}/ops/schedules/device_score_ftp/run",
             f"  curl -u {operator[0]}:{operator[1]} {hub}/ops/instances",

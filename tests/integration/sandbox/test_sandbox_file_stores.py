@@ -9,6 +9,7 @@ from rich.console import Console
 from derms_bridge.connectors.file_storage import open_storage
 from derms_bridge.connectors.file_storage.interface import Folder
 from derms_bridge.lookups import load_lookups
+from derms_bridge.sandbox.derms_sim import RetrySetting
 from derms_bridge.sandbox.run import (
     SandboxPorts,
     banner,
@@ -34,7 +35,7 @@ async def test_the_hub_finds_the_device_score_files_in_both_sandbox_stores(
     )
     files = prepare_sandbox_files(tmp_path, lookups)
     settings = sandbox_settings(ports, f"sqlite:///{tmp_path / 'hub.db'}", LOOKUPS_DIR, files)
-    simulators = start_simulators(ports, files, Console(quiet=True))
+    simulators = start_simulators(ports, files, Console(quiet=True), RetrySetting())
     try:
         ftp = open_storage(settings.file_stores.ftp)
         object_storage = open_storage(settings.file_stores.object_storage)
