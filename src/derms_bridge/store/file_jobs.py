@@ -350,7 +350,11 @@ class FileJobStore:
                     update(FileJobRow)
                     .where(
                         FileJobRow.instance_id == instance_id,
-                        FileJobRow.state == "done",
+                        # Acknowledging: DERMS may resend as soon as it has the FAILURE,
+                        # before the worker that sent it has recorded it. The resend takes
+                        # the job from that worker, whose claim is then lost: it records
+                        # nothing over the run now under way.
+                        FileJobRow.state.in_(("done", "acking")),
                         FileJobRow.outcome == "FAILURE",
                         payload_kept(instance_id),
                     )

@@ -10,11 +10,13 @@ import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import Hub, build_hub
@@ -28,6 +30,7 @@ from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.schemas.event_device_outcome import OutcomeMessage
 from derms_bridge.settings import SegmentRetry, Segments, Settings
 from derms_bridge.settings.connections import Caller
+from derms_bridge.store.tables import FileJobRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, cheap_hash, empty_tables, hub_settings
 from tests.csv_files import (
     OUTCOME_HEADER,
@@ -405,6 +408,45 @@ async def test_a_failed_segment_stops_the_rest_and_a_resend_completes_the_file(
     assert detail["attempts"] == 2
     assert detail["file"]["run"] == 2
     assert detail["file"]["rows_sent"] == 500
+
+
+async def test_a_resend_that_comes_while_the_failure_is_still_being_acknowledged_resumes_the_file(
+    files_hub: FileHub,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    cpmcs_sim.put(
+        "/_sim/faults",
+        json={"status_code": 500, "fail_calls": [2], "fail_calls_path": RESERVE_DEVICE_PATH},
+    ).raise_for_status()
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 500)
+    first = await files_hub.send(RESERVATION, reservation("RSV-ACKING"), csv_file)
+    await files_hub.drain()
+    instance_id = first.json()["instanceId"]
+    # DERMS has the FAILURE acknowledgement and resends at once, while the worker that sent
+    # it has not yet recorded it: the job is still its, acknowledging.
+    async with files_hub.hub.store.engine.begin() as connection:
+        await connection.execute(
+            update(FileJobRow)
+            .where(FileJobRow.instance_id == instance_id)
+            .values(
+                state="acking",
+                owner="a-worker-recording-its-acknowledgement",
+                lease_until=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+
+    again = await files_hub.send(RESERVATION, reservation("RSV-ACKING"), csv_file)
+    await files_hub.drain()
+
+    assert again.json() == {"instanceId": instance_id, "resumed": True, "acknowledgedAgain": False}
+    assert [a["MsgAck"]["ackType"] for a in acks(derms_sim)] == ["FAILURE", "SUCCESS"]
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"]) == (500, 0)
+    detail = await files_hub.detail(instance_id)
+    assert (detail["status"], detail["file"]["run"]) == ("succeeded", 2)
 
 
 def with_segments(settings: Settings, **segments: Any) -> Settings:
