@@ -136,16 +136,8 @@ class RetentionStore:
         expired are emptied, and the instances marked, so that their file rows go next
         (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left (or
         none of those found may go now: the next run sees them again)."""
-        conditions = _payload_expired(expiry)
-        found = await self._found(conditions)
-        if not found:
-            return {}
-        if archive is not None:
-            await archive(await self.archived(found))
-        async with self._instances.writing() as connection:
-            ids = await self._still_expired(connection, conditions, found)
-            if not ids:
-                return {}
+
+        async def empty_payloads(connection: AsyncConnection, ids: list[str]) -> Removed:
             await connection.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id.in_(ids))
@@ -161,7 +153,9 @@ class RetentionStore:
                 .where(StagedFileRow.instance_id.in_(ids))
                 .values(chunks_kept=False)
             )
-        return {"instances": len(ids)}
+            return {"instances": len(ids)}
+
+        return await self._batch(_payload_expired(expiry), archive, empty_payloads)
 
     async def delete_file_rows(self) -> Removed:
         """One batch of the file rows (segments, staged chunks) of instances whose payloads
@@ -207,45 +201,7 @@ class RetentionStore:
     async def delete_instances(self, expiry: Expiry, archive: Archiving | None = None) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
         table. Empty: none left (or none of those found may go now)."""
-        conditions = _instance_expired(expiry)
-        found = await self._found(conditions)
-        if not found:
-            return {}
-        if archive is not None:
-            await archive(await self.archived(found))
-        async with self._instances.writing() as connection:
-            ids = await self._still_expired(connection, conditions, found)
-            if not ids:
-                return {}
-            removed: Removed = {}
-            statements: Sequence[tuple[str, Delete]] = (
-                (
-                    "business_keys",
-                    delete(BusinessKeyRow).where(BusinessKeyRow.instance_id.in_(ids)),
-                ),
-                ("activities", delete(ActivityRow).where(ActivityRow.instance_id.in_(ids))),
-                (
-                    "error_notices",
-                    delete(ErrorNoticeRow).where(ErrorNoticeRow.instance_id.in_(ids)),
-                ),
-                ("segments", delete(SegmentRow).where(SegmentRow.instance_id.in_(ids))),
-                ("file_jobs", delete(FileJobRow).where(FileJobRow.instance_id.in_(ids))),
-                (
-                    "staged_file_chunks",
-                    delete(StagedChunkRow).where(StagedChunkRow.instance_id.in_(ids)),
-                ),
-                ("staged_files", delete(StagedFileRow).where(StagedFileRow.instance_id.in_(ids))),
-                (
-                    "schedule_ticks",
-                    delete(ScheduleTickRow).where(ScheduleTickRow.instance_id.in_(ids)),
-                ),
-                ("instances", delete(InstanceRow).where(InstanceRow.id.in_(ids))),
-            )
-            for table, statement in statements:
-                deleted = await connection.execute(statement)
-                if deleted.rowcount:
-                    removed[table] = deleted.rowcount
-        return removed
+        return await self._batch(_instance_expired(expiry), archive, _delete_with_rows)
 
     async def archived(self, ids: list[str]) -> list[dict[str, Any]]:
         """The instances as an archive keeps them: every column of theirs, with their
@@ -316,6 +272,24 @@ class RetentionStore:
             )
             return {flow: count for flow, count in rows.all()}
 
+    async def _batch(
+        self,
+        conditions: list[ColumnElement[bool]],
+        archive: Archiving | None,
+        remove: Callable[[AsyncConnection, list[str]], Awaitable[Removed]],
+    ) -> Removed:
+        """One batch of what the conditions select: archived first when asked, then removed
+        in a short transaction of its own, those that still qualify only. Empty: none
+        left (or none of those found may go now: the next run sees them again)."""
+        found = await self._found(conditions)
+        if not found:
+            return {}
+        if archive is not None:
+            await archive(await self.archived(found))
+        async with self._instances.writing() as connection:
+            ids = await self._still_expired(connection, conditions, found)
+            return await remove(connection, ids) if ids else {}
+
     async def _found(self, conditions: list[ColumnElement[bool]]) -> list[str]:
         """At most a batch of the instances the conditions select, read without a lock; in
         no order, which would make the database sort every match to pick a batch."""
@@ -362,3 +336,36 @@ class RetentionStore:
 async def _count_of(connection: AsyncConnection, rows: Select[Any]) -> int:
     found = await connection.scalar(select(func.count()).select_from(rows.subquery()))
     return found or 0
+
+
+async def _delete_with_rows(connection: AsyncConnection, ids: list[str]) -> Removed:
+    """The instances deleted with every row of theirs, counted by table."""
+    removed: Removed = {}
+    statements: Sequence[tuple[str, Delete]] = (
+        (
+            "business_keys",
+            delete(BusinessKeyRow).where(BusinessKeyRow.instance_id.in_(ids)),
+        ),
+        ("activities", delete(ActivityRow).where(ActivityRow.instance_id.in_(ids))),
+        (
+            "error_notices",
+            delete(ErrorNoticeRow).where(ErrorNoticeRow.instance_id.in_(ids)),
+        ),
+        ("segments", delete(SegmentRow).where(SegmentRow.instance_id.in_(ids))),
+        ("file_jobs", delete(FileJobRow).where(FileJobRow.instance_id.in_(ids))),
+        (
+            "staged_file_chunks",
+            delete(StagedChunkRow).where(StagedChunkRow.instance_id.in_(ids)),
+        ),
+        ("staged_files", delete(StagedFileRow).where(StagedFileRow.instance_id.in_(ids))),
+        (
+            "schedule_ticks",
+            delete(ScheduleTickRow).where(ScheduleTickRow.instance_id.in_(ids)),
+        ),
+        ("instances", delete(InstanceRow).where(InstanceRow.id.in_(ids))),
+    )
+    for table, statement in statements:
+        deleted = await connection.execute(statement)
+        if deleted.rowcount:
+            removed[table] = deleted.rowcount
+    return removed
