@@ -45,7 +45,9 @@ def purge(
     async def candidates() -> tuple[list[PurgeCandidates], dict[str, int]]:
         hub = build_hub(settings, lookups, command="run")
         try:
-            return await hub.purge.candidates(), await hub.purge.file_rows_waiting()
+            other_rows = await hub.purge.file_rows_waiting()
+            other_rows["schedule_ticks"] = await hub.purge.skipped_ticks_waiting()
+            return await hub.purge.candidates(), other_rows
         finally:
             await hub.aclose()
 
@@ -65,8 +67,8 @@ def purge(
     if settings.database.migrate_on_start:
         run_migrations(settings.database.url.get_secret_value())
     if dry_run:
-        found, file_rows = database_or_exit(candidates)
-        _show_candidates(found, file_rows)
+        found, other_rows = database_or_exit(candidates)
+        _show_candidates(found, other_rows)
         return
     try:
         instance_id, result = database_or_exit(run)
@@ -87,8 +89,9 @@ def purge(
     out.print(f"details: GET /ops/instances/{instance_id}", highlight=False)
 
 
-def _show_candidates(found: list[PurgeCandidates], file_rows: dict[str, int]) -> None:
-    waiting = ", ".join(f"{rows:,} {table}" for table, rows in file_rows.items() if rows)
+def _show_candidates(found: list[PurgeCandidates], other_rows: dict[str, int]) -> None:
+    """`other_rows`: rows of no expired instance that would go too, by table."""
+    waiting = ", ".join(f"{rows:,} {table}" for table, rows in other_rows.items() if rows)
     if not found and not waiting:
         out.print("nothing would go: no instance outlived its retention", highlight=False)
         return
@@ -109,4 +112,7 @@ def _show_candidates(found: list[PurgeCandidates], file_rows: dict[str, int]) ->
             )
         out.print(table)
     if waiting:
-        out.print(f"file rows of purged payloads still to delete: {waiting}", highlight=False)
+        out.print(
+            f"rows of purged payloads and skipped schedule ticks still to delete: {waiting}",
+            highlight=False,
+        )

@@ -2,6 +2,7 @@
 
 For every flow and outcome (settings `retention`), it empties the payloads that expired,
 then deletes the file rows of those payloads, then deletes the instances that expired,
+then the schedule ticks that started no run and expired with their flow's history,
 each in batches of `retention.batch_size`, one short transaction each: a trigger's write
 waits at most one batch. On SQLite, where one writer goes at a time, the purge rests as
 long as each batch took before the next, so that other hub processes sharing the file get
@@ -93,6 +94,18 @@ class Purge:
                 )
         return found
 
+    def skipped_tick_expiries(self, now: datetime) -> dict[datetime, tuple[str, ...]]:
+        """Per cut-off, the flows whose skipped schedule ticks before it go: a skipped tick
+        is kept as long as the longest-kept instance of its flow, so that a schedule's
+        history shows no gap its runs do not also have."""
+        alike: dict[datetime, list[str]] = {}
+        for flow in BY_KEY:
+            days = max(
+                self._retention.keep(flow, outcome).instance_days for outcome in OUTCOME_STATUSES
+            )
+            alike.setdefault(now - timedelta(days=days), []).append(flow)
+        return {before: tuple(flows) for before, flows in alike.items()}
+
     def _archiving(self, purged: Purged) -> Archiving | None:
         return None if self._archive is None else partial(self._archive.write, purged)
 
@@ -147,6 +160,10 @@ class Purge:
                         self._store.delete_instances, expired.instances, self._archiving("instance")
                     ),
                 )
+        for before, flows in self.skipped_tick_expiries(now).items():
+            going = going and await in_batches(
+                "instance", partial(self._store.delete_skipped_ticks, flows, before)
+            )
         if not going:
             log.info("purge stopped with its process; the next run goes on")
         return PurgeReport(payloadsPurged=payloads, removed=removed, batches=batches)
@@ -173,6 +190,16 @@ class Purge:
 
     async def file_rows_waiting(self) -> Removed:
         return await self._store.count_file_rows()
+
+    async def skipped_ticks_waiting(self, now: datetime | None = None) -> int:
+        """Schedule ticks that started no run and would go now."""
+        now = now or datetime.now(UTC)
+        return sum(
+            [
+                await self._store.count_skipped_ticks(flows, before)
+                for before, flows in self.skipped_tick_expiries(now).items()
+            ]
+        )
 
     async def _rest(self, batch_seconds: float) -> None:
         # A yield at least: the writers queued in this process go before the next batch.

@@ -203,6 +203,37 @@ class RetentionStore:
         table. Empty: none left (or none of those found may go now)."""
         return await self._batch(_instance_expired(expiry), archive, _delete_with_rows)
 
+    async def delete_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> Removed:
+        """One batch of the schedule ticks of `flows` before `before` that started no run
+        (the previous run was still going); a tick that started a run goes with its
+        instance. Empty: none left."""
+        async with self._instances.writing() as connection:
+            keys = (
+                await connection.execute(
+                    select(ScheduleTickRow.flow, ScheduleTickRow.tick)
+                    .where(*_skipped_before(flows, before))
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not keys:
+                return {}
+            deleted = await connection.execute(
+                delete(ScheduleTickRow).where(
+                    tuple_(ScheduleTickRow.flow, ScheduleTickRow.tick).in_(
+                        [tuple(key) for key in keys]
+                    )
+                )
+            )
+        return {"schedule_ticks": deleted.rowcount}
+
+    async def count_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> int:
+        """The skipped ticks `delete_skipped_ticks` would remove now."""
+        async with self._instances.engine.connect() as connection:
+            found = await connection.scalar(
+                select(func.count()).where(*_skipped_before(flows, before))
+            )
+            return found or 0
+
     async def archived(self, ids: list[str]) -> list[dict[str, Any]]:
         """The instances as an archive keeps them: every column of theirs, with their
         business keys and their activities in order (file rows are left out)."""
@@ -331,6 +362,14 @@ class RetentionStore:
         ).all()
         busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
         return [each for each in ids if each not in busy]
+
+
+def _skipped_before(flows: tuple[str, ...], before: datetime) -> list[ColumnElement[bool]]:
+    return [
+        ScheduleTickRow.instance_id.is_(None),
+        ScheduleTickRow.flow.in_(flows),
+        ScheduleTickRow.tick < before,
+    ]
 
 
 async def _count_of(connection: AsyncConnection, rows: Select[Any]) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from derms_bridge.bootstrap import Hub
 from derms_bridge.engine.purge import Purge, purge_flow
@@ -19,9 +19,10 @@ from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Schedule
 from derms_bridge.settings.retention import Keep, Retention, RetentionByOutcome
+from derms_bridge.store.instances import as_utc
 from derms_bridge.store.retention import RetentionStore
 from derms_bridge.store.schedules import ScheduleStore
-from derms_bridge.store.tables import FileJobRow, InstanceRow, SegmentRow
+from derms_bridge.store.tables import FileJobRow, InstanceRow, ScheduleTickRow, SegmentRow
 from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
 from tests.csv_files import write_reservation_csv
 from tests.payloads import customer_unavailability_message
@@ -427,3 +428,32 @@ def _gauge(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.removeprefix(name + " "))
     raise AssertionError(f"{name} is not in the scrape")
+
+
+async def test_skipped_schedule_ticks_go_once_their_flows_history_would(hub: HubUnderTest) -> None:
+    now = datetime.now(UTC)
+    longest = max(
+        hub.settings.retention.keep("purge", outcome).instance_days
+        for outcome in ("succeeded", "failed", "rejected")
+    )
+    old, recent = now - timedelta(days=longest + 1), now - timedelta(days=longest - 1)
+    async with hub.hub.store.writing() as connection:
+        for tick in (old, recent):
+            await connection.execute(
+                insert(ScheduleTickRow).values(
+                    flow="purge",
+                    tick=tick,
+                    owner="an earlier process",
+                    claimed_at=tick,
+                    skipped="run R-1 was still going",
+                )
+            )
+
+    assert await hub.hub.purge.skipped_ticks_waiting(now) == 1
+    report = await hub.hub.purge.run(now)
+
+    assert report.removed.get("schedule_ticks") == 1
+    async with hub.hub.store.engine.connect() as connection:
+        left = (await connection.scalars(select(ScheduleTickRow.tick))).all()
+    assert [as_utc(tick) for tick in left] == [recent]
+    assert await hub.hub.purge.skipped_ticks_waiting(now) == 0
