@@ -160,9 +160,9 @@ class Purge:
                         self._store.delete_instances, expired.instances, self._archiving("instance")
                     ),
                 )
-        for before, flows in self.skipped_tick_expiries(now).items():
+        for cut_off, flows in self.skipped_tick_expiries(now).items():
             going = going and await in_batches(
-                "instance", partial(self._store.delete_skipped_ticks, flows, before)
+                "instance", partial(self._store.delete_skipped_ticks, flows, cut_off)
             )
         if not going:
             log.info("purge stopped with its process; the next run goes on")
