@@ -32,19 +32,26 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _flow_line(flow: FlowInfo) -> str:
+    return f"Flow:      {flow.number} {flow.title} ({flow.identifier})"
+
+
+def _key_lines(keys: Sequence[tuple[str, str]], heading: str) -> list[str]:
+    """Each business identifier once, under `heading`; nothing when there are none."""
+    if not keys:
+        return []
+    return [heading, *(f"  {kind}: {value}" for kind, value in dict.fromkeys(keys))]
+
+
 def error_email(
     flow: FlowInfo, instance_id: str, keys: Sequence[tuple[str, str]], error: str
 ) -> tuple[str, str]:
     """Subject and body: the flow, the instance, its business identifiers, the error."""
     subject = f"[derms-bridge] {flow.title} ({flow.identifier}) error: {_one_line(error)[:120]}"
     lines = [
-        f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
+        _flow_line(flow),
         f"Instance:  {instance_id}",
-    ]
-    if keys:
-        lines.append("Business identifiers:")
-        lines.extend(f"  {kind}: {value}" for kind, value in dict.fromkeys(keys))
-    lines += [
+        *_key_lines(keys, "Business identifiers:"),
         "",
         "Error:",
         f"  {error}",
@@ -71,14 +78,10 @@ def rejection_email(
         f"{_one_line(error)[:120]}"
     )
     lines = [
-        f"Flow:      {flow.number} {flow.title} ({flow.identifier})",
+        _flow_line(flow),
         f"Caller:    {caller}",
         f"Instance:  {instance_id} (rejected)",
-    ]
-    if keys:
-        lines.append("Business identifiers read in the body:")
-        lines.extend(f"  {kind}: {value}" for kind, value in dict.fromkeys(keys))
-    lines += [
+        *_key_lines(keys, "Business identifiers read in the body:"),
         "",
         "Why it was refused:",
         f"  {error}",
