@@ -77,10 +77,14 @@ class Operations:
     async def detail(self, instance_id: str) -> InstanceDetail | None:
         """One instance with its activities in order, the runs that came of it and, for a
         file flow, its segments' progress."""
+        # The file's progress is read first: a run's end writes the job and the instance
+        # in one transaction, so the instance read after it is never older than the
+        # progress (a page showing the file done and the instance still in progress).
+        progress = await self._files.progress(instance_id)
         history = await self._instances.get(instance_id)
         if history is None:
             return None
-        return _detail(history, await self._files.progress(instance_id))
+        return _detail(history, progress)
 
     async def acknowledge_again(self, instance_id: str) -> None:
         """A finished file run's MsgAck goes to DERMS again, as it went, to the DERMS that
