@@ -538,6 +538,40 @@ async def test_the_instance_page_of_a_file_offers_its_rows_set_aside(
     assert row.startswith("2,NIC-000002XXX")
 
 
+async def test_a_files_page_says_how_many_segments_went_more_than_once_as_the_api_does(
+    console: ConsoleUnderTest, tmp_path: Path
+) -> None:
+    settings = console.settings.model_copy(update={"segments": Segments(size=2, parallelism=1)})
+    message = {**RESERVATION_MESSAGE, "messageId": "RSV-AGAIN"}
+    async for small in console_for(settings, console.hub.lookups.current, "http://hub.test"):
+        sent = await small.client.post(
+            "/device-reservation-to-dacs",
+            data={"message": json.dumps(message)},
+            files={"file": ("r.csv", write_reservation_csv(tmp_path / "r.csv", 6).read_bytes())},
+            auth=DERMS_AUTH,
+        )
+        instance_id = sent.json()["instanceId"]
+        while await small.hub.workers.worker.step():
+            pass
+        await small.log_in()
+        page_before = page_text((await small.client.get(f"/console/instances/{instance_id}")).text)
+        # As a worker marks the segments it took up after another's lease ran out mid-call.
+        async with small.hub.store.engine.begin() as connection:
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.instance_id == instance_id, SegmentRow.seq < 3)
+                .values(sent_again=True)
+            )
+        page = page_text((await small.client.get(f"/console/instances/{instance_id}")).text)
+        detail = (
+            await small.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+        ).json()
+
+    assert "more than once" not in page_before
+    assert detail["file"]["segments_sent_again"] == 2
+    assert "2 segments sent to CPMCS more than once" in page
+
+
 async def test_a_file_in_progress_shows_its_segments_pace_and_time_left_as_the_api_gives(
     console: ConsoleUnderTest, tmp_path: Path
 ) -> None:
