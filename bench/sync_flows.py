@@ -27,9 +27,9 @@ Phase 1, throughput: N flows (default 2,000) as N/2 stages, each SCHEDULED then
 IN_PROGRESS, with a bounded number in flight (default 32); flows (or calls) per second.
 Phase 2, latency: an open-loop load paced at R requests per second (default 100) for D
 seconds (default 5), alternating a new SCHEDULED stage and a COMPLETED for a stage of
-phase 1; each request's latency runs from the moment it was due to be sent until its
-answer has been read. The latency the hub adds is the hub's percentile less the direct
-one. A short warm-up of both precedes each phase and is not counted.
+phase 1, each completed once; each request's latency runs from the moment it was due to
+be sent until its answer has been read. The latency the hub adds is the hub's percentile
+less the direct one. A short warm-up of both precedes each phase and is not counted.
 
 Targets (2-core machine, tracking on): the hub sustains at least 300 flows per second and
 adds at most 5 ms at p50 and 20 ms at p99 at 100 requests per second. Nothing is asserted
@@ -146,14 +146,23 @@ def stage_pairs(prefix: str, flows: int, lookups: Lookups) -> list[list[Request]
     return pairs
 
 
-def paced_requests(prefix: str, count: int, existing: list[str], lookups: Lookups) -> list[Request]:
-    """Alternately a new SCHEDULED stage and a COMPLETED for a stage that exists already."""
+def paced_requests(
+    prefix: str, count: int, in_progress: Iterator[str], lookups: Lookups
+) -> list[Request]:
+    """Alternately a new SCHEDULED stage and a COMPLETED for the next stage of `in_progress`:
+    each stage is completed once, as CPMCS takes no action on a completed program event."""
     made = []
     for number in range(count):
         if number % 2 == 0:
             made.append(request(f"{prefix}-{number:06d}", "SCHEDULED", lookups))
-        else:
-            made.append(request(existing[number // 2 % len(existing)], "COMPLETED", lookups))
+            continue
+        event_id = next(in_progress, None)
+        if event_id is None:
+            raise BenchmarkFailure(
+                "phase 2 completes more stages than phase 1 left in progress: "
+                "raise --flows, or lower --rate or --seconds"
+            )
+        made.append(request(event_id, "COMPLETED", lookups))
     return made
 
 
@@ -324,10 +333,10 @@ async def measure(
         paced: dict[str, Paced] = {}
         count = max(2, round(rate * seconds))
         for arm, session, send in arms:
-            existing = [p[0].message["eventId"] for p in pairs_of[arm]]
-            warm = paced_requests(f"WL-{arm}", max(2, round(rate)), existing, lookups)
+            in_progress = iter([p[0].message["eventId"] for p in pairs_of[arm] if len(p) == 2])
+            warm = paced_requests(f"WL-{arm}", max(2, round(rate)), in_progress, lookups)
             await run_paced(session, send, warm, rate)
-            items = paced_requests(f"L-{arm}", count, existing, lookups)
+            items = paced_requests(f"L-{arm}", count, in_progress, lookups)
             paced[arm] = await run_paced(session, send, items, rate)
             await check_events(cpmcs_url, items, arm)
     return throughput["hub"], throughput["direct"], paced["hub"], paced["direct"]

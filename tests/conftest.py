@@ -157,7 +157,14 @@ def cpmcs_sim(cpmcs_server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cpmcs_server.url, timeout=10) as client:
         client.delete("/_sim/state").raise_for_status()
         client.delete("/_sim/faults").raise_for_status()
+        client.delete("/_sim/business-errors").raise_for_status()
         yield client
+
+
+def refuse_calls(cpmcs_sim: httpx.Client, path: str, message_number: int, message: str) -> None:
+    """The CPMCS simulator answers every call to `path` with this business error (ERROR)."""
+    rule = {"path": path, "message_number": message_number, "message": message}
+    cpmcs_sim.put("/_sim/business-errors", json={"rules": [rule]}).raise_for_status()
 
 
 @pytest.fixture
@@ -270,6 +277,23 @@ async def hub(
     file_stores = tmp_path / "file-stores"
     built = build_hub(settings, default_lookups, local_file_stores(file_stores))
     async with serving(built, file_stores) as under_test:
+        yield under_test
+
+
+@asynccontextmanager
+async def hub_against(
+    cpmcs_url: str,
+    *,
+    database_url: str,
+    derms_url: str,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    lookups: Lookups,
+) -> AsyncIterator[HubUnderTest]:
+    """The hub on an empty database whose CPMCS connection goes to `cpmcs_url`."""
+    empty_tables(database_url)
+    settings = hub_settings(database_url, cpmcs_url, derms_url, mailbox, callers)
+    async with serving(build_hub(settings, lookups)) as under_test:
         yield under_test
 
 

@@ -12,7 +12,7 @@ from derms_bridge.errors import BusinessError, FlowError
 from derms_bridge.flows.ports import AnyJson, FlowContext, FlowResult, SyncFlow
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.common import AckCode, AckMessage, AckResponse
-from derms_bridge.schemas.cpmcs import PROGRAM_EVENT_EXISTS
+from derms_bridge.schemas.cpmcs import PROGRAM_EVENT_ALREADY_IN_STATUS, PROGRAM_EVENT_EXISTS
 from derms_bridge.schemas.program_event_status import (
     ActionProgramEventRequest,
     CreateProgramEventRequest,
@@ -78,6 +78,20 @@ async def _create(ctx: FlowContext, created: CreateProgramEventRequest) -> str:
     return CREATED
 
 
+async def _act(ctx: FlowContext, action: ActionProgramEventRequest) -> str:
+    """actionProgramEvent; the response value. CPMCS's "is {status} already" is done too: a
+    resend of a status whose answer was lost, or IN_PROGRESS then ACTIVE (both X1IP), finds
+    the program event where the action was to put it. Every other refusal stands (an action
+    on a completed or cancelled program event, or back to an earlier status)."""
+    try:
+        await ctx.cpmcs.send("actionProgramEvent", action, AnyJson)
+    except BusinessError as error:
+        if error.message_number != PROGRAM_EVENT_ALREADY_IN_STATUS:
+            raise
+        return error.message
+    return action.action
+
+
 def msg_ack(message: StageStatusMessage, value: str, code: AckCode) -> AckMessage:
     """The one response for the stage; its code is the overall ackType."""
     return AckMessage.of([AckResponse(id=message.messageId, value=value, responseCode=code)])
@@ -93,8 +107,7 @@ async def run(message: StageStatusMessage, ctx: FlowContext) -> FlowResult[AckMe
             value = await _create(ctx, created)
         else:
             action = to_action_program_event(message, ctx.lookups)
-            await ctx.cpmcs.send("actionProgramEvent", action, AnyJson)
-            value = action.action
+            value = await _act(ctx, action)
     except FlowError as error:
         # Step 5: any error is emailed and answered negatively. The reference makes no
         # exception for CPMCS's business errors here (unlike flow 1), so they are emailed

@@ -2,12 +2,17 @@
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from derms_bridge.sandbox.admin_routes import add_reset_route
-from derms_bridge.sandbox.cpmcs_state import CpmcsState, Ledger
+from derms_bridge.sandbox.admin_routes import add_reset_route, add_setting_routes
+from derms_bridge.sandbox.cpmcs_business_errors import (
+    BusinessErrorSettings,
+    ScriptedBusinessErrors,
+)
+from derms_bridge.sandbox.cpmcs_state import NEXT_STATUSES, CpmcsState, Ledger
 from derms_bridge.sandbox.faults import (
     SIM_PREFIX,
     install_basic_auth,
@@ -22,7 +27,7 @@ PROGRAM_EVENT_PATH = "/rest/apis/cross/service/programEvent/"
 PROGRAM_EVENT_LIFECYCLE_PATH = "/rest/apis/cross/service/programEvent/lifecycle"
 RESERVE_DEVICE_PATH = "/rest/apis/cross/service/programEventParticipation/reserveDevice"
 POST_EVENT_OUTCOME_PATH = "/rest/apis/cross/service/programEventParticipation/postEventOutcome"
-SYNC_REQUEST_PATH = "/rest/apis/common/sync/syncRequest/{sync_request_id}"
+SYNC_REQUEST_PATH = "/rest/apis/common/sync/syncRequest/{syncRequestId}"
 HEALTH_CHECK_PATH = "/rest/apis/common/healthCheck"
 
 #: What the simulated CPMCS answers postControllableDeviceStatus with.
@@ -34,6 +39,13 @@ MALFORMED_REQUEST = 10001
 PROGRAM_NOT_DEFINED = 10010
 PROGRAM_EVENT_EXISTS = 10020
 PROGRAM_EVENT_UNKNOWN = 10021
+#: actionProgramEvent from a status that does not lead to the action's: any action on a
+#: completed or cancelled program event, or back to an earlier status.
+PROGRAM_EVENT_ACTION_NOT_ALLOWED = 10022
+#: actionProgramEvent to the status the program event has already.
+PROGRAM_EVENT_ALREADY_IN_STATUS = 10023
+#: actionProgramEvent with an action that is no program event status.
+PROGRAM_EVENT_ACTION_UNKNOWN = 10024
 ALREADY_ENROLLED = 10589
 
 
@@ -65,22 +77,38 @@ def _malformed(message: str) -> JSONResponse:
     return cpmcs_error(400, "VAL-ERROR", MALFORMED_REQUEST, message)
 
 
-class _Malformed(Exception):
-    """A request body CPMCS refuses before it looks any further."""
+class _Refused(Exception):
+    """A call CPMCS refuses before it looks any further, with CPMCS's answer."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.answer = _malformed(message)
+    def __init__(self, answer: JSONResponse) -> None:
+        super().__init__(answer.body)
+        self.answer = answer
+
+
+def _malformed_call(message: str) -> _Refused:
+    return _Refused(_malformed(message))
+
+
+def _refuse_if_asked(request: Request, body: Any) -> None:
+    """_Refused when a rule of ``/_sim/business-errors`` fits this call."""
+    scripted: ScriptedBusinessErrors = request.app.state.business_errors
+    route: APIRoute = request.scope["route"]
+    rule = scripted.refusal(route.path, body, iter(request.path_params.values()))
+    if rule is not None:
+        answer = cpmcs_error(rule.http_status, rule.status, rule.message_number, rule.message)
+        raise _Refused(answer)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    """The body, when it is a JSON object; _Malformed otherwise."""
+    """The body, when it is a JSON object and no business error was asked for this call;
+    _Refused otherwise."""
     try:
         body = await request.json()
     except ValueError:
-        raise _Malformed("Request body is not valid JSON") from None
+        raise _malformed_call("Request body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise _Malformed("Request body must be a JSON object")
+        raise _malformed_call("Request body must be a JSON object")
+    _refuse_if_asked(request, body)
     return body
 
 
@@ -95,16 +123,16 @@ def _device_entries(
     body: dict[str, Any], list_name: str, required: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     """The objects listed under ``list_name``, each with every ``required`` text; else
-    _Malformed.
+    _Refused.
 
     One bad entry refuses the whole call, so that a refused segment leaves nothing behind.
     """
     entries = body.get(list_name)
     if not isinstance(entries, list):
-        raise _Malformed(f"{list_name} must be a list")
+        raise _malformed_call(f"{list_name} must be a list")
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or any(_text(entry, name) is None for name in required):
-            raise _Malformed(f"{list_name}[{index}] needs {', '.join(required)}")
+            raise _malformed_call(f"{list_name}[{index}] needs {', '.join(required)}")
     return entries
 
 
@@ -141,10 +169,12 @@ def create_cpmcs_app(
     app = FastAPI(title="Simulated CPMCS")
     state = CpmcsState(seed)
     app.state.sim = state
+    scripted = ScriptedBusinessErrors()
+    app.state.business_errors = scripted
 
-    @app.exception_handler(_Malformed)
-    async def refuse_malformed(_request: Request, malformed: _Malformed) -> JSONResponse:
-        return malformed.answer
+    @app.exception_handler(_Refused)
+    async def refuse(_request: Request, refused: _Refused) -> JSONResponse:
+        return refused.answer
 
     @app.post(ENROLL_PATH)
     async def enroll_program(request: Request) -> JSONResponse:
@@ -202,9 +232,21 @@ def create_cpmcs_app(
         action = _text(body, "action")
         if event is None or stage is None or action is None:
             return _malformed("action, eventExternalIdentifier and externalIdentifier are required")
-        if not state.act_on_program_event((event, stage), action, _text(body, "cancelReason")):
+        if action not in NEXT_STATUSES:
+            message = f"Action {action} is not a program event status ({', '.join(NEXT_STATUSES)})"
+            return cpmcs_error(422, "VAL-ERROR", PROGRAM_EVENT_ACTION_UNKNOWN, message)
+        outcome, status = state.act_on_program_event(
+            (event, stage), action, _text(body, "cancelReason")
+        )
+        if outcome == "unknown event":
             message = f"Program event {event}/{stage} does not exist"
             return cpmcs_error(400, "ERROR", PROGRAM_EVENT_UNKNOWN, message)
+        if outcome == "already":
+            message = f"Program event {event}/{stage} is {status} already"
+            return cpmcs_error(400, "ERROR", PROGRAM_EVENT_ALREADY_IN_STATUS, message)
+        if outcome == "not allowed":
+            message = f"Program event {event}/{stage} is {status}: it cannot move to {action}"
+            return cpmcs_error(400, "ERROR", PROGRAM_EVENT_ACTION_NOT_ALLOWED, message)
         return JSONResponse({})
 
     @app.post(RESERVE_DEVICE_PATH)
@@ -226,13 +268,15 @@ def create_cpmcs_app(
         return JSONResponse({})
 
     @app.patch(SYNC_REQUEST_PATH)
-    async def update_sync_request(sync_request_id: str, request: Request) -> JSONResponse:
+    async def update_sync_request(request: Request) -> JSONResponse:
         body = await _json_object(request)
+        sync_request_id = request.path_params["syncRequestId"]
         state.keep("sync-requests", {"syncRequestId": sync_request_id, "body": body})
         return JSONResponse({})
 
     @app.get(HEALTH_CHECK_PATH)
-    async def health_check() -> dict[str, str]:
+    async def health_check(request: Request) -> dict[str, str]:
+        _refuse_if_asked(request, None)
         return {"status": "UP"}
 
     @app.get(f"{SIM_PREFIX}/state/program-events", tags=["simulator"])
@@ -263,9 +307,42 @@ def create_cpmcs_app(
         "Device outcomes, the last received per device, with how many times it was received.",
     )
 
+    @app.get(
+        f"{SIM_PREFIX}/state/to-dos",
+        tags=["simulator"],
+        description="The To-Do entries CPMCS raised instead of a business error, oldest first.",
+    )
+    async def read_to_dos() -> list[dict[str, Any]]:
+        return state.to_dos()
+
     @app.get(f"{SIM_PREFIX}/state/calls", tags=["simulator"])
     async def read_calls() -> dict[str, int]:
         return state.calls()
+
+    target_paths = [
+        route.path
+        for route in app.routes
+        if isinstance(route, APIRoute) and not is_admin_path(route.path)
+    ]
+
+    def replace_business_errors(settings: BusinessErrorSettings) -> None:
+        for index, rule in enumerate(settings.rules):
+            if rule.path not in target_paths:
+                detail = (
+                    f"rules[{index}].path: {rule.path!r} is not a CPMCS route; "
+                    f"one of {', '.join(target_paths)}"
+                )
+                raise HTTPException(422, detail)
+        scripted.settings = settings
+
+    add_setting_routes(
+        app,
+        f"{SIM_PREFIX}/business-errors",
+        "business_errors",
+        BusinessErrorSettings,
+        read=lambda: scripted.settings,
+        replace=replace_business_errors,
+    )
 
     add_reset_route(app, f"{SIM_PREFIX}/state", state.reset)
 

@@ -1,5 +1,6 @@
 """What the simulated CPMCS keeps in memory: enrollments, program events, the devices
-reserved and the outcomes posted per event, the calls made and the bodies received."""
+reserved and the outcomes posted per event, the To-Do entries its calls raised, the calls
+made and the bodies received."""
 
 import random
 import threading
@@ -27,30 +28,38 @@ class Enrollment:
 
 
 class DeviceLedger:
-    """Device entries kept once per (event, nicId, headEndSystem), the last one received winning.
+    """Device entries kept once per (event, nicId, headEndSystem): the first one received, or
+    with ``last_wins`` the last one.
 
     The totals grow as entries arrive, so that a summary costs the same for ten devices as for
     a million. Not locked: CpmcsState holds its lock around every use.
     """
 
-    def __init__(self) -> None:
-        # event id -> (nicId, headEndSystem) -> (times received, last entry received)
+    def __init__(self, *, last_wins: bool) -> None:
+        self._last_wins = last_wins
+        # event id -> (nicId, headEndSystem) -> (times received, entry kept)
         self._by_event: dict[str, dict[tuple[str, str], tuple[int, dict[str, Any]]]] = {}
         self._devices = 0
         self._received = 0
         self._calls = 0
 
-    def keep(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Keeps the (event id, entry) pairs of one call."""
+    def keep(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Keeps the (event id, entry) pairs of one call; the entries whose device the event
+        held already."""
         self._calls += 1
+        held_already = []
         for event_id, entry in entries:
             devices = self._by_event.setdefault(event_id, {})
             key = (entry["nicId"], entry["headEndSystem"])
             earlier = devices.get(key)
             if earlier is None:
                 self._devices += 1
-            devices[key] = (1 if earlier is None else earlier[0] + 1, entry)
+                devices[key] = (1, entry)
+            else:
+                held_already.append(entry)
+                devices[key] = (earlier[0] + 1, entry if self._last_wins else earlier[1])
             self._received += 1
+        return held_already
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -73,7 +82,29 @@ class DeviceLedger:
 
 #: The calls whose device entries CPMCS keeps in a ledger of their own, by the ledger's name.
 Ledger = Literal["reservations", "outcomes"]
-LEDGERS: tuple[Ledger, ...] = ("reservations", "outcomes")
+
+
+def _new_ledgers() -> dict[Ledger, DeviceLedger]:
+    # A device reserved again keeps its first reservation (the duplicate goes to a To-Do);
+    # an outcome posted again replaces the one before, as postEventOutcome updates it.
+    return {"reservations": DeviceLedger(last_wins=False), "outcomes": DeviceLedger(last_wins=True)}
+
+
+#: How many of the devices a To-Do names; it counts them all.
+TO_DO_DEVICES_NAMED = 10
+
+#: A program event's statuses (R: the StageStatus lookup's CPMCS side), and the actions
+#: CPMCS takes from each: a completed or cancelled program event takes none.
+SCHEDULED, IN_PROGRESS, COMPLETED, CANCELLED = "X1SD", "X1IP", "F1CO", "F1CN"
+NEXT_STATUSES: dict[str, frozenset[str]] = {
+    SCHEDULED: frozenset({IN_PROGRESS, COMPLETED, CANCELLED}),
+    IN_PROGRESS: frozenset({COMPLETED, CANCELLED}),
+    COMPLETED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+#: What actionProgramEvent made of an action: done, or why not.
+ActionOutcome = Literal["moved", "unknown event", "already", "not allowed"]
 
 
 class CpmcsState:
@@ -88,19 +119,46 @@ class CpmcsState:
         self._calls: Counter[str] = Counter()
         self._received: dict[str, list[dict[str, Any]]] = {}
         self._program_events: dict[tuple[str, str], dict[str, Any]] = {}
-        self._ledgers = {ledger: DeviceLedger() for ledger in LEDGERS}
+        self._ledgers = _new_ledgers()
+        self._to_dos: list[dict[str, Any]] = []
 
     def reserve_devices(self, body: dict[str, Any], devices: list[dict[str, Any]]) -> None:
-        """Keeps one reserveDevice call; each device entry carries the event's fields."""
+        """Keeps one reserveDevice call; each device entry carries the event's fields.
+
+        A device the event holds already is no business error: CPMCS keeps the reservation
+        it has and raises one To-Do for the call, naming the devices (R: reserveDevice
+        "will not return any business faults but handle these with a To-Do task").
+        """
         event_fields = {
             name: body.get(name)
             for name in ("eventExternalIdentifier", "eventStartDateTime", "eventEndDateTime")
         }
         event_id = body["eventExternalIdentifier"]
         with self._lock:
-            self._ledgers["reservations"].keep(
+            held_already = self._ledgers["reservations"].keep(
                 (event_id, event_fields | device) for device in devices
             )
+            if held_already:
+                self._to_dos.append(
+                    {
+                        "toDoNumber": len(self._to_dos) + 1,
+                        "call": "reserveDevice",
+                        "eventExternalIdentifier": event_id,
+                        "message": (
+                            f"{len(held_already)} devices were reserved for program event "
+                            f"{event_id} already; their first reservation is kept"
+                        ),
+                        "deviceCount": len(held_already),
+                        "devices": [
+                            {"nicId": entry["nicId"], "headEndSystem": entry["headEndSystem"]}
+                            for entry in held_already[:TO_DO_DEVICES_NAMED]
+                        ],
+                    }
+                )
+
+    def to_dos(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._to_dos)
 
     def post_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
         """Keeps one postEventOutcome call; an outcome names its own event."""
@@ -142,17 +200,25 @@ class CpmcsState:
             }
             return True
 
-    def act_on_program_event(self, key: tuple[str, str], action: str, reason: str | None) -> bool:
-        """Moves a program event to `action`; False when there is no such event."""
+    def act_on_program_event(
+        self, key: tuple[str, str], action: str, reason: str | None
+    ) -> tuple[ActionOutcome, str | None]:
+        """Moves a program event to the status `action` when its status allows it; what came
+        of it, and the event's status now (None without the event)."""
         with self._lock:
             event = self._program_events.get(key)
             if event is None:
-                return False
+                return "unknown event", None
+            status: str = event["status"]
+            if action == status:
+                return "already", status
+            if action not in NEXT_STATUSES[status]:
+                return "not allowed", status
             event["status"] = action
             event["history"].append(action)
             if reason:
                 event["cancelReason"] = reason
-            return True
+            return "moved", action
 
     def program_events(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -205,4 +271,5 @@ class CpmcsState:
             self._calls.clear()
             self._received.clear()
             self._program_events.clear()
-            self._ledgers = {ledger: DeviceLedger() for ledger in LEDGERS}
+            self._ledgers = _new_ledgers()
+            self._to_dos.clear()

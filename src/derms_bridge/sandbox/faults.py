@@ -20,7 +20,7 @@ from pydantic import (
     model_serializer,
 )
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from derms_bridge.sandbox.admin_routes import add_setting_routes
 
@@ -38,6 +38,11 @@ class FaultSettings(BaseModel):
     ``error_rate_path`` when that is set; from a source seeded with ``error_seed`` when that
     is set (the same calls fail each time these settings are put), else from the
     simulator's own.
+
+    A call whose caller has gone while ``latency_ms`` held it (the caller timed out and closed
+    the connection) goes no further, unless ``apply_when_caller_gone``: then the target
+    applies it all the same, as a server that never noticed would, and the caller's resend
+    meets what it did.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -50,6 +55,7 @@ class FaultSettings(BaseModel):
     fail_calls_path: str | None = None
     error_rate_path: str | None = None
     error_seed: int | None = None
+    apply_when_caller_gone: bool = False
 
     @model_serializer(mode="wrap")
     def _leave_out_unused_call_numbers(
@@ -64,6 +70,8 @@ class FaultSettings(BaseModel):
         if self.error_rate_path is None and self.error_seed is None:
             settings.pop("error_rate_path", None)
             settings.pop("error_seed", None)
+        if not self.apply_when_caller_gone:
+            settings.pop("apply_when_caller_gone", None)
         return settings
 
 
@@ -77,6 +85,8 @@ class FaultInjector:
     def __init__(self, seed: int | None = None) -> None:
         self._settings = FaultSettings()
         self.calls_counted = 0
+        #: The calls whose caller had gone when their latency ended, since these settings.
+        self.calls_abandoned: list[dict[str, Any]] = []
         # Seeded so that a test or a benchmark can replay the same sequence of random failures.
         self.rng = random.Random(seed)  # noqa: S311
         self._rng_of_simulator = self.rng
@@ -90,6 +100,7 @@ class FaultInjector:
         # fail_calls numbers calls from the moment its settings take effect.
         self._settings = settings
         self.calls_counted = 0
+        self.calls_abandoned = []
         self.rng = (
             self._rng_of_simulator
             if settings.error_seed is None
@@ -119,6 +130,44 @@ def is_admin_path(path: str, prefix: str = SIM_PREFIX) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
+async def _read_request(receive: Receive) -> tuple[list[Message], bool]:
+    """The request's body messages, read to the end; and whether its caller went meanwhile."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return messages, True
+        messages.append(message)
+        if not message.get("more_body", False):
+            return messages, False
+
+
+async def _caller_leaves_within(receive: Receive, seconds: float) -> bool:
+    """Whether the caller closes the connection within ``seconds``.
+
+    Once the body is read, the server answers ``receive`` only when the caller goes.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` for the target: the body already read, then the server's own."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
 class FaultMiddleware:
     """Applies the injector's settings to every HTTP request outside the admin prefix."""
 
@@ -132,10 +181,22 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         settings = self.injector.settings
+        # The list of the settings in force at arrival: a call held over from earlier
+        # settings is not reported under the ones put since.
+        calls_abandoned = self.injector.calls_abandoned
         # Numbered on arrival, before any latency, so that the Nth call sent is the Nth counted.
         failing_call_number = self.injector.count_call(scope["path"])
         if settings.latency_ms:
-            await asyncio.sleep(settings.latency_ms / 1000)
+            body, gone = await _read_request(receive)
+            gone = gone or await _caller_leaves_within(receive, settings.latency_ms / 1000)
+            receive = _replaying(body, receive)
+            if gone:
+                applied = settings.apply_when_caller_gone
+                calls_abandoned.append(
+                    {"method": scope["method"], "path": scope["path"], "applied": applied}
+                )
+                if not applied:
+                    return
         if settings.down:
             await send({"type": "http.response.start", "status": 503, "headers": []})
             raise SimulatedOutageError("simulated outage: connection dropped")
@@ -168,7 +229,8 @@ class FaultMiddleware:
 def install_faults(
     app: FastAPI, prefix: str = SIM_PREFIX, seed: int | None = None
 ) -> FaultInjector:
-    """Adds the fault middleware and ``GET``/``PUT``/``DELETE {prefix}/faults`` to ``app``."""
+    """Adds the fault middleware, ``GET``/``PUT``/``DELETE {prefix}/faults`` and
+    ``GET {prefix}/faults/abandoned`` to ``app``."""
     injector = FaultInjector(seed)
     app.state.faults = injector
     # uvicorn logs every exception that escapes the app; a simulated outage is not news.
@@ -187,6 +249,18 @@ def install_faults(
         read=lambda: injector.settings,
         replace=replace,
     )
+
+    @app.get(
+        f"{prefix}/faults/abandoned",
+        tags=["simulator"],
+        description=(
+            "The calls whose caller had gone when their latency ended, since the fault "
+            "settings were last put: each with whether it was applied all the same."
+        ),
+    )
+    async def read_calls_abandoned() -> list[dict[str, Any]]:
+        return list(injector.calls_abandoned)
+
     app.add_middleware(FaultMiddleware, injector=injector, prefix=prefix)
     return injector
 

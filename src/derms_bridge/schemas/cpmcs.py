@@ -70,3 +70,6 @@ ALREADY_ENROLLED = 10589
 #: createProgramEvent's "Program event {event}/{stage} already exists": the event and stage
 #: of the request are in CPMCS already, which is what the create was for.
 PROGRAM_EVENT_EXISTS = 10020
+#: actionProgramEvent's "Program event {event}/{stage} is {status} already": the program
+#: event has the very status the action was to give it.
+PROGRAM_EVENT_ALREADY_IN_STATUS = 10023

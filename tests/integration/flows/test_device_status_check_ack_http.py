@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import DEVICE_STATUS_BO_STATUS
-from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings.connections import Caller
 from tests.conftest import (
     CPMCS_AUTH,
     DERMS_AUTH,
     OPERATOR_AUTH,
     HubUnderTest,
     cpmcs_received,
+    refuse_calls,
     statuses,
-)
-from tests.integration.flows.refusing_cpmcs import (
-    REFUSAL_MESSAGE,
-    REFUSAL_NUMBER,
-    create_refusing_cpmcs_app,
-    hub_against,
 )
 
 ROUTE = "/status-check-ack-to-dacs"
@@ -118,33 +109,15 @@ async def test_a_cpmcs_that_drops_the_connection_is_a_failure_ack(
     assert len(mailbox.wait_for(1)) == 1
 
 
-@pytest.fixture(scope="module")
-def refusing_cpmcs() -> Iterator[ServerThread]:
-    with ServerThread(create_refusing_cpmcs_app(), name="refusing CPMCS") as server:
-        yield server
-
-
 async def test_a_cpmcs_business_error_is_a_failure_ack_and_an_email(
-    refusing_cpmcs: ServerThread,
-    database_url: str,
-    derms_sim: httpx.Client,
-    mailbox: SmtpSink,
-    callers: dict[str, Caller],
-    default_lookups: Lookups,
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
-    async with hub_against(
-        refusing_cpmcs.url,
-        database_url=database_url,
-        derms_url=str(derms_sim.base_url),
-        mailbox=mailbox,
-        callers=callers,
-        lookups=default_lookups,
-    ) as client:
-        reply = await client.post(ROUTE, json=status_message("COMM-5"), auth=DERMS_AUTH)
+    refusal = "Communication COMM-5 is not awaiting a status"
+    refuse_calls(cpmcs_sim, STATUS_PATH, 10030, refusal)
 
-    expected = (
-        f"CPMCS refused postControllableDeviceStatus: ERROR {REFUSAL_NUMBER}: {REFUSAL_MESSAGE}"
-    )
+    reply = await send(hub, status_message("COMM-5"))
+
+    expected = f"CPMCS refused postControllableDeviceStatus: ERROR 10030: {refusal}"
     # The reference answers every CPMCS error status with FAILURE, a refusal included.
     assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
     assert (response_of(reply)["responseCode"], response_of(reply)["value"]) == (

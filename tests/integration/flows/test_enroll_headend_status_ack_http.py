@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from derms_bridge.lookups import Lookups
-from derms_bridge.sandbox.servers import ServerThread, free_port
+from derms_bridge.sandbox.servers import free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings.connections import Caller
 from tests.conftest import (
@@ -18,13 +17,9 @@ from tests.conftest import (
     OPERATOR_AUTH,
     HubUnderTest,
     cpmcs_received,
-    statuses,
-)
-from tests.integration.flows.refusing_cpmcs import (
-    REFUSAL_MESSAGE,
-    REFUSAL_NUMBER,
-    create_refusing_cpmcs_app,
     hub_against,
+    refuse_calls,
+    statuses,
 )
 
 ROUTE = "/enroll-ack-all-to-dacs"
@@ -152,42 +147,24 @@ async def test_an_unreachable_cpmcs_is_a_failure_ack(
         mailbox=mailbox,
         callers=callers,
         lookups=default_lookups,
-    ) as client:
-        reply = await client.post(ROUTE, json=ack_message("SR-5"), auth=DERMS_AUTH)
+    ) as hub:
+        reply = await send(hub, ack_message("SR-5"))
 
     assert reply.json()["MsgAck"]["ackType"] == "FAILURE"
     assert response_of(reply)["value"].startswith(f"CPMCS unreachable at {nowhere}")
     assert len(mailbox.wait_for(1)) == 1
 
 
-@pytest.fixture(scope="module")
-def refusing_cpmcs() -> Iterator[ServerThread]:
-    with ServerThread(create_refusing_cpmcs_app(), name="refusing CPMCS") as server:
-        yield server
-
-
 async def test_a_cpmcs_business_error_is_an_error_ack_and_an_email(
-    refusing_cpmcs: ServerThread,
-    database_url: str,
-    derms_sim: httpx.Client,
-    mailbox: SmtpSink,
-    callers: dict[str, Caller],
-    default_lookups: Lookups,
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
 ) -> None:
-    async with hub_against(
-        refusing_cpmcs.url,
-        database_url=database_url,
-        derms_url=str(derms_sim.base_url),
-        mailbox=mailbox,
-        callers=callers,
-        lookups=default_lookups,
-    ) as client:
-        reply = await client.post(ROUTE, json=ack_message("SR-6"), auth=DERMS_AUTH)
-        detail = (
-            await client.get(f"/ops/instances/{reply.headers['X-Instance-Id']}", auth=OPERATOR_AUTH)
-        ).json()
+    refusal = "Sync request is not awaiting an acknowledgement"
+    refuse_calls(cpmcs_sim, ACK_PATH, 10030, refusal)
 
-    expected = f"CPMCS refused postAcknowledgement: ERROR {REFUSAL_NUMBER}: {REFUSAL_MESSAGE}"
+    reply = await send(hub, ack_message("SR-6"))
+
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
+    expected = f"CPMCS refused postAcknowledgement: ERROR 10030: {refusal}"
     assert reply.status_code == 200
     assert reply.json()["MsgAck"]["ackType"] == "ERROR"
     response = response_of(reply)

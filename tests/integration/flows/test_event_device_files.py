@@ -352,6 +352,34 @@ async def test_the_set_aside_rows_of_an_instance_that_is_not_a_files_are_not_fou
     assert found.status_code == 404
 
 
+async def test_devices_reserved_again_are_cpmcs_s_to_dos_and_the_file_succeeds(
+    files_hub: FileHub,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    tmp_path: Path,
+) -> None:
+    # DERMS reserves the stage's devices again with more of them: CPMCS raises no business
+    # fault for a device it holds already, but a To-Do (flow 7 of the reference).
+    for message_id, rows in (("RSV-1", 150), ("RSV-2", 250)):
+        csv_file = write_reservation_csv(tmp_path / f"{message_id}.csv", rows)
+        assert (await files_hub.send(RESERVATION, reservation(message_id), csv_file)).is_success
+        await files_hub.drain()
+
+    first, second = acks(derms_sim)
+    assert [ack["MsgAck"]["ackType"] for ack in (first, second)] == ["SUCCESS", "SUCCESS"]
+    assert only_response(second)["value"].startswith("250 rows in 3 segments taken by CPMCS")
+    summary = reserved(cpmcs_sim)
+    assert (summary["devices"], summary["duplicates"]) == (250, 150)
+    to_dos = cpmcs_sim.get("/_sim/state/to-dos").json()
+    assert [(t["eventExternalIdentifier"], t["deviceCount"]) for t in to_dos] == [
+        ("EV-1", 100),
+        ("EV-1", 50),
+    ]
+    assert len(mailbox.wait_for(2)) == 2
+    assert all("complete: SUCCESS" in mail.subject for mail in mailbox.messages())
+
+
 async def test_cpmcs_down_at_the_health_check_sends_nothing(
     files_hub: FileHub, cpmcs_sim: httpx.Client, derms_sim: httpx.Client, tmp_path: Path
 ) -> None:

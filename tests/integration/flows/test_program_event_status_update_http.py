@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
 import pytest
 
-from derms_bridge.sandbox.cpmcs_sim import PROGRAM_EVENT_PATH
+from derms_bridge.sandbox.cpmcs_sim import PROGRAM_EVENT_LIFECYCLE_PATH, PROGRAM_EVENT_PATH
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, statuses
+from tests.conftest import (
+    CPMCS_AUTH,
+    DERMS_AUTH,
+    OPERATOR_AUTH,
+    HubUnderTest,
+    refuse_calls,
+    statuses,
+)
 
 ROUTE = "/stage-status-to-dacs"
 
@@ -150,6 +159,190 @@ async def test_a_resubmit_after_the_create_reached_cpmcs_succeeds(
     assert len(mailbox.wait_for(1)) == 1
     with pytest.raises(TimeoutError):
         mailbox.wait_for(2, timeout=0.5)
+
+
+async def send_each(hub: HubUnderTest, stage_statuses: list[str]) -> list[dict[str, Any]]:
+    """Each status of stage E-1/S-1 in turn; the response DERMS got for each."""
+    return [
+        only_response(await send(hub, stage_status(f"M-{number}", status)))
+        for number, status in enumerate(stage_statuses)
+    ]
+
+
+async def test_a_stage_may_complete_or_be_cancelled_straight_from_scheduled(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    # DERMS sends only the statuses its OIC_NOTIFY_STAGE_STATUSES names: IN_PROGRESS may
+    # never come.
+    completed = await send_each(hub, ["SCHEDULED", "COMPLETED"])
+    cancelled = [
+        only_response(await send(hub, stage_status(f"M-C{n}", status, stage="S-2")))
+        for n, status in enumerate(["SCHEDULED", "CANCELLED"])
+    ]
+
+    assert [r["ackType"] for r in completed + cancelled] == ["SUCCESS"] * 4
+    events = program_events(cpmcs_sim)
+    assert events[("E-1", "S-1")]["history"] == ["X1SD", "F1CO"]
+    assert events[("E-1", "S-2")]["history"] == ["X1SD", "F1CN"]
+    assert mailbox.messages() == []
+
+
+@pytest.mark.parametrize(
+    ("earlier", "refused", "status_then"),
+    [
+        (["SCHEDULED", "COMPLETED"], "IN_PROGRESS", "F1CO"),
+        (["SCHEDULED", "COMPLETED"], "CANCELLED", "F1CO"),
+        (["SCHEDULED", "CANCELLED"], "ACTIVE", "F1CN"),
+        (["SCHEDULED", "CANCELLED"], "COMPLETED", "F1CN"),
+        (["SCHEDULED", "IN_PROGRESS", "CANCELLED"], "IN_PROGRESS", "F1CN"),
+    ],
+)
+async def test_an_action_on_a_completed_or_cancelled_event_is_an_error_emailed(
+    hub: HubUnderTest,
+    cpmcs_sim: httpx.Client,
+    mailbox: SmtpSink,
+    earlier: list[str],
+    refused: str,
+    status_then: str,
+) -> None:
+    await send_each(hub, earlier)
+    history = program_events(cpmcs_sim)[("E-1", "S-1")]["history"]
+
+    reply = await send(hub, stage_status("M-LATE", refused))
+
+    response = only_response(reply)
+    action = {"IN_PROGRESS": "X1IP", "ACTIVE": "X1IP", "COMPLETED": "F1CO", "CANCELLED": "F1CN"}
+    expected = (
+        "CPMCS refused actionProgramEvent: ERROR 10022: "
+        f"Program event E-1/S-1 is {status_then}: it cannot move to {action[refused]}"
+    )
+    # A business result: DERMS does not retry an ERROR, as it retries a FAILURE.
+    assert (response["ackType"], response["responseCode"]) == ("ERROR", "ERROR")
+    assert response["value"] == expected
+    assert program_events(cpmcs_sim)[("E-1", "S-1")]["history"] == history
+    [mail] = mailbox.wait_for(1)
+    assert expected in mail.body_text
+    detail = await hub.detail(reply.headers["X-Instance-Id"])
+    assert (detail["status"], detail["error"]) == ("failed", expected)
+
+
+@pytest.mark.parametrize(
+    ("stage_statuses", "status"),
+    [
+        (["SCHEDULED", "IN_PROGRESS", "ACTIVE"], "X1IP"),
+        (["SCHEDULED", "IN_PROGRESS", "COMPLETED", "COMPLETED"], "F1CO"),
+        (["SCHEDULED", "CANCELLED", "CANCELLED"], "F1CN"),
+    ],
+)
+async def test_a_status_cpmcs_holds_already_is_done_not_emailed(
+    hub: HubUnderTest,
+    cpmcs_sim: httpx.Client,
+    mailbox: SmtpSink,
+    stage_statuses: list[str],
+    status: str,
+) -> None:
+    # IN_PROGRESS then ACTIVE both go as X1IP; a status sent again is DERMS's resend after
+    # an answer it never got.
+    *_, last = await send_each(hub, stage_statuses)
+
+    assert (last["ackType"], last["responseCode"]) == ("SUCCESS", "SUCCESS")
+    assert last["value"] == f"Program event E-1/S-1 is {status} already"
+    history = program_events(cpmcs_sim)[("E-1", "S-1")]["history"]
+    assert history == ["X1SD", *dict.fromkeys(history[1:])]
+    assert history[-1] == status
+    with pytest.raises(TimeoutError):
+        mailbox.wait_for(1, timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "number", "ack_type"),
+    [
+        (PROGRAM_EVENT_PATH, "SCHEDULED", 10010, "ERROR"),
+        (PROGRAM_EVENT_PATH, "SCHEDULED", 10020, "SUCCESS"),
+        (PROGRAM_EVENT_LIFECYCLE_PATH, "CANCELLED", 10021, "ERROR"),
+        (PROGRAM_EVENT_LIFECYCLE_PATH, "CANCELLED", 10023, "SUCCESS"),
+    ],
+)
+async def test_each_business_error_cpmcs_answers_is_an_error_but_a_status_it_has(
+    hub: HubUnderTest,
+    cpmcs_sim: httpx.Client,
+    mailbox: SmtpSink,
+    path: str,
+    status: str,
+    number: int,
+    ack_type: str,
+) -> None:
+    refuse_calls(cpmcs_sim, path, number, f"refusal {number}")
+
+    reply = await send(hub, stage_status("M-R", status))
+
+    response = only_response(reply)
+    assert (response["ackType"], response["responseCode"]) == (ack_type, ack_type)
+    if ack_type == "SUCCESS":
+        assert response["value"] == f"refusal {number}"
+        with pytest.raises(TimeoutError):
+            mailbox.wait_for(1, timeout=0.5)
+    else:
+        operation = "createProgramEvent" if status == "SCHEDULED" else "actionProgramEvent"
+        expected = f"CPMCS refused {operation}: ERROR {number}: refusal {number}"
+        assert response["value"] == expected
+        assert expected in mailbox.wait_for(1)[0].body_text
+
+
+async def abandoned_calls(cpmcs_sim: httpx.Client) -> list[dict[str, Any]]:
+    """The calls the simulator found abandoned by their caller, once there is one."""
+    deadline = time.monotonic() + 30
+    while not (calls := cpmcs_sim.get("/_sim/faults/abandoned").json()):
+        assert time.monotonic() < deadline, "the simulator never saw its caller go"
+        await asyncio.sleep(0.1)
+    assert isinstance(calls, list)
+    return calls
+
+
+async def test_a_create_whose_caller_timed_out_is_not_applied_and_the_resend_creates_it(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"latency_ms": 3500}).raise_for_status()
+
+    timed_out = only_response(await send(hub, stage_status("M-1", "SCHEDULED")))
+
+    assert timed_out["ackType"] == "FAILURE"
+    assert timed_out["value"] == "CPMCS did not answer createProgramEvent within 3 s"
+    assert await abandoned_calls(cpmcs_sim) == [
+        {"method": "POST", "path": PROGRAM_EVENT_PATH, "applied": False}
+    ]
+    assert program_events(cpmcs_sim) == {}
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    resent = only_response(await send(hub, stage_status("M-1", "SCHEDULED")))
+    assert (resent["ackType"], resent["value"]) == ("SUCCESS", "CREATED")
+    assert program_events(cpmcs_sim)[("E-1", "S-1")]["history"] == ["X1SD"]
+    assert len(mailbox.wait_for(1)) == 1
+
+
+async def test_a_fault_setting_applies_the_timed_out_calls_and_the_resends_find_them_done(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client, mailbox: SmtpSink
+) -> None:
+    late = {"latency_ms": 3500, "apply_when_caller_gone": True}
+    outcomes = []
+    for number, status in enumerate(["SCHEDULED", "COMPLETED"]):
+        cpmcs_sim.put("/_sim/faults", json=late).raise_for_status()
+        timed_out = only_response(await send(hub, stage_status(f"M-{number}", status)))
+        assert timed_out["ackType"] == "FAILURE", status
+        [abandoned] = await abandoned_calls(cpmcs_sim)
+        assert abandoned["applied"] is True
+        cpmcs_sim.delete("/_sim/faults").raise_for_status()
+        # DERMS sends the stage's status again, as after any FAILURE.
+        outcomes.append(only_response(await send(hub, stage_status(f"M-{number}", status))))
+
+    assert [(r["ackType"], r["value"]) for r in outcomes] == [
+        ("SUCCESS", "Program event E-1/S-1 already exists"),
+        ("SUCCESS", "Program event E-1/S-1 is F1CO already"),
+    ]
+    assert program_events(cpmcs_sim)[("E-1", "S-1")]["history"] == ["X1SD", "F1CO"]
+    # Only the two timeouts were emailed.
+    assert len(mailbox.wait_for(2)) == 2
+    with pytest.raises(TimeoutError):
+        mailbox.wait_for(3, timeout=0.5)
 
 
 async def test_a_start_in_another_iso_form_goes_as_cpmcs_takes_it(

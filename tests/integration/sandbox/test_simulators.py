@@ -15,10 +15,14 @@ import pytest
 from fastapi import FastAPI
 
 from derms_bridge.sandbox.cpmcs_sim import (
+    ACKNOWLEDGEMENT_PATH,
     ENROLL_PATH,
     HEALTH_CHECK_PATH,
     POST_EVENT_OUTCOME_PATH,
+    PROGRAM_EVENT_LIFECYCLE_PATH,
+    PROGRAM_EVENT_PATH,
     RESERVE_DEVICE_PATH,
+    SYNC_REQUEST_PATH,
     create_cpmcs_app,
 )
 from derms_bridge.sandbox.derms_sim import create_derms_app
@@ -59,6 +63,7 @@ def cpmcs(cpmcs_server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cpmcs_server.url, timeout=10) as client:
         client.delete("/_sim/state").raise_for_status()
         client.delete("/_sim/faults").raise_for_status()
+        client.delete("/_sim/business-errors").raise_for_status()
         yield client
 
 
@@ -620,6 +625,57 @@ def test_reserve_device_holds_a_device_sent_twice_once(cpmcs: httpx.Client) -> N
     ]
 
 
+def test_a_duplicate_reservation_keeps_the_first_and_raises_a_to_do_not_an_error(
+    cpmcs: httpx.Client,
+) -> None:
+    cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1", "NIC-2"]))
+    later = reserve_request("E-1", [f"NIC-{n}" for n in range(1, 15)])
+    for device in later["deviceList"]:
+        device["reservationStartDateTime"] = "2026-12-01T15:00:00Z"
+
+    again = cpmcs.post(RESERVE_DEVICE_PATH, json=later)
+    cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1", "NIC-1"]))
+
+    assert (again.status_code, again.json()) == (200, {})
+    [nic_1] = [e for e in cpmcs.get("/_sim/state/reservations").json() if e["nicId"] == "NIC-1"]
+    assert (nic_1["reservationStartDateTime"], nic_1["timesReceived"]) == (
+        "2026-12-01T14:00:00Z",
+        4,
+    )
+    assert cpmcs.get("/_sim/state/to-dos").json() == [
+        {
+            "toDoNumber": 1,
+            "call": "reserveDevice",
+            "eventExternalIdentifier": "E-1",
+            "message": (
+                "2 devices were reserved for program event E-1 already; "
+                "their first reservation is kept"
+            ),
+            "deviceCount": 2,
+            "devices": [
+                {"nicId": "NIC-1", "headEndSystem": "ECOBEE"},
+                {"nicId": "NIC-2", "headEndSystem": "ECOBEE"},
+            ],
+        },
+        {
+            "toDoNumber": 2,
+            "call": "reserveDevice",
+            "eventExternalIdentifier": "E-1",
+            "message": (
+                "2 devices were reserved for program event E-1 already; "
+                "their first reservation is kept"
+            ),
+            "deviceCount": 2,
+            "devices": [
+                {"nicId": "NIC-1", "headEndSystem": "ECOBEE"},
+                {"nicId": "NIC-1", "headEndSystem": "ECOBEE"},
+            ],
+        },
+    ]
+    cpmcs.delete("/_sim/state").raise_for_status()
+    assert cpmcs.get("/_sim/state/to-dos").json() == []
+
+
 def test_reservations_read_back_up_to_the_limit_in_the_order_received(
     cpmcs: httpx.Client,
 ) -> None:
@@ -791,3 +847,220 @@ def test_bad_call_numbers_are_refused(cpmcs: httpx.Client, settings: dict[str, A
 
     assert response.status_code == 422
     assert "fail_calls" not in cpmcs.get("/_sim/faults").json()
+
+
+def lifecycle(event: str, action: str) -> dict[str, str]:
+    return {"action": action, "eventExternalIdentifier": event, "externalIdentifier": "S-1"}
+
+
+@pytest.mark.parametrize(
+    ("actions", "answers"),
+    [
+        (["X1IP", "F1CO"], [(200, None), (200, None)]),
+        (["F1CN"], [(200, None)]),
+        (["X1IP", "X1IP", "X1SD"], [(200, None), (400, 10023), (400, 10022)]),
+        (["F1CO", "X1IP", "F1CN", "F1CO"], [(200, None), (400, 10022), (400, 10022), (400, 10023)]),
+        (["F1CN", "F1CO"], [(200, None), (400, 10022)]),
+        (["X1DONE"], [(422, 10024)]),
+    ],
+)
+def test_a_program_event_takes_only_the_actions_its_status_leads_to(
+    cpmcs: httpx.Client, actions: list[str], answers: list[tuple[int, int | None]]
+) -> None:
+    cpmcs.post(PROGRAM_EVENT_PATH, json=lifecycle("E-1", "X1SD")).raise_for_status()
+
+    got = []
+    for action in actions:
+        answer = cpmcs.post(PROGRAM_EVENT_LIFECYCLE_PATH, json=lifecycle("E-1", action))
+        number = answer.json()["exception"]["messageNumber"] if answer.status_code != 200 else None
+        got.append((answer.status_code, number))
+
+    assert got == answers
+    [event] = cpmcs.get("/_sim/state/program-events").json()
+    moved = [action for action, (status, _) in zip(actions, answers, strict=True) if status == 200]
+    assert event["history"] == ["X1SD", *moved]
+
+
+def test_a_refused_action_says_why_in_cpmcs_shape(cpmcs: httpx.Client) -> None:
+    cpmcs.post(PROGRAM_EVENT_PATH, json=lifecycle("E-1", "X1SD")).raise_for_status()
+    cpmcs.post(PROGRAM_EVENT_LIFECYCLE_PATH, json=lifecycle("E-1", "F1CO")).raise_for_status()
+
+    refusals = [
+        cpmcs.post(PROGRAM_EVENT_LIFECYCLE_PATH, json=lifecycle("E-1", action)).json()
+        for action in ("X1IP", "F1CO", "X1DONE")
+    ]
+
+    assert refusals == [
+        {
+            "status": "ERROR",
+            "exception": {
+                "messageCategory": 11101,
+                "messageNumber": 10022,
+                "message": "Program event E-1/S-1 is F1CO: it cannot move to X1IP",
+            },
+        },
+        {
+            "status": "ERROR",
+            "exception": {
+                "messageCategory": 11101,
+                "messageNumber": 10023,
+                "message": "Program event E-1/S-1 is F1CO already",
+            },
+        },
+        {
+            "status": "VAL-ERROR",
+            "exception": {
+                "messageCategory": 11101,
+                "messageNumber": 10024,
+                "message": "Action X1DONE is not a program event status (X1SD, X1IP, F1CO, F1CN)",
+            },
+        },
+    ]
+
+
+class TestBusinessErrors:
+    def test_a_route_answers_the_error_asked_for_in_cpmcs_shape_and_keeps_nothing(
+        self, cpmcs: httpx.Client
+    ) -> None:
+        rule = {
+            "path": ENROLL_PATH,
+            "message_number": 10589,
+            "message": "Enrollment already exists",
+            "status": "VAL-ERROR",
+            "http_status": 422,
+        }
+        put = cpmcs.put("/_sim/business-errors", json={"rules": [rule]})
+
+        refused = [cpmcs.post(ENROLL_PATH, json=enroll_request(f"M-{n}")) for n in range(2)]
+
+        assert put.json() == {"rules": [{**rule, "times": None, "keys": None}]}
+        assert [(r.status_code, r.json()) for r in refused] == [
+            (
+                422,
+                {
+                    "status": "VAL-ERROR",
+                    "exception": {
+                        "messageCategory": 11101,
+                        "messageNumber": 10589,
+                        "message": "Enrollment already exists",
+                    },
+                },
+            )
+        ] * 2
+        assert cpmcs.get("/_sim/state/enrollments").json() == []
+        assert cpmcs.post(PROGRAM_EVENT_PATH, json=lifecycle("E-1", "X1SD")).status_code == 200
+
+    def test_times_refuses_the_next_n_calls_then_stands_aside(self, cpmcs: httpx.Client) -> None:
+        rules = [{"path": ACKNOWLEDGEMENT_PATH, "message_number": 10030, "times": 2}]
+        cpmcs.put("/_sim/business-errors", json={"rules": rules}).raise_for_status()
+
+        answers = [
+            cpmcs.post(ACKNOWLEDGEMENT_PATH, json={"syncRequestId": f"SR-{n}"}).status_code
+            for n in range(4)
+        ]
+
+        assert answers == [400, 400, 200, 200]
+        received = cpmcs.get("/_sim/state/received/acknowledgements").json()
+        assert [body["syncRequestId"] for body in received] == ["SR-2", "SR-3"]
+
+    def test_keys_refuse_only_the_calls_that_name_one_in_body_or_path(
+        self, cpmcs: httpx.Client
+    ) -> None:
+        rules = [
+            {"path": SYNC_REQUEST_PATH, "message_number": 10031, "keys": ["SR-BAD"]},
+            {"path": RESERVE_DEVICE_PATH, "message_number": 10032, "keys": ["NIC-9", "E-9"]},
+        ]
+        cpmcs.put("/_sim/business-errors", json={"rules": rules}).raise_for_status()
+
+        sync_ok = cpmcs.patch("/rest/apis/common/sync/syncRequest/SR-OK", json={})
+        sync_bad = cpmcs.patch("/rest/apis/common/sync/syncRequest/SR-BAD", json={})
+        by_device = cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1", "NIC-9"]))
+        by_event = cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-9", ["NIC-1"]))
+        neither = cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1"]))
+
+        assert (sync_ok.status_code, sync_bad.status_code) == (200, 400)
+        assert sync_bad.json()["exception"]["messageNumber"] == 10031
+        assert [r.status_code for r in (by_device, by_event, neither)] == [400, 400, 200]
+        assert cpmcs.get("/_sim/state/reservations/summary").json()["devices"] == 1
+
+    def test_the_health_check_can_be_refused_too(self, cpmcs: httpx.Client) -> None:
+        rules = [{"path": HEALTH_CHECK_PATH, "message_number": 10040, "times": 1}]
+        cpmcs.put("/_sim/business-errors", json={"rules": rules}).raise_for_status()
+
+        assert [cpmcs.get(HEALTH_CHECK_PATH).status_code for _ in range(2)] == [400, 200]
+
+    @pytest.mark.parametrize(
+        ("rules", "field"),
+        [
+            ([{"path": "/rest/apis/nowhere", "message_number": 1}], "rules[0].path"),
+            ([{"path": ENROLL_PATH, "message_number": 100000}], "message_number"),
+            ([{"path": ENROLL_PATH, "message_number": 1, "http_status": 500}], "http_status"),
+            ([{"path": ENROLL_PATH, "message_number": 1, "times": 0}], "times"),
+            ([{"path": ENROLL_PATH, "message_number": 1, "keys": []}], "keys"),
+            ([{"path": ENROLL_PATH, "message_number": 1, "status": "OOPS"}], "status"),
+            ([{"path": ENROLL_PATH}], "message_number"),
+        ],
+    )
+    def test_a_bad_rule_is_refused_naming_its_field_and_changes_nothing(
+        self, cpmcs: httpx.Client, rules: list[dict[str, Any]], field: str
+    ) -> None:
+        before = [{"path": ENROLL_PATH, "message_number": 7}]
+        cpmcs.put("/_sim/business-errors", json={"rules": before}).raise_for_status()
+
+        answer = cpmcs.put("/_sim/business-errors", json={"rules": rules})
+
+        assert answer.status_code == 422
+        assert field in answer.text
+        assert cpmcs.get("/_sim/business-errors").json()["rules"][0]["message_number"] == 7
+
+    def test_delete_answers_every_call_again(self, cpmcs: httpx.Client) -> None:
+        rules = [{"path": ENROLL_PATH, "message_number": 10589}]
+        cpmcs.put("/_sim/business-errors", json={"rules": rules}).raise_for_status()
+
+        reset = cpmcs.delete("/_sim/business-errors")
+
+        assert reset.json() == {"rules": []}
+        assert cpmcs.post(ENROLL_PATH, json=enroll_request("M-1")).status_code == 200
+
+
+def abandoned(simulator: httpx.Client) -> list[dict[str, Any]]:
+    """The calls the simulator saw abandoned, once there is one."""
+    deadline = time.monotonic() + 30
+    while not (calls := simulator.get("/_sim/faults/abandoned").json()):
+        assert time.monotonic() < deadline, "the simulator never saw its caller go"
+        time.sleep(0.05)
+    assert isinstance(calls, list)
+    return calls
+
+
+@pytest.mark.parametrize("applied", [False, True])
+def test_a_call_whose_caller_has_gone_is_applied_only_when_the_faults_say_so(
+    cpmcs: httpx.Client, cpmcs_server: ServerThread, applied: bool
+) -> None:
+    settings = {"latency_ms": 1500, "apply_when_caller_gone": applied}
+    put = cpmcs.put("/_sim/faults", json=settings).json()
+    with (
+        httpx.Client(base_url=cpmcs_server.url, timeout=0.2) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post(ENROLL_PATH, json=enroll_request("M-GONE"))
+
+    [call] = abandoned(cpmcs)
+
+    assert put.get("apply_when_caller_gone", False) is applied
+    assert call == {"method": "POST", "path": ENROLL_PATH, "applied": applied}
+    kept = [e["transactionId"] for e in cpmcs.get("/_sim/state/enrollments").json()]
+    assert kept == (["M-GONE"] if applied else [])
+    assert cpmcs.get("/_sim/state/calls").json() == {ENROLL_PATH: 1}
+
+
+def test_a_caller_that_waits_out_the_latency_is_answered_and_nothing_is_abandoned(
+    cpmcs: httpx.Client,
+) -> None:
+    cpmcs.put("/_sim/faults", json={"latency_ms": 100}).raise_for_status()
+
+    answer = cpmcs.post(ENROLL_PATH, json=enroll_request("M-PATIENT"))
+
+    assert answer.status_code == 200
+    assert cpmcs.get("/_sim/faults/abandoned").json() == []
+    assert "apply_when_caller_gone" not in cpmcs.get("/_sim/faults").json()

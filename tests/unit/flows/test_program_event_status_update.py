@@ -189,6 +189,36 @@ class TestRun:
         assert result.status == "failed"
         assert only_response(result.reply)[0] == "ERROR"
 
+    async def test_an_action_to_the_status_cpmcs_holds_already_is_done(self) -> None:
+        already = BusinessError("Program event E-1/S-1 is F1CO already", message_number=10023)
+        made = fakes({"actionProgramEvent": already})
+
+        result = await flow.run(stage("COMPLETED"), made.context)
+
+        assert result.status == "succeeded"
+        assert only_response(result.reply) == (
+            "SUCCESS",
+            "M-1",
+            "Program event E-1/S-1 is F1CO already",
+        )
+        assert made.errors.reported == []
+
+    async def test_an_action_the_status_does_not_allow_is_an_error(self) -> None:
+        refused = BusinessError(
+            "Program event E-1/S-1 is F1CN: it cannot move to X1IP", message_number=10022
+        )
+        made = fakes({"actionProgramEvent": refused})
+
+        result = await flow.run(stage("IN_PROGRESS"), made.context)
+
+        reason = (
+            "CPMCS refused actionProgramEvent: ERROR 10022: "
+            "Program event E-1/S-1 is F1CN: it cannot move to X1IP"
+        )
+        assert result.status == "failed"
+        assert only_response(result.reply) == ("ERROR", "M-1", reason)
+        assert made.errors.reported == [reason]
+
     def test_create_sends_the_times_written_as_cpmcs_takes_them(self) -> None:
         basic = stage(
             startDateTimeISO="20261201T140000Z", endDateTimeISO="2026-W49-2T18:00:00+01:00"
