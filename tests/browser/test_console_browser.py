@@ -262,7 +262,7 @@ async def test_a_file_in_progress_shows_its_segments_pace_and_time_left_as_the_a
     file = detail["file"]
     assert (detail["status"], file["state"]) == ("in_progress", "running")
     assert [a["operation"] for a in detail["activities"]] == ["healthCheck", "reserveDevice"]
-    assert dict(m.groups() for m in parts if m) == {
+    assert {m.group(1): m.group(2) for m in parts if m} == {
         state: str(n) for state, n in file["segments"].items() if n
     }
     assert len(parts) == 2

@@ -133,9 +133,10 @@ Window = Literal["1h", "24h", "7d"]
 
 
 class TargetLatency(_View):
-    """How long one outside system's calls took in a window, answered or not: the median
-    and the 95th percentile by nearest rank (the shortest duration that at least half, or
-    95 %, of the calls took no longer than)."""
+    """How long one outside system's calls took in a window, answered or not (`failed`:
+    those that got an error answer or none): the median and the 95th percentile by nearest
+    rank (the shortest duration that at least half, or 95 %, of the calls took no longer
+    than)."""
 
     target: str
     calls: int

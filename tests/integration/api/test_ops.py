@@ -485,6 +485,18 @@ async def test_latency_over_a_window_without_calls_lists_no_target(hub: HubUnder
     assert (await latency(hub, window="1h"))["targets"] == []
 
 
+async def test_openapi_describes_the_latency_answer_and_its_windows(hub: HubUnderTest) -> None:
+    document = (await hub.client.get("/openapi.json")).json()
+
+    latency = document["paths"]["/ops/latency"]["get"]
+    [window] = latency["parameters"]
+    assert (window["name"], window["schema"]["enum"]) == ("window", ["1h", "24h", "7d"])
+    answer = latency["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/LatencyByTarget"}
+    target = document["components"]["schemas"]["TargetLatency"]
+    assert set(target["properties"]) == {"target", "calls", "failed", "p50_ms", "p95_ms"}
+
+
 async def test_a_latency_window_not_offered_is_a_422_naming_window(hub: HubUnderTest) -> None:
     reply = await hub.client.get("/ops/latency", params={"window": "2d"}, auth=OPERATOR_AUTH)
 

@@ -9,9 +9,9 @@ from starlette.responses import HTMLResponse, Response
 
 from derms_bridge.catalog import BY_KEY, FLOWS
 from derms_bridge.console.charts import STACK_ORDER, hourly_charts, latency_chart, ms_text
-from derms_bridge.console.pages.filters import WINDOWS
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
+from derms_bridge.schemas.ops import WINDOWS
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
