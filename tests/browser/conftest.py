@@ -21,7 +21,7 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
-from derms_bridge.settings import Schedule
+from derms_bridge.settings import Schedule, Segments, Settings
 from derms_bridge.settings.connections import Caller
 from derms_bridge.settings.file_storage import FtpSettings
 from derms_bridge.store.database import migrate
@@ -60,7 +60,7 @@ async def browser() -> AsyncIterator[Browser]:
 @dataclass
 class ServedHub:
     url: str
-    client: httpx.AsyncClient
+    settings: Settings
 
 
 @pytest.fixture
@@ -70,24 +70,22 @@ def hub_file_stores(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def served_hub(
+def served_settings(
     tmp_path: Path,
     hub_file_stores: Path,
     cpmcs_server: ServerThread,
     derms_server: ServerThread,
-    cpmcs_sim: httpx.Client,
-    derms_sim: httpx.Client,
     mailbox: SmtpSink,
     callers: dict[str, Caller],
-    default_lookups: Lookups,
-) -> Iterator[str]:
-    """The hub, console on, on a fresh SQLite file, flow 16 scheduled nightly, CPMCS's FTP
-    server the sandbox's over the folder ftp/ of `hub_file_stores`; its base URL."""
+) -> Iterator[Settings]:
+    """The hub's settings, console on, on a fresh SQLite file, flow 16 scheduled nightly,
+    CPMCS's FTP server the sandbox's over the folder ftp/ of `hub_file_stores`, for as long
+    as that server runs."""
     database_url = f"sqlite:///{tmp_path / 'hub.db'}"
     migrate(database_url)
     stores = local_store_settings(hub_file_stores)
     with FtpServer(hub_file_stores / "ftp", "cpmcs", "cpmcs-ftp-test") as ftp:
-        settings = console_settings(
+        yield console_settings(
             hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers),
             copy_of_lookups(tmp_path / "lookups"),
         ).model_copy(
@@ -108,15 +106,47 @@ def served_hub(
                 },
             }
         )
-        with ServerThread(create_app(build_hub(settings, default_lookups)), name="hub") as server:
-            yield server.url
 
 
 @pytest.fixture
-async def page(browser: Browser, served_hub: str) -> AsyncIterator[Page]:
-    context = await browser.new_context(
-        base_url=served_hub, viewport={"width": 1360, "height": 900}
-    )
+def served_hub(
+    served_settings: Settings,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    default_lookups: Lookups,
+) -> Iterator[str]:
+    """The hub of `served_settings`, its workers running in it; its base URL."""
+    with ServerThread(
+        create_app(build_hub(served_settings, default_lookups)), name="hub"
+    ) as server:
+        yield server.url
+
+
+@pytest.fixture
+def hub_without_workers(
+    served_settings: Settings,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    default_lookups: Lookups,
+) -> Iterator[ServedHub]:
+    """The hub of `served_settings` cutting files in segments of 2 rows, with no worker:
+    a test sends the segments itself, as a `worker` process on its database would."""
+    settings = served_settings.model_copy(update={"segments": Segments(size=2, parallelism=1)})
+    with ServerThread(
+        create_app(build_hub(settings, default_lookups), run_workers=False), name="hub"
+    ) as server:
+        yield ServedHub(server.url, settings)
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page on the served hub: `hub_without_workers` when the test asks for it, else
+    `served_hub`."""
+    if "hub_without_workers" in request.fixturenames:
+        base_url = request.getfixturevalue("hub_without_workers").url
+    else:
+        base_url = request.getfixturevalue("served_hub")
+    context = await browser.new_context(base_url=base_url, viewport={"width": 1360, "height": 900})
     context.set_default_timeout(10_000)
     opened = await context.new_page()
     yield opened

@@ -1,22 +1,34 @@
 """An operator in a real Chromium: log in, find a failed enrollment, resubmit it, run a
-schedule now and watch its outcome, be refused."""
+schedule now and watch its outcome, read the dashboard's charts and a file's progress as the
+ops API gives them, be refused."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
-from playwright.async_api import Page, expect
+import pytest
+from playwright.async_api import Locator, Page, expect
+from sqlalchemy import delete, func, select, update
 
-from tests.browser.conftest import screenshot
+from derms_bridge.bootstrap import build_hub
+from derms_bridge.lookups import Lookups
+from derms_bridge.store.instances import as_utc
+from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+from tests.browser.conftest import ServedHub, screenshot
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
+from tests.csv_files import write_reservation_csv
 from tests.integration.console.conftest import chart_bars
 from tests.payloads import enrollment_message, enrollment_request
 
 DEVICE_SCORES = "deviceId,score\nD-1001,0.93\nD-1002,0.41\nD-1003,0.77\n"
+LATENCY_TITLE = re.compile(r"(.+): (p50|p95) ([\d,]+\.\d ms), (\d+) calls?")
+SEGMENT_TITLE = re.compile(r"([a-z]+): (\d+) segments?")
 
 
 async def log_in(page: Page, password: str = PASSWORDS["operator"]) -> None:
@@ -103,6 +115,174 @@ async def test_the_dashboard_charts_the_hours_messages_the_api_counts(
     for bar in await chart.locator("rect.bar").all():
         box = await bar.bounding_box()
         assert box is not None and box["height"] > 0
+    assert not [text for text in refusals if "Content Security Policy" in text]
+
+
+def ms(milliseconds: float) -> str:
+    return f"{milliseconds:,.1f} ms"
+
+
+async def operator_reads(hub_url: str, path: str, **params: str) -> Any:
+    async with httpx.AsyncClient(base_url=hub_url, timeout=30) as operator:
+        answer = await operator.get(path, params=params, auth=OPERATOR_AUTH)
+    answer.raise_for_status()
+    return answer.json()
+
+
+async def titles(svg: Locator, selector: str) -> list[str]:
+    return [text.strip() for text in await svg.locator(selector).all_text_contents()]
+
+
+async def test_the_dashboard_charts_each_targets_latency_as_the_api_gives(
+    page: Page, served_hub: str, hub_file_stores: Path, cpmcs_sim: httpx.Client
+) -> None:
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text))
+    for n in range(3):
+        await send_enrollment(served_hub, f"LATENCY-OK-{n}")
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    await send_enrollment(served_hub, "LATENCY-FAIL-1")
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    folder = hub_file_stores / "ftp" / "outbound" / "device-score"
+    folder.mkdir(parents=True)
+    (folder / "SDCSE_20261204_1.csv").write_text(DEVICE_SCORES)
+    await log_in(page)
+    await page.get_by_role("link", name="Schedules").click()
+    ftp = page.locator("#schedule-device_score_ftp")
+    await ftp.get_by_role("button", name="Run now").click()
+    await expect(ftp.locator(".last-run .status")).to_have_text("succeeded")
+
+    await page.get_by_role("link", name="Dashboard").click()
+    chart = page.get_by_role("img", name="latency per target: median and 95th percentile")
+    await expect(chart).to_be_visible()
+    await screenshot(page, "dashboard-charts")
+    shown = [LATENCY_TITLE.fullmatch(t) for t in await titles(chart, "rect title")]
+    numbers = await titles(chart, "text.numbers")
+    latency = await operator_reads(served_hub, "/ops/latency", window="24h")
+
+    targets = latency["targets"]
+    assert {t["target"] for t in targets} == {"CPMCS", "DERMS default", "ftp"}
+    assert [t["target"] for t in targets] == await titles(chart, "text.target")
+    assert sorted(m.groups() for m in shown if m) == sorted(
+        (t["target"], percentile, ms(t[f"{percentile}_ms"]), str(t["calls"]))
+        for t in targets
+        for percentile in ("p50", "p95")
+    )
+    assert numbers == [
+        f"p50 {ms(t['p50_ms'])} · p95 {ms(t['p95_ms'])} · {t['calls']} call"
+        + ("s" if t["calls"] != 1 else "")
+        + (f", {t['failed']} failed" if t["failed"] else "")
+        for t in targets
+    ]
+    cpmcs = next(t for t in targets if t["target"] == "CPMCS")
+    assert (cpmcs["calls"], cpmcs["failed"]) == (4, 1)
+    for target in await chart.locator("text.target").all_text_contents():
+        median = await chart.locator("rect.p50", has_text=f"{target}: p50").bounding_box()
+        slow = await chart.locator("rect.p95", has_text=f"{target}: p95").bounding_box()
+        assert median is not None and slow is not None
+        assert 0 < median["width"] <= slow["width"]
+    assert not [text for text in refusals if "Content Security Policy" in text]
+
+
+async def send_the_first_segment_only(
+    hub: ServedHub, lookups: Lookups, instance_id: str, seconds_since_receipt: float
+) -> None:
+    """The file's first segment taken by CPMCS and the others waiting, `seconds_since_receipt`
+    after the file came, as a worker that stopped after its first call leaves them."""
+    worker = build_hub(hub.settings, lookups)
+    try:
+        while await worker.workers.worker.step():
+            pass
+        async with worker.store.engine.begin() as connection:
+            # What followed the first segment's call: the other segments' and the
+            # acknowledgement's.
+            await connection.execute(
+                delete(ActivityRow).where(
+                    ActivityRow.instance_id == instance_id, ActivityRow.seq > 2
+                )
+            )
+            latest_call = await connection.scalar(
+                select(func.max(ActivityRow.at)).where(ActivityRow.instance_id == instance_id)
+            )
+            assert latest_call is not None
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(
+                    status="in_progress",
+                    finished_at=None,
+                    received_at=as_utc(latest_call) - timedelta(seconds=seconds_since_receipt),
+                )
+            )
+            await connection.execute(
+                update(SegmentRow)
+                .where(SegmentRow.instance_id == instance_id, SegmentRow.seq > 1)
+                .values(status="pending")
+            )
+            await connection.execute(
+                update(FileJobRow)
+                .where(FileJobRow.instance_id == instance_id)
+                .values(state="running", outcome=None)
+            )
+    finally:
+        await worker.aclose()
+
+
+async def test_a_file_in_progress_shows_its_segments_pace_and_time_left_as_the_api_gives(
+    page: Page, hub_without_workers: ServedHub, default_lookups: Lookups, tmp_path: Path
+) -> None:
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text))
+    message = {
+        "messageId": "RSV-BROWSER",
+        "eventId": "EV-BROWSER",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+    csv_file = write_reservation_csv(tmp_path / "reservations.csv", 9)
+    async with httpx.AsyncClient(base_url=hub_without_workers.url, timeout=30) as derms:
+        sent = await derms.post(
+            "/device-reservation-to-dacs",
+            data={"message": json.dumps(message)},
+            files={"file": ("reservations.csv", csv_file.read_bytes(), "text/csv")},
+            auth=DERMS_AUTH,
+        )
+    instance_id = sent.json()["instanceId"]
+    await send_the_first_segment_only(hub_without_workers, default_lookups, instance_id, 20)
+
+    await log_in(page)
+    await page.goto(f"/console/instances/{instance_id}")
+    bar = page.get_by_role("img", name="segments by state")
+    await expect(bar).to_be_visible()
+    await screenshot(page, "file-progress")
+    parts = [SEGMENT_TITLE.fullmatch(t) for t in await titles(bar, "rect.part title")]
+    pace = await page.locator("#pace").text_content()
+    detail = await operator_reads(hub_without_workers.url, f"/ops/instances/{instance_id}")
+
+    file = detail["file"]
+    assert (detail["status"], file["state"]) == ("in_progress", "running")
+    assert [a["operation"] for a in detail["activities"]] == ["healthCheck", "reserveDevice"]
+    assert {m.group(1): m.group(2) for m in parts if m} == {
+        state: str(n) for state, n in file["segments"].items() if n
+    }
+    assert len(parts) == 2
+    assert {state for state, n in file["segments"].items() if n} == {"accepted", "pending"}
+    received = datetime.fromisoformat(detail["received_at"])
+    latest = max(datetime.fromisoformat(a["at"]) for a in detail["activities"])
+    rate = file["rows_sent"] / (latest - received).total_seconds()
+    left = int((file["total_rows"] - file["rows_sent"]) / rate)
+    assert (file["rows_sent"], file["total_rows"]) == (2, 9)
+    shown_left = f"{left // 60} min {left % 60} s"
+    assert pace == f"{rate:.1f} rows/s since the file came; at that pace, {shown_left} left"
+    track = await bar.locator("rect.track").bounding_box()
+    assert track is not None
+    for state, n in file["segments"].items():
+        if n:
+            box = await bar.locator(f"rect.part.{state}").bounding_box()
+            assert box is not None
+            assert box["width"] == pytest.approx(
+                track["width"] * n / sum(file["segments"].values()), abs=1
+            )
     assert not [text for text in refusals if "Content Security Policy" in text]
 
 

@@ -7,14 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from derms_bridge.console.charts import (
+    LATENCY_PLOT,
+    LATENCY_ROW,
     PLOT_HEIGHT,
     PLOT_WIDTH,
     duration_text,
     file_pace,
     hourly_charts,
+    latency_chart,
+    ms_text,
     rate_text,
 )
-from derms_bridge.schemas.ops import HourCount
+from derms_bridge.schemas.ops import HourCount, TargetLatency
 
 NOW = datetime(2026, 12, 4, 18, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -95,3 +99,35 @@ def test_a_duration_reads_in_the_largest_units_that_fit(seconds: float, shown: s
 @pytest.mark.parametrize(("rate", "shown"), [(1234.56, "1,234.6"), (0.1, "0.1"), (0.0123, "0.012")])
 def test_a_rate_keeps_its_digits_when_slow(rate: float, shown: str) -> None:
     assert rate_text(rate) == shown
+
+
+def test_latency_bars_are_scaled_to_the_slowest_95th_percentile() -> None:
+    cpmcs = TargetLatency(target="CPMCS", calls=40, failed=2, p50_ms=50.0, p95_ms=200.0)
+    ftp = TargetLatency(target="ftp", calls=3, failed=0, p50_ms=400.0, p95_ms=800.0)
+
+    chart = latency_chart([cpmcs, ftp])
+
+    assert chart.peak_ms == 800.0
+    assert [(r.latency.target, r.y) for r in chart.rows] == [("CPMCS", 0), ("ftp", LATENCY_ROW)]
+    assert [(r.p50_width, r.p95_width) for r in chart.rows] == [
+        (LATENCY_PLOT / 16, LATENCY_PLOT / 4),
+        (LATENCY_PLOT / 2, LATENCY_PLOT),
+    ]
+    assert chart.bottom == 2 * LATENCY_ROW
+
+
+def test_calls_that_all_took_no_time_draw_no_bar() -> None:
+    instant = TargetLatency(target="ftp", calls=1, failed=1, p50_ms=0.0, p95_ms=0.0)
+
+    [row] = latency_chart([instant]).rows
+
+    assert (row.p50_width, row.p95_width) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "shown"), [(0.04, "0.0 ms"), (12.345, "12.3 ms"), (2350.0, "2,350.0 ms")]
+)
+def test_a_duration_is_shown_in_milliseconds_to_one_decimal(
+    milliseconds: float, shown: str
+) -> None:
+    assert ms_text(milliseconds) == shown

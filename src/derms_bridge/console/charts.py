@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from derms_bridge.catalog import FLOWS, FlowInfo
-from derms_bridge.schemas.ops import HourCount
+from derms_bridge.schemas.ops import HourCount, TargetLatency
 
 #: Bottom to top: what went well under what needs a look.
 STACK_ORDER = ("succeeded", "resolved", "skipped", "in_progress", "rejected", "failed")
@@ -73,6 +73,52 @@ def hourly_charts(counts: list[HourCount], since: datetime, now: datetime) -> li
                 bars.append(Bar(status, hour, count, x, top, slot * 0.8, height))
         charts.append(HourlyChart(flow, bars, peak, first, last))
     return charts
+
+
+#: The latency chart's bars in SVG units: a target's row, and the width of the slowest
+#: (its numbers are written to the right of the plot).
+LATENCY_ROW = 24
+LATENCY_PLOT = 520
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    """One target's bars: its 95th percentile drawn behind its median, to the same scale."""
+
+    latency: TargetLatency
+    y: float
+    p50_width: float
+    p95_width: float
+
+
+@dataclass(frozen=True)
+class LatencyChart:
+    rows: list[LatencyRow]
+    #: The slowest 95th percentile: the right end of the scale.
+    peak_ms: float
+    #: Where the scale is written, under the rows.
+    bottom: float
+
+
+def latency_chart(targets: list[TargetLatency]) -> LatencyChart:
+    """A bar per target from 0 to its 95th percentile, with its median over it, in the
+    order given; the slowest 95th percentile spans the plot."""
+    peak = max((t.p95_ms for t in targets), default=0.0)
+    rows = [
+        LatencyRow(
+            t,
+            index * LATENCY_ROW,
+            t.p50_ms / peak * LATENCY_PLOT if peak else 0.0,
+            t.p95_ms / peak * LATENCY_PLOT if peak else 0.0,
+        )
+        for index, t in enumerate(targets)
+    ]
+    return LatencyChart(rows, peak, len(rows) * LATENCY_ROW)
+
+
+def ms_text(milliseconds: float) -> str:
+    """A duration in milliseconds to one decimal."""
+    return f"{milliseconds:,.1f} ms"
 
 
 #: Left to right: what is done, then what is under way, then what is left.

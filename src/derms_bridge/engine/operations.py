@@ -21,6 +21,7 @@ from derms_bridge.schemas.ops import (
     InstanceFilter,
     InstancePage,
     InstanceSummary,
+    TargetLatency,
 )
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
@@ -35,6 +36,7 @@ from derms_bridge.store.overview import (
     counts_by_hour,
     failing_now,
     failures_to_resubmit,
+    latency_by_target,
     scheduled_runs,
 )
 
@@ -122,6 +124,9 @@ class Operations:
 
     async def counts_by_hour(self, since: datetime) -> list[HourCount]:
         return await counts_by_hour(self._instances, since)
+
+    async def latency_by_target(self, since: datetime) -> list[TargetLatency]:
+        return await latency_by_target(self._instances, since)
 
     async def failing_now(self, since: datetime) -> list[Failure]:
         return await failing_now(self._instances, since)

@@ -5,7 +5,7 @@ what selects instances."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -125,6 +125,34 @@ class HourCount:
     status: str
     hour: datetime
     count: int
+
+
+#: The windows the dashboard and the ops API's latency answer look back over.
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+Window = Literal["1h", "24h", "7d"]
+
+
+class TargetLatency(_View):
+    """How long one outside system's calls took in a window, answered or not (`failed`:
+    those that got an error answer or none): the median and the 95th percentile by nearest
+    rank (the shortest duration that at least half, or 95 %, of the calls took no longer
+    than)."""
+
+    target: str
+    calls: int
+    failed: int
+    p50_ms: float
+    p95_ms: float
+
+
+class LatencyByTarget(_View):
+    """The calls each outside system got since `since`, as the instances' activities keep
+    them: CPMCS, each DERMS connection (`DERMS <name>`), the file stores (`ftp`, `object
+    storage`); by target name."""
+
+    window: Window
+    since: datetime
+    targets: list[TargetLatency]
 
 
 class InstanceSummary(_View):

@@ -6,11 +6,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 
-from derms_bridge.schemas.ops import HourCount, InstanceFilter
+from derms_bridge.schemas.ops import HourCount, InstanceFilter, TargetLatency
 from derms_bridge.store.instances import InstanceStore, _utc, as_utc, matching
-from derms_bridge.store.tables import BusinessKeyRow, InstanceRow
+from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, InstanceRow
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,78 @@ async def counts_by_hour(store: InstanceStore, since: datetime) -> list[HourCoun
             count=count,
         )
         for flow, status, text, count in rows
+    ]
+
+
+#: A failed email is kept as an activity without a duration: it would read as 0 ms.
+UNTIMED_TARGETS = ("smtp",)
+
+
+def _latency_ordered(since: datetime) -> Select[str, int, int, float, float]:
+    # PostgreSQL's percentile_disc is the nearest rank, in one sort per target.
+    in_order = ActivityRow.duration_ms.asc()
+    return (
+        select(
+            ActivityRow.target,
+            func.count(),
+            func.count(ActivityRow.error),
+            func.percentile_disc(0.5).within_group(in_order),
+            func.percentile_disc(0.95).within_group(in_order),
+        )
+        .where(ActivityRow.at >= _utc(since))
+        .where(ActivityRow.target.not_in(UNTIMED_TARGETS))
+        .group_by(ActivityRow.target)
+        .order_by(ActivityRow.target)
+    )
+
+
+def _latency_ranked(since: datetime) -> Select[str, int, int, float, float]:
+    # SQLite has no percentile: each call ranked among its target's, then the first rank
+    # reaching ceil(calls * percent / 100), in integers.
+    ranked = (
+        select(
+            ActivityRow.target,
+            ActivityRow.duration_ms,
+            ActivityRow.error,
+            func.row_number()
+            .over(partition_by=ActivityRow.target, order_by=ActivityRow.duration_ms)
+            .label("rank"),
+            func.count().over(partition_by=ActivityRow.target).label("calls"),
+        )
+        .where(ActivityRow.at >= _utc(since))
+        .where(ActivityRow.target.not_in(UNTIMED_TARGETS))
+        .subquery()
+    )
+
+    def percentile(percent: int) -> ColumnElement[float]:
+        reached = ranked.c.rank * 100 >= ranked.c.calls * percent
+        return func.min(case((reached, ranked.c.duration_ms)))
+
+    return (
+        select(
+            ranked.c.target,
+            func.max(ranked.c.calls),
+            func.count(ranked.c.error),
+            percentile(50),
+            percentile(95),
+        )
+        .group_by(ranked.c.target)
+        .order_by(ranked.c.target)
+    )
+
+
+async def latency_by_target(store: InstanceStore, since: datetime) -> list[TargetLatency]:
+    """Per target, the calls made since `since`, those that failed, and their median and 95th
+    percentile duration by nearest rank, by target name; a target with no call is absent."""
+    if store.engine.dialect.name == "postgresql":
+        query = _latency_ordered(since)
+    else:
+        query = _latency_ranked(since)
+    async with store.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [
+        TargetLatency(target=target, calls=calls, failed=failed, p50_ms=p50, p95_ms=p95)
+        for target, calls, failed, p50, p95 in rows
     ]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import build_hub
@@ -15,6 +17,7 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings.connections import Caller
+from derms_bridge.store.tables import ActivityRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, hub_settings
 from tests.payloads import enrollment_message, enrollment_request
 
@@ -418,3 +421,85 @@ async def test_a_parameter_out_of_bounds_is_a_422_problem(
 
     assert reply.status_code == 422, reply.text
     assert reply.headers["content-type"] == PROBLEM_JSON
+
+
+def nearest_rank(durations: list[float], percent: int) -> float:
+    ordered = sorted(durations)
+    return ordered[math.ceil(len(ordered) * percent / 100) - 1]
+
+
+async def latency(hub: HubUnderTest, **params: str) -> dict[str, Any]:
+    reply = await hub.client.get("/ops/latency", params=params, auth=OPERATOR_AUTH)
+    assert reply.status_code == 200, reply.text
+    answer: dict[str, Any] = reply.json()
+    return answer
+
+
+async def test_latency_per_target_is_the_median_and_95th_percentile_of_the_window_calls(
+    hub: HubUnderTest, cpmcs_sim: httpx.Client
+) -> None:
+    instance_ids = [await enroll(hub, *(f"LAT-{n}-{m}" for m in range(n + 1))) for n in range(4)]
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    instance_ids.append(await enroll(hub, "LAT-FAIL"))
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    # Two days ago: in the last 7 days, not in the last 24 hours.
+    old_id = await enroll(hub, "LAT-OLD")
+    async with hub.hub.store.engine.begin() as connection:
+        await connection.execute(
+            update(ActivityRow)
+            .where(ActivityRow.instance_id == old_id)
+            .values(at=datetime.now(UTC) - timedelta(days=2))
+        )
+    calls = [a for i in instance_ids for a in (await hub.detail(i))["activities"]]
+    old_calls = (await hub.detail(old_id))["activities"]
+    durations = [a["duration_ms"] for a in calls]
+    week = [a["duration_ms"] for a in calls + old_calls]
+
+    day = await latency(hub)
+    last_week = await latency(hub, window="7d")
+
+    assert len(calls) == 11
+    assert day["window"] == "24h"
+    assert datetime.fromisoformat(day["since"]) < datetime.now(UTC) - timedelta(hours=23)
+    assert day["targets"] == [
+        {
+            "target": "CPMCS",
+            "calls": 11,
+            "failed": 1,
+            "p50_ms": nearest_rank(durations, 50),
+            "p95_ms": nearest_rank(durations, 95),
+        }
+    ]
+    assert last_week["targets"] == [
+        {
+            "target": "CPMCS",
+            "calls": 12,
+            "failed": 1,
+            "p50_ms": nearest_rank(week, 50),
+            "p95_ms": nearest_rank(week, 95),
+        }
+    ]
+
+
+async def test_latency_over_a_window_without_calls_lists_no_target(hub: HubUnderTest) -> None:
+    assert (await latency(hub, window="1h"))["targets"] == []
+
+
+async def test_openapi_describes_the_latency_answer_and_its_windows(hub: HubUnderTest) -> None:
+    document = (await hub.client.get("/openapi.json")).json()
+
+    latency = document["paths"]["/ops/latency"]["get"]
+    [window] = latency["parameters"]
+    assert (window["name"], window["schema"]["enum"]) == ("window", ["1h", "24h", "7d"])
+    answer = latency["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/LatencyByTarget"}
+    target = document["components"]["schemas"]["TargetLatency"]
+    assert set(target["properties"]) == {"target", "calls", "failed", "p50_ms", "p95_ms"}
+
+
+async def test_a_latency_window_not_offered_is_a_422_naming_window(hub: HubUnderTest) -> None:
+    reply = await hub.client.get("/ops/latency", params={"window": "2d"}, auth=OPERATOR_AUTH)
+
+    assert reply.status_code == 422
+    assert reply.headers["content-type"] == PROBLEM_JSON
+    assert "window" in reply.text

@@ -3,7 +3,7 @@ run's acknowledgement again."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -21,11 +21,14 @@ from derms_bridge.schemas.ops import (
     BUSINESS_KEY_CHARS,
     INSTANCE_ID_CHARS,
     MAX_OFFSET,
+    WINDOWS,
     HubProcessView,
     InstanceDetail,
     InstanceFilter,
     InstancePage,
     InstanceStatus,
+    LatencyByTarget,
+    Window,
 )
 
 #: An instance's id (a UUID); a longer one names no instance.
@@ -188,3 +191,15 @@ async def list_processes(hub: HubDep) -> list[HubProcessView]:
     """The hub processes (serve, worker, run) sharing this database that were heard from
     within `processes.stopped_after_seconds`, oldest first."""
     return [HubProcessView.model_validate(found) for found in await hub.liveness.alive()]
+
+
+@router.get("/latency", response_model=LatencyByTarget)
+async def latency_per_target(hub: HubDep, window: Window = "24h") -> LatencyByTarget:
+    """How long the calls to each outside system took over the last `window`, answered or
+    not, as the instances' activities keep them: the console dashboard's "Latency per
+    target" chart. A target with no call in the window is absent. Emails are not timed:
+    the hub keeps only an email that failed, as an activity of its instance."""
+    since = datetime.now(UTC) - WINDOWS[window]
+    return LatencyByTarget(
+        window=window, since=since, targets=await hub.operations.latency_by_target(since)
+    )

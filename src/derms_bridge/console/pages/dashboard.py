@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from derms_bridge.catalog import BY_KEY, FLOWS
-from derms_bridge.console.charts import STACK_ORDER, hourly_charts
-from derms_bridge.console.pages.filters import WINDOWS
+from derms_bridge.console.charts import STACK_ORDER, hourly_charts, latency_chart, ms_text
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
+from derms_bridge.schemas.ops import WINDOWS
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
@@ -30,6 +30,7 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
     failures = await operations.failing_now(since)
     runs = await operations.scheduled_runs(SCHEDULED_FLOWS, since)
     charts = hourly_charts(await operations.counts_by_hour(since), since, now)
+    latencies = latency_chart(await operations.latency_by_target(since))
     return render(
         request,
         "dashboard.html",
@@ -41,6 +42,8 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
             "failures": failures,
             "charts": charts,
             "stack_order": STACK_ORDER,
+            "latency_chart": latencies,
+            "ms_text": ms_text,
             "by_key": BY_KEY,
             "schedules": await state.hub.scheduler.overview(),
             "runs": runs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,10 +14,10 @@ from derms_bridge.schemas.ops import (
     BUSINESS_KEY_CHARS,
     INSTANCE_STATUSES,
     MAX_OFFSET,
+    WINDOWS,
     InstanceFilter,
 )
 
-WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 PAGE_SIZE = 25
 
 

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from derms_bridge.catalog import FLOWS
-from derms_bridge.console.pages.filters import PAGE_SIZE, WINDOWS, InstanceQuery
+from derms_bridge.console.pages.filters import PAGE_SIZE, InstanceQuery
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, is_htmx, render
-from derms_bridge.schemas.ops import INSTANCE_STATUSES
+from derms_bridge.schemas.ops import INSTANCE_STATUSES, WINDOWS
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
