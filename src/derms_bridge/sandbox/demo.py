@@ -51,6 +51,8 @@ MIN_ENROLLMENT_BATCHES = 2
 #: How long any one step of the day may take before the demo calls it lost.
 STEP_DEADLINE_SECONDS = 600.0
 POLL_SECONDS = 0.5
+#: How often a file's progress is read while it goes.
+PROGRESS_SECONDS = 1.0
 
 #: The day played: a Monday in the sandbox's week of December 2026.
 DAY = datetime(2026, 12, 7, tzinfo=UTC)
@@ -267,13 +269,18 @@ class DayOfTraffic:
     # Calls, each answered as the caller expects or the demo stops with what went wrong.
 
     @staticmethod
-    def expect(response: httpx.Response, *statuses: int) -> Any:
+    def answered(response: httpx.Response, *statuses: int) -> httpx.Response:
         if response.status_code not in statuses:
             raise DemoLostError(
                 f"{response.request.method} {response.request.url.path} answered "
                 f"{response.status_code}: {response.text[:300]}"
             )
-        return response.json() if response.content else None
+        return response
+
+    def expect(self, response: httpx.Response, *statuses: int) -> Any:
+        """The JSON of an answer with one of `statuses`."""
+        answered = self.answered(response, *statuses)
+        return answered.json() if answered.content else None
 
     def wait_for(self, what: str, ready: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + STEP_DEADLINE_SECONDS
@@ -605,7 +612,7 @@ class DayOfTraffic:
                 if line != shown:
                     self.note(line)
                     shown = line
-            self.sleep(max(POLL_SECONDS, 2.0 * self.scale.scale))
+            self.sleep(PROGRESS_SECONDS)
         raise DemoLostError(f"{message_id}: no acknowledgement within {STEP_DEADLINE_SECONDS:g} s")
 
     def reservation(self) -> None:
@@ -744,7 +751,10 @@ class DayOfTraffic:
             f"{message_id}: a FAILURE acknowledgement while CPMCS is down",
             lambda: (self.sent_file(message_id) or {}).get("lastAckType") == "FAILURE",
         )
-        self.note(f"{message_id}: FAILURE acknowledged (CPMCS unreachable); DERMS will resend")
+        self.note(
+            f"{message_id}: FAILURE acknowledged (CPMCS unreachable), DERMS will resend; "
+            f"instance {instance_id}"
+        )
         left = outage - (datetime.now(UTC) - down_at).total_seconds()
         if left > 0:
             self.sleep(left)
@@ -878,6 +888,11 @@ class DayOfTraffic:
         ):
             out.print(f"  {what:<24} {count:,}", highlight=False)
 
+        out.print("[bold]hub calls to CPMCS and DERMS, by answer[/] (GET /metrics)")
+        for (target, operation), answers in sorted(self.outbound_calls().items()):
+            text = ", ".join(f"{count:g} {answer}" for answer, count in sorted(answers.items()))
+            out.print(f"  {target:<13} {operation:<28} {text}", highlight=False)
+
         mails = self.mail.messages()
         out.print(f"[bold]SMTP sink[/] {len(mails)} emails")
         for subject, count in sorted(Counter(m.subject for m in mails).items()):
@@ -906,6 +921,24 @@ class DayOfTraffic:
             lost = sum(not check.ok for check in report.checks)
             out.print(f"[bold red]demo: {lost} checks found something missing[/]")
         return report
+
+    def outbound_calls(self) -> dict[tuple[str, str], dict[str, float]]:
+        """The hub's calls by target and operation, counted by answer ('none': no answer)."""
+        # Imported here: prometheus-client reads where the hub keeps its counts when first
+        # imported, which the sandbox sets only once this module is loaded.
+        from prometheus_client.parser import text_string_to_metric_families
+
+        scraped = self.answered(self.as_operator.get("/metrics"), 200)
+        calls: dict[tuple[str, str], dict[str, float]] = {}
+        for family in text_string_to_metric_families(scraped.text):
+            if family.name != "derms_bridge_outbound_calls":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.value:
+                    labels = sample.labels
+                    answers = calls.setdefault((labels["target"], labels["operation"]), {})
+                    answers[labels["status"]] = answers.get(labels["status"], 0) + sample.value
+        return calls
 
     def picked_up(self) -> dict[str, set[str]]:
         """The device score files renamed as sent, by store."""
