@@ -64,9 +64,11 @@ test: lint $(CHROMIUM) $(PROMTOOL)
 	wait $$typecheck || { cat $(VENV)/typecheck.out; exit 1; }; \
 	exit $$tests
 
-# Rewrites docs/console/*.png from the browser tests.
+# Rewrites docs/console/*.png from the browser tests; the demo's (demo-*.png) from a full
+# day, about four minutes.
 screenshots: $(INSTALLED) $(CHROMIUM)
-	DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1 DERMS_BRIDGE_TEST_POSTGRES=off $(BIN)/pytest -q tests/browser
+	DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1 DERMS_BRIDGE_DEMO_SCALE=1 DERMS_BRIDGE_TEST_POSTGRES=off \
+		$(BIN)/pytest -q tests/browser
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/enrollment_batch.py

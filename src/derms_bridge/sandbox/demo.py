@@ -230,7 +230,9 @@ class DayOfTraffic:
         self.event_id = f"EV-{scale.seed:04d}-1"
         self.stages = ("ST-1", "ST-2")
         self.started_at = datetime.now(UTC)
-        self.outage: tuple[datetime, datetime] | None = None
+        #: The hub's calls counted before the day: the counts of earlier runs stay in
+        #: /metrics, as a counter's do across a process's restarts.
+        self.calls_before: dict[tuple[str, str], dict[str, float]] = {}
         timeout = httpx.Timeout(120.0, connect=10.0)
         self.as_derms = httpx.Client(
             base_url=endpoints.hub, auth=endpoints.derms_caller, timeout=timeout
@@ -294,6 +296,7 @@ class DayOfTraffic:
     # The day.
 
     def play(self) -> None:
+        self.calls_before = self.outbound_calls()
         self.moment(
             "05:00",
             f"a utility's day, seed {self.scale.seed}: {self.scale.devices:,} devices "
@@ -759,7 +762,6 @@ class DayOfTraffic:
         if left > 0:
             self.sleep(left)
         self.expect(self.cpmcs_sim.delete("/_sim/faults"), 200)
-        self.outage = (down_at, datetime.now(UTC))
         self.moment("20:00", "CPMCS is back (DELETE /_sim/faults)")
         settled = self.follow_file(instance_id, message_id)
         attempts = len(settled["attempts"])
@@ -888,9 +890,16 @@ class DayOfTraffic:
         ):
             out.print(f"  {what:<24} {count:,}", highlight=False)
 
-        out.print("[bold]hub calls to CPMCS and DERMS, by answer[/] (GET /metrics)")
+        out.print("[bold]hub calls to CPMCS and DERMS today, by answer[/] (GET /metrics)")
         for (target, operation), answers in sorted(self.outbound_calls().items()):
-            text = ", ".join(f"{count:g} {answer}" for answer, count in sorted(answers.items()))
+            before = self.calls_before.get((target, operation), {})
+            text = ", ".join(
+                f"{count - before.get(answer, 0):g} {answer}"
+                for answer, count in sorted(answers.items())
+                if count > before.get(answer, 0)
+            )
+            if not text:
+                continue
             out.print(f"  {target:<13} {operation:<28} {text}", highlight=False)
 
         mails = self.mail.messages()
