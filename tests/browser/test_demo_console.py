@@ -115,12 +115,16 @@ async def test_the_console_shows_the_demo_file_the_outage_and_the_recovery(
     await screenshot(page, "demo-reservation")
 
     outcome = await demo.moment(r"^\s+(OUT-\S+): FAILURE acknowledged .*instance (\S+)$")
+    # DERMS's resend may already be going (a short day's outage lasts seconds): the run
+    # that failed stays in the instance's activities whatever its status now.
     await page.goto(f"/console/instances/{outcome[2]}")
-    await expect(page.locator("h1 .status")).to_have_text("failed")
-    await expect(page.locator("#error")).to_contain_text("CPMCS health check failed")
+    await expect(page.get_by_text("no answer").first).to_be_visible()
+    await expect(
+        page.get_by_text("CPMCS broke the connection during healthCheck").first
+    ).to_be_visible()
     await screenshot(page, "demo-outage")
     await page.goto("/console/")
-    await expect(page.locator("table.failing")).to_contain_text("CPMCS health check failed")
+    await expect(page.get_by_role("link", name="Event Device Outcome").first).to_be_visible()
     await screenshot(page, "demo-outage-dashboard", full_page=False)
 
     await demo.moment(r"^\s+OUT-\S+: SUCCESS after \d+ deliveries")

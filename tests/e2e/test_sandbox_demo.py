@@ -90,3 +90,19 @@ def test_a_short_demo_day_loses_nothing_and_recovers_from_the_cpmcs_outage(
     # The demo stopped the sandbox behind it.
     for offset in range(6):
         assert not listens(port + offset), offset
+
+
+def test_a_seed_without_the_demo_is_refused_by_name(tmp_path: Path) -> None:
+    refused = subprocess.run(  # noqa: S603
+        [str(console_script()), "sandbox", "--seed", "3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+        check=False,
+    )
+
+    assert refused.returncode == 2, refused.stderr
+    assert "--seed and --demo-scale go with --demo" in refused.stderr
+    # Nothing was started, so nothing was written.
+    assert not (tmp_path / "var").exists()

@@ -226,8 +226,8 @@ def sandbox(
         typer.Option(
             min=0.001,
             max=1,
-            help="how much of the day: 1 is 100,000 devices and a 60 s outage, 0.02 a "
-            "test's minute",
+            help="how much of the day: 1 is 100,000 devices and a 60 s outage (about 4 "
+            "minutes), 0.02 is 2,000 devices and a 3 s outage (about 30 s)",
         ),
     ] = 1.0,
 ) -> None:
@@ -251,6 +251,9 @@ def sandbox(
         )
         raise typer.Exit(EXIT_REFUSED) from None
 
+    if not demo and (seed != 1 or demo_scale != 1.0):
+        err.print("[red]error[/] --seed and --demo-scale go with --demo", highlight=False)
+        raise typer.Exit(EXIT_REFUSED)
     ports = SandboxPorts(
         hub=port,
         cpmcs=cpmcs_port,
