@@ -1,6 +1,6 @@
-# The front door: `make sandbox` runs the hub with everything simulated on loopback,
-# `make unit` runs the fast tests, `make test` runs every check. Each creates .venv and
-# installs the project when needed.
+# The front door: `make sandbox` runs the hub with everything simulated on loopback, `make demo`
+# plays a utility's day through it, `make unit` runs the fast tests, `make test` runs every
+# check. Each creates .venv and installs the project when needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 PROMTOOL := /usr/bin/promtool
 
-.PHONY: sandbox test lint typecheck unit bench clean screenshots
+.PHONY: sandbox demo test lint typecheck unit bench clean screenshots
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ $(INSTALLED): pyproject.toml
 
 sandbox: $(INSTALLED)
 	$(BIN)/derms-bridge sandbox $(ARGS)
+
+# A utility's day through the sandbox, then its summary (docs/sandbox.md); exits 1 when
+# something was lost. `make demo SEED=7 SCALE=0.1` plays another, smaller day.
+SEED ?= 1
+SCALE ?= 1
+demo: $(INSTALLED)
+	$(BIN)/derms-bridge sandbox --demo --seed $(SEED) --demo-scale $(SCALE) $(ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
@@ -57,9 +64,11 @@ test: lint $(CHROMIUM) $(PROMTOOL)
 	wait $$typecheck || { cat $(VENV)/typecheck.out; exit 1; }; \
 	exit $$tests
 
-# Rewrites docs/console/*.png from the browser tests.
+# Rewrites docs/console/*.png from the browser tests; the demo's (demo-*.png) from a full
+# day, about four minutes.
 screenshots: $(INSTALLED) $(CHROMIUM)
-	DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1 DERMS_BRIDGE_TEST_POSTGRES=off $(BIN)/pytest -q tests/browser
+	DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1 DERMS_BRIDGE_DEMO_SCALE=1 DERMS_BRIDGE_TEST_POSTGRES=off \
+		$(BIN)/pytest -q tests/browser
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/enrollment_batch.py

@@ -153,8 +153,10 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
     await context.close()
 
 
-async def screenshot(page: Page, name: str) -> None:
-    """Kept in docs/console/ when DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1; else nothing is written."""
+async def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Kept in docs/console/ when DERMS_BRIDGE_CONSOLE_SCREENSHOTS=1; else nothing is written.
+    Without `full_page`, only what the window shows (a page of a hundred activities is
+    thousands of pixels long)."""
     if os.environ.get("DERMS_BRIDGE_CONSOLE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+        await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=full_page)

@@ -190,7 +190,13 @@ def sandbox(
     object_store_port: Annotated[
         int | None, typer.Option(help="default: the hub's port + 5")
     ] = None,
-    database: Annotated[str, typer.Option(help="database URL")] = "sqlite:///var/sandbox.db",
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="database URL; default: sqlite:///var/sandbox.db, or with --demo "
+            "sqlite:///var/demo.db made afresh"
+        ),
+    ] = None,
     lookups: Annotated[
         Path | None,
         typer.Option(help="lookups directory; default: var/sandbox-lookups, a copy of the shipped"),
@@ -206,9 +212,27 @@ def sandbox(
         float,
         typer.Option(min=0, max=86400, help="seconds the DERMS simulator waits before a resend"),
     ] = 30.0,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="play a utility's day through the sandbox, print what arrived where, and stop "
+            "(exit 1 when something was lost)",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="the demo's random seed: one seed, one day")] = 1,
+    demo_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            max=1,
+            help="how much of the day: 1 is 100,000 devices and a 60 s outage (about 4 "
+            "minutes), 0.02 is 2,000 devices and a 3 s outage (about 30 s)",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run the hub with simulated CPMCS and DERMS, an SMTP sink, an FTP server and an
-    object store, all on loopback."""
+    object store, all on loopback; with --demo, play a day of traffic through them."""
     try:
         from derms_bridge.sandbox.derms_sim import RetrySetting
         from derms_bridge.sandbox.run import (
@@ -216,6 +240,7 @@ def sandbox(
             banner,
             prepare_sandbox_files,
             sandbox_settings,
+            start_demo_day,
             start_simulators,
         )
     except ImportError as missing:
@@ -226,6 +251,9 @@ def sandbox(
         )
         raise typer.Exit(EXIT_REFUSED) from None
 
+    if not demo and (seed != 1 or demo_scale != 1.0):
+        err.print("[red]error[/] --seed and --demo-scale go with --demo", highlight=False)
+        raise typer.Exit(EXIT_REFUSED)
     ports = SandboxPorts(
         hub=port,
         cpmcs=cpmcs_port,
@@ -234,8 +262,15 @@ def sandbox(
         ftp=ftp_port,
         object_store=object_store_port,
     )
+    if database is None:
+        database = "sqlite:///var/demo.db" if demo else "sqlite:///var/sandbox.db"
+        if demo:
+            # The demo's day is the same each time: it starts on an empty database.
+            for leftover in Path("var").glob("demo.db*"):
+                leftover.unlink()
     lookups_dir = lookups or sandbox_lookups_dir(Path("var"))
-    files = prepare_sandbox_files(Path("var"), load_lookups(lookups_dir))
+    sandbox_lookups = load_lookups(lookups_dir)
+    files = prepare_sandbox_files(Path("var"), sandbox_lookups)
     settings = sandbox_settings(ports, database, lookups_dir, files)
     retries = RetrySetting(max_retries=derms_max_retries, retry_delay_seconds=derms_retry_delay)
     simulators = start_simulators(ports, files, out, retries)
@@ -243,7 +278,14 @@ def sandbox(
         banner(ports, database, files, lookups_dir), highlight=False, markup=False, soft_wrap=True
     )
     sys.stdout.flush()
+    day = (
+        start_demo_day(ports, settings, sandbox_lookups, simulators, out, seed, demo_scale)
+        if demo
+        else None
+    )
     try:
         _serve(settings, settings.server.host, ports.hub, log_level)
     finally:
         simulators.stop()
+    if day is not None:
+        raise typer.Exit(0 if day.nothing_lost else EXIT_FAILED)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from rich.markup import escape
 from derms_bridge.credentials import hash_password
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import create_cpmcs_app
+from derms_bridge.sandbox.demo import DayOfTraffic, DemoEndpoints, DemoRun, DemoScale, start_demo
 from derms_bridge.sandbox.derms_sim import RetrySetting, create_derms_app
 from derms_bridge.sandbox.ftp_server import FtpServer
 from derms_bridge.sandbox.object_store import (
@@ -277,3 +280,33 @@ def banner(ports: SandboxPorts, database_url: str, files: SandboxFiles, lookups_
             "Ctrl-C stops the sandbox.",
         ]
     )
+
+
+def start_demo_day(
+    ports: SandboxPorts,
+    settings: Settings,
+    lookups: Lookups,
+    simulators: Simulators,
+    console: Console,
+    seed: int,
+    scale: float,
+) -> DemoRun:
+    """`sandbox --demo`: the day plays in a thread once the hub answers; at its end the
+    sandbox stops as at Ctrl-C."""
+    endpoints = DemoEndpoints(
+        hub=f"http://{LOOPBACK}:{ports.hub}",
+        cpmcs=f"http://{LOOPBACK}:{ports.cpmcs_port}",
+        derms=f"http://{LOOPBACK}:{ports.derms_port}",
+        derms_caller=SANDBOX_CALLERS["derms"],
+        cpmcs_caller=SANDBOX_CALLERS["cpmcs"],
+        operator=SANDBOX_CALLERS["operator"],
+    )
+    day = DayOfTraffic(
+        DemoScale(seed=seed, scale=scale),
+        endpoints,
+        console,
+        simulators.smtp,
+        settings.file_stores,
+        lookups,
+    )
+    return start_demo(day, stop_sandbox=lambda: os.kill(os.getpid(), signal.SIGINT))
