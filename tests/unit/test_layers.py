@@ -41,6 +41,10 @@ STORE_FROM_ENTRY_POINTS = {
     "derms_bridge.store.console_security",
 }
 
+#: The sandbox's demo plays CPMCS putting score files on FTP and in OCI Object Storage:
+#: it writes and reads them back over the wire with the hub's own clients of those stores.
+DEMO_CLIENTS = "derms_bridge.connectors.file_storage"
+
 #: What a flow module never imports: it reads like the reference's steps.
 NOT_IN_FLOWS = ("fastapi", "starlette", "sqlalchemy", "aiohttp", "httpx", "psycopg", "aiosqlite")
 
@@ -67,6 +71,8 @@ def test_every_import_between_parts_runs_downward() -> None:
             continue
         part = source.split("/")[0].removesuffix(".py")
         target = part_of(module)
+        if source.startswith("sandbox/demo") and module.startswith(DEMO_CLIENTS):
+            continue
         if target in NEVER.get(part, set()) and module not in STORE_FROM_ENTRY_POINTS:
             upward.append(f"{source} imports {module}")
     assert upward == []
