@@ -37,21 +37,12 @@ from derms_bridge.flows.ports import (
 from derms_bridge.flows.text_fit import fit_to
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.event_device_outcome import (
+    OUTCOME_HEADER,
     DeviceOutcome,
     OutcomeMessage,
     PostEventOutcomeRequest,
 )
 
-HEADER = (
-    "recordId",
-    "eventId",
-    "nicId",
-    "headEndSystemId",
-    "outcome",
-    "participationStartDateTime",
-    "participationEndDateTime",
-    "errorMessage",
-)
 EVENT_ID_LIMIT = 120
 NIC_ID_LIMIT = 100
 HEAD_END_SYSTEM_LIMIT = 50
@@ -180,7 +171,7 @@ def plain_post_event_outcome(
     """Step 3 for rows of plain text: to_post_event_outcome's body written by one format of
     bytes, in C, instead of a dict a row; the outcomes translated, and errorMessage left out
     of a device whose row has none."""
-    width = len(HEADER)
+    width = len(OUTCOME_HEADER)
     devices = fields.copy()
     devices[4::width] = map(_TranslatedOutcomes(lookups).__getitem__, fields[4::width])
     devices[7::width] = [
@@ -222,7 +213,7 @@ async def acknowledge_again(ctx: FileJobContext, msg_ack: Any) -> str | None:
 FLOW = FileFlow(
     info=BY_KEY["event_device_outcome"],
     message_model=OutcomeMessage,
-    header=HEADER,
+    header=OUTCOME_HEADER,
     business_keys=business_keys,
     fit_row=fit_row,
     check_health=file_job_steps.check_cpmcs_health,

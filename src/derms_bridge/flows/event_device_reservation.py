@@ -33,18 +33,12 @@ from derms_bridge.flows.ports import (
 )
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.event_device_reservation import (
+    RESERVATION_HEADER,
     ReservationMessage,
     ReservedDevice,
     ReserveDeviceRequest,
 )
 
-HEADER = (
-    "recordId",
-    "nicId",
-    "headEndSystemId",
-    "reservationStartDateTime",
-    "reservationEndDateTime",
-)
 NIC_ID_LIMIT = 100
 HEAD_END_SYSTEM_LIMIT = 50
 
@@ -136,7 +130,7 @@ def plain_reserve_device(
     """Step 3 for rows of plain text: to_reserve_device's body written by one format of
     bytes, in C, instead of a dict a row; by to_reserve_device for a segment with a
     reservation time left empty."""
-    width = len(HEADER)
+    width = len(RESERVATION_HEADER)
     if b"" in fields[3::width] or b"" in fields[4::width]:
         rows = [
             [field.decode() for field in fields[first : first + width]]
@@ -178,7 +172,7 @@ async def acknowledge_again(ctx: FileJobContext, msg_ack: Any) -> str | None:
 FLOW = FileFlow(
     info=BY_KEY["event_device_reservation"],
     message_model=ReservationMessage,
-    header=HEADER,
+    header=RESERVATION_HEADER,
     business_keys=business_keys,
     fit_row=fit_row,
     check_health=file_job_steps.check_cpmcs_health,

@@ -34,6 +34,8 @@ from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.demo_summary import DemoSummary, outbound_calls
 from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.schemas.event_device_outcome import OUTCOME_HEADER
+from derms_bridge.schemas.event_device_reservation import RESERVATION_HEADER
 from derms_bridge.settings.file_storage import FileStorageSettings, StorageSettings
 
 #: The full day's reservation file, and its one-minute CPMCS outage.
@@ -69,23 +71,6 @@ OUTCOME_WEIGHTS = {"SUCCESS": 88, "NON_RESPONSIVE": 7, "ERROR": 4, "CANCELLED": 
 OUTCOME_ERROR = "Device did not acknowledge the control command"
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken")
 LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson")
-RESERVATION_HEADER = (
-    "recordId",
-    "nicId",
-    "headEndSystemId",
-    "reservationStartDateTime",
-    "reservationEndDateTime",
-)
-OUTCOME_HEADER = (
-    "recordId",
-    "eventId",
-    "nicId",
-    "headEndSystemId",
-    "outcome",
-    "participationStartDateTime",
-    "participationEndDateTime",
-    "errorMessage",
-)
 FILE_SCHEDULES = ("device_score_ftp", "device_score_os")
 
 

@@ -8,6 +8,18 @@ from pydantic import Field
 
 from derms_bridge.schemas.common import Wire
 
+#: The columns of the file DERMS sends, in order (R: the file's CSV layout).
+OUTCOME_HEADER = (
+    "recordId",
+    "eventId",
+    "nicId",
+    "headEndSystemId",
+    "outcome",
+    "participationStartDateTime",
+    "participationEndDateTime",
+    "errorMessage",
+)
+
 
 class OutcomeMessage(Wire):
     """The `message` part of the trigger."""

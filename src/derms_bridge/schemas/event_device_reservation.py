@@ -8,6 +8,15 @@ from pydantic import Field
 
 from derms_bridge.schemas.common import CpmcsDateTime, Wire
 
+#: The columns of the file DERMS sends, in order (R: the file's CSV layout).
+RESERVATION_HEADER = (
+    "recordId",
+    "nicId",
+    "headEndSystemId",
+    "reservationStartDateTime",
+    "reservationEndDateTime",
+)
+
 
 class ReservationMessage(Wire):
     """The `message` part of the trigger."""
