@@ -1,5 +1,5 @@
-"""Each request the hub serves is a span, the root of the instances it brings (tracing.py):
-a caller's W3C `traceparent` is continued. The scrape of /metrics and the health checks
+"""Each request the hub serves is a span, the first instance it brings (tracing.py): a
+caller's W3C `traceparent` is continued. The scrape of /metrics and the health checks
 are left out: they come every few seconds and bring no instance."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class TracedRequests:
                 await send(message)
 
             try:
-                await self._app(scope, receive, answered)
+                with tracing.serving(span):
+                    await self._app(scope, receive, answered)
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None)

@@ -163,14 +163,12 @@ class HttpConnection:
         return self._session
 
     def _span(self, operation: str, method: str, path: str) -> AbstractContextManager[Span]:
-        """The call's client span: the system, the operation, the method and the path (the
-        configured base URL's host, never its credentials or the body)."""
+        """The call's client span, named by the system and the operation: the method, the
+        path and the configured base URL's host, never a credential or the body."""
         return tracing.span(
             f"{self.system} {operation}",
             kind=tracing.SpanKind.CLIENT,
             attributes={
-                "derms_bridge.target": self.system,
-                "derms_bridge.operation": operation,
                 "http.request.method": method,
                 "server.address": self._host,
                 "url.path": path.split("?", 1)[0],

@@ -50,9 +50,9 @@ def instance_span(
     resubmit_of: str | None = None,
     repeats: TraceRef | None = None,
 ) -> AbstractContextManager[Span]:
-    """The span of an instance, where it is written: under the request that brought it
+    """The span of an instance, where it is written: the request's that brought it
     (continuing its caller's traceparent), linked to the run it resubmits."""
-    return tracing.span(
+    return tracing.instance(
         f"instance {flow_key}",
         links=[repeats],
         attributes={
