@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +98,9 @@ class Result:
     flows: int
     off: list[float]
     on: list[float]
+    #: CPU seconds of the hub's and the simulator's processes, per run.
+    cpu_off: list[float]
+    cpu_on: list[float]
     spans: int
     repeated: int
 
@@ -105,40 +110,55 @@ class Result:
 
 
 def spans_received(receiver: str) -> int:
-    import urllib.request
-
     with urllib.request.urlopen(f"{receiver}/spans", timeout=10) as answer:  # noqa: S310
         return int(answer.read())
 
 
-def throughput(flows: int, in_flight: int) -> tuple[float, int]:
-    """The hub's flows per second in one sync_flows.py run, and how many runs were repeated
-    for a connection the simulator's keep-alive closed under the client (on a loaded
-    machine; either arm, either client)."""
+def children_cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def throughput(flows: int, in_flight: int) -> tuple[float, float, int]:
+    """The hub's flows per second in one sync_flows.py run; the CPU seconds its processes
+    used (the hub's and the simulator's, both ended with the run, the simulator's the same
+    whether the hub exports or not); and how many runs were repeated for a connection the
+    simulator's keep-alive closed under the client (on a loaded machine)."""
     for repeated in range(RUNS_REPEATED):
+        before = children_cpu_seconds()
         try:
             measured = run_sync_flows(flows, in_flight, 100.0, 1.0, hub_in_process=False)
         except (BenchmarkFailure, aiohttp.ClientError) as broken:
             print(f"run repeated: {broken}", file=sys.stderr)
             continue
-        return measured.hub_throughput, repeated
+        return measured.hub_throughput, children_cpu_seconds() - before, repeated
     raise BenchmarkFailure(f"{RUNS_REPEATED} runs in a row broke off")
 
 
 def run(flows: int, in_flight: int, rounds: int) -> Result:
     off: list[float] = []
     on: list[float] = []
+    cpu: dict[bool, list[float]] = {False: [], True: []}
     repeated = 0
     with spawned_server(serve_receiver, "the OTLP receiver") as port:
         receiver = f"http://{LOOPBACK}:{port}"
         for _ in range(rounds):
             for endpoint, rates in ((None, off), (f"{receiver}/v1/traces", on)):
                 with exporting_to(endpoint):
-                    rate, again = throughput(flows, in_flight)
+                    rate, cpu_seconds, again = throughput(flows, in_flight)
                 rates.append(rate)
+                cpu[endpoint is not None].append(cpu_seconds)
                 repeated += again
         spans = spans_received(receiver)
-    return Result(flows=flows, off=off, on=on, spans=spans, repeated=repeated)
+    return Result(
+        flows=flows,
+        off=off,
+        on=on,
+        cpu_off=cpu[False],
+        cpu_on=cpu[True],
+        spans=spans,
+        repeated=repeated,
+    )
 
 
 def report(result: Result) -> str:
@@ -149,6 +169,11 @@ def report(result: Result) -> str:
         (
             "median off / on",
             f"{statistics.median(result.off):,.0f} / {statistics.median(result.on):,.0f} flows/s",
+        ),
+        (
+            "CPU per run off / on",
+            f"{statistics.median(result.cpu_off):.2f} s / {statistics.median(result.cpu_on):.2f} s"
+            " (hub and simulator processes, medians)",
         ),
         ("spans received", f"{result.spans:,}"),
         ("runs repeated", f"{result.repeated} (a connection closed under the client)"),
