@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from derms_bridge import tracing
 
 #: Paths that are never traced.
-UNTRACED = ("/metrics", "/health")
+UNTRACED = ("/metrics", "/healthz", "/readyz")
 
 
 class TracedRequests:
