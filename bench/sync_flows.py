@@ -38,7 +38,7 @@ on time: the exit code is 1 only when an answer is wrong, 0 otherwise, PASS or M
 Run it from the repository root:
 
     .venv/bin/python bench/sync_flows.py [--flows N] [--in-flight C] [--rate R]
-        [--seconds D] [--hub-in-process]
+        [--seconds D] [--hub-in-process] [--trace-export URL]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -85,6 +86,8 @@ from harness import (
 from processes import CPMCS_SIMULATOR, LOOKUPS_DIR, simulator_process, spawned_server
 
 HUB_ROUTE = "/stage-status-to-dacs"
+#: Set, the hub processes started export their traces to it (trace_cost.py, --trace-export).
+TRACE_EXPORT_VARIABLE = "DERMS_BRIDGE_TRACING__ENDPOINT"
 
 TARGET_FLOWS_PER_SECOND = 300.0
 TARGET_ADDED_P50_MS = 5.0
@@ -459,6 +462,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--seconds", type=positive_float, default=5.0, help="phase 2 duration (default 5)"
     )
     parser.add_argument(
+        "--trace-export",
+        metavar="URL",
+        help="the hub exports its traces to this OTLP/HTTP URL (trace_cost.py compares)",
+    )
+    parser.add_argument(
         "--hub-in-process",
         action="store_true",
         help="serve the hub in this process, beside the load generator, instead of its own",
@@ -468,6 +476,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.trace_export:
+        os.environ[TRACE_EXPORT_VARIABLE] = args.trace_export
     return report_or_fail(
         "sync_flows",
         lambda: run(

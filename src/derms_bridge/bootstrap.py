@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from derms_bridge import metrics
+from derms_bridge import metrics, tracing
 from derms_bridge.connectors.file_storage import open_storage
 from derms_bridge.connectors.file_storage.interface import FileStorages, Folder
 from derms_bridge.connectors.file_storage.local import LocalFolderStorage
@@ -180,6 +180,7 @@ class Hub:
         for connection in self.connections:
             await connection.aclose()
         await self.store.aclose()
+        await tracing.stop_exporting()
 
 
 def freeze_startup_objects() -> None:
@@ -217,6 +218,9 @@ def build_hub(
     run), as the other hub processes see it."""
     for unsafe in unsafe_settings(settings):
         log.warning("unsafe setting: %s", unsafe)
+    this_process = process_name()
+    if settings.tracing is not None:
+        tracing.start_exporting(settings.tracing, process=this_process)
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir), settings.lookups_dir)
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)
@@ -258,7 +262,7 @@ def build_hub(
         stores=stores,
         staged_files=staged_files,
         wake_transfers=lambda: transfers.wake(),
-        process_name=process_name(),
+        process_name=this_process,
         rejection_email_every=timedelta(minutes=settings.limits.rejection_email_minutes),
     )
     transfers = TransferWorker(

@@ -1,7 +1,10 @@
-"""Logs as JSON lines, each carrying the instance id and flow when there is one.
+"""Logs as JSON lines, each carrying the instance id and flow when there is one, and the
+trace id when the line is logged in a trace.
 
 The engine names the instance it runs with `instance_logged`; every line logged
-while it runs, by any module and in any task it starts, carries its id and flow.
+while it runs, by any module and in any task it starts, carries its id and flow. Every
+instance is a trace (tracing.py), so its lines carry its trace id too, those its file's
+segments and acknowledgement log in a worker as well.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from derms_bridge.tracing import current_trace_id
 
 _CONTEXT_FIELDS = ("instance_id", "flow", "error")
 
@@ -50,6 +55,9 @@ class JsonLines(logging.Formatter):
         named = getattr(record, "instance_id", None)
         if running is not None and named in (None, running[0]):
             entry["instance_id"], entry["flow"] = running
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
         for name in _CONTEXT_FIELDS:
             if hasattr(record, name):
                 value = getattr(record, name)

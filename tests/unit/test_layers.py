@@ -1,7 +1,7 @@
 """The layers of docs/architecture.md hold: every import between the package's parts runs
 downward (entry points -> engine -> flows -> connectors -> schemas and settings; the store
 beside the engine, never imported by flows or connectors; the sandbox reached only over the
-wire and from the CLI), and a flow imports no web framework, database or HTTP library."""
+wire and from the CLI), and a flow imports no web framework, database, HTTP or tracing library."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ NEVER = {
     "schemas": {"connectors", "flows", "engine", "store", "bootstrap", "metrics", "sandbox"}
     | ENTRY_POINTS,
     "connectors": {"flows", "engine", "store", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
-    "flows": {"engine", "store", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
+    # A flow reads like the reference's steps: the engine makes their spans (tracing.py).
+    "flows": {"engine", "store", "bootstrap", "metrics", "sandbox", "tracing"} | ENTRY_POINTS,
     "store": {"connectors", "flows", "engine", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
     "credentials": {"connectors", "flows", "engine", "store", "bootstrap", "sandbox"}
     | ENTRY_POINTS,
     "login_throttle": {"connectors", "flows", "engine", "bootstrap", "sandbox"} | ENTRY_POINTS,
     "engine": {"bootstrap", "sandbox"} | ENTRY_POINTS,
     "metrics": {"bootstrap", "sandbox"} | ENTRY_POINTS,
+    "tracing": {"connectors", "flows", "engine", "store", "bootstrap", "metrics", "sandbox"}
+    | ENTRY_POINTS,
     "bootstrap": {"sandbox"} | ENTRY_POINTS,
     "sandbox": {"connectors", "flows", "engine", "store", "bootstrap", "metrics"} | ENTRY_POINTS,
     "api": {"cli", "sandbox", "store"},
@@ -46,7 +49,16 @@ STORE_FROM_ENTRY_POINTS = {
 DEMO_CLIENTS = "derms_bridge.connectors.file_storage"
 
 #: What a flow module never imports: it reads like the reference's steps.
-NOT_IN_FLOWS = ("fastapi", "starlette", "sqlalchemy", "aiohttp", "httpx", "psycopg", "aiosqlite")
+NOT_IN_FLOWS = (
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "aiohttp",
+    "httpx",
+    "psycopg",
+    "aiosqlite",
+    "opentelemetry",
+)
 
 
 def part_of(module: str) -> str:

@@ -1,4 +1,5 @@
-"""JSON log lines: the running instance's id and flow on every line, secrets masked."""
+"""JSON log lines: the running instance's id and flow on every line, the trace id in a trace,
+secrets masked."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from derms_bridge import tracing
 from derms_bridge.engine.redaction import Redactor
 from derms_bridge.logs import JsonLines, instance_logged
 
@@ -83,3 +85,17 @@ def test_secrets_are_masked_in_message_fields_and_tracebacks(output: io.StringIO
     text = output.getvalue()
     assert "s3cret-password" not in text
     assert "********" in lines(output)[0]["error"]
+
+
+def test_lines_inside_a_trace_carry_its_id_and_others_none(output: io.StringIO) -> None:
+    caller = tracing.continued({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+    with (
+        tracing.span("instance program_rule_sync", parent=caller),
+        instance_logged("traced-id", "program_rule_sync"),
+    ):
+        log.info("inside")
+    log.info("after")
+
+    inside, after = lines(output)
+    assert (inside["instance_id"], inside["trace_id"]) == ("traced-id", "ab" * 16)
+    assert "trace_id" not in after

@@ -229,3 +229,27 @@ def test_the_deploy_settings_load_with_their_secret_files(tmp_path: Path) -> Non
     assert settings.console.behind_proxy is True
     assert settings.smtp.password is not None
     assert settings.smtp.password.get_secret_value() == "smtp-Pw-1"
+
+
+def test_a_tracing_header_can_be_a_file_in_the_settings_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_yaml = secret_file(tmp_path, "api-key", "otlp-Key-From-yaml-1\n")
+    from_env = secret_file(tmp_path, "authorization", "Bearer otlp-Token-From-env-2\n")
+    text = BASE.format(client_secret_file=secret_file(tmp_path, "cs", "x")) + (
+        "tracing:\n"
+        "  endpoint: http://collector.internal:4318/v1/traces\n"
+        f"  headers:\n    x-api-key:\n      value_file: {in_yaml}\n"
+    )
+    monkeypatch.setenv("DERMS_BRIDGE_TRACING__HEADERS__AUTHORIZATION__VALUE_FILE", str(from_env))
+
+    settings = load_settings(settings_file(tmp_path, text))
+
+    assert settings.tracing is not None
+    values = {name: h.value.get_secret_value() for name, h in settings.tracing.headers.items()}
+    assert values == {
+        "x-api-key": "otlp-Key-From-yaml-1",
+        "authorization": "Bearer otlp-Token-From-env-2",
+    }
+    shown = repr(settings) + settings.model_dump_json()
+    assert "otlp-Key" not in shown and "otlp-Token" not in shown

@@ -19,6 +19,7 @@ from derms_bridge.api.routes import (
     transfer_triggers,
     triggers,
 )
+from derms_bridge.api.traced_requests import TracedRequests
 from derms_bridge.bootstrap import Hub, freeze_startup_objects
 from derms_bridge.console.app import create_console
 
@@ -51,6 +52,7 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.state.rejected_body_bytes = hub.settings.limits.rejected_body_bytes
     install_problem_handlers(app)
     install_openapi(app)
+    app.add_middleware(TracedRequests)
     app.include_router(triggers.derms_router)
     app.include_router(triggers.cpmcs_router)
     app.include_router(file_triggers.router)

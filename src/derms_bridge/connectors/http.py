@@ -14,14 +14,16 @@ import json as jsonlib
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
+from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 
+from derms_bridge import tracing
 from derms_bridge.errors import BusinessError, TechnicalFault
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings.connections import BasicAuth, Connection, OAuth2ClientCredentials
@@ -67,14 +69,17 @@ class OAuth2Token:
         form = {"grant_type": "client_credentials"}
         if self._settings.scope:
             form["scope"] = self._settings.scope
-        credentials = aiohttp.encode_basic_auth(
-            self._settings.client_id, self._settings.client_secret.get_secret_value()
-        )
+        headers = {
+            "Authorization": aiohttp.encode_basic_auth(
+                self._settings.client_id, self._settings.client_secret.get_secret_value()
+            )
+        }
+        tracing.send_along(headers)
         try:
             async with session.post(
                 str(self._settings.token_url),
                 data=form,
-                headers={"Authorization": credentials},
+                headers=headers,
                 allow_redirects=False,
             ) as response:
                 status, body = response.status, await response.read()
@@ -128,6 +133,7 @@ class HttpConnection:
         # Told of every call besides its own observer, e.g. to count them all once.
         self._watcher = watcher
         self.base_url = str(settings.base_url).rstrip("/")
+        self._host = settings.base_url.host or ""
         self.read_timeout = settings.timeouts.read
         self.connect_timeout = settings.timeouts.connect
         self._settings = settings
@@ -156,6 +162,19 @@ class HttpConnection:
             )
         return self._session
 
+    def _span(self, operation: str, method: str, path: str) -> AbstractContextManager[Span]:
+        """The call's client span, named by the system and the operation: the method, the
+        path and the configured base URL's host, never a credential or the body."""
+        return tracing.span(
+            f"{self.system} {operation}",
+            kind=tracing.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": self._host,
+                "url.path": path.split("?", 1)[0],
+            },
+        )
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -163,8 +182,10 @@ class HttpConnection:
     async def _send(
         self, method: str, path: str, json: Any, raw_json: bytes | None, headers: Mapping[str, str]
     ) -> Answer:
+        headers = {**headers}
         if raw_json is not None:
-            headers = {**headers, "Content-Type": "application/json"}
+            headers["Content-Type"] = "application/json"
+        tracing.send_along(headers)
         # No redirect is followed: it would carry the body, and perhaps a credential, to
         # wherever the answer points, outside the configured host.
         async with self._client().request(
@@ -236,56 +257,64 @@ class HttpConnection:
         status: int | None = None
         error: str | None = None
         headers = {"Content-Type": content_type}
-        try:
-            with self._faults(operation):
-                if self._oauth is not None:
-                    headers["Authorization"] = await self._oauth.header(self._client())
-                # aiohttp's read timeout covers neither a body the system stops taking nor
-                # (seen with a dropped connection) every wait for its answer: the upload
-                # ends when no chunk has gone and no answer has come for read_timeout.
-                loop = asyncio.get_running_loop()
-                async with asyncio.timeout(None) as stalled:
+        with self._span(operation, "POST", path) as span:
+            tracing.send_along(headers)
+            try:
+                with self._faults(operation):
+                    if self._oauth is not None:
+                        headers["Authorization"] = await self._oauth.header(self._client())
+                    # aiohttp's read timeout covers neither a body the system stops taking
+                    # nor (seen with a dropped connection) every wait for its answer: the
+                    # upload ends when no chunk has gone and no answer has come for
+                    # read_timeout.
+                    loop = asyncio.get_running_loop()
+                    async with asyncio.timeout(None) as stalled:
 
-                    def progressed() -> None:
-                        stalled.reschedule(loop.time() + self.read_timeout)
+                        def progressed() -> None:
+                            stalled.reschedule(loop.time() + self.read_timeout)
 
-                    async def paced() -> AsyncIterator[bytes]:
-                        async for chunk in chunks:
-                            progressed()
-                            yield chunk
+                        async def paced() -> AsyncIterator[bytes]:
+                            async for chunk in chunks:
+                                progressed()
+                                yield chunk
 
-                    progressed()
-                    async with self._client().post(
-                        self.base_url + path, data=paced(), headers=headers, allow_redirects=False
-                    ) as response:
                         progressed()
-                        status = response.status
-                        await response.read()
-            if status in (401, 403):
-                raise TechnicalFault(
-                    f"{self.system} refused the hub's credentials for {operation} (HTTP {status})",
-                    http_status=status,
-                )
-            if status >= 300:
-                error = f"{self.system} answered HTTP {status} to {operation}"
-            return status
-        except TechnicalFault as fault:
-            error = str(fault)
-            raise
-        finally:
-            if observer is not None:
-                observer(
-                    Activity(
-                        target=self.system,
-                        operation=operation,
-                        method="POST",
-                        path=path,
+                        async with self._client().post(
+                            self.base_url + path,
+                            data=paced(),
+                            headers=headers,
+                            allow_redirects=False,
+                        ) as response:
+                            progressed()
+                            status = response.status
+                            await response.read()
+                if status in (401, 403):
+                    raise TechnicalFault(
+                        f"{self.system} refused the hub's credentials for {operation} "
+                        f"(HTTP {status})",
                         http_status=status,
-                        duration_ms=(time.perf_counter() - started) * 1000,
-                        error=error,
-                        at=datetime.now(UTC),
                     )
-                )
+                if status >= 300:
+                    error = f"{self.system} answered HTTP {status} to {operation}"
+                return status
+            except TechnicalFault as fault:
+                error = str(fault)
+                raise
+            finally:
+                _answered(span, status, error)
+                if observer is not None:
+                    observer(
+                        Activity(
+                            target=self.system,
+                            operation=operation,
+                            method="POST",
+                            path=path,
+                            http_status=status,
+                            duration_ms=(time.perf_counter() - started) * 1000,
+                            error=error,
+                            at=datetime.now(UTC),
+                        )
+                    )
 
     async def call(
         self,
@@ -304,47 +333,58 @@ class HttpConnection:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
-        try:
-            answer = await self._exchange(operation, method, path, json, raw_json)
-            status = answer.status
-            if status in (401, 403):
-                raise TechnicalFault(
-                    f"{self.system} refused the hub's credentials for {operation} (HTTP {status})",
+        with self._span(operation, method, path) as span:
+            try:
+                answer = await self._exchange(operation, method, path, json, raw_json)
+                status = answer.status
+                if status in (401, 403):
+                    raise TechnicalFault(
+                        f"{self.system} refused the hub's credentials for {operation} "
+                        f"(HTTP {status})",
+                        http_status=status,
+                    )
+                refusal = business_error(answer) if business_error and status >= 400 else None
+                if refusal is not None:
+                    refusal.refused_by = f"{self.system} {operation}"
+                    raise refusal
+                if 300 <= status < 400:
+                    raise TechnicalFault(
+                        f"{self.system} answered {operation} with a redirect (HTTP {status}), "
+                        "which the hub never follows: check the connection's base_url "
+                        f"{self.base_url}",
+                        http_status=status,
+                    )
+                if status >= 300:
+                    raise TechnicalFault(
+                        f"{self.system} answered HTTP {status} to {operation}", http_status=status
+                    )
+                return read(answer)
+            except (TechnicalFault, BusinessError) as fault:
+                error = str(fault)
+                raise
+            finally:
+                record = Activity(
+                    target=self.system,
+                    operation=operation,
+                    method=method,
+                    path=path,
                     http_status=status,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    error=error,
+                    at=datetime.now(UTC),
                 )
-            refusal = business_error(answer) if business_error and status >= 400 else None
-            if refusal is not None:
-                refusal.refused_by = f"{self.system} {operation}"
-                raise refusal
-            if 300 <= status < 400:
-                raise TechnicalFault(
-                    f"{self.system} answered {operation} with a redirect (HTTP {status}), which "
-                    f"the hub never follows: check the connection's base_url {self.base_url}",
-                    http_status=status,
-                )
-            if status >= 300:
-                raise TechnicalFault(
-                    f"{self.system} answered HTTP {status} to {operation}", http_status=status
-                )
-            return read(answer)
-        except (TechnicalFault, BusinessError) as fault:
-            error = str(fault)
-            raise
-        finally:
-            record = Activity(
-                target=self.system,
-                operation=operation,
-                method=method,
-                path=path,
-                http_status=status,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                error=error,
-                at=datetime.now(UTC),
-            )
-            if observer is not None:
-                observer(record)
-            if self._watcher is not None:
-                self._watcher(record)
+                _answered(span, status, error)
+                if observer is not None:
+                    observer(record)
+                if self._watcher is not None:
+                    self._watcher(record)
+
+
+def _answered(span: Span, status: int | None, error: str | None) -> None:
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    if error is not None:
+        tracing.failed(span, "http error" if status is not None else "no answer")
 
 
 def model_reader(model: type[M], system: str, operation: str) -> Callable[[Answer], M]:

@@ -6,6 +6,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
+from derms_bridge import tracing
 from derms_bridge.settings import Smtp
 
 
@@ -25,16 +26,21 @@ class Mailer:
         message.set_content(body)
         smtp = self._settings
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=smtp.host,
-                port=smtp.port,
-                username=smtp.username,
-                password=smtp.password.get_secret_value() if smtp.password else None,
-                use_tls=smtp.security == "tls",
-                start_tls=smtp.security == "starttls",
-                timeout=smtp.timeout,
-            )
+            with tracing.span(
+                "smtp send",
+                kind=tracing.SpanKind.CLIENT,
+                attributes={"server.address": smtp.host, "server.port": smtp.port},
+            ):
+                await aiosmtplib.send(
+                    message,
+                    hostname=smtp.host,
+                    port=smtp.port,
+                    username=smtp.username,
+                    password=smtp.password.get_secret_value() if smtp.password else None,
+                    use_tls=smtp.security == "tls",
+                    start_tls=smtp.security == "starttls",
+                    timeout=smtp.timeout,
+                )
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise MailError(
                 f"SMTP server {smtp.host}:{smtp.port} did not take the message: "

@@ -201,4 +201,5 @@ def _detail(history: InstanceHistory, file: FileProgress | None) -> InstanceDeta
         children=history.children,
         file=file,
         activities=history.activities,
+        trace_id=history.trace_id,
     )

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from derms_bridge import tracing
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
@@ -19,6 +21,7 @@ from derms_bridge.schemas.ops import Activity
 from derms_bridge.store.instances import (
     utcnow,
 )
+from derms_bridge.tracing import Span, TraceRef
 
 if TYPE_CHECKING:
     from derms_bridge.engine.runner import FlowEngine
@@ -37,6 +40,40 @@ def activity_of(call: Activity) -> Activity:
         path=call.path[:ACTIVITY_PATH_CHARS] if call.path else call.path,
         duration_ms=round(call.duration_ms, 3),
     )
+
+
+def instance_span(
+    flow_key: str,
+    instance_id: str,
+    *,
+    caller: str | None,
+    resubmit_of: str | None = None,
+    repeats: TraceRef | None = None,
+) -> AbstractContextManager[Span]:
+    """The span of an instance, where it is written: the request's that brought it
+    (continuing its caller's traceparent), linked to the run it resubmits."""
+    return tracing.instance(
+        f"instance {flow_key}",
+        links=[repeats],
+        attributes={
+            "derms_bridge.instance_id": instance_id,
+            "derms_bridge.flow": flow_key,
+            "derms_bridge.caller": caller,
+            "derms_bridge.resubmit_of": resubmit_of,
+        },
+    )
+
+
+def ended_as(span: Span, status: str) -> None:
+    """An instance's or run's span says how it ended; a failed one is an error."""
+    span.set_attribute("derms_bridge.status", status)
+    if status == "failed":
+        tracing.failed(span, status)
+
+
+def step_span(name: str, instance_id: str) -> AbstractContextManager[Span]:
+    """A step the engine runs for an instance (the error handler, a process email)."""
+    return tracing.span(name, attributes={"derms_bridge.instance_id": instance_id})
 
 
 @dataclass
@@ -79,9 +116,10 @@ class FlowRun:
         self.new_keys.append((kind, value))
 
     async def report(self, error: str) -> None:
-        mail_problem = await self.handler.handle(
-            self.flow, self.instance_id, self.keys + self.new_keys, error
-        )
+        with step_span("error handler", self.instance_id):
+            mail_problem = await self.handler.handle(
+                self.flow, self.instance_id, self.keys + self.new_keys, error
+            )
         self.mail_problem("errorEmail", mail_problem)
 
 
@@ -93,18 +131,20 @@ class RunNotices:
     notifier: ProcessNotifier
 
     async def no_file(self, summary: str) -> None:
-        problem = await self.notifier.no_file(self.run.flow, self.run.instance_id, summary)
+        with step_span("noFile email", self.run.instance_id):
+            problem = await self.notifier.no_file(self.run.flow, self.run.instance_id, summary)
         self.run.mail_problem("noFileEmail", problem)
 
     async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
-        problem = await self.notifier.process_complete(
-            self.run.flow,
-            self.run.instance_id,
-            self.run.keys + self.run.new_keys,
-            outcome,
-            summary,
-            whatever_the_flag=failed,
-        )
+        with step_span("processComplete email", self.run.instance_id):
+            problem = await self.notifier.process_complete(
+                self.run.flow,
+                self.run.instance_id,
+                self.run.keys + self.run.new_keys,
+                outcome,
+                summary,
+                whatever_the_flag=failed,
+            )
         self.run.mail_problem("processCompleteEmail", problem)
 
 

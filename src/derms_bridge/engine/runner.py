@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from derms_bridge import metrics
+from derms_bridge import metrics, tracing
 from derms_bridge.catalog import BY_KEY
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
@@ -22,7 +22,13 @@ from derms_bridge.connectors.http import HttpConnection
 from derms_bridge.engine.error_handler import CommonErrorHandler
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.rejections import ReceivedBody, identifiers_in
-from derms_bridge.engine.run_context import ChildRuns, FlowRun, RunNotices
+from derms_bridge.engine.run_context import (
+    ChildRuns,
+    FlowRun,
+    RunNotices,
+    ended_as,
+    instance_span,
+)
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
 from derms_bridge.logs import instance_logged
@@ -33,6 +39,7 @@ from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instance_records import StoredMessage
 from derms_bridge.store.instances import AlreadyResubmitted, InstanceStore
 from derms_bridge.store.staged_transfers import StagedTransferStore
+from derms_bridge.tracing import TraceRef
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +134,7 @@ class FlowEngine:
         caller: str | None,
         resubmit_of: str | None = None,
         parent_id: str | None = None,
+        repeats: TraceRef | None = None,
     ) -> RunOutcome:
         """Run a flow for a caller waiting on its answer: the reply, or the fault it gets."""
         instance_id = str(uuid.uuid4())
@@ -137,6 +145,7 @@ class FlowEngine:
             resubmit_of=resubmit_of,
             parent_id=parent_id,
             instance_id=instance_id,
+            repeats=repeats,
         )
         return _outcome(instance_id, result)
 
@@ -149,21 +158,30 @@ class FlowEngine:
         resubmit_of: str | None = None,
         parent_id: str | None = None,
         instance_id: str | None = None,
+        repeats: TraceRef | None = None,
     ) -> FlowResult[Any]:
+        """Run a flow as a new instance; `repeats`: the trace of the run it resubmits,
+        linked from this one's."""
         instance_id = instance_id or str(uuid.uuid4())
         keys = flow.business_keys(message)
-        await self.store.create(
-            instance_id=instance_id,
-            flow=flow.info.key,
-            caller=caller,
-            payload=message.model_dump(mode="json", exclude_none=True),
-            keys=keys,
-            resubmit_of=resubmit_of,
-            parent_id=parent_id,
-            runner=self.process_name,
-        )
-        metrics.instance_received(flow.info.key)
-        return await self._run(flow, message, instance_id, caller, keys)
+        with instance_span(
+            flow.info.key, instance_id, caller=caller, resubmit_of=resubmit_of, repeats=repeats
+        ) as span:
+            await self.store.create(
+                instance_id=instance_id,
+                flow=flow.info.key,
+                caller=caller,
+                payload=message.model_dump(mode="json", exclude_none=True),
+                keys=keys,
+                resubmit_of=resubmit_of,
+                parent_id=parent_id,
+                runner=self.process_name,
+                trace=tracing.ref_of(span),
+            )
+            metrics.instance_received(flow.info.key)
+            result = await self._run(flow, message, instance_id, caller, keys)
+            ended_as(span, result.status)
+            return result
 
     async def run_written(
         self, flow: SyncFlow[Any, Any], message: Any, *, instance_id: str, caller: str | None
@@ -171,7 +189,14 @@ class FlowEngine:
         """Run a flow on an instance written before (a received file's, kept at intake),
         perhaps not for the first time: its activities follow those of earlier runs."""
         keys = flow.business_keys(message)
-        return await self._run(flow, message, instance_id, caller, keys, after_kept=True)
+        with tracing.span(
+            f"run {flow.info.key}",
+            parent=tracing.under(await self.store.trace_of(instance_id)),
+            attributes={"derms_bridge.instance_id": instance_id},
+        ) as span:
+            result = await self._run(flow, message, instance_id, caller, keys, after_kept=True)
+            ended_as(span, result.status)
+            return result
 
     async def _run(
         self,
@@ -232,17 +257,22 @@ class FlowEngine:
         caller: str | None,
         trigger: dict[str, Any],
         keys: list[tuple[str, str]],
-    ) -> None:
-        """The instance of a run a schedule or an operator starts; `trigger` is its payload."""
-        await self.store.create(
-            instance_id=instance_id,
-            flow=flow.info.key,
-            caller=caller,
-            payload=trigger,
-            keys=keys,
-            runner=self.process_name,
-        )
+    ) -> TraceRef | None:
+        """The instance of a run a schedule or an operator starts; `trigger` is its payload.
+        Where its trace hangs, for run_scheduled."""
+        with instance_span(flow.info.key, instance_id, caller=caller) as span:
+            trace = tracing.ref_of(span)
+            await self.store.create(
+                instance_id=instance_id,
+                flow=flow.info.key,
+                caller=caller,
+                payload=trigger,
+                keys=keys,
+                runner=self.process_name,
+                trace=trace,
+            )
         metrics.instance_received(flow.info.key)
+        return trace
 
     async def run_scheduled(
         self,
@@ -252,8 +282,26 @@ class FlowEngine:
         caller: str | None,
         keys: list[tuple[str, str]],
         watcher: Callable[[Activity], None] | None = None,
+        trace: TraceRef | None = None,
     ) -> FlowResult[Any]:
-        """Run a flow whose instance record_scheduled wrote."""
+        """Run a flow whose instance record_scheduled wrote, in its trace."""
+        with tracing.span(
+            f"run {flow.info.key}",
+            parent=tracing.under(trace),
+            attributes={"derms_bridge.instance_id": instance_id},
+        ) as span:
+            result = await self._run_scheduled(flow, instance_id, caller, keys, watcher)
+            ended_as(span, result.status)
+            return result
+
+    async def _run_scheduled(
+        self,
+        flow: ScheduledFlow[Any],
+        instance_id: str,
+        caller: str | None,
+        keys: list[tuple[str, str]],
+        watcher: Callable[[Activity], None] | None,
+    ) -> FlowResult[Any]:
         run = FlowRun(
             instance_id=instance_id,
             flow=flow.info,
@@ -313,6 +361,7 @@ class FlowEngine:
             reply=reply,
             error=detail,
             keys=keys,
+            trace=tracing.current_ref(),
         )
         metrics.instance_received(flow_key)
         metrics.instance_finished(flow_key, "rejected", None)
@@ -377,7 +426,12 @@ class FlowEngine:
             raise NotResubmittable(f"the stored payload no longer validates: {exc}") from None
         try:
             outcome = await self.run_sync(
-                flow, message, caller=caller, resubmit_of=instance_id, parent_id=stored.parent_id
+                flow,
+                message,
+                caller=caller,
+                resubmit_of=instance_id,
+                parent_id=stored.parent_id,
+                repeats=stored.trace,
             )
         except AlreadyResubmitted as exc:
             raise NotResubmittable(

@@ -214,7 +214,7 @@ class Scheduler:
         """The run's instance written, so that whoever started it can read it at once, then
         the run going on its own; the lease is given back if the instance cannot be written."""
         try:
-            await self._engine.record_scheduled(
+            trace = await self._engine.record_scheduled(
                 flow, instance_id=instance_id, caller=caller, trigger=trigger, keys=keys
             )
         except BaseException:
@@ -225,7 +225,12 @@ class Scheduler:
             renewing = asyncio.create_task(self._keep_lease(flow.info.key, instance_id))
             try:
                 result = await self._engine.run_scheduled(
-                    flow, instance_id=instance_id, caller=caller, keys=keys, watcher=watcher
+                    flow,
+                    instance_id=instance_id,
+                    caller=caller,
+                    keys=keys,
+                    watcher=watcher,
+                    trace=trace,
                 )
             except BaseException:
                 # Cut short by a stop: the run is given up as failed (liveness.py).

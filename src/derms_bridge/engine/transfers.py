@@ -24,8 +24,10 @@ from uuid import uuid4
 
 from pydantic import ValidationError
 
+from derms_bridge import tracing
 from derms_bridge.engine.background import BackgroundTask, CutShort, Shutdown, renewing
 from derms_bridge.engine.polling import PollingLoop, worker_name
+from derms_bridge.engine.run_context import instance_span
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.uploads import FileRefused, Received, drain, message_refused
 from derms_bridge.flows import sp_network_location_transfer
@@ -95,16 +97,18 @@ class TransferIntake:
         instance_id = str(uuid4())
         transfer = NetworkLocationTransfer(**message.model_dump(), fileReference=instance_id)
         try:
-            await self._staged.receive(
-                instance_id=instance_id,
-                flow=flow.info.key,
-                caller=caller,
-                payload=transfer.model_dump(mode="json"),
-                keys=flow.business_keys(transfer),
-                file_name=transfer.fileName,
-                upload=upload,
-                max_bytes=self._max_file_bytes,
-            )
+            with instance_span(flow.info.key, instance_id, caller=caller) as span:
+                await self._staged.receive(
+                    instance_id=instance_id,
+                    flow=flow.info.key,
+                    caller=caller,
+                    payload=transfer.model_dump(mode="json"),
+                    keys=flow.business_keys(transfer),
+                    file_name=transfer.fileName,
+                    upload=upload,
+                    max_bytes=self._max_file_bytes,
+                    trace=tracing.ref_of(span),
+                )
         except EmptyFile:
             raise FileRefused([{"field": "file", "message": "the file is empty"}]) from None
         return Received(instance_id, resumed=False)

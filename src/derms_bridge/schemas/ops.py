@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 #: resolved: failed, then resubmitted by a run that succeeded (or was skipped); rejected:
 #: refused before its flow ran (a malformed body, a schema error, a limit), kept as it came.
@@ -181,6 +181,13 @@ class InstanceDetail(InstanceSummary):
     children: list[str]
     file: FileProgress | None = None
     activities: list[KeptActivity]
+    #: The W3C trace id of its trace (docs/tracing.md); null when it was not traced.
+    trace_id: str | None = Field(
+        None,
+        description="W3C trace id (32 hex digits) of the instance's trace, to look it up in "
+        "the tracing backend; null when tracing is off and its caller sent no traceparent",
+        pattern="^[0-9a-f]{32}$",
+    )
 
 
 class InstancePage(BaseModel):

@@ -34,6 +34,7 @@ from derms_bridge.settings.connections import Caller, Connections, sha256_hex
 from derms_bridge.settings.file_storage import FileStorageSettings, FtpSettings
 from derms_bridge.settings.retention import Retention
 from derms_bridge.settings.secret_files import SecretFileError, resolve_secret_files
+from derms_bridge.settings.tracing import Tracing
 
 ENV_PREFIX = "DERMS_BRIDGE_"
 DEFAULT_SETTINGS_FILE = Path("config/derms-bridge.yaml")
@@ -240,6 +241,7 @@ class Settings(BaseSettings):
     console: WebConsole = WebConsole()
     login_throttle: LoginLimits = LoginLimits()
     retention: Retention = Retention()
+    tracing: Tracing | None = None
 
     @model_validator(mode="after")
     def _callers_name_known_derms_connections(self) -> Settings:

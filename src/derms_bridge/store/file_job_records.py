@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from derms_bridge.schemas.ops import Activity, SetAsideRow
+from derms_bridge.tracing import TraceRef
 
 #: How much of a file's compressed segments the SQLite spool keeps in memory, before disk.
 SEGMENT_SPOOL_BYTES = 1024 * 1024
@@ -27,6 +28,8 @@ class NewFile:
     resubmit_of: str | None
     #: Where the file's acknowledgements go: the DERMS connection that sent it.
     derms_connection: str
+    #: Where the file's trace hangs: its segments and acknowledgement join it.
+    trace: TraceRef | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class ClaimedJob:
     #: Of its segments, those sent again when CPMCS may have had them already.
     segments_sent_again: int
     rows_set_aside: int
+    #: Where its instance's trace hangs.
+    trace: TraceRef | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class ClaimedSegment:
     rows_zlib: bytes
     #: Claimed after another claim's lease ran out while it was sending: CPMCS may have it.
     taken_over: bool
+    #: Where its instance's trace hangs.
+    trace: TraceRef | None = None
 
 
 @dataclass(frozen=True)

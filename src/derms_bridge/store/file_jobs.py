@@ -40,10 +40,12 @@ from derms_bridge.store.leases import Leases
 from derms_bridge.store.segment_rounds import (
     FINISH_STALLED,
     SENT_AGAIN,
+    KeptJob,
     SegmentRounds,
     add_activities,
 )
 from derms_bridge.store.tables import FileJobRow, InstanceRow, SegmentRow
+from derms_bridge.tracing import kept_ref
 
 _T = TypeVar("_T")
 
@@ -54,7 +56,7 @@ class FileJobStore:
         self._postgres = instances.engine.dialect.name == "postgresql"
         self._leases = Leases(FileJobRow, postgres=self._postgres)
         #: Each job's flow and message, by instance id, as claims find them: they never change.
-        self._jobs: dict[str, tuple[str, Any]] = {}
+        self._jobs: dict[str, KeptJob] = {}
         self._rounds = SegmentRounds(postgres=self._postgres, jobs=self._jobs)
 
     async def receive(
@@ -155,6 +157,7 @@ class FileJobStore:
             keys=file.keys,
             resubmit_of=file.resubmit_of,
             alongside=alongside,
+            trace=file.trace,
         )
 
     async def claim_job(self, owner: str, lease: timedelta) -> ClaimedJob | None:
@@ -192,7 +195,16 @@ class FileJobStore:
                 if claimed.state == "acking"
                 else 0
             )
-        return ClaimedJob(**claimed._mapping, segments_sent_again=sent_again or 0)
+            traced = (
+                await connection.execute(
+                    select(InstanceRow.trace_id, InstanceRow.trace_span_id).where(
+                        InstanceRow.id == claimed.instance_id
+                    )
+                )
+            ).one()
+        return ClaimedJob(
+            **claimed._mapping, segments_sent_again=sent_again or 0, trace=kept_ref(*traced)
+        )
 
     async def renew_job(self, owner: str, lease: timedelta, instance_id: str) -> None:
         """Extend a job's claim still held, so that slow work is not taken up a second time."""

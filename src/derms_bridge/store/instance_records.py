@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from derms_bridge.schemas.ops import BusinessKey, KeptActivity
+from derms_bridge.tracing import TraceRef
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class StoredMessage:
     resubmitted_as: str | None
     #: When retention purged the payload: nothing is left to run again.
     payload_purged_at: datetime | None
+    #: Where its trace hangs, for a resubmit's link to it.
+    trace: TraceRef | None
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class InstanceRecord:
     business_keys: list[BusinessKey]
     #: When retention purged its payload, reply and file rows (None: kept).
     payload_purged_at: datetime | None
+    #: Its trace's id (docs/tracing.md), None when it was not traced.
+    trace_id: str | None
 
 
 @dataclass(frozen=True)

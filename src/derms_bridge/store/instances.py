@@ -39,6 +39,7 @@ from derms_bridge.store.tables import (
     InstanceRow,
     RejectionEmailRow,
 )
+from derms_bridge.tracing import TraceRef, kept_ref
 
 _T = TypeVar("_T")
 
@@ -131,6 +132,7 @@ class InstanceStore:
         parent_id: str | None = None,
         runner: str | None = None,
         alongside: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        trace: TraceRef | None = None,
     ) -> None:
         """Written, and committed, before the flow calls anyone; `alongside` writes what
         must exist with it (a received file), in the same transaction. `runner` is the hub
@@ -148,6 +150,7 @@ class InstanceStore:
             "runner": runner,
             "received_at": now,
             "updated_at": now,
+            **_trace_columns(trace),
         }
         if resubmit_of is None and alongside is None:
             await self._group.write(created(row, keys))
@@ -233,6 +236,7 @@ class InstanceStore:
         reply: Any,
         error: str,
         keys: Sequence[tuple[str, str]],
+        trace: TraceRef | None = None,
     ) -> None:
         """A message refused before any flow ran: kept as it came, ended at once."""
         now = utcnow()
@@ -250,6 +254,7 @@ class InstanceStore:
                     received_at=now,
                     updated_at=now,
                     finished_at=now,
+                    **_trace_columns(trace),
                 )
             )
             await _insert_keys(connection, instance_id, keys)
@@ -384,12 +389,14 @@ class InstanceStore:
                         InstanceRow.status,
                         later,
                         InstanceRow.payload_purged_at,
+                        InstanceRow.trace_id,
+                        InstanceRow.trace_span_id,
                     ).where(InstanceRow.id == instance_id)
                 )
             ).first()
             if row is None:
                 return None
-            flow, payload, parent_id, status, resubmitted_as, purged_at = row
+            flow, payload, parent_id, status, resubmitted_as, purged_at, trace_id, span_id = row
             return StoredMessage(
                 flow,
                 payload,
@@ -397,7 +404,20 @@ class InstanceStore:
                 status,
                 resubmitted_as,
                 as_utc(purged_at) if purged_at is not None else None,
+                kept_ref(trace_id, span_id),
             )
+
+    async def trace_of(self, instance_id: str) -> TraceRef | None:
+        """Where the instance's trace hangs, for work on it that a worker takes up later."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(InstanceRow.trace_id, InstanceRow.trace_span_id).where(
+                        InstanceRow.id == instance_id
+                    )
+                )
+            ).first()
+        return kept_ref(*row) if row is not None else None
 
     async def resolve_parent(self, parent_id: str, child_id: str) -> None:
         """A failed parent whose failed child succeeded on resubmit has done all it had to:
@@ -514,4 +534,12 @@ def _record(row: InstanceRow, keys: list[BusinessKey]) -> InstanceRecord:
         finished_at=as_utc(row.finished_at) if row.finished_at else None,
         business_keys=keys,
         payload_purged_at=as_utc(row.payload_purged_at) if row.payload_purged_at else None,
+        trace_id=row.trace_id,
     )
+
+
+def _trace_columns(trace: TraceRef | None) -> dict[str, str | None]:
+    return {
+        "trace_id": trace.trace_id if trace else None,
+        "trace_span_id": trace.span_id if trace else None,
+    }

@@ -27,7 +27,11 @@ from sqlalchemy import (
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.store.file_job_records import ClaimedSegment, SegmentResult
 from derms_bridge.store.instances import utcnow
-from derms_bridge.store.tables import ActivityRow, FileJobRow, SegmentRow
+from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
+from derms_bridge.tracing import TraceRef, kept_ref
+
+#: A job's flow, message and trace, as its segments are claimed with them.
+KeptJob = tuple[str, Any, TraceRef | None]
 
 
 def _live(lease: Any, now: Any) -> Any:
@@ -107,13 +111,13 @@ class SegmentRounds:
     again for each round they cost more CPU than the database took to run them): results
     recorded, claims not to be sent given back, more segments claimed."""
 
-    def __init__(self, *, postgres: bool, jobs: dict[str, tuple[str, Any]]) -> None:
+    def __init__(self, *, postgres: bool, jobs: dict[str, KeptJob]) -> None:
         self._candidates = (
             _CANDIDATES.with_for_update(of=SegmentRow, skip_locked=True)
             if postgres
             else _CANDIDATES
         )
-        #: Each job's flow and message, by instance id, shared with the store that owns it.
+        #: Each job's flow, message and trace, by instance id, shared with the store that owns it.
         self._jobs = jobs
 
     def run(
@@ -156,11 +160,20 @@ class SegmentRounds:
         unknown = {row.instance_id for row in taken} - self._jobs.keys()
         if unknown:
             jobs = connection.execute(
-                select(FileJobRow.instance_id, FileJobRow.flow, FileJobRow.message).where(
-                    FileJobRow.instance_id.in_(unknown)
+                select(
+                    FileJobRow.instance_id,
+                    FileJobRow.flow,
+                    FileJobRow.message,
+                    InstanceRow.trace_id,
+                    InstanceRow.trace_span_id,
                 )
+                .join(InstanceRow, InstanceRow.id == FileJobRow.instance_id)
+                .where(FileJobRow.instance_id.in_(unknown))
             )
-            self._jobs |= {instance_id: (flow, message) for instance_id, flow, message in jobs}
+            self._jobs |= {
+                instance_id: (flow, message, kept_ref(trace_id, span_id))
+                for instance_id, flow, message, trace_id, span_id in jobs
+            }
         return [
             ClaimedSegment(
                 id=row.id,
@@ -172,6 +185,7 @@ class SegmentRounds:
                 row_count=row.row_count,
                 rows_zlib=row.rows_zlib,
                 taken_over=row.id in lapsed,
+                trace=self._jobs[row.instance_id][2],
             )
             for row in sorted(taken, key=lambda r: (r.instance_id, r.seq))
         ]

@@ -24,6 +24,7 @@ from derms_bridge.errors import FileTooLarge, TechnicalFault
 from derms_bridge.store.instances import InstanceStore, payload_kept, reopen, utcnow
 from derms_bridge.store.leases import Leases
 from derms_bridge.store.tables import InstanceRow, StagedChunkRow, StagedFileRow
+from derms_bridge.tracing import TraceRef
 
 #: Bytes per chunk row: large enough that a 1 GB file is a thousand rows, small enough
 #: that a chunk in flight costs little memory.
@@ -60,6 +61,7 @@ class StagedTransferStore:
         file_name: str,
         upload: IO[bytes],
         max_bytes: int,
+        trace: TraceRef | None = None,
     ) -> int:
         """Write the instance and keep its file, in one transaction; the file's size.
         FileTooLarge or EmptyFile, or an error reading `upload` raises, leave nothing
@@ -106,6 +108,7 @@ class StagedTransferStore:
                 payload=payload,
                 keys=keys,
                 alongside=stage,
+                trace=trace,
             )
         return size
 

@@ -70,6 +70,10 @@ class InstanceRow(Base):
     runner: Mapped[str | None] = mapped_column(String(80))
     #: When the purge removed its payload, reply and file rows (retention); None: kept.
     payload_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Its trace (W3C trace id, 32 hex digits) and the span of the instance in it (16), that
+    #: work done later (a file's segments and acknowledgement) hangs under; None untraced.
+    trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    trace_span_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class BusinessKeyRow(Base):

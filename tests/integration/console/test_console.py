@@ -454,6 +454,27 @@ async def test_the_instance_page_shows_activities_error_and_resubmits(
     assert f"/console/instances/{failed_id}" in new_page
 
 
+async def test_the_instance_page_shows_the_trace_its_caller_began(
+    console: ConsoleUnderTest,
+) -> None:
+    # Tracing is off in this hub: the caller's trace is continued, not exported.
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    traced = await console.client.post(
+        "/enroll-to-dacs",
+        json=enrollment_message(enrollment_request("PAGE-TRACE")),
+        auth=DERMS_AUTH,
+        headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+    )
+    untraced_id = await enroll(console, "PAGE-NO-TRACE")
+    await console.log_in()
+
+    page = (await console.client.get(f"/console/instances/{traced.headers['X-Instance-Id']}")).text
+    untraced_page = (await console.client.get(f"/console/instances/{untraced_id}")).text
+
+    assert f'<code id="trace-id" title="find it in the tracing backend">{trace_id}</code>' in page
+    assert 'id="trace-id"' not in untraced_page
+
+
 RESERVATION_MESSAGE = {
     "messageId": "CONSOLE-ACK",
     "eventId": "EV-1",

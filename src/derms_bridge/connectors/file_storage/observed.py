@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from derms_bridge import tracing
 from derms_bridge.connectors.file_storage.interface import FileStorage, Folder, StoredFile
 from derms_bridge.connectors.http import CallObserver
 from derms_bridge.schemas.ops import Activity
@@ -35,7 +36,16 @@ class ObservedStorage:
         started = time.perf_counter()
         error: str | None = None
         try:
-            yield
+            with tracing.span(
+                f"{self._target} {operation}",
+                kind=tracing.SpanKind.CLIENT,
+                attributes={
+                    "derms_bridge.target": self._target,
+                    "derms_bridge.operation": operation,
+                },
+                current=False,
+            ):
+                yield
         except GeneratorExit:
             error = "the reader stopped before the end of the file"
             raise

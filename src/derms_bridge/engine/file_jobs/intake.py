@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from derms_bridge import tracing
 from derms_bridge.engine.file_jobs.csv_cutter import (
     RowScan,
     UploadReader,
@@ -29,6 +30,7 @@ from derms_bridge.engine.file_jobs.csv_cutter import (
     cut_segments,
     read_header,
 )
+from derms_bridge.engine.run_context import instance_span
 from derms_bridge.engine.uploads import Received, message_refused
 from derms_bridge.flows.ports import FileFlow
 from derms_bridge.lookups import Lookups
@@ -123,24 +125,29 @@ class FileIntake:
                 self._wake()
                 return Received(previous, resumed=resumed, acknowledged_again=again)
             resubmit_of = previous
-        new_file = NewFile(
-            instance_id=str(uuid.uuid4()),
-            flow=flow.info.key,
-            caller=caller,
-            message=message_json,
-            keys=keys,
-            resubmit_of=resubmit_of,
-            derms_connection=self._derms_connection(caller),
-        )
-        # Steps 2 and 3: every row checked, the segments kept with the instance and the
-        # rows set aside in one transaction.
-        scan = RowScan()
-        try:
-            async with self._cutting(lines, flow, scan) as segments:
-                await self._files.receive(new_file, segments, scan.set_aside.kept)
-        except _NothingToSend:
-            await self._files.nothing_to_send(new_file, scan.set_aside.kept())
-        self._wake()
+        instance_id = str(uuid.uuid4())
+        with instance_span(
+            flow.info.key, instance_id, caller=caller, resubmit_of=resubmit_of
+        ) as span:
+            new_file = NewFile(
+                instance_id=instance_id,
+                flow=flow.info.key,
+                caller=caller,
+                message=message_json,
+                keys=keys,
+                resubmit_of=resubmit_of,
+                derms_connection=self._derms_connection(caller),
+                trace=tracing.ref_of(span),
+            )
+            # Steps 2 and 3: every row checked, the segments kept with the instance and the
+            # rows set aside in one transaction.
+            scan = RowScan()
+            try:
+                async with self._cutting(lines, flow, scan) as segments:
+                    await self._files.receive(new_file, segments, scan.set_aside.kept)
+            except _NothingToSend:
+                await self._files.nothing_to_send(new_file, scan.set_aside.kept())
+            self._wake()
         return Received(new_file.instance_id, resumed=False)
 
     def _derms_connection(self, caller: str | None) -> str:

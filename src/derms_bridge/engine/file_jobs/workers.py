@@ -30,6 +30,7 @@ from typing import Any
 import stamina
 from pydantic import BaseModel
 
+from derms_bridge import tracing
 from derms_bridge.catalog import FlowInfo
 from derms_bridge.connectors.cpmcs import CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
@@ -40,7 +41,7 @@ from derms_bridge.engine.file_jobs.csv_cutter import segment_body
 from derms_bridge.engine.file_jobs.sending import SegmentSending
 from derms_bridge.engine.notifications import ProcessNotifier
 from derms_bridge.engine.polling import PollingLoop, worker_name
-from derms_bridge.engine.run_context import activity_of
+from derms_bridge.engine.run_context import activity_of, step_span
 from derms_bridge.errors import TechnicalFault
 from derms_bridge.flows.ports import FileFlow, FileJobContext, FileOutcome
 from derms_bridge.flows.registry import FILE_FLOWS
@@ -72,15 +73,28 @@ class _JobEmails:
     keys: list[tuple[str, str]]
 
     async def report(self, error: str) -> None:
-        await self.errors.handle(self.flow, self.instance_id, self.keys, error)
+        with step_span("error handler", self.instance_id):
+            await self.errors.handle(self.flow, self.instance_id, self.keys, error)
 
     async def no_file(self, summary: str) -> None:
-        await self.notifier.no_file(self.flow, self.instance_id, summary)
+        with step_span("noFile email", self.instance_id):
+            await self.notifier.no_file(self.flow, self.instance_id, summary)
 
     async def process_complete(self, outcome: str, summary: str, *, failed: bool) -> None:
-        await self.notifier.process_complete(
-            self.flow, self.instance_id, self.keys, outcome, summary, whatever_the_flag=failed
-        )
+        with step_span("processComplete email", self.instance_id):
+            await self.notifier.process_complete(
+                self.flow, self.instance_id, self.keys, outcome, summary, whatever_the_flag=failed
+            )
+
+
+async def _in_trace(job: ClaimedJob, step: str, work: Awaitable[None]) -> None:
+    """A job's step, in its instance's trace."""
+    with tracing.span(
+        step,
+        parent=tracing.under(job.trace),
+        attributes={"derms_bridge.instance_id": job.instance_id, "derms_bridge.run": job.run},
+    ):
+        await work
 
 
 class FileWorker:
@@ -160,11 +174,11 @@ class FileWorker:
                 self._lease.total_seconds() / 3,
             ):
                 if job.state == "queued":
-                    step = self._check_health(job)
+                    step = _in_trace(job, "health check", self._check_health(job))
                 elif job.state == "acking_again":
-                    step = self._acknowledge_again(job)
+                    step = _in_trace(job, "acknowledgement again", self._acknowledge_again(job))
                 else:
-                    step = self._acknowledge(job)
+                    step = _in_trace(job, "acknowledgement", self._acknowledge(job))
                 try:
                     await self.shutdown.within_grace(step)
                 except CutShort:
@@ -180,11 +194,10 @@ class FileWorker:
         await self._files.add_activities(job.instance_id, calls.entries)
         if failure is not None:
             await self._files.fail_before_sending(job.instance_id, self.name, failure)
-            await self._acknowledge(
-                ClaimedJob(
-                    **{**vars(job), "state": "acking", "outcome": "FAILURE", "failure": failure}
-                )
+            failing = ClaimedJob(
+                **{**vars(job), "state": "acking", "outcome": "FAILURE", "failure": failure}
             )
+            await _in_trace(failing, "acknowledgement", self._acknowledge(failing))
             return
         await self._files.start_sending(job.instance_id, self.name)
 
@@ -217,12 +230,24 @@ class FileWorker:
         send_segment = FILE_FLOWS[segment.flow].send_segment
         cpmcs = CpmcsClient(self._cpmcs, calls.observe)
         sent_again = False
-        try:
-            error = await send_segment(cpmcs, body)
-        except TechnicalFault as fault:
-            error, sent_again = await self._send_again(
-                segment, body, send_segment, cpmcs, fault, still_sent
-            )
+        with tracing.span(
+            f"segment {segment.seq}",
+            parent=tracing.under(segment.trace),
+            attributes={
+                "derms_bridge.instance_id": segment.instance_id,
+                "derms_bridge.segment": segment.seq,
+                "derms_bridge.rows": segment.row_count,
+                "derms_bridge.first_line": segment.first_line,
+            },
+        ) as span:
+            try:
+                error = await send_segment(cpmcs, body)
+            except TechnicalFault as fault:
+                error, sent_again = await self._send_again(
+                    segment, body, send_segment, cpmcs, fault, still_sent
+                )
+            if error is not None:
+                tracing.failed(span, "segment refused")
         # The file's failure names where in the file it stopped (a segment's rows run on
         # past the rows set aside among them).
         failure: str | None = None

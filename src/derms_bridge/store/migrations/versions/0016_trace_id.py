@@ -1,0 +1,30 @@
+"""trace_id: an instance keeps its trace id and the span of the instance in it
+(docs/tracing.md), found by trace id
+
+Revision ID: 0016
+Revises: 0015
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Nullable columns without a default: a plain ALTER on both databases, no rewrite.
+    op.add_column("instances", sa.Column("trace_id", sa.String(32), nullable=True))
+    op.add_column("instances", sa.Column("trace_span_id", sa.String(16), nullable=True))
+    op.create_index("ix_instances_trace_id", "instances", ["trace_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_instances_trace_id", "instances")
+    with op.batch_alter_table("instances") as batch:
+        batch.drop_column("trace_span_id")
+        batch.drop_column("trace_id")

@@ -1,0 +1,278 @@
+"""Every instance is a trace, exported over OTLP/HTTP to a receiver the test starts on
+loopback: flow 1's batch and a reservation file (flow 7), with their parents, the caller's
+traceparent continued, the traceparent CPMCS gets, a resubmit's link, and nothing of a
+payload or a secret in any span."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from derms_bridge import tracing
+from derms_bridge.api.app import create_app
+from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.lookups import Lookups
+from derms_bridge.sandbox.servers import ServerThread
+from derms_bridge.sandbox.smtp_sink import SmtpSink
+from derms_bridge.settings import Segments, Settings
+from derms_bridge.settings.connections import Caller
+from derms_bridge.settings.secret_files import resolve_secret_files
+from derms_bridge.settings.tracing import OtlpHeader, Tracing
+from tests.conftest import (
+    DERMS_AUTH,
+    OPERATOR_AUTH,
+    PASSWORDS,
+    empty_tables,
+    hub_settings,
+)
+from tests.csv_files import write_reservation_csv
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, RecordingProxy
+from tests.payloads import enrollment_message, enrollment_request
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+CALLER_TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+#: The collector's API key, given to the hub as a file.
+COLLECTOR_KEY = "otlp-key-5d1c0e9a"
+SERVER, CLIENT = 2, 3
+ERROR = 2
+
+
+@dataclass
+class TracedHub:
+    hub: Hub
+    client: httpx.AsyncClient
+    receiver: OtlpReceiver
+    cpmcs: RecordingProxy
+
+    async def drain(self) -> None:
+        """Run the file worker until no work is left, as a hub process's worker would."""
+        while await self.hub.workers.worker.step():
+            pass
+
+    async def detail(self, instance_id: str) -> dict[str, Any]:
+        found = await self.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
+        assert found.status_code == 200, found.text
+        detail: dict[str, Any] = found.json()
+        return detail
+
+    async def spans(self) -> list[ReceivedSpan]:
+        """Every span the hub made, once it has sent what it held."""
+        await tracing.stop_exporting()
+        return self.receiver.spans
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as started:
+        yield started
+
+
+@pytest.fixture
+def cpmcs_proxy(cpmcs_server: ServerThread) -> Iterator[RecordingProxy]:
+    with RecordingProxy(cpmcs_server.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def traced(
+    database_url: str,
+    cpmcs_proxy: RecordingProxy,
+    derms_server: ServerThread,
+    cpmcs_sim: httpx.Client,
+    derms_sim: httpx.Client,
+    mailbox: SmtpSink,
+    callers: dict[str, Caller],
+    default_lookups: Lookups,
+    receiver: OtlpReceiver,
+    tmp_path: Path,
+) -> AsyncIterator[TracedHub]:
+    """A hub whose CPMCS is reached through a recording proxy, exporting its traces to the
+    receiver, with the collector's key read from a file."""
+    empty_tables(database_url)
+    key_file = tmp_path / "otlp-key"
+    key_file.write_text(COLLECTOR_KEY + "\n")
+    settings = hub_settings(
+        database_url,
+        cpmcs_proxy.url,
+        derms_server.url,
+        mailbox,
+        callers,
+        segments=Segments(size=100, parallelism=2, ack_attempts=1),
+    )
+    written = {
+        "tracing": {
+            "endpoint": receiver.endpoint,
+            "service_name": "hub-under-test",
+            "headers": {"x-api-key": {"value_file": str(key_file)}},
+            "batch_delay_seconds": 0.2,
+        }
+    }
+    settings = Settings(**{**dict(settings), **resolve_secret_files([Settings], written)})
+    assert settings.tracing == Tracing(
+        endpoint=receiver.endpoint,
+        service_name="hub-under-test",
+        headers={"x-api-key": OtlpHeader(value=COLLECTOR_KEY)},
+        batch_delay_seconds=0.2,
+    )
+    built = build_hub(settings, default_lookups)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(built, run_workers=False)),
+        base_url="http://hub.test",
+        timeout=30,
+    ) as client:
+        yield TracedHub(built, client, receiver, cpmcs_proxy)
+    await built.aclose()
+
+
+def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    [found] = [span for span in spans if span.name == name]
+    return found
+
+
+def children(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedSpan]:
+    return [span for span in spans if span.parent_id == parent.span_id]
+
+
+def no_payload_or_secret(spans: list[ReceivedSpan], *payload_words: str) -> None:
+    secrets = (*PASSWORDS.values(), COLLECTOR_KEY)
+    for span in spans:
+        written = json.dumps([span.name, span.attributes, span.event_names])
+        for word in (*secrets, *payload_words):
+            assert word not in written, f"{word!r} in span {span.name}: {written}"
+
+
+async def test_a_flow_1_batch_is_one_trace_continued_from_its_caller(
+    traced: TracedHub,
+) -> None:
+    ids = ["TR-1", "TR-2", "TR-3"]
+    reply = await traced.client.post(
+        "/enroll-to-dacs",
+        json=enrollment_message(*(enrollment_request(i) for i in ids)),
+        auth=DERMS_AUTH,
+        headers={"traceparent": CALLER_TRACEPARENT},
+    )
+    assert reply.status_code == 200
+    instance_id = reply.headers["X-Instance-Id"]
+    assert (await traced.detail(instance_id))["trace_id"] == CALLER_TRACE
+
+    spans = [s for s in await traced.spans() if s.trace_id == CALLER_TRACE]
+
+    # The trigger's request is its instance's span.
+    request = one(spans, "POST /enroll-to-dacs")
+    assert (request.kind, request.parent_id) == (SERVER, CALLER_SPAN)
+    assert request.attributes["http.response.status_code"] == 200
+    assert request.attributes["derms_bridge.instance_id"] == instance_id
+    assert request.attributes["derms_bridge.flow"] == "enrollment_request"
+    assert request.attributes["derms_bridge.status"] == "succeeded"
+    calls = children(spans, request)
+    assert [c.name for c in calls] == ["CPMCS enrollProgram"] * 3
+    assert {c.kind for c in calls} == {CLIENT}
+    assert {c.attributes["http.response.status_code"] for c in calls} == {200}
+    assert {s.service for s in spans} == {"hub-under-test"}
+    # Each call CPMCS received carried the traceparent of its own span.
+    sent = {parent for path, parent in traced.cpmcs.traceparents if path.endswith("/enroll")}
+    assert sent == {f"00-{CALLER_TRACE}-{c.span_id}-01" for c in calls}
+    # The collector got its key, read from the file, with every export.
+    assert {h.get("x-api-key") for h in traced.receiver.headers} == {COLLECTOR_KEY}
+    no_payload_or_secret(spans, "Ada Lovelace", "4567890123", "GOOGLE")
+
+
+async def test_a_reservation_file_is_one_trace_across_its_segments_and_acknowledgement(
+    traced: TracedHub, tmp_path: Path
+) -> None:
+    message = {
+        "drmsInstanceId": "DRMS-7",
+        "messageId": "RSV-TRACE",
+        "eventId": "EV-1",
+        "stageId": "ST-1",
+        "eventType": "ECONOMIC",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 250)
+    reply = await traced.client.post(
+        "/device-reservation-to-dacs",
+        data={"message": json.dumps(message)},
+        files={"file": ("devices.csv", csv_file.read_bytes(), "text/csv")},
+        auth=DERMS_AUTH,
+    )
+    assert reply.status_code == 202
+    instance_id = reply.json()["instanceId"]
+    await traced.drain()
+    detail = await traced.detail(instance_id)
+    assert detail["status"] == "succeeded"
+    trace_id = detail["trace_id"]
+
+    spans = [s for s in await traced.spans() if s.trace_id == trace_id]
+
+    request = one(spans, "POST /device-reservation-to-dacs")
+    assert (request.kind, request.parent_id) == (SERVER, None)
+    assert request.attributes["derms_bridge.instance_id"] == instance_id
+    # Its steps hang under it, though a worker runs them once the request has ended.
+    steps = children(spans, request)
+    assert sorted(s.name for s in steps) == [
+        "acknowledgement",
+        "health check",
+        "segment 1",
+        "segment 2",
+        "segment 3",
+    ]
+    assert [c.name for c in children(spans, one(steps, "health check"))] == ["CPMCS healthCheck"]
+    for seq, rows in ((1, 100), (2, 100), (3, 50)):
+        segment = one(steps, f"segment {seq}")
+        assert segment.attributes["derms_bridge.rows"] == rows
+        [call] = children(spans, segment)
+        assert (call.name, call.kind) == ("CPMCS reserveDevice", CLIENT)
+    acknowledgement = children(spans, one(steps, "acknowledgement"))
+    assert sorted(s.name for s in acknowledgement) == [
+        "DERMS default deviceReservationAck",
+        "processComplete email",
+    ]
+    [mail] = children(spans, one(acknowledgement, "processComplete email"))
+    assert (mail.name, mail.kind) == ("smtp send", CLIENT)
+    sent = [parent for path, parent in traced.cpmcs.traceparents if path.endswith("/reserveDevice")]
+    assert len(sent) == 3
+    assert all(parent is not None and parent.split("-")[1] == trace_id for parent in sent)
+    # The file's devices (NIC-000001...) and head end, and the message's identifiers.
+    no_payload_or_secret(spans, "NIC-0", "ECOBEE", "RSV-TRACE", "DRMS-7")
+
+
+async def test_a_resubmit_is_its_own_trace_linked_to_the_run_it_repeats(
+    traced: TracedHub, cpmcs_sim: httpx.Client
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    failed = await traced.client.post(
+        "/enroll-to-dacs",
+        json=enrollment_message(enrollment_request("TR-AGAIN")),
+        auth=DERMS_AUTH,
+    )
+    first = await traced.detail(failed.headers["X-Instance-Id"])
+    assert first["status"] == "failed"
+    cpmcs_sim.put("/_sim/faults", json={}).raise_for_status()
+
+    again = await traced.client.post(f"/ops/instances/{first['id']}/resubmit", auth=OPERATOR_AUTH)
+    assert again.status_code == 200, again.text
+    second = again.json()
+    assert second["status"] == "succeeded"
+    assert second["trace_id"] != first["trace_id"]
+
+    spans = await traced.spans()
+    failed_run = one([s for s in spans if s.trace_id == first["trace_id"]], "POST /enroll-to-dacs")
+    assert (failed_run.status, failed_run.attributes["derms_bridge.status"]) == (ERROR, "failed")
+    [call] = [s for s in spans if s.parent_id == failed_run.span_id and s.kind == CLIENT]
+    assert (call.attributes["http.response.status_code"], call.status) == (503, ERROR)
+    assert "error handler" in [s.name for s in children(spans, failed_run)]
+    repeat = one(
+        [s for s in spans if s.trace_id == second["trace_id"]],
+        "POST /ops/instances/{instance_id}/resubmit",
+    )
+    assert repeat.attributes["derms_bridge.instance_id"] == second["id"]
+    assert repeat.links == [(failed_run.trace_id, failed_run.span_id)]
+    assert repeat.attributes["derms_bridge.resubmit_of"] == first["id"]
