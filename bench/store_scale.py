@@ -69,7 +69,7 @@ from derms_bridge.engine.purge import Purge
 from derms_bridge.engine.storage import StorageWatch
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
 from derms_bridge.metrics import exposition
-from derms_bridge.schemas.ops import InstanceFilter
+from derms_bridge.schemas.ops import InstanceFilter, PageCursor
 from derms_bridge.settings.retention import Keep, Retention, RetentionByOutcome
 from derms_bridge.store.database import migrate, open_engine
 from derms_bridge.store.instances import InstanceStore, as_utc
@@ -570,6 +570,19 @@ async def measure(url: str, samples: int) -> list[Timing]:
         search(flows=("enrollment_sync",), limit=25, offset=10_000),
     )
     await add("instances, no filter, offset 100,000", search(limit=50, offset=100_000))
+    for label, flows, depth, limit in (
+        ("one flow", ("enrollment_sync",), min(10_000, count // 20), 25),
+        ("no filter", (), min(100_000, count // 2), 50),
+    ):
+        # The cursor a page that deep gave, found once by offset: a console or a client
+        # paging by cursor holds it from the page before.
+        found = await operations.search(InstanceFilter(flows=flows, limit=1, offset=depth - 1))
+        if found.next_cursor is not None:
+            after = PageCursor.of(found.next_cursor)
+            await add(
+                f"instances, {label}, by cursor {depth:,} deep",
+                search(flows=flows, limit=limit, after=after),
+            )
     await add("instance page", lambda n: operations.detail(draw.choice(ids)))
     files = await _some_ids(instances, FILE_FLOWS)
     if files:

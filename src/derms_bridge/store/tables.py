@@ -46,8 +46,10 @@ class InstanceRow(Base):
         ),
         # The dashboard's counts of a window, read from the index alone...
         Index("ix_instances_received_flow_status", "received_at", "flow", "status"),
-        # ...and a flow's instances newest first, with or without a status.
+        # ...a flow's instances newest first, with or without a status...
         Index("ix_instances_flow_received_status", "flow", "received_at", "status"),
+        # ...and the failed ones of a window (failing now, bulk resubmit's selection).
+        Index("ix_instances_status_received", "status", "received_at"),
         # Nearly every instance names none: indexing the few that do keeps the index small
         # and tells SQLite's planner, once it has statistics, that a lookup finds few.
         Index(
@@ -66,7 +68,7 @@ class InstanceRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     flow: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     caller: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSON)
     reply: Mapped[Any | None] = mapped_column(JSON)

@@ -1,7 +1,8 @@
-"""instances indexed for millions of them: the dashboard's counts of a window and a flow's
-instances newest first read from an index each, (received_at, flow, status) and (flow,
-received_at, status), which take the place of those of received_at and of flow alone; of
-resubmit_of and parent_id, only the few instances that name another are indexed
+"""instances indexed for millions of them: the dashboard's counts of a window, a flow's
+instances newest first and the failed ones of a window read from an index each,
+(received_at, flow, status), (flow, received_at, status) and (status, received_at), which
+take the place of those of received_at, flow and status alone; of resubmit_of and
+parent_id, only the few instances that name another are indexed
 
 On PostgreSQL each index is built and dropped CONCURRENTLY, outside a transaction: the hub
 goes on writing meanwhile (docs/operations.md, "Upgrading"). A build that stopped half-way
@@ -25,6 +26,7 @@ depends_on = None
 _BUILT: dict[str, tuple[list[str], str | None]] = {
     "ix_instances_received_flow_status": (["received_at", "flow", "status"], None),
     "ix_instances_flow_received_status": (["flow", "received_at", "status"], None),
+    "ix_instances_status_received": (["status", "received_at"], None),
     "ix_instances_resubmit_of_set": (["resubmit_of"], "resubmit_of IS NOT NULL"),
     "ix_instances_parent_id_set": (["parent_id"], "parent_id IS NOT NULL"),
 }
@@ -32,6 +34,7 @@ _BUILT: dict[str, tuple[list[str], str | None]] = {
 _REPLACED: dict[str, tuple[list[str], str | None]] = {
     "ix_instances_received_at": (["received_at"], None),
     "ix_instances_flow": (["flow"], None),
+    "ix_instances_status": (["status"], None),
     "ix_instances_resubmit_of": (["resubmit_of"], None),
     "ix_instances_parent_id": (["parent_id"], None),
 }
