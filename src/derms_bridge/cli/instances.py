@@ -103,7 +103,8 @@ def instances_list(
     if as_json:
         out.print_json(page.model_dump_json())
         return
-    table = Table(title=f"{len(page.items)} of {page.total} instances", title_justify="left")
+    total = f"{page.total}" if page.total_exact else f"more than {page.total}"
+    table = Table(title=f"{len(page.items)} of {total} instances", title_justify="left")
     for column in ("received (UTC)", "id", "flow", "status", "tries", "identifiers", "error"):
         table.add_column(column, overflow="fold")
     colours = {

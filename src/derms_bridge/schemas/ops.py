@@ -4,6 +4,8 @@ what selects instances."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -103,6 +105,37 @@ BUSINESS_KEY_CHARS = 200
 #: How deep a search may page: past this, narrow the search instead (a time window, a flow).
 MAX_OFFSET = 1_000_000
 
+#: A search counts its matches up to this many; past it the total says "more than", which
+#: spares reading every match of a wide search (millions of instances) to count them.
+COUNT_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page of a search ended, newest first: the next page starts after this
+    instance, however many were received since, and reads no instance before it."""
+
+    received_at: datetime
+    instance_id: str
+
+    def text(self) -> str:
+        """Opaque to callers, safe in a URL as it is."""
+        plain = f"{self.received_at.isoformat()}|{self.instance_id}"
+        return base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=")
+
+    @classmethod
+    def of(cls, text: str) -> PageCursor:
+        """ValueError, naming what is wrong, for a text no page gave."""
+        try:
+            plain = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            moment, instance_id = plain.split("|")
+            received_at = datetime.fromisoformat(moment)
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            raise ValueError("not a cursor a page of this search gave (next_cursor)") from None
+        if received_at.tzinfo is None or not 0 < len(instance_id) <= INSTANCE_ID_CHARS:
+            raise ValueError("not a cursor a page of this search gave (next_cursor)")
+        return cls(received_at, instance_id)
+
 
 @dataclass(frozen=True)
 class InstanceFilter:
@@ -115,6 +148,8 @@ class InstanceFilter:
     received_to: datetime | None = None
     limit: int = 50
     offset: int = 0
+    #: The page after the one that ended there (newest first); `offset` counts from it.
+    after: PageCursor | None = None
 
 
 @dataclass(frozen=True)
@@ -192,9 +227,14 @@ class InstanceDetail(InstanceSummary):
 
 class InstancePage(BaseModel):
     items: list[InstanceSummary]
+    #: The instances the search selects, counted up to COUNT_LIMIT (10,000).
     total: int
+    #: False: the search selects more than `total`.
+    total_exact: bool = True
     limit: int
     offset: int
+    #: Give as `cursor` for the next page; null: this page is the last.
+    next_cursor: str | None = None
 
 
 class HubProcessView(_View):

@@ -167,7 +167,9 @@ def migrate(url: str) -> None:
     engine = create_engine(_with_driver(url, _SYNC_DRIVERS))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    with engine.begin() as connection:
+    # No transaction around them: each migration runs in one of its own, and one that
+    # builds an index CONCURRENTLY on PostgreSQL steps out of it (autocommit_block).
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     engine.dispose()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from derms_bridge.schemas.ops import BusinessKey, KeptActivity
+from derms_bridge.schemas.ops import BusinessKey, KeptActivity, PageCursor
 from derms_bridge.tracing import TraceRef
 
 
@@ -64,7 +64,11 @@ class InstanceHistory(InstanceRecord):
 
 @dataclass(frozen=True)
 class InstanceRecords:
-    """One page of the instances a filter selects, and how many it selects in all."""
+    """One page of the instances a filter selects, and how many it selects in all (up to
+    COUNT_LIMIT: `total_exact` false past it)."""
 
     items: list[InstanceRecord]
     total: int
+    total_exact: bool
+    #: Where the next page starts; None: this page is the last.
+    next_after: PageCursor | None

@@ -15,6 +15,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -22,7 +23,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from derms_bridge.schemas.ops import Activity, BusinessKey, InstanceFilter, KeptActivity
+from derms_bridge.schemas.ops import (
+    COUNT_LIMIT,
+    Activity,
+    BusinessKey,
+    InstanceFilter,
+    KeptActivity,
+    PageCursor,
+)
 from derms_bridge.store.database import sqlite_side_connection
 from derms_bridge.store.group_commit import GroupCommit
 from derms_bridge.store.instance_records import (
@@ -442,20 +450,42 @@ class InstanceStore:
             )
 
     async def search(self, where: InstanceFilter) -> InstanceRecords:
+        """A page of what the filter selects, newest first, counted up to COUNT_LIMIT; one
+        more row is read than the page holds, to tell whether another page follows."""
         query = matching(where)
+        page = query if where.after is None else query.where(*_after(where.after))
         async with self._sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(query.subquery()))
+            counted = await session.scalar(
+                select(func.count()).select_from(
+                    query.with_only_columns(InstanceRow.id).limit(COUNT_LIMIT + 1).subquery()
+                )
+            )
             rows = (
                 await session.scalars(
-                    query.order_by(InstanceRow.received_at.desc(), InstanceRow.id)
-                    .limit(where.limit)
+                    page.order_by(InstanceRow.received_at.desc(), InstanceRow.id)
+                    .limit(where.limit + 1)
                     .offset(where.offset)
                 )
             ).all()
+            more = len(rows) > where.limit
+            rows = rows[: where.limit]
             keys = await _keys_of(session, [r.id for r in rows])
         return InstanceRecords(
-            items=[_record(r, keys.get(r.id, [])) for r in rows], total=total or 0
+            items=[_record(r, keys.get(r.id, [])) for r in rows],
+            total=min(counted or 0, COUNT_LIMIT),
+            total_exact=(counted or 0) <= COUNT_LIMIT,
+            next_after=PageCursor(as_utc(rows[-1].received_at), rows[-1].id) if more else None,
         )
+
+
+def _after(cursor: PageCursor) -> list[ColumnElement[bool]]:
+    """Past the cursor, newest first (ties in time by id): the first condition alone is a
+    range of the indexes that start with received_at."""
+    at = _utc(cursor.received_at)
+    return [
+        InstanceRow.received_at <= at,
+        or_(InstanceRow.received_at < at, InstanceRow.id > cursor.instance_id),
+    ]
 
 
 def matching(where: InstanceFilter) -> Select[InstanceRow]:

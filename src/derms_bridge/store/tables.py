@@ -44,11 +44,31 @@ class InstanceRow(Base):
             sqlite_where=text("payload_purged_at IS NULL"),
             postgresql_where=text("payload_purged_at IS NULL"),
         ),
+        # The dashboard's counts of a window, read from the index alone...
+        Index("ix_instances_received_flow_status", "received_at", "flow", "status"),
+        # ...a flow's instances newest first, with or without a status...
+        Index("ix_instances_flow_received_status", "flow", "received_at", "status"),
+        # ...and the failed ones of a window (failing now, bulk resubmit's selection).
+        Index("ix_instances_status_received", "status", "received_at"),
+        # Nearly every instance names none: indexing the few that do keeps the index small
+        # and tells SQLite's planner, once it has statistics, that a lookup finds few.
+        Index(
+            "ix_instances_resubmit_of_set",
+            "resubmit_of",
+            sqlite_where=text("resubmit_of IS NOT NULL"),
+            postgresql_where=text("resubmit_of IS NOT NULL"),
+        ),
+        Index(
+            "ix_instances_parent_id_set",
+            "parent_id",
+            sqlite_where=text("parent_id IS NOT NULL"),
+            postgresql_where=text("parent_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    flow: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    flow: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
     caller: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSON)
     reply: Mapped[Any | None] = mapped_column(JSON)
@@ -56,13 +76,9 @@ class InstanceRow(Base):
     #: Why the reference leaves this message alone (status skipped); not an error.
     skipped_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    resubmit_of: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("instances.id"), index=True
-    )
-    parent_id: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("instances.id"), index=True
-    )
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    resubmit_of: Mapped[str | None] = mapped_column(String(36), ForeignKey("instances.id"))
+    parent_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("instances.id"))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The hub process running it from start to end (a HubProcessRow's name); None when

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from derms_bridge.store.processes import ProcessStore
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
 from tests.csv_files import Corruption, write_reservation_csv
+from tests.integration.api.test_instance_paging import FLOW, newest_first, stored
 from tests.integration.console.conftest import (
     ConsoleUnderTest,
     chart_bars,
@@ -429,6 +431,28 @@ async def test_instances_are_filtered_by_flow_and_status_and_paged(
     assert '<span id="total">0</span>' in other_flow.text
     assert "No instance matches." in page_text(other_flow.text)
     assert "there is no status &#39;done&#39;" in bad.text
+
+
+async def test_older_pages_are_read_from_where_the_page_before_ended(
+    console: ConsoleUnderTest,
+) -> None:
+    made = newest_first(await stored(console.hub.store, 30))
+    await console.log_in()
+
+    first = (await console.client.get("/console/instances", params={"flow": FLOW})).text
+    older = html.unescape(re.findall(r'href="([^"]+)">older', first)[0])
+    second = (await console.client.get(older)).text
+    tampered = await console.client.get(
+        "/console/instances", params={"flow": FLOW, "page": "2", "cursor": "fA"}
+    )
+
+    assert "cursor=" in older
+    assert [f"/console/instances/{each}" in first for each in made] == [True] * 25 + [False] * 5
+    assert [f"/console/instances/{each}" in second for each in made] == [False] * 25 + [True] * 5
+    assert "page 2 of 2" in page_text(second)
+    assert "older" not in page_text(second)
+    assert "page 1 of 2" in page_text(tampered.text)
+    assert "was not made by this console" in tampered.text
 
 
 async def test_the_instance_page_shows_activities_error_and_resubmits(

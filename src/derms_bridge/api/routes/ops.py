@@ -28,6 +28,7 @@ from derms_bridge.schemas.ops import (
     InstancePage,
     InstanceStatus,
     LatencyByTarget,
+    PageCursor,
     Window,
 )
 
@@ -84,8 +85,25 @@ async def list_instances(
     received_to: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="the page's `next_cursor`, for the page after it: as fast however "
+            "deep, and no instance received meanwhile shifts it (`offset` counts from it)",
+        ),
+    ] = None,
 ) -> InstancePage:
-    """Newest first."""
+    """Newest first. `total` counts up to 10,000 (`total_exact` false past it)."""
+    after = None
+    if cursor is not None:
+        try:
+            after = PageCursor.of(cursor)
+        except ValueError as exc:
+            raise RequestValidationError(
+                [{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]
+            ) from None
     flows: list[FlowInfo] = []
     if flow is not None:
         flows = flows_named(flow)
@@ -108,6 +126,7 @@ async def list_instances(
             received_to=received_to,
             limit=limit,
             offset=offset,
+            after=after,
         )
     )
 

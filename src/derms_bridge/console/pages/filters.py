@@ -16,6 +16,7 @@ from derms_bridge.schemas.ops import (
     MAX_OFFSET,
     WINDOWS,
     InstanceFilter,
+    PageCursor,
 )
 
 PAGE_SIZE = 25
@@ -32,6 +33,9 @@ class InstanceQuery:
     received_from: str = ""
     received_to: str = ""
     page: int = 1
+    #: Where the page starts (the page before's next_cursor): an older page is read from
+    #: there, not counted from the first, however deep it is.
+    cursor: str = ""
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -57,6 +61,13 @@ class InstanceQuery:
             key = ""
         page_text = text("page") or "1"
         page = _page_number(page_text)
+        cursor = text("cursor")
+        if cursor:
+            try:
+                PageCursor.of(cursor)
+            except ValueError:
+                problems.append("that page's link was not made by this console: page 1 instead")
+                cursor, page = "", 1
         query = cls(
             flow=flow,
             status=status,
@@ -65,6 +76,7 @@ class InstanceQuery:
             received_from=text("received_from"),
             received_to=text("received_to"),
             page=page,
+            cursor=cursor,
         )
         if query.received_from and _moment(query.received_from) is None:
             problems.append("from is not a date and time")
@@ -86,7 +98,8 @@ class InstanceQuery:
             received_from=received_from,
             received_to=_moment(self.received_to),
             limit=limit,
-            offset=(self.page - 1) * limit,
+            offset=0 if self.cursor else (self.page - 1) * limit,
+            after=PageCursor.of(self.cursor) if self.cursor else None,
         )
 
     def query_string(self, **changes: Any) -> str:
@@ -98,6 +111,7 @@ class InstanceQuery:
             "received_from": self.received_from,
             "received_to": self.received_to,
             "page": self.page,
+            "cursor": self.cursor,
         }
         fields.update(changes)
         return urlencode({name: value for name, value in fields.items() if value not in ("", 1)})

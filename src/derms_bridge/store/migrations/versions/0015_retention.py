@@ -23,16 +23,25 @@ def upgrade() -> None:
     op.add_column(
         "instances", sa.Column("payload_purged_at", sa.DateTime(timezone=True), nullable=True)
     )
-    op.create_index(
-        "ix_instances_flow_status_finished", "instances", ["flow", "status", "finished_at"]
-    )
-    op.create_index(
-        "ix_instances_payload_kept",
-        "instances",
-        ["flow", "status", "finished_at"],
-        sqlite_where=_PAYLOAD_KEPT,
-        postgresql_where=_PAYLOAD_KEPT,
-    )
+    # Built CONCURRENTLY on PostgreSQL, outside the transaction, so that the hub goes on
+    # writing meanwhile; a build stopped half-way leaves an INVALID index, built anew.
+    with op.get_context().autocommit_block():
+        for name in ("ix_instances_flow_status_finished", "ix_instances_payload_kept"):
+            op.drop_index(name, "instances", postgresql_concurrently=True, if_exists=True)
+        op.create_index(
+            "ix_instances_flow_status_finished",
+            "instances",
+            ["flow", "status", "finished_at"],
+            postgresql_concurrently=True,
+        )
+        op.create_index(
+            "ix_instances_payload_kept",
+            "instances",
+            ["flow", "status", "finished_at"],
+            sqlite_where=_PAYLOAD_KEPT,
+            postgresql_where=_PAYLOAD_KEPT,
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:

@@ -20,11 +20,19 @@ def upgrade() -> None:
     # Nullable columns without a default: a plain ALTER on both databases, no rewrite.
     op.add_column("instances", sa.Column("trace_id", sa.String(32), nullable=True))
     op.add_column("instances", sa.Column("trace_span_id", sa.String(16), nullable=True))
-    op.create_index("ix_instances_trace_id", "instances", ["trace_id"])
+    # Built CONCURRENTLY on PostgreSQL, as 0016's: writes go on meanwhile.
+    with op.get_context().autocommit_block():
+        op.drop_index(
+            "ix_instances_trace_id", "instances", postgresql_concurrently=True, if_exists=True
+        )
+        op.create_index(
+            "ix_instances_trace_id", "instances", ["trace_id"], postgresql_concurrently=True
+        )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_instances_trace_id", "instances")
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_instances_trace_id", "instances", postgresql_concurrently=True)
     with op.batch_alter_table("instances") as batch:
         batch.drop_column("trace_span_id")
         batch.drop_column("trace_id")

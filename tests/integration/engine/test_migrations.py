@@ -1,0 +1,153 @@
+"""Migrations on a database that holds instances, on both databases: 0018 builds the indexes
+the console's queries read (CONCURRENTLY on PostgreSQL, outside any transaction), keeps
+every row, builds anew an index a stopped build left behind, and goes back down."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, inspect, text
+
+from derms_bridge.store.database import migrate
+from tests.conftest import POSTGRES_ADMIN_URL, _backends
+
+NEW_INDEXES = {
+    "ix_instances_received_flow_status": ["received_at", "flow", "status"],
+    "ix_instances_flow_received_status": ["flow", "received_at", "status"],
+    "ix_instances_status_received": ["status", "received_at"],
+    "ix_instances_resubmit_of_set": ["resubmit_of"],
+    "ix_instances_parent_id_set": ["parent_id"],
+}
+REPLACED = {"ix_instances_received_at", "ix_instances_flow", "ix_instances_status"}
+
+
+@pytest.fixture(params=_backends())
+def fresh_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of its own, not migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('migrations') / 'hub.db'}"
+        return
+    name = f"derms_bridge_migrations_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _engine(url: str) -> Engine:
+    return create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+
+
+def to_revision(url: str, revision: str, *, down: bool = False) -> None:
+    """The schema at `revision`, as `migrate` brings it to the head."""
+    config = Config()
+    config.set_main_option("script_location", "derms_bridge.store:migrations")
+    engine = _engine(url)
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+    engine.dispose()
+
+
+def with_instances(url: str) -> list[str]:
+    """Three instances, the last a resubmit of the first; their ids."""
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    now = datetime.now(UTC)
+    engine = _engine(url)
+    with engine.begin() as connection:
+        for instance_id, resubmit_of in zip(ids, [None, None, ids[0]], strict=True):
+            connection.execute(
+                text(
+                    "INSERT INTO instances (id, flow, status, payload, attempts, resubmit_of, "
+                    "received_at, updated_at) VALUES (:id, 'enrollment_request', 'failed', "
+                    "'{}', 1, :resubmit_of, :now, :now)"
+                ),
+                {"id": instance_id, "resubmit_of": resubmit_of, "now": now},
+            )
+    engine.dispose()
+    return ids
+
+
+def indexes(url: str) -> dict[str, list[str]]:
+    engine = _engine(url)
+    found = {
+        index["name"]: [str(column) for column in index["column_names"]]
+        for index in inspect(engine).get_indexes("instances")
+        if index["name"]
+    }
+    engine.dispose()
+    return found
+
+
+def invalid_indexes(url: str) -> list[str]:
+    """PostgreSQL's indexes a build stopped half-way left unusable; none on SQLite."""
+    if not url.startswith("postgresql"):
+        return []
+    engine = _engine(url)
+    with engine.connect() as connection:
+        names = connection.scalars(
+            text("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
+        ).all()
+    engine.dispose()
+    return list(names)
+
+
+def instance_ids(url: str) -> set[str]:
+    engine = _engine(url)
+    with engine.connect() as connection:
+        found = set(connection.scalars(text("SELECT id FROM instances")).all())
+    engine.dispose()
+    return found
+
+
+def test_an_upgrade_keeps_the_instances_and_builds_the_indexes(fresh_url: str) -> None:
+    to_revision(fresh_url, "0015")
+    ids = with_instances(fresh_url)
+
+    migrate(fresh_url)
+
+    found = indexes(fresh_url)
+    assert {name: found.get(name) for name in NEW_INDEXES} == NEW_INDEXES
+    assert not REPLACED & found.keys()
+    assert invalid_indexes(fresh_url) == []
+    assert instance_ids(fresh_url) == set(ids)
+
+
+def test_an_index_a_stopped_upgrade_left_behind_is_built_anew(fresh_url: str) -> None:
+    to_revision(fresh_url, "0015")
+    engine = _engine(fresh_url)
+    with engine.begin() as connection:
+        # What a build stopped half-way leaves: an index of the name, not the one wanted.
+        connection.execute(
+            text("CREATE INDEX ix_instances_received_flow_status ON instances (status)")
+        )
+    engine.dispose()
+
+    migrate(fresh_url)
+
+    assert indexes(fresh_url)["ix_instances_received_flow_status"] == [
+        "received_at",
+        "flow",
+        "status",
+    ]
+
+
+def test_a_downgrade_puts_the_indexes_back_as_they_were(fresh_url: str) -> None:
+    to_revision(fresh_url, "0015")
+    before = indexes(fresh_url)
+    ids = with_instances(fresh_url)
+    migrate(fresh_url)
+
+    to_revision(fresh_url, "0015", down=True)
+
+    assert indexes(fresh_url) == before
+    assert instance_ids(fresh_url) == set(ids)
