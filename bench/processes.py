@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -168,7 +168,7 @@ def hub_settings(
     cpmcs_url: str,
     derms_url: str,
     smtp_port: int,
-    caller: BenchCaller,
+    callers: Sequence[BenchCaller],
     flow_settings: Mapping[str, Any],
 ) -> Path:
     """The hub's settings YAML, written to `directory`; its path."""
@@ -188,6 +188,7 @@ def hub_settings(
                 "username": caller.username,
                 "password_hash": hash_password(caller.password),
             }
+            for caller in callers
         },
         "smtp": {"host": LOOPBACK, "port": smtp_port},
         "lookups_dir": str(LOOKUPS_DIR),
@@ -207,9 +208,12 @@ def hub_process(
     caller: BenchCaller,
     flow_settings: Mapping[str, Any],
     database_url: str | None = None,
+    other_callers: Sequence[BenchCaller] = (),
+    processes: int = 1,
 ) -> Iterator[HubProcess]:
     """A fresh `derms-bridge serve` in a temporary directory, with a SQLite database there
-    unless given one. `flow_settings` are the settings only the benchmark's flow needs."""
+    unless given one. `flow_settings` are the settings only the benchmark's flow needs;
+    `processes` above 1 is `serve --processes`, whose pid is the processes' parent."""
     with tempfile.TemporaryDirectory(prefix="derms-bridge-bench-hub-") as tmp:
         port = free_port()
         config = hub_settings(
@@ -219,7 +223,7 @@ def hub_process(
             cpmcs_url,
             derms_url,
             smtp_port,
-            caller,
+            [caller, *other_callers],
             flow_settings,
         )
         command = [
@@ -229,6 +233,8 @@ def hub_process(
             str(config),
             "--log-level",
             "warning",
+            "--processes",
+            str(processes),
         ]
         process = subprocess.Popen(command, cwd=tmp)  # noqa: S603 - the project's own command
         try:
