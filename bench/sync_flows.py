@@ -106,6 +106,7 @@ TARGET_ADDED_P99_MS = 10.0
 
 WARM_UP_FLOWS = 300
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60.0, sock_connect=10.0)
+IDLE_SECONDS = 4.0
 
 DERMS_CALLER = BenchCaller("derms", "derms", "derms-bench")
 CPMCS_CALLER = BenchCaller("cpmcs", "cpmcs", "cpmcs-bench")
@@ -299,9 +300,11 @@ class Arm:
 
 
 def session(base_url: str, in_flight: int) -> aiohttp.ClientSession:
+    # Idle connections closed before the servers' own 5 s (uvicorn's) close them: a request
+    # sent on one the server was closing failed ("Can not write request body").
     return aiohttp.ClientSession(
         base_url,
-        connector=aiohttp.TCPConnector(limit=in_flight),
+        connector=aiohttp.TCPConnector(limit=in_flight, keepalive_timeout=IDLE_SECONDS),
         timeout=CLIENT_TIMEOUT,
     )
 
