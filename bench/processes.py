@@ -233,8 +233,7 @@ def hub_process(
             str(config),
             "--log-level",
             "warning",
-            "--processes",
-            str(processes),
+            *(["--processes", str(processes)] if processes > 1 else []),
         ]
         process = subprocess.Popen(command, cwd=tmp)  # noqa: S603 - the project's own command
         try:

@@ -88,11 +88,14 @@ def _serve_on(config: Path, host: str, port: int, log_level: str, listening: soc
 def _serve_processes(
     config: Path, settings: Settings, host: str, port: int, log_level: str, processes: int
 ) -> None:
-    """`processes` hub processes accepting on one socket, which this process opens and holds.
+    """`processes` hub processes serving one port, each on a socket of its own that this
+    process opens (SO_REUSEPORT) and holds.
 
-    The kernel gives each connection to whichever child accepts it first, so an idle child
-    takes the next one. A child that ends on its own (it crashed, or could not start) stops
-    the others and this process exits 1, for the service manager to restart them together.
+    The kernel spreads the connections over the sockets evenly (by their addresses and
+    ports): on one shared socket the first child to accept took most of a burst's
+    connections, three in four of them with two children. A child that ends on its own (it
+    crashed, or could not start) stops the others and this process exits 1, for the service
+    manager to restart them together.
     """
     import multiprocessing
     import signal
@@ -105,19 +108,25 @@ def _serve_processes(
     if settings.database.migrate_on_start:
         run_migrations(settings.database.url.get_secret_value())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening: list[socket.socket] = []
     try:
-        listening = socket.create_server((host, port), family=family, backlog=2048)
+        for _ in range(processes):
+            listening.append(
+                socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
+            )
     except OSError as exc:
+        for opened in listening:
+            opened.close()
         err.print(f"[red]error[/] cannot listen on {host}:{port}: {exc}", highlight=False)
         raise typer.Exit(STARTUP_FAILURE) from None
     spawn = multiprocessing.get_context("spawn")
     children = [
         spawn.Process(
             target=_serve_on,
-            args=(config, host, port, log_level, listening),
+            args=(config, host, port, log_level, own),
             name=f"derms-bridge serve {number}",
         )
-        for number in range(1, processes + 1)
+        for number, own in enumerate(listening, start=1)
     ]
     stopping = False
 
@@ -150,7 +159,8 @@ def _serve_processes(
                         highlight=False,
                     )
             stop(signal.SIGTERM, None)
-    listening.close()
+    for opened in listening:
+        opened.close()
     if crashed or any(child.exitcode != 0 for child in children):
         raise typer.Exit(EXIT_FAILED)
 
