@@ -152,6 +152,15 @@ class HubProcess:
         # the command's closing parenthesis), in clock ticks.
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def cpu_seconds_with_children(self) -> float:
+        """The CPU time of the process and of its children alive now (`serve --processes`'s
+        hub processes), their threads' included."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return self.cpu_seconds() + sum(
+            HubProcess(self.url, int(child), self.alive, self.config).cpu_seconds()
+            for child in children
+        )
+
     def reset_peak(self) -> bool:
         """VmHWM back to the present resident set (Linux 4.0+); False when not allowed."""
         try:

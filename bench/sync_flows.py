@@ -89,6 +89,7 @@ from processes import (
     DERMS_SIMULATOR,
     LOOKUPS_DIR,
     BenchCaller,
+    HubProcess,
     hub_process,
     simulator_process,
 )
@@ -428,10 +429,17 @@ class Measured:
     workload: Workload
     flows: int
     seconds: dict[str, float]
+    hub_cpu_seconds: float
     paced: dict[str, Paced]
 
     def throughput(self, arm: str) -> float:
         return self.flows / self.seconds[arm]
+
+    @property
+    def hub_cpu_ms_per_flow(self) -> float:
+        """What the hub's processes spent of CPU in phase 1, per flow: unlike its rate, not
+        much moved by what else the machine runs."""
+        return self.hub_cpu_seconds * 1000 / self.flows
 
     def added_ms(self, fraction: float) -> float:
         return percentile(self.paced["hub"].latencies_ms, fraction) - percentile(
@@ -448,6 +456,7 @@ async def measure_workload(
     in_flight: int,
     rate: float,
     seconds: float,
+    hub_cpu: Callable[[], float],
 ) -> Measured:
     tag = "F6" if workload == "flow 6" else "MX"
     # Each arm works on messages of its own (prefix), so one simulator serves both.
@@ -455,9 +464,13 @@ async def measure_workload(
         await run_bounded(arm, chains(workload, f"W{tag}{arm.name}", WARM_UP_FLOWS, lookups), 8)
     taken: dict[str, float] = {}
     stages: dict[str, list[str]] = {}
+    hub_cpu_seconds = 0.0
     for arm in arms:
         work = chains(workload, f"T{tag}{arm.name}", flows, lookups)
+        cpu_before = hub_cpu()
         taken[arm.name] = await run_bounded(arm, work, in_flight)
+        if arm.name == "hub":
+            hub_cpu_seconds = hub_cpu() - cpu_before
         sent = [flow for chain in work for flow in chain]
         await check_events(cpmcs_url, sent, arm.name)
         stages[arm.name] = [f.message["eventId"] for f in sent if f.number == 6]
@@ -469,11 +482,11 @@ async def measure_workload(
         items = paced_flows(workload, f"L{tag}{arm.name}", count, stages[arm.name], lookups)
         paced[arm.name] = await run_paced(arm, items, rate)
         await check_events(cpmcs_url, items, arm.name)
-    return Measured(workload, flows, taken, paced)
+    return Measured(workload, flows, taken, hub_cpu_seconds, paced)
 
 
 async def measure(
-    hub_url: str,
+    hub_process: HubProcess,
     cpmcs_url: str,
     derms_url: str,
     workloads: list[Workload],
@@ -483,13 +496,21 @@ async def measure(
     seconds: float,
 ) -> list[Measured]:
     lookups = load_lookups(LOOKUPS_DIR)
-    hub = session(hub_url, in_flight)
+    hub = session(hub_process.url, in_flight)
     cpmcs, derms = session(cpmcs_url, in_flight), session(derms_url, in_flight)
     async with hub, cpmcs, derms:
         arms = [direct_arm({"cpmcs": cpmcs, "derms": derms}), hub_arm(hub)]
         return [
             await measure_workload(
-                workload, arms, cpmcs_url, lookups, flows, in_flight, rate, seconds
+                workload,
+                arms,
+                cpmcs_url,
+                lookups,
+                flows,
+                in_flight,
+                rate,
+                seconds,
+                hub_process.cpu_seconds_with_children,
             )
             for workload in workloads
         ]
@@ -550,7 +571,7 @@ def run(
         ) as hub,
     ):
         results = asyncio.run(
-            measure(hub.url, cpmcs_url, derms_url, workloads, flows, in_flight, rate, seconds)
+            measure(hub, cpmcs_url, derms_url, workloads, flows, in_flight, rate, seconds)
         )
     return Run(
         database="PostgreSQL" if postgres else "SQLite",
@@ -592,6 +613,7 @@ def report(run: Run) -> str:
                 f"{result.throughput('direct'):,.0f} calls/s ({result.seconds['direct']:.3f} s)",
             ),
             ("ratio (hub/direct)", f"{result.throughput('hub') / result.throughput('direct'):.3f}"),
+            ("hub CPU per flow", f"{result.hub_cpu_ms_per_flow:.2f} ms (its processes, phase 1)"),
             (f"{result.workload}: latency at {run.rate:g} req/s", ""),
             (
                 "requests",
