@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -152,6 +152,15 @@ class HubProcess:
         # the command's closing parenthesis), in clock ticks.
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def cpu_seconds_with_children(self) -> float:
+        """The CPU time of the process and of its children alive now (`serve --processes`'s
+        hub processes), their threads' included."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return self.cpu_seconds() + sum(
+            HubProcess(self.url, int(child), self.alive, self.config).cpu_seconds()
+            for child in children
+        )
+
     def reset_peak(self) -> bool:
         """VmHWM back to the present resident set (Linux 4.0+); False when not allowed."""
         try:
@@ -168,7 +177,7 @@ def hub_settings(
     cpmcs_url: str,
     derms_url: str,
     smtp_port: int,
-    caller: BenchCaller,
+    callers: Sequence[BenchCaller],
     flow_settings: Mapping[str, Any],
 ) -> Path:
     """The hub's settings YAML, written to `directory`; its path."""
@@ -188,6 +197,7 @@ def hub_settings(
                 "username": caller.username,
                 "password_hash": hash_password(caller.password),
             }
+            for caller in callers
         },
         "smtp": {"host": LOOPBACK, "port": smtp_port},
         "lookups_dir": str(LOOKUPS_DIR),
@@ -207,9 +217,12 @@ def hub_process(
     caller: BenchCaller,
     flow_settings: Mapping[str, Any],
     database_url: str | None = None,
+    other_callers: Sequence[BenchCaller] = (),
+    processes: int = 1,
 ) -> Iterator[HubProcess]:
     """A fresh `derms-bridge serve` in a temporary directory, with a SQLite database there
-    unless given one. `flow_settings` are the settings only the benchmark's flow needs."""
+    unless given one. `flow_settings` are the settings only the benchmark's flow needs;
+    `processes` above 1 is `serve --processes`, whose pid is the processes' parent."""
     with tempfile.TemporaryDirectory(prefix="derms-bridge-bench-hub-") as tmp:
         port = free_port()
         config = hub_settings(
@@ -219,7 +232,7 @@ def hub_process(
             cpmcs_url,
             derms_url,
             smtp_port,
-            caller,
+            [caller, *other_callers],
             flow_settings,
         )
         command = [
@@ -229,6 +242,7 @@ def hub_process(
             str(config),
             "--log-level",
             "warning",
+            *(["--processes", str(processes)] if processes > 1 else []),
         ]
         process = subprocess.Popen(command, cwd=tmp)  # noqa: S603 - the project's own command
         try:

@@ -98,7 +98,7 @@ class Result:
     flows: int
     off: list[float]
     on: list[float]
-    #: CPU seconds of the hub's and the simulator's processes, per run.
+    #: CPU seconds of the hub's and the simulators' processes, per run.
     cpu_off: list[float]
     cpu_on: list[float]
     spans: int
@@ -121,17 +121,18 @@ def children_cpu_seconds() -> float:
 
 def throughput(flows: int, in_flight: int) -> tuple[float, float, int]:
     """The hub's flows per second in one sync_flows.py run; the CPU seconds its processes
-    used (the hub's and the simulator's, both ended with the run, the simulator's the same
+    used (the hub's and the simulators', all ended with the run, the simulators' the same
     whether the hub exports or not); and how many runs were repeated for a connection the
     simulator's keep-alive closed under the client (on a loaded machine)."""
     for repeated in range(RUNS_REPEATED):
         before = children_cpu_seconds()
         try:
-            measured = run_sync_flows(flows, in_flight, 100.0, 1.0, hub_in_process=False)
+            measured = run_sync_flows(["flow 6"], flows, in_flight, 100.0, 1.0, None, 1)
         except (BenchmarkFailure, aiohttp.ClientError) as broken:
             print(f"run repeated: {broken}", file=sys.stderr)
             continue
-        return measured.hub_throughput, children_cpu_seconds() - before, repeated
+        hub_rate = measured.results[0].throughput("hub")
+        return hub_rate, children_cpu_seconds() - before, repeated
     raise BenchmarkFailure(f"{RUNS_REPEATED} runs in a row broke off")
 
 
@@ -173,7 +174,7 @@ def report(result: Result) -> str:
         (
             "CPU per run off / on",
             f"{statistics.median(result.cpu_off):.2f} s / {statistics.median(result.cpu_on):.2f} s"
-            " (hub and simulator processes, medians)",
+            " (hub and simulators' processes, medians)",
         ),
         ("spans received", f"{result.spans:,}"),
         ("runs repeated", f"{result.repeated} (a connection closed under the client)"),

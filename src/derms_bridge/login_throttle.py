@@ -74,6 +74,9 @@ class LoginThrottle:
         self._clear_until: dict[tuple[str, str], float] = {}
         # (user, address, guess) being checked -> its answer, for the same logins meanwhile.
         self._answering: dict[tuple[str, str, bytes], asyncio.Future[Any]] = {}
+        # (user, address) -> the read of its failures under way for logins on a known
+        # credential, which the others meanwhile share.
+        self._reading: dict[tuple[str, str], asyncio.Future[Tallies]] = {}
 
     async def admit(
         self,
@@ -133,7 +136,10 @@ class LoginThrottle:
             and self._clear_until.get(pair, 0.0) > time.monotonic()
         ):
             return known
-        tallies = await self._failures.tallies(user, address)
+        if known is not None and not self._checking[pair]:
+            tallies = await self._shared_tallies(pair)
+        else:
+            tallies = await self._failures.tallies(user, address)
         self._refuse_when_past_limits(attempt, tallies, 0)
         if known is not None and not self._checking[pair]:
             if tallies.pair.count:
@@ -161,6 +167,24 @@ class LoginThrottle:
             self._checking[pair] -= 1
             if not self._checking[pair]:
                 del self._checking[pair]
+
+    async def _shared_tallies(self, pair: tuple[str, str]) -> Tallies:
+        """The failures of a user and address, one read for all the logins on a known
+        credential that come while it is under way: once the pair's clear mark runs out, a
+        busy caller's requests in flight would each read them, at once."""
+        reading = self._reading.get(pair)
+        if reading is None:
+            reading = asyncio.ensure_future(self._failures.tallies(*pair))
+            self._reading[pair] = reading
+
+            def done(read: asyncio.Future[Tallies]) -> None:
+                del self._reading[pair]
+                if not read.cancelled():
+                    # Taken, so that a failure no login waited for is not reported unretrieved.
+                    read.exception()
+
+            reading.add_done_callback(done)
+        return await asyncio.shield(reading)
 
     def _remember_clear(self, pair: tuple[str, str]) -> None:
         if len(self._clear_until) >= MOST_REMEMBERED_CLEAR:

@@ -127,11 +127,14 @@ class HubServer(uvicorn.Server):
                 self._captured_signals.clear()
 
 
-def run_server(config: uvicorn.Config, shutdown: Shutdown) -> None:
-    """Serve until SIGTERM or SIGINT; exit STARTUP_FAILURE if the server could not start.
-    The requests in progress at a stop get the workers' grace to end, not for ever."""
+def run_server(
+    config: uvicorn.Config, shutdown: Shutdown, sockets: list[socket.socket] | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, on `sockets` when given (a parent's, shared); exit
+    STARTUP_FAILURE if the server could not start. The requests in progress at a stop get
+    the workers' grace to end, not for ever."""
     config.timeout_graceful_shutdown = math.ceil(shutdown.grace_seconds)
     server = HubServer(config, shutdown)
-    server.run()
+    server.run(sockets)
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,8 +45,16 @@ def _share_metrics(settings: Settings) -> None:
     forget_dead_processes(directory)
 
 
-def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
-    _share_metrics(settings)
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    log_level: str,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """One hub process; on `sockets` when its parent listens for it (`serve --processes`)."""
+    if sockets is None:
+        _share_metrics(settings)
     from derms_bridge.api.app import create_app
     from derms_bridge.api.http_server import BoundedHeadProtocol, run_server
     from derms_bridge.bootstrap import build_hub
@@ -53,7 +62,7 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
 
     log_as_json_lines(settings, log_level)
     lookups = lookups_or_exit(settings.lookups_dir)
-    if settings.database.migrate_on_start:
+    if settings.database.migrate_on_start and sockets is None:
         run_migrations(settings.database.url.get_secret_value())
     hub = build_hub(settings, lookups)
     config = uvicorn.Config(
@@ -68,7 +77,92 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
         proxy_headers=bool(settings.server.trusted_proxies),
         forwarded_allow_ips=settings.server.trusted_proxies,
     )
-    run_server(config, hub.shutdown)
+    run_server(config, hub.shutdown, sockets)
+
+
+def _serve_on(config: Path, host: str, port: int, log_level: str, listening: socket.socket) -> None:
+    """A child of `serve --processes`: the settings read again, the parent's socket served."""
+    _serve(settings_or_exit(config), host, port, log_level, [listening])
+
+
+def _serve_processes(
+    config: Path, settings: Settings, host: str, port: int, log_level: str, processes: int
+) -> None:
+    """`processes` hub processes serving one port, each on a socket of its own that this
+    process opens (SO_REUSEPORT) and holds.
+
+    The kernel spreads the connections over the sockets evenly (by their addresses and
+    ports): on one shared socket the first child to accept took most of a burst's
+    connections, three in four of them with two children. A child that ends on its own (it
+    crashed, or could not start) stops the others and this process exits 1, for the service
+    manager to restart them together.
+    """
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    from derms_bridge.api.http_server import STARTUP_FAILURE
+    from derms_bridge.store.database import migrate as run_migrations
+
+    _share_metrics(settings)
+    if settings.database.migrate_on_start:
+        run_migrations(settings.database.url.get_secret_value())
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening: list[socket.socket] = []
+    try:
+        for _ in range(processes):
+            listening.append(
+                socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
+            )
+    except OSError as exc:
+        for opened in listening:
+            opened.close()
+        err.print(f"[red]error[/] cannot listen on {host}:{port}: {exc}", highlight=False)
+        raise typer.Exit(STARTUP_FAILURE) from None
+    spawn = multiprocessing.get_context("spawn")
+    children = [
+        spawn.Process(
+            target=_serve_on,
+            args=(config, host, port, log_level, own),
+            name=f"derms-bridge serve {number}",
+        )
+        for number, own in enumerate(listening, start=1)
+    ]
+    stopping = False
+
+    def stop(_signal: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.pid is not None and child.exitcode is None:
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.start()
+    out.print(
+        f"serving on http://{host}:{port} with {processes} hub processes "
+        f"(pids {', '.join(str(child.pid) for child in children)})",
+        highlight=False,
+    )
+    crashed = False
+    while any(child.exitcode is None for child in children):
+        wait([child.sentinel for child in children if child.exitcode is None], 0.5)
+        if not stopping and any(child.exitcode is not None for child in children):
+            crashed = True
+            for child in children:
+                if child.exitcode is not None:
+                    err.print(
+                        f"[red]error[/] hub process {child.pid} ended with exit code "
+                        f"{child.exitcode}: stopping the others",
+                        highlight=False,
+                    )
+            stop(signal.SIGTERM, None)
+    for opened in listening:
+        opened.close()
+    if crashed or any(child.exitcode != 0 for child in children):
+        raise typer.Exit(EXIT_FAILED)
 
 
 def serve(
@@ -76,6 +170,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
     port: Annotated[int | None, typer.Option(help="overrides server.port")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="hub processes accepting on the one port, each a whole hub; needs "
+            "PostgreSQL (docs/deploy.md)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the hub: the trigger routes, the operations API and the flows."""
     settings = settings_or_exit(config)
@@ -86,7 +189,18 @@ def serve(
             highlight=False,
         )
         raise typer.Exit(EXIT_REFUSED)
-    _serve(settings, host or settings.server.host, port or settings.server.port, log_level)
+    host, port = host or settings.server.host, port or settings.server.port
+    if processes == 1:
+        _serve(settings, host, port, log_level)
+        return
+    if settings.database.url.get_secret_value().startswith("sqlite"):
+        err.print(
+            "[red]error[/] --processes needs PostgreSQL: SQLite lets one writer in at a "
+            "time, so the processes would only wait for one another (docs/deploy.md)",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REFUSED)
+    _serve_processes(config, settings, host, port, log_level, processes)
 
 
 def worker(

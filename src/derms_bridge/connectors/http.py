@@ -43,6 +43,12 @@ class Answer:
 CallObserver = Callable[[Activity], None]
 BusinessErrorReader = Callable[[Answer], BusinessError | None]
 M = TypeVar("M", bound=BaseModel)
+
+#: Seconds an idle connection to a target is kept for the next call: below the idle timeout
+#: of the servers in front of the targets (uvicorn's 5 s, the least), so that the hub closes
+#: it first. A connection the server closed just as the hub sent a call on it failed that
+#: call ("Can not write request body"), which happened under a burst after a quiet moment.
+IDLE_CONNECTION_SECONDS = 4.0
 T = TypeVar("T")
 
 
@@ -154,7 +160,11 @@ class HttpConnection:
         # Made on first use: an aiohttp session belongs to the event loop that runs it.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._settings.max_connections, ssl=self._ssl),
+                connector=aiohttp.TCPConnector(
+                    limit=self._settings.max_connections,
+                    ssl=self._ssl,
+                    keepalive_timeout=IDLE_CONNECTION_SECONDS,
+                ),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout
                 ),

@@ -13,40 +13,54 @@ fails only its own caller.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
-_T = TypeVar("_T")
-
 Work = Callable[[Connection], Any]
+_W = TypeVar("_W", bound=Work)
 #: Runs a piece of work in a transaction of its own, in one call off the event loop.
 InOneCall = Callable[[Work], Awaitable[Any]]
+#: Runs works in one transaction, their results in their order: one after the other, or
+#: merged (store/instance_writes.py runs each statement once for all of them).
+Together = Callable[[Sequence[_W], Connection], list[Any]]
+
+
+def one_after_the_other(works: Sequence[Work], connection: Connection) -> list[Any]:
+    return [work(connection) for work in works]
+
 
 #: Writes in one transaction at most: a flow's two writes are a few rows each, and a bound
 #: keeps one transaction's time (and a failed one's replay) short.
 MOST_IN_ONE_COMMIT = 256
 
 
-class GroupCommit:
-    def __init__(self, in_one_call: InOneCall, *, most: int = MOST_IN_ONE_COMMIT) -> None:
+class GroupCommit(Generic[_W]):
+    def __init__(
+        self,
+        in_one_call: InOneCall,
+        together: Together[_W] = one_after_the_other,
+        *,
+        most: int = MOST_IN_ONE_COMMIT,
+    ) -> None:
         self._in_one_call = in_one_call
+        self._together = together
         self._most = most
-        self._waiting: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[_W, asyncio.Future[Any]]] = []
         self._committing: asyncio.Task[None] | None = None
 
-    async def write(self, work: Callable[[Connection], _T]) -> _T:
+    async def write(self, work: _W) -> Any:
         """`work`'s result once the transaction holding it has committed; its exception if it
         failed, alone."""
-        written: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((work, written))
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_while_waiting())
         return await written
 
     async def _commit_while_waiting(self) -> None:
-        batch: list[tuple[Work, asyncio.Future[Any]]] = []
+        batch: list[tuple[_W, asyncio.Future[Any]]] = []
         try:
             while self._waiting:
                 batch = self._waiting[: self._most]
@@ -61,10 +75,10 @@ class GroupCommit:
         finally:
             self._committing = None
 
-    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[tuple[_W, asyncio.Future[Any]]]) -> None:
         works = [work for work, _ in batch]
         try:
-            results = await self._in_one_call(lambda connection: [w(connection) for w in works])
+            results = await self._in_one_call(lambda connection: self._together(works, connection))
         except Exception:
             for work, written in batch:
                 await self._alone(work, written)
@@ -73,7 +87,7 @@ class GroupCommit:
             if not written.done():
                 written.set_result(result)
 
-    async def _alone(self, work: Work, written: asyncio.Future[Any]) -> None:
+    async def _alone(self, work: _W, written: asyncio.Future[Any]) -> None:
         try:
             result = await self._in_one_call(work)
         except Exception as exc:

@@ -1,13 +1,20 @@
-"""The writes every flow makes, its instance and its outcome, as pieces of work that a group
-commit can share (store/group_commit.py), with their statements built once: made per write,
-building and keying a statement cost more than SQLite took to run it."""
+"""The writes every flow makes, its instance and its outcome, as rows for statements built
+once, which a group commit (store/group_commit.py) runs together: made per write, building
+and keying a statement cost more than SQLite took to run it, and each statement run per
+write cost the group commit's thread, on PostgreSQL a round trip each, more than its rows.
+
+A write is the rows it adds to each statement. Writes committed together run each
+statement once with every write's rows, in STATEMENT_ORDER: the instances first, so that
+the rows naming them find them; a write run alone runs its own rows in the same order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Connection, Executable, Table, bindparam, insert, update
 
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, InstanceRow
@@ -23,16 +30,41 @@ _RECORD_OUTCOME = (
     .values({field: bindparam(f"new_{field}") for field in _OUTCOME_FIELDS})
 )
 
+STATEMENT_ORDER: tuple[Executable, ...] = (
+    _INSERT_INSTANCE,
+    _RECORD_OUTCOME,
+    _INSERT_ACTIVITIES,
+    _INSERT_KEYS,
+)
 
-def created(row: dict[str, Any], keys: Sequence[tuple[str, str]]) -> Callable[[Connection], None]:
-    """A first run's instance, as a write that a group commit can share."""
+Rows = list[dict[str, Any]]
 
-    def write(connection: Connection) -> None:
-        connection.execute(_INSERT_INSTANCE, {**row, "attempts": 1})
-        if rows := key_rows(row["id"], keys):
-            connection.execute(_INSERT_KEYS, rows)
 
-    return write
+@dataclass(frozen=True)
+class InstanceWrite:
+    """The rows one flow's write adds to each statement (none to most)."""
+
+    rows: dict[Executable, Rows]
+
+    def __call__(self, connection: Connection) -> None:
+        """This write alone, in the transaction `connection` is in."""
+        run_together([self], connection)
+
+
+def run_together(writes: Sequence[InstanceWrite], connection: Connection) -> list[None]:
+    """Every write's rows, each statement run once for all of them (executemany)."""
+    for statement in STATEMENT_ORDER:
+        rows = [row for write in writes for row in write.rows.get(statement, ())]
+        if rows:
+            connection.execute(statement, rows)
+    return [None] * len(writes)
+
+
+def created(row: dict[str, Any], keys: Sequence[tuple[str, str]]) -> InstanceWrite:
+    """A first run's instance."""
+    return InstanceWrite(
+        {_INSERT_INSTANCE: [{**row, "attempts": 1}], _INSERT_KEYS: key_rows(row["id"], keys)}
+    )
 
 
 def finished(
@@ -40,25 +72,20 @@ def finished(
     outcome: dict[str, Any],
     activities: Sequence[Activity],
     keys: Sequence[tuple[str, str]],
-) -> Callable[[Connection], None]:
-    """A run's outcome, its activities numbered from 1, as a write that a group commit can
-    share."""
-    recorded = {"finished_id": instance_id, **{f"new_{k}": v for k, v in outcome.items()}}
-
-    def write(connection: Connection) -> None:
-        connection.execute(_RECORD_OUTCOME, recorded)
-        if activities:
-            connection.execute(
-                _INSERT_ACTIVITIES,
-                [
-                    {"instance_id": instance_id, "seq": n, **vars(activity)}
-                    for n, activity in enumerate(activities, start=1)
-                ],
-            )
-        if rows := key_rows(instance_id, keys):
-            connection.execute(_INSERT_KEYS, rows)
-
-    return write
+) -> InstanceWrite:
+    """A run's outcome, its activities numbered from 1."""
+    return InstanceWrite(
+        {
+            _RECORD_OUTCOME: [
+                {"finished_id": instance_id, **{f"new_{k}": v for k, v in outcome.items()}}
+            ],
+            _INSERT_ACTIVITIES: [
+                {"instance_id": instance_id, "seq": n, **vars(activity)}
+                for n, activity in enumerate(activities, start=1)
+            ],
+            _INSERT_KEYS: key_rows(instance_id, keys),
+        }
+    )
 
 
 def key_rows(instance_id: str, keys: Sequence[tuple[str, str]]) -> list[dict[str, str]]:

@@ -39,7 +39,13 @@ from derms_bridge.store.instance_records import (
     InstanceRecords,
     StoredMessage,
 )
-from derms_bridge.store.instance_writes import created, finished, key_rows
+from derms_bridge.store.instance_writes import (
+    InstanceWrite,
+    created,
+    finished,
+    key_rows,
+    run_together,
+)
 from derms_bridge.store.tables import (
     ActivityRow,
     BusinessKeyRow,
@@ -86,7 +92,7 @@ class InstanceStore:
         # whose busy-wait made a loaded hub's writes take up to a second.
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._side = sqlite_side_connection(engine)
-        self._group = GroupCommit(self.in_one_call)
+        self._group: GroupCommit[InstanceWrite] = GroupCommit(self.in_one_call, run_together)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:

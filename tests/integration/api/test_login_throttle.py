@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -242,3 +243,46 @@ async def test_the_openapi_documents_the_throttles_answer(hub: HubUnderTest) -> 
     ]:
         answer = document["paths"][path][method]["responses"]["429"]
         assert "Retry-After" in answer["headers"]
+
+
+async def test_a_known_callers_burst_reads_the_failures_once(
+    hub: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once one failure from an address means reading the failures on every login from it,
+    the requests in flight together share one read."""
+    async with hub_with(hub) as built, client_at(built, ELSEWHERE) as caller:
+        assert (await caller.get("/ops/instances", auth=OPERATOR_AUTH)).status_code == 200
+        assert await guess(caller, "someone-else") == 401
+        throttle, failures = built.login_throttle, built.login_throttle._failures
+        reads: list[str] = []
+        entered: list[str] = []
+        all_in = asyncio.Event()
+        all_waiting = asyncio.Event()
+        admit, tallies = throttle.admit, failures.tallies
+
+        async def counted_admit(*args: Any, **kwargs: Any) -> Any:
+            entered.append("login")
+            if len(entered) == 32:
+                all_waiting.set()
+            return await admit(*args, **kwargs)
+
+        async def gated_tallies(user: str, address: str) -> Any:
+            reads.append(user)
+            await all_in.wait()
+            return await tallies(user, address)
+
+        monkeypatch.setattr(throttle, "admit", counted_admit)
+        monkeypatch.setattr(failures, "tallies", gated_tallies)
+        burst = [
+            asyncio.ensure_future(caller.get("/ops/instances", auth=OPERATOR_AUTH))
+            for _ in range(32)
+        ]
+        # Each login goes from the throttle's door to its read without waiting for anything,
+        # so once the last has come in, every one has read or waits for a read.
+        await all_waiting.wait()
+        await asyncio.sleep(0)
+        all_in.set()
+        replies = await asyncio.gather(*burst)
+
+    assert [r.status_code for r in replies] == [200] * 32
+    assert reads == ["user:operator"]
