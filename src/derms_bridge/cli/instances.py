@@ -239,7 +239,7 @@ def resubmit(
         try:
             chosen = list(instance_ids or [])
             if where is not None:
-                chosen, _total = await hub.operations.failures_to_resubmit(where, None)
+                chosen = (await hub.operations.failures_to_resubmit(where, None)).ids
             missing = [i for i in chosen if not await hub.operations.exists(i)]
             if missing:
                 for instance_id in missing:

@@ -30,6 +30,7 @@ from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.lookup_audit import LookupEdit, recent_edits, record_edit
 from derms_bridge.store.overview import (
     Failure,
+    FailuresToResubmit,
     FlowCounts,
     ScheduledRuns,
     counts_by_hour,
@@ -142,7 +143,7 @@ class Operations:
 
     async def failures_to_resubmit(
         self, where: InstanceFilter, limit: int | None
-    ) -> tuple[list[str], int]:
+    ) -> FailuresToResubmit:
         """What a bulk resubmit takes, from the console or the CLI: the failed instances
         the filter selects that were not resubmitted yet (the engine refuses those), at most
         `limit` of them (None: all); and how many there are."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, exists, func, select
 from sqlalchemy.orm import aliased
 
-from derms_bridge.schemas.ops import HourCount, InstanceFilter, TargetLatency
+from derms_bridge.schemas.ops import COUNT_LIMIT, HourCount, InstanceFilter, TargetLatency
 from derms_bridge.store.instances import InstanceStore, _utc, as_utc, matching
 from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, InstanceRow
 
@@ -201,28 +201,39 @@ async def failing_now(store: InstanceStore, since: datetime, limit: int = 10) ->
     ]
 
 
+@dataclass(frozen=True)
+class FailuresToResubmit:
+    """The failures a bulk resubmit would run now, oldest first, and how many there are in
+    all, counted up to COUNT_LIMIT (`total_exact` false past it)."""
+
+    ids: list[str]
+    total: int
+    total_exact: bool
+
+
 async def failures_to_resubmit(
     store: InstanceStore, where: InstanceFilter, limit: int | None
-) -> tuple[list[str], int]:
+) -> FailuresToResubmit:
     """The failed instances a filter selects that were not resubmitted already (the latest
     run of each message that failed: one whose resubmit succeeded is resolved) and whose
-    payloads are kept, oldest
-    first, at most `limit` of them (None: all); and how many there are in all."""
+    payloads are kept, oldest first, at most `limit` of them (None: all)."""
     query = matching(InstanceFilter(**{**vars(where), "status": "failed"})).where(
         _not_resubmitted(),
         # Retention purged what it would have sent again.
         InstanceRow.payload_purged_at.is_(None),
     )
+    ids = query.with_only_columns(InstanceRow.id)
+    # Counted no further than a page of search is: a years-old selection is not read whole.
+    up_to_limit = ids.limit(COUNT_LIMIT + 1).subquery()
+    oldest_first = ids.order_by(InstanceRow.received_at, InstanceRow.id)
     async with store.engine.connect() as connection:
-        total = await connection.scalar(select(func.count()).select_from(query.subquery()))
-        ids = (
-            await connection.scalars(
-                query.with_only_columns(InstanceRow.id)
-                .order_by(InstanceRow.received_at, InstanceRow.id)
-                .limit(limit if limit is not None else total or 0)
-            )
+        counted = await connection.scalar(select(func.count()).select_from(up_to_limit)) or 0
+        chosen = (
+            await connection.scalars(oldest_first if limit is None else oldest_first.limit(limit))
         ).all()
-    return list(ids), total or 0
+    return FailuresToResubmit(
+        list(chosen), min(counted, COUNT_LIMIT), total_exact=counted <= COUNT_LIMIT
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from derms_bridge.settings.file_storage import (
     S3Settings,
     SftpSettings,
 )
+from derms_bridge.store import overview
 from derms_bridge.store.instances import as_utc
 from derms_bridge.store.processes import ProcessStore
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
@@ -701,6 +702,22 @@ async def test_bulk_resubmit_confirms_the_count_then_reports_outcomes(
     assert '<td class="n" id="bulk-succeeded">3</td>' in done.text
     assert '<td class="n" id="bulk-failed">0</td>' in done.text
     assert '<strong id="bulk-total">0</strong>' in again.text
+
+
+async def test_bulk_resubmit_counts_no_further_than_a_search_does(
+    console: ConsoleUnderTest, cpmcs_sim: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with more than COUNT_LIMIT (10,000) failures, which a test would take minutes to make.
+    monkeypatch.setattr(overview, "COUNT_LIMIT", 2)
+    for n in range(4):
+        await failed_enrollment(console, cpmcs_sim, f"BULK-MANY-{n}")
+    await console.log_in()
+    chosen = {"flow": "enrollment_request", "status": "failed"}
+
+    confirm = await console.client.get("/console/bulk-resubmit", params=chosen)
+
+    assert '<strong id="bulk-total">more than 2</strong> failed instances' in confirm.text
+    assert "Resubmit 4 instances" in confirm.text
 
 
 def lookup_form(

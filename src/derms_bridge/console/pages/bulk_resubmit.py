@@ -18,31 +18,32 @@ BULK_LIMIT = 200
 @router.get("/bulk-resubmit", response_class=HTMLResponse)
 async def bulk_confirm(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     query = InstanceQuery.of(request.query_params)
-    ids, total = await state.hub.operations.failures_to_resubmit(
+    found = await state.hub.operations.failures_to_resubmit(
         query.instance_filter(), limit=BULK_LIMIT
     )
     return render(
         request,
         "bulk_confirm.html",
-        {"query": query, "count": len(ids), "total": total, "limit": BULK_LIMIT},
+        {"query": query, "count": len(found.ids), "found": found, "limit": BULK_LIMIT},
     )
 
 
 @router.post("/bulk-resubmit", response_class=HTMLResponse)
 async def bulk_run(request: Request, state: StateDep, operator: OperatorDep) -> Response:
     query = InstanceQuery.of(await request.form())
-    ids, total = await state.hub.operations.failures_to_resubmit(
+    found = await state.hub.operations.failures_to_resubmit(
         query.instance_filter(), limit=BULK_LIMIT
     )
-    outcome = await resubmit_many(state.hub.engine, ids, caller=operator)
+    outcome = await resubmit_many(state.hub.engine, found.ids, caller=operator)
     return render(
         request,
         "bulk_result.html",
         {
             "query": query,
             "outcome": outcome,
-            "count": len(ids),
-            "left": total - len(ids),
+            "count": len(found.ids),
+            "left": found.total - len(found.ids),
+            "left_exact": found.total_exact,
             "refused": [state.redact(reason) for reason in outcome.refused],
         },
     )
