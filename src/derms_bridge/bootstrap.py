@@ -176,6 +176,7 @@ class Hub:
             await self.stop()
 
     async def aclose(self) -> None:
+        await self.storage.aclose()
         self.big_messages.close()
         for connection in self.connections:
             await connection.aclose()

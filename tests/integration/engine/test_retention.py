@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import insert, select, update
 
 from derms_bridge.bootstrap import Hub
+from derms_bridge.engine import storage
 from derms_bridge.engine.purge import Purge, purge_flow
 from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.schemas.ops import Activity
@@ -457,3 +459,26 @@ async def test_skipped_schedule_ticks_go_once_their_flows_history_would(hub: Hub
         left = (await connection.scalars(select(ScheduleTickRow.tick))).all()
     assert [as_utc(tick) for tick in left] == [recent]
     assert await hub.hub.purge.skipped_ticks_waiting(now) == 0
+
+
+async def test_a_measure_older_than_a_minute_is_shown_while_the_next_is_taken(
+    hub: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "MEASURED_EVERY", timedelta(0))
+    await _finished(hub, "STALE-1")
+    await age(hub.hub, 100)
+    first = await hub.hub.storage.report()
+    late = await _finished(hub, "STALE-LATE")
+    await age(hub.hub, 100, [late])
+
+    shown = await hub.hub.storage.report()
+    deadline = asyncio.get_running_loop().time() + 60
+    latest = shown
+    while latest.purge_waiting["instances"] != 2:
+        assert asyncio.get_running_loop().time() < deadline, "no measure was taken again"
+        await asyncio.sleep(0.05)
+        latest = await hub.hub.storage.report()
+
+    assert first.purge_waiting["instances"] == 1
+    assert shown is first
+    assert latest.measured_at > first.measured_at
