@@ -21,7 +21,6 @@ from derms_bridge.schemas.ops import (
     InstanceFilter,
     InstancePage,
     InstanceSummary,
-    TargetLatency,
 )
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
@@ -32,6 +31,7 @@ from derms_bridge.store.overview import (
     Failure,
     FailuresToResubmit,
     FlowCounts,
+    Latencies,
     ScheduledRuns,
     counts_by_hour,
     failing_now,
@@ -130,7 +130,7 @@ class Operations:
     async def counts_by_hour(self, since: datetime) -> list[HourCount]:
         return await counts_by_hour(self._instances, since)
 
-    async def latency_by_target(self, since: datetime) -> list[TargetLatency]:
+    async def latency_by_target(self, since: datetime) -> Latencies:
         return await latency_by_target(self._instances, since)
 
     async def failing_now(self, since: datetime) -> list[Failure]:

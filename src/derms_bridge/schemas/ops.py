@@ -108,6 +108,9 @@ MAX_OFFSET = 1_000_000
 #: A search counts its matches up to this many; past it the total says "more than", which
 #: spares reading every match of a wide search (millions of instances) to count them.
 COUNT_LIMIT = 10_000
+#: The newest calls of a window the latency per target is read from: a week of a busy
+#: hub's calls would be sorted whole on every view otherwise.
+LATENCY_CALLS = 20_000
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,9 @@ class LatencyByTarget(_View):
     window: Window
     since: datetime
     targets: list[TargetLatency]
+    newest_only: bool = Field(
+        description="the window held more than 20,000 calls: the figures are of its newest 20,000"
+    )
 
 
 class InstanceSummary(_View):

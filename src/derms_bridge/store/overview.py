@@ -7,10 +7,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, select
+from sqlalchemy import ColumnElement, Select, Subquery, case, exists, func, select
 from sqlalchemy.orm import aliased
 
-from derms_bridge.schemas.ops import COUNT_LIMIT, HourCount, InstanceFilter, TargetLatency
+from derms_bridge.schemas.ops import (
+    COUNT_LIMIT,
+    LATENCY_CALLS,
+    HourCount,
+    InstanceFilter,
+    TargetLatency,
+)
 from derms_bridge.store.instances import InstanceStore, _utc, as_utc, matching
 from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, InstanceRow
 
@@ -77,41 +83,46 @@ async def counts_by_hour(store: InstanceStore, since: datetime) -> list[HourCoun
 UNTIMED_TARGETS = ("smtp",)
 
 
+def _timed_calls(since: datetime) -> Select[str, float, str | None]:
+    return select(ActivityRow.target, ActivityRow.duration_ms, ActivityRow.error).where(
+        ActivityRow.at >= _utc(since), ActivityRow.target.not_in(UNTIMED_TARGETS)
+    )
+
+
+def _newest_calls(since: datetime) -> Subquery:
+    return _timed_calls(since).order_by(ActivityRow.at.desc()).limit(LATENCY_CALLS).subquery()
+
+
 def _latency_ordered(since: datetime) -> Select[str, int, int, float, float]:
     # PostgreSQL's percentile_disc is the nearest rank, in one sort per target.
-    in_order = ActivityRow.duration_ms.asc()
+    calls = _newest_calls(since)
+    in_order = calls.c.duration_ms.asc()
     return (
         select(
-            ActivityRow.target,
+            calls.c.target,
             func.count(),
-            func.count(ActivityRow.error),
+            func.count(calls.c.error),
             func.percentile_disc(0.5).within_group(in_order),
             func.percentile_disc(0.95).within_group(in_order),
         )
-        .where(ActivityRow.at >= _utc(since))
-        .where(ActivityRow.target.not_in(UNTIMED_TARGETS))
-        .group_by(ActivityRow.target)
-        .order_by(ActivityRow.target)
+        .group_by(calls.c.target)
+        .order_by(calls.c.target)
     )
 
 
 def _latency_ranked(since: datetime) -> Select[str, int, int, float, float]:
     # SQLite has no percentile: each call ranked among its target's, then the first rank
     # reaching ceil(calls * percent / 100), in integers.
-    ranked = (
-        select(
-            ActivityRow.target,
-            ActivityRow.duration_ms,
-            ActivityRow.error,
-            func.row_number()
-            .over(partition_by=ActivityRow.target, order_by=ActivityRow.duration_ms)
-            .label("rank"),
-            func.count().over(partition_by=ActivityRow.target).label("calls"),
-        )
-        .where(ActivityRow.at >= _utc(since))
-        .where(ActivityRow.target.not_in(UNTIMED_TARGETS))
-        .subquery()
-    )
+    calls = _newest_calls(since)
+    ranked = select(
+        calls.c.target,
+        calls.c.duration_ms,
+        calls.c.error,
+        func.row_number()
+        .over(partition_by=calls.c.target, order_by=calls.c.duration_ms)
+        .label("rank"),
+        func.count().over(partition_by=calls.c.target).label("calls"),
+    ).subquery()
 
     def percentile(percent: int) -> ColumnElement[float]:
         reached = ranked.c.rank * 100 >= ranked.c.calls * percent
@@ -130,19 +141,34 @@ def _latency_ranked(since: datetime) -> Select[str, int, int, float, float]:
     )
 
 
-async def latency_by_target(store: InstanceStore, since: datetime) -> list[TargetLatency]:
-    """Per target, the calls made since `since`, those that failed, and their median and 95th
-    percentile duration by nearest rank, by target name; a target with no call is absent."""
+@dataclass(frozen=True)
+class Latencies:
+    """Per target, how long its calls took; `newest_only`: the window held more calls than
+    LATENCY_CALLS, and these are of its newest ones."""
+
+    targets: list[TargetLatency]
+    newest_only: bool
+
+
+async def latency_by_target(store: InstanceStore, since: datetime) -> Latencies:
+    """Per target, the calls made since `since` (its newest LATENCY_CALLS at most), those
+    that failed, and their median and 95th percentile duration by nearest rank, by target
+    name; a target with no call is absent."""
     if store.engine.dialect.name == "postgresql":
         query = _latency_ordered(since)
     else:
         query = _latency_ranked(since)
+    beyond = _timed_calls(since).order_by(ActivityRow.at.desc()).offset(LATENCY_CALLS).limit(1)
     async with store.engine.connect() as connection:
         rows = (await connection.execute(query)).all()
-    return [
-        TargetLatency(target=target, calls=calls, failed=failed, p50_ms=p50, p95_ms=p95)
-        for target, calls, failed, p50, p95 in rows
-    ]
+        more = (await connection.execute(beyond)).first() is not None
+    return Latencies(
+        [
+            TargetLatency(target=target, calls=calls, failed=failed, p50_ms=p50, p95_ms=p95)
+            for target, calls, failed, p50, p95 in rows
+        ],
+        newest_only=more,
+    )
 
 
 def flow_counts(hours: list[HourCount]) -> dict[str, FlowCounts]:

@@ -17,6 +17,7 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread, free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings.connections import Caller
+from derms_bridge.store import overview
 from derms_bridge.store.tables import ActivityRow
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, HubUnderTest, hub_settings
 from tests.payloads import enrollment_message, enrollment_request
@@ -460,6 +461,7 @@ async def test_latency_per_target_is_the_median_and_95th_percentile_of_the_windo
 
     assert len(calls) == 11
     assert day["window"] == "24h"
+    assert (day["newest_only"], last_week["newest_only"]) == (False, False)
     assert datetime.fromisoformat(day["since"]) < datetime.now(UTC) - timedelta(hours=23)
     assert day["targets"] == [
         {
@@ -477,6 +479,31 @@ async def test_latency_per_target_is_the_median_and_95th_percentile_of_the_windo
             "failed": 1,
             "p50_ms": nearest_rank(week, 50),
             "p95_ms": nearest_rank(week, 95),
+        }
+    ]
+
+
+async def test_latency_of_a_window_with_more_calls_than_it_reads_is_of_the_newest(
+    hub: HubUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with more than 20,000 calls in the window, which a test would take minutes to make.
+    monkeypatch.setattr(overview, "LATENCY_CALLS", 5)
+    instance_ids = [await enroll(hub, f"NEWEST-{n}") for n in range(8)]
+    calls = [a for i in instance_ids for a in (await hub.detail(i))["activities"]]
+    newest = sorted(calls, key=lambda a: a["at"])[-5:]
+    durations = [a["duration_ms"] for a in newest]
+
+    day = await latency(hub)
+
+    assert len(calls) == 8
+    assert day["newest_only"] is True
+    assert day["targets"] == [
+        {
+            "target": "CPMCS",
+            "calls": 5,
+            "failed": 0,
+            "p50_ms": nearest_rank(durations, 50),
+            "p95_ms": nearest_rank(durations, 95),
         }
     ]
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from derms_bridge.console.pages import dashboard
 from derms_bridge.lookups import PREFIX, Lookups
 from derms_bridge.sandbox.object_store import write_api_signing_key
 from derms_bridge.sandbox.servers import free_port
@@ -336,6 +337,22 @@ async def test_the_dashboard_counts_each_flows_instances(
     assert f"/console/instances/{failed_id}" in page
     assert "CPMCS answered HTTP 503" in page
     assert "<title>Dashboard · derms-bridge console</title>" in page
+
+
+async def test_the_dashboard_says_when_its_latency_is_of_the_windows_newest_calls(
+    console: ConsoleUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await enroll(console, "LATENCY-1")
+    await enroll(console, "LATENCY-2")
+    await console.log_in()
+    all_calls = page_text((await console.client.get("/console/")).text)
+    monkeypatch.setattr(overview, "LATENCY_CALLS", 1)
+    monkeypatch.setattr(dashboard, "LATENCY_CALLS", 1)
+
+    newest_only = page_text((await console.client.get("/console/")).text)
+
+    assert "newest" not in all_calls
+    assert "the newest 1 calls of the window" in newest_only
 
 
 async def test_the_dashboard_charts_each_hours_messages_as_the_api_counts_them(

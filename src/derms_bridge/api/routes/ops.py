@@ -215,10 +215,12 @@ async def list_processes(hub: HubDep) -> list[HubProcessView]:
 @router.get("/latency", response_model=LatencyByTarget)
 async def latency_per_target(hub: HubDep, window: Window = "24h") -> LatencyByTarget:
     """How long the calls to each outside system took over the last `window`, answered or
-    not, as the instances' activities keep them: the console dashboard's "Latency per
-    target" chart. A target with no call in the window is absent. Emails are not timed:
-    the hub keeps only an email that failed, as an activity of its instance."""
+    not, as the instances' activities keep them (the newest 20,000 calls of the window at
+    most): the console dashboard's "Latency per target" chart. A target with no call in the
+    window is absent. Emails are not timed: the hub keeps only an email that failed, as an
+    activity of its instance."""
     since = datetime.now(UTC) - WINDOWS[window]
+    found = await hub.operations.latency_by_target(since)
     return LatencyByTarget(
-        window=window, since=since, targets=await hub.operations.latency_by_target(since)
+        window=window, since=since, targets=found.targets, newest_only=found.newest_only
     )

@@ -12,7 +12,7 @@ from derms_bridge.console.charts import STACK_ORDER, hourly_charts, latency_char
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
 from derms_bridge.engine.operations import flow_counts
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
-from derms_bridge.schemas.ops import WINDOWS
+from derms_bridge.schemas.ops import LATENCY_CALLS, WINDOWS
 
 router = APIRouter(dependencies=CSRF_CHECKED)
 
@@ -33,7 +33,7 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
     failures = await operations.failing_now(since)
     runs = await operations.scheduled_runs(SCHEDULED_FLOWS, since)
     charts = hourly_charts(hours, since, now)
-    latencies = latency_chart(await operations.latency_by_target(since))
+    latencies = await operations.latency_by_target(since)
     return render(
         request,
         "dashboard.html",
@@ -45,7 +45,8 @@ async def dashboard(request: Request, state: StateDep, operator: OperatorDep) ->
             "failures": failures,
             "charts": charts,
             "stack_order": STACK_ORDER,
-            "latency_chart": latencies,
+            "latency_chart": latency_chart(latencies.targets),
+            "latency_newest_only": LATENCY_CALLS if latencies.newest_only else None,
             "ms_text": ms_text,
             "by_key": BY_KEY,
             "schedules": await state.hub.scheduler.overview(),
