@@ -1,12 +1,14 @@
 """What exporting traces costs the hub: sync_flows.py's throughput phase with tracing off,
-then with every span exported over OTLP/HTTP to a receiver on loopback, in one run,
-alternating the two so that the machine's load falls on both alike.
+then with spans exported over OTLP/HTTP to a receiver on loopback at each sample ratio
+asked for (`tracing.sample_ratio`), in one run, alternating the arms so that the machine's
+load falls on all alike.
 
 The receiver is a process of its own that decodes each ExportTraceServiceRequest, as a
 collector does, and counts its spans. Target: with export on, at most 5% fewer flows per
 second than with it off.
 
     .venv/bin/python bench/trace_cost.py [--flows N] [--in-flight C] [--rounds R]
+        [--ratios R [R ...]]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sync_flows import run as run_sync_flows
 
 MAX_SLOWDOWN = 0.05
 RUNS_REPEATED = 3
+SAMPLE_RATIO_VARIABLE = "DERMS_BRIDGE_TRACING__SAMPLE_RATIO"
 
 
 class _Spans:
@@ -80,33 +83,47 @@ def serve_receiver(port_to: Connection, stop: Event) -> None:
 
 
 @contextmanager
-def exporting_to(endpoint: str | None) -> Iterator[None]:
-    """The hub processes started inside export to `endpoint` (None: tracing off)."""
-    before = os.environ.pop(TRACE_EXPORT_VARIABLE, None)
-    if endpoint is not None:
-        os.environ[TRACE_EXPORT_VARIABLE] = endpoint
+def exporting_to(endpoint: str | None, ratio: float | None) -> Iterator[None]:
+    """The hub processes started inside export to `endpoint` the share `ratio` of their
+    traces (None: tracing off)."""
+    wanted = {TRACE_EXPORT_VARIABLE: endpoint, SAMPLE_RATIO_VARIABLE: ratio}
+    before = {name: os.environ.pop(name, None) for name in wanted}
+    os.environ.update({name: str(value) for name, value in wanted.items() if value is not None})
     try:
         yield
     finally:
-        os.environ.pop(TRACE_EXPORT_VARIABLE, None)
-        if before is not None:
-            os.environ[TRACE_EXPORT_VARIABLE] = before
+        for name, value in before.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Tracing off (ratio None), or export on at a sample ratio; its runs."""
+
+    ratio: float | None
+    rates: list[float]
+    #: CPU seconds of the hub's and the simulators' processes, per run.
+    cpu: list[float]
+
+    @property
+    def name(self) -> str:
+        return "tracing off" if self.ratio is None else f"export on, ratio {self.ratio:g}"
 
 
 @dataclass(frozen=True)
 class Result:
     flows: int
-    off: list[float]
-    on: list[float]
-    #: CPU seconds of the hub's and the simulators' processes, per run.
-    cpu_off: list[float]
-    cpu_on: list[float]
+    off: Arm
+    on: list[Arm]
     spans: int
     repeated: int
+    #: The 1-minute load average when the runs started and when they ended.
+    load: tuple[float, float]
 
-    @property
-    def slowdown(self) -> float:
-        return 1 - statistics.median(self.on) / statistics.median(self.off)
+    def slowdown(self, arm: Arm) -> float:
+        return 1 - statistics.median(arm.rates) / statistics.median(self.off.rates)
 
 
 def spans_received(receiver: str) -> int:
@@ -136,70 +153,89 @@ def throughput(flows: int, in_flight: int) -> tuple[float, float, int]:
     raise BenchmarkFailure(f"{RUNS_REPEATED} runs in a row broke off")
 
 
-def run(flows: int, in_flight: int, rounds: int) -> Result:
-    off: list[float] = []
-    on: list[float] = []
-    cpu: dict[bool, list[float]] = {False: [], True: []}
+def run(flows: int, in_flight: int, rounds: int, ratios: list[float]) -> Result:
+    off = Arm(None, [], [])
+    on = [Arm(ratio, [], []) for ratio in ratios]
     repeated = 0
+    load_before = os.getloadavg()[0]
     with spawned_server(serve_receiver, "the OTLP receiver") as port:
         receiver = f"http://{LOOPBACK}:{port}"
         for _ in range(rounds):
-            for endpoint, rates in ((None, off), (f"{receiver}/v1/traces", on)):
-                with exporting_to(endpoint):
+            for arm in (off, *on):
+                endpoint = None if arm.ratio is None else f"{receiver}/v1/traces"
+                with exporting_to(endpoint, arm.ratio):
                     rate, cpu_seconds, again = throughput(flows, in_flight)
-                rates.append(rate)
-                cpu[endpoint is not None].append(cpu_seconds)
+                arm.rates.append(rate)
+                arm.cpu.append(cpu_seconds)
                 repeated += again
         spans = spans_received(receiver)
     return Result(
         flows=flows,
         off=off,
         on=on,
-        cpu_off=cpu[False],
-        cpu_on=cpu[True],
         spans=spans,
         repeated=repeated,
+        load=(load_before, os.getloadavg()[0]),
     )
 
 
 def report(result: Result) -> str:
     rows = [
         ("flows per run", f"{result.flows:,} (sync_flows.py phase 1, hub in its own process)"),
-        ("tracing off", " ".join(f"{rate:,.0f}" for rate in result.off) + " flows/s"),
-        ("export on", " ".join(f"{rate:,.0f}" for rate in result.on) + " flows/s"),
-        (
-            "median off / on",
-            f"{statistics.median(result.off):,.0f} / {statistics.median(result.on):,.0f} flows/s",
-        ),
-        (
-            "CPU per run off / on",
-            f"{statistics.median(result.cpu_off):.2f} s / {statistics.median(result.cpu_on):.2f} s"
-            " (hub and simulators' processes, medians)",
-        ),
+        ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
+    ]
+    for arm in (result.off, *result.on):
+        rows += [
+            (arm.name, " ".join(f"{rate:,.0f}" for rate in arm.rates) + " flows/s"),
+            ("  median", f"{statistics.median(arm.rates):,.0f} flows/s"),
+            ("  CPU per run", f"{statistics.median(arm.cpu):.2f} s (hub and simulators, median)"),
+        ]
+        if arm.ratio is not None:
+            rows.append(("  fewer flows/s than off", f"{result.slowdown(arm):.1%}"))
+    rows += [
         ("spans received", f"{result.spans:,}"),
         ("runs repeated", f"{result.repeated} (a connection closed under the client)"),
-        ("fewer flows/s with export", f"{result.slowdown:.1%}"),
         ("", ""),
         ("targets", ""),
-        (f"fewer flows/s <= {MAX_SLOWDOWN:.0%}", verdict(result.slowdown <= MAX_SLOWDOWN)),
+    ]
+    rows += [
+        (
+            f"ratio {arm.ratio:g}: fewer flows/s <= {MAX_SLOWDOWN:.0%}",
+            verdict(result.slowdown(arm) <= MAX_SLOWDOWN),
+        )
+        for arm in result.on
     ]
     return table(rows)
 
 
+def sample_ratio(text: str) -> float:
+    ratio = float(text)
+    if not 0 < ratio <= 1:
+        raise argparse.ArgumentTypeError(f"a sample ratio is above 0 and at most 1: {text}")
+    return ratio
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="sync_flows.py's throughput with tracing off and with OTLP export on"
+        description="sync_flows.py's throughput with tracing off and exporting at sample ratios"
     )
     parser.add_argument("--flows", type=positive, default=2000, help="flows per run (2000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
-    parser.add_argument("--rounds", type=positive, default=3, help="off/on pairs (3)")
+    parser.add_argument("--rounds", type=positive, default=3, help="runs of each arm (3)")
+    parser.add_argument(
+        "--ratios",
+        type=sample_ratio,
+        nargs="+",
+        default=[1.0, 0.1],
+        help="the sample ratios exported at, one arm each (1.0 0.1)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return report_or_fail(
-        "trace_cost", lambda: run(args.flows, args.in_flight, args.rounds), report
+        "trace_cost", lambda: run(args.flows, args.in_flight, args.rounds, args.ratios), report
     )
 
 

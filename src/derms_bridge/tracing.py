@@ -14,6 +14,7 @@ activities.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -60,14 +61,31 @@ _request_span: ContextVar[list[Span] | None] = ContextVar("derms_bridge_request"
 
 @dataclass(frozen=True)
 class TraceRef:
-    """Where an instance's trace hangs: its trace id and the span of its instance (32 and
-    16 lowercase hex digits), kept with the instance so that work done later, by any hub
-    process (a file's segments, its acknowledgement), joins the same trace."""
+    """Where an instance's trace hangs: its trace id and, when the trace is sampled, the
+    span of its instance (32 and 16 lowercase hex digits), kept with the instance so that
+    work done later, by any hub process (a file's segments, its acknowledgement), joins the
+    same trace and follows its sampling decision."""
 
     trace_id: str
-    span_id: str
+    #: None when the trace is not sampled: its instance's span was never recorded.
+    span_id: str | None
 
-    def span_context(self) -> SpanContext:
+    @property
+    def sampled(self) -> bool:
+        return self.span_id is not None
+
+    def parent(self) -> SpanContext:
+        """The span later work hangs under: the instance's when the trace is sampled; else
+        one of the same trace that is not sampled either (its id made up, as no span of the
+        trace was recorded), so that the work keeps the trace id, in its logs and its
+        traceparent, and records nothing."""
+        if self.span_id is None:
+            return SpanContext(
+                trace_id=int(self.trace_id, 16),
+                span_id=secrets.randbelow(2**64 - 1) + 1,
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            )
         return SpanContext(
             trace_id=int(self.trace_id, 16),
             span_id=int(self.span_id, 16),
@@ -77,12 +95,15 @@ class TraceRef:
 
 
 def ref_of(span: Span) -> TraceRef | None:
-    """The span's trace id and span id; None when it has none (tracing off, no caller's
-    traceparent to continue)."""
+    """The span's trace id, and its span id when it is sampled; None when it has no trace
+    (tracing off, no caller's traceparent to continue)."""
     found = span.get_span_context()
     if not found.is_valid:
         return None
-    return TraceRef(trace.format_trace_id(found.trace_id), trace.format_span_id(found.span_id))
+    return TraceRef(
+        trace.format_trace_id(found.trace_id),
+        trace.format_span_id(found.span_id) if found.trace_flags.sampled else None,
+    )
 
 
 def current_ref() -> TraceRef | None:
@@ -92,9 +113,13 @@ def current_ref() -> TraceRef | None:
 
 def kept_ref(trace_id: str | None, span_id: str | None) -> TraceRef | None:
     """An instance's TraceRef as its columns keep it."""
-    if trace_id is None or span_id is None:
-        return None
-    return TraceRef(trace_id, span_id)
+    return TraceRef(trace_id, span_id) if trace_id is not None else None
+
+
+def _links(refs: Sequence[TraceRef | None]) -> list[Link]:
+    """Links to the instances' spans that were recorded (sampled); a link to one that was
+    not would lead nowhere."""
+    return [Link(ref.parent()) for ref in refs if ref is not None and ref.sampled]
 
 
 def current_trace_id() -> str | None:
@@ -108,31 +133,11 @@ def is_exporting() -> bool:
 
 
 def start_exporting(settings: Tracing, *, process: str) -> None:
-    """Spans from now on go to the OTLP/HTTP endpoint, in batches, from a thread of the
-    SDK's; the SDK is imported only here."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    """Spans from now on are sampled and go to the OTLP/HTTP endpoint, in batches, from a
+    thread of the SDK's; the SDK is imported only here."""
+    from derms_bridge.tracing_export import exporting_provider
 
-    provider = TracerProvider(
-        resource=Resource.create(
-            {"service.name": settings.service_name, "service.instance.id": process}
-        )
-    )
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            OTLPSpanExporter(
-                endpoint=str(settings.endpoint),
-                headers={
-                    name: header.value.get_secret_value()
-                    for name, header in settings.headers.items()
-                },
-                timeout=settings.timeout,
-            ),
-            schedule_delay_millis=settings.batch_delay_seconds * 1000,
-        )
-    )
+    provider = exporting_provider(settings, process=process)
     _exporting.provider = provider
     _exporting.tracer = provider.get_tracer("derms_bridge")
 
@@ -157,7 +162,7 @@ def under(ref: TraceRef | None) -> otel_context.Context | None:
     """A context whose parent is the span `ref` names, for work that joins its trace later."""
     if ref is None:
         return None
-    return trace.set_span_in_context(NonRecordingSpan(ref.span_context()))
+    return trace.set_span_in_context(NonRecordingSpan(ref.parent()))
 
 
 def send_along(headers: MutableMapping[str, str]) -> None:
@@ -189,7 +194,7 @@ def span(
         context=parent,
         kind=kind,
         attributes=kept,
-        links=[Link(ref.span_context()) for ref in links if ref is not None] or None,
+        links=_links(links) or None,
         record_exception=False,
         set_status_on_exception=False,
     )
@@ -233,9 +238,8 @@ def instance(
             yield started
         return
     request = waiting.pop()
-    for ref in links:
-        if ref is not None:
-            request.add_link(ref.span_context())
+    for link in _links(links):
+        request.add_link(link.context)
     request.set_attributes({key: value for key, value in attributes.items() if value is not None})
     try:
         yield request

@@ -21,7 +21,8 @@ NEVER = {
     | ENTRY_POINTS,
     "connectors": {"flows", "engine", "store", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
     # A flow reads like the reference's steps: the engine makes their spans (tracing.py).
-    "flows": {"engine", "store", "bootstrap", "metrics", "sandbox", "tracing"} | ENTRY_POINTS,
+    "flows": {"engine", "store", "bootstrap", "metrics", "sandbox", "tracing", "tracing_export"}
+    | ENTRY_POINTS,
     "store": {"connectors", "flows", "engine", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
     "credentials": {"connectors", "flows", "engine", "store", "bootstrap", "sandbox"}
     | ENTRY_POINTS,
@@ -29,6 +30,16 @@ NEVER = {
     "engine": {"bootstrap", "sandbox"} | ENTRY_POINTS,
     "metrics": {"bootstrap", "sandbox"} | ENTRY_POINTS,
     "tracing": {"connectors", "flows", "engine", "store", "bootstrap", "metrics", "sandbox"}
+    | ENTRY_POINTS,
+    "tracing_export": {
+        "connectors",
+        "flows",
+        "engine",
+        "store",
+        "bootstrap",
+        "metrics",
+        "sandbox",
+    }
     | ENTRY_POINTS,
     "bootstrap": {"sandbox"} | ENTRY_POINTS,
     "sandbox": {"connectors", "flows", "engine", "store", "bootstrap", "metrics"} | ENTRY_POINTS,

@@ -454,3 +454,24 @@ def test_only_a_derms_caller_names_a_derms_connection(tmp_path: Path) -> None:
 
     assert "callers.north" in problem
     assert "only a caller of role derms sends files" in problem
+
+
+@pytest.mark.parametrize("ratio", ["0", "1.5", "-0.1"])
+def test_a_sample_ratio_outside_0_to_1_is_refused(tmp_path: Path, ratio: str) -> None:
+    text = (
+        minimal_yaml()
+        + f"tracing:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  sample_ratio: {ratio}\n"
+    )
+
+    [problem] = problems_of(write(tmp_path, text))
+
+    assert "tracing.sample_ratio" in problem
+
+
+def test_the_sample_ratio_defaults_to_every_trace(tmp_path: Path) -> None:
+    text = minimal_yaml() + "tracing:\n  endpoint: http://127.0.0.1:4318/v1/traces\n"
+
+    settings = load_settings(write(tmp_path, text))
+
+    assert settings.tracing is not None
+    assert settings.tracing.sample_ratio == 1.0

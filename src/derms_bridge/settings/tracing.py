@@ -29,6 +29,13 @@ class Tracing(Strict):
         description="header name to {value: ...} (or {value_file: ...}), sent with each export",
     )
     timeout: float = Field(10.0, gt=0, le=60, description="seconds an export may take")
+    sample_ratio: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of the hub's own traces exported (a caller's sampled flag decides"
+        " for the traces it starts)",
+    )
     batch_delay_seconds: float = Field(
         5.0, gt=0, le=60, description="spans wait at most this long to go out in one export"
     )

@@ -1,11 +1,15 @@
 """Every instance is a trace, exported over OTLP/HTTP to a receiver the test starts on
 loopback: flow 1's batch and a reservation file (flow 7), with their parents, the caller's
 traceparent continued, the traceparent CPMCS gets, a resubmit's link, and nothing of a
-payload or a secret in any span."""
+payload or a secret in any span. A trace not sampled (`tracing.sample_ratio`, or a caller's
+flag) keeps its id on the instance and in the logs, and none of its spans is exported, a
+file's later segments and acknowledgement included."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ import pytest
 from derms_bridge import tracing
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import Hub, build_hub
+from derms_bridge.logs import JsonLines
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
@@ -42,6 +47,9 @@ CALLER_TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 COLLECTOR_KEY = "otlp-key-5d1c0e9a"
 SERVER, CLIENT = 2, 3
 ERROR = 2
+#: A sample ratio at which a trace the hub starts is, to all purposes, never sampled
+#: (TraceIdRatioBased: one trace id in 10**12).
+NEVER_SAMPLED = 1e-12
 
 
 @dataclass
@@ -81,7 +89,14 @@ def cpmcs_proxy(cpmcs_server: ServerThread) -> Iterator[RecordingProxy]:
 
 
 @pytest.fixture
+def sample_ratio() -> float:
+    """tracing.sample_ratio of the hub under test; a test sets its own by parametrizing."""
+    return 1.0
+
+
+@pytest.fixture
 async def traced(
+    sample_ratio: float,
     database_url: str,
     cpmcs_proxy: RecordingProxy,
     derms_server: ServerThread,
@@ -112,6 +127,7 @@ async def traced(
             "service_name": "hub-under-test",
             "headers": {"x-api-key": {"value_file": str(key_file)}},
             "batch_delay_seconds": 0.2,
+            "sample_ratio": sample_ratio,
         }
     }
     settings = Settings(**{**dict(settings), **resolve_secret_files([Settings], written)})
@@ -120,6 +136,7 @@ async def traced(
         service_name="hub-under-test",
         headers={"x-api-key": OtlpHeader(value=COLLECTOR_KEY)},
         batch_delay_seconds=0.2,
+        sample_ratio=sample_ratio,
     )
     built = build_hub(settings, default_lookups)
     async with httpx.AsyncClient(
@@ -129,6 +146,28 @@ async def traced(
     ) as client:
         yield TracedHub(built, client, receiver, cpmcs_proxy)
     await built.aclose()
+
+
+@pytest.fixture
+def hub_log() -> Iterator[io.StringIO]:
+    """The hub's JSON log lines, as its processes write them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    logger = logging.getLogger("derms_bridge")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def trace_and_sampled(traceparent: str | None) -> tuple[str, bool]:
+    """A traceparent's trace id and its sampled flag."""
+    assert traceparent is not None
+    _, trace_id, _, flags = traceparent.split("-")
+    return trace_id, bool(int(flags, 16) & 1)
 
 
 def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
@@ -276,3 +315,87 @@ async def test_a_resubmit_is_its_own_trace_linked_to_the_run_it_repeats(
     assert repeat.attributes["derms_bridge.instance_id"] == second["id"]
     assert repeat.links == [(failed_run.trace_id, failed_run.span_id)]
     assert repeat.attributes["derms_bridge.resubmit_of"] == first["id"]
+
+
+@pytest.mark.parametrize("sample_ratio", [NEVER_SAMPLED])
+async def test_a_trace_not_sampled_keeps_its_id_on_the_instance_and_in_the_logs(
+    traced: TracedHub, cpmcs_sim: httpx.Client, hub_log: io.StringIO
+) -> None:
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    reply = await traced.client.post(
+        "/enroll-to-dacs",
+        json=enrollment_message(enrollment_request("TR-UNSAMPLED")),
+        auth=DERMS_AUTH,
+    )
+    instance_id = reply.headers["X-Instance-Id"]
+    detail = await traced.detail(instance_id)
+    assert detail["status"] == "failed"
+    trace_id = detail["trace_id"]
+    assert isinstance(trace_id, str)
+    assert len(trace_id) == 32
+
+    lines = [json.loads(line) for line in hub_log.getvalue().splitlines()]
+    of_instance = [line for line in lines if line.get("instance_id") == instance_id]
+    assert "flow error" in [line["message"] for line in of_instance]
+    assert {line.get("trace_id") for line in of_instance} == {trace_id}
+    # CPMCS was told the trace, and that it is not sampled.
+    [sent] = [parent for path, parent in traced.cpmcs.traceparents if path.endswith("/enroll")]
+    assert trace_and_sampled(sent) == (trace_id, False)
+    # Nothing was exported: neither this trace nor the operator's requests, each a trace
+    # the hub started.
+    assert await traced.spans() == []
+
+
+@pytest.mark.parametrize(
+    ("sample_ratio", "flags", "exported"),
+    [(1.0, "00", False), (NEVER_SAMPLED, "01", True)],
+    ids=["not-sampled-by-the-caller", "sampled-by-the-caller"],
+)
+async def test_a_files_later_work_follows_its_traces_sampled_flag(
+    traced: TracedHub, tmp_path: Path, flags: str, exported: bool
+) -> None:
+    message = {
+        "drmsInstanceId": "DRMS-7",
+        "messageId": f"RSV-SAMPLED-{flags}",
+        "eventId": "EV-1",
+        "stageId": "ST-1",
+        "eventType": "ECONOMIC",
+        "eventStartDateTime": "2026-12-01T14:00:00Z",
+        "eventEndDateTime": "2026-12-01T18:00:00Z",
+    }
+    csv_file = write_reservation_csv(tmp_path / "r.csv", 150)
+    reply = await traced.client.post(
+        "/device-reservation-to-dacs",
+        data={"message": json.dumps(message)},
+        files={"file": ("devices.csv", csv_file.read_bytes(), "text/csv")},
+        auth=DERMS_AUTH,
+        headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-{flags}"},
+    )
+    assert reply.status_code == 202
+    instance_id = reply.json()["instanceId"]
+    await traced.drain()
+    detail = await traced.detail(instance_id)
+    assert (detail["status"], detail["trace_id"]) == ("succeeded", CALLER_TRACE)
+
+    # The segments, run by the worker after the request ended, went on in the caller's
+    # trace with its flag.
+    sent = [parent for path, parent in traced.cpmcs.traceparents if path.endswith("/reserveDevice")]
+    assert len(sent) == 2
+    assert {trace_and_sampled(parent) for parent in sent} == {(CALLER_TRACE, exported)}
+    names = sorted(s.name for s in await traced.spans() if s.trace_id == CALLER_TRACE)
+    if exported:
+        assert names == [
+            "CPMCS healthCheck",
+            "CPMCS reserveDevice",
+            "CPMCS reserveDevice",
+            "DERMS default deviceReservationAck",
+            "POST /device-reservation-to-dacs",
+            "acknowledgement",
+            "health check",
+            "processComplete email",
+            "segment 1",
+            "segment 2",
+            "smtp send",
+        ]
+    else:
+        assert names == []
