@@ -95,8 +95,15 @@ def sample_ratio() -> float:
 
 
 @pytest.fixture
+def tracing_on() -> bool:
+    """Whether the hub under test has a `tracing` block; a test sets its own by parametrizing."""
+    return True
+
+
+@pytest.fixture
 async def traced(
     sample_ratio: float,
+    tracing_on: bool,
     database_url: str,
     cpmcs_proxy: RecordingProxy,
     derms_server: ServerThread,
@@ -130,8 +137,10 @@ async def traced(
             "sample_ratio": sample_ratio,
         }
     }
+    if not tracing_on:
+        written = {}
     settings = Settings(**{**dict(settings), **resolve_secret_files([Settings], written)})
-    assert settings.tracing == Tracing(
+    assert not tracing_on or settings.tracing == Tracing(
         endpoint=receiver.endpoint,
         service_name="hub-under-test",
         headers={"x-api-key": OtlpHeader(value=COLLECTOR_KEY)},
@@ -399,3 +408,28 @@ async def test_a_files_later_work_follows_its_traces_sampled_flag(
         ]
     else:
         assert names == []
+
+
+@pytest.mark.parametrize("tracing_on", [False])
+async def test_without_tracing_a_callers_trace_still_goes_on_and_none_is_made_up(
+    traced: TracedHub,
+) -> None:
+    continued = await traced.client.post(
+        "/enroll-to-dacs",
+        json=enrollment_message(enrollment_request("OFF-1")),
+        auth=DERMS_AUTH,
+        headers={"traceparent": CALLER_TRACEPARENT},
+    )
+    untraced = await traced.client.post(
+        "/enroll-to-dacs",
+        json=enrollment_message(enrollment_request("OFF-2")),
+        auth=DERMS_AUTH,
+    )
+
+    assert (continued.status_code, untraced.status_code) == (200, 200)
+    assert (await traced.detail(continued.headers["X-Instance-Id"]))["trace_id"] == CALLER_TRACE
+    assert (await traced.detail(untraced.headers["X-Instance-Id"]))["trace_id"] is None
+    sent = [parent for path, parent in traced.cpmcs.traceparents if path.endswith("/enroll")]
+    # The caller's own span goes on as the parent: the hub, recording nothing, adds none.
+    assert sent == [CALLER_TRACEPARENT, None]
+    assert traced.receiver.spans == []
