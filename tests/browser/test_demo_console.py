@@ -18,11 +18,10 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import screenshot
 from tests.e2e.test_sandbox_process import (
-    ROOT,
     STARTUP_SECONDS,
     Output,
-    console_script,
     six_free_ports,
+    start_demo,
 )
 
 SEED = 1
@@ -53,29 +52,7 @@ class DemoProcess:
 def demo(tmp_path: Path) -> Iterator[DemoProcess]:
     port = six_free_ports()
     scale = os.environ.get("DERMS_BRIDGE_DEMO_SCALE", "0.02")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
-    process = subprocess.Popen(  # noqa: S603
-        [
-            str(console_script()),
-            "sandbox",
-            "--demo",
-            "--seed",
-            str(SEED),
-            "--demo-scale",
-            scale,
-            "--port",
-            str(port),
-            "--database",
-            f"sqlite:///{tmp_path / 'demo.db'}",
-            "--lookups",
-            str(ROOT / "config" / "lookups"),
-        ],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_demo(tmp_path, port, seed=SEED, scale=scale, stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     stdout = Output()
     reader = stdout.follow(process.stdout)

@@ -3,7 +3,6 @@ its summary read from its output."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_sandbox_process import (
-    ROOT,
     STARTUP_SECONDS,
     Output,
     console_script,
     listens,
     six_free_ports,
+    start_demo,
 )
 
 #: Start-up, then the short day itself (about 30 s on an idle machine).
@@ -29,29 +28,7 @@ def test_a_short_demo_day_loses_nothing_and_recovers_from_the_cpmcs_outage(
     tmp_path: Path,
 ) -> None:
     port = six_free_ports()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
-    process = subprocess.Popen(  # noqa: S603
-        [
-            str(console_script()),
-            "sandbox",
-            "--demo",
-            "--seed",
-            str(SEED),
-            "--demo-scale",
-            str(SCALE),
-            "--port",
-            str(port),
-            "--database",
-            f"sqlite:///{tmp_path / 'demo.db'}",
-            "--lookups",
-            str(ROOT / "config" / "lookups"),
-        ],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_demo(tmp_path, port, seed=SEED, scale=str(SCALE))
     assert process.stdout is not None
     assert process.stderr is not None
     stdout, stderr = Output(), Output()

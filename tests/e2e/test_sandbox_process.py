@@ -69,6 +69,36 @@ def six_free_ports() -> int:
     raise RuntimeError("found no six free ports in a row on loopback")
 
 
+def start_demo(
+    folder: Path, port: int, *, seed: int, scale: str, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """`derms-bridge sandbox --demo` on ports `port` to `port + 5`, its database and var/ in
+    `folder`, none of the test run's DERMS_BRIDGE_ settings in its environment."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
+    return subprocess.Popen(  # noqa: S603 - the project's own command
+        [
+            str(console_script()),
+            "sandbox",
+            "--demo",
+            "--seed",
+            str(seed),
+            "--demo-scale",
+            scale,
+            "--port",
+            str(port),
+            "--database",
+            f"sqlite:///{folder / 'demo.db'}",
+            "--lookups",
+            str(ROOT / "config" / "lookups"),
+        ],
+        cwd=folder,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+
+
 @dataclass
 class Output:
     """Everything a stream of the process wrote, read in a thread so the pipe never fills."""
