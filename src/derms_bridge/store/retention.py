@@ -17,7 +17,7 @@ a child of it), which goes with or after that one; a schedule's last or running 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -377,32 +377,27 @@ async def _count_of(connection: AsyncConnection, rows: Select[Any]) -> int:
     return found or 0
 
 
+#: The tables whose rows name an instance by `instance_id`: deleted before the instance.
+_ROWS_OF_AN_INSTANCE = (
+    BusinessKeyRow,
+    ActivityRow,
+    ErrorNoticeRow,
+    SegmentRow,
+    FileJobRow,
+    StagedChunkRow,
+    StagedFileRow,
+    ScheduleTickRow,
+)
+
+
 async def _delete_with_rows(connection: AsyncConnection, ids: list[str]) -> Removed:
     """The instances deleted with every row of theirs, counted by table."""
+    statements: list[tuple[str, Delete]] = [
+        (rows.__tablename__, delete(rows).where(rows.instance_id.in_(ids)))
+        for rows in _ROWS_OF_AN_INSTANCE
+    ]
+    statements.append(("instances", delete(InstanceRow).where(InstanceRow.id.in_(ids))))
     removed: Removed = {}
-    statements: Sequence[tuple[str, Delete]] = (
-        (
-            "business_keys",
-            delete(BusinessKeyRow).where(BusinessKeyRow.instance_id.in_(ids)),
-        ),
-        ("activities", delete(ActivityRow).where(ActivityRow.instance_id.in_(ids))),
-        (
-            "error_notices",
-            delete(ErrorNoticeRow).where(ErrorNoticeRow.instance_id.in_(ids)),
-        ),
-        ("segments", delete(SegmentRow).where(SegmentRow.instance_id.in_(ids))),
-        ("file_jobs", delete(FileJobRow).where(FileJobRow.instance_id.in_(ids))),
-        (
-            "staged_file_chunks",
-            delete(StagedChunkRow).where(StagedChunkRow.instance_id.in_(ids)),
-        ),
-        ("staged_files", delete(StagedFileRow).where(StagedFileRow.instance_id.in_(ids))),
-        (
-            "schedule_ticks",
-            delete(ScheduleTickRow).where(ScheduleTickRow.instance_id.in_(ids)),
-        ),
-        ("instances", delete(InstanceRow).where(InstanceRow.id.in_(ids))),
-    )
     for table, statement in statements:
         deleted = await connection.execute(statement)
         if deleted.rowcount:
