@@ -56,6 +56,7 @@ from typing import Any, Literal
 
 import aiohttp
 import psycopg
+from pydantic import BaseModel
 
 from derms_bridge.flows import customer_unavailability, enrollment_sync
 from derms_bridge.flows.customer_event_opt_out import to_derms_opt_out
@@ -181,36 +182,40 @@ def enrollment(message_id: str, lookups: Lookups) -> Flow:
     )
 
 
+def from_cpmcs(
+    number: int,
+    message_name: str,
+    message: dict[str, Any],
+    external_id: str,
+    derms_path: str,
+    body: BaseModel,
+) -> Flow:
+    """A flow CPMCS starts (`/cpmcs/outbound/<message_name>`) whose one call goes to DERMS;
+    the hub answers CPMCS with the message's external id."""
+    return Flow(
+        number,
+        f"/cpmcs/outbound/{message_name}",
+        "cpmcs",
+        message,
+        {"responseDetails": {"externalId": external_id}},
+        "derms",
+        derms_path,
+        body.model_dump(mode="json", exclude_none=True),
+    )
+
+
 def enrollment_sync_flow(sync_request_id: str) -> Flow:
     """Flow 2: CPMCS's X1-NMSDASMSG (its syncRequestId 14 characters at most)."""
     message = payloads.enrollment_sync_message(sync_request_id)
     body = enrollment_sync.to_derms_enroll(EnrollmentSyncMessage.model_validate(message))
-    return Flow(
-        2,
-        "/cpmcs/outbound/X1-NMSDASMSG",
-        "cpmcs",
-        message,
-        {"responseDetails": {"externalId": sync_request_id}},
-        "derms",
-        "/enroll",
-        body.model_dump(mode="json", exclude_none=True),
-    )
+    return from_cpmcs(2, "X1-NMSDASMSG", message, sync_request_id, "/enroll", body)
 
 
 def event_opt_out(message_id: str) -> Flow:
     """Flow 9: CPMCS's X1-EPOPTOMSG."""
     message = payloads.event_opt_out_message(message_id)
     body = to_derms_opt_out(EventOptOutMessage.model_validate(message))
-    return Flow(
-        9,
-        "/cpmcs/outbound/X1-EPOPTOMSG",
-        "cpmcs",
-        message,
-        {"responseDetails": {"externalId": message_id}},
-        "derms",
-        "/dacs-opt-out",
-        body.model_dump(mode="json", exclude_none=True),
-    )
+    return from_cpmcs(9, "X1-EPOPTOMSG", message, message_id, "/dacs-opt-out", body)
 
 
 def unavailability(message_id: str) -> Flow:
@@ -218,16 +223,7 @@ def unavailability(message_id: str) -> Flow:
     message = payloads.customer_unavailability_message(message_id)
     parsed = CustomerUnavailabilityMessage.model_validate(message)
     body = customer_unavailability.to_derms_opt_out(parsed)
-    return Flow(
-        10,
-        "/cpmcs/outbound/X1-CUSTUNAVL",
-        "cpmcs",
-        message,
-        {"responseDetails": {"externalId": message_id}},
-        "derms",
-        "/dacs-opt-out",
-        body.model_dump(mode="json", exclude_none=True),
-    )
+    return from_cpmcs(10, "X1-CUSTUNAVL", message, message_id, "/dacs-opt-out", body)
 
 
 def mixed_in(key: str, lookups: Lookups) -> list[Flow]:
