@@ -88,6 +88,22 @@ def test_a_file_with_every_row_sent_has_no_time_left() -> None:
     assert (pace.rows_per_second, pace.seconds_left) == (5.0, None)
 
 
+def test_a_file_at_work_whose_latest_call_is_a_minute_old_is_quiet() -> None:
+    latest_call = NOW + timedelta(seconds=80)
+
+    busy = file_pace({"pending": 2}, 10, 20, NOW, latest_call, latest_call + timedelta(seconds=59))
+    stalled = file_pace(
+        {"pending": 2}, 10, 20, NOW, latest_call, latest_call + timedelta(minutes=5)
+    )
+    never_called = file_pace({"pending": 2}, 0, 20, NOW, None, NOW + timedelta(minutes=2))
+    ended = file_pace({"failed": 2}, 10, 20, NOW, latest_call, None)
+
+    assert busy.quiet_seconds is None
+    assert (stalled.quiet_seconds, stalled.rows_per_second) == (300.0, 0.125)
+    assert never_called.quiet_seconds == 120.0
+    assert ended.quiet_seconds is None
+
+
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [(0.4, "less than 1 s"), (42.9, "42 s"), (185, "3 min 5 s"), (7800, "2 h 10 min")],

@@ -136,15 +136,25 @@ class SegmentPart:
     width: float
 
 
+#: A file at work whose latest call is this old is shown as quiet: its pace and time left
+#: are as of that call, and a stalled file would otherwise look on its way.
+QUIET_AFTER = timedelta(minutes=1)
+#: A file job's states while it still has work to do.
+FILE_AT_WORK = ("queued", "running")
+
+
 @dataclass(frozen=True)
 class FilePace:
     """A file's segments by state, and its pace: the rows sent per second from its receipt
     to its latest call (None before any row went), and at that pace the seconds its rows
-    still to send take (None when none are left or no row went yet)."""
+    still to send take (None when none are left or no row went yet); for a file still at
+    work whose latest call (or receipt) is older than QUIET_AFTER, how long it has been
+    quiet."""
 
     parts: list[SegmentPart]
     rows_per_second: float | None
     seconds_left: float | None
+    quiet_seconds: float | None = None
 
 
 def file_pace(
@@ -153,7 +163,9 @@ def file_pace(
     total_rows: int,
     received_at: datetime,
     latest_call: datetime | None,
+    now: datetime | None = None,
 ) -> FilePace:
+    """`now` is given for a file still at work, None for one that ended."""
     total = sum(segments.values())
     parts = []
     x = 0.0
@@ -166,7 +178,13 @@ def file_pace(
     seconds = (latest_call - received_at).total_seconds() if latest_call else 0.0
     rate = rows_sent / seconds if rows_sent and seconds > 0 else None
     left = total_rows - rows_sent
-    return FilePace(parts, rate, left / rate if rate and left > 0 else None)
+    quiet = now - (latest_call or received_at) if now is not None else None
+    return FilePace(
+        parts,
+        rate,
+        left / rate if rate and left > 0 else None,
+        quiet.total_seconds() if quiet is not None and quiet >= QUIET_AFTER else None,
+    )
 
 
 def rate_text(rows_per_second: float) -> str:

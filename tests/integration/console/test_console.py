@@ -6,7 +6,7 @@ import asyncio
 import html
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncssh
@@ -684,7 +684,25 @@ async def test_a_file_in_progress_shows_its_segments_pace_and_time_left_as_the_a
         detail = (
             await paced.client.get(f"/ops/instances/{instance_id}", auth=OPERATOR_AUTH)
         ).json()
+        # Then no call for ten minutes, as when the workers stop mid-file.
+        async with paced.hub.store.engine.begin() as connection:
+            ten_minutes_ago = datetime.now(UTC) - timedelta(minutes=10)
+            await connection.execute(
+                update(ActivityRow)
+                .where(ActivityRow.instance_id == instance_id)
+                .values(at=ten_minutes_ago)
+            )
+            await connection.execute(
+                update(InstanceRow)
+                .where(InstanceRow.id == instance_id)
+                .values(received_at=ten_minutes_ago - timedelta(seconds=20))
+            )
+        stalled_page = (await paced.client.get(f"/console/instances/{instance_id}")).text
 
+    assert 'id="quiet"' not in page
+    assert page_text(stalled_page.split('<p id="quiet" class="error">', 1)[1]).startswith(
+        "No call for 10 min 0 s: the pace and time left above are as of the latest call."
+    )
     file = detail["file"]
     assert file["state"] == "running"
     parts = dict(SEGMENT_TITLE.findall(page))

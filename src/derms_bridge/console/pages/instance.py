@@ -4,13 +4,14 @@ download, resubmitting it, and sending a file run's acknowledgement again."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from derms_bridge.catalog import BY_KEY
-from derms_bridge.console.charts import duration_text, file_pace, rate_text
+from derms_bridge.console.charts import FILE_AT_WORK, duration_text, file_pace, rate_text
 from derms_bridge.console.web import CSRF_CHECKED, OperatorDep, StateDep, render
 from derms_bridge.engine.operations import NoAcknowledgementToSend
 from derms_bridge.engine.redaction import Redactor, mask_secret_fields
@@ -45,6 +46,7 @@ async def instance(
             detail.file.total_rows,
             detail.received_at,
             max((a.at for a in detail.activities), default=None),
+            datetime.now(UTC) if detail.file.state in FILE_AT_WORK else None,
         )
     return render(
         request,
@@ -53,6 +55,7 @@ async def instance(
             "instance": detail,
             "info": info,
             "pace": pace,
+            "file_at_work": FILE_AT_WORK,
             "duration_text": duration_text,
             "rate_text": rate_text,
             "payload": _shown(detail.payload, state.redact),
