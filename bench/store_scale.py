@@ -456,6 +456,8 @@ def _progress(mix: Mix, chunk: Chunk) -> None:
 class Timing:
     name: str
     samples: list[float]
+    #: Work no operator waits for (run in the background): shown, not held to the target.
+    waited_for: bool = True
 
     def percentile(self, share: float) -> float:
         ordered = sorted(self.samples)
@@ -511,9 +513,11 @@ async def measure(url: str, samples: int) -> list[Timing]:
     days = (now - first) / timedelta(days=1)
     timings: list[Timing] = []
 
-    async def add(name: str, call: Callable[[int], Awaitable[object]]) -> None:
+    async def add(
+        name: str, call: Callable[[int], Awaitable[object]], *, waited_for: bool = True
+    ) -> None:
         print(f"  measuring {name}", file=sys.stderr, flush=True)
-        timings.append(Timing(name, await _timed(samples, call)))
+        timings.append(Timing(name, await _timed(samples, call), waited_for))
 
     def dashboard(window: timedelta) -> Callable[[int], Awaitable[object]]:
         async def page(_: int) -> object:
@@ -606,7 +610,14 @@ async def measure(url: str, samples: int) -> list[Timing]:
     purge = _purge(instances, days)
     watch = StorageWatch(instances, purge)
     report = await watch.report()
-    await add("storage measure (once a minute)", lambda n: watch._measure(datetime.now(UTC)))
+    # The storage page and the scrape show the latest measure; a view that finds it a minute
+    # old starts the next one in the background and does not wait for it.
+    await add("storage page", lambda n: watch.report())
+    await add(
+        "storage measure (background, once a minute)",
+        lambda n: watch._measure(datetime.now(UTC)),
+        waited_for=False,
+    )
     await add("/metrics scrape", lambda n: exposition(instances.engine, {}, report))
     await operations.aclose()
     await instances.aclose()
@@ -866,11 +877,9 @@ def report(results: Results) -> str:
     ]
     for timing in results.timings:
         p95 = timing.percentile(0.95)
+        verdict = harness.verdict(p95 <= target) if timing.waited_for else "(not waited for)"
         rows.append(
-            (
-                f"  {timing.name}",
-                f"{timing.percentile(0.5):8.1f} / {p95:8.1f} ms  {harness.verdict(p95 <= target)}",
-            )
+            (f"  {timing.name}", f"{timing.percentile(0.5):8.1f} / {p95:8.1f} ms  {verdict}")
         )
     if results.purge is not None:
         purge = results.purge

@@ -18,6 +18,7 @@ MEASURES = (
     "instances, no filter, by cursor",
     "instance page (a file's)",
     "bulk resubmit selection: 7 d",
+    "storage page",
     "/metrics scrape",
     "purge of the oldest day",
 )

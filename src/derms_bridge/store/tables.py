@@ -50,6 +50,16 @@ class InstanceRow(Base):
         Index("ix_instances_flow_received_status", "flow", "received_at", "status"),
         # ...and the failed ones of a window (failing now, bulk resubmit's selection).
         Index("ix_instances_status_received", "status", "received_at"),
+        # Bulk resubmit's selection of a flow over all time, from this index alone: the
+        # failures it could send again, a few percent of the instances.
+        Index(
+            "ix_instances_failed_kept",
+            "flow",
+            "received_at",
+            "id",
+            sqlite_where=text("status = 'failed' AND payload_purged_at IS NULL"),
+            postgresql_where=text("status = 'failed' AND payload_purged_at IS NULL"),
+        ),
         # Nearly every instance names none: indexing the few that do keeps the index small
         # and tells SQLite's planner, once it has statistics, that a lookup finds few.
         Index(
