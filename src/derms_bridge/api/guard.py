@@ -205,8 +205,9 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
                         message = _message_as_fastapi_reads_it(request, flow.message_model)
                         if message is not None:
                             # A flow's trigger takes its message and the request
-                            # (routes/triggers.py): FastAPI's solving of the route's
-                            # parameters cost a tenth of a flow's CPU.
+                            # (routes/triggers.py). FastAPI's handler around it, solving
+                            # the route's parameters, was 7-8% of a busy hub's samples
+                            # (bench/README.md, issue 15's third profile).
                             response: Response = await self.endpoint(message, request)
                             return response
                 return await handler(request)
