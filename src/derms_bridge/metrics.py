@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -144,14 +145,46 @@ ROWS_PURGED = Counter(
 )
 
 
+# A metric's child per label values, looked up once: `labels` takes a lock and checks its
+# values on every call, several times a flow.
+@cache
+def _received(flow: str) -> Counter:
+    return INSTANCES_RECEIVED.labels(flow)
+
+
+@cache
+def _finished(flow: str, status: str) -> Counter:
+    return INSTANCES_FINISHED.labels(flow, status)
+
+
+@cache
+def _duration(flow: str) -> Histogram:
+    return INSTANCE_DURATION.labels(flow)
+
+
+@cache
+def _running(flow: str) -> Gauge:
+    return INSTANCES_RUNNING.labels(flow)
+
+
+@cache
+def _calls(target: str, operation: str, status: str) -> Counter:
+    return OUTBOUND_CALLS.labels(target, operation, status)
+
+
+@cache
+def _call_duration(target: str, operation: str) -> Histogram:
+    return OUTBOUND_CALL_DURATION.labels(target, operation)
+
+
 def instance_received(flow: str) -> None:
-    INSTANCES_RECEIVED.labels(flow).inc()
+    _received(flow).inc()
 
 
 def instance_finished(flow: str, status: str, seconds: float | None) -> None:
-    INSTANCES_FINISHED.labels(flow, status).inc()
+    _finished(flow, status).inc()
     if seconds is not None:
-        INSTANCE_DURATION.labels(flow).observe(seconds)
+        _duration(flow).observe(seconds)
 
 
 def instance_resolved(flow: str) -> None:
@@ -159,15 +192,15 @@ def instance_resolved(flow: str) -> None:
 
 
 def instance_running(flow: str) -> AbstractContextManager[None]:
-    tracked: AbstractContextManager[None] = INSTANCES_RUNNING.labels(flow).track_inprogress()
+    tracked: AbstractContextManager[None] = _running(flow).track_inprogress()
     return tracked
 
 
 def outbound_call_made(call: Activity) -> None:
     """An HttpConnection's watcher: every outbound call, whoever made it, counts once."""
     status = str(call.http_status) if call.http_status is not None else "none"
-    OUTBOUND_CALLS.labels(call.target, call.operation, status).inc()
-    OUTBOUND_CALL_DURATION.labels(call.target, call.operation).observe(call.duration_ms / 1000)
+    _calls(call.target, call.operation, status).inc()
+    _call_duration(call.target, call.operation).observe(call.duration_ms / 1000)
 
 
 def schedule_run_finished(flow: str, outcome: str) -> None:

@@ -7,12 +7,14 @@ would read a body of any size. A route class runs these checks first.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from derms_bridge.api.problems import problem, refused, refused_unreadable
 from derms_bridge.api.refusals import read_kept_part, watch_body
@@ -101,6 +103,20 @@ async def _read_off_loop(request: Request, flow_key: str) -> Response | None:
     return None
 
 
+def _message_as_fastapi_reads_it(request: Request, model: type[BaseModel]) -> BaseModel | None:
+    """The body as the message FastAPI's reading of it would hand a flow's trigger: parsed
+    by `json.loads` and validated as Python, as FastAPI does; None for a body it would read
+    otherwise (a media type other than application/json) or refuse, which FastAPI's own
+    reading then answers as it always has."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        return None
+    try:
+        return model.model_validate(json.loads(request._body))
+    except Exception:
+        return None
+
+
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
@@ -180,10 +196,20 @@ def guarded(role: Role, body: BodyKind = "json") -> type[APIRoute]:
                         await _read_limited(request, limit)
                     except BodyTooLarge:
                         return await refused(request, 413, too_large)
-                    if self.operation_id in SYNC_FLOWS and len(request._body) >= OFF_LOOP_BYTES:
-                        answer = await _read_off_loop(request, self.operation_id)
+                    flow = SYNC_FLOWS.get(self.operation_id or "")
+                    if flow is not None and len(request._body) >= OFF_LOOP_BYTES:
+                        answer = await _read_off_loop(request, flow.info.key)
                         if answer is not None:
                             return answer
+                    elif flow is not None:
+                        message = _message_as_fastapi_reads_it(request, flow.message_model)
+                        if message is not None:
+                            # A flow's trigger takes its message and the request
+                            # (routes/triggers.py). FastAPI's handler around it, solving
+                            # the route's parameters, was 7-8% of a busy hub's samples
+                            # (bench/README.md, issue 15's third profile).
+                            response: Response = await self.endpoint(message, request)
+                            return response
                 return await handler(request)
 
             return guarded_handler
