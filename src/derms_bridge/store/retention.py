@@ -1,14 +1,26 @@
 """The purge's queries: what expired, and its removal one short transaction at a time.
 
 A batch first reads at most `batch_size` instances that expired, without writing; then
-one short transaction takes those of them that still qualify and removes them (or their
-payloads), so that it holds locks for milliseconds whatever the table's size, and a
-search that finds nothing never takes SQLite's one writer. On PostgreSQL that
-transaction takes the instances `FOR UPDATE SKIP LOCKED`, then locks their file jobs and
-staged files, so that a resubmit or a resumed file going on beside it is either waited
-for or left alone, never half removed. Whatever must read the rows before they go (an
-archive) reads the batch between the two steps: the transaction removes no instance
+short transactions take those of them that still qualify and remove them (or their
+payloads), so that locks are held for milliseconds whatever the table's size, and a
+search that finds nothing never takes SQLite's one writer. Whatever must read the rows
+before they go (an archive) reads the batch between the two steps: no instance is removed
 that was not read.
+
+On PostgreSQL the batch goes in one transaction of four statements: the instances taken
+`FOR UPDATE SKIP LOCKED`, then their file jobs and staged files locked, so that a resubmit
+or a resumed file going on beside it is either waited for or left alone, never half
+removed; then one statement deletes the instances and every row of theirs (data-modifying
+`WITH` queries), so that a statement-level trigger on a table fires once a batch. The ids
+go as one array (`= ANY(:ids)`): the statement's text is the same every batch, prepared
+once, where an `IN` list of 1,000 values was a new statement to parse and plan each time.
+No foreign key names `instances` there (migration 0020): each one's check ran once per
+deleted instance, eight of them, most of a batch's time.
+
+On SQLite, where one writer goes at a time, a batch goes in slices, each a transaction of
+its own run in one call off the event loop; a slice is sized to hold the writer about
+`SLICE_SECONDS`, and between two slices the writes queued in this process (the triggers'
+group commits) take their turn first. The ids go as one JSON array, read by `json_each`.
 
 What stays whatever its age: an instance in progress; a file job not done or a staged
 file not transferred; an instance a kept instance names (the run that resubmitted it,
@@ -17,26 +29,35 @@ a child of it), which goes with or after that one; a schedule's last or running 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Delete,
+    Connection,
     Select,
+    String,
+    any_,
+    bindparam,
+    cast,
     delete,
     exists,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from derms_bridge.store.instances import InstanceStore, as_utc
 from derms_bridge.store.tables import (
@@ -51,6 +72,16 @@ from derms_bridge.store.tables import (
     StagedChunkRow,
     StagedFileRow,
 )
+
+#: How long a slice of a batch holds SQLite's one writer, about: a trigger's write that
+#: comes meanwhile waits for it.
+SLICE_SECONDS = 0.008
+#: The first slice's instances, before any slice was timed.
+FIRST_SLICE = 50
+#: After a slice, SQLite's writer is left free for this share of the slice's time: another
+#: hub process sharing the file, whose writes wait in SQLite's busy handler (retrying after
+#: 1, 2, 5, 10... ms) rather than in this process's queue, finds it free then.
+REST_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -68,6 +99,10 @@ Removed = dict[str, int]
 #: Given a batch's instances as `RetentionStore.archived` reads them, before they go; the
 #: batch stays when it raises.
 Archiving = Callable[[list[dict[str, Any]]], Awaitable[object]]
+
+#: Removes what it is given of a batch (those that still qualify), in the transaction of
+#: the connection; what went, by table.
+Removal = Callable[[Connection, list[str]], Removed]
 
 
 def _ended(expiry: Expiry) -> list[ColumnElement[bool]]:
@@ -125,9 +160,8 @@ class RetentionStore:
         self._instances = instances
         self.batch_size = batch_size
         self._postgres = instances.engine.dialect.name == "postgresql"
-        #: SQLite lets one writer in at a time, whichever process: the purge leaves it free
-        #: between its batches.
-        self.rests_between_batches = not self._postgres
+        #: SQLite: the instances of the next slice, sized by the last one's time.
+        self._slice = min(FIRST_SLICE, batch_size)
 
     async def purge_payloads(
         self, expiry: Expiry, now: datetime, archive: Archiving | None = None
@@ -136,21 +170,22 @@ class RetentionStore:
         expired are emptied, and the instances marked, so that their file rows go next
         (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left (or
         none of those found may go now: the next run sees them again)."""
+        postgres = self._postgres
 
-        async def empty_payloads(connection: AsyncConnection, ids: list[str]) -> Removed:
-            await connection.execute(
+        def empty_payloads(connection: Connection, ids: list[str]) -> Removed:
+            connection.execute(
                 update(InstanceRow)
-                .where(InstanceRow.id.in_(ids))
+                .where(_among(InstanceRow.id, ids, postgres))
                 .values(payload=None, reply=None, payload_purged_at=now)
             )
-            await connection.execute(
+            connection.execute(
                 update(FileJobRow)
-                .where(FileJobRow.instance_id.in_(ids))
+                .where(_among(FileJobRow.instance_id, ids, postgres))
                 .values(set_aside=None, set_aside_zlib=None)
             )
-            await connection.execute(
+            connection.execute(
                 update(StagedFileRow)
-                .where(StagedFileRow.instance_id.in_(ids))
+                .where(_among(StagedFileRow.instance_id, ids, postgres))
                 .values(chunks_kept=False)
             )
             return {"instances": len(ids)}
@@ -159,72 +194,60 @@ class RetentionStore:
 
     async def delete_file_rows(self) -> Removed:
         """One batch of the file rows (segments, staged chunks) of instances whose payloads
-        were purged. Empty: none left."""
-        purged = InstanceRow.payload_purged_at.is_not(None)
+        were purged, each table's in one statement. Empty: none left."""
         waiting = await self.count_file_rows(limit=1)
         if not any(waiting.values()):
             return {}
-        async with self._instances.writing() as connection:
-            segment_ids = (
-                await connection.scalars(
-                    select(SegmentRow.id)
-                    .join(InstanceRow, InstanceRow.id == SegmentRow.instance_id)
-                    .where(purged)
-                    .limit(self.batch_size)
-                )
-            ).all()
-            removed: Removed = {}
-            if segment_ids:
-                deleted = await connection.execute(
-                    delete(SegmentRow).where(SegmentRow.id.in_(segment_ids))
-                )
-                removed["segments"] = deleted.rowcount
-            chunk_keys = (
-                await connection.execute(
-                    select(StagedChunkRow.instance_id, StagedChunkRow.seq)
-                    .join(InstanceRow, InstanceRow.id == StagedChunkRow.instance_id)
-                    .where(purged)
-                    .limit(self.batch_size)
-                )
-            ).all()
-            if chunk_keys:
-                deleted = await connection.execute(
-                    delete(StagedChunkRow).where(
-                        tuple_(StagedChunkRow.instance_id, StagedChunkRow.seq).in_(
-                            [tuple(key) for key in chunk_keys]
-                        )
-                    )
-                )
-                removed["staged_file_chunks"] = deleted.rowcount
-        return removed
+        purged = InstanceRow.payload_purged_at.is_not(None)
+        most = self.batch_size if self._postgres else self._slice
+        segments = delete(SegmentRow).where(
+            SegmentRow.id.in_(
+                select(SegmentRow.id)
+                .join(InstanceRow, InstanceRow.id == SegmentRow.instance_id)
+                .where(purged)
+                .limit(most)
+            )
+        )
+        chunks = delete(StagedChunkRow).where(
+            tuple_(StagedChunkRow.instance_id, StagedChunkRow.seq).in_(
+                select(StagedChunkRow.instance_id, StagedChunkRow.seq)
+                .join(InstanceRow, InstanceRow.id == StagedChunkRow.instance_id)
+                .where(purged)
+                .limit(most)
+            )
+        )
+
+        def delete_rows(connection: Connection) -> Removed:
+            removed = {
+                "segments": connection.execute(segments).rowcount,
+                "staged_file_chunks": connection.execute(chunks).rowcount,
+            }
+            return {table: rows for table, rows in removed.items() if rows}
+
+        return await self._instances.in_one_call(delete_rows)
 
     async def delete_instances(self, expiry: Expiry, archive: Archiving | None = None) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
         table. Empty: none left (or none of those found may go now)."""
-        return await self._batch(_instance_expired(expiry), archive, _delete_with_rows)
+        removal = _delete_whole if self._postgres else _delete_with_rows
+        return await self._batch(_instance_expired(expiry), archive, removal)
 
     async def delete_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> Removed:
         """One batch of the schedule ticks of `flows` before `before` that started no run
         (the previous run was still going); a tick that started a run goes with its
         instance. Empty: none left."""
-        async with self._instances.writing() as connection:
-            keys = (
-                await connection.execute(
-                    select(ScheduleTickRow.flow, ScheduleTickRow.tick)
-                    .where(*_skipped_before(flows, before))
-                    .limit(self.batch_size)
-                )
-            ).all()
-            if not keys:
-                return {}
-            deleted = await connection.execute(
-                delete(ScheduleTickRow).where(
-                    tuple_(ScheduleTickRow.flow, ScheduleTickRow.tick).in_(
-                        [tuple(key) for key in keys]
-                    )
-                )
-            )
-        return {"schedule_ticks": deleted.rowcount}
+        skipped = select(ScheduleTickRow.flow, ScheduleTickRow.tick).where(
+            *_skipped_before(flows, before)
+        )
+        statement = delete(ScheduleTickRow).where(
+            tuple_(ScheduleTickRow.flow, ScheduleTickRow.tick).in_(skipped.limit(self.batch_size))
+        )
+
+        def delete_ticks(connection: Connection) -> Removed:
+            deleted = connection.execute(statement).rowcount
+            return {"schedule_ticks": deleted} if deleted else {}
+
+        return await self._instances.in_one_call(delete_ticks)
 
     async def count_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> int:
         """The skipped ticks `delete_skipped_ticks` would remove now."""
@@ -237,9 +260,12 @@ class RetentionStore:
     async def archived(self, ids: list[str]) -> list[dict[str, Any]]:
         """The instances as an archive keeps them: every column of theirs, with their
         business keys and their activities in order (file rows are left out)."""
+        postgres = self._postgres
         async with self._instances.engine.connect() as connection:
             instances = (
-                await connection.execute(select(InstanceRow).where(InstanceRow.id.in_(ids)))
+                await connection.execute(
+                    select(InstanceRow).where(_among(InstanceRow.id, ids, postgres))
+                )
             ).mappings()
             records = {
                 row["id"]: {**_in_utc(row), "business_keys": [], "activities": []}
@@ -247,7 +273,7 @@ class RetentionStore:
             }
             keys = await connection.execute(
                 select(BusinessKeyRow.instance_id, BusinessKeyRow.kind, BusinessKeyRow.value)
-                .where(BusinessKeyRow.instance_id.in_(ids))
+                .where(_among(BusinessKeyRow.instance_id, ids, postgres))
                 .order_by(BusinessKeyRow.id)
             )
             for instance_id, kind, value in keys.all():
@@ -255,7 +281,7 @@ class RetentionStore:
             activities = (
                 await connection.execute(
                     select(ActivityRow)
-                    .where(ActivityRow.instance_id.in_(ids))
+                    .where(_among(ActivityRow.instance_id, ids, postgres))
                     .order_by(ActivityRow.instance_id, ActivityRow.seq)
                 )
             ).mappings()
@@ -304,22 +330,51 @@ class RetentionStore:
             return {flow: count for flow, count in rows.all()}
 
     async def _batch(
-        self,
-        conditions: list[ColumnElement[bool]],
-        archive: Archiving | None,
-        remove: Callable[[AsyncConnection, list[str]], Awaitable[Removed]],
+        self, conditions: list[ColumnElement[bool]], archive: Archiving | None, remove: Removal
     ) -> Removed:
-        """One batch of what the conditions select: archived first when asked, then removed
-        in a short transaction of its own, those that still qualify only. Empty: none
-        left (or none of those found may go now: the next run sees them again)."""
+        """One batch of what the conditions select: archived first when asked, then removed,
+        those that still qualify only. Empty: none left (or none of those found may go now:
+        the next run sees them again)."""
         found = await self._found(conditions)
         if not found:
             return {}
         if archive is not None:
             await archive(await self.archived(found))
-        async with self._instances.writing() as connection:
-            ids = await self._still_expired(connection, conditions, found)
-            return await remove(connection, ids) if ids else {}
+        if self._postgres:
+            async with self._instances.writing() as connection:
+                return await connection.run_sync(
+                    lambda each: remove(each, _locked(each, conditions, found))
+                )
+        removed: Removed = {}
+        while found:
+            started = time.perf_counter()
+            went = await self._in_a_slice(conditions, found[: self._slice], remove)
+            del found[: self._slice]
+            for table, rows in went.items():
+                removed[table] = removed.get(table, 0) + rows
+            await asyncio.sleep((time.perf_counter() - started) * REST_SHARE)
+        return removed
+
+    async def _in_a_slice(
+        self, conditions: list[ColumnElement[bool]], found: list[str], remove: Removal
+    ) -> Removed:
+        """SQLite: those of `found` that still qualify removed in one write transaction; the
+        next slice sized so as to hold the writer about SLICE_SECONDS."""
+        started = time.perf_counter()
+
+        def still_expired_removed(connection: Connection) -> Removed:
+            ids = list(
+                connection.scalars(
+                    select(InstanceRow.id).where(_among(InstanceRow.id, found, False), *conditions)
+                )
+            )
+            return remove(connection, ids) if ids else {}
+
+        removed: Removed = await self._instances.in_one_call(still_expired_removed)
+        took = time.perf_counter() - started
+        sized = round(len(found) * SLICE_SECONDS / took) if took > 0 else self.batch_size
+        self._slice = max(1, min(self.batch_size, sized, 2 * self._slice))
+        return removed
 
     async def _found(self, conditions: list[ColumnElement[bool]]) -> list[str]:
         """At most a batch of the instances the conditions select, read without a lock; in
@@ -330,38 +385,49 @@ class RetentionStore:
             )
             return list(found)
 
-    async def _still_expired(
-        self, connection: AsyncConnection, conditions: list[ColumnElement[bool]], found: list[str]
-    ) -> list[str]:
-        """Those of `found` the conditions still select, in the removing transaction; on
-        PostgreSQL locked, with their file jobs and staged files, and checked again."""
-        query = select(InstanceRow.id).where(InstanceRow.id.in_(found), *conditions)
-        if not self._postgres:
-            return list(await connection.scalars(query))
-        ids = list(
-            await connection.scalars(query.with_for_update(of=InstanceRow, skip_locked=True))
+
+def _among(
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
+    ids: Sequence[str],
+    postgres: bool,
+) -> ColumnElement[bool]:
+    """`column` is one of `ids`, bound as one value whatever their number: an array on
+    PostgreSQL, a JSON array that SQLite reads with json_each."""
+    if postgres:
+        return column == any_(cast(bindparam(None, list(ids)), ARRAY(String)))
+    listed = func.json_each(bindparam(None, json.dumps(list(ids)))).table_valued("value")
+    return column.in_(select(listed.c.value))
+
+
+def _locked(
+    connection: Connection, conditions: list[ColumnElement[bool]], found: list[str]
+) -> list[str]:
+    """PostgreSQL: those of `found` the conditions still select, locked with their file jobs
+    and staged files, in the removing transaction."""
+    ids = list(
+        connection.scalars(
+            select(InstanceRow.id)
+            .where(_among(InstanceRow.id, found, True), *conditions)
+            .with_for_update(of=InstanceRow, skip_locked=True)
         )
-        if not ids:
-            return ids
-        # A file resumed (or a transfer) committed between the search and the lock is
-        # seen now that its row is locked: its instance stays.
-        jobs = (
-            await connection.execute(
-                select(FileJobRow.instance_id, FileJobRow.state)
-                .where(FileJobRow.instance_id.in_(ids))
-                .with_for_update()
-            )
-        ).all()
-        busy = {instance_id for instance_id, state in jobs if state != "done"}
-        staged = (
-            await connection.execute(
-                select(StagedFileRow.instance_id, StagedFileRow.state)
-                .where(StagedFileRow.instance_id.in_(ids))
-                .with_for_update()
-            )
-        ).all()
-        busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
-        return [each for each in ids if each not in busy]
+    )
+    if not ids:
+        return ids
+    # A file resumed (or a transfer) committed between the search and the lock is seen now
+    # that its row is locked: its instance stays.
+    jobs = connection.execute(
+        select(FileJobRow.instance_id, FileJobRow.state)
+        .where(_among(FileJobRow.instance_id, ids, True))
+        .with_for_update()
+    ).all()
+    busy = {instance_id for instance_id, state in jobs if state != "done"}
+    staged = connection.execute(
+        select(StagedFileRow.instance_id, StagedFileRow.state)
+        .where(_among(StagedFileRow.instance_id, ids, True))
+        .with_for_update()
+    ).all()
+    busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
+    return [each for each in ids if each not in busy]
 
 
 def _skipped_before(flows: tuple[str, ...], before: datetime) -> list[ColumnElement[bool]]:
@@ -390,16 +456,46 @@ _ROWS_OF_AN_INSTANCE = (
 )
 
 
-async def _delete_with_rows(connection: AsyncConnection, ids: list[str]) -> Removed:
-    """The instances deleted with every row of theirs, counted by table."""
-    statements: list[tuple[str, Delete]] = [
-        (rows.__tablename__, delete(rows).where(rows.instance_id.in_(ids)))
+def _delete_with_rows(connection: Connection, ids: list[str]) -> Removed:
+    """SQLite: the instances deleted with every row of theirs, a statement a table, counted
+    by table."""
+    statements = [
+        (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, False)))
         for rows in _ROWS_OF_AN_INSTANCE
     ]
-    statements.append(("instances", delete(InstanceRow).where(InstanceRow.id.in_(ids))))
+    statements.append(("instances", delete(InstanceRow).where(_among(InstanceRow.id, ids, False))))
     removed: Removed = {}
     for table, statement in statements:
-        deleted = await connection.execute(statement)
-        if deleted.rowcount:
-            removed[table] = deleted.rowcount
+        deleted = connection.execute(statement).rowcount
+        if deleted:
+            removed[table] = deleted
     return removed
+
+
+def _delete_whole(connection: Connection, ids: list[str]) -> Removed:
+    """PostgreSQL: the instances deleted with every row of theirs in one statement, counted
+    by table. Those a kept instance names are checked for again, on a snapshot taken once
+    the instances were locked: a resubmit that committed after the lock's snapshot, before
+    the lock, is seen; one that comes after the lock waits for it and finds its instance
+    gone."""
+    if not ids:
+        return {}
+    gone = (
+        delete(InstanceRow)
+        .where(_among(InstanceRow.id, ids, True), *_named_by_nothing_kept())
+        .returning(InstanceRow.id)
+        .cte("gone_instances")
+    )
+    gone_ids = any_(func.array(select(gone.c.id).scalar_subquery()))
+    went = [gone] + [
+        delete(rows)
+        .where(rows.instance_id == gone_ids)
+        .returning(literal_column("1"))
+        .cte(f"gone_{rows.__tablename__}")
+        for rows in _ROWS_OF_AN_INSTANCE
+    ]
+    counted = connection.execute(
+        select(*(select(func.count()).select_from(each).scalar_subquery() for each in went))
+    ).one()
+    tables = ["instances", *(rows.__tablename__ for rows in _ROWS_OF_AN_INSTANCE)]
+    return {table: rows for table, rows in zip(tables, counted, strict=True) if rows}
