@@ -52,6 +52,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -100,9 +101,20 @@ Removed = dict[str, int]
 #: batch stays when it raises.
 Archiving = Callable[[list[dict[str, Any]]], Awaitable[object]]
 
-#: Removes what it is given of a batch (those that still qualify), in the transaction of
-#: the connection; what went, by table.
-Removal = Callable[[Connection, list[str]], Removed]
+
+@dataclass(frozen=True)
+class Taken:
+    """The instances of a batch that still qualify, and those of them with a file job (and
+    segments), or a staged file (and chunks): the only ones those tables have rows of."""
+
+    ids: list[str]
+    with_file_job: list[str]
+    with_staged_file: list[str]
+
+
+#: Removes what it is given of a batch, in the transaction of the connection; what went,
+#: by table.
+Removal = Callable[[Connection, Taken], Removed]
 
 
 def _ended(expiry: Expiry) -> list[ColumnElement[bool]]:
@@ -147,6 +159,36 @@ def _instance_expired(expiry: Expiry) -> list[ColumnElement[bool]]:
     return [*_ended(expiry), *_work_finished(), *_named_by_nothing_kept()]
 
 
+@dataclass(frozen=True)
+class _Goes:
+    """What a batch removes: the instances ended per `expiry` whose payload is kept still
+    (`whole` False: the payload goes), or that nothing kept names (`whole`: all of it)."""
+
+    expiry: Expiry
+    whole: bool
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return _instance_expired(self.expiry) if self.whole else _payload_expired(self.expiry)
+
+    def ended(
+        self,
+        flow: str,
+        status: str,
+        finished_at: datetime | None,
+        payload_purged_at: datetime | None,
+    ) -> bool:
+        """An instance of these values is one `conditions` select, but for what names it
+        and its file work (read by statements of their own)."""
+        expiry = self.expiry
+        return (
+            flow in expiry.flows
+            and status in expiry.statuses
+            and finished_at is not None
+            and as_utc(finished_at) < expiry.before
+            and (self.whole or payload_purged_at is None)
+        )
+
+
 def _in_utc(row: RowMapping) -> dict[str, Any]:
     """The row's values, its times in UTC (SQLite gives them back without a zone)."""
     return {
@@ -162,6 +204,9 @@ class RetentionStore:
         self._postgres = instances.engine.dialect.name == "postgresql"
         #: SQLite: the instances of the next slice, sized by the last one's time.
         self._slice = min(FIRST_SLICE, batch_size)
+        #: Where the next batch's search of whole instances starts, by what it selects: after
+        #: the last batch's last (received then, and its id).
+        self._next_after: dict[_Goes, tuple[datetime, str]] = {}
 
     async def purge_payloads(
         self, expiry: Expiry, now: datetime, archive: Archiving | None = None
@@ -172,25 +217,27 @@ class RetentionStore:
         none of those found may go now: the next run sees them again)."""
         postgres = self._postgres
 
-        def empty_payloads(connection: Connection, ids: list[str]) -> Removed:
+        def empty_payloads(connection: Connection, taken: Taken) -> Removed:
             connection.execute(
                 update(InstanceRow)
-                .where(_among(InstanceRow.id, ids, postgres))
+                .where(_among(InstanceRow.id, taken.ids, postgres))
                 .values(payload=None, reply=None, payload_purged_at=now)
             )
-            connection.execute(
-                update(FileJobRow)
-                .where(_among(FileJobRow.instance_id, ids, postgres))
-                .values(set_aside=None, set_aside_zlib=None)
-            )
-            connection.execute(
-                update(StagedFileRow)
-                .where(_among(StagedFileRow.instance_id, ids, postgres))
-                .values(chunks_kept=False)
-            )
-            return {"instances": len(ids)}
+            if taken.with_file_job:
+                connection.execute(
+                    update(FileJobRow)
+                    .where(_among(FileJobRow.instance_id, taken.with_file_job, postgres))
+                    .values(set_aside=None, set_aside_zlib=None)
+                )
+            if taken.with_staged_file:
+                connection.execute(
+                    update(StagedFileRow)
+                    .where(_among(StagedFileRow.instance_id, taken.with_staged_file, postgres))
+                    .values(chunks_kept=False)
+                )
+            return {"instances": len(taken.ids)}
 
-        return await self._batch(_payload_expired(expiry), archive, empty_payloads)
+        return await self._batch(_Goes(expiry, whole=False), archive, empty_payloads)
 
     async def delete_file_rows(self) -> Removed:
         """One batch of the file rows (segments, staged chunks) of instances whose payloads
@@ -230,7 +277,7 @@ class RetentionStore:
         """One batch of expired instances, deleted with every row of theirs, counted by
         table. Empty: none left (or none of those found may go now)."""
         removal = _delete_whole if self._postgres else _delete_with_rows
-        return await self._batch(_instance_expired(expiry), archive, removal)
+        return await self._batch(_Goes(expiry, whole=True), archive, removal)
 
     async def delete_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> Removed:
         """One batch of the schedule ticks of `flows` before `before` that started no run
@@ -329,21 +376,30 @@ class RetentionStore:
             )
             return {flow: count for flow, count in rows.all()}
 
-    async def _batch(
-        self, conditions: list[ColumnElement[bool]], archive: Archiving | None, remove: Removal
+    async def _batch(self, goes: _Goes, archive: Archiving | None, remove: Removal) -> Removed:
+        """One batch of what `goes` selects: archived first when asked, then removed, those
+        that still qualify only. Empty: none left (or, for payloads, none of those found may
+        go now: the next run sees them again)."""
+        conditions = goes.conditions()
+        # Whole instances are searched by their end alone, in the order they came, and what
+        # must stay (named, its file at work) is left out once they are locked, by a
+        # statement for all of them; the archive gets only those that may go.
+        searched = conditions if archive is not None or not goes.whole else _ended(goes.expiry)
+        while found := await self._found(goes, searched):
+            if archive is not None:
+                await archive(await self.archived(found))
+            removed = await self._removed(goes, conditions, found, remove)
+            if removed or not goes.whole:
+                return removed
+        return {}
+
+    async def _removed(
+        self, goes: _Goes, conditions: list[ColumnElement[bool]], found: list[str], remove: Removal
     ) -> Removed:
-        """One batch of what the conditions select: archived first when asked, then removed,
-        those that still qualify only. Empty: none left (or none of those found may go now:
-        the next run sees them again)."""
-        found = await self._found(conditions)
-        if not found:
-            return {}
-        if archive is not None:
-            await archive(await self.archived(found))
         if self._postgres:
             async with self._instances.writing() as connection:
                 return await connection.run_sync(
-                    lambda each: remove(each, _locked(each, conditions, found))
+                    lambda each: remove(each, _locked(each, goes, found))
                 )
         removed: Removed = {}
         while found:
@@ -368,7 +424,7 @@ class RetentionStore:
                     select(InstanceRow.id).where(_among(InstanceRow.id, found, False), *conditions)
                 )
             )
-            return remove(connection, ids) if ids else {}
+            return remove(connection, Taken(ids, ids, ids)) if ids else {}
 
         removed: Removed = await self._instances.in_one_call(still_expired_removed)
         took = time.perf_counter() - started
@@ -376,14 +432,40 @@ class RetentionStore:
         self._slice = max(1, min(self.batch_size, sized, 2 * self._slice))
         return removed
 
-    async def _found(self, conditions: list[ColumnElement[bool]]) -> list[str]:
-        """At most a batch of the instances the conditions select, read without a lock; in
-        no order, which would make the database sort every match to pick a batch."""
-        async with self._instances.engine.connect() as connection:
-            found = await connection.scalars(
-                select(InstanceRow.id).where(*conditions).limit(self.batch_size)
+    async def _found(self, goes: _Goes, conditions: list[ColumnElement[bool]]) -> list[str]:
+        """At most a batch of the instances the conditions select, read without a lock.
+
+        Payloads in no order, by the index of those kept. Whole instances the oldest
+        received first, after the last batch's last: the index of received_at gives them in
+        order and leaves behind what earlier batches removed or kept (a search from the
+        start, or in no order by reading the table, read the space they left again each
+        batch, more each time). None found: the next search starts anew."""
+        if not goes.whole:
+            async with self._instances.engine.connect() as connection:
+                return list(
+                    await connection.scalars(
+                        select(InstanceRow.id).where(*conditions).limit(self.batch_size)
+                    )
+                )
+        received = InstanceRow.received_at
+        # An instance is received before it ends: this bounds the index's range.
+        query = select(InstanceRow.id, received).where(*conditions, received < goes.expiry.before)
+        after = self._next_after.pop(goes, None)
+        if after is not None:
+            last_received, last_id = after
+            query = query.where(
+                received >= last_received,
+                or_(received > last_received, InstanceRow.id > last_id),
             )
-            return list(found)
+        async with self._instances.engine.connect() as connection:
+            found = (
+                await connection.execute(
+                    query.order_by(received, InstanceRow.id).limit(self.batch_size)
+                )
+            ).all()
+        if found:
+            self._next_after[goes] = (found[-1][1], found[-1][0])
+        return [instance_id for instance_id, _ in found]
 
 
 def _among(
@@ -399,22 +481,33 @@ def _among(
     return column.in_(select(listed.c.value))
 
 
-def _locked(
-    connection: Connection, conditions: list[ColumnElement[bool]], found: list[str]
-) -> list[str]:
-    """PostgreSQL: those of `found` the conditions still select, locked with their file jobs
-    and staged files, in the removing transaction."""
-    ids = list(
-        connection.scalars(
-            select(InstanceRow.id)
-            .where(_among(InstanceRow.id, found, True), *conditions)
-            .with_for_update(of=InstanceRow, skip_locked=True)
+def _locked(connection: Connection, goes: _Goes, found: list[str]) -> Taken:
+    """PostgreSQL: those of `found` that `goes` still selects, locked with their file jobs and
+    staged files, in the removing transaction. Locked by their keys alone, then checked by
+    statements of their own on the rows as locked: with its conditions beside the keys, the
+    lock's plan read every expired instance's index entry (BitmapAnd), and the check of
+    what names them the whole index of resubmit_of (merge anti join), each batch."""
+    rows = connection.execute(
+        select(
+            InstanceRow.id,
+            InstanceRow.flow,
+            InstanceRow.status,
+            InstanceRow.finished_at,
+            InstanceRow.payload_purged_at,
         )
-    )
+        .where(_among(InstanceRow.id, found, True))
+        .with_for_update(of=InstanceRow, skip_locked=True)
+    ).all()
+    ids = [
+        instance_id
+        for instance_id, flow, status, finished_at, purged_at in rows
+        if goes.ended(flow, status, finished_at, purged_at)
+    ]
     if not ids:
-        return ids
-    # A file resumed (or a transfer) committed between the search and the lock is seen now
-    # that its row is locked: its instance stays.
+        return Taken([], [], [])
+    # What committed between the search and the lock is seen by these statements, which
+    # start after it: a file resumed (or a transfer), a resubmit naming an instance. What
+    # comes after the lock waits for it (and finds the instance gone: InstanceGone).
     jobs = connection.execute(
         select(FileJobRow.instance_id, FileJobRow.state)
         .where(_among(FileJobRow.instance_id, ids, True))
@@ -427,7 +520,23 @@ def _locked(
         .with_for_update()
     ).all()
     busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
-    return [each for each in ids if each not in busy]
+    if goes.whole:
+        other = aliased(InstanceRow)
+        busy |= set(
+            connection.scalars(
+                union_all(
+                    select(other.resubmit_of).where(_among(other.resubmit_of, ids, True)),
+                    select(other.parent_id).where(_among(other.parent_id, ids, True)),
+                    select(ScheduleRow.last_instance),
+                    select(ScheduleRow.running_instance),
+                )
+            )
+        )
+    return Taken(
+        [each for each in ids if each not in busy],
+        [instance_id for instance_id, _ in jobs if instance_id not in busy],
+        [instance_id for instance_id, _ in staged if instance_id not in busy],
+    )
 
 
 def _skipped_before(flows: tuple[str, ...], before: datetime) -> list[ColumnElement[bool]]:
@@ -443,27 +552,45 @@ async def _count_of(connection: AsyncConnection, rows: Select[Any]) -> int:
     return found or 0
 
 
-#: The tables whose rows name an instance by `instance_id`: deleted before the instance.
-_ROWS_OF_AN_INSTANCE = (
-    BusinessKeyRow,
-    ActivityRow,
-    ErrorNoticeRow,
-    SegmentRow,
-    FileJobRow,
-    StagedChunkRow,
-    StagedFileRow,
-    ScheduleTickRow,
-)
+def _rows_of(taken: Taken) -> list[tuple[_Named, list[str]]]:
+    """The tables that name an instance by `instance_id`, each with those of `taken` it may
+    hold rows of (so that a table is read for few, by its index, rather than scanned for
+    all): deleted before the instances."""
+    return [
+        (BusinessKeyRow, taken.ids),
+        (ActivityRow, taken.ids),
+        (ErrorNoticeRow, taken.ids),
+        (SegmentRow, taken.with_file_job),
+        (FileJobRow, taken.with_file_job),
+        (StagedChunkRow, taken.with_staged_file),
+        (StagedFileRow, taken.with_staged_file),
+        (ScheduleTickRow, taken.ids),
+    ]
 
 
-def _delete_with_rows(connection: Connection, ids: list[str]) -> Removed:
+_Named = type[
+    BusinessKeyRow
+    | ActivityRow
+    | ErrorNoticeRow
+    | SegmentRow
+    | FileJobRow
+    | StagedChunkRow
+    | StagedFileRow
+    | ScheduleTickRow
+]
+
+
+def _delete_with_rows(connection: Connection, taken: Taken) -> Removed:
     """SQLite: the instances deleted with every row of theirs, a statement a table, counted
     by table."""
     statements = [
         (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, False)))
-        for rows in _ROWS_OF_AN_INSTANCE
+        for rows, ids in _rows_of(taken)
+        if ids
     ]
-    statements.append(("instances", delete(InstanceRow).where(_among(InstanceRow.id, ids, False))))
+    statements.append(
+        ("instances", delete(InstanceRow).where(_among(InstanceRow.id, taken.ids, False)))
+    )
     removed: Removed = {}
     for table, statement in statements:
         deleted = connection.execute(statement).rowcount
@@ -472,30 +599,22 @@ def _delete_with_rows(connection: Connection, ids: list[str]) -> Removed:
     return removed
 
 
-def _delete_whole(connection: Connection, ids: list[str]) -> Removed:
+def _delete_whole(connection: Connection, taken: Taken) -> Removed:
     """PostgreSQL: the instances deleted with every row of theirs in one statement, counted
-    by table. Those a kept instance names are checked for again, on a snapshot taken once
-    the instances were locked: a resubmit that committed after the lock's snapshot, before
-    the lock, is seen; one that comes after the lock waits for it and finds its instance
-    gone."""
-    if not ids:
+    by table."""
+    if not taken.ids:
         return {}
-    gone = (
-        delete(InstanceRow)
-        .where(_among(InstanceRow.id, ids, True), *_named_by_nothing_kept())
-        .returning(InstanceRow.id)
-        .cte("gone_instances")
-    )
-    gone_ids = any_(func.array(select(gone.c.id).scalar_subquery()))
-    went = [gone] + [
-        delete(rows)
-        .where(rows.instance_id == gone_ids)
-        .returning(literal_column("1"))
-        .cte(f"gone_{rows.__tablename__}")
-        for rows in _ROWS_OF_AN_INSTANCE
+    one: ColumnElement[int] = literal_column("1")
+    went = [
+        ("instances", delete(InstanceRow).where(_among(InstanceRow.id, taken.ids, True))),
+        *(
+            (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, True)))
+            for rows, ids in _rows_of(taken)
+            if ids
+        ),
     ]
+    gone = [statement.returning(one).cte(f"gone_{table}") for table, statement in went]
     counted = connection.execute(
-        select(*(select(func.count()).select_from(each).scalar_subquery() for each in went))
+        select(*(select(func.count()).select_from(each).scalar_subquery() for each in gone))
     ).one()
-    tables = ["instances", *(rows.__tablename__ for rows in _ROWS_OF_AN_INSTANCE)]
-    return {table: rows for table, rows in zip(tables, counted, strict=True) if rows}
+    return {table: count for (table, _), count in zip(went, counted, strict=True) if count}
