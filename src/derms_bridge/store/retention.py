@@ -388,46 +388,43 @@ class RetentionStore:
         while found := await self._found(goes, searched):
             if archive is not None:
                 await archive(await self.archived(found))
-            removed = await self._removed(goes, conditions, found, remove)
+            removed = await self._removed(goes, found, remove)
             if removed or not goes.whole:
                 return removed
         return {}
 
-    async def _removed(
-        self, goes: _Goes, conditions: list[ColumnElement[bool]], found: list[str], remove: Removal
-    ) -> Removed:
+    async def _removed(self, goes: _Goes, found: list[str], remove: Removal) -> Removed:
         if self._postgres:
             async with self._instances.writing() as connection:
                 return await connection.run_sync(
-                    lambda each: remove(each, _locked(each, goes, found))
+                    lambda each: remove(each, _taken(each, goes, found, postgres=True))
                 )
         removed: Removed = {}
         while found:
             started = time.perf_counter()
-            went = await self._in_a_slice(conditions, found[: self._slice], remove)
+            went = await self._in_a_slice(goes, found[: self._slice], remove)
             del found[: self._slice]
             for table, rows in went.items():
                 removed[table] = removed.get(table, 0) + rows
             await asyncio.sleep((time.perf_counter() - started) * REST_SHARE)
         return removed
 
-    async def _in_a_slice(
-        self, conditions: list[ColumnElement[bool]], found: list[str], remove: Removal
-    ) -> Removed:
+    async def _in_a_slice(self, goes: _Goes, found: list[str], remove: Removal) -> Removed:
         """SQLite: those of `found` that still qualify removed in one write transaction; the
         next slice sized so as to hold the writer about SLICE_SECONDS."""
-        started = time.perf_counter()
+        took = 0.0
 
-        def still_expired_removed(connection: Connection) -> Removed:
-            ids = list(
-                connection.scalars(
-                    select(InstanceRow.id).where(_among(InstanceRow.id, found, False), *conditions)
-                )
-            )
-            return remove(connection, Taken(ids, ids, ids)) if ids else {}
+        def still_going_removed(connection: Connection) -> Removed:
+            nonlocal took
+            # Timed from the writer's turn on, not from the wait for it behind the triggers'
+            # writes, which said nothing of the slice and made the next ever smaller.
+            started = time.perf_counter()
+            taken = _taken(connection, goes, found, postgres=False)
+            removed = remove(connection, taken) if taken.ids else {}
+            took = time.perf_counter() - started
+            return removed
 
-        removed: Removed = await self._instances.in_one_call(still_expired_removed)
-        took = time.perf_counter() - started
+        removed: Removed = await self._instances.in_one_call(still_going_removed)
         sized = round(len(found) * SLICE_SECONDS / took) if took > 0 else self.batch_size
         self._slice = max(1, min(self.batch_size, sized, 2 * self._slice))
         return removed
@@ -481,12 +478,13 @@ def _among(
     return column.in_(select(listed.c.value))
 
 
-def _locked(connection: Connection, goes: _Goes, found: list[str]) -> Taken:
-    """PostgreSQL: those of `found` that `goes` still selects, locked with their file jobs and
-    staged files, in the removing transaction. Locked by their keys alone, then checked by
-    statements of their own on the rows as locked: with its conditions beside the keys, the
-    lock's plan read every expired instance's index entry (BitmapAnd), and the check of
-    what names them the whole index of resubmit_of (merge anti join), each batch."""
+def _taken(connection: Connection, goes: _Goes, found: list[str], *, postgres: bool) -> Taken:
+    """Those of `found` that `goes` still selects, in the removing transaction; on
+    PostgreSQL locked, with their file jobs and staged files. Read by their keys alone, then
+    checked by statements of their own: with its conditions beside the keys, the plan read
+    every expired instance's index entry (PostgreSQL's BitmapAnd, SQLite's search of the
+    index of flow, status and end), and the check of what names them the whole index of
+    resubmit_of (a merge anti join), each batch."""
     rows = connection.execute(
         select(
             InstanceRow.id,
@@ -495,7 +493,7 @@ def _locked(connection: Connection, goes: _Goes, found: list[str]) -> Taken:
             InstanceRow.finished_at,
             InstanceRow.payload_purged_at,
         )
-        .where(_among(InstanceRow.id, found, True))
+        .where(_among(InstanceRow.id, found, postgres))
         .with_for_update(of=InstanceRow, skip_locked=True)
     ).all()
     ids = [
@@ -510,13 +508,13 @@ def _locked(connection: Connection, goes: _Goes, found: list[str]) -> Taken:
     # comes after the lock waits for it (and finds the instance gone: InstanceGone).
     jobs = connection.execute(
         select(FileJobRow.instance_id, FileJobRow.state)
-        .where(_among(FileJobRow.instance_id, ids, True))
+        .where(_among(FileJobRow.instance_id, ids, postgres))
         .with_for_update()
     ).all()
     busy = {instance_id for instance_id, state in jobs if state != "done"}
     staged = connection.execute(
         select(StagedFileRow.instance_id, StagedFileRow.state)
-        .where(_among(StagedFileRow.instance_id, ids, True))
+        .where(_among(StagedFileRow.instance_id, ids, postgres))
         .with_for_update()
     ).all()
     busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
@@ -525,8 +523,8 @@ def _locked(connection: Connection, goes: _Goes, found: list[str]) -> Taken:
         busy |= set(
             connection.scalars(
                 union_all(
-                    select(other.resubmit_of).where(_among(other.resubmit_of, ids, True)),
-                    select(other.parent_id).where(_among(other.parent_id, ids, True)),
+                    select(other.resubmit_of).where(_among(other.resubmit_of, ids, postgres)),
+                    select(other.parent_id).where(_among(other.parent_id, ids, postgres)),
                     select(ScheduleRow.last_instance),
                     select(ScheduleRow.running_instance),
                 )
