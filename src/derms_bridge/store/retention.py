@@ -74,9 +74,11 @@ from derms_bridge.store.tables import (
     StagedFileRow,
 )
 
-#: How long a slice of a batch holds SQLite's one writer, about: a trigger's write that
-#: comes meanwhile waits for it.
-SLICE_SECONDS = 0.008
+#: How long the statements of a slice of a batch hold SQLite's one writer, about (its commit
+#: comes on top): a trigger's write that comes meanwhile waits for them. At 8 ms a slice
+#: held a few instances and its commit cost more than its statements: the purge went at
+#: 220-310 instances a second on 1,000,000 (bench/README.md, store_scale.py).
+SLICE_SECONDS = 0.02
 #: The first slice's instances, before any slice was timed.
 FIRST_SLICE = 50
 #: After a slice, SQLite's writer is left free for this share of the slice's time: another
