@@ -1,26 +1,28 @@
 """The purge's queries: what expired, and its removal one short transaction at a time.
 
-A batch first reads at most `batch_size` instances that expired, without writing; then
+A batch first reads at most `batch_size` instances that expired, without writing (whole
+instances by their end alone, the oldest received first, each batch after the last); then
 short transactions take those of them that still qualify and remove them (or their
 payloads), so that locks are held for milliseconds whatever the table's size, and a
 search that finds nothing never takes SQLite's one writer. Whatever must read the rows
 before they go (an archive) reads the batch between the two steps: no instance is removed
 that was not read.
 
-On PostgreSQL the batch goes in one transaction of four statements: the instances taken
-`FOR UPDATE SKIP LOCKED`, then their file jobs and staged files locked, so that a resubmit
-or a resumed file going on beside it is either waited for or left alone, never half
-removed; then one statement deletes the instances and every row of theirs (data-modifying
-`WITH` queries), so that a statement-level trigger on a table fires once a batch. The ids
-go as one array (`= ANY(:ids)`): the statement's text is the same every batch, prepared
-once, where an `IN` list of 1,000 values was a new statement to parse and plan each time.
-No foreign key names `instances` there (migration 0020): each one's check ran once per
-deleted instance, eight of them, most of a batch's time.
+On PostgreSQL a batch is one transaction: the instances taken `FOR UPDATE SKIP LOCKED` by
+their keys, then their file jobs and staged files locked, so that a resubmit or a resumed
+file going on beside it is either waited for or left alone, never half removed; what
+names them read; then one statement deletes the instances and every row of theirs
+(data-modifying `WITH` queries), so that a statement-level trigger on a table fires once
+a batch. The ids go as one array (`= ANY(:ids)`): the statement's text is the same every
+batch, where an `IN` list of 1,000 values was a new statement to parse and plan each
+time. No foreign key names `instances` there (migration 0020): their checks, eight per
+deleted instance, took two thirds of the deleting statement's time.
 
 On SQLite, where one writer goes at a time, a batch goes in slices, each a transaction of
-its own run in one call off the event loop; a slice is sized to hold the writer about
-`SLICE_SECONDS`, and between two slices the writes queued in this process (the triggers'
-group commits) take their turn first. The ids go as one JSON array, read by `json_each`.
+its own run in one call off the event loop, checked as on PostgreSQL; a slice is sized for
+about `SLICE_SECONDS` of statements, and between two slices the writes queued in this
+process (the triggers' group commits) take their turn first. The ids go as one JSON
+array, read by `json_each`.
 
 What stays whatever its age: an instance in progress; a file job not done or a staged
 file not transferred; an instance a kept instance names (the run that resubmitted it,
