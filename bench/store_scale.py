@@ -650,15 +650,13 @@ async def _some_ids(store: InstanceStore, flows: Sequence[str] = ()) -> list[str
 
 
 def _purge(instances: InstanceStore, days: float) -> Purge:
-    """The oldest day goes: every outcome's instances kept a day less than the fill spans."""
+    """The oldest day goes: every outcome's instances kept a day less than the fill spans,
+    and their payloads as long. (With succeeded payloads kept 7 days, as the fill left
+    them, a run on a database filled hours before also purged the payloads of the hours
+    since, a load that grew with the database's age and that the rate did not count.)"""
     kept = max(1, int(days) - 1)
-    retention = Retention(
-        default=RetentionByOutcome(
-            succeeded=Keep(payload_days=min(PAYLOAD_DAYS, kept), instance_days=kept),
-            failed=Keep(payload_days=kept, instance_days=kept),
-            rejected=Keep(payload_days=kept, instance_days=kept),
-        )
-    )
+    keep = Keep(payload_days=kept, instance_days=kept)
+    retention = Retention(default=RetentionByOutcome(succeeded=keep, failed=keep, rejected=keep))
     return Purge(
         RetentionStore(instances, retention.batch_size), retention, stopping=asyncio.Event()
     )

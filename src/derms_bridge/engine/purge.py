@@ -3,11 +3,10 @@
 For every flow and outcome (settings `retention`), it empties the payloads that expired,
 then deletes the file rows of those payloads, then deletes the instances that expired,
 then the schedule ticks that started no run and expired with their flow's history,
-each in batches of `retention.batch_size`, one short transaction each: a trigger's write
-waits at most one batch. On SQLite, where one writer goes at a time, the purge rests as
-long as each batch took before the next, so that other hub processes sharing the file get
-their turn; in this process the writers queued meanwhile go first. It stops between two
-batches when its process stops; the next run takes up what is left.
+each in batches of `retention.batch_size`, short transactions each (store/retention.py): on
+PostgreSQL one a batch, on SQLite, where one writer goes at a time, slices of a few
+milliseconds, with the writes queued meanwhile in this process going between two. It
+stops between two batches when its process stops; the next run takes up what is left.
 
 With an archive configured (engine/archive.py), a batch's instances are written to it
 before they go; when that fails the batch stays, and the run stops and fails.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,7 +71,6 @@ class Purge:
         self._retention = retention
         self._stopping = stopping
         self._archive = archive
-        self._rest_between_batches = store.rests_between_batches
 
     def expiries(self, now: datetime) -> list[Expired]:
         """Per outcome, the flows kept alike (all those without days of their own, then
@@ -120,7 +117,6 @@ class Purge:
             """Batches until one removes nothing; False when the process is stopping."""
             nonlocal batches, payloads
             while not self._stopping.is_set():
-                started = time.perf_counter()
                 try:
                     went = await batch()
                 except FileStorageError as exc:
@@ -135,7 +131,8 @@ class Purge:
                     else:
                         removed[table] = removed.get(table, 0) + rows
                     metrics.rows_purged(table, kind, rows)
-                await self._rest(time.perf_counter() - started)
+                # A yield at least: what waits for the event loop goes before the next batch.
+                await asyncio.sleep(0)
             return False
 
         expiries = self.expiries(now)
@@ -200,10 +197,6 @@ class Purge:
                 for before, flows in self.skipped_tick_expiries(now).items()
             ]
         )
-
-    async def _rest(self, batch_seconds: float) -> None:
-        # A yield at least: the writers queued in this process go before the next batch.
-        await asyncio.sleep(batch_seconds if self._rest_between_batches else 0)
 
 
 def purge_flow(purge: Purge) -> ScheduledFlow[PurgeReport]:

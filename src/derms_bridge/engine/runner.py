@@ -37,7 +37,7 @@ from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.problems import CONFIGURATION_ERROR, problem_body
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instance_records import StoredMessage
-from derms_bridge.store.instances import AlreadyResubmitted, InstanceStore
+from derms_bridge.store.instances import AlreadyResubmitted, InstanceGone, InstanceStore
 from derms_bridge.store.staged_transfers import StagedTransferStore
 from derms_bridge.tracing import TraceRef
 
@@ -437,6 +437,8 @@ class FlowEngine:
             raise NotResubmittable(
                 f"it was resubmitted meanwhile, as {exc.later_id}: resubmit that run if it failed"
             ) from None
+        except InstanceGone:
+            raise InstanceNotFound(instance_id) from None
         if outcome.status in ("succeeded", "skipped"):
             # A skipped message is one the reference leaves alone: that is its right end.
             for flow_resolved in await self.store.resolve_resubmitted(instance_id):

@@ -58,6 +58,14 @@ from derms_bridge.tracing import TraceRef, kept_ref
 _T = TypeVar("_T")
 
 
+class InstanceGone(Exception):
+    """The instance to resubmit was purged meanwhile: no run may name it."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id} was purged meanwhile")
+        self.instance_id = instance_id
+
+
 class AlreadyResubmitted(Exception):
     """Another run resubmitted the instance first: each is resubmitted once, by its latest
     run after that."""
@@ -151,7 +159,7 @@ class InstanceStore:
         """Written, and committed, before the flow calls anyone; `alongside` writes what
         must exist with it (a received file), in the same transaction. `runner` is the hub
         process that runs it to its end, if one does. AlreadyResubmitted when another run
-        resubmitted `resubmit_of` first."""
+        resubmitted `resubmit_of` first, InstanceGone when the purge took it."""
         now = utcnow()
         row = {
             "id": instance_id,
@@ -179,12 +187,16 @@ class InstanceStore:
                     .where(InstanceRow.id == resubmit_of)
                     .with_for_update()
                 )
+                if previous is None:
+                    # The purge locked it first, and deleted it: no foreign key refuses
+                    # a run naming it on PostgreSQL (migration 0020), this does.
+                    raise InstanceGone(resubmit_of)
                 later = await connection.scalar(
                     select(InstanceRow.id).where(InstanceRow.resubmit_of == resubmit_of).limit(1)
                 )
                 if later is not None:
                     raise AlreadyResubmitted(resubmit_of, later)
-                attempts = (previous or 0) + 1
+                attempts = previous + 1
             await connection.execute(insert(InstanceRow).values(**row, attempts=attempts))
             await _insert_keys(connection, instance_id, keys)
             if alongside is not None:

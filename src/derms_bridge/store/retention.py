@@ -1,14 +1,28 @@
 """The purge's queries: what expired, and its removal one short transaction at a time.
 
-A batch first reads at most `batch_size` instances that expired, without writing; then
-one short transaction takes those of them that still qualify and removes them (or their
-payloads), so that it holds locks for milliseconds whatever the table's size, and a
-search that finds nothing never takes SQLite's one writer. On PostgreSQL that
-transaction takes the instances `FOR UPDATE SKIP LOCKED`, then locks their file jobs and
-staged files, so that a resubmit or a resumed file going on beside it is either waited
-for or left alone, never half removed. Whatever must read the rows before they go (an
-archive) reads the batch between the two steps: the transaction removes no instance
+A batch first reads at most `batch_size` instances that expired, without writing (whole
+instances by their end alone, the oldest received first, each batch after the last); then
+short transactions take those of them that still qualify and remove them (or their
+payloads), so that locks are held for milliseconds whatever the table's size, and a
+search that finds nothing never takes SQLite's one writer. Whatever must read the rows
+before they go (an archive) reads the batch between the two steps: no instance is removed
 that was not read.
+
+On PostgreSQL a batch is one transaction: the instances taken `FOR UPDATE SKIP LOCKED` by
+their keys, then their file jobs and staged files locked, so that a resubmit or a resumed
+file going on beside it is either waited for or left alone, never half removed; what
+names them read; then one statement deletes the instances and every row of theirs
+(data-modifying `WITH` queries), so that a statement-level trigger on a table fires once
+a batch. The ids go as one array (`= ANY(:ids)`): the statement's text is the same every
+batch, where an `IN` list of 1,000 values was a new statement to parse and plan each
+time. No foreign key names `instances` there (migration 0020): their checks, eight per
+deleted instance, took two thirds of the deleting statement's time.
+
+On SQLite, where one writer goes at a time, a batch goes in slices, each a transaction of
+its own run in one call off the event loop, checked as on PostgreSQL; a slice is sized for
+about `SLICE_SECONDS` of statements, and between two slices the writes queued in this
+process (the triggers' group commits) take their turn first. The ids go as one JSON
+array, read by `json_each`.
 
 What stays whatever its age: an instance in progress; a file job not done or a staged
 file not transferred; an instance a kept instance names (the run that resubmitted it,
@@ -17,26 +31,36 @@ a child of it), which goes with or after that one; a schedule's last or running 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Delete,
+    Connection,
     Select,
+    String,
+    any_,
+    bindparam,
+    cast,
     delete,
     exists,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from derms_bridge.store.instances import InstanceStore, as_utc
 from derms_bridge.store.tables import (
@@ -51,6 +75,18 @@ from derms_bridge.store.tables import (
     StagedChunkRow,
     StagedFileRow,
 )
+
+#: How long the statements of a slice of a batch hold SQLite's one writer, about (its commit
+#: comes on top): a trigger's write that comes meanwhile waits for them. At 8 ms a slice
+#: held a few instances and its commit cost more than its statements: the purge went at
+#: 220-310 instances a second on 1,000,000 (bench/README.md, store_scale.py).
+SLICE_SECONDS = 0.02
+#: The first slice's instances, before any slice was timed.
+FIRST_SLICE = 50
+#: After a slice, SQLite's writer is left free for this share of the slice's time: another
+#: hub process sharing the file, whose writes wait in SQLite's busy handler (retrying after
+#: 1, 2, 5, 10... ms) rather than in this process's queue, finds it free then.
+REST_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -68,6 +104,21 @@ Removed = dict[str, int]
 #: Given a batch's instances as `RetentionStore.archived` reads them, before they go; the
 #: batch stays when it raises.
 Archiving = Callable[[list[dict[str, Any]]], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The instances of a batch that still qualify, and those of them with a file job (and
+    segments), or a staged file (and chunks): the only ones those tables have rows of."""
+
+    ids: list[str]
+    with_file_job: list[str]
+    with_staged_file: list[str]
+
+
+#: Removes what it is given of a batch, in the transaction of the connection; what went,
+#: by table.
+Removal = Callable[[Connection, Taken], Removed]
 
 
 def _ended(expiry: Expiry) -> list[ColumnElement[bool]]:
@@ -112,6 +163,36 @@ def _instance_expired(expiry: Expiry) -> list[ColumnElement[bool]]:
     return [*_ended(expiry), *_work_finished(), *_named_by_nothing_kept()]
 
 
+@dataclass(frozen=True)
+class _Goes:
+    """What a batch removes: the instances ended per `expiry` whose payload is kept still
+    (`whole` False: the payload goes), or that nothing kept names (`whole`: all of it)."""
+
+    expiry: Expiry
+    whole: bool
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return _instance_expired(self.expiry) if self.whole else _payload_expired(self.expiry)
+
+    def ended(
+        self,
+        flow: str,
+        status: str,
+        finished_at: datetime | None,
+        payload_purged_at: datetime | None,
+    ) -> bool:
+        """An instance of these values is one `conditions` select, but for what names it
+        and its file work (read by statements of their own)."""
+        expiry = self.expiry
+        return (
+            flow in expiry.flows
+            and status in expiry.statuses
+            and finished_at is not None
+            and as_utc(finished_at) < expiry.before
+            and (self.whole or payload_purged_at is None)
+        )
+
+
 def _in_utc(row: RowMapping) -> dict[str, Any]:
     """The row's values, its times in UTC (SQLite gives them back without a zone)."""
     return {
@@ -125,9 +206,11 @@ class RetentionStore:
         self._instances = instances
         self.batch_size = batch_size
         self._postgres = instances.engine.dialect.name == "postgresql"
-        #: SQLite lets one writer in at a time, whichever process: the purge leaves it free
-        #: between its batches.
-        self.rests_between_batches = not self._postgres
+        #: SQLite: the instances of the next slice, sized by the last one's time.
+        self._slice = min(FIRST_SLICE, batch_size)
+        #: Where the next batch's search of whole instances starts, by what it selects: after
+        #: the last batch's last (received then, and its id).
+        self._next_after: dict[_Goes, tuple[datetime, str]] = {}
 
     async def purge_payloads(
         self, expiry: Expiry, now: datetime, archive: Archiving | None = None
@@ -136,95 +219,86 @@ class RetentionStore:
         expired are emptied, and the instances marked, so that their file rows go next
         (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left (or
         none of those found may go now: the next run sees them again)."""
+        postgres = self._postgres
 
-        async def empty_payloads(connection: AsyncConnection, ids: list[str]) -> Removed:
-            await connection.execute(
+        def empty_payloads(connection: Connection, taken: Taken) -> Removed:
+            connection.execute(
                 update(InstanceRow)
-                .where(InstanceRow.id.in_(ids))
+                .where(_among(InstanceRow.id, taken.ids, postgres))
                 .values(payload=None, reply=None, payload_purged_at=now)
             )
-            await connection.execute(
-                update(FileJobRow)
-                .where(FileJobRow.instance_id.in_(ids))
-                .values(set_aside=None, set_aside_zlib=None)
-            )
-            await connection.execute(
-                update(StagedFileRow)
-                .where(StagedFileRow.instance_id.in_(ids))
-                .values(chunks_kept=False)
-            )
-            return {"instances": len(ids)}
+            if taken.with_file_job:
+                connection.execute(
+                    update(FileJobRow)
+                    .where(_among(FileJobRow.instance_id, taken.with_file_job, postgres))
+                    .values(set_aside=None, set_aside_zlib=None)
+                )
+            if taken.with_staged_file:
+                connection.execute(
+                    update(StagedFileRow)
+                    .where(_among(StagedFileRow.instance_id, taken.with_staged_file, postgres))
+                    .values(chunks_kept=False)
+                )
+            return {"instances": len(taken.ids)}
 
-        return await self._batch(_payload_expired(expiry), archive, empty_payloads)
+        return await self._batch(_Goes(expiry, whole=False), archive, empty_payloads)
 
     async def delete_file_rows(self) -> Removed:
         """One batch of the file rows (segments, staged chunks) of instances whose payloads
-        were purged. Empty: none left."""
-        purged = InstanceRow.payload_purged_at.is_not(None)
+        were purged, each table's in one statement. Empty: none left."""
         waiting = await self.count_file_rows(limit=1)
         if not any(waiting.values()):
             return {}
-        async with self._instances.writing() as connection:
-            segment_ids = (
-                await connection.scalars(
-                    select(SegmentRow.id)
-                    .join(InstanceRow, InstanceRow.id == SegmentRow.instance_id)
-                    .where(purged)
-                    .limit(self.batch_size)
-                )
-            ).all()
-            removed: Removed = {}
-            if segment_ids:
-                deleted = await connection.execute(
-                    delete(SegmentRow).where(SegmentRow.id.in_(segment_ids))
-                )
-                removed["segments"] = deleted.rowcount
-            chunk_keys = (
-                await connection.execute(
-                    select(StagedChunkRow.instance_id, StagedChunkRow.seq)
-                    .join(InstanceRow, InstanceRow.id == StagedChunkRow.instance_id)
-                    .where(purged)
-                    .limit(self.batch_size)
-                )
-            ).all()
-            if chunk_keys:
-                deleted = await connection.execute(
-                    delete(StagedChunkRow).where(
-                        tuple_(StagedChunkRow.instance_id, StagedChunkRow.seq).in_(
-                            [tuple(key) for key in chunk_keys]
-                        )
-                    )
-                )
-                removed["staged_file_chunks"] = deleted.rowcount
-        return removed
+        purged = InstanceRow.payload_purged_at.is_not(None)
+        most = self.batch_size if self._postgres else self._slice
+        segments = delete(SegmentRow).where(
+            SegmentRow.id.in_(
+                select(SegmentRow.id)
+                .join(InstanceRow, InstanceRow.id == SegmentRow.instance_id)
+                .where(purged)
+                .limit(most)
+            )
+        )
+        chunks = delete(StagedChunkRow).where(
+            tuple_(StagedChunkRow.instance_id, StagedChunkRow.seq).in_(
+                select(StagedChunkRow.instance_id, StagedChunkRow.seq)
+                .join(InstanceRow, InstanceRow.id == StagedChunkRow.instance_id)
+                .where(purged)
+                .limit(most)
+            )
+        )
+
+        def delete_rows(connection: Connection) -> Removed:
+            removed = {
+                "segments": connection.execute(segments).rowcount,
+                "staged_file_chunks": connection.execute(chunks).rowcount,
+            }
+            return {table: rows for table, rows in removed.items() if rows}
+
+        return await self._instances.in_one_call(delete_rows)
 
     async def delete_instances(self, expiry: Expiry, archive: Archiving | None = None) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
         table. Empty: none left (or none of those found may go now)."""
-        return await self._batch(_instance_expired(expiry), archive, _delete_with_rows)
+        removal = _delete_whole if self._postgres else _delete_with_rows
+        return await self._batch(_Goes(expiry, whole=True), archive, removal)
 
     async def delete_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> Removed:
         """One batch of the schedule ticks of `flows` before `before` that started no run
         (the previous run was still going); a tick that started a run goes with its
         instance. Empty: none left."""
-        async with self._instances.writing() as connection:
-            keys = (
-                await connection.execute(
-                    select(ScheduleTickRow.flow, ScheduleTickRow.tick)
-                    .where(*_skipped_before(flows, before))
-                    .limit(self.batch_size)
-                )
-            ).all()
-            if not keys:
-                return {}
-            deleted = await connection.execute(
-                delete(ScheduleTickRow).where(
-                    tuple_(ScheduleTickRow.flow, ScheduleTickRow.tick).in_(
-                        [tuple(key) for key in keys]
-                    )
-                )
-            )
-        return {"schedule_ticks": deleted.rowcount}
+        skipped = select(ScheduleTickRow.flow, ScheduleTickRow.tick).where(
+            *_skipped_before(flows, before)
+        )
+        statement = delete(ScheduleTickRow).where(
+            tuple_(ScheduleTickRow.flow, ScheduleTickRow.tick).in_(skipped.limit(self.batch_size))
+        )
+
+        def delete_ticks(connection: Connection) -> Removed:
+            deleted = connection.execute(statement).rowcount
+            return {"schedule_ticks": deleted} if deleted else {}
+
+        return await self._instances.in_one_call(delete_ticks)
 
     async def count_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> int:
         """The skipped ticks `delete_skipped_ticks` would remove now."""
@@ -237,9 +311,12 @@ class RetentionStore:
     async def archived(self, ids: list[str]) -> list[dict[str, Any]]:
         """The instances as an archive keeps them: every column of theirs, with their
         business keys and their activities in order (file rows are left out)."""
+        postgres = self._postgres
         async with self._instances.engine.connect() as connection:
             instances = (
-                await connection.execute(select(InstanceRow).where(InstanceRow.id.in_(ids)))
+                await connection.execute(
+                    select(InstanceRow).where(_among(InstanceRow.id, ids, postgres))
+                )
             ).mappings()
             records = {
                 row["id"]: {**_in_utc(row), "business_keys": [], "activities": []}
@@ -247,7 +324,7 @@ class RetentionStore:
             }
             keys = await connection.execute(
                 select(BusinessKeyRow.instance_id, BusinessKeyRow.kind, BusinessKeyRow.value)
-                .where(BusinessKeyRow.instance_id.in_(ids))
+                .where(_among(BusinessKeyRow.instance_id, ids, postgres))
                 .order_by(BusinessKeyRow.id)
             )
             for instance_id, kind, value in keys.all():
@@ -255,7 +332,7 @@ class RetentionStore:
             activities = (
                 await connection.execute(
                     select(ActivityRow)
-                    .where(ActivityRow.instance_id.in_(ids))
+                    .where(_among(ActivityRow.instance_id, ids, postgres))
                     .order_by(ActivityRow.instance_id, ActivityRow.seq)
                 )
             ).mappings()
@@ -303,65 +380,165 @@ class RetentionStore:
             )
             return {flow: count for flow, count in rows.all()}
 
-    async def _batch(
-        self,
-        conditions: list[ColumnElement[bool]],
-        archive: Archiving | None,
-        remove: Callable[[AsyncConnection, list[str]], Awaitable[Removed]],
-    ) -> Removed:
-        """One batch of what the conditions select: archived first when asked, then removed
-        in a short transaction of its own, those that still qualify only. Empty: none
-        left (or none of those found may go now: the next run sees them again)."""
-        found = await self._found(conditions)
-        if not found:
-            return {}
-        if archive is not None:
-            await archive(await self.archived(found))
-        async with self._instances.writing() as connection:
-            ids = await self._still_expired(connection, conditions, found)
-            return await remove(connection, ids) if ids else {}
+    async def _batch(self, goes: _Goes, archive: Archiving | None, remove: Removal) -> Removed:
+        """One batch of what `goes` selects: archived first when asked, then removed, those
+        that still qualify only. Empty: none left (or, for payloads, none of those found may
+        go now: the next run sees them again)."""
+        conditions = goes.conditions()
+        # Whole instances are searched by their end alone, in the order they came, and what
+        # must stay (named, its file at work) is left out once they are locked, by a
+        # statement for all of them; the archive gets only those that may go.
+        searched = conditions if archive is not None or not goes.whole else _ended(goes.expiry)
+        while found := await self._found(goes, searched):
+            if archive is not None:
+                await archive(await self.archived(found))
+            removed = await self._removed(goes, found, remove)
+            if removed or not goes.whole:
+                return removed
+        return {}
 
-    async def _found(self, conditions: list[ColumnElement[bool]]) -> list[str]:
-        """At most a batch of the instances the conditions select, read without a lock; in
-        no order, which would make the database sort every match to pick a batch."""
+    async def _removed(self, goes: _Goes, found: list[str], remove: Removal) -> Removed:
+        if self._postgres:
+            async with self._instances.writing() as connection:
+                return await connection.run_sync(
+                    lambda each: remove(each, _taken(each, goes, found, postgres=True))
+                )
+        removed: Removed = {}
+        while found:
+            started = time.perf_counter()
+            went = await self._in_a_slice(goes, found[: self._slice], remove)
+            del found[: self._slice]
+            for table, rows in went.items():
+                removed[table] = removed.get(table, 0) + rows
+            await asyncio.sleep((time.perf_counter() - started) * REST_SHARE)
+        return removed
+
+    async def _in_a_slice(self, goes: _Goes, found: list[str], remove: Removal) -> Removed:
+        """SQLite: those of `found` that still qualify removed in one write transaction; the
+        next slice sized so as to hold the writer about SLICE_SECONDS."""
+        took = 0.0
+
+        def still_going_removed(connection: Connection) -> Removed:
+            nonlocal took
+            # Timed from the writer's turn on, not from the wait for it behind the triggers'
+            # writes, which said nothing of the slice and made the next ever smaller.
+            started = time.perf_counter()
+            taken = _taken(connection, goes, found, postgres=False)
+            removed = remove(connection, taken) if taken.ids else {}
+            took = time.perf_counter() - started
+            return removed
+
+        removed: Removed = await self._instances.in_one_call(still_going_removed)
+        sized = round(len(found) * SLICE_SECONDS / took) if took > 0 else self.batch_size
+        self._slice = max(1, min(self.batch_size, sized, 2 * self._slice))
+        return removed
+
+    async def _found(self, goes: _Goes, conditions: list[ColumnElement[bool]]) -> list[str]:
+        """At most a batch of the instances the conditions select, read without a lock.
+
+        Payloads in no order, by the index of those kept. Whole instances the oldest
+        received first, after the last batch's last: the index of received_at gives them in
+        order and leaves behind what earlier batches removed or kept (a search from the
+        start, or in no order by reading the table, read the space they left again each
+        batch, more each time). None found: the next search starts anew."""
+        if not goes.whole:
+            async with self._instances.engine.connect() as connection:
+                return list(
+                    await connection.scalars(
+                        select(InstanceRow.id).where(*conditions).limit(self.batch_size)
+                    )
+                )
+        received = InstanceRow.received_at
+        # An instance is received before it ends: this bounds the index's range.
+        query = select(InstanceRow.id, received).where(*conditions, received < goes.expiry.before)
+        after = self._next_after.pop(goes, None)
+        if after is not None:
+            last_received, last_id = after
+            query = query.where(
+                received >= last_received,
+                or_(received > last_received, InstanceRow.id > last_id),
+            )
         async with self._instances.engine.connect() as connection:
-            found = await connection.scalars(
-                select(InstanceRow.id).where(*conditions).limit(self.batch_size)
-            )
-            return list(found)
+            found = (
+                await connection.execute(
+                    query.order_by(received, InstanceRow.id).limit(self.batch_size)
+                )
+            ).all()
+        if found:
+            self._next_after[goes] = (found[-1][1], found[-1][0])
+        return [instance_id for instance_id, _ in found]
 
-    async def _still_expired(
-        self, connection: AsyncConnection, conditions: list[ColumnElement[bool]], found: list[str]
-    ) -> list[str]:
-        """Those of `found` the conditions still select, in the removing transaction; on
-        PostgreSQL locked, with their file jobs and staged files, and checked again."""
-        query = select(InstanceRow.id).where(InstanceRow.id.in_(found), *conditions)
-        if not self._postgres:
-            return list(await connection.scalars(query))
-        ids = list(
-            await connection.scalars(query.with_for_update(of=InstanceRow, skip_locked=True))
+
+def _among(
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
+    ids: Sequence[str],
+    postgres: bool,
+) -> ColumnElement[bool]:
+    """`column` is one of `ids`, bound as one value whatever their number: an array on
+    PostgreSQL, a JSON array that SQLite reads with json_each."""
+    if postgres:
+        return column == any_(cast(bindparam(None, list(ids)), ARRAY(String)))
+    listed = func.json_each(bindparam(None, json.dumps(list(ids)))).table_valued("value")
+    return column.in_(select(listed.c.value))
+
+
+def _taken(connection: Connection, goes: _Goes, found: list[str], *, postgres: bool) -> Taken:
+    """Those of `found` that `goes` still selects, in the removing transaction; on
+    PostgreSQL locked, with their file jobs and staged files. Read by their keys alone, then
+    checked by statements of their own: with its conditions beside the keys, the plan read
+    every expired instance's index entry (PostgreSQL's BitmapAnd, SQLite's search of the
+    index of flow, status and end), and the check of what names them the whole index of
+    resubmit_of (a merge anti join), each batch."""
+    rows = connection.execute(
+        select(
+            InstanceRow.id,
+            InstanceRow.flow,
+            InstanceRow.status,
+            InstanceRow.finished_at,
+            InstanceRow.payload_purged_at,
         )
-        if not ids:
-            return ids
-        # A file resumed (or a transfer) committed between the search and the lock is
-        # seen now that its row is locked: its instance stays.
-        jobs = (
-            await connection.execute(
-                select(FileJobRow.instance_id, FileJobRow.state)
-                .where(FileJobRow.instance_id.in_(ids))
-                .with_for_update()
+        .where(_among(InstanceRow.id, found, postgres))
+        .with_for_update(of=InstanceRow, skip_locked=True)
+    ).all()
+    ids = [
+        instance_id
+        for instance_id, flow, status, finished_at, purged_at in rows
+        if goes.ended(flow, status, finished_at, purged_at)
+    ]
+    if not ids:
+        return Taken([], [], [])
+    # What committed between the search and the lock is seen by these statements, which
+    # start after it: a file resumed (or a transfer), a resubmit naming an instance. What
+    # comes after the lock waits for it (and finds the instance gone: InstanceGone).
+    jobs = connection.execute(
+        select(FileJobRow.instance_id, FileJobRow.state)
+        .where(_among(FileJobRow.instance_id, ids, postgres))
+        .with_for_update()
+    ).all()
+    busy = {instance_id for instance_id, state in jobs if state != "done"}
+    staged = connection.execute(
+        select(StagedFileRow.instance_id, StagedFileRow.state)
+        .where(_among(StagedFileRow.instance_id, ids, postgres))
+        .with_for_update()
+    ).all()
+    busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
+    if goes.whole:
+        other = aliased(InstanceRow)
+        busy |= set(
+            connection.scalars(
+                union_all(
+                    select(other.resubmit_of).where(_among(other.resubmit_of, ids, postgres)),
+                    select(other.parent_id).where(_among(other.parent_id, ids, postgres)),
+                    select(ScheduleRow.last_instance),
+                    select(ScheduleRow.running_instance),
+                )
             )
-        ).all()
-        busy = {instance_id for instance_id, state in jobs if state != "done"}
-        staged = (
-            await connection.execute(
-                select(StagedFileRow.instance_id, StagedFileRow.state)
-                .where(StagedFileRow.instance_id.in_(ids))
-                .with_for_update()
-            )
-        ).all()
-        busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
-        return [each for each in ids if each not in busy]
+        )
+    return Taken(
+        [each for each in ids if each not in busy],
+        [instance_id for instance_id, _ in jobs if instance_id not in busy],
+        [instance_id for instance_id, _ in staged if instance_id not in busy],
+    )
 
 
 def _skipped_before(flows: tuple[str, ...], before: datetime) -> list[ColumnElement[bool]]:
@@ -377,29 +554,69 @@ async def _count_of(connection: AsyncConnection, rows: Select[Any]) -> int:
     return found or 0
 
 
-#: The tables whose rows name an instance by `instance_id`: deleted before the instance.
-_ROWS_OF_AN_INSTANCE = (
-    BusinessKeyRow,
-    ActivityRow,
-    ErrorNoticeRow,
-    SegmentRow,
-    FileJobRow,
-    StagedChunkRow,
-    StagedFileRow,
-    ScheduleTickRow,
-)
-
-
-async def _delete_with_rows(connection: AsyncConnection, ids: list[str]) -> Removed:
-    """The instances deleted with every row of theirs, counted by table."""
-    statements: list[tuple[str, Delete]] = [
-        (rows.__tablename__, delete(rows).where(rows.instance_id.in_(ids)))
-        for rows in _ROWS_OF_AN_INSTANCE
+def _rows_of(taken: Taken) -> list[tuple[_Named, list[str]]]:
+    """The tables that name an instance by `instance_id`, each with those of `taken` it may
+    hold rows of (so that a table is read for few, by its index, rather than scanned for
+    all): deleted before the instances."""
+    return [
+        (BusinessKeyRow, taken.ids),
+        (ActivityRow, taken.ids),
+        (ErrorNoticeRow, taken.ids),
+        (SegmentRow, taken.with_file_job),
+        (FileJobRow, taken.with_file_job),
+        (StagedChunkRow, taken.with_staged_file),
+        (StagedFileRow, taken.with_staged_file),
+        (ScheduleTickRow, taken.ids),
     ]
-    statements.append(("instances", delete(InstanceRow).where(InstanceRow.id.in_(ids))))
+
+
+_Named = type[
+    BusinessKeyRow
+    | ActivityRow
+    | ErrorNoticeRow
+    | SegmentRow
+    | FileJobRow
+    | StagedChunkRow
+    | StagedFileRow
+    | ScheduleTickRow
+]
+
+
+def _delete_with_rows(connection: Connection, taken: Taken) -> Removed:
+    """SQLite: the instances deleted with every row of theirs, a statement a table, counted
+    by table."""
+    statements = [
+        (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, False)))
+        for rows, ids in _rows_of(taken)
+        if ids
+    ]
+    statements.append(
+        ("instances", delete(InstanceRow).where(_among(InstanceRow.id, taken.ids, False)))
+    )
     removed: Removed = {}
     for table, statement in statements:
-        deleted = await connection.execute(statement)
-        if deleted.rowcount:
-            removed[table] = deleted.rowcount
+        deleted = connection.execute(statement).rowcount
+        if deleted:
+            removed[table] = deleted
     return removed
+
+
+def _delete_whole(connection: Connection, taken: Taken) -> Removed:
+    """PostgreSQL: the instances deleted with every row of theirs in one statement, counted
+    by table."""
+    if not taken.ids:
+        return {}
+    one: ColumnElement[int] = literal_column("1")
+    went = [
+        ("instances", delete(InstanceRow).where(_among(InstanceRow.id, taken.ids, True))),
+        *(
+            (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, True)))
+            for rows, ids in _rows_of(taken)
+            if ids
+        ),
+    ]
+    gone = [statement.returning(one).cte(f"gone_{table}") for table, statement in went]
+    counted = connection.execute(
+        select(*(select(func.count()).select_from(each).scalar_subquery() for each in gone))
+    ).one()
+    return {table: count for (table, _), count in zip(went, counted, strict=True) if count}

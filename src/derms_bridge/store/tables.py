@@ -86,8 +86,10 @@ class InstanceRow(Base):
     #: Why the reference leaves this message alone (status skipped); not an error.
     skipped_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    resubmit_of: Mapped[str | None] = mapped_column(String(36), ForeignKey("instances.id"))
-    parent_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("instances.id"))
+    # No foreign key names instances on PostgreSQL (migration 0020): the purge checks, per
+    # batch, what their checks did per deleted instance. SQLite files keep theirs.
+    resubmit_of: Mapped[str | None] = mapped_column(String(36))
+    parent_id: Mapped[str | None] = mapped_column(String(36))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -109,9 +111,7 @@ class BusinessKeyRow(Base):
     __table_args__ = (Index("ix_business_keys_value_kind", "value", "kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("instances.id", ondelete="CASCADE"), index=True
-    )
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
     kind: Mapped[str] = mapped_column(String(40))
     value: Mapped[str] = mapped_column(String(200))
 
@@ -124,9 +124,7 @@ class ActivityRow(Base):
     __table_args__ = (Index("ix_activities_instance_seq", "instance_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("instances.id", ondelete="CASCADE"), index=True
-    )
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     target: Mapped[str] = mapped_column(String(32))
     operation: Mapped[str] = mapped_column(String(64))
@@ -143,9 +141,7 @@ class ErrorNoticeRow(Base):
 
     __tablename__ = "error_notices"
 
-    instance_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
-    )
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -164,9 +160,7 @@ class FileJobRow(Base):
 
     __tablename__ = "file_jobs"
 
-    instance_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
-    )
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     flow: Mapped[str] = mapped_column(String(64))
     message: Mapped[Any] = mapped_column(JSON)
     #: queued (health check next), running (segments going), failing (a segment failed:
@@ -202,9 +196,7 @@ class SegmentRow(Base):
     __table_args__ = (Index("ix_segments_instance_seq", "instance_id", "seq", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("instances.id", ondelete="CASCADE")
-    )
+    instance_id: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(Integer)
     first_line: Mapped[int] = mapped_column(Integer)
     row_count: Mapped[int] = mapped_column(Integer)
@@ -225,9 +217,7 @@ class StagedFileRow(Base):
 
     __tablename__ = "staged_files"
 
-    instance_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
-    )
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     file_name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))

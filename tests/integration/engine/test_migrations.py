@@ -151,3 +151,35 @@ def test_a_downgrade_puts_the_indexes_back_as_they_were(fresh_url: str) -> None:
 
     assert indexes(fresh_url) == before
     assert instance_ids(fresh_url) == set(ids)
+
+
+def foreign_keys_naming_instances(url: str) -> set[tuple[str, str]]:
+    """(table, column) of each foreign key that names instances."""
+    engine = _engine(url)
+    found = {
+        (table, column)
+        for table in inspect(engine).get_table_names()
+        for key in inspect(engine).get_foreign_keys(table)
+        if key["referred_table"] == "instances"
+        for column in key["constrained_columns"]
+    }
+    engine.dispose()
+    return found
+
+
+def test_no_foreign_key_names_instances_on_postgresql_and_a_downgrade_puts_them_back(
+    fresh_url: str,
+) -> None:
+    to_revision(fresh_url, "0018")
+    before = foreign_keys_naming_instances(fresh_url)
+    ids = with_instances(fresh_url)
+
+    migrate(fresh_url)
+
+    after = foreign_keys_naming_instances(fresh_url)
+    assert after == (set() if fresh_url.startswith("postgresql") else before)
+    assert ("business_keys", "instance_id") in before
+    assert ("instances", "resubmit_of") in before
+    to_revision(fresh_url, "0018", down=True)
+    assert foreign_keys_naming_instances(fresh_url) == before
+    assert instance_ids(fresh_url) == set(ids)

@@ -21,7 +21,7 @@ from derms_bridge.engine.schedules import Scheduler
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Schedule
 from derms_bridge.settings.retention import Keep, Retention, RetentionByOutcome
-from derms_bridge.store.instances import as_utc
+from derms_bridge.store.instances import InstanceGone, as_utc
 from derms_bridge.store.retention import RetentionStore
 from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.tables import FileJobRow, InstanceRow, ScheduleTickRow, SegmentRow
@@ -192,6 +192,52 @@ async def test_a_resubmit_and_the_run_it_repeats_go_together_never_one_without_t
     assert report.removed["instances"] == 2
     assert await found(hub, first) is None
     assert await found(hub, second) is None
+
+
+async def test_instances_that_must_stay_hold_back_none_of_those_after_them(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    derms_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+    named = []
+    for n in range(3):
+        first = await unavailability(hub, f"NAMED-{n}")
+        again = await hub.client.post(f"/ops/instances/{first}/resubmit", auth=OPERATOR_AUTH)
+        assert again.json()["status"] == "failed"
+        named.append(first)
+    going = [await unavailability(hub, f"GOING-{n}") for n in range(3)]
+    # Received first, the runs that resubmits name fill the purge's first batches whole.
+    await age(hub.hub, 201, named)
+    await age(hub.hub, 200, going)
+
+    report = await purge_of(hub, batch_size=2).run()
+
+    assert report.removed["instances"] == 3
+    assert [await found(hub, each) for each in going] == [None, None, None]
+    for each in named:
+        assert await found(hub, each) is not None
+
+
+async def test_a_resubmit_of_an_instance_the_purge_took_names_nothing(
+    hub: HubUnderTest,
+) -> None:
+    gone = await _finished(hub, "TAKEN-1")
+    await age(hub.hub, 100)
+    assert (await hub.hub.purge.run()).removed["instances"] == 1
+
+    with pytest.raises(InstanceGone):
+        await hub.hub.store.create(
+            instance_id=str(uuid.uuid4()),
+            flow="customer_unavailability",
+            caller="operator",
+            payload={},
+            keys=[],
+            resubmit_of=gone,
+        )
+    async with hub.hub.store.engine.connect() as connection:
+        naming = await connection.scalar(
+            select(InstanceRow.id).where(InstanceRow.resubmit_of == gone)
+        )
+    assert naming is None
 
 
 async def test_a_failure_whose_payload_was_purged_is_not_resubmitted(
