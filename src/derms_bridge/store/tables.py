@@ -121,10 +121,12 @@ class ActivityRow(Base):
 
     __tablename__ = "activities"
     # A file's activities are numbered after the last kept, a thousand times a file.
+    # Also an instance's activities, and on SQLite its foreign key's check (instance_id
+    # first): no index of instance_id alone.
     __table_args__ = (Index("ix_activities_instance_seq", "instance_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(Integer)
     target: Mapped[str] = mapped_column(String(32))
     operation: Mapped[str] = mapped_column(String(64))
