@@ -78,7 +78,10 @@ TABLES = (
     "activities",
     "business_keys",
     "instances",
+    "instance_hour_counts",
 )
+#: PostgreSQL's alone: the changes its triggers append to the counts.
+POSTGRES_TABLES = ("instance_count_changes",)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,7 +129,7 @@ def empty_tables(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+            connection.execute(text(f"TRUNCATE {', '.join(TABLES + POSTGRES_TABLES)} CASCADE"))
         else:
             for table in TABLES:
                 connection.execute(text(f"DELETE FROM {table}"))
