@@ -65,7 +65,7 @@ from sqlalchemy import create_engine, func, select, text
 
 import harness
 from derms_bridge.console.charts import hourly_charts
-from derms_bridge.engine.operations import Operations
+from derms_bridge.engine.operations import Operations, flow_counts
 from derms_bridge.engine.purge import Purge
 from derms_bridge.engine.storage import StorageWatch
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
@@ -527,11 +527,14 @@ async def measure(url: str, samples: int) -> list[Timing]:
 
     def dashboard(window: timedelta) -> Callable[[int], Awaitable[object]]:
         async def page(_: int) -> object:
+            # As console/pages/dashboard.py reads it: the window's hours once, the flows'
+            # counts summed from them.
             since = datetime.now(UTC) - window
-            await operations.counts_by_flow(since)
+            hours = await operations.counts_by_hour(since)
+            flow_counts(hours)
             await operations.failing_now(since)
             await operations.scheduled_runs(SCHEDULED_FLOWS, since)
-            return hourly_charts(await operations.counts_by_hour(since), since, datetime.now(UTC))
+            return hourly_charts(hours, since, datetime.now(UTC))
 
         return page
 
