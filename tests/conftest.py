@@ -78,10 +78,7 @@ TABLES = (
     "activities",
     "business_keys",
     "instances",
-    "instance_hour_counts",
 )
-#: PostgreSQL's alone: the changes its triggers append to the counts.
-POSTGRES_TABLES = ("instance_count_changes",)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,7 +126,7 @@ def empty_tables(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(TABLES + POSTGRES_TABLES)} CASCADE"))
+            connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         else:
             for table in TABLES:
                 connection.execute(text(f"DELETE FROM {table}"))

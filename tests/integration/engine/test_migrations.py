@@ -186,6 +186,11 @@ def test_the_upgrade_counts_the_instances_kept_and_the_triggers_count_on(fresh_u
             ).all()
         engine.dispose()
         assert [tuple(row) for row in changes] == [("failed", -1), ("resolved", 1)]
+        engine = _engine(fresh_url)
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE instances CASCADE"))
+        engine.dispose()
+        assert hour_counts(fresh_url) == []
     else:
         assert hour_counts(fresh_url) == [
             ("enrollment_request", "failed", 2),

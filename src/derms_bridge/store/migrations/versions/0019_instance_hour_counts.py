@@ -7,9 +7,9 @@ PostgreSQL: several hub processes write at once, so its triggers only append cha
 (store/hour_counts.py) moves them into `instance_hour_counts` now and then. An insert and
 the purge's delete are counted per statement, from its transition table: a group commit's
 or a purge batch's instances make a few aggregated rows, not one per instance. A change of
-status is counted per row, and only when the flow, status or time of receipt changed.
-SQLite has one writer: its triggers add to the counts directly, and delete a count that
-reaches 0.
+status is counted per row, and only when the flow, status or time of receipt changed; a
+TRUNCATE of the instances empties the counts. SQLite has one writer: its triggers add to
+the counts directly, and delete a count that reaches 0.
 
 The triggers are made and the instances counted in one transaction: writers wait for the
 count (seconds on millions of instances; docs/operations.md, "Upgrading"), and none is
@@ -49,6 +49,9 @@ _POSTGRES_FUNCTIONS = {
              OLD.flow, OLD.status, -1),
             (date_trunc('hour', NEW.received_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
              NEW.flow, NEW.status, 1);""",
+    "instance_counts_truncated": """
+        DELETE FROM instance_count_changes;
+        DELETE FROM instance_hour_counts;""",
 }
 _POSTGRES_TRIGGERS = {
     "instance_counts_on_insert": """
@@ -62,6 +65,9 @@ _POSTGRES_TRIGGERS = {
         WHEN (OLD.flow IS DISTINCT FROM NEW.flow OR OLD.status IS DISTINCT FROM NEW.status
               OR OLD.received_at IS DISTINCT FROM NEW.received_at)
         EXECUTE FUNCTION instance_counts_updated()""",
+    "instance_counts_on_truncate": """
+        AFTER TRUNCATE ON instances FOR EACH STATEMENT
+        EXECUTE FUNCTION instance_counts_truncated()""",
 }
 _POSTGRES_COUNT = """
     INSERT INTO instance_hour_counts (hour, flow, status, count)
@@ -150,10 +156,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
-    for name in _POSTGRES_TRIGGERS:
-        op.execute(f"DROP TRIGGER {name}" + (" ON instances" if postgres else ""))
+    for name in _POSTGRES_TRIGGERS if postgres else _SQLITE_TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {name}" + (" ON instances" if postgres else ""))
     if postgres:
         for name in _POSTGRES_FUNCTIONS:
-            op.execute(f"DROP FUNCTION {name}()")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
         op.drop_table("instance_count_changes")
     op.drop_table("instance_hour_counts")
