@@ -1,17 +1,32 @@
 """The dashboard's counts: instances per clock hour of receipt (UTC), flow and status, as
 the triggers of migration 0019 keep them whatever path inserts, changes or deletes an
-instance. Reading a window is reading its few hundred counts, not its instances.
+instance. Reading a window is reading its few thousand counts, not its instances.
 
-On PostgreSQL the triggers append changes, which `fold_changes` moves into the counts at
-every hub process's heartbeat; a read adds the changes not folded yet, so it is right
-between folds too. On SQLite the triggers keep the counts themselves.
+Instances in progress are not kept in the counts (a flow's run is in progress only between
+its two writes, and counting it there would cost every flow three more trigger
+statements): the few there are at any moment are read from the index of (status,
+received_at). On PostgreSQL the triggers append changes, which `fold_changes` moves into
+the counts at every hub process's heartbeat; a read adds the changes not folded yet, so it
+is right between folds too. On SQLite the triggers keep the counts themselves.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, delete, func, literal, select, text, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    String,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import Insert, insert
 
 from derms_bridge.schemas.ops import HourCount
@@ -66,18 +81,30 @@ def _hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def _hour_of_receipt(store: InstanceStore) -> ColumnElement[datetime]:
+    """The clock hour in UTC, as the counts keep it (migration 0019)."""
+    if store.engine.dialect.name == "sqlite":
+        return type_coerce(
+            func.substr(InstanceRow.received_at, 1, 13, type_=String) + ":00:00.000000",
+            DateTime(timezone=True),
+        )
+    utc = func.timezone("UTC", InstanceRow.received_at)
+    return type_coerce(func.timezone("UTC", func.date_trunc("hour", utc)), DateTime(timezone=True))
+
+
 async def counts_by_hour(store: InstanceStore, since: datetime) -> list[HourCount]:
     """The instances received since `since` per flow, clock hour and status, oldest first;
     an hour with none of a flow's instances at a status is absent. Exactly the instances
     received at or after `since`: the hours from the next clock hour on are read from the
-    counts, the part of an hour before it from the instances of that part (an index range
-    of less than an hour)."""
+    counts and the instances in progress, the part of an hour before it from the instances
+    of that part (an index range of less than an hour)."""
     since = _utc(since)
     first_hour = _hour_of(since)
     whole_from = first_hour if since == first_hour else first_hour + HOUR
     # Bounded above too, a day past now, for clocks that run ahead (as the instances'
     # listing is); the counts' key starts with the hour, read as one range.
     until = _utc(datetime.now(UTC) + timedelta(days=1))
+    hour = _hour_of_receipt(store)
     parts = [
         select(
             InstanceHourCountRow.hour,
@@ -93,6 +120,13 @@ async def counts_by_hour(store: InstanceStore, since: datetime) -> list[HourCoun
         )
         .where(InstanceRow.received_at >= since, InstanceRow.received_at < whole_from)
         .group_by(InstanceRow.flow, InstanceRow.status),
+        select(hour, InstanceRow.flow, InstanceRow.status, func.count())
+        .where(
+            InstanceRow.status == "in_progress",
+            InstanceRow.received_at >= whole_from,
+            InstanceRow.received_at < until,
+        )
+        .group_by(hour, InstanceRow.flow, InstanceRow.status),
     ]
     if store.engine.dialect.name == "postgresql":
         parts.append(
