@@ -35,7 +35,8 @@ from derms_bridge.store.tables import InstanceHourCountRow, InstanceRow, instanc
 
 HOUR = timedelta(hours=1)
 #: The key of the PostgreSQL advisory lock a fold holds: one hub process folds at a time,
-#: the others' heartbeats find it taken and go on.
+#: the others' heartbeats find it taken and go on, so that no two folds wait on each
+#: other's counts (the triggers never touch them: only a fold does).
 FOLD_LOCK = 0x64_65_72_6D_73_30_31_39
 
 _changes = instance_count_changes
@@ -47,8 +48,6 @@ def _fold_statement() -> Insert:
         select(moved.c.hour, moved.c.flow, moved.c.status, func.sum(moved.c.change))
         .group_by(moved.c.hour, moved.c.flow, moved.c.status)
         .having(func.sum(moved.c.change) != 0)
-        # Rows locked in one order by every fold: two never wait on each other in a circle.
-        .order_by(moved.c.hour, moved.c.flow, moved.c.status)
     )
     upsert = insert(InstanceHourCountRow).from_select(["hour", "flow", "status", "count"], summed)
     return upsert.on_conflict_do_update(
