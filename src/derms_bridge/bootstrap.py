@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from derms_bridge.settings import Schedule, Settings, unsafe_settings
 from derms_bridge.settings.retention import ArchiveSettings
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
+from derms_bridge.store.hour_counts import fold_changes
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.login_failures import LoginFailures
 from derms_bridge.store.processes import ProcessStore
@@ -325,6 +327,7 @@ def build_hub(
             name=engine.process_name,
             command=command,
             outage=database_outage,
+            fold_counts=partial(fold_changes, store),
         ),
         database_outage=database_outage,
         shutdown=shutdown,

@@ -7,6 +7,9 @@ any process that stopped or has not been heard from for `processes.stopped_after
 a flow's instance whose process was killed, and the run of a schedule (16, 17) or a child
 of flow 15 (18, 19). An operator then resubmits it or runs it again. The file flows (7, 8)
 and flow 15 itself are not among them: their workers' leases hand them to another worker.
+
+The heartbeat also folds the changes to the dashboard's counts that PostgreSQL's triggers
+appended (store/hour_counts.py): every process beats, so they are folded while any runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from derms_bridge.catalog import BY_KEY
@@ -47,12 +51,14 @@ class Liveness:
         name: str,
         command: str,
         outage: DatabaseOutage,
+        fold_counts: Callable[[], Awaitable[object]],
     ) -> None:
         self.name = name
         self._outage = outage
         self._command = command
         self._processes = processes
         self._errors = error_handler
+        self._fold_counts = fold_counts
         self._heartbeat = settings.heartbeat_seconds
         self._silence = timedelta(seconds=settings.stopped_after_seconds)
         self._heartbeats = BackgroundTask("liveness", self.run)
@@ -64,6 +70,7 @@ class Liveness:
             try:
                 await self.beat()
                 await self.give_up_stopped()
+                await self._fold_counts()
             except DatabaseUnavailable:
                 pass  # told by the outage, once
             except Exception:

@@ -24,6 +24,7 @@ from derms_bridge.schemas.ops import (
 )
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
+from derms_bridge.store.hour_counts import counts_by_hour
 from derms_bridge.store.instance_records import InstanceHistory, InstanceRecord
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.lookup_audit import LookupEdit, recent_edits, record_edit
@@ -33,7 +34,6 @@ from derms_bridge.store.overview import (
     FlowCounts,
     Latencies,
     ScheduledRuns,
-    counts_by_hour,
     failing_now,
     failures_to_resubmit,
     latency_by_target,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Subquery, case, exists, func, select
 from sqlalchemy.orm import aliased
@@ -43,39 +42,6 @@ def _received_since(since: datetime) -> list[ColumnElement[bool]]:
     return [
         InstanceRow.received_at >= _utc(since),
         InstanceRow.received_at < _utc(datetime.now(UTC) + timedelta(days=1)),
-    ]
-
-
-def _hour_of_receipt(store: InstanceStore) -> ColumnElement[Any]:
-    # The clock hour in UTC on either database: SQLite keeps the time as UTC text already;
-    # PostgreSQL's timestamptz is cut in UTC, not the session's zone.
-    if store.engine.dialect.name == "sqlite":
-        return func.substr(InstanceRow.received_at, 1, 13)
-    return func.date_trunc("hour", func.timezone("UTC", InstanceRow.received_at))
-
-
-def _as_hour(value: str | datetime) -> datetime:
-    if isinstance(value, str):
-        return datetime.strptime(value, "%Y-%m-%d %H").replace(tzinfo=UTC)
-    return value.replace(tzinfo=UTC)
-
-
-async def counts_by_hour(store: InstanceStore, since: datetime) -> list[HourCount]:
-    """The instances received since `since` per flow, clock hour and status, oldest first;
-    an hour with none of a flow's instances at a status is absent. Read from the index of
-    (received_at, flow, status) alone."""
-    hour = _hour_of_receipt(store).label("hour")
-    query = (
-        select(InstanceRow.flow, InstanceRow.status, hour, func.count())
-        .where(*_received_since(since))
-        .group_by(InstanceRow.flow, InstanceRow.status, hour)
-        .order_by(hour, InstanceRow.flow, InstanceRow.status)
-    )
-    async with store.engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [
-        HourCount(flow=flow, status=status, hour=_as_hour(value), count=count)
-        for flow, status, value, count in rows
     ]
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     false,
     text,
@@ -102,6 +104,34 @@ class InstanceRow(Base):
     #: work done later (a file's segments and acknowledgement) hangs under; None untraced.
     trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
     trace_span_id: Mapped[str | None] = mapped_column(String(16))
+
+
+class InstanceHourCountRow(Base):
+    """How many of a flow's instances received in a clock hour (UTC) stand at a status,
+    kept by triggers on `instances` (migration 0019) for every path that inserts, changes
+    or deletes one; no row for a count of 0. On PostgreSQL the changes in
+    `instance_count_changes` not folded in yet are to be added."""
+
+    __tablename__ = "instance_hour_counts"
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+#: PostgreSQL only: what the triggers add to or take from a count, appended and never
+#: updated, so that hub processes writing at once never wait on one another's counts;
+#: folded into `instance_hour_counts` now and then (store/hour_counts.py). No key: rows
+#: are only appended and taken away whole.
+instance_count_changes = Table(
+    "instance_count_changes",
+    Base.metadata,
+    Column("hour", DateTime(timezone=True), nullable=False),
+    Column("flow", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("change", BigInteger, nullable=False),
+)
 
 
 class BusinessKeyRow(Base):

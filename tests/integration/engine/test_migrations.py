@@ -1,6 +1,7 @@
 """Migrations on a database that holds instances, on both databases: 0018 builds the indexes
 the console's queries read (CONCURRENTLY on PostgreSQL, outside any transaction), keeps
-every row, builds anew an index a stopped build left behind, and goes back down."""
+every row, builds anew an index a stopped build left behind, and goes back down; 0019
+counts the instances kept for the dashboard and leaves triggers counting on."""
 
 from __future__ import annotations
 
@@ -183,3 +184,60 @@ def test_no_foreign_key_names_instances_on_postgresql_and_a_downgrade_puts_them_
     to_revision(fresh_url, "0018", down=True)
     assert foreign_keys_naming_instances(fresh_url) == before
     assert instance_ids(fresh_url) == set(ids)
+
+
+def hour_counts(url: str) -> list[tuple[str, str, int]]:
+    engine = _engine(url)
+    with engine.connect() as connection:
+        found = connection.execute(
+            text("SELECT flow, status, count FROM instance_hour_counts ORDER BY status")
+        ).all()
+    engine.dispose()
+    return [(flow, status, count) for flow, status, count in found]
+
+
+def test_the_upgrade_counts_the_instances_kept_and_the_triggers_count_on(fresh_url: str) -> None:
+    to_revision(fresh_url, "0018")
+    ids = with_instances(fresh_url)
+
+    migrate(fresh_url)
+
+    assert hour_counts(fresh_url) == [("enrollment_request", "failed", 3)]
+    engine = _engine(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE instances SET status = 'resolved' WHERE id = :id"), {"id": ids[0]}
+        )
+    engine.dispose()
+    if fresh_url.startswith("postgresql"):
+        # Appended for the next fold (tests/integration/engine/test_hour_counts.py).
+        engine = _engine(fresh_url)
+        with engine.connect() as connection:
+            changes = connection.execute(
+                text("SELECT status, change FROM instance_count_changes ORDER BY status")
+            ).all()
+        engine.dispose()
+        assert [tuple(row) for row in changes] == [("failed", -1), ("resolved", 1)]
+        engine = _engine(fresh_url)
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE instances CASCADE"))
+        engine.dispose()
+        assert hour_counts(fresh_url) == []
+    else:
+        assert hour_counts(fresh_url) == [
+            ("enrollment_request", "failed", 2),
+            ("enrollment_request", "resolved", 1),
+        ]
+
+
+def test_a_downgrade_drops_the_counts_and_their_triggers(fresh_url: str) -> None:
+    migrate(fresh_url)
+    with_instances(fresh_url)
+
+    to_revision(fresh_url, "0018", down=True)
+    ids = with_instances(fresh_url)
+
+    tables = inspect(_engine(fresh_url)).get_table_names()
+    assert "instance_hour_counts" not in tables
+    assert "instance_count_changes" not in tables
+    assert set(ids) <= instance_ids(fresh_url)

@@ -11,7 +11,7 @@ SQLite keeps them: dropping one there rewrites its table (millions of rows), and
 cost little beside a deletion's page writes.
 
 Revision ID: 0020
-Revises: 0018 (0019 once merged)
+Revises: 0019
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0020"
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
