@@ -106,6 +106,8 @@ class Arm:
     rates: list[float]
     #: CPU seconds of the hub's and the simulators' processes, per run.
     cpu: list[float]
+    #: The hub's own CPU per flow (ms), per run: what its processes spent in the timed phase.
+    hub_cpu: list[float]
 
     @property
     def name(self) -> str:
@@ -125,6 +127,12 @@ class Result:
     def slowdown(self, arm: Arm) -> float:
         return 1 - statistics.median(arm.rates) / statistics.median(self.off.rates)
 
+    def cpu_added(self, arm: Arm) -> float:
+        """The hub's CPU per flow with export on over off, less one: what it would lose of
+        its flows per second when its CPU is what limits it, on a loaded machine a steadier
+        figure than the rates."""
+        return statistics.median(arm.hub_cpu) / statistics.median(self.off.hub_cpu) - 1
+
 
 def spans_received(receiver: str) -> int:
     with urllib.request.urlopen(f"{receiver}/spans", timeout=10) as answer:  # noqa: S310
@@ -136,11 +144,12 @@ def children_cpu_seconds() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def throughput(flows: int, in_flight: int) -> tuple[float, float, int]:
+def throughput(flows: int, in_flight: int) -> tuple[float, float, float, int]:
     """The hub's flows per second in one sync_flows.py run; the CPU seconds its processes
     used (the hub's and the simulators', all ended with the run, the simulators' the same
-    whether the hub exports or not); and how many runs were repeated for a connection the
-    simulator's keep-alive closed under the client (on a loaded machine)."""
+    whether the hub exports or not); the hub's own CPU per flow (ms); and how many runs
+    were repeated for a connection the simulator's keep-alive closed under the client (on a
+    loaded machine)."""
     for repeated in range(RUNS_REPEATED):
         before = children_cpu_seconds()
         try:
@@ -148,14 +157,19 @@ def throughput(flows: int, in_flight: int) -> tuple[float, float, int]:
         except (BenchmarkFailure, aiohttp.ClientError) as broken:
             print(f"run repeated: {broken}", file=sys.stderr)
             continue
-        hub_rate = measured.results[0].throughput("hub")
-        return hub_rate, children_cpu_seconds() - before, repeated
+        flows_measured = measured.results[0]
+        return (
+            flows_measured.throughput("hub"),
+            children_cpu_seconds() - before,
+            flows_measured.hub_cpu_ms_per_flow,
+            repeated,
+        )
     raise BenchmarkFailure(f"{RUNS_REPEATED} runs in a row broke off")
 
 
 def run(flows: int, in_flight: int, rounds: int, ratios: list[float]) -> Result:
-    off = Arm(None, [], [])
-    on = [Arm(ratio, [], []) for ratio in ratios]
+    off = Arm(None, [], [], [])
+    on = [Arm(ratio, [], [], []) for ratio in ratios]
     repeated = 0
     load_before = os.getloadavg()[0]
     with spawned_server(serve_receiver, "the OTLP receiver") as port:
@@ -164,9 +178,10 @@ def run(flows: int, in_flight: int, rounds: int, ratios: list[float]) -> Result:
             for arm in (off, *on):
                 endpoint = None if arm.ratio is None else f"{receiver}/v1/traces"
                 with exporting_to(endpoint, arm.ratio):
-                    rate, cpu_seconds, again = throughput(flows, in_flight)
+                    rate, cpu_seconds, hub_cpu, again = throughput(flows, in_flight)
                 arm.rates.append(rate)
                 arm.cpu.append(cpu_seconds)
+                arm.hub_cpu.append(hub_cpu)
                 repeated += again
         spans = spans_received(receiver)
     return Result(
@@ -189,9 +204,13 @@ def report(result: Result) -> str:
             (arm.name, " ".join(f"{rate:,.0f}" for rate in arm.rates) + " flows/s"),
             ("  median", f"{statistics.median(arm.rates):,.0f} flows/s"),
             ("  CPU per run", f"{statistics.median(arm.cpu):.2f} s (hub and simulators, median)"),
+            ("  hub CPU per flow", " ".join(f"{ms:.2f}" for ms in arm.hub_cpu) + " ms"),
         ]
         if arm.ratio is not None:
-            rows.append(("  fewer flows/s than off", f"{result.slowdown(arm):.1%}"))
+            rows += [
+                ("  fewer flows/s than off", f"{result.slowdown(arm):.1%}"),
+                ("  hub CPU per flow over off", f"{result.cpu_added(arm):+.1%} (medians)"),
+            ]
     rows += [
         ("spans received", f"{result.spans:,}"),
         ("runs repeated", f"{result.repeated} (a connection closed under the client)"),

@@ -200,7 +200,10 @@ def span(
     )
     try:
         if current:
-            with trace.use_span(started, end_on_exit=False):
+            # Not the API's defaults, which would keep the exception's text in the span.
+            with trace.use_span(
+                started, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
                 yield started
         else:
             yield started

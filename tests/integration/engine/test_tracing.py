@@ -191,6 +191,8 @@ def children(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedSp
 def no_payload_or_secret(spans: list[ReceivedSpan], *payload_words: str) -> None:
     secrets = (*PASSWORDS.values(), COLLECTOR_KEY)
     for span in spans:
+        # The hub adds no events: an exception's event would hold the exception's text.
+        assert not span.event_names, f"events in span {span.name}: {span.event_names}"
         written = json.dumps([span.name, span.attributes, span.event_names])
         for word in (*secrets, *payload_words):
             assert word not in written, f"{word!r} in span {span.name}: {written}"
@@ -433,3 +435,19 @@ async def test_without_tracing_a_callers_trace_still_goes_on_and_none_is_made_up
     # The caller's own span goes on as the parent: the hub, recording nothing, adds none.
     assert sent == [CALLER_TRACEPARENT, None]
     assert traced.receiver.spans == []
+
+
+async def test_an_exception_marks_its_span_failed_by_its_type_without_its_text(
+    receiver: OtlpReceiver,
+) -> None:
+    tracing.start_exporting(Tracing(endpoint=receiver.endpoint), process="test")
+    try:
+        with pytest.raises(ValueError, match="Ada Lovelace"), tracing.span("step"):
+            raise ValueError("Ada Lovelace, 4567890123")
+    finally:
+        await tracing.stop_exporting()
+
+    [step] = receiver.spans
+    assert step.status == ERROR
+    assert step.attributes == {"error.type": "ValueError"}
+    no_payload_or_secret(receiver.spans, "Ada Lovelace", "4567890123")
