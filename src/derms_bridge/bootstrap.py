@@ -223,7 +223,9 @@ def build_hub(
         log.warning("unsafe setting: %s", unsafe)
     this_process = process_name()
     if settings.tracing is not None:
-        tracing.start_exporting(settings.tracing, process=this_process)
+        tracing.start_exporting(
+            settings.tracing, process=this_process, dropped=metrics.spans_dropped
+        )
     holder = LookupsHolder(lookups or load_lookups(settings.lookups_dir), settings.lookups_dir)
     store = InstanceStore(open_engine(settings.database.url.get_secret_value()))
     cpmcs = HttpConnection("CPMCS", settings.connections.cpmcs, watcher=metrics.outbound_call_made)

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from derms_bridge import tracing
 from derms_bridge.flows.registry import FILE_FLOWS
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Schedule, ScheduledFlowKey
@@ -143,6 +144,15 @@ ROWS_PURGED = Counter(
     ["table", "kind"],
     registry=REGISTRY,
 )
+SPANS_DROPPED = Counter(
+    "derms_bridge_spans_dropped",
+    "Spans of sampled traces not exported, per reason (queue full: made faster than the "
+    "collector took them; export failed: the collector refused them or could not be reached).",
+    ["reason"],
+    registry=REGISTRY,
+)
+for _reason in (tracing.QUEUE_FULL, tracing.EXPORT_FAILED):
+    SPANS_DROPPED.labels(_reason)
 
 
 # A metric's child per label values, looked up once: `labels` takes a lock and checks its
@@ -211,6 +221,10 @@ def schedule_run_finished(flow: str, outcome: str) -> None:
 
 def rows_purged(table: str, kind: str, rows: int) -> None:
     ROWS_PURGED.labels(table, kind).inc(rows)
+
+
+def spans_dropped(reason: str, spans: int) -> None:
+    SPANS_DROPPED.labels(reason).inc(spans)
 
 
 class MeteredFileStore(FileJobStore):

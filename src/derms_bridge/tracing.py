@@ -1,10 +1,10 @@
 """Traces with OpenTelemetry: every instance is a trace, exported over OTLP/HTTP when the
 settings' `tracing` block says where, and nothing at all when it does not.
 
-Without the block no SDK is loaded: spans are the API's no-op ones, which cost a few
+Without the block no exporting tracer is made: spans are the API's no-op ones, which cost a few
 attribute-free calls, and a caller's W3C `traceparent` still goes on to every outbound
 call (it is continued, never recorded). A hub in a test starts and stops its own
-exporter, so the provider is this module's, not OpenTelemetry's process-wide global.
+exporter, so the tracer is this module's, not OpenTelemetry's process-wide global.
 
 No span carries a payload, a secret or an error's text: names, identifiers, HTTP methods,
 paths and statuses only. An error is told by its type, its text stays in the instance's
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -35,22 +35,39 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from derms_bridge.otlp_protobuf import AttributeValue
 from derms_bridge.settings.tracing import Tracing
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from derms_bridge.tracing_export import ExportingTracer
 
 __all__ = ["Span", "SpanKind", "TraceRef", "Tracing"]
 
 _NO_OP: trace.Tracer = trace.NoOpTracer()
 _PROPAGATOR = TraceContextTextMapPropagator()
-AttributeValue = str | int | float | bool
+#: Why spans of sampled traces are not exported: made faster than the collector takes
+#: them, or refused by it (or it could not be reached).
+QUEUE_FULL = "queue full"
+EXPORT_FAILED = "export failed"
+#: Told how many spans were dropped, and why (one of the two above).
+Dropped = Callable[[str, int], None]
+
+
+class _Tracer(Protocol):
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        links: Sequence[Link] | None = None,
+    ) -> Span: ...
 
 
 @dataclass
 class _Exporting:
-    tracer: trace.Tracer = _NO_OP
-    provider: TracerProvider | None = None
+    tracer: _Tracer = _NO_OP
+    exporter: ExportingTracer | None = None
 
 
 _exporting = _Exporting()
@@ -129,26 +146,26 @@ def current_trace_id() -> str | None:
 
 
 def is_exporting() -> bool:
-    return _exporting.provider is not None
+    return _exporting.exporter is not None
 
 
-def start_exporting(settings: Tracing, *, process: str) -> None:
+def start_exporting(settings: Tracing, *, process: str, dropped: Dropped | None = None) -> None:
     """Spans from now on are sampled and go to the OTLP/HTTP endpoint, in batches, from a
-    thread of the SDK's; the SDK is imported only here."""
-    from derms_bridge.tracing_export import exporting_provider
+    thread of their own (tracing_export.py, imported only here); `dropped` is told of the
+    spans lost to a full queue or a failed export."""
+    from derms_bridge.tracing_export import ExportingTracer
 
-    provider = exporting_provider(settings, process=process)
-    _exporting.provider = provider
-    _exporting.tracer = provider.get_tracer("derms_bridge")
+    exporter = ExportingTracer(settings, process=process, dropped=dropped)
+    _exporting.exporter = _exporting.tracer = exporter
 
 
 async def stop_exporting() -> None:
     """Send what is left (the exporter's timeout at most), then no more spans are made."""
-    provider = _exporting.provider
-    if provider is None:
+    exporter = _exporting.exporter
+    if exporter is None:
         return
-    _exporting.provider, _exporting.tracer = None, _NO_OP
-    await asyncio.to_thread(provider.shutdown)
+    _exporting.exporter, _exporting.tracer = None, _NO_OP
+    await asyncio.to_thread(exporter.shutdown)
 
 
 def continued(headers: Mapping[str, str]) -> otel_context.Context | None:
@@ -195,8 +212,6 @@ def span(
         kind=kind,
         attributes=kept,
         links=_links(links) or None,
-        record_exception=False,
-        set_status_on_exception=False,
     )
     try:
         if current:

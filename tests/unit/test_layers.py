@@ -21,7 +21,16 @@ NEVER = {
     | ENTRY_POINTS,
     "connectors": {"flows", "engine", "store", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
     # A flow reads like the reference's steps: the engine makes their spans (tracing.py).
-    "flows": {"engine", "store", "bootstrap", "metrics", "sandbox", "tracing", "tracing_export"}
+    "flows": {
+        "engine",
+        "store",
+        "bootstrap",
+        "metrics",
+        "sandbox",
+        "tracing",
+        "tracing_export",
+        "otlp_protobuf",
+    }
     | ENTRY_POINTS,
     "store": {"connectors", "flows", "engine", "bootstrap", "metrics", "sandbox"} | ENTRY_POINTS,
     "credentials": {"connectors", "flows", "engine", "store", "bootstrap", "sandbox"}
@@ -39,6 +48,18 @@ NEVER = {
         "bootstrap",
         "metrics",
         "sandbox",
+    }
+    | ENTRY_POINTS,
+    "otlp_protobuf": {
+        "connectors",
+        "flows",
+        "engine",
+        "store",
+        "bootstrap",
+        "metrics",
+        "sandbox",
+        "tracing",
+        "tracing_export",
     }
     | ENTRY_POINTS,
     "bootstrap": {"sandbox"} | ENTRY_POINTS,

@@ -39,3 +39,10 @@ class Tracing(Strict):
     batch_delay_seconds: float = Field(
         5.0, gt=0, le=60, description="spans wait at most this long to go out in one export"
     )
+    max_queued_spans: int = Field(
+        2048,
+        ge=512,
+        le=1_000_000,
+        description="finished spans that may wait for an export; any more are dropped and"
+        " counted in derms_bridge_spans_dropped",
+    )

@@ -1,0 +1,203 @@
+"""The OTLP/HTTP request body of a batch of the hub's finished spans: the bytes of an
+`ExportTraceServiceRequest` (opentelemetry-proto's trace_service.proto, OTLP 1.x, whose
+field numbers are stable), written straight from the spans.
+
+The OpenTelemetry exporter builds a protobuf message per span, per attribute and per value,
+and copies each into its parent: three times the CPU of these bytes, which was most of
+what exporting every trace cost a flow (bench/README.md, trace_cost.py).
+tests/unit/test_otlp_protobuf.py parses what this writes with opentelemetry-proto.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+#: A span's parent was remote, or not: OTLP's SpanFlags, set on every span and link.
+HAS_IS_REMOTE = 0x100
+IS_REMOTE = 0x200
+
+AttributeValue = str | bool | int | float
+
+_FIXED32 = struct.Struct("<I")
+_DOUBLE = struct.Struct("<d")
+_UINT64 = 2**64
+
+
+class LinkData(Protocol):
+    """What is exported of a link: the API's SpanContext is one."""
+
+    @property
+    def trace_id(self) -> int: ...
+    @property
+    def span_id(self) -> int: ...
+    @property
+    def is_remote(self) -> bool: ...
+
+
+class SpanData(Protocol):
+    """What is exported of a finished span."""
+
+    @property
+    def trace_id(self) -> int: ...
+    @property
+    def span_id(self) -> int: ...
+    #: None for a root span.
+    @property
+    def parent_span_id(self) -> int | None: ...
+    @property
+    def parent_is_remote(self) -> bool: ...
+    #: The W3C tracestate it carries, as its header has it, "" for none.
+    @property
+    def trace_state(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    #: OTLP's SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    @property
+    def kind(self) -> int: ...
+    @property
+    def start_unix_nano(self) -> int: ...
+    @property
+    def end_unix_nano(self) -> int: ...
+    @property
+    def attributes(self) -> Mapping[str, AttributeValue]: ...
+    @property
+    def links(self) -> Sequence[LinkData]: ...
+    #: OTLP's StatusCode: 0 unset, 1 ok, 2 error.
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def status_message(self) -> str: ...
+
+
+#: The varint of each number below 128, one byte: nearly every length and tag written.
+_ONE_BYTE = tuple(bytes((number,)) for number in range(0x80))
+#: Attribute values remembered per attribute name, at most: names, methods, paths,
+#: statuses repeat; an instance id never does, and stops being remembered.
+KNOWN_VALUES_PER_NAME = 64
+
+
+def _varint(number: int) -> bytes:
+    if number < 0x80:
+        return _ONE_BYTE[number]
+    written = bytearray()
+    while number > 0x7F:
+        written.append((number & 0x7F) | 0x80)
+        number >>= 7
+    written.append(number)
+    return bytes(written)
+
+
+def _field(tag: bytes, body: bytes) -> bytes:
+    """A length-delimited field: a string, bytes or an embedded message."""
+    size = len(body)
+    return tag + (_ONE_BYTE[size] if size < 0x80 else _varint(size)) + body
+
+
+def _any_value(value: AttributeValue) -> bytes:
+    # bool before int: a bool is an int to isinstance.
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value % _UINT64)
+    return b"\x21" + _DOUBLE.pack(value)
+
+
+class _KeyValues:
+    """Each attribute's KeyValue bytes, remembered for the values that repeat."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[tuple[type, AttributeValue], bytes]] = {}
+
+    def encode(self, tag: bytes, attributes: Mapping[str, AttributeValue]) -> bytes:
+        written = []
+        for name, value in attributes.items():
+            # The type too: True and 1 are equal keys, and not the same value.
+            key = (type(value), value)
+            known = self._known.get(name)
+            if known is None:
+                known = self._known[name] = {}
+            found = known.get(key)
+            if found is None:
+                found = _field(
+                    tag, _field(b"\x0a", name.encode()) + _field(b"\x12", _any_value(value))
+                )
+                if len(known) < KNOWN_VALUES_PER_NAME:
+                    known[key] = found
+            written.append(found)
+        return b"".join(written)
+
+
+def _flags(is_remote: bool) -> bytes:
+    return _FIXED32.pack(HAS_IS_REMOTE | IS_REMOTE if is_remote else HAS_IS_REMOTE)
+
+
+_LOCAL_LINK_FLAGS = b"\x35" + _flags(False)
+_REMOTE_LINK_FLAGS = b"\x35" + _flags(True)
+# Span.flags is field 16, fixed32: its tag takes two bytes.
+_LOCAL_SPAN_FLAGS = b"\x85\x01" + _flags(False)
+_REMOTE_SPAN_FLAGS = b"\x85\x01" + _flags(True)
+_UNSET_STATUS = b"\x7a\x00"
+#: Span.kind's tag and value, by OTLP's SpanKind.
+_KINDS = {kind: b"\x30" + _ONE_BYTE[kind] for kind in range(6)}
+#: The start and end times, fixed64 each, after their tags.
+_TIMES = struct.Struct("<BQBQ")
+
+
+def _link(link: LinkData) -> bytes:
+    return _field(
+        b"\x6a",
+        b"\x0a\x10"
+        + link.trace_id.to_bytes(16, "big")
+        + b"\x12\x08"
+        + link.span_id.to_bytes(8, "big")
+        + (_REMOTE_LINK_FLAGS if link.is_remote else _LOCAL_LINK_FLAGS),
+    )
+
+
+def _status(code: int, message: str) -> bytes:
+    if not code:
+        return _UNSET_STATUS
+    body = (_field(b"\x12", message.encode()) if message else b"") + b"\x18" + _varint(code)
+    return _field(b"\x7a", body)
+
+
+class ExportRequest:
+    """The fixed parts of a process's exports, written once: its resource and its
+    instrumentation scope."""
+
+    def __init__(self, resource: Mapping[str, AttributeValue], scope: str) -> None:
+        self._key_values = _KeyValues()
+        self._resource = _field(b"\x0a", self._key_values.encode(b"\x0a", resource))
+        self._scope = _field(b"\x0a", _field(b"\x0a", scope.encode()))
+
+    def encode(self, spans: Iterable[SpanData]) -> bytes:
+        """One ExportTraceServiceRequest: a ResourceSpans of one ScopeSpans holding `spans`."""
+        scope_spans = _field(b"\x12", self._scope + b"".join(map(self._span, spans)))
+        return _field(b"\x0a", self._resource + scope_spans)
+
+    def _span(self, span: SpanData) -> bytes:
+        parent = span.parent_span_id
+        trace_state = span.trace_state
+        links = span.links
+        body = b"".join(
+            (
+                b"\x0a\x10",
+                span.trace_id.to_bytes(16, "big"),
+                b"\x12\x08",
+                span.span_id.to_bytes(8, "big"),
+                _field(b"\x1a", trace_state.encode()) if trace_state else b"",
+                b"\x22\x08" + parent.to_bytes(8, "big") if parent is not None else b"",
+                _field(b"\x2a", span.name.encode()),
+                _KINDS[span.kind],
+                _TIMES.pack(0x39, span.start_unix_nano, 0x41, span.end_unix_nano),
+                self._key_values.encode(b"\x4a", span.attributes),
+                b"".join(map(_link, links)) if links else b"",
+                _status(span.status_code, span.status_message),
+                _REMOTE_SPAN_FLAGS if span.parent_is_remote else _LOCAL_SPAN_FLAGS,
+            )
+        )
+        return _field(b"\x12", body)

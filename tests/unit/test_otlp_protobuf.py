@@ -1,0 +1,175 @@
+"""The bytes the hub posts to a collector are the ExportTraceServiceRequest that
+opentelemetry-proto reads: every field of every span the hub makes, as a collector
+decodes it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+
+from derms_bridge.otlp_protobuf import HAS_IS_REMOTE, IS_REMOTE, AttributeValue, ExportRequest
+
+TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+SPAN_ID = 0x00F067AA0BA902B7
+RESOURCE = {"service.name": "derms-bridge", "service.instance.id": "host-1234-abcd"}
+
+
+@dataclass(frozen=True)
+class Link:
+    trace_id: int
+    span_id: int
+    is_remote: bool
+
+
+@dataclass(frozen=True)
+class Span:
+    name: str = "POST /enroll-to-dacs"
+    trace_id: int = TRACE_ID
+    span_id: int = SPAN_ID
+    parent_span_id: int | None = None
+    parent_is_remote: bool = False
+    trace_state: str = ""
+    kind: int = 2
+    start_unix_nano: int = 1_764_871_200_123_456_789
+    end_unix_nano: int = 1_764_871_200_125_000_001
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    links: Sequence[Link] = ()
+    status_code: int = 0
+    status_message: str = ""
+
+
+def decoded(*spans: Span) -> ExportTraceServiceRequest:
+    body = ExportRequest(RESOURCE, scope="derms_bridge").encode(spans)
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    # Written in field order, as protobuf writes it: a parser that is strict about it
+    # (or a proxy that compares) reads the same.
+    assert request.SerializeToString() == body
+    return request
+
+
+def value_of(value: AnyValue) -> object:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def test_the_resource_and_scope_hold_the_process_and_every_span_of_the_batch() -> None:
+    request = decoded(Span(name="one"), Span(name="two"), Span(name="three"))
+
+    (resource_spans,) = request.resource_spans
+    assert {kv.key: value_of(kv.value) for kv in resource_spans.resource.attributes} == RESOURCE
+    (scope_spans,) = resource_spans.scope_spans
+    assert scope_spans.scope.name == "derms_bridge"
+    assert [span.name for span in scope_spans.spans] == ["one", "two", "three"]
+
+
+def test_a_root_span_has_its_ids_times_kind_and_no_parent() -> None:
+    (span,) = decoded(Span()).resource_spans[0].scope_spans[0].spans
+
+    assert span.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert span.span_id.hex() == "00f067aa0ba902b7"
+    assert span.parent_span_id == b""
+    assert span.kind == ProtoSpan.SPAN_KIND_SERVER
+    assert span.start_time_unix_nano == 1_764_871_200_123_456_789
+    assert span.end_time_unix_nano == 1_764_871_200_125_000_001
+    assert span.flags == HAS_IS_REMOTE
+    assert span.trace_state == ""
+    assert span.status.code == 0 and span.status.message == ""
+    assert not span.events
+
+
+def test_a_child_of_a_callers_span_names_its_parent_as_remote_and_keeps_its_tracestate() -> None:
+    (span,) = (
+        decoded(
+            Span(
+                parent_span_id=0xB7AD6B7169203331,
+                parent_is_remote=True,
+                trace_state="vendor=t61rcWkgMzE,other=1",
+                kind=3,
+            )
+        )
+        .resource_spans[0]
+        .scope_spans[0]
+        .spans
+    )
+
+    assert span.parent_span_id.hex() == "b7ad6b7169203331"
+    assert span.flags == HAS_IS_REMOTE | IS_REMOTE
+    assert span.trace_state == "vendor=t61rcWkgMzE,other=1"
+    assert span.kind == ProtoSpan.SPAN_KIND_CLIENT
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "enrollment_request",
+        "",
+        "naïve ✓ 日本",
+        True,
+        False,
+        0,
+        200,
+        2**63 - 1,
+        -1,
+        -(2**63),
+        0.25,
+        -1e300,
+    ],
+)
+def test_every_kind_of_attribute_value_reads_back_as_written(value: AttributeValue) -> None:
+    (span,) = decoded(Span(attributes={"a.key": value})).resource_spans[0].scope_spans[0].spans
+
+    (attribute,) = span.attributes
+    assert attribute.key == "a.key"
+    read = value_of(attribute.value)
+    assert read == value and type(read) is type(value)
+
+
+def test_attributes_keep_their_order_and_names_their_values() -> None:
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": "POST",
+        "url.path": "/enroll-to-dacs",
+        "http.response.status_code": 422,
+        "error.type": "BusinessError",
+    }
+    (span,) = decoded(Span(attributes=attributes)).resource_spans[0].scope_spans[0].spans
+
+    assert [(kv.key, value_of(kv.value)) for kv in span.attributes] == list(attributes.items())
+
+
+def test_a_link_names_the_span_it_leads_to() -> None:
+    links = [Link(TRACE_ID - 1, SPAN_ID + 1, is_remote=True), Link(7, 9, is_remote=False)]
+    (span,) = decoded(Span(links=links)).resource_spans[0].scope_spans[0].spans
+
+    assert [(link.trace_id.hex(), link.span_id.hex(), link.flags) for link in span.links] == [
+        (f"{TRACE_ID - 1:032x}", f"{SPAN_ID + 1:016x}", HAS_IS_REMOTE | IS_REMOTE),
+        (f"{7:032x}", f"{9:016x}", HAS_IS_REMOTE),
+    ]
+
+
+def test_a_failed_span_has_the_error_status_and_its_description() -> None:
+    (span,) = (
+        decoded(Span(status_code=2, status_message="TechnicalFault"))
+        .resource_spans[0]
+        .scope_spans[0]
+        .spans
+    )
+
+    assert span.status.code == 2
+    assert span.status.message == "TechnicalFault"
+
+
+def test_a_long_name_and_many_spans_need_lengths_of_several_bytes() -> None:
+    name = "segment " + "9" * 300
+    spans = [Span(name=name, span_id=index + 1) for index in range(600)]
+
+    read = decoded(*spans).resource_spans[0].scope_spans[0].spans
+
+    assert len(read) == 600
+    assert {span.name for span in read} == {name}
+    assert [int.from_bytes(span.span_id, "big") for span in read] == list(range(1, 601))
