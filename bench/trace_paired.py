@@ -1,0 +1,192 @@
+"""What exporting every trace costs the hub, measured on two hubs side by side: one with
+tracing off, one exporting every trace (`sample_ratio` 1.0) to trace_cost.py's receiver,
+the same simulators behind both, fed sync_flows.py's flow 6 in turn, a slice of flows
+each, the hub that goes first alternating from slice to slice.
+
+trace_cost.py starts a hub per run, and on a shared machine one arm's runs spread by a
+third, more than the 5% it must tell: here the two hubs' slices lie seconds apart, so the
+machine's load falls on both alike, and each pair of slices is compared on its own. The
+medians of the pairs' ratios (export on over off: flows per second, and the hub's CPU per
+flow) are checked against the target: at most 5% fewer flows per second.
+
+    .venv/bin/python bench/trace_paired.py [--slices N] [--flows N] [--in-flight C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
+from processes import (
+    CPMCS_SIMULATOR,
+    DERMS_SIMULATOR,
+    LOOKUPS_DIR,
+    HubProcess,
+    hub_process,
+    simulator_process,
+    spawned_server,
+)
+from sync_flows import (
+    CPMCS_CALLER,
+    DERMS_CALLER,
+    WARM_UP_FLOWS,
+    chains,
+    hub_arm,
+    run_bounded,
+    session,
+)
+from trace_cost import MAX_SLOWDOWN, exporting_to, serve_receiver, spans_received
+
+ARMS = ("off", "on")
+
+
+@dataclass
+class Slices:
+    """One hub's slices: flows per second and CPU per flow (ms), in order."""
+
+    rates: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Result:
+    flows: int
+    off: Slices
+    on: Slices
+    spans: int
+    load: tuple[float, float]
+
+    @property
+    def rate_ratios(self) -> list[float]:
+        return [on / off for on, off in zip(self.on.rates, self.off.rates, strict=True)]
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        return [on / off for on, off in zip(self.on.cpu_ms, self.off.cpu_ms, strict=True)]
+
+    @property
+    def slowdown(self) -> float:
+        return 1 - statistics.median(self.rate_ratios)
+
+    @property
+    def cpu_added(self) -> float:
+        return statistics.median(self.cpu_ratios) - 1
+
+
+async def measure(
+    hubs: dict[str, HubProcess], slices: int, flows: int, in_flight: int, lookups: Lookups
+) -> tuple[dict[str, Slices], int]:
+    """Each hub's slices, and the flows the exporting hub served (each two spans)."""
+    sessions = {name: session(hub.url, in_flight) for name, hub in hubs.items()}
+    measured = {name: Slices() for name in hubs}
+    served = 0
+    try:
+        arms = {name: hub_arm(client) for name, client in sessions.items()}
+        for name, arm in arms.items():
+            await run_bounded(arm, chains("flow 6", f"PW{name}", WARM_UP_FLOWS, lookups), 8)
+        served += WARM_UP_FLOWS
+        for index in range(slices):
+            for name in ARMS if index % 2 == 0 else ARMS[::-1]:
+                work = chains("flow 6", f"PS{index:03d}{name}", flows, lookups)
+                cpu_before = hubs[name].cpu_seconds_with_children()
+                seconds = await run_bounded(arms[name], work, in_flight)
+                cpu_seconds = hubs[name].cpu_seconds_with_children() - cpu_before
+                measured[name].rates.append(flows / seconds)
+                measured[name].cpu_ms.append(cpu_seconds * 1000 / flows)
+            served += flows
+    finally:
+        for client in sessions.values():
+            await client.close()
+    return measured, served
+
+
+def run(slices: int, flows: int, in_flight: int) -> Result:
+    load_before = os.getloadavg()[0]
+    lookups = load_lookups(LOOKUPS_DIR)
+    with spawned_server(serve_receiver, "the OTLP receiver") as port:
+        receiver = f"http://{LOOPBACK}:{port}"
+        # Closed before the spans are counted: the exporting hub sends its last at its stop.
+        with ExitStack() as stack:
+            cpmcs_url = stack.enter_context(
+                simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator")
+            )
+            derms_url = stack.enter_context(
+                simulator_process(DERMS_SIMULATOR, "the DERMS simulator")
+            )
+            hubs: dict[str, HubProcess] = {}
+            for name in ARMS:
+                endpoint = f"{receiver}/v1/traces" if name == "on" else None
+                with exporting_to(endpoint, 1.0 if endpoint else None):
+                    hubs[name] = stack.enter_context(
+                        hub_process(
+                            cpmcs_url=cpmcs_url,
+                            derms_url=derms_url,
+                            smtp_port=free_port(),
+                            caller=DERMS_CALLER,
+                            other_callers=[CPMCS_CALLER],
+                            flow_settings={},
+                        )
+                    )
+            measured, served = asyncio.run(measure(hubs, slices, flows, in_flight, lookups))
+        spans = spans_received(receiver)
+    if spans != 2 * served:
+        raise BenchmarkFailure(f"the receiver got {spans:,} spans, not {2 * served:,}")
+    return Result(
+        flows=flows,
+        off=measured["off"],
+        on=measured["on"],
+        spans=spans,
+        load=(load_before, os.getloadavg()[0]),
+    )
+
+
+def report(result: Result) -> str:
+    def listed(values: list[float], form: str) -> str:
+        return " ".join(format(value, form) for value in values)
+
+    rows = [
+        ("flows per slice", f"{result.flows:,} (flow 6, each hub in its own process)"),
+        ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
+        ("tracing off", listed(result.off.rates, ",.0f") + " flows/s"),
+        ("  hub CPU per flow", listed(result.off.cpu_ms, ".2f") + " ms"),
+        ("export on, ratio 1", listed(result.on.rates, ",.0f") + " flows/s"),
+        ("  hub CPU per flow", listed(result.on.cpu_ms, ".2f") + " ms"),
+        ("on / off, flows/s", listed(result.rate_ratios, ".3f") + " (each pair of slices)"),
+        ("on / off, CPU per flow", listed(result.cpu_ratios, ".3f")),
+        ("fewer flows/s with export", f"{result.slowdown:.1%} (median of the pairs)"),
+        ("hub CPU per flow over off", f"{result.cpu_added:+.1%} (median of the pairs)"),
+        ("spans received", f"{result.spans:,} (two per flow the exporting hub served)"),
+        ("", ""),
+        ("targets", ""),
+        (f"fewer flows/s <= {MAX_SLOWDOWN:.0%}", verdict(result.slowdown <= MAX_SLOWDOWN)),
+    ]
+    return table(rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="two hubs side by side, tracing off and exporting every trace"
+    )
+    parser.add_argument("--slices", type=positive, default=10, help="slices per hub (10)")
+    parser.add_argument("--flows", type=positive, default=1000, help="flows per slice (1000)")
+    parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report_or_fail(
+        "trace_paired", lambda: run(args.slices, args.flows, args.in_flight), report
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
