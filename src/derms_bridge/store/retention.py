@@ -44,6 +44,7 @@ from sqlalchemy import (
     Connection,
     Select,
     String,
+    and_,
     any_,
     bindparam,
     cast,
@@ -343,9 +344,10 @@ class RetentionStore:
                 records[activity["instance_id"]]["activities"].append(record)
         return list(records.values())
 
-    async def count_payloads(self, expiry: Expiry) -> dict[str, int]:
-        """Per flow, the payloads that would be purged now."""
-        return await self._count(_payload_expired(expiry))
+    async def count_payloads(self, expiry: Expiry, instances: Expiry) -> dict[str, int]:
+        """Per flow, the payloads that would be purged now: of the instances that stay, those
+        that go per `instances` going whole, with their payloads, first."""
+        return await self._count([*_payload_expired(expiry), ~and_(*_instance_expired(instances))])
 
     async def count_instances(self, expiry: Expiry) -> dict[str, int]:
         """Per flow, the instances that would go now; one named by an instance that expires

@@ -136,7 +136,8 @@ async def test_payloads_then_instances_go_by_outcome_and_what_runs_stays(
     await age(hub.hub, 90)
     report = await hub.hub.purge.run()
 
-    assert (report.payloadsPurged, report.removed["instances"]) == (2, 2)
+    # Deleted whole, their payloads with them: no payload emptied first.
+    assert (report.payloadsPurged, report.removed["instances"]) == (0, 2)
     assert await found(hub, failed) is None
     assert await found(hub, refused) is None
     still = await found(hub, running)
@@ -159,7 +160,7 @@ async def test_a_dry_run_counts_what_would_go_and_changes_nothing(
     assert (would.flow, would.outcome, would.payloads, would.instances) == (
         "customer_unavailability",
         "succeeded",
-        2,
+        0,
         2,
     )
     assert (would.payloadDays, would.instanceDays) == (7, 90)
@@ -179,12 +180,15 @@ async def test_a_resubmit_and_the_run_it_repeats_go_together_never_one_without_t
     second = again.json()["id"]
     assert again.json()["status"] == "failed"
 
-    # The first run expired, the resubmit naming it has not: both stay.
+    # The first run expired, the resubmit naming it has not: both stay, the first run's
+    # payload emptied.
     await age(hub.hub, 200, [first])
     report = await hub.hub.purge.run()
 
-    assert report.removed == {}
-    assert await found(hub, first) is not None
+    assert (report.payloadsPurged, report.removed) == (1, {})
+    kept = await found(hub, first)
+    assert kept is not None
+    assert (kept["payload"], kept["payload_purged_at"] is not None) == (None, True)
 
     await age(hub.hub, 200, [second])
     report = await hub.hub.purge.run()
@@ -319,7 +323,8 @@ async def test_a_purge_beside_triggers_loses_none_of_them(hub: HubUnderTest) -> 
     report, new = await asyncio.gather(purge.run(), triggers())
 
     assert report.removed["instances"] == 120
-    assert report.batches >= 24
+    # Deleted in batches of 10, with their payloads: none emptied first.
+    assert (report.payloadsPurged, report.batches) == (0, 12)
     for instance_id in new:
         detail = await found(hub, instance_id)
         assert detail is not None
@@ -357,7 +362,7 @@ async def test_the_purge_schedule_runs_once_a_tick_across_processes(hub: HubUnde
     assert instance is not None
     assert instance["flow"] == "purge"
     assert instance["reply"]["removed"]["instances"] == 1
-    assert instance["reply"]["payloadsPurged"] == 1
+    assert instance["reply"]["payloadsPurged"] == 0
     listed = (await hub.client.get("/ops/schedules", auth=OPERATOR_AUTH)).json()
     purge = next(each for each in listed if each["flow"] == "purge")
     assert purge["last_run"]["instance_id"] == run.instance_id
