@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Select,
@@ -58,7 +59,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute, aliased
@@ -476,12 +477,15 @@ def _among(
     ids: Sequence[str],
     postgres: bool,
 ) -> ColumnElement[bool]:
-    """`column` is one of `ids`, bound as one value whatever their number: an array on
-    PostgreSQL, a JSON array that SQLite reads with json_each."""
+    """`column` is one of `ids`, bound as one value whatever their number: a JSON array,
+    read on PostgreSQL into an array (`= ANY`, an index's condition), on SQLite by
+    json_each. (An array bound as such took psycopg 2.7 ms of the event loop's CPU to write
+    for 1,000 ids, against 0.1 ms for the JSON, and a batch binds a dozen.)"""
+    as_json: BindParameter[str] = bindparam(None, json.dumps(list(ids)), String)
     if postgres:
-        return column == any_(cast(bindparam(None, list(ids)), ARRAY(String)))
-    listed = func.json_each(bindparam(None, json.dumps(list(ids)))).table_valued("value")
-    return column.in_(select(listed.c.value))
+        listed = func.jsonb_array_elements_text(cast(as_json, JSONB))
+        return column == any_(func.array(select(listed).scalar_subquery()))
+    return column.in_(select(func.json_each(as_json).table_valued("value").c.value))
 
 
 def _taken(connection: Connection, goes: _Goes, found: list[str], *, postgres: bool) -> Taken:
