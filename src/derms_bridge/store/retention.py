@@ -9,14 +9,16 @@ before they go (an archive) reads the batch between the two steps: no instance i
 that was not read.
 
 On PostgreSQL a batch is one transaction: the instances taken `FOR UPDATE SKIP LOCKED` by
-their keys, then their file jobs and staged files locked, so that a resubmit or a resumed
-file going on beside it is either waited for or left alone, never half removed; what
-names them read; then one statement deletes the instances and every row of theirs
-(data-modifying `WITH` queries), so that a statement-level trigger on a table fires once
-a batch. The ids go as one array (`= ANY(:ids)`): the statement's text is the same every
-batch, where an `IN` list of 1,000 values was a new statement to parse and plan each
-time. No foreign key names `instances` there (migration 0020): their checks, eight per
-deleted instance, took two thirds of the deleting statement's time.
+their keys (or, whole with no archive to read them first, by the search itself, which
+then runs in that transaction), then their file jobs and staged files locked, so that a
+resubmit or a resumed file going on beside it is either waited for or left alone, never
+half removed; what names them read; then one statement deletes the instances and every
+row of theirs (data-modifying `WITH` queries), so that a statement-level trigger on a
+table fires once a batch. The ids go as one JSON array, read into an array by the server
+(`= ANY(ARRAY(SELECT jsonb_array_elements_text(:ids)))`): the statement's text is the same
+every batch, where an `IN` list of 1,000 values was a new statement to parse and plan
+each time. No foreign key names `instances` there (migration 0020): their checks, eight
+per deleted instance, took two thirds of the deleting statement's time.
 
 On SQLite, where one writer goes at a time, a batch goes in slices, each a transaction of
 its own run in one call off the event loop, checked as on PostgreSQL; a slice is sized for
