@@ -52,15 +52,18 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    column,
     delete,
     exists,
     func,
     literal_column,
     or_,
     select,
+    true,
     tuple_,
     union_all,
     update,
+    values,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import RowMapping
@@ -474,18 +477,24 @@ class RetentionStore:
     async def _found(self, goes: _Goes, conditions: list[ColumnElement[bool]]) -> list[str]:
         """At most a batch of the instances the conditions select, read without a lock.
 
-        Payloads in no order, by the index of those kept. Whole instances the oldest
+        Payloads by the index of those kept: on SQLite in no order; on PostgreSQL the
+        oldest ended first, of each flow and status in turn, so that the index is read in
+        its order and the search stops at a batch. With the conditions over all flows and
+        statuses at once, the planner read `instances` whole, 150 ms on 1,000,000 to find
+        none: its statistics, behind the purge's deletions, still counted the days it had
+        deleted, and took a batch for found after a few pages. Whole instances the oldest
         received first, after the last batch's last: the index of received_at gives them in
         order and leaves behind what earlier batches removed or kept (a search from the
         start, or in no order by reading the table, read the space they left again each
         batch, more each time). None found: the next search starts anew."""
         if not goes.whole:
+            query = (
+                _payloads_in_order(goes.expiry, self.batch_size)
+                if self._postgres
+                else select(InstanceRow.id).where(*conditions).limit(self.batch_size)
+            )
             async with self._instances.engine.connect() as connection:
-                return list(
-                    await connection.scalars(
-                        select(InstanceRow.id).where(*conditions).limit(self.batch_size)
-                    )
-                )
+                return list(await connection.scalars(query))
         async with self._instances.engine.connect() as connection:
             found = (await connection.execute(self._whole_search(goes, conditions))).all()
         if found:
@@ -516,6 +525,29 @@ class RetentionStore:
                 or_(received > last_received, InstanceRow.id > last_id),
             )
         return query.order_by(received, InstanceRow.id).limit(self.batch_size)
+
+
+def _payloads_in_order(expiry: Expiry, most: int) -> Select[str]:
+    """PostgreSQL: at most `most` instances whose payloads expired, for each of the
+    expiry's flows and statuses the oldest ended first, read from the index of kept payloads
+    (flow, status, finished_at) in its order."""
+    expiring = values(column("flow", String), column("status", String), name="expiring").data(
+        [(flow, status) for flow in expiry.flows for status in expiry.statuses]
+    )
+    kept = (
+        select(InstanceRow.id)
+        .where(
+            InstanceRow.flow == expiring.c.flow,
+            InstanceRow.status == expiring.c.status,
+            InstanceRow.finished_at < expiry.before,
+            InstanceRow.payload_purged_at.is_(None),
+            *_work_finished(),
+        )
+        .order_by(InstanceRow.finished_at)
+        .limit(most)
+        .lateral("kept")
+    )
+    return select(kept.c.id).select_from(expiring).join(kept, true()).limit(most)
 
 
 def _among(

@@ -145,6 +145,38 @@ async def test_payloads_then_instances_go_by_outcome_and_what_runs_stays(
     assert (still["status"], still["payload_purged_at"]) == ("in_progress", None)
 
 
+async def test_payloads_of_every_flow_and_status_go_in_small_batches(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    succeeded = [await _finished(hub, f"PAY-OK-{n}") for n in range(3)]
+    derms_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+    failed = await unavailability(hub, "PAY-FAIL")
+    derms_sim.delete("/_sim/faults").raise_for_status()
+    refused = await rejected(hub, "PAY-REJ")
+    async with hub.hub.store.writing() as connection:
+        await connection.execute(
+            update(InstanceRow)
+            .where(InstanceRow.id == succeeded[0])
+            .values(flow="customer_event_opt_out")
+        )
+    short_payloads = Retention(
+        default=RetentionByOutcome(
+            succeeded=Keep(payload_days=1, instance_days=90),
+            failed=Keep(payload_days=1, instance_days=180),
+            rejected=Keep(payload_days=1, instance_days=180),
+        )
+    )
+    await age(hub.hub, 2)
+
+    report = await purge_of(hub, short_payloads, batch_size=1).run()
+
+    assert (report.payloadsPurged, report.removed) == (5, {})
+    for instance_id in [*succeeded, failed, refused]:
+        detail = await found(hub, instance_id)
+        assert detail is not None
+        assert (detail["payload"], detail["payload_purged_at"] is not None) == (None, True)
+
+
 async def test_a_dry_run_counts_what_would_go_and_changes_nothing(
     hub: HubUnderTest, derms_sim: httpx.Client
 ) -> None:
