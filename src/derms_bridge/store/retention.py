@@ -478,14 +478,14 @@ class RetentionStore:
         """At most a batch of the instances the conditions select, read without a lock.
 
         Payloads by the index of those kept: on SQLite in no order; on PostgreSQL the
-        oldest ended first, of each flow and status in turn, so that the index is read in
-        its order and the search stops at a batch. With the conditions over all flows and
-        statuses at once, the planner read `instances` whole, 150 ms on 1,000,000 to find
-        none: its statistics, behind the purge's deletions, still counted the days it had
-        deleted, and took a batch for found after a few pages. Whole instances the oldest
-        received first, after the last batch's last: the index of received_at gives them in
-        order and leaves behind what earlier batches removed or kept (a search from the
-        start, or in no order by reading the table, read the space they left again each
+        oldest ended first, of each flow and status in turn, an order that a read of the
+        whole table could give only by reading all of it. With the conditions over all
+        flows and statuses at once, the planner read `instances` whole, 150 ms on 1,000,000
+        to find none: its statistics, behind the purge's deletions, still counted the days
+        it had deleted, and took a batch for found after a few pages. Whole instances the
+        oldest received first, after the last batch's last: the index of received_at gives
+        them in order and leaves behind what earlier batches removed or kept (a search from
+        the start, or in no order by reading the table, read the space they left again each
         batch, more each time). None found: the next search starts anew."""
         if not goes.whole:
             query = (
@@ -529,8 +529,8 @@ class RetentionStore:
 
 def _payloads_in_order(expiry: Expiry, most: int) -> Select[str]:
     """PostgreSQL: at most `most` instances whose payloads expired, for each of the
-    expiry's flows and statuses the oldest ended first, read from the index of kept payloads
-    (flow, status, finished_at) in its order."""
+    expiry's flows and statuses the oldest ended first, from the index of kept payloads
+    (flow, status, finished_at)."""
     expiring = values(column("flow", String), column("status", String), name="expiring").data(
         [(flow, status) for flow in expiry.flows for status in expiry.statuses]
     )
