@@ -1,9 +1,10 @@
 """Retention: the purge, a built-in scheduled job (`purge`) that removes what expired.
 
-For every flow and outcome (settings `retention`), it empties the payloads that expired,
-then deletes the file rows of those payloads, then deletes the instances that expired,
-then the schedule ticks that started no run and expired with their flow's history,
-each in batches of `retention.batch_size`, short transactions each (store/retention.py): on
+For every flow and outcome (settings `retention`), it deletes the instances that expired,
+then empties the payloads that expired of those that stay, then deletes the file rows of
+those payloads, then the schedule ticks that started no run and expired with their flow's
+history, each in batches of `retention.batch_size`, short transactions each
+(store/retention.py): on
 PostgreSQL one a batch, on SQLite, where one writer goes at a time, slices of a few
 milliseconds, with the writes queued meanwhile in this process going between two. It
 stops between two batches when its process stops; the next run takes up what is left.
@@ -137,16 +138,11 @@ class Purge:
 
         expiries = self.expiries(now)
         going = True
-        for expired in expiries:
-            going = going and await in_batches(
-                "payload",
-                partial(
-                    self._store.purge_payloads, expired.payloads, now, self._archiving("payload")
-                ),
-            )
-        going = going and await in_batches("payload", self._store.delete_file_rows)
-        # An instance named by one that expires too (the run that resubmitted it, its
-        # child) goes after it: another pass takes it, until a pass removes nothing.
+        # Whole instances first: an instance that goes is deleted (and archived) with its
+        # payload, rather than its payload emptied, a new version of its row written into
+        # every index, and then deleted. An instance named by one that expires too (the
+        # run that resubmitted it, its child) goes after it: another pass takes it, until a
+        # pass removes nothing.
         before = -1
         while going and before != batches:
             before = batches
@@ -157,6 +153,15 @@ class Purge:
                         self._store.delete_instances, expired.instances, self._archiving("instance")
                     ),
                 )
+        # Then the payloads that expired of the instances that stay.
+        for expired in expiries:
+            going = going and await in_batches(
+                "payload",
+                partial(
+                    self._store.purge_payloads, expired.payloads, now, self._archiving("payload")
+                ),
+            )
+        going = going and await in_batches("payload", self._store.delete_file_rows)
         for cut_off, flows in self.skipped_tick_expiries(now).items():
             going = going and await in_batches(
                 "instance", partial(self._store.delete_skipped_ticks, flows, cut_off)
@@ -170,7 +175,7 @@ class Purge:
         now = now or datetime.now(UTC)
         found = []
         for expired in self.expiries(now):
-            payloads = await self._store.count_payloads(expired.payloads)
+            payloads = await self._store.count_payloads(expired.payloads, expired.instances)
             instances = await self._store.count_instances(expired.instances)
             for flow in sorted(payloads.keys() | instances.keys(), key=list(BY_KEY).index):
                 found.append(

@@ -26,7 +26,10 @@ class PurgeCandidates(BaseModel):
     outcome: str
     payloadDays: int
     instanceDays: int
-    payloads: int = Field(description="payloads (and file rows) that would be purged")
+    payloads: int = Field(
+        description="payloads (and file rows) that would be purged, of instances that stay "
+        "(an instance deleted takes its payload with it)"
+    )
     instances: int = Field(
         description="instances that would be deleted; those a later run or a child names "
         "go after it, and are not counted"

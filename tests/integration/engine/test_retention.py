@@ -136,12 +136,45 @@ async def test_payloads_then_instances_go_by_outcome_and_what_runs_stays(
     await age(hub.hub, 90)
     report = await hub.hub.purge.run()
 
-    assert (report.payloadsPurged, report.removed["instances"]) == (2, 2)
+    # Deleted whole, their payloads with them: no payload emptied first.
+    assert (report.payloadsPurged, report.removed["instances"]) == (0, 2)
     assert await found(hub, failed) is None
     assert await found(hub, refused) is None
     still = await found(hub, running)
     assert still is not None
     assert (still["status"], still["payload_purged_at"]) == ("in_progress", None)
+
+
+async def test_payloads_of_every_flow_and_status_go_in_small_batches(
+    hub: HubUnderTest, derms_sim: httpx.Client
+) -> None:
+    succeeded = [await _finished(hub, f"PAY-OK-{n}") for n in range(3)]
+    derms_sim.put("/_sim/faults", json={"status_code": 500}).raise_for_status()
+    failed = await unavailability(hub, "PAY-FAIL")
+    derms_sim.delete("/_sim/faults").raise_for_status()
+    refused = await rejected(hub, "PAY-REJ")
+    async with hub.hub.store.writing() as connection:
+        await connection.execute(
+            update(InstanceRow)
+            .where(InstanceRow.id == succeeded[0])
+            .values(flow="customer_event_opt_out")
+        )
+    short_payloads = Retention(
+        default=RetentionByOutcome(
+            succeeded=Keep(payload_days=1, instance_days=90),
+            failed=Keep(payload_days=1, instance_days=180),
+            rejected=Keep(payload_days=1, instance_days=180),
+        )
+    )
+    await age(hub.hub, 2)
+
+    report = await purge_of(hub, short_payloads, batch_size=1).run()
+
+    assert (report.payloadsPurged, report.removed) == (5, {})
+    for instance_id in [*succeeded, failed, refused]:
+        detail = await found(hub, instance_id)
+        assert detail is not None
+        assert (detail["payload"], detail["payload_purged_at"] is not None) == (None, True)
 
 
 async def test_a_dry_run_counts_what_would_go_and_changes_nothing(
@@ -159,7 +192,7 @@ async def test_a_dry_run_counts_what_would_go_and_changes_nothing(
     assert (would.flow, would.outcome, would.payloads, would.instances) == (
         "customer_unavailability",
         "succeeded",
-        2,
+        0,
         2,
     )
     assert (would.payloadDays, would.instanceDays) == (7, 90)
@@ -179,12 +212,15 @@ async def test_a_resubmit_and_the_run_it_repeats_go_together_never_one_without_t
     second = again.json()["id"]
     assert again.json()["status"] == "failed"
 
-    # The first run expired, the resubmit naming it has not: both stay.
+    # The first run expired, the resubmit naming it has not: both stay, the first run's
+    # payload emptied.
     await age(hub.hub, 200, [first])
     report = await hub.hub.purge.run()
 
-    assert report.removed == {}
-    assert await found(hub, first) is not None
+    assert (report.payloadsPurged, report.removed) == (1, {})
+    kept = await found(hub, first)
+    assert kept is not None
+    assert (kept["payload"], kept["payload_purged_at"] is not None) == (None, True)
 
     await age(hub.hub, 200, [second])
     report = await hub.hub.purge.run()
@@ -319,7 +355,8 @@ async def test_a_purge_beside_triggers_loses_none_of_them(hub: HubUnderTest) -> 
     report, new = await asyncio.gather(purge.run(), triggers())
 
     assert report.removed["instances"] == 120
-    assert report.batches >= 24
+    # Deleted in batches of 10, with their payloads: none emptied first.
+    assert (report.payloadsPurged, report.batches) == (0, 12)
     for instance_id in new:
         detail = await found(hub, instance_id)
         assert detail is not None
@@ -357,7 +394,7 @@ async def test_the_purge_schedule_runs_once_a_tick_across_processes(hub: HubUnde
     assert instance is not None
     assert instance["flow"] == "purge"
     assert instance["reply"]["removed"]["instances"] == 1
-    assert instance["reply"]["payloadsPurged"] == 1
+    assert instance["reply"]["payloadsPurged"] == 0
     listed = (await hub.client.get("/ops/schedules", auth=OPERATOR_AUTH)).json()
     purge = next(each for each in listed if each["flow"] == "purge")
     assert purge["last_run"]["instance_id"] == run.instance_id
