@@ -10,11 +10,12 @@ the rows naming them find them; a write run alone runs its own rows in the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Executable, Table, bindparam, insert, update
+from sqlalchemy import Connection, Dialect, Executable, Table, bindparam, insert, update
 
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.store.tables import ActivityRow, BusinessKeyRow, InstanceRow
@@ -56,8 +57,51 @@ def run_together(writes: Sequence[InstanceWrite], connection: Connection) -> lis
     for statement in STATEMENT_ORDER:
         rows = [row for write in writes for row in write.rows.get(statement, ())]
         if rows:
-            connection.execute(statement, rows)
+            compiled = _compiled(statement, connection.dialect, tuple(rows[0]))
+            connection.exec_driver_sql(compiled.sql, compiled.parameters(rows))
     return [None] * len(writes)
+
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement's SQL for one database, and the values of a row as its driver takes them:
+    each converted by its column type's bind processor, as SQLAlchemy does for a statement
+    it runs, in the order of the SQL's placeholders or by their names."""
+
+    sql: str
+    binds: tuple[tuple[str, Processor | None], ...]
+    positional: bool
+
+    def parameters(self, rows: Rows) -> list[tuple[Any, ...]] | Rows:
+        if self.positional:
+            return [
+                tuple(row[name] if to is None else to(row[name]) for name, to in self.binds)
+                for row in rows
+            ]
+        return [
+            {name: row[name] if to is None else to(row[name]) for name, to in self.binds}
+            for row in rows
+        ]
+
+
+@lru_cache(maxsize=64)
+def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    """Compiled once per database and set of columns: run as a statement, SQLAlchemy built
+    its parameters anew for every row, which cost the group commit's thread more than the
+    database's own work on them."""
+    compiled = cast(Any, statement).compile(dialect=dialect, column_keys=list(keys))
+    names = compiled.positiontup if dialect.positional else list(compiled.binds)
+    return _Compiled(
+        sql=compiled.string,
+        binds=tuple(
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ),
+        positional=dialect.positional,
+    )
 
 
 def created(row: dict[str, Any], keys: Sequence[tuple[str, str]]) -> InstanceWrite:
