@@ -53,7 +53,8 @@ class InstanceWrite:
 
 
 def run_together(writes: Sequence[InstanceWrite], connection: Connection) -> list[None]:
-    """Every write's rows, each statement run once for all of them (executemany)."""
+    """Every write's rows, each statement run once for all of them: on SQLite as an
+    executemany, on PostgreSQL as one statement over arrays of the rows' values."""
     for statement in STATEMENT_ORDER:
         rows = [row for write in writes for row in write.rows.get(statement, ())]
         if rows:
@@ -67,41 +68,64 @@ Processor = Callable[[Any], Any]
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A statement's SQL for one database, and the values of a row as its driver takes them:
-    each converted by its column type's bind processor, as SQLAlchemy does for a statement
-    it runs, in the order of the SQL's placeholders or by their names."""
+    """A statement's SQL for one database, and its rows' values as the driver takes them,
+    each converted by its column type's bind processor as SQLAlchemy does for a statement it
+    runs: per row in the order of the SQL's placeholders (SQLite), or one array per column
+    (PostgreSQL)."""
 
     sql: str
     binds: tuple[tuple[str, Processor | None], ...]
-    positional: bool
+    arrays: bool
 
-    def parameters(self, rows: Rows) -> list[tuple[Any, ...]] | Rows:
-        if self.positional:
-            return [
-                tuple(row[name] if to is None else to(row[name]) for name, to in self.binds)
-                for row in rows
-            ]
+    def parameters(self, rows: Rows) -> list[tuple[Any, ...]] | dict[str, list[Any]]:
+        if self.arrays:
+            return {
+                name: [row[name] for row in rows] if to is None else [to(row[name]) for row in rows]
+                for name, to in self.binds
+            }
         return [
-            {name: row[name] if to is None else to(row[name]) for name, to in self.binds}
+            tuple(row[name] if to is None else to(row[name]) for name, to in self.binds)
             for row in rows
         ]
 
 
 @lru_cache(maxsize=64)
 def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
-    """Compiled once per database and set of columns: run as a statement, SQLAlchemy built
+    """Compiled once per database and set of columns. Run as a statement, SQLAlchemy built
     its parameters anew for every row, which cost the group commit's thread more than the
-    database's own work on them."""
+    database's own work on them; on PostgreSQL psycopg sent and the server ran each row as
+    an execution of its own, where one over arrays takes them all."""
     compiled = cast(Any, statement).compile(dialect=dialect, column_keys=list(keys))
-    names = compiled.positiontup if dialect.positional else list(compiled.binds)
-    return _Compiled(
-        sql=compiled.string,
-        binds=tuple(
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in names
-        ),
-        positional=dialect.positional,
+    names: list[str] = compiled.positiontup if dialect.positional else list(compiled.binds)
+    binds = tuple(
+        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in names
     )
+    if dialect.name != "postgresql":
+        return _Compiled(sql=compiled.string, binds=binds, arrays=False)
+    arrays = ", ".join(
+        f"%({name})s{_cast(compiled, compiled.binds[name].type, dialect)}[]" for name in names
+    )
+    quote = dialect.identifier_preparer.quote
+    # Only the names of the hub's own tables and columns are written into the SQL; every
+    # value is bound.
+    if statement is _RECORD_OUTCOME:
+        changes = ", ".join(f"{quote(field)} = v.new_{field}" for field in _OUTCOME_FIELDS)
+        sql = (
+            f"UPDATE {quote(_INSTANCES.name)} SET {changes} "  # noqa: S608
+            f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"WHERE {quote(_INSTANCES.name)}.{quote('id')} = v.finished_id"
+        )
+    else:
+        table = quote(cast(Any, statement).table.name)
+        columns = ", ".join(quote(name) for name in names)
+        sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    return _Compiled(sql=sql, binds=binds, arrays=True)
+
+
+def _cast(compiled: Any, type_: Any, dialect: Dialect) -> str:
+    """`::TYPE`, the cast SQLAlchemy puts on a value of this type on PostgreSQL."""
+    return str(compiled.render_bind_cast(type_, type_.dialect_impl(dialect), ""))
 
 
 def created(row: dict[str, Any], keys: Sequence[tuple[str, str]]) -> InstanceWrite:
