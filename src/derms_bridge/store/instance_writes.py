@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Dialect, Executable, Table, bindparam, insert, update
 
@@ -53,8 +53,8 @@ class InstanceWrite:
 
 
 def run_together(writes: Sequence[InstanceWrite], connection: Connection) -> list[None]:
-    """Every write's rows, each statement run once for all of them: on SQLite as an
-    executemany, on PostgreSQL as one statement over arrays of the rows' values."""
+    """Every write's rows, each statement run once for all of them: as an executemany, or
+    on PostgreSQL an insert as one execution over arrays of the rows' values."""
     for statement in STATEMENT_ORDER:
         rows = [row for write in writes for row in write.rows.get(statement, ())]
         if rows:
@@ -64,25 +64,31 @@ def run_together(writes: Sequence[InstanceWrite], connection: Connection) -> lis
 
 
 Processor = Callable[[Any], Any]
+Parameters = list[tuple[Any, ...]] | Rows | dict[str, list[Any]]
 
 
 @dataclass(frozen=True)
 class _Compiled:
     """A statement's SQL for one database, and its rows' values as the driver takes them,
     each converted by its column type's bind processor as SQLAlchemy does for a statement it
-    runs: per row in the order of the SQL's placeholders (SQLite), or one array per column
-    (PostgreSQL)."""
+    runs: per row, in the order of the SQL's placeholders or by their names, or one array
+    per column."""
 
     sql: str
     binds: tuple[tuple[str, Processor | None], ...]
-    arrays: bool
+    form: Literal["positional", "named", "arrays"]
 
-    def parameters(self, rows: Rows) -> list[tuple[Any, ...]] | dict[str, list[Any]]:
-        if self.arrays:
+    def parameters(self, rows: Rows) -> Parameters:
+        if self.form == "arrays":
             return {
                 name: [row[name] for row in rows] if to is None else [to(row[name]) for row in rows]
                 for name, to in self.binds
             }
+        if self.form == "named":
+            return [
+                {name: row[name] if to is None else to(row[name]) for name, to in self.binds}
+                for row in rows
+            ]
         return [
             tuple(row[name] if to is None else to(row[name]) for name, to in self.binds)
             for row in rows
@@ -93,34 +99,30 @@ class _Compiled:
 def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
     """Compiled once per database and set of columns. Run as a statement, SQLAlchemy built
     its parameters anew for every row, which cost the group commit's thread more than the
-    database's own work on them; on PostgreSQL psycopg sent and the server ran each row as
-    an execution of its own, where one over arrays takes them all."""
+    database's own work on them. On PostgreSQL, psycopg sent and the server ran each row of
+    an executemany as an execution of its own, where one over arrays takes all the rows of
+    an insert; the outcomes' update stays one execution per row, each finding its instance
+    by the primary key (joined to arrays, the planner scanned the whole table)."""
     compiled = cast(Any, statement).compile(dialect=dialect, column_keys=list(keys))
     names: list[str] = compiled.positiontup if dialect.positional else list(compiled.binds)
     binds = tuple(
         (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
         for name in names
     )
-    if dialect.name != "postgresql":
-        return _Compiled(sql=compiled.string, binds=binds, arrays=False)
+    if dialect.positional:
+        return _Compiled(sql=compiled.string, binds=binds, form="positional")
+    if dialect.name != "postgresql" or statement is _RECORD_OUTCOME:
+        return _Compiled(sql=compiled.string, binds=binds, form="named")
+    quote = dialect.identifier_preparer.quote
+    table = quote(cast(Any, statement).table.name)
+    columns = ", ".join(quote(name) for name in names)
     arrays = ", ".join(
         f"%({name})s{_cast(compiled, compiled.binds[name].type, dialect)}[]" for name in names
     )
-    quote = dialect.identifier_preparer.quote
-    # Only the names of the hub's own tables and columns are written into the SQL; every
+    # Only the names of the hub's own table and columns are written into the SQL; every
     # value is bound.
-    if statement is _RECORD_OUTCOME:
-        changes = ", ".join(f"{quote(field)} = v.new_{field}" for field in _OUTCOME_FIELDS)
-        sql = (
-            f"UPDATE {quote(_INSTANCES.name)} SET {changes} "  # noqa: S608
-            f"FROM unnest({arrays}) AS v({', '.join(names)}) "
-            f"WHERE {quote(_INSTANCES.name)}.{quote('id')} = v.finished_id"
-        )
-    else:
-        table = quote(cast(Any, statement).table.name)
-        columns = ", ".join(quote(name) for name in names)
-        sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
-    return _Compiled(sql=sql, binds=binds, arrays=True)
+    sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    return _Compiled(sql=sql, binds=binds, form="arrays")
 
 
 def _cast(compiled: Any, type_: Any, dialect: Dialect) -> str:
