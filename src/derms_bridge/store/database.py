@@ -164,9 +164,9 @@ def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
 class KeptConnection:
     """One connection of an async engine, kept open for transactions that come one at a time
     (the group commit's): taking a connection from the pool for each cost its checkout and
-    its pre-ping, a round trip. A transaction that fails discards the connection, a dead one
-    included, so the next one takes a new one from the pool, checked. `close` it when the
-    hub stops."""
+    its pre-ping, a round trip. A transaction that fails gives the connection up (one the
+    database ended is dropped), so the next takes one from the pool, checked. `close` it
+    when the hub stops."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

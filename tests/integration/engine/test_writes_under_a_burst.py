@@ -8,13 +8,14 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
 from derms_bridge.schemas.ops import Activity, InstanceFilter
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.instances import InstanceStore
-from tests.conftest import empty_tables
+from tests.conftest import POSTGRES_ADMIN_URL, empty_tables
 
 BURST = 120
 
@@ -148,3 +149,24 @@ async def test_what_flows_written_together_kept_reads_back_as_they_wrote_it(
             (a.seq, a.method, a.path, a.http_status, a.duration_ms, a.error, a.at)
             for a in history.activities
         ] == [(seq, None, None, None, 30000.25, unanswered.error, at) for seq in (1, 2)]
+
+
+async def test_flows_after_the_database_ended_the_hubs_connections_are_kept(
+    store: InstanceStore, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL server ends its sessions (a restart, a failover); SQLite none")
+    await one_flow(store, str(uuid.uuid4()), 1)
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database_url.rsplit("/", 1)[1],),
+        )
+    after = [str(uuid.uuid4()) for _ in range(8)]
+
+    await asyncio.gather(*(one_flow(store, instance_id, n) for n, instance_id in enumerate(after)))
+
+    for instance_id in after:
+        history = await store.get(instance_id)
+        assert history is not None and history.status == "succeeded"
