@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from derms_bridge.errors import DatabaseUnavailable
 
@@ -158,6 +159,53 @@ def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return SqliteSideConnection(url)
+
+
+class KeptConnection:
+    """One connection of an async engine, kept open for transactions that come one at a time
+    (the group commit's): taking a connection from the pool for each cost its checkout and
+    its pre-ping, a round trip. A transaction that fails gives the connection up (one the
+    database ended is dropped), so the next takes one from the pool, checked. `close` it
+    when the hub stops."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def run(self, work: Callable[[Connection], _T]) -> _T:
+        """`work` in a transaction of its own; one at a time."""
+        if self._connection is None:
+            self._connection = await self._engine.connect()
+        connection = self._connection
+        try:
+            async with connection.begin():
+                return await connection.run_sync(work)
+        except Exception:
+            self._connection = None
+            # Back to the pool, whose check-in rolls back; one the database ended was
+            # invalidated already, and goes.
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        except BaseException:
+            # Stopped midway: what the driver was doing is unknown, so the connection goes.
+            self._connection = None
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            raise
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+
+def kept_connection(engine: AsyncEngine) -> KeptConnection | None:
+    """A kept connection to `engine`'s PostgreSQL; None for SQLite, whose writes go by
+    `sqlite_side_connection`'s thread."""
+    if engine.url.get_backend_name() != "postgresql":
+        return None
+    return KeptConnection(engine)
 
 
 def migrate(url: str) -> None:

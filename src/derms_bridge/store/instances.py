@@ -31,7 +31,7 @@ from derms_bridge.schemas.ops import (
     KeptActivity,
     PageCursor,
 )
-from derms_bridge.store.database import sqlite_side_connection
+from derms_bridge.store.database import kept_connection, sqlite_side_connection
 from derms_bridge.store.group_commit import GroupCommit
 from derms_bridge.store.instance_records import (
     InstanceHistory,
@@ -100,7 +100,8 @@ class InstanceStore:
         # whose busy-wait made a loaded hub's writes take up to a second.
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._side = sqlite_side_connection(engine)
-        self._group: GroupCommit[InstanceWrite] = GroupCommit(self.in_one_call, run_together)
+        self._kept = kept_connection(engine)
+        self._group: GroupCommit[InstanceWrite] = GroupCommit(self._in_one_group_call, run_together)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
@@ -133,7 +134,16 @@ class InstanceStore:
         async with self.writer_turn():
             return await self._side.run(work)
 
+    async def _in_one_group_call(self, work: Callable[[Connection], _T]) -> _T:
+        """The group commit's transactions, one at a time: on PostgreSQL by the connection
+        kept for them."""
+        if self._kept is None:
+            return await self.in_one_call(work)
+        return await self._kept.run(work)
+
     async def aclose(self) -> None:
+        if self._kept is not None:
+            await self._kept.close()
         if self._side is not None:
             await self._side.close()
         await self.engine.dispose()
