@@ -49,7 +49,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -541,6 +541,23 @@ def bench_database(postgres: str | None) -> Iterator[str | None]:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+def flows_hub(
+    cpmcs_url: str, derms_url: str, database_url: str | None = None, processes: int = 1
+) -> AbstractContextManager[HubProcess]:
+    """A hub that serves this benchmark's flows from both callers, in front of the
+    simulators."""
+    return hub_process(
+        cpmcs_url=cpmcs_url,
+        derms_url=derms_url,
+        smtp_port=free_port(),
+        caller=DERMS_CALLER,
+        other_callers=[CPMCS_CALLER],
+        flow_settings={},
+        database_url=database_url,
+        processes=processes,
+    )
+
+
 @dataclass(frozen=True)
 class Run:
     database: str
@@ -566,16 +583,7 @@ def run(
         simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator") as cpmcs_url,
         simulator_process(DERMS_SIMULATOR, "the DERMS simulator") as derms_url,
         bench_database(postgres) as database_url,
-        hub_process(
-            cpmcs_url=cpmcs_url,
-            derms_url=derms_url,
-            smtp_port=free_port(),
-            caller=DERMS_CALLER,
-            other_callers=[CPMCS_CALLER],
-            flow_settings={},
-            database_url=database_url,
-            processes=processes,
-        ) as hub,
+        flows_hub(cpmcs_url, derms_url, database_url, processes) as hub,
     ):
         results = asyncio.run(
             measure(hub, cpmcs_url, derms_url, workloads, flows, in_flight, rate, seconds)

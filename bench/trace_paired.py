@@ -23,22 +23,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from derms_bridge.lookups import Lookups, load_lookups
-from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from derms_bridge.sandbox.servers import LOOPBACK
 from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
 from processes import (
     CPMCS_SIMULATOR,
     DERMS_SIMULATOR,
     LOOKUPS_DIR,
     HubProcess,
-    hub_process,
     simulator_process,
     spawned_server,
 )
 from sync_flows import (
-    CPMCS_CALLER,
-    DERMS_CALLER,
     WARM_UP_FLOWS,
     chains,
+    flows_hub,
     hub_arm,
     run_bounded,
     session,
@@ -125,16 +123,7 @@ def run(slices: int, flows: int, in_flight: int) -> Result:
             for name in ARMS:
                 endpoint = f"{receiver}/v1/traces" if name == "on" else None
                 with exporting_to(endpoint, 1.0 if endpoint else None):
-                    hubs[name] = stack.enter_context(
-                        hub_process(
-                            cpmcs_url=cpmcs_url,
-                            derms_url=derms_url,
-                            smtp_port=free_port(),
-                            caller=DERMS_CALLER,
-                            other_callers=[CPMCS_CALLER],
-                            flow_settings={},
-                        )
-                    )
+                    hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url))
             measured, served = asyncio.run(measure(hubs, slices, flows, in_flight, lookups))
         spans = spans_received(receiver)
     if spans != 2 * served:
