@@ -265,9 +265,9 @@ class SpanBatches:
         self._thread.start()
 
     def add(self, span: RecordedSpan) -> None:
-        waiting = self._waiting
         if self._stopping:
             return
+        waiting = self._waiting
         if len(waiting) >= self._most_waiting:
             if self._dropped is not None:
                 self._dropped(QUEUE_FULL, 1)
@@ -294,9 +294,12 @@ class SpanBatches:
             batch = [waiting.popleft() for _ in range(min(BATCH_SIZE, len(waiting)))]
             try:
                 self._export(batch)
-            except Exception:
-                # The hub goes on without its spans rather than lose the thread.
-                log.exception("spans not exported")
+            except Exception as exc:
+                # The hub goes on without these spans rather than lose the thread; the error
+                # by its kind only, as its text might quote an attribute's value.
+                log.error("spans not exported: %s", type(exc).__name__)
+                if self._dropped is not None:
+                    self._dropped(EXPORT_FAILED, len(batch))
 
 
 class _Refused(Exception):
