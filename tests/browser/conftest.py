@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Locator, Page, async_playwright
 
 from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import build_hub
@@ -160,3 +160,10 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
     if os.environ.get("DERMS_BRIDGE_CONSOLE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=full_page)
+
+
+async def follow(link: Locator) -> None:
+    """Click what opens another page, and wait until that page has loaded: htmx wires its
+    buttons and fields only then, and a click before that does nothing."""
+    async with link.page.expect_navigation():
+        await link.click()

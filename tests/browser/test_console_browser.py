@@ -20,7 +20,7 @@ from derms_bridge.bootstrap import build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.store.instances import as_utc
 from derms_bridge.store.tables import ActivityRow, FileJobRow, InstanceRow, SegmentRow
-from tests.browser.conftest import ServedHub, screenshot
+from tests.browser.conftest import ServedHub, follow, screenshot
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH, PASSWORDS
 from tests.csv_files import write_reservation_csv
 from tests.integration.console.conftest import chart_bars
@@ -35,7 +35,7 @@ async def log_in(page: Page, password: str = PASSWORDS["operator"]) -> None:
     await page.goto("/console/")
     await page.get_by_label("Username").fill("operator")
     await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Log in").click()
+    await follow(page.get_by_role("button", name="Log in"))
 
 
 async def send_enrollment(hub_url: str, message_id: str) -> None:
@@ -61,20 +61,20 @@ async def test_an_operator_finds_a_failed_enrollment_and_resubmits_it_once_cpmcs
     await expect(page.locator("table.failing")).to_contain_text("CPMCS answered HTTP 503")
     await screenshot(page, "dashboard")
 
-    await page.get_by_role("link", name="Instances").click()
+    await follow(page.get_by_role("link", name="Instances"))
     await page.get_by_label("Business identifier").fill("BROWSER-FAIL-1")
     await expect(page.locator("#total")).to_have_text("1")
     await expect(page).to_have_url(re.compile(r"key=BROWSER-FAIL-1"))
     await screenshot(page, "instances")
 
-    await page.locator("table.instances a").first.click()
+    await follow(page.locator("table.instances a").first)
     await expect(page.locator("#error")).to_contain_text("CPMCS answered HTTP 503")
     cpmcs_sim.delete("/_sim/faults").raise_for_status()
     await page.get_by_role("button", name="Resubmit").click()
     await expect(page.locator("#resubmitted")).to_contain_text("succeeded")
     await screenshot(page, "instance")
 
-    await page.locator("#resubmitted-link").click()
+    await follow(page.locator("#resubmitted-link"))
     await expect(page.locator("h1 .status")).to_have_text("succeeded")
     await expect(page.get_by_text("resubmission of")).to_be_visible()
 
@@ -147,12 +147,12 @@ async def test_the_dashboard_charts_each_targets_latency_as_the_api_gives(
     folder.mkdir(parents=True)
     (folder / "SDCSE_20261204_1.csv").write_text(DEVICE_SCORES)
     await log_in(page)
-    await page.get_by_role("link", name="Schedules").click()
+    await follow(page.get_by_role("link", name="Schedules"))
     ftp = page.locator("#schedule-device_score_ftp")
     await ftp.get_by_role("button", name="Run now").click()
     await expect(ftp.locator(".last-run .status")).to_have_text("succeeded")
 
-    await page.get_by_role("link", name="Dashboard").click()
+    await follow(page.get_by_role("link", name="Dashboard"))
     chart = page.get_by_role("img", name="latency per target: median and 95th percentile")
     await expect(chart).to_be_visible()
     await screenshot(page, "dashboard-charts")
@@ -309,8 +309,8 @@ async def test_a_form_posted_without_its_csrf_token_is_refused(page: Page) -> No
 async def test_the_lookups_and_connections_pages_show_what_is_in_force(page: Page) -> None:
     await log_in(page)
 
-    await page.get_by_role("link", name="Lookups").click()
-    await page.get_by_role("link", name="OUTL-BRT-DACS_DRMS_ConfigProps").click()
+    await follow(page.get_by_role("link", name="Lookups"))
+    await follow(page.get_by_role("link", name="OUTL-BRT-DACS_DRMS_ConfigProps"))
     await expect(page.get_by_label("value of row 2")).to_have_value("true")
     await page.get_by_label("value of row 2").fill("maybe")
     await page.get_by_role("button", name="Save").click()
@@ -321,7 +321,7 @@ async def test_the_lookups_and_connections_pages_show_what_is_in_force(page: Pag
     await expect(page.locator("table.audit")).to_contain_text("true → false")
     await screenshot(page, "lookups")
 
-    await page.get_by_role("link", name="Connections").click()
+    await follow(page.get_by_role("link", name="Connections"))
     await expect(page.locator("table.connections")).to_contain_text("CPMCS")
     await expect(page.locator("table.connections tbody tr").first).to_contain_text("yes")
     await screenshot(page, "connections")
@@ -334,7 +334,7 @@ async def test_an_operator_runs_a_schedule_now_and_watches_its_outcome(
     folder.mkdir(parents=True)
     (folder / "SDCSE_20261126_1.csv").write_text(DEVICE_SCORES)
     await log_in(page)
-    await page.get_by_role("link", name="Schedules").click()
+    await follow(page.get_by_role("link", name="Schedules"))
     ftp = page.locator("#schedule-device_score_ftp")
     await expect(ftp).to_contain_text("0 2 * * * Europe/Paris")
     await expect(ftp.locator(".last-run")).to_have_text("never run")
@@ -355,7 +355,7 @@ async def test_an_operator_runs_a_schedule_now_and_watches_its_outcome(
 
     await expect(ftp.locator(".last-run .status")).to_have_text("failed")
     await expect(ftp.locator(".last-run")).to_contain_text("0 sent, 1 not sent")
-    await page.locator("#run-link").click()
+    await follow(page.locator("#run-link"))
     await expect(page.locator("h1 .status")).to_have_text("failed")
     await expect(page.locator("#error")).to_contain_text("0 sent, 1 not sent")
     await expect(page.locator("table.activities")).to_contain_text("deviceScore")
