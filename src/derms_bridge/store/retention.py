@@ -447,8 +447,11 @@ class RetentionStore:
         removed: Removed = {}
         while found:
             started = time.perf_counter()
-            went = await self._in_a_slice(goes, found[: self._slice], remove)
-            del found[: self._slice]
+            # Kept before the slice runs, which sizes the next: deleting by the new size
+            # skipped the instances between the two sizes.
+            size = self._slice
+            went = await self._in_a_slice(goes, found[:size], remove)
+            del found[:size]
             for table, rows in went.items():
                 removed[table] = removed.get(table, 0) + rows
             await asyncio.sleep((time.perf_counter() - started) * REST_SHARE)
