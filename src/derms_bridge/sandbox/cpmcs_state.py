@@ -4,11 +4,13 @@ made and the bodies received."""
 
 import random
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any, Literal
+
+from derms_bridge.sandbox.kept import newest_kept
 
 
 @dataclass(frozen=True)
@@ -117,10 +119,11 @@ class CpmcsState:
         self._enrollments_by_transaction: dict[str, Enrollment] = {}
         self._enrollment_ids: set[str] = set()
         self._calls: Counter[str] = Counter()
-        self._received: dict[str, list[dict[str, Any]]] = {}
+        self._received: dict[str, deque[dict[str, Any]]] = {}
         self._program_events: dict[tuple[str, str], dict[str, Any]] = {}
         self._ledgers = _new_ledgers()
-        self._to_dos: list[dict[str, Any]] = []
+        self._to_dos: deque[dict[str, Any]] = newest_kept()
+        self._to_dos_raised = 0
 
     def reserve_devices(self, body: dict[str, Any], devices: list[dict[str, Any]]) -> None:
         """Keeps one reserveDevice call; each device entry carries the event's fields.
@@ -139,9 +142,10 @@ class CpmcsState:
                 (event_id, event_fields | device) for device in devices
             )
             if held_already:
+                self._to_dos_raised += 1
                 self._to_dos.append(
                     {
-                        "toDoNumber": len(self._to_dos) + 1,
+                        "toDoNumber": self._to_dos_raised,
                         "call": "reserveDevice",
                         "eventExternalIdentifier": event_id,
                         "message": (
@@ -180,7 +184,7 @@ class CpmcsState:
     def keep(self, kind: str, body: dict[str, Any]) -> None:
         """Keeps a request body under `kind` (acknowledgements, sync-requests, ...)."""
         with self._lock:
-            self._received.setdefault(kind, []).append(body)
+            self._received.setdefault(kind, newest_kept()).append(body)
 
     def received(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -273,3 +277,4 @@ class CpmcsState:
             self._program_events.clear()
             self._ledgers = _new_ledgers()
             self._to_dos.clear()
+            self._to_dos_raised = 0

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from derms_bridge.sandbox.admin_routes import add_reset_route, add_setting_routes
 from derms_bridge.sandbox.faults import SIM_PREFIX, install_basic_auth, install_faults
+from derms_bridge.sandbox.kept import SENT_FILE_BYTES_KEPT, newest_kept
 
 MESSAGE_ROUTES = (
     "/enroll",
@@ -133,9 +134,10 @@ def msg_ack(ack_type: AckType, dacs_message_id: str, moment: datetime) -> dict[s
 class DermsState:
     """Everything the simulated DERMS received and how it answers; safe across threads."""
 
-    def __init__(self, retries: RetrySetting) -> None:
+    def __init__(self, retries: RetrySetting, sent_bytes_kept: int) -> None:
         self._lock = threading.Lock()
-        self._received: defaultdict[str, list[ReceivedRequest]] = defaultdict(list)
+        self._sent_bytes_kept = sent_bytes_kept
+        self._received: defaultdict[str, deque[ReceivedRequest]] = defaultdict(newest_kept)
         self.ack = AckSetting()
         self.retries = retries
         #: By messageId, in the order first sent.
@@ -158,11 +160,20 @@ class DermsState:
             if afresh:
                 self.sent.pop(message_id, None)
                 self.sent[message_id] = sent
+                self._forget_the_oldest_beyond(self._sent_bytes_kept)
             elif self.sent.get(message_id) is not sent:
                 return False
             sent.attempts.append(Attempt(len(sent.attempts) + 1, datetime.now(UTC)))
             sent.next_attempt_at = None
             return True
+
+    def _forget_the_oldest_beyond(self, most_bytes: int) -> None:
+        """Files sent first forgotten until those kept hold `most_bytes` at most (the newest
+        kept whatever its size); a resend of one forgotten is none."""
+        kept = sum(len(sent.content) for sent in self.sent.values())
+        while kept > most_bytes and len(self.sent) > 1:
+            oldest = next(iter(self.sent))
+            kept -= len(self.sent.pop(oldest).content)
 
     def answered(self, sent: SentFile, hub_answer: int | str, hub_reply: Any) -> None:
         with self._lock:
@@ -215,6 +226,7 @@ def create_derms_app(
     hub_url: str | None = None,
     hub_credentials: tuple[str, str] | None = None,
     retries: RetrySetting | None = None,
+    sent_bytes_kept: int = SENT_FILE_BYTES_KEPT,
 ) -> FastAPI:
     """The simulated DERMS; its state is ``app.state.sim``, its faults ``app.state.faults``.
 
@@ -222,10 +234,11 @@ def create_derms_app(
     and sha256, without their content. With ``credentials`` (user, password) every target
     route wants HTTP Basic authentication. With ``hub_url`` it sends the hub the files
     posted to ``/_sim/send/...`` as DERMS, with ``hub_credentials``, and sends one again
-    after a FAILURE acknowledgement by ``retries``.
+    after a FAILURE acknowledgement by ``retries``. It keeps the files it sent, to send
+    again, up to ``sent_bytes_kept`` bytes of the newest; an older one is sent no more.
     """
     app = FastAPI(title="Simulated Edge DERMS")
-    state = DermsState(retries or RetrySetting())
+    state = DermsState(retries or RetrySetting(), sent_bytes_kept)
     app.state.sim = state
     # Set whenever a request is recorded, for whoever waits on one.
     arrived = asyncio.Event()

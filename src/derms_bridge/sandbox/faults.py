@@ -9,6 +9,7 @@ import base64
 import logging
 import random
 import secrets
+from collections import deque
 from typing import Annotated, Any
 
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from derms_bridge.sandbox.admin_routes import add_setting_routes
+from derms_bridge.sandbox.kept import newest_kept
 
 SIM_PREFIX = "/_sim"
 
@@ -86,7 +88,7 @@ class FaultInjector:
         self._settings = FaultSettings()
         self.calls_counted = 0
         #: The calls whose caller had gone when their latency ended, since these settings.
-        self.calls_abandoned: list[dict[str, Any]] = []
+        self.calls_abandoned: deque[dict[str, Any]] = newest_kept()
         # Seeded so that a test or a benchmark can replay the same sequence of random failures.
         self.rng = random.Random(seed)  # noqa: S311
         self._rng_of_simulator = self.rng
@@ -100,7 +102,7 @@ class FaultInjector:
         # fail_calls numbers calls from the moment its settings take effect.
         self._settings = settings
         self.calls_counted = 0
-        self.calls_abandoned = []
+        self.calls_abandoned = newest_kept()
         self.rng = (
             self._rng_of_simulator
             if settings.error_seed is None

@@ -4,6 +4,7 @@ import email
 import email.policy
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from derms_bridge.sandbox.kept import newest_kept
 from derms_bridge.sandbox.servers import LOOPBACK, LocalServer, free_port
 
 
@@ -64,7 +66,9 @@ class SmtpSink(LocalServer):
         # aiosmtpd 1.4.6 cannot check that a server on port 0 is ready, so the port is chosen here.
         self._port = port or free_port()
         self._on_message = on_message
-        self._received: list[ReceivedMail] = []
+        self._received: deque[ReceivedMail] = newest_kept()
+        #: Since the last clear, the newest of them kept.
+        self._arrived = 0
         self._arrival = threading.Condition()
         self._controller: Controller | None = None
 
@@ -92,6 +96,7 @@ class SmtpSink(LocalServer):
     def keep(self, mail: ReceivedMail) -> None:
         with self._arrival:
             self._received.append(mail)
+            self._arrived += 1
             self._arrival.notify_all()
         if self._on_message is not None:
             self._on_message(mail)
@@ -103,20 +108,22 @@ class SmtpSink(LocalServer):
     def clear(self) -> None:
         with self._arrival:
             self._received.clear()
+            self._arrived = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
-        """Waits until at least ``count`` messages are kept and returns them all.
+        """Waits until at least ``count`` messages have come since the last `clear`, and
+        returns those kept (the newest `KEPT_PER_KIND`).
 
         Raises TimeoutError, saying how many came, if they do not come within ``timeout``.
         """
         deadline = time.monotonic() + timeout
         with self._arrival:
-            while len(self._received) < count:
+            while self._arrived < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"SMTP sink on {self.host}:{self.port} received "
-                        f"{len(self._received)} of {count} expected message(s) within {timeout}s"
+                        f"{self._arrived} of {count} expected message(s) within {timeout}s"
                     )
                 self._arrival.wait(remaining)
             return list(self._received)

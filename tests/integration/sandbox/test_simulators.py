@@ -1,6 +1,7 @@
 """The simulators, the SMTP sink and the server thread, driven over loopback as the hub would."""
 
 import hashlib
+import json
 import logging
 import re
 import smtplib
@@ -1064,3 +1065,74 @@ def test_a_caller_that_waits_out_the_latency_is_answered_and_nothing_is_abandone
     assert answer.status_code == 200
     assert cpmcs.get("/_sim/faults/abandoned").json() == []
     assert "apply_when_caller_gone" not in cpmcs.get("/_sim/faults").json()
+
+
+@pytest.fixture
+def three_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulators made now keep the newest three of each kind (10,000 otherwise)."""
+    monkeypatch.setattr("derms_bridge.sandbox.kept.KEPT_PER_KIND", 3)
+
+
+def test_cpmcs_keeps_the_newest_to_dos_and_bodies_and_numbers_them_all(
+    three_kept: None,
+) -> None:
+    with (
+        ServerThread(create_cpmcs_app(seed=7), name="cpmcs-sim") as server,
+        httpx.Client(base_url=server.url, timeout=10) as cpmcs,
+    ):
+        cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1"]))
+        for n in range(5):
+            cpmcs.post(RESERVE_DEVICE_PATH, json=reserve_request("E-1", ["NIC-1"]))
+            cpmcs.post(ACKNOWLEDGEMENT_PATH, json={"syncRequestId": f"SR-{n}"})
+
+        to_dos = cpmcs.get("/_sim/state/to-dos").json()
+        acknowledgements = cpmcs.get("/_sim/state/received/acknowledgements").json()
+
+    assert [to_do["toDoNumber"] for to_do in to_dos] == [3, 4, 5]
+    assert [body["syncRequestId"] for body in acknowledgements] == ["SR-2", "SR-3", "SR-4"]
+
+
+def test_derms_keeps_the_newest_requests_of_each_route(three_kept: None) -> None:
+    with (
+        ServerThread(create_derms_app(), name="derms-sim") as server,
+        httpx.Client(base_url=server.url, timeout=10) as derms,
+    ):
+        for n in range(5):
+            derms.post("/enroll", json={"dacsMessageId": f"E-{n}"})
+        derms.post("/status-check", json={"dacsMessageId": "S-0"})
+
+        received = derms.get("/_sim/state/received").json()
+
+    assert {route: [r["dacsMessageId"] for r in bodies] for route, bodies in received.items()} == {
+        "/enroll": ["E-2", "E-3", "E-4"],
+        "/status-check": ["S-0"],
+    }
+
+
+def test_derms_keeps_the_newest_files_it_sent_up_to_its_bytes() -> None:
+    no_hub = f"http://127.0.0.1:{free_port()}"
+    with (
+        ServerThread(create_derms_app(hub_url=no_hub, sent_bytes_kept=250), name="derms") as server,
+        httpx.Client(base_url=server.url, timeout=10) as derms,
+    ):
+        for n in range(3):
+            answer = derms.post(
+                "/_sim/send/device-reservation",
+                data={"message": json.dumps({"messageId": f"RSV-{n}"})},
+                files={"file": ("r.csv", b"x" * 100, "text/csv")},
+            )
+            assert answer.json()["hubAnswer"].startswith("no answer")
+
+        sent = derms.get("/_sim/state/sent").json()
+
+    assert [(each["messageId"], each["size"]) for each in sent] == [("RSV-1", 100), ("RSV-2", 100)]
+
+
+def test_the_smtp_sink_keeps_the_newest_mails_and_counts_them_all(three_kept: None) -> None:
+    with SmtpSink() as sink:
+        for n in range(5):
+            send_mail(sink, f"mail {n}", "body")
+
+        subjects = [mail.subject for mail in sink.wait_for(5)]
+
+    assert subjects == ["mail 2", "mail 3", "mail 4"]
