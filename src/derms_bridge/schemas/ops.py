@@ -102,8 +102,10 @@ INSTANCE_ID_CHARS = 36
 #: The longest business identifier kept (messageId, enrollmentId, ...).
 BUSINESS_KEY_CHARS = 200
 
-#: How deep a search may page: past this, narrow the search instead (a time window, a flow).
-MAX_OFFSET = 1_000_000
+#: How deep `offset` may page: it reads every instance before the page (100,000 deep,
+#: 67-250 ms at 5,000,000 on PostgreSQL; ten times deeper, ten times that, a request's work
+#: no operator needs). Past it, the cursor pages as fast however deep, or a narrower search.
+MAX_OFFSET = 100_000
 
 #: A search counts its matches up to this many; past it the total says "more than", which
 #: spares reading every match of a wide search (millions of instances) to count them.

@@ -348,7 +348,7 @@ async def test_openapi_describes_the_file_routes_form(hub: HubUnderTest, route: 
     assert form["properties"]["file"]["contentMediaType"] == "application/octet-stream"
 
 
-@pytest.mark.parametrize("offset", ["9223372036854775808", "1000001", "9" * 5000])
+@pytest.mark.parametrize("offset", ["9223372036854775808", "100001", "9" * 5000])
 async def test_an_offset_past_what_a_search_pages_to_is_a_problem(
     hub: HubUnderTest, offset: str
 ) -> None:
