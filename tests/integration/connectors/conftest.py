@@ -148,10 +148,12 @@ def s3_server() -> Iterator[S3Server]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://{LOOPBACK}:{port}"
-    deadline = time.monotonic() + 30
+    # Generous: under a full suite on two cores moto's first answer (it loads every service's
+    # backend for data.json) once took longer than 30 s.
+    deadline = time.monotonic() + 90
     while True:
         try:
-            httpx.get(f"{url}/moto-api/data.json").raise_for_status()
+            httpx.get(f"{url}/moto-api/data.json", timeout=30).raise_for_status()
             break
         except httpx.HTTPError:
             if time.monotonic() > deadline or server.poll() is not None:
