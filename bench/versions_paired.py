@@ -11,7 +11,7 @@ is checked against a target. Each hub has a database of its own: a SQLite file i
 directory, or with ``--postgres`` a database this script creates on that server per hub
 and drops after (the server's CPU is not counted). Every reply is checked.
 
-    .venv/bin/python bench/versions_paired.py --base /work/wt/main-base/src
+    .venv/bin/python bench/versions_paired.py --base /work/wt/main-base/src [--this SRC]
         [--slices N] [--flows N] [--in-flight C] [--workload flow6|mix]
         [--postgres postgresql://USER@HOST:PORT/DB]
 """
@@ -120,6 +120,7 @@ async def measure(
 
 def run(
     base: Path,
+    this: Path,
     workload: Workload,
     slices: int,
     flows: int,
@@ -128,7 +129,7 @@ def run(
 ) -> Result:
     load_before = os.getloadavg()[0]
     lookups = load_lookups(LOOKUPS_DIR)
-    sources = {"base": base.resolve(), "this": REPO / "src"}
+    sources = {"base": base.resolve(), "this": this.resolve()}
     with ExitStack() as stack:
         cpmcs_url = stack.enter_context(simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator"))
         derms_url = stack.enter_context(simulator_process(DERMS_SIMULATOR, "the DERMS simulator"))
@@ -188,14 +189,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="two versions of the hub side by side, in alternating slices"
     )
     parser.add_argument("--base", type=Path, required=True, help="the other version's src folder")
+    parser.add_argument(
+        "--this",
+        type=Path,
+        default=REPO / "src",
+        help="the version measured against the base (default: this checkout's src)",
+    )
     parser.add_argument("--slices", type=positive, default=10, help="slices per hub (10)")
     parser.add_argument("--flows", type=positive, default=1000, help="flows per slice (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="flow6")
     parser.add_argument("--postgres", help="a PostgreSQL server's URL (default: SQLite)")
     args = parser.parse_args(argv)
-    if not (args.base / "derms_bridge").is_dir():
-        parser.error(f"{args.base} has no derms_bridge package")
+    for source in (args.base, args.this):
+        if not (source / "derms_bridge").is_dir():
+            parser.error(f"{source} has no derms_bridge package")
     return args
 
 
@@ -205,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions_paired",
         lambda: run(
             args.base,
+            args.this,
             WORKLOADS[args.workload],
             args.slices,
             args.flows,
