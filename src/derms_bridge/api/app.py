@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from derms_bridge import __version__
 from derms_bridge.api.openapi import install_openapi
+from derms_bridge.api.plain_triggers import PlainTriggers
 from derms_bridge.api.problems import install_problem_handlers
 from derms_bridge.api.routes import (
     file_triggers,
@@ -24,7 +26,7 @@ from derms_bridge.bootstrap import Hub, freeze_startup_objects
 from derms_bridge.console.app import create_console
 
 
-def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
+def create_app(hub: Hub, *, run_workers: bool = True) -> PlainTriggers:
     """The API; with `run_workers` this process also sends the files' segments and runs
     the schedules."""
 
@@ -42,6 +44,9 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
         version=__version__,
         summary="Integration hub between Oracle Utilities CPMCS and Edge DERMS",
         lifespan=lifespan,
+        # The hub traces its requests itself (traced_requests.py); FastAPI's own telemetry
+        # would only look for an OpenTelemetry provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.engine = hub.engine
     app.state.hub = hub
@@ -62,4 +67,10 @@ def create_app(hub: Hub, *, run_workers: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.mount("/console", create_console(hub))
-    return app
+    trigger_routes = [
+        route
+        for router in (triggers.derms_router, triggers.cpmcs_router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    return PlainTriggers(app, trigger_routes)

@@ -1,0 +1,228 @@
+"""Two versions of the hub's code measured side by side: a hub serving another checkout's
+``src`` (``--base``, e.g. a worktree of main) and one serving this checkout's, the same
+simulators behind both, fed sync_flows.py's flows in turn, a slice of flows each, the hub
+that goes first alternating from slice to slice.
+
+sync_flows.py's CPU per flow moves by a third from run to run on a shared machine, more
+than a 5% change: here the two hubs' slices lie seconds apart, so the machine's load falls
+on both alike, and each pair of slices is compared on its own. The medians of the pairs'
+ratios (this over base: flows per second, and the hub's CPU per flow) are printed; nothing
+is checked against a target. Each hub has a database of its own: a SQLite file in its
+directory, or with ``--postgres`` a database this script creates on that server per hub
+and drops after (the server's CPU is not counted). Every reply is checked.
+
+    .venv/bin/python bench/versions_paired.py --base /work/wt/main-base/src [--this SRC]
+        [--slices N] [--flows N] [--in-flight C] [--workload flow6|mix]
+        [--postgres postgresql://USER@HOST:PORT/DB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from derms_bridge.lookups import Lookups, load_lookups
+from harness import positive, report_or_fail, table
+from processes import (
+    CPMCS_SIMULATOR,
+    DERMS_SIMULATOR,
+    LOOKUPS_DIR,
+    HubProcess,
+    simulator_process,
+)
+from sync_flows import (
+    REPO,
+    WARM_UP_FLOWS,
+    Workload,
+    bench_database,
+    chains,
+    flows_hub,
+    hub_arm,
+    run_bounded,
+    session,
+)
+
+ARMS = ("base", "this")
+WORKLOADS: dict[str, Workload] = {"flow6": "flow 6", "mix": "mix"}
+
+
+@dataclass
+class Slices:
+    """One hub's slices: flows per second and CPU per flow (ms), in order."""
+
+    rates: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Result:
+    workload: Workload
+    flows: int
+    database: str
+    sources: dict[str, Path]
+    slices: dict[str, Slices]
+    load: tuple[float, float]
+
+    def ratios(self, of: str) -> list[float]:
+        this, base = (getattr(self.slices[arm], of) for arm in ("this", "base"))
+        return [mine / theirs for mine, theirs in zip(this, base, strict=True)]
+
+
+@contextmanager
+def serving_source(source: Path) -> Iterator[None]:
+    """The hub processes started inside import derms_bridge from `source` (a `src`
+    folder), ahead of the one this environment has installed."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(source)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+async def measure(
+    hubs: dict[str, HubProcess],
+    workload: Workload,
+    slices: int,
+    flows: int,
+    in_flight: int,
+    lookups: Lookups,
+) -> dict[str, Slices]:
+    sessions = {name: session(hub.url, in_flight) for name, hub in hubs.items()}
+    measured = {name: Slices() for name in hubs}
+    try:
+        arms = {name: hub_arm(client) for name, client in sessions.items()}
+        for name, arm in arms.items():
+            await run_bounded(arm, chains(workload, f"VW{name}", WARM_UP_FLOWS, lookups), 8)
+        for index in range(slices):
+            for name in ARMS if index % 2 == 0 else ARMS[::-1]:
+                work = chains(workload, f"VS{index:03d}{name}", flows, lookups)
+                cpu_before = hubs[name].cpu_seconds_with_children()
+                seconds = await run_bounded(arms[name], work, in_flight)
+                cpu_seconds = hubs[name].cpu_seconds_with_children() - cpu_before
+                measured[name].rates.append(flows / seconds)
+                measured[name].cpu_ms.append(cpu_seconds * 1000 / flows)
+    finally:
+        for client in sessions.values():
+            await client.close()
+    return measured
+
+
+def run(
+    base: Path,
+    this: Path,
+    workload: Workload,
+    slices: int,
+    flows: int,
+    in_flight: int,
+    postgres: str | None,
+) -> Result:
+    load_before = os.getloadavg()[0]
+    lookups = load_lookups(LOOKUPS_DIR)
+    sources = {"base": base.resolve(), "this": this.resolve()}
+    with ExitStack() as stack:
+        cpmcs_url = stack.enter_context(simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator"))
+        derms_url = stack.enter_context(simulator_process(DERMS_SIMULATOR, "the DERMS simulator"))
+        hubs: dict[str, HubProcess] = {}
+        for name in ARMS:
+            database_url = stack.enter_context(bench_database(postgres))
+            with serving_source(sources[name]):
+                hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url, database_url))
+        measured = asyncio.run(measure(hubs, workload, slices, flows, in_flight, lookups))
+    return Result(
+        workload=workload,
+        flows=flows,
+        database="PostgreSQL" if postgres else "SQLite",
+        sources=sources,
+        slices=measured,
+        load=(load_before, os.getloadavg()[0]),
+    )
+
+
+def report(result: Result) -> str:
+    def listed(values: list[float], form: str) -> str:
+        return " ".join(format(value, form) for value in values)
+
+    rate_ratios, cpu_ratios = result.ratios("rates"), result.ratios("cpu_ms")
+    rows = [
+        ("base", str(result.sources["base"])),
+        ("this", str(result.sources["this"])),
+        (
+            "flows per slice",
+            f"{result.flows:,} ({result.workload}, each hub in its own process, {result.database})",
+        ),
+        ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
+    ]
+    for name in ARMS:
+        rows += [
+            (name, listed(result.slices[name].rates, ",.0f") + " flows/s"),
+            ("  hub CPU per flow", listed(result.slices[name].cpu_ms, ".2f") + " ms"),
+        ]
+    rows += [
+        ("this / base, flows/s", listed(rate_ratios, ".3f") + " (each pair of slices)"),
+        ("this / base, CPU per flow", listed(cpu_ratios, ".3f")),
+        (
+            "medians, base / this",
+            f"{statistics.median(result.slices['base'].rates):,.0f} / "
+            f"{statistics.median(result.slices['this'].rates):,.0f} flows/s, "
+            f"{statistics.median(result.slices['base'].cpu_ms):.3f} / "
+            f"{statistics.median(result.slices['this'].cpu_ms):.3f} ms CPU per flow",
+        ),
+        ("flows/s, this over base", f"{statistics.median(rate_ratios) - 1:+.1%} (median pair)"),
+        ("CPU per flow, this over base", f"{statistics.median(cpu_ratios) - 1:+.1%} (median pair)"),
+    ]
+    return table(rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="two versions of the hub side by side, in alternating slices"
+    )
+    parser.add_argument("--base", type=Path, required=True, help="the other version's src folder")
+    parser.add_argument(
+        "--this",
+        type=Path,
+        default=REPO / "src",
+        help="the version measured against the base (default: this checkout's src)",
+    )
+    parser.add_argument("--slices", type=positive, default=10, help="slices per hub (10)")
+    parser.add_argument("--flows", type=positive, default=1000, help="flows per slice (1000)")
+    parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="flow6")
+    parser.add_argument("--postgres", help="a PostgreSQL server's URL (default: SQLite)")
+    args = parser.parse_args(argv)
+    for source in (args.base, args.this):
+        if not (source / "derms_bridge").is_dir():
+            parser.error(f"{source} has no derms_bridge package")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report_or_fail(
+        "versions_paired",
+        lambda: run(
+            args.base,
+            args.this,
+            WORKLOADS[args.workload],
+            args.slices,
+            args.flows,
+            args.in_flight,
+            args.postgres,
+        ),
+        report,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
