@@ -14,15 +14,15 @@ layers do is done here for these routes, or is nothing for them:
   first, so a POST to that path is the route the router would have chosen; any other
   method, path or scope goes to the app, as before;
 * the scope the routing and the app fill in (the app, the router, the route, its
-  endpoint and path parameters) is set here, and FastAPI's own handler, for a body the
-  guard leaves to it (api/guard.py), gets the exit stacks it wants as in the app;
+  endpoint and path parameters) is set here, and the route is then run as the router runs
+  it (`route.handle`: FastAPI's own wrapper, with its exit stacks and its exceptions
+  answered by the app's handlers), so that nothing of FastAPI's internals is copied here;
 * FastAPI's telemetry is off in this app (api/app.py), and its body limit is unset: the
   guard applies the hub's.
 """
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,7 +30,6 @@ from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
-from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -40,7 +39,6 @@ class PlainTriggers:
     def __init__(self, app: FastAPI, routes: list[APIRoute]) -> None:
         self.app = app
         self._routes = {route.path: route for route in routes}
-        self._handlers = {route.path: route.get_route_handler() for route in routes}
         self._layers: ASGIApp | None = None
 
     def _built_layers(self) -> ASGIApp:
@@ -80,10 +78,4 @@ class PlainTriggers:
         await self._layers(scope, receive, send)
 
     async def _trigger(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, send)
-        async with AsyncExitStack() as request_stack:
-            scope["fastapi_inner_astack"] = request_stack
-            async with AsyncExitStack() as function_stack:
-                scope["fastapi_function_astack"] = function_stack
-                response = await self._handlers[scope["path"]](request)
-            await response(scope, receive, send)
+        await scope["route"].handle(scope, receive, send)
