@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from derms_bridge.errors import DatabaseUnavailable
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
@@ -34,6 +39,14 @@ def _with_driver(url: str, drivers: dict[str, str]) -> URL:
     return parsed
 
 
+#: Pages of write-ahead log (4 KiB each) past which a commit checkpoints them itself, ten
+#: times SQLite's default: a net, for when the WalCheckpointer falls behind or fails.
+COMMIT_CHECKPOINT_PAGES = 10_000
+
+#: How often a store's WalCheckpointer copies the write-ahead log into the database file.
+WAL_CHECKPOINT_SECONDS = 1.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers go on while a flow writes; the busy timeout queues writers
@@ -42,6 +55,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # The WalCheckpointer's thread checkpoints; a commit does only when far more has piled
+    # up than it lets, as a net.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -150,6 +166,49 @@ class SqliteSideConnection:
             self._connection.close()
             self._connection = None
         self._engine.dispose()
+
+
+class WalCheckpointer:
+    """Copies a SQLite file's write-ahead log into the database every `seconds`, on a thread
+    and a connection of its own, so that no commit does it: by SQLite's default the commit
+    that took the log past 1,000 pages copied them and synced the file before it returned,
+    and its flows waited, the slowest of a loaded hub's. Passive: it waits for no reader or
+    writer, and what they still use is copied next time. `close` it when the store closes."""
+
+    def __init__(self, path: str, seconds: float = WAL_CHECKPOINT_SECONDS) -> None:
+        self._path = path
+        self._seconds = seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        try:
+            while not self._stopping.wait(self._seconds):
+                try:
+                    # Opened at the first round: a store closed before it opens none.
+                    connection = connection or sqlite3.connect(self._path, timeout=30)
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:
+                    # A full disk or a file gone: the commits' own checkpoints are the net.
+                    log.warning("WAL checkpoint failed: %s", error)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    async def close(self) -> None:
+        self._stopping.set()
+        await asyncio.to_thread(self._thread.join)
+
+
+def wal_checkpointer(engine: AsyncEngine) -> WalCheckpointer | None:
+    """A checkpointer of `engine`'s SQLite file; None for PostgreSQL or a database in
+    memory."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return WalCheckpointer(url.database)
 
 
 def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:

@@ -31,7 +31,7 @@ from derms_bridge.schemas.ops import (
     KeptActivity,
     PageCursor,
 )
-from derms_bridge.store.database import kept_connection, sqlite_side_connection
+from derms_bridge.store.database import kept_connection, sqlite_side_connection, wal_checkpointer
 from derms_bridge.store.group_commit import GroupCommit
 from derms_bridge.store.instance_records import (
     InstanceHistory,
@@ -100,6 +100,7 @@ class InstanceStore:
         # whose busy-wait made a loaded hub's writes take up to a second.
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._side = sqlite_side_connection(engine)
+        self._checkpointer = wal_checkpointer(engine)
         self._kept = kept_connection(engine)
         self._group: GroupCommit[InstanceWrite] = GroupCommit(self._in_one_group_call, run_together)
 
@@ -146,6 +147,8 @@ class InstanceStore:
             await self._kept.close()
         if self._side is not None:
             await self._side.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
