@@ -8,14 +8,19 @@ search that finds nothing never takes SQLite's one writer. Whatever must read th
 before they go (an archive) reads the batch between the two steps: no instance is removed
 that was not read.
 
-On PostgreSQL a batch is one transaction: the instances taken `FOR UPDATE SKIP LOCKED` by
-their keys (or, whole with no archive to read them first, by the search itself, which
-then runs in that transaction), then their file jobs and staged files locked, so that a
-resubmit or a resumed file going on beside it is either waited for or left alone, never
-half removed; what names them read; then one statement deletes the instances and every
-row of theirs (data-modifying `WITH` queries), so that a statement-level trigger on a
-table fires once a batch. The ids go as one JSON array, read into an array by the server
-(`= ANY(ARRAY(SELECT jsonb_array_elements_text(:ids)))`): the statement's text is the same
+On PostgreSQL a batch is one transaction. Payloads: the instances taken `FOR UPDATE SKIP
+LOCKED` by their keys, then their file jobs and staged files locked, so that a resubmit or
+a resumed file going on beside it is either waited for or left alone, never half removed;
+then emptied. Whole instances: two statements (`_locked`, `_checked_and_deleted`). The
+first locks the batch, by the search itself when no archive reads it first, and gives
+back one row: the locked instances' ids and places (`ctid`) as PostgreSQL's array texts.
+The second is given those texts as they came, locks the file jobs and staged files, reads
+what names the instances, and deletes those that may go, by their places, with every row
+of theirs (data-modifying `WITH` queries, so that a statement-level trigger on a table
+fires once a batch), counting what went. Its checks start after the lock, so that they
+see what committed before it; no row of a batch is read one by one in Python. Where ids
+are bound from Python they go as one JSON array, read into an array by the server (`=
+ANY(ARRAY(SELECT jsonb_array_elements_text(:ids)))`): the statement's text is the same
 every batch, where an `IN` list of 1,000 values was a new statement to parse and plan
 each time. No foreign key names `instances` there (migration 0020): their checks, eight
 per deleted instance, took two thirds of the deleting statement's time.
@@ -39,7 +44,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -59,16 +63,18 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
     tuple_,
     union_all,
     update,
     values,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.sql.elements import Label
 
 from derms_bridge.store.instances import InstanceStore, as_utc
 from derms_bridge.store.tables import (
@@ -288,8 +294,10 @@ class RetentionStore:
     async def delete_instances(self, expiry: Expiry, archive: Archiving | None = None) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
         table. Empty: none left (or none of those found may go now)."""
-        removal = _delete_whole if self._postgres else _delete_with_rows
-        return await self._batch(_Goes(expiry, whole=True), archive, removal)
+        goes = _Goes(expiry, whole=True)
+        if self._postgres:
+            return await self._deleted_whole(goes, archive)
+        return await self._batch(goes, archive, _delete_with_rows)
 
     async def delete_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> Removed:
         """One batch of the schedule ticks of `flows` before `before` that started no run
@@ -398,8 +406,6 @@ class RetentionStore:
         # must stay (named, its file at work) is left out once they are locked, by a
         # statement for all of them; the archive gets only those that may go.
         searched = conditions if archive is not None or not goes.whole else _ended(goes.expiry)
-        if self._postgres and goes.whole and archive is None:
-            return await self._locked_as_found(goes, searched, remove)
         while found := await self._found(goes, searched):
             if archive is not None:
                 await archive(await self.archived(found))
@@ -408,33 +414,42 @@ class RetentionStore:
                 return removed
         return {}
 
-    async def _locked_as_found(
-        self, goes: _Goes, conditions: list[ColumnElement[bool]], remove: Removal
-    ) -> Removed:
-        """PostgreSQL, whole instances, no archive to read them first: the search locks what
-        it finds (`SKIP LOCKED`), in the transaction that removes it, where a lock by their
-        keys after it read the key's index again for each (8 of a batch's 60 ms). Empty: none
-        left."""
+    async def _deleted_whole(self, goes: _Goes, archive: Archiving | None) -> Removed:
+        """PostgreSQL: one batch of whole instances, in one transaction of two statements.
+        The first locks the batch (`SKIP LOCKED`): with no archive to read it first, as the
+        search finds it, where a lock by their keys after a search read the key's index
+        again for each; with one, by their keys once it is archived. It gives back one row,
+        the locked rows' ids and places (`ctid`) as array texts, which the second statement
+        is given as they came: it checks what must stay (a file at work, a kept instance or
+        a schedule naming it), deletes the others by their place (no second descent of the
+        key's index) with every row of theirs, and counts what went. The checks start after
+        the lock, so that they see what committed before it; the statements' rows are never
+        read one by one in Python. Empty: none left (or none of those found may go now)."""
         while True:
-            async with self._instances.writing() as connection:
-                rows = (
-                    await connection.execute(
-                        self._whole_search(goes, conditions).with_for_update(
-                            of=InstanceRow, skip_locked=True
-                        )
-                    )
-                ).all()
-                if not rows:
+            if archive is None:
+                rows = self._whole_search(goes, _ended(goes.expiry))
+            else:
+                found = await self._found(goes, goes.conditions())
+                if not found:
                     return {}
-                self._next_after[goes] = (rows[-1].received_at, rows[-1].id)
-                ended = [
-                    instance_id
-                    for instance_id, _, flow, status, finished_at, purged_at in rows
-                    if goes.ended(flow, status, finished_at, purged_at)
-                ]
-                removed = await connection.run_sync(
-                    partial(_checked_and_removed, goes=goes, ended=ended, remove=remove)
-                )
+                await archive(await self.archived(found))
+                rows = _whole_columns().where(_among(InstanceRow.id, found, True))
+            async with self._instances.writing() as connection:
+                locked = (await connection.execute(_locked(rows, goes.expiry))).one()
+                if not locked.locked:
+                    if archive is None:
+                        return {}
+                    continue
+                if archive is None:
+                    self._next_after[goes] = (locked.last_received, locked.last_id)
+                counted = (
+                    await connection.execute(
+                        _CHECKED_AND_DELETED, {"ids": locked.ids, "places": locked.places}
+                    )
+                ).one()
+            removed = {
+                table: count for table, count in zip(_DELETED, counted, strict=True) if count
+            }
             if removed:
                 return removed
 
@@ -504,22 +519,13 @@ class RetentionStore:
             self._next_after[goes] = (found[-1].received_at, found[-1].id)
         return [row.id for row in found]
 
-    def _whole_search(
-        self, goes: _Goes, conditions: list[ColumnElement[bool]]
-    ) -> Select[str, datetime, str, str, datetime | None, datetime | None]:
+    def _whole_search(self, goes: _Goes, conditions: list[ColumnElement[bool]]) -> _Whole:
         """A batch of whole instances, the oldest received first, after the last batch's
         last (and forgetting it: a search that finds none starts anew), with what `ended`
         checks."""
         received = InstanceRow.received_at
         # An instance is received before it ends: this bounds the index's range.
-        query = select(
-            InstanceRow.id,
-            received,
-            InstanceRow.flow,
-            InstanceRow.status,
-            InstanceRow.finished_at,
-            InstanceRow.payload_purged_at,
-        ).where(*conditions, received < goes.expiry.before)
+        query = _whole_columns().where(*conditions, received < goes.expiry.before)
         after = self._next_after.pop(goes, None)
         if after is not None:
             last_received, last_id = after
@@ -528,6 +534,22 @@ class RetentionStore:
                 or_(received > last_received, InstanceRow.id > last_id),
             )
         return query.order_by(received, InstanceRow.id).limit(self.batch_size)
+
+
+_Whole = Select[str, datetime, str, str, datetime | None, datetime | None]
+
+
+def _whole_columns() -> _Whole:
+    """What a batch of whole instances is read with: its key, order and what `ended`
+    checks."""
+    return select(
+        InstanceRow.id,
+        InstanceRow.received_at,
+        InstanceRow.flow,
+        InstanceRow.status,
+        InstanceRow.finished_at,
+        InstanceRow.payload_purged_at,
+    )
 
 
 def _payloads_in_order(expiry: Expiry, most: int) -> Select[str]:
@@ -593,13 +615,6 @@ def _taken(connection: Connection, goes: _Goes, found: list[str], *, postgres: b
         if goes.ended(flow, status, finished_at, purged_at)
     ]
     return _checked(connection, goes, ended, postgres=postgres)
-
-
-def _checked_and_removed(
-    connection: Connection, *, goes: _Goes, ended: list[str], remove: Removal
-) -> Removed:
-    """PostgreSQL: those of the locked instances `ended` that may go now, removed."""
-    return remove(connection, _checked(connection, goes, ended, postgres=True))
 
 
 def _checked(connection: Connection, goes: _Goes, ids: list[str], *, postgres: bool) -> Taken:
@@ -701,22 +716,107 @@ def _delete_with_rows(connection: Connection, taken: Taken) -> Removed:
     return removed
 
 
-def _delete_whole(connection: Connection, taken: Taken) -> Removed:
-    """PostgreSQL: the instances deleted with every row of theirs in one statement, counted
-    by table."""
-    if not taken.ids:
-        return {}
+#: A row's place in its table: a TID scan reads it straight from its page.
+_PLACE: Label[str] = literal_column("instances.ctid", String).label("place")
+
+
+def _locked(rows: _Whole, expiry: Expiry) -> Select[int, str, str, datetime, str]:
+    """PostgreSQL: the instances of `rows` locked (`SKIP LOCKED`), those that `expiry`
+    still selects given back in one row: how many, their ids and places as PostgreSQL's
+    array texts, and the last in the order received (the next search starts after it)."""
+    locked = (
+        rows.add_columns(_PLACE).with_for_update(of=InstanceRow, skip_locked=True).cte("locked")
+    )
+    last_id = func.array_agg(
+        aggregate_order_by(locked.c.id, locked.c.received_at.desc(), locked.c.id.desc()),
+        type_=ARRAY(String),
+    )[1]
+    return select(
+        func.count().label("locked"),
+        cast(func.array_agg(locked.c.id), String).label("ids"),
+        cast(func.array_agg(locked.c.place), String).label("places"),
+        func.max(locked.c.received_at).label("last_received"),
+        last_id.label("last_id"),
+    ).where(
+        locked.c.flow.in_(expiry.flows),
+        locked.c.status.in_(expiry.statuses),
+        locked.c.finished_at < expiry.before,
+    )
+
+
+#: The tables the statement below deletes from, in the order of its counts.
+_DELETED = (
+    "instances",
+    "business_keys",
+    "activities",
+    "error_notices",
+    "schedule_ticks",
+    "segments",
+    "file_jobs",
+    "staged_file_chunks",
+    "staged_files",
+)
+
+
+def _checked_and_deleted() -> Select[Any]:
+    """PostgreSQL: of the locked instances `ids` (at `places`), those whose file work is
+    finished and that no kept instance or schedule names deleted, each with every row of
+    theirs, in one statement (data-modifying `WITH` queries: the statement-level trigger
+    on `instances` fires once); the rows that went counted per table, as `_DELETED`."""
+    ids = cast(bindparam("ids", type_=String), ARRAY(String))
+    jobs = (
+        select(FileJobRow.instance_id, FileJobRow.state)
+        .where(FileJobRow.instance_id == any_(ids))
+        .with_for_update()
+        .cte("jobs")
+    )
+    staged = (
+        select(StagedFileRow.instance_id, StagedFileRow.state)
+        .where(StagedFileRow.instance_id == any_(ids))
+        .with_for_update()
+        .cte("staged")
+    )
+    other = aliased(InstanceRow)
+    kept = union_all(
+        select(jobs.c.instance_id).where(jobs.c.state != "done"),
+        select(staged.c.instance_id).where(staged.c.state.in_(("queued", "running"))),
+        select(other.resubmit_of).where(other.resubmit_of == any_(ids)),
+        select(other.parent_id).where(other.parent_id == any_(ids)),
+        select(ScheduleRow.last_instance).where(ScheduleRow.last_instance.is_not(None)),
+        select(ScheduleRow.running_instance).where(ScheduleRow.running_instance.is_not(None)),
+    ).cte("kept")
+    places = text("instances.ctid = ANY(CAST(:places AS TID[]))")
+    gone = (
+        delete(InstanceRow)
+        .where(places, InstanceRow.id.not_in(select(kept.c[0])))
+        .returning(InstanceRow.id)
+        .cte("gone_instances")
+    )
+    gone_ids = select(gone.c.id)
+
+    with_job = func.array(
+        select(jobs.c.instance_id).where(jobs.c.instance_id.in_(gone_ids)).scalar_subquery()
+    )
+    with_staged = func.array(
+        select(staged.c.instance_id).where(staged.c.instance_id.in_(gone_ids)).scalar_subquery()
+    )
+    every = func.array(gone_ids.scalar_subquery())
     one: ColumnElement[int] = literal_column("1")
-    went = [
-        ("instances", delete(InstanceRow).where(_among(InstanceRow.id, taken.ids, True))),
-        *(
-            (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, True)))
-            for rows, ids in _rows_of(taken)
-            if ids
-        ),
-    ]
-    gone = [statement.returning(one).cte(f"gone_{table}") for table, statement in went]
-    counted = connection.execute(
-        select(*(select(func.count()).select_from(each).scalar_subquery() for each in gone))
-    ).one()
-    return {table: count for (table, _), count in zip(went, counted, strict=True) if count}
+    went = [gone]
+    for table, rows, among in (
+        ("business_keys", BusinessKeyRow, every),
+        ("activities", ActivityRow, every),
+        ("error_notices", ErrorNoticeRow, every),
+        ("schedule_ticks", ScheduleTickRow, every),
+        ("segments", SegmentRow, with_job),
+        ("file_jobs", FileJobRow, with_job),
+        ("staged_file_chunks", StagedChunkRow, with_staged),
+        ("staged_files", StagedFileRow, with_staged),
+    ):
+        went.append(
+            delete(rows).where(rows.instance_id == any_(among)).returning(one).cte(f"gone_{table}")
+        )
+    return select(*(select(func.count()).select_from(each).scalar_subquery() for each in went))
+
+
+_CHECKED_AND_DELETED = _checked_and_deleted()
