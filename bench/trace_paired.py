@@ -9,7 +9,10 @@ machine's load falls on both alike, and each pair of slices is compared on its o
 medians of the pairs' ratios (export on over off: flows per second, and the hub's CPU per
 flow) are checked against the target: at most 5% fewer flows per second.
 
-    .venv/bin/python bench/trace_paired.py [--slices N] [--flows N] [--in-flight C]
+`--same` starts both hubs with tracing off: what the two hubs differ by with the same
+code, the noise a run's figures are read against (bench/README.md, wave6-trace).
+
+    .venv/bin/python bench/trace_paired.py [--slices N] [--flows N] [--in-flight C] [--same]
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class Result:
     on: Slices
     spans: int
     load: tuple[float, float]
+    #: Both hubs with tracing off (--same).
+    same: bool = False
 
     @property
     def rate_ratios(self) -> list[float]:
@@ -106,7 +111,7 @@ async def measure(
     return measured, served
 
 
-def run(slices: int, flows: int, in_flight: int) -> Result:
+def run(slices: int, flows: int, in_flight: int, same: bool) -> Result:
     load_before = os.getloadavg()[0]
     lookups = load_lookups(LOOKUPS_DIR)
     with spawned_server(serve_receiver, "the OTLP receiver") as port:
@@ -121,12 +126,12 @@ def run(slices: int, flows: int, in_flight: int) -> Result:
             )
             hubs: dict[str, HubProcess] = {}
             for name in ARMS:
-                endpoint = f"{receiver}/v1/traces" if name == "on" else None
+                endpoint = f"{receiver}/v1/traces" if name == "on" and not same else None
                 with exporting_to(endpoint, 1.0 if endpoint else None):
                     hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url))
             measured, served = asyncio.run(measure(hubs, slices, flows, in_flight, lookups))
         spans = spans_received(receiver)
-    if spans != 2 * served:
+    if spans != (0 if same else 2 * served):
         raise BenchmarkFailure(f"the receiver got {spans:,} spans, not {2 * served:,}")
     return Result(
         flows=flows,
@@ -134,6 +139,7 @@ def run(slices: int, flows: int, in_flight: int) -> Result:
         on=measured["on"],
         spans=spans,
         load=(load_before, os.getloadavg()[0]),
+        same=same,
     )
 
 
@@ -146,12 +152,20 @@ def report(result: Result) -> str:
         ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
         ("tracing off", listed(result.off.rates, ",.0f") + " flows/s"),
         ("  hub CPU per flow", listed(result.off.cpu_ms, ".2f") + " ms"),
-        ("export on, ratio 1", listed(result.on.rates, ",.0f") + " flows/s"),
+        (
+            "tracing off, 2nd hub" if result.same else "export on, ratio 1",
+            listed(result.on.rates, ",.0f") + " flows/s",
+        ),
         ("  hub CPU per flow", listed(result.on.cpu_ms, ".2f") + " ms"),
         ("on / off, flows/s", listed(result.rate_ratios, ".3f") + " (each pair of slices)"),
         ("on / off, CPU per flow", listed(result.cpu_ratios, ".3f")),
         ("fewer flows/s with export", f"{result.slowdown:.1%} (median of the pairs)"),
         ("hub CPU per flow over off", f"{result.cpu_added:+.1%} (median of the pairs)"),
+    ]
+    if result.same:
+        # Neither hub traces: no target to check, the figures are the noise between hubs.
+        return table(rows)
+    rows += [
         ("spans received", f"{result.spans:,} (two per flow the exporting hub served)"),
         ("", ""),
         ("targets", ""),
@@ -167,13 +181,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slices", type=positive, default=10, help="slices per hub (10)")
     parser.add_argument("--flows", type=positive, default=1000, help="flows per slice (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
+    parser.add_argument(
+        "--same", action="store_true", help="both hubs with tracing off (the noise floor)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return report_or_fail(
-        "trace_paired", lambda: run(args.slices, args.flows, args.in_flight), report
+        "trace_paired", lambda: run(args.slices, args.flows, args.in_flight, args.same), report
     )
 
 

@@ -76,6 +76,8 @@ _ONE_BYTE = tuple(bytes((number,)) for number in range(0x80))
 #: Attribute values remembered per attribute name, at most: names, methods, paths,
 #: statuses repeat; an instance id never does, and stops being remembered.
 KNOWN_VALUES_PER_NAME = 64
+#: Span names remembered, at most: routes, calls and steps repeat; `segment <n>` may not.
+KNOWN_NAMES = 256
 
 
 def _varint(number: int) -> bytes:
@@ -171,18 +173,29 @@ class ExportRequest:
 
     def __init__(self, resource: Mapping[str, AttributeValue], scope: str) -> None:
         self._key_values = _KeyValues()
+        self._names: dict[str, bytes] = {}
         self._resource = _field(b"\x0a", self._key_values.encode(b"\x0a", resource))
         self._scope = _field(b"\x0a", _field(b"\x0a", scope.encode()))
 
     def encode(self, spans: Iterable[SpanData]) -> bytes:
         """One ExportTraceServiceRequest: a ResourceSpans of one ScopeSpans holding `spans`."""
-        scope_spans = _field(b"\x12", self._scope + b"".join(map(self._span, spans)))
+        return self.holding(list(map(self.span, spans)))
+
+    def holding(self, spans: Sequence[bytes]) -> bytes:
+        """One ExportTraceServiceRequest holding spans already written by `span`."""
+        scope_spans = _field(b"\x12", self._scope + b"".join(spans))
         return _field(b"\x0a", self._resource + scope_spans)
 
-    def _span(self, span: SpanData) -> bytes:
+    def span(self, span: SpanData) -> bytes:
+        """A finished span's bytes, as a ScopeSpans holds them."""
         parent = span.parent_span_id
         trace_state = span.trace_state
         links = span.links
+        name = self._names.get(span.name)
+        if name is None:
+            name = _field(b"\x2a", span.name.encode())
+            if len(self._names) < KNOWN_NAMES:
+                self._names[span.name] = name
         body = b"".join(
             (
                 b"\x0a\x10",
@@ -191,7 +204,7 @@ class ExportRequest:
                 span.span_id.to_bytes(8, "big"),
                 _field(b"\x1a", trace_state.encode()) if trace_state else b"",
                 b"\x22\x08" + parent.to_bytes(8, "big") if parent is not None else b"",
-                _field(b"\x2a", span.name.encode()),
+                name,
                 _KINDS[span.kind],
                 _TIMES.pack(0x39, span.start_unix_nano, 0x41, span.end_unix_nano),
                 self._key_values.encode(b"\x4a", span.attributes),

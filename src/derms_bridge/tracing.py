@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
@@ -185,8 +184,16 @@ def under(ref: TraceRef | None) -> otel_context.Context | None:
 
 def send_along(headers: MutableMapping[str, str]) -> None:
     """Put the running span's `traceparent` (and `tracestate`) in an outbound request's
-    headers."""
-    _PROPAGATOR.inject(headers)
+    headers: what the W3C propagator's `inject` writes, without its setter's and
+    formatters' calls (every outbound call makes one)."""
+    found = trace.get_current_span().get_span_context()
+    if not found.is_valid:
+        return
+    headers["traceparent"] = (
+        f"00-{found.trace_id:032x}-{found.span_id:016x}-{found.trace_flags:02x}"
+    )
+    if found.trace_state:
+        headers["tracestate"] = found.trace_state.to_header()
 
 
 class SpanScope:
@@ -235,7 +242,7 @@ class SpanScope:
                 if attributes
                 else None
             ),
-            links=_links(self._links) or None,
+            links=_links(self._links) if self._links else None,
         )
         if self._current:
             # Not the API's `use_span`, whose defaults would keep an exception's text.
@@ -268,41 +275,84 @@ def span(
     return SpanScope(name, kind, parent, links, attributes, current)
 
 
-@contextmanager
-def serving(request: Span) -> Iterator[None]:
+class _Serving:
+    __slots__ = ("_request", "_token")
+
+    def __init__(self, request: Span) -> None:
+        self._request = request
+
+    def __enter__(self) -> None:
+        self._token = _request_span.set([self._request])
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _request_span.reset(self._token)
+
+
+def serving(request: Span) -> _Serving:
     """A request is served inside: the first instance it brings takes its span (instance)."""
-    token = _request_span.set([request])
-    try:
-        yield
-    finally:
-        _request_span.reset(token)
+    return _Serving(request)
 
 
-@contextmanager
+class InstanceScope:
+    """An instance's span (`instance`). A class, as SpanScope is: every message enters one."""
+
+    __slots__ = ("_attributes", "_links", "_name", "_own", "_request")
+
+    def __init__(
+        self,
+        name: str,
+        links: Sequence[TraceRef | None],
+        attributes: Mapping[str, AttributeValue | None],
+    ) -> None:
+        self._name = name
+        self._links = links
+        self._attributes = attributes
+        self._own: SpanScope | None = None
+        self._request: Span | None = None
+
+    def __enter__(self) -> Span:
+        waiting = _request_span.get()
+        if not waiting:
+            self._own = SpanScope(
+                self._name, SpanKind.INTERNAL, None, self._links, self._attributes, True
+            )
+            return self._own.__enter__()
+        self._request = request = waiting.pop()
+        for link in _links(self._links):
+            request.add_link(link.context)
+        request.set_attributes(
+            {key: value for key, value in self._attributes.items() if value is not None}
+        )
+        return request
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._own is not None:
+            self._own.__exit__(kind, error, traceback)
+        elif self._request is not None and isinstance(error, Exception):
+            failed(self._request, type(error).__name__)
+
+
 def instance(
     name: str,
     *,
     links: Sequence[TraceRef | None] = (),
     attributes: Mapping[str, AttributeValue | None],
-) -> Iterator[Span]:
+) -> InstanceScope:
     """An instance's span. The first instance a request brings takes the request's span as
     its own (a trigger's request and its instance begin and end together: one span, not
     two alike, at a third less of tracing's cost per message); any other, a child instance
     or one a request runs beside it, has a span of its own under the current one."""
-    waiting = _request_span.get()
-    if not waiting:
-        with span(name, links=links, attributes=attributes) as started:
-            yield started
-        return
-    request = waiting.pop()
-    for link in _links(links):
-        request.add_link(link.context)
-    request.set_attributes({key: value for key, value in attributes.items() if value is not None})
-    try:
-        yield request
-    except Exception as exc:
-        failed(request, type(exc).__name__)
-        raise
+    return InstanceScope(name, links, attributes)
 
 
 def failed(started: Span, error_type: str) -> None:
