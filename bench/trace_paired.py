@@ -23,11 +23,12 @@ import os
 import statistics
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.servers import LOOPBACK
 from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
+from paired import Slices, alternating_slices, flows_served
 from processes import (
     CPMCS_SIMULATOR,
     DERMS_SIMULATOR,
@@ -37,24 +38,11 @@ from processes import (
     spawned_server,
 )
 from sync_flows import (
-    WARM_UP_FLOWS,
-    chains,
     flows_hub,
-    hub_arm,
-    run_bounded,
-    session,
 )
 from trace_cost import MAX_SLOWDOWN, exporting_to, serve_receiver, spans_received
 
 ARMS = ("off", "on")
-
-
-@dataclass
-class Slices:
-    """One hub's slices: flows per second and CPU per flow (ms), in order."""
-
-    rates: list[float] = field(default_factory=list)
-    cpu_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -84,33 +72,6 @@ class Result:
         return statistics.median(self.cpu_ratios) - 1
 
 
-async def measure(
-    hubs: dict[str, HubProcess], slices: int, flows: int, in_flight: int, lookups: Lookups
-) -> tuple[dict[str, Slices], int]:
-    """Each hub's slices, and the flows the exporting hub served (each two spans)."""
-    sessions = {name: session(hub.url, in_flight) for name, hub in hubs.items()}
-    measured = {name: Slices() for name in hubs}
-    served = 0
-    try:
-        arms = {name: hub_arm(client) for name, client in sessions.items()}
-        for name, arm in arms.items():
-            await run_bounded(arm, chains("flow 6", f"PW{name}", WARM_UP_FLOWS, lookups), 8)
-        served += WARM_UP_FLOWS
-        for index in range(slices):
-            for name in ARMS if index % 2 == 0 else ARMS[::-1]:
-                work = chains("flow 6", f"PS{index:03d}{name}", flows, lookups)
-                cpu_before = hubs[name].cpu_seconds_with_children()
-                seconds = await run_bounded(arms[name], work, in_flight)
-                cpu_seconds = hubs[name].cpu_seconds_with_children() - cpu_before
-                measured[name].rates.append(flows / seconds)
-                measured[name].cpu_ms.append(cpu_seconds * 1000 / flows)
-            served += flows
-    finally:
-        for client in sessions.values():
-            await client.close()
-    return measured, served
-
-
 def run(slices: int, flows: int, in_flight: int, same: bool) -> Result:
     load_before = os.getloadavg()[0]
     lookups = load_lookups(LOOKUPS_DIR)
@@ -129,8 +90,11 @@ def run(slices: int, flows: int, in_flight: int, same: bool) -> Result:
                 endpoint = f"{receiver}/v1/traces" if name == "on" and not same else None
                 with exporting_to(endpoint, 1.0 if endpoint else None):
                     hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url))
-            measured, served = asyncio.run(measure(hubs, slices, flows, in_flight, lookups))
+            measured = asyncio.run(
+                alternating_slices(hubs, "flow 6", "P", slices, flows, in_flight, lookups)
+            )
         spans = spans_received(receiver)
+    served = flows_served(slices, flows)
     if spans != (0 if same else 2 * served):
         raise BenchmarkFailure(f"the receiver got {spans:,} spans, not {2 * served:,}")
     return Result(

@@ -25,11 +25,12 @@ import statistics
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from derms_bridge.lookups import Lookups, load_lookups
+from derms_bridge.lookups import load_lookups
 from harness import positive, report_or_fail, table
+from paired import Slices, alternating_slices
 from processes import (
     CPMCS_SIMULATOR,
     DERMS_SIMULATOR,
@@ -39,26 +40,13 @@ from processes import (
 )
 from sync_flows import (
     REPO,
-    WARM_UP_FLOWS,
     Workload,
     bench_database,
-    chains,
     flows_hub,
-    hub_arm,
-    run_bounded,
-    session,
 )
 
 ARMS = ("base", "this")
 WORKLOADS: dict[str, Workload] = {"flow6": "flow 6", "mix": "mix"}
-
-
-@dataclass
-class Slices:
-    """One hub's slices: flows per second and CPU per flow (ms), in order."""
-
-    rates: list[float] = field(default_factory=list)
-    cpu_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -90,34 +78,6 @@ def serving_source(source: Path) -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
-async def measure(
-    hubs: dict[str, HubProcess],
-    workload: Workload,
-    slices: int,
-    flows: int,
-    in_flight: int,
-    lookups: Lookups,
-) -> dict[str, Slices]:
-    sessions = {name: session(hub.url, in_flight) for name, hub in hubs.items()}
-    measured = {name: Slices() for name in hubs}
-    try:
-        arms = {name: hub_arm(client) for name, client in sessions.items()}
-        for name, arm in arms.items():
-            await run_bounded(arm, chains(workload, f"VW{name}", WARM_UP_FLOWS, lookups), 8)
-        for index in range(slices):
-            for name in ARMS if index % 2 == 0 else ARMS[::-1]:
-                work = chains(workload, f"VS{index:03d}{name}", flows, lookups)
-                cpu_before = hubs[name].cpu_seconds_with_children()
-                seconds = await run_bounded(arms[name], work, in_flight)
-                cpu_seconds = hubs[name].cpu_seconds_with_children() - cpu_before
-                measured[name].rates.append(flows / seconds)
-                measured[name].cpu_ms.append(cpu_seconds * 1000 / flows)
-    finally:
-        for client in sessions.values():
-            await client.close()
-    return measured
-
-
 def run(
     base: Path,
     this: Path,
@@ -138,7 +98,9 @@ def run(
             database_url = stack.enter_context(bench_database(postgres))
             with serving_source(sources[name]):
                 hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url, database_url))
-        measured = asyncio.run(measure(hubs, workload, slices, flows, in_flight, lookups))
+        measured = asyncio.run(
+            alternating_slices(hubs, workload, "V", slices, flows, in_flight, lookups)
+        )
     return Result(
         workload=workload,
         flows=flows,
