@@ -298,11 +298,17 @@ async def hub_against(
 
 
 @asynccontextmanager
-async def serving(built: Hub, file_stores: Path = Path("var/files")) -> AsyncIterator[HubUnderTest]:
-    """A built hub behind its API, for as long as the block runs; closed after."""
-    app = create_app(built)
+async def serving(
+    built: Hub, file_stores: Path = Path("var/files"), *, raise_app_exceptions: bool = True
+) -> AsyncIterator[HubUnderTest]:
+    """A built hub behind its API, for as long as the block runs; closed after. Without
+    `raise_app_exceptions` the client gets what uvicorn would send for an exception that
+    escapes the app, instead of the exception."""
+    transport = httpx.ASGITransport(
+        app=create_app(built), raise_app_exceptions=raise_app_exceptions
+    )
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://hub.test", timeout=30
+        transport=transport, base_url="http://hub.test", timeout=30
     ) as client:
         yield HubUnderTest(
             hub=built, client=client, settings=built.settings, file_stores=file_stores

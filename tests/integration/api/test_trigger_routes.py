@@ -8,16 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from derms_bridge.api.app import create_app
 from derms_bridge.bootstrap import build_hub
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings.connections import Caller
-from tests.conftest import DERMS_AUTH, HubUnderTest, empty_tables, hub_settings
+from tests.conftest import DERMS_AUTH, HubUnderTest, empty_tables, hub_settings, serving
 from tests.payloads import enrollment_message, enrollment_request
 
 SECRET = "s3cret-in-the-fault"
@@ -38,10 +36,8 @@ async def hub_raising(
     empty_tables(database_url)
     settings = hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers)
     built = build_hub(settings, default_lookups)
-    transport = httpx.ASGITransport(app=create_app(built), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
-        yield HubUnderTest(hub=built, client=client, settings=settings, file_stores=tmp_path)
-    await built.aclose()
+    async with serving(built, tmp_path, raise_app_exceptions=False) as under_test:
+        yield under_test
 
 
 async def test_an_unexpected_fault_in_a_trigger_is_a_problem_and_no_more(
