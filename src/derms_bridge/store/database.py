@@ -202,22 +202,25 @@ class WalCheckpointer:
         await asyncio.to_thread(self._thread.join)
 
 
-def wal_checkpointer(engine: AsyncEngine) -> WalCheckpointer | None:
-    """A checkpointer of `engine`'s SQLite file; None for PostgreSQL or a database in
-    memory."""
+def _sqlite_file(engine: AsyncEngine) -> str | None:
+    """The path of `engine`'s SQLite file; None for PostgreSQL or a database in memory."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    return WalCheckpointer(url.database)
+    return url.database
+
+
+def wal_checkpointer(engine: AsyncEngine) -> WalCheckpointer | None:
+    """A checkpointer of `engine`'s SQLite file; None for PostgreSQL or a database in
+    memory."""
+    path = _sqlite_file(engine)
+    return None if path is None else WalCheckpointer(path)
 
 
 def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
     """A side connection to `engine`'s SQLite file; None for PostgreSQL or a database in
     memory."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return SqliteSideConnection(url)
+    return None if _sqlite_file(engine) is None else SqliteSideConnection(engine.url)
 
 
 class KeptConnection:
