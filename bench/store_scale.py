@@ -48,7 +48,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -69,6 +68,7 @@ from derms_bridge.engine.operations import Operations, flow_counts
 from derms_bridge.engine.purge import Purge
 from derms_bridge.engine.storage import StorageWatch
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
+from derms_bridge.ids import RANDOM_BITS, new_instance_id, uuid7
 from derms_bridge.metrics import exposition
 from derms_bridge.schemas.ops import InstanceFilter, PageCursor
 from derms_bridge.settings.retention import Keep, Retention, RetentionByOutcome
@@ -210,6 +210,11 @@ COLUMNS = {
 }
 
 
+def message_id(instance_id: str) -> str:
+    """The messageId the fill gives an instance, from its id's random digits."""
+    return f"MSG-{instance_id[-12:]}"
+
+
 class Mix:
     """Draws the instances, oldest first, `count` of them received evenly over `days` up
     to `now`; seeded, so that two fills of one size are alike."""
@@ -278,7 +283,8 @@ class Mix:
         self, chunk: Chunk, flow: str, status: str, received: float, resubmit_of: str | None
     ) -> str:
         draw = self._random
-        instance_id = str(uuid.UUID(int=draw.getrandbits(128), version=4))
+        # As the hub names it when it is received (ids.py): its time, then random bits.
+        instance_id = str(uuid7(int(received * 1000), draw.getrandbits(RANDOM_BITS)))
         file_flow = flow in FILE_FLOWS
         finished = None if status == "in_progress" else received + draw.uniform(0.05, 2.0)
         if file_flow and finished is not None:
@@ -321,7 +327,7 @@ class Mix:
         )
         kind, per_thousand = FLOW_KEYS[flow]
         value = f"{kind[:3].upper()}-{draw.randrange(max(1, self.count * per_thousand // 1000))}"
-        chunk.business_keys.append((instance_id, "messageId", f"MSG-{instance_id[:13]}"))
+        chunk.business_keys.append((instance_id, "messageId", message_id(instance_id)))
         chunk.business_keys.append((instance_id, kind, value))
         calls = 0 if status == "rejected" else draw.randint(1, 3)
         segments = 0
@@ -563,7 +569,7 @@ async def measure(url: str, samples: int) -> list[Timing]:
     )
     await add(
         "search: business key (messageId)",
-        search(business_key=lambda n: f"MSG-{draw.choice(ids)[:13]}", limit=25),
+        search(business_key=lambda n: message_id(draw.choice(ids)), limit=25),
     )
     await add(
         "search: flow + failed + 24 h window",
@@ -654,8 +660,9 @@ async def _span(store: InstanceStore) -> tuple[datetime, int]:
 
 
 async def _some_ids(store: InstanceStore, flows: Sequence[str] = ()) -> list[str]:
-    """Ids spread over the table (in the order of their random UUIDs), of `flows` if any."""
-    query = select(InstanceRow.id).order_by(InstanceRow.id).limit(2000)
+    """Ids spread over the table, of `flows` if any: in the order of their last 12 digits,
+    random in a v4 id and in a v7 one (whose first follow time)."""
+    query = select(InstanceRow.id).order_by(func.substr(InstanceRow.id, 25)).limit(2000)
     if flows:
         query = query.where(InstanceRow.flow.in_(flows))
     async with store.engine.connect() as connection:
@@ -695,13 +702,13 @@ async def purge_under_load(url: str, options: argparse.Namespace) -> PurgeRun:
 
     async def trigger() -> None:
         started = time.perf_counter()
-        instance_id = str(uuid.uuid4())
+        instance_id = new_instance_id()
         await instances.create(
             instance_id=instance_id,
             flow="program_event_status_update",
             caller="derms",
             payload={"data": "x" * DEFAULT_PAYLOAD_BYTES},
-            keys=[("messageId", f"MSG-{instance_id[:13]}"), ("programEventId", "PE-1")],
+            keys=[("messageId", message_id(instance_id)), ("programEventId", "PE-1")],
         )
         await instances.finish(
             instance_id,

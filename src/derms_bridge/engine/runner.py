@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +30,7 @@ from derms_bridge.engine.run_context import (
 )
 from derms_bridge.flows.ports import FlowContext, FlowResult, ScheduledFlow, SyncFlow
 from derms_bridge.flows.registry import FILE_FLOWS, SYNC_FLOWS, TRANSFER_FLOWS
+from derms_bridge.ids import new_instance_id
 from derms_bridge.logs import instance_logged
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import Activity
@@ -137,7 +137,7 @@ class FlowEngine:
         repeats: TraceRef | None = None,
     ) -> RunOutcome:
         """Run a flow for a caller waiting on its answer: the reply, or the fault it gets."""
-        instance_id = str(uuid.uuid4())
+        instance_id = new_instance_id()
         result = await self.run_flow(
             flow,
             message,
@@ -162,7 +162,7 @@ class FlowEngine:
     ) -> FlowResult[Any]:
         """Run a flow as a new instance; `repeats`: the trace of the run it resubmits,
         linked from this one's."""
-        instance_id = instance_id or str(uuid.uuid4())
+        instance_id = instance_id or new_instance_id()
         keys = flow.business_keys(message)
         with instance_span(
             flow.info.key, instance_id, caller=caller, resubmit_of=resubmit_of, repeats=repeats
@@ -346,7 +346,7 @@ class FlowEngine:
         """Keep a message its route refused before the flow ran, with the problem its
         sender was answered (`problem`, naming the new instance once written); the error
         email goes out once per caller in `limits.rejection_email_minutes`. Its id."""
-        instance_id = str(uuid.uuid4())
+        instance_id = new_instance_id()
         flow = BY_KEY[flow_key]
         keys = identifiers_in(body.text())
         detail = str(problem.get("detail", ""))

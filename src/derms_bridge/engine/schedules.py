@@ -30,6 +30,7 @@ from derms_bridge.engine.background import BackgroundTask, CutShort, Shutdown
 from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.flows.ports import FlowResult, ScheduledFlow
 from derms_bridge.flows.registry import SCHEDULED_FLOWS
+from derms_bridge.ids import new_instance_id
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.schemas.schedules import LastRunView, ScheduleView
 from derms_bridge.settings import Schedule
@@ -135,7 +136,7 @@ class Scheduler:
         """Start a run of the flow at once, unless one is going (AlreadyRunning says which)."""
         flow = self._flow(name)
         key = flow.info.key
-        instance_id = str(uuid.uuid4())
+        instance_id = new_instance_id()
         await self._store.ensure(key, datetime.now(UTC))
         running = await self._store.take_lease(
             key, instance_id=instance_id, owner=self.owner, lease_until=self._lease_end()
@@ -161,7 +162,7 @@ class Scheduler:
             tick = schedule.latest_tick(now)
             if tick <= state.ticks_through:
                 continue
-            instance_id = str(uuid.uuid4())
+            instance_id = new_instance_id()
             claim = await self._store.claim_tick(
                 key, tick, instance_id=instance_id, owner=self.owner, lease_until=self._lease_end()
             )

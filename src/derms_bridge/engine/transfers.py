@@ -20,7 +20,6 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import IO
-from uuid import uuid4
 
 from pydantic import ValidationError
 
@@ -32,6 +31,7 @@ from derms_bridge.engine.runner import FlowEngine
 from derms_bridge.engine.uploads import FileRefused, Received, drain, message_refused
 from derms_bridge.flows import sp_network_location_transfer
 from derms_bridge.flows.registry import TRANSFER_FLOWS
+from derms_bridge.ids import new_instance_id
 from derms_bridge.schemas.network_location import NetworkLocationTransfer, NetworkModelMessage
 from derms_bridge.schemas.ops import InstanceFilter
 from derms_bridge.settings import Segments
@@ -94,7 +94,7 @@ class TransferIntake:
         self, message: NetworkModelMessage, upload: IO[bytes], caller: str | None
     ) -> Received:
         flow = sp_network_location_transfer.FLOW
-        instance_id = str(uuid4())
+        instance_id = new_instance_id()
         transfer = NetworkLocationTransfer(**message.model_dump(), fileReference=instance_id)
         try:
             with instance_span(flow.info.key, instance_id, caller=caller) as span:

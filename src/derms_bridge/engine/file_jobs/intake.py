@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +32,7 @@ from derms_bridge.engine.file_jobs.csv_cutter import (
 from derms_bridge.engine.run_context import instance_span
 from derms_bridge.engine.uploads import Received, message_refused
 from derms_bridge.flows.ports import FileFlow
+from derms_bridge.ids import new_instance_id
 from derms_bridge.lookups import Lookups
 from derms_bridge.schemas.ops import InstanceFilter
 from derms_bridge.settings import Segments
@@ -125,7 +125,7 @@ class FileIntake:
                 self._wake()
                 return Received(previous, resumed=resumed, acknowledged_again=again)
             resubmit_of = previous
-        instance_id = str(uuid.uuid4())
+        instance_id = new_instance_id()
         with instance_span(
             flow.info.key, instance_id, caller=caller, resubmit_of=resubmit_of
         ) as span:
