@@ -12,6 +12,8 @@ evenly, flows in a utility's proportions (program event status updates most, the
 enrollment and device flows; reservation and outcome files a few hundred a day), 94 %
 succeeded, the rest failed (a fifth of them resubmitted, failing again), resolved (each
 with the resubmit that succeeded), rejected and skipped; the last minute's in progress.
+Each is named by the UUIDv7 of the millisecond it was received, as the hub names them
+(src/derms_bridge/ids.py); hubs before it named them by random UUIDv4s.
 Each has its messageId and the identifier its flow carries (enrollmentId, deviceId,
 programEventId, ... shared by the flows of one enrollment or event), its outbound calls
 as activities, a file its job and its segments (rows of 1,000, zlib-compressed CSV). As
