@@ -38,9 +38,10 @@ def test_ids_of_later_milliseconds_sort_after_earlier_ones_as_text() -> None:
     later = str(uuid7(1_764_000_000_001, 0))
 
     assert earlier < later
-    ids = [new_instance_id() for _ in range(3)]
-    time.sleep(0.002)
-    assert all(made < new_instance_id() for made in ids)
+    # The random bits, all ones or all zeros, leave the version and variant as they are.
+    assert {(uuid.UUID(each).version, uuid.UUID(each).variant) for each in (earlier, later)} == {
+        (7, uuid.RFC_4122)
+    }
 
 
 def test_many_ids_made_together_are_all_different() -> None:
