@@ -241,3 +241,44 @@ def test_a_downgrade_drops_the_counts_and_their_triggers(fresh_url: str) -> None
     assert "instance_hour_counts" not in tables
     assert "instance_count_changes" not in tables
     assert set(ids) <= instance_ids(fresh_url)
+
+
+def vacuum_scale_factors(url: str) -> dict[str, str | None]:
+    """Each purged table's own autovacuum_vacuum_scale_factor, None where it has none."""
+    engine = _engine(url)
+    with engine.connect() as connection:
+        found = {
+            table: next(
+                (
+                    option.split("=", 1)[1]
+                    for option in options or []
+                    if option.startswith("autovacuum_vacuum_scale_factor=")
+                ),
+                None,
+            )
+            for table, options in connection.execute(
+                text(
+                    "SELECT relname, reloptions FROM pg_class"
+                    " WHERE relname IN ('instances', 'business_keys', 'activities')"
+                )
+            )
+        }
+    engine.dispose()
+    return found
+
+
+def test_autovacuum_visits_the_purged_tables_after_a_days_purge_and_a_downgrade_resets_it(
+    fresh_url: str,
+) -> None:
+    if not fresh_url.startswith("postgresql"):
+        pytest.skip("autovacuum is PostgreSQL's")
+    to_revision(fresh_url, "0021")
+    ids = with_instances(fresh_url)
+
+    migrate(fresh_url)
+
+    purged = ("instances", "business_keys", "activities")
+    assert vacuum_scale_factors(fresh_url) == dict.fromkeys(purged, "0.01")
+    to_revision(fresh_url, "0021", down=True)
+    assert vacuum_scale_factors(fresh_url) == dict.fromkeys(purged, None)
+    assert instance_ids(fresh_url) == set(ids)
