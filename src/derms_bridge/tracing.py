@@ -371,9 +371,9 @@ class InstanceScope:
         self._request = request = waiting.pop()
         for link in _links(self._links):
             request.add_link(link.context)
-        request.set_attributes(
-            {key: value for key, value in self._attributes.items() if value is not None}
-        )
+        for key, value in self._attributes.items():
+            if value is not None:
+                request.set_attribute(key, value)
         return request
 
     def __exit__(
