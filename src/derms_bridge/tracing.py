@@ -204,8 +204,9 @@ class OutboundCall:
 
     Not a Span, and never the current span: nothing runs inside a call but its own requests
     (its OAuth2 token request among them), which are handed `headers`. Without a Span object
-    and a context to attach and detach, a call's span costs half of what tracing.span's
-    does, and every synchronous message makes one."""
+    and a context to attach and detach, a recorded call's span costs about 6 us of CPU
+    against tracing.span's 10.5, its encoding included (bench/README.md, wave7-trace), and
+    every synchronous message makes one."""
 
     __slots__ = ("headers",)
 
