@@ -8,7 +8,8 @@ whole flow costs (bench/README.md, trace_cost.py and span_cost.py). The hub's sp
 none of what makes the SDK's dear: no span processors or limits to consult, attributes of
 the hub's own choosing (scalars), no events. What it keeps of OpenTelemetry is the API:
 these spans are the API's `Span`, so the context, `use_span` and the W3C propagator work
-with them as with the SDK's, and the sampling rule is the SDK's, ParentBased over
+with them as with the SDK's (an outbound call's, never the current span, is a RecordedCall
+instead: tracing.OutboundCall says why), and the sampling rule is the SDK's, ParentBased over
 TraceIdRatioBased, so every process and the SDK decide alike for the same trace id.
 """
 
