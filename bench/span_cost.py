@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 from derms_bridge import tracing
-from derms_bridge.connectors.http import _answered
 from derms_bridge.engine.run_context import ended_as, instance_span
 from derms_bridge.sandbox.servers import LOOPBACK
 from derms_bridge.settings.tracing import Tracing
@@ -50,17 +49,11 @@ def message() -> None:
             tracing.serving(request),
             instance_span("enrollment_request", INSTANCE_ID, caller="derms") as instance,
         ):
-            with tracing.span(
+            with tracing.outbound(
                 "CPMCS enrollProgram",
-                kind=tracing.SpanKind.CLIENT,
-                attributes={
-                    "http.request.method": "POST",
-                    "server.address": LOOPBACK,
-                    "url.path": PATH,
-                },
+                {"http.request.method": "POST", "server.address": LOOPBACK, "url.path": PATH},
             ) as call:
-                tracing.send_along({})
-                _answered(call, 200, None)
+                call.answered(200, None)
             ended_as(instance, "done")
         request.set_attribute("http.response.status_code", 200)
         request.update_name("POST /enroll-to-dacs")

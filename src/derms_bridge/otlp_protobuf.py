@@ -112,13 +112,14 @@ class _KeyValues:
     """Each attribute's KeyValue bytes, remembered for the values that repeat."""
 
     def __init__(self) -> None:
-        self._known: dict[str, dict[tuple[type, AttributeValue], bytes]] = {}
+        self._known: dict[str, dict[str | tuple[type, AttributeValue], bytes]] = {}
 
     def encode(self, tag: bytes, attributes: Mapping[str, AttributeValue]) -> bytes:
         written = []
         for name, value in attributes.items():
-            # The type too: True and 1 are equal keys, and not the same value.
-            key = (type(value), value)
+            # A string is its own key (most values are); any other value with its type:
+            # True, 1 and 1.0 are equal keys, and not the same value.
+            key = value if type(value) is str else (type(value), value)
             known = self._known.get(name)
             if known is None:
                 known = self._known[name] = {}
@@ -147,6 +148,11 @@ _UNSET_STATUS = b"\x7a\x00"
 _KINDS = {kind: b"\x30" + _ONE_BYTE[kind] for kind in range(6)}
 #: The start and end times, fixed64 each, after their tags.
 _TIMES = struct.Struct("<BQBQ")
+#: The trace id (two big-endian halves) and the span id, after their tags and lengths.
+_IDS = struct.Struct(">2sQQ2sQ")
+_TRACE_ID_TAG = b"\x0a\x10"
+_SPAN_ID_TAG = b"\x12\x08"
+_LOW_64_BITS = 2**64 - 1
 
 
 def _link(link: LinkData) -> bytes:
@@ -173,7 +179,8 @@ class ExportRequest:
 
     def __init__(self, resource: Mapping[str, AttributeValue], scope: str) -> None:
         self._key_values = _KeyValues()
-        self._names: dict[str, bytes] = {}
+        #: Each span name's bytes, its kind's after it (fields 5 and 6).
+        self._names: dict[tuple[str, int], bytes] = {}
         self._resource = _field(b"\x0a", self._key_values.encode(b"\x0a", resource))
         self._scope = _field(b"\x0a", _field(b"\x0a", scope.encode()))
 
@@ -191,21 +198,25 @@ class ExportRequest:
         parent = span.parent_span_id
         trace_state = span.trace_state
         links = span.links
-        name = self._names.get(span.name)
-        if name is None:
-            name = _field(b"\x2a", span.name.encode())
+        named = (span.name, span.kind)
+        name_and_kind = self._names.get(named)
+        if name_and_kind is None:
+            name_and_kind = _field(b"\x2a", span.name.encode()) + _KINDS[span.kind]
             if len(self._names) < KNOWN_NAMES:
-                self._names[span.name] = name
+                self._names[named] = name_and_kind
+        trace_id = span.trace_id
         body = b"".join(
             (
-                b"\x0a\x10",
-                span.trace_id.to_bytes(16, "big"),
-                b"\x12\x08",
-                span.span_id.to_bytes(8, "big"),
+                _IDS.pack(
+                    _TRACE_ID_TAG,
+                    trace_id >> 64,
+                    trace_id & _LOW_64_BITS,
+                    _SPAN_ID_TAG,
+                    span.span_id,
+                ),
                 _field(b"\x1a", trace_state.encode()) if trace_state else b"",
                 b"\x22\x08" + parent.to_bytes(8, "big") if parent is not None else b"",
-                name,
-                _KINDS[span.kind],
+                name_and_kind,
                 _TIMES.pack(0x39, span.start_unix_nano, 0x41, span.end_unix_nano),
                 self._key_values.encode(b"\x4a", span.attributes),
                 b"".join(map(_link, links)) if links else b"",

@@ -14,13 +14,12 @@ import json as jsonlib
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
-from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 
 from derms_bridge import tracing
@@ -71,16 +70,16 @@ class OAuth2Token:
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def _fetch(self, session: aiohttp.ClientSession) -> str:
+    async def _fetch(self, session: aiohttp.ClientSession, trace: Mapping[str, str]) -> str:
         form = {"grant_type": "client_credentials"}
         if self._settings.scope:
             form["scope"] = self._settings.scope
         headers = {
+            **trace,
             "Authorization": aiohttp.encode_basic_auth(
                 self._settings.client_id, self._settings.client_secret.get_secret_value()
-            )
+            ),
         }
-        tracing.send_along(headers)
         try:
             async with session.post(
                 str(self._settings.token_url),
@@ -113,10 +112,14 @@ class OAuth2Token:
         self._expires_at = time.monotonic() + lifetime - margin
         return token
 
-    async def header(self, session: aiohttp.ClientSession, *, renew: bool = False) -> str:
+    async def header(
+        self, session: aiohttp.ClientSession, trace: Mapping[str, str], *, renew: bool = False
+    ) -> str:
+        """The Authorization header; a token request, when one is due, sends `trace` (the
+        trace headers of the call it is made for)."""
         async with self._lock:
             if renew or self._token is None or time.monotonic() >= self._expires_at:
-                return f"Bearer {await self._fetch(session)}"
+                return f"Bearer {await self._fetch(session, trace)}"
             return f"Bearer {self._token}"
 
 
@@ -172,13 +175,12 @@ class HttpConnection:
             )
         return self._session
 
-    def _span(self, operation: str, method: str, path: str) -> AbstractContextManager[Span]:
+    def _span(self, operation: str, method: str, path: str) -> tracing.OutboundCall:
         """The call's client span, named by the system and the operation: the method, the
         path and the configured base URL's host, never a credential or the body."""
-        return tracing.span(
+        return tracing.outbound(
             f"{self.system} {operation}",
-            kind=tracing.SpanKind.CLIENT,
-            attributes={
+            {
                 "http.request.method": method,
                 "server.address": self._host,
                 "url.path": path.split("?", 1)[0],
@@ -195,7 +197,6 @@ class HttpConnection:
         headers = {**headers}
         if raw_json is not None:
             headers["Content-Type"] = "application/json"
-        tracing.send_along(headers)
         # No redirect is followed: it would carry the body, and perhaps a credential, to
         # wherever the answer points, outside the configured host.
         async with self._client().request(
@@ -209,17 +210,28 @@ class HttpConnection:
             return Answer(status=response.status, body=await response.read())
 
     async def _exchange(
-        self, operation: str, method: str, path: str, json: Any, raw_json: bytes | None
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        json: Any,
+        raw_json: bytes | None,
+        trace: Mapping[str, str],
     ) -> Answer:
-        """One request and its whole answer; what stops it becomes a TechnicalFault."""
+        """One request and its whole answer, sending `trace` (the call's trace headers);
+        what stops it becomes a TechnicalFault."""
         with self._faults(operation):
             if self._oauth is None:
-                return await self._send(method, path, json, raw_json, {})
-            bearer = await self._oauth.header(self._client())
-            answer = await self._send(method, path, json, raw_json, {"Authorization": bearer})
+                return await self._send(method, path, json, raw_json, trace)
+            bearer = await self._oauth.header(self._client(), trace)
+            answer = await self._send(
+                method, path, json, raw_json, {**trace, "Authorization": bearer}
+            )
             if answer.status == 401:
-                bearer = await self._oauth.header(self._client(), renew=True)
-                answer = await self._send(method, path, json, raw_json, {"Authorization": bearer})
+                bearer = await self._oauth.header(self._client(), trace, renew=True)
+                answer = await self._send(
+                    method, path, json, raw_json, {**trace, "Authorization": bearer}
+                )
             return answer
 
     @contextmanager
@@ -266,13 +278,14 @@ class HttpConnection:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
-        headers = {"Content-Type": content_type}
         with self._span(operation, "POST", path) as span:
-            tracing.send_along(headers)
+            headers = {**span.headers, "Content-Type": content_type}
             try:
                 with self._faults(operation):
                     if self._oauth is not None:
-                        headers["Authorization"] = await self._oauth.header(self._client())
+                        headers["Authorization"] = await self._oauth.header(
+                            self._client(), span.headers
+                        )
                     # aiohttp's read timeout covers neither a body the system stops taking
                     # nor (seen with a dropped connection) every wait for its answer: the
                     # upload ends when no chunk has gone and no answer has come for
@@ -311,7 +324,7 @@ class HttpConnection:
                 error = str(fault)
                 raise
             finally:
-                _answered(span, status, error)
+                span.answered(status, _error_type(status, error))
                 if observer is not None:
                     observer(
                         Activity(
@@ -345,7 +358,7 @@ class HttpConnection:
         error: str | None = None
         with self._span(operation, method, path) as span:
             try:
-                answer = await self._exchange(operation, method, path, json, raw_json)
+                answer = await self._exchange(operation, method, path, json, raw_json, span.headers)
                 status = answer.status
                 if status in (401, 403):
                     raise TechnicalFault(
@@ -383,18 +396,18 @@ class HttpConnection:
                     error=error,
                     at=datetime.now(UTC),
                 )
-                _answered(span, status, error)
+                span.answered(status, _error_type(status, error))
                 if observer is not None:
                     observer(record)
                 if self._watcher is not None:
                     self._watcher(record)
 
 
-def _answered(span: Span, status: int | None, error: str | None) -> None:
-    if status is not None:
-        span.set_attribute("http.response.status_code", status)
-    if error is not None:
-        tracing.failed(span, "http error" if status is not None else "no answer")
+def _error_type(status: int | None, error: str | None) -> str | None:
+    """A failed call's kind of error, as its span says it: never the error's text."""
+    if error is None:
+        return None
+    return "http error" if status is not None else "no answer"
 
 
 def model_reader(model: type[M], system: str, operation: str) -> Callable[[Answer], M]:

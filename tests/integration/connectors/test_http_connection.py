@@ -27,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from derms_bridge import tracing
 from derms_bridge.connectors.cpmcs import OPERATIONS, CpmcsClient
 from derms_bridge.connectors.derms import DermsClient
 from derms_bridge.connectors.http import HttpConnection
@@ -39,6 +40,8 @@ from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
 from derms_bridge.schemas.cpmcs import EnrollProgramRequest
 from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings.connections import Connection
+from derms_bridge.settings.tracing import Tracing
+from tests.otlp_receiver import OtlpReceiver
 
 ENROLL_PATH = OPERATIONS["enrollProgram"][1]
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,6 +168,8 @@ class OAuthState:
     api_calls: int = 0
     api_tokens: list[str] = field(default_factory=list)
     grant_types: list[str] = field(default_factory=list)
+    #: (path, the traceparent it came with or None) of every request, in order.
+    traceparents: list[tuple[str, str | None]] = field(default_factory=list)
 
     def reset(self) -> None:
         with self.lock:
@@ -176,6 +181,7 @@ class OAuthState:
             self.api_calls = 0
             self.api_tokens.clear()
             self.grant_types.clear()
+            self.traceparents.clear()
 
 
 def create_oauth_app(state: OAuthState) -> FastAPI:
@@ -187,6 +193,7 @@ def create_oauth_app(state: OAuthState) -> FastAPI:
         form = parse_qs((await request.body()).decode())
         grant_type = form.get("grant_type", [""])[0]
         with state.lock:
+            state.traceparents.append(("/token", request.headers.get("traceparent")))
             state.grant_types.append(grant_type)
             if (
                 state.refuse_tokens
@@ -206,6 +213,7 @@ def create_oauth_app(state: OAuthState) -> FastAPI:
     async def protected(request: Request) -> JSONResponse:
         authorization = request.headers.get("authorization", "")
         with state.lock:
+            state.traceparents.append((ENROLL_PATH, request.headers.get("traceparent")))
             state.api_calls += 1
             state.api_tokens.append(authorization)
             bearer = authorization.removeprefix("Bearer ")
@@ -271,6 +279,54 @@ async def test_oauth2_concurrent_first_calls_share_one_token(
 
     assert state.issued == 1
     assert set(state.api_tokens) == {"Bearer tok-1"}
+
+
+async def test_a_calls_span_is_a_child_of_the_running_one_and_its_token_request_carries_it(
+    oauth: tuple[ServerThread, OAuthState],
+) -> None:
+    server, state = oauth
+    with OtlpReceiver() as receiver:
+        tracing.start_exporting(
+            Tracing(endpoint=receiver.endpoint, batch_delay_seconds=0.2), process="test"
+        )
+        try:
+            async with connected(oauth_settings(server)) as c:
+                with tracing.span("step") as step:
+                    await CpmcsClient(c).enroll_program(enroll_body("T-1"))
+                    await CpmcsClient(c).enroll_program(enroll_body("T-2"))
+        finally:
+            await tracing.stop_exporting()
+        spans = receiver.spans
+
+    [parent] = [span for span in spans if span.name == "step"]
+    calls = [span for span in spans if span.name == "CPMCS enrollProgram"]
+    assert parent.span_id == f"{step.get_span_context().span_id:016x}"
+    assert [(c.trace_id, c.parent_id, c.kind) for c in calls] == [
+        (parent.trace_id, parent.span_id, 3)
+    ] * 2
+    assert [c.attributes["http.response.status_code"] for c in calls] == [200, 200]
+    assert len({c.span_id for c in calls}) == 2
+    # Each request went out with its call's own span as the parent, the first call's
+    # token request included; the token is reused by the second.
+    first, second = (f"00-{parent.trace_id}-{c.span_id}-01" for c in calls)
+    assert state.traceparents == [
+        ("/token", first),
+        (ENROLL_PATH, first),
+        (ENROLL_PATH, second),
+    ]
+
+
+async def test_without_tracing_a_callers_traceparent_goes_to_the_call_and_its_token_request(
+    oauth: tuple[ServerThread, OAuthState],
+) -> None:
+    server, state = oauth
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with connected(oauth_settings(server)) as c:
+        with tracing.span("step", parent=tracing.continued({"traceparent": caller})):
+            await CpmcsClient(c).enroll_program(enroll_body("T-1"))
+        await CpmcsClient(c).enroll_program(enroll_body("T-2"))
+
+    assert state.traceparents == [("/token", caller), (ENROLL_PATH, caller), (ENROLL_PATH, None)]
 
 
 async def test_oauth2_token_is_reused_until_it_is_due_then_renewed(
