@@ -10,8 +10,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -152,6 +153,11 @@ class SqliteSideConnection:
         with self._connection.begin():
             return work(self._connection)
 
+    def between_writes(self, step: Callable[[], _T]) -> _T:
+        """`step`'s result, run on the connection's thread between two of its transactions
+        (called from another thread, which waits for it)."""
+        return self._thread.submit(step).result()
+
     async def close(self) -> None:
         """Close the connection, once the work under way is done, and end its thread; again,
         nothing."""
@@ -173,11 +179,27 @@ class WalCheckpointer:
     and a connection of its own, so that no commit does it: by SQLite's default the commit
     that took the log past 1,000 pages copied them and synced the file before it returned,
     and its flows waited, the slowest of a loaded hub's. Passive: it waits for no reader or
-    writer, and what they still use is copied next time. `close` it when the store closes."""
+    writer, and what they still use is copied next time.
 
-    def __init__(self, path: str, seconds: float = WAL_CHECKPOINT_SECONDS) -> None:
+    A log is started over (written again from its first page) only by a commit that finds
+    it wholly copied, and under a steady load some flow always commits while a copy runs:
+    the log then grew round after round until a commit copied it at the net's 10,000 pages,
+    syncing the log and the file, every second or so at 300 requests a second, and the
+    flows behind it waited 10 to 20 ms. So each round copies twice while the flows go on
+    committing, then the few pages they added meanwhile by `between_writes` (the store's
+    writing thread, between two of its transactions), and the log is whole in the file:
+    the next commit starts it over. `close` it when the store closes, before the store's
+    writing thread."""
+
+    def __init__(
+        self,
+        path: str,
+        seconds: float = WAL_CHECKPOINT_SECONDS,
+        between_writes: Callable[[Callable[[], object]], object] | None = None,
+    ) -> None:
         self._path = path
         self._seconds = seconds
+        self._between_writes = between_writes
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
@@ -187,15 +209,27 @@ class WalCheckpointer:
         try:
             while not self._stopping.wait(self._seconds):
                 try:
-                    # Opened at the first round: a store closed before it opens none.
-                    connection = connection or sqlite3.connect(self._path, timeout=30)
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    # Opened at the first round: a store closed before it opens none. Used by
+                    # the writing thread too, never at the same time as by this one.
+                    connection = connection or sqlite3.connect(
+                        self._path, timeout=30, check_same_thread=False
+                    )
+                    self._round(connection)
                 except sqlite3.Error as error:
                     # A full disk or a file gone: the commits' own checkpoints are the net.
                     log.warning("WAL checkpoint failed: %s", error)
         finally:
             if connection is not None:
                 connection.close()
+
+    def _round(self, connection: sqlite3.Connection) -> None:
+        def copy() -> object:
+            return connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        copy()
+        copy()
+        if self._between_writes is not None:
+            self._between_writes(copy)
 
     async def close(self) -> None:
         self._stopping.set()
@@ -210,11 +244,15 @@ def _sqlite_file(engine: AsyncEngine) -> str | None:
     return url.database
 
 
-def wal_checkpointer(engine: AsyncEngine) -> WalCheckpointer | None:
-    """A checkpointer of `engine`'s SQLite file; None for PostgreSQL or a database in
-    memory."""
+def wal_checkpointer(
+    engine: AsyncEngine, writing: SqliteSideConnection | None
+) -> WalCheckpointer | None:
+    """A checkpointer of `engine`'s SQLite file, which finishes each round between two of
+    `writing`'s transactions; None for PostgreSQL or a database in memory."""
     path = _sqlite_file(engine)
-    return None if path is None else WalCheckpointer(path)
+    if path is None:
+        return None
+    return WalCheckpointer(path, between_writes=None if writing is None else writing.between_writes)
 
 
 def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
@@ -226,9 +264,15 @@ def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
 class KeptConnection:
     """One connection of an async engine, kept open for transactions that come one at a time
     (the group commit's): taking a connection from the pool for each cost its checkout and
-    its pre-ping, a round trip. A transaction that fails gives the connection up (one the
-    database ended is dropped), so the next takes one from the pool, checked. `close` it
-    when the hub stops."""
+    its pre-ping, a round trip. A transaction that fails ends the connection, so the next
+    takes one from the pool, checked. `close` it when the hub stops.
+
+    A transaction goes in psycopg's pipeline mode: its BEGIN, statements and COMMIT are sent
+    together and answered together, one round trip where each took one of its own (four for
+    a flow's instance, five for its outcome). A round trip waits for the server's process
+    to be scheduled, which on a loaded machine of few cores was most of a flow's writing
+    time. A statement's error comes back at a later statement or at the COMMIT, raised as
+    itself; the transaction is then rolled back as the connection is given up."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -240,17 +284,17 @@ class KeptConnection:
             self._connection = await self._engine.connect()
         connection = self._connection
         try:
-            async with connection.begin():
-                return await connection.run_sync(work)
-        except Exception:
-            self._connection = None
-            # Back to the pool, whose check-in rolls back; one the database ended was
-            # invalidated already, and goes.
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise
+            raw = await connection.get_raw_connection()
+            async with cast(psycopg.AsyncConnection[Any], raw.driver_connection).pipeline():
+                # Begun and committed by hand: rolled back in the pipeline, a statement that
+                # failed would have been raised as the pipeline's abort, not as its error.
+                transaction = await connection.begin()
+                result = await connection.run_sync(work)
+                await transaction.commit()
+            return result
         except BaseException:
-            # Stopped midway: what the driver was doing is unknown, so the connection goes.
+            # Failed or stopped midway: what is left of the pipeline in the driver is
+            # unknown, so the connection goes (closed, and its transaction with it).
             self._connection = None
             with contextlib.suppress(Exception):
                 await connection.invalidate()

@@ -100,7 +100,7 @@ class InstanceStore:
         # whose busy-wait made a loaded hub's writes take up to a second.
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._side = sqlite_side_connection(engine)
-        self._checkpointer = wal_checkpointer(engine)
+        self._checkpointer = wal_checkpointer(engine, self._side)
         self._kept = kept_connection(engine)
         self._group: GroupCommit[InstanceWrite] = GroupCommit(self._in_one_group_call, run_together)
 
@@ -145,10 +145,11 @@ class InstanceStore:
     async def aclose(self) -> None:
         if self._kept is not None:
             await self._kept.close()
-        if self._side is not None:
-            await self._side.close()
+        # The checkpointer first: its rounds end on the side connection's thread.
         if self._checkpointer is not None:
             await self._checkpointer.close()
+        if self._side is not None:
+            await self._side.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:

@@ -8,15 +8,27 @@ import asyncio
 import sqlite3
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
+from derms_bridge.store.database import (
+    COMMIT_CHECKPOINT_PAGES,
+    SqliteSideConnection,
+    WalCheckpointer,
+    open_engine,
+)
 from tests.conftest import CPMCS_AUTH, HubUnderTest
 from tests.payloads import customer_unavailability_message
 
 #: Long enough for a loaded machine; the checkpointer's rounds are a second apart.
 DEADLINE_SECONDS = 30.0
+
+#: Commits of a row of 4,000 bytes each, one after the other: more log than the net's
+#: 10,000 pages (40 MB), at which a commit copies it itself and starts it over.
+COMMITS = 7000
+NET_BYTES = COMMIT_CHECKPOINT_PAGES * 4096
 
 
 def in_the_database_file(path: str, instance_ids: list[str]) -> set[str]:
@@ -53,3 +65,26 @@ async def test_what_flows_wrote_is_checkpointed_by_the_store_not_left_in_the_log
             continue
 
     assert found == set(made)
+
+
+async def test_a_log_written_without_pause_is_still_started_over(tmp_path: Path) -> None:
+    """Flows that commit one after the other without a pause never let a copy made beside
+    them finish: each round ends between two of their commits, so the log is copied whole
+    and the next commit writes it again from its start: the -wal file stays the size of a
+    round's commits, far below the net's."""
+    path = tmp_path / "hub.db"
+    engine = open_engine(f"sqlite+aiosqlite:///{path}")
+    writing = SqliteSideConnection(engine.url)
+    checkpointer = WalCheckpointer(str(path), seconds=0.02, between_writes=writing.between_writes)
+    row = "x" * 4000
+    try:
+        await writing.run(lambda c: c.exec_driver_sql("CREATE TABLE written (body TEXT)"))
+        for _ in range(COMMITS):
+            await writing.run(lambda c: c.exec_driver_sql("INSERT INTO written VALUES (?)", (row,)))
+        log_bytes = (tmp_path / "hub.db-wal").stat().st_size
+    finally:
+        await checkpointer.close()
+        await writing.close()
+        await engine.dispose()
+
+    assert log_bytes < NET_BYTES * 3 / 4
