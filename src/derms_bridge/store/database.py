@@ -55,7 +55,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on the disk before it returns, so what the hub has acknowledged
+    # survives a power loss too, not only the hub's own crash (NORMAL's promise in WAL mode).
+    cursor.execute("PRAGMA synchronous=FULL")
     # The WalCheckpointer's thread checkpoints; a commit does only when far more has piled
     # up than it lets, as a net.
     cursor.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
