@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,6 +127,10 @@ def open_engine(url: str) -> AsyncEngine:
     return engine
 
 
+class ClosedForWrites(Exception):
+    """A side connection's thread has ended: closed, or the interpreter is stopping."""
+
+
 class SqliteSideConnection:
     """A synchronous connection to the same SQLite file as an async engine, for work done in
     one call off the event loop: each piece of work is a transaction, run on the one thread
@@ -157,8 +162,13 @@ class SqliteSideConnection:
 
     def between_writes(self, step: Callable[[], _T]) -> _T:
         """`step`'s result, run on the connection's thread between two of its transactions
-        (called from another thread, which waits for it)."""
-        return self._thread.submit(step).result()
+        (called from another thread, which waits for it); ClosedForWrites once the
+        connection is closed or the interpreter is stopping."""
+        try:
+            done = self._thread.submit(step)
+        except RuntimeError as refused:
+            raise ClosedForWrites from refused
+        return done.result()
 
     async def close(self) -> None:
         """Close the connection, once the work under way is done, and end its thread; again,
@@ -191,17 +201,21 @@ class WalCheckpointer:
     committing, then the few pages they added meanwhile by `between_writes` (the store's
     writing thread, between two of its transactions), and the log is whole in the file:
     the next commit starts it over. `close` it when the store closes, before the store's
-    writing thread."""
+    writing thread.
+
+    It holds the writing connection weakly: a store dropped unclosed lets its writing thread
+    end as a ThreadPoolExecutor's does when collected, and the rounds then copy beside the
+    commits only, as SQLite's other processes' commits are."""
 
     def __init__(
         self,
         path: str,
         seconds: float = WAL_CHECKPOINT_SECONDS,
-        between_writes: Callable[[Callable[[], object]], object] | None = None,
+        writing: SqliteSideConnection | None = None,
     ) -> None:
         self._path = path
         self._seconds = seconds
-        self._between_writes = between_writes
+        self._writing = None if writing is None else weakref.ref(writing)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
@@ -230,8 +244,10 @@ class WalCheckpointer:
 
         copy()
         copy()
-        if self._between_writes is not None:
-            self._between_writes(copy)
+        writing = None if self._writing is None else self._writing()
+        if writing is not None:
+            with contextlib.suppress(ClosedForWrites):
+                writing.between_writes(copy)
 
     async def close(self) -> None:
         self._stopping.set()
@@ -254,7 +270,7 @@ def wal_checkpointer(
     path = _sqlite_file(engine)
     if path is None:
         return None
-    return WalCheckpointer(path, between_writes=None if writing is None else writing.between_writes)
+    return WalCheckpointer(path, writing=writing)
 
 
 def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:

@@ -5,7 +5,9 @@ within seconds though far fewer pages were written than a commit would checkpoin
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -75,7 +77,7 @@ async def test_a_log_written_without_pause_is_still_started_over(tmp_path: Path)
     path = tmp_path / "hub.db"
     engine = open_engine(f"sqlite+aiosqlite:///{path}")
     writing = SqliteSideConnection(engine.url)
-    checkpointer = WalCheckpointer(str(path), seconds=0.02, between_writes=writing.between_writes)
+    checkpointer = WalCheckpointer(str(path), seconds=0.02, writing=writing)
     row = "x" * 4000
     try:
         await writing.run(lambda c: c.exec_driver_sql("CREATE TABLE written (body TEXT)"))
@@ -88,3 +90,31 @@ async def test_a_log_written_without_pause_is_still_started_over(tmp_path: Path)
         await engine.dispose()
 
     assert log_bytes < NET_BYTES * 3 / 4
+
+
+def writing_threads() -> int:
+    return sum(thread.name.startswith("sqlite-side") for thread in threading.enumerate())
+
+
+async def test_a_store_dropped_unclosed_lets_its_writing_thread_end(tmp_path: Path) -> None:
+    """The checkpointer holds the writing connection weakly: a store that was never closed
+    leaves no thread behind for ever once nothing else holds it."""
+    path = tmp_path / "hub.db"
+    before = writing_threads()
+    writing: SqliteSideConnection | None = SqliteSideConnection(make_url(f"sqlite:///{path}"))
+    assert writing is not None
+    checkpointer = WalCheckpointer(str(path), seconds=0.02, writing=writing)
+    try:
+        await writing.run(lambda c: c.exec_driver_sql("CREATE TABLE written (body TEXT)"))
+        assert writing_threads() == before + 1
+        await asyncio.sleep(0.1)
+
+        writing = None
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while writing_threads() > before and time.monotonic() < deadline:
+            gc.collect()
+            await asyncio.sleep(0.05)
+
+        assert writing_threads() == before
+    finally:
+        await checkpointer.close()
