@@ -167,6 +167,8 @@ class FileJobStore:
             FileJobRow.state.in_(("queued", "acking", "acking_again")),
             or_(FileJobRow.lease_until.is_(None), FileJobRow.lease_until < now),
         )
+        if not await self._leases.any_due(self._instances.engine, due):
+            return None
         async with self._instances.writing() as connection:
             claimed = await self._leases.claim(
                 connection,
@@ -272,6 +274,9 @@ class FileJobStore:
         segment does this for its own run; on PostgreSQL two workers recording a run's
         last two segments at once can each still see the other's as sending, so a
         worker's round sweeps up after them."""
+        under_way = FileJobRow.state.in_(("running", "failing"))
+        if not await self._leases.any_due(self._instances.engine, under_way):
+            return 0
         async with self._instances.writing() as connection:
             return len((await connection.execute(FINISH_STALLED, {"now": utcnow()})).all())
 

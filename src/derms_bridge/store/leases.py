@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from derms_bridge.store.tables import FileJobRow, StagedFileRow
 
@@ -29,6 +29,16 @@ class Leases:
 
     table: LeasedTable
     postgres: bool
+
+    async def any_due(self, engine: AsyncEngine, due: ColumnElement[bool]) -> bool:
+        """Whether a row is `due` (or, for a sweep, might be), read without a write: a
+        worker's round that finds none
+        need not take SQLite's one writer (2 to 10 ms a round through aiosqlite, while the
+        flows' commits waited behind it). A row due a moment later is claimed next round,
+        as it would be had it come just after the claim."""
+        async with engine.connect() as connection:
+            found = await connection.scalar(select(self.table.instance_id).where(due).limit(1))
+        return found is not None
 
     async def claim(
         self,

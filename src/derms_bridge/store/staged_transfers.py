@@ -175,6 +175,8 @@ class StagedTransferStore:
             StagedFileRow.state == "queued",
             and_(StagedFileRow.state == "running", StagedFileRow.lease_until < now),
         )
+        if not await self._leases.any_due(self._instances.engine, due):
+            return None
         async with self._instances.writing() as connection:
             claimed = await self._leases.claim(
                 connection, due, owner=owner, until=now + lease, state="running", updated_at=now
