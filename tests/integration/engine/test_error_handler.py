@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -16,20 +15,10 @@ from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.servers import free_port
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings import Smtp
-from derms_bridge.store.database import open_engine
 from derms_bridge.store.instances import InstanceStore
-from tests.conftest import empty_tables
 
 FLOW = BY_KEY["enrollment_request"]
 SECRET = "pa55-w0rd-never-shown"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[InstanceStore]:
-    empty_tables(database_url)
-    instances = InstanceStore(open_engine(database_url))
-    yield instances
-    await instances.aclose()
 
 
 async def new_instance(store: InstanceStore) -> str:

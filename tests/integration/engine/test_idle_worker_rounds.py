@@ -5,28 +5,15 @@ databases)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-
-from derms_bridge.store.database import open_engine
 from derms_bridge.store.file_jobs import FileJobStore
 from derms_bridge.store.instances import InstanceStore
 from derms_bridge.store.staged_transfers import StagedTransferStore
-from tests.conftest import empty_tables
 
 LEASE = timedelta(minutes=1)
 #: Far beyond a read's time; what it bounds would otherwise wait for ever.
 PATIENCE_SECONDS = 20.0
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[InstanceStore]:
-    empty_tables(database_url)
-    instances = InstanceStore(open_engine(database_url))
-    yield instances
-    await instances.aclose()
 
 
 async def test_with_nothing_due_a_round_does_not_wait_for_the_writers_turn(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -13,19 +12,10 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from derms_bridge.schemas.ops import Activity, InstanceFilter
-from derms_bridge.store.database import open_engine
 from derms_bridge.store.instances import InstanceStore
-from tests.conftest import POSTGRES_ADMIN_URL, empty_tables
+from tests.conftest import POSTGRES_ADMIN_URL
 
 BURST = 120
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[InstanceStore]:
-    empty_tables(database_url)
-    instances = InstanceStore(open_engine(database_url))
-    yield instances
-    await instances.aclose()
 
 
 def called(target: str) -> Activity:
