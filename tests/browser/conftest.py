@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -164,6 +165,10 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
 
 async def follow(link: Locator) -> None:
     """Click what opens another page, and wait until that page has loaded: htmx wires its
-    buttons and fields only then, and a click before that does nothing."""
-    async with link.page.expect_navigation():
+    buttons and fields only then, and a click before that does nothing. A link's page is
+    waited for by its address, so that a search pushing its own into the history in the
+    meantime is not taken for it."""
+    href = await link.get_attribute("href")
+    opened = urljoin(link.page.url, href) if href else None
+    async with link.page.expect_navigation(url=opened):
         await link.click()

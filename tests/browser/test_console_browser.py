@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,40 @@ async def test_an_operator_finds_a_failed_enrollment_and_resubmits_it_once_cpmcs
     await follow(page.locator("#resubmitted-link"))
     await expect(page.locator("h1 .status")).to_have_text("succeeded")
     await expect(page.get_by_text("resubmission of")).to_be_visible()
+
+
+async def test_the_instance_filters_search_as_they_change_and_opening_a_result_searches_no_more(
+    page: Page, served_hub: str, cpmcs_sim: httpx.Client
+) -> None:
+    await send_enrollment(served_hub, "FILTER-OK-1")
+    cpmcs_sim.put("/_sim/faults", json={"status_code": 503}).raise_for_status()
+    await send_enrollment(served_hub, "FILTER-FAIL-1")
+    cpmcs_sim.delete("/_sim/faults").raise_for_status()
+    await log_in(page)
+    await follow(page.get_by_role("link", name="Instances"))
+    await expect(page.locator("#total")).to_have_text("2")
+
+    await page.locator("select[name=status]").select_option("failed")
+    await expect(page.locator("#total")).to_have_text("1")
+    await expect(page).to_have_url(re.compile(r"status=failed"))
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    await page.get_by_label("from (UTC)").fill(tomorrow)
+    await expect(page.locator("#total")).to_have_text("0")
+    await page.get_by_label("from (UTC)").fill("")
+    await expect(page.locator("#total")).to_have_text("1")
+
+    # Opening a result leaves the search field, whose change the form once took for a new
+    # search: that search raced the page being opened, and could leave its buttons dead.
+    await page.get_by_label("Business identifier").fill("FILTER-FAIL-1")
+    await expect(page).to_have_url(re.compile(r"key=FILTER-FAIL-1"))
+    searches: list[str] = []
+    page.on(
+        "request",
+        lambda sent: searches.append(sent.url) if "/console/instances?" in sent.url else None,
+    )
+    await follow(page.locator("table.instances a").first)
+    await expect(page.locator("#error")).to_contain_text("CPMCS answered HTTP 503")
+    assert searches == []
 
 
 async def test_the_dashboard_charts_the_hours_messages_the_api_counts(
