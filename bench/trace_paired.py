@@ -10,9 +10,13 @@ medians of the pairs' ratios (export on over off: flows per second, and the hub'
 flow) are checked against the target: at most 5% fewer flows per second.
 
 `--same` starts both hubs with tracing off: what the two hubs differ by with the same
-code, the noise a run's figures are read against (bench/README.md, wave6-trace).
+code, the noise a run's figures are read against (bench/README.md, wave6-trace). Two hub
+processes with the same code differ by a few percent for their whole lives, so one pair
+could decide a run: `--rounds` starts a fresh pair for each round, and the median is taken
+over every round's pairs of slices.
 
-    .venv/bin/python bench/trace_paired.py [--slices N] [--flows N] [--in-flight C] [--same]
+    .venv/bin/python bench/trace_paired.py [--rounds N] [--slices N] [--flows N]
+        [--in-flight C] [--same]
 """
 
 from __future__ import annotations
@@ -48,12 +52,20 @@ ARMS = ("off", "on")
 @dataclass(frozen=True)
 class Result:
     flows: int
-    off: Slices
-    on: Slices
+    #: Each pair of hubs' slices, a pair started afresh per round.
+    rounds: list[dict[str, Slices]]
     spans: int
     load: tuple[float, float]
     #: Both hubs with tracing off (--same).
     same: bool = False
+
+    @property
+    def off(self) -> Slices:
+        return _joined(self.rounds, "off")
+
+    @property
+    def on(self) -> Slices:
+        return _joined(self.rounds, "on")
 
     @property
     def rate_ratios(self) -> list[float]:
@@ -71,36 +83,63 @@ class Result:
     def cpu_added(self) -> float:
         return statistics.median(self.cpu_ratios) - 1
 
+    @property
+    def round_slowdowns(self) -> list[float]:
+        """Each round's own median: how far one pair of processes strays from the others."""
+        return [
+            1
+            - statistics.median(
+                on / off for on, off in zip(r["on"].rates, r["off"].rates, strict=True)
+            )
+            for r in self.rounds
+        ]
 
-def run(slices: int, flows: int, in_flight: int, same: bool) -> Result:
+
+def _joined(rounds: list[dict[str, Slices]], arm: str) -> Slices:
+    return Slices(
+        rates=[rate for measured in rounds for rate in measured[arm].rates],
+        cpu_ms=[cpu for measured in rounds for cpu in measured[arm].cpu_ms],
+    )
+
+
+def run(rounds: int, slices: int, flows: int, in_flight: int, same: bool) -> Result:
     load_before = os.getloadavg()[0]
     lookups = load_lookups(LOOKUPS_DIR)
+    measured: list[dict[str, Slices]] = []
     with spawned_server(serve_receiver, "the OTLP receiver") as port:
         receiver = f"http://{LOOPBACK}:{port}"
         # Closed before the spans are counted: the exporting hub sends its last at its stop.
-        with ExitStack() as stack:
-            cpmcs_url = stack.enter_context(
+        with ExitStack() as simulators:
+            cpmcs_url = simulators.enter_context(
                 simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator")
             )
-            derms_url = stack.enter_context(
+            derms_url = simulators.enter_context(
                 simulator_process(DERMS_SIMULATOR, "the DERMS simulator")
             )
-            hubs: dict[str, HubProcess] = {}
-            for name in ARMS:
-                endpoint = f"{receiver}/v1/traces" if name == "on" and not same else None
-                with exporting_to(endpoint, 1.0 if endpoint else None):
-                    hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url))
-            measured = asyncio.run(
-                alternating_slices(hubs, "flow 6", "P", slices, flows, in_flight, lookups)
-            )
+            for index in range(rounds):
+                # A hub process runs a few percent faster or slower than another with the
+                # same code, for its whole life (`--same`): fresh processes each round, and
+                # the arm started first swapped, so that no one pair decides the median.
+                with ExitStack() as stack:
+                    hubs: dict[str, HubProcess] = {}
+                    for name in ARMS if index % 2 == 0 else ARMS[::-1]:
+                        endpoint = f"{receiver}/v1/traces" if name == "on" and not same else None
+                        with exporting_to(endpoint, 1.0 if endpoint else None):
+                            hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url))
+                    measured.append(
+                        asyncio.run(
+                            alternating_slices(
+                                hubs, "flow 6", f"P{index}", slices, flows, in_flight, lookups
+                            )
+                        )
+                    )
         spans = spans_received(receiver)
-    served = flows_served(slices, flows)
+    served = rounds * flows_served(slices, flows)
     if spans != (0 if same else 2 * served):
         raise BenchmarkFailure(f"the receiver got {spans:,} spans, not {2 * served:,}")
     return Result(
         flows=flows,
-        off=measured["off"],
-        on=measured["on"],
+        rounds=measured,
         spans=spans,
         load=(load_before, os.getloadavg()[0]),
         same=same,
@@ -123,8 +162,13 @@ def report(result: Result) -> str:
         ("  hub CPU per flow", listed(result.on.cpu_ms, ".2f") + " ms"),
         ("on / off, flows/s", listed(result.rate_ratios, ".3f") + " (each pair of slices)"),
         ("on / off, CPU per flow", listed(result.cpu_ratios, ".3f")),
-        ("fewer flows/s with export", f"{result.slowdown:.1%} (median of the pairs)"),
-        ("hub CPU per flow over off", f"{result.cpu_added:+.1%} (median of the pairs)"),
+        (
+            "each round's median",
+            " ".join(f"{slowdown:.1%}" for slowdown in result.round_slowdowns)
+            + f" ({len(result.rounds)} pairs of hub processes)",
+        ),
+        ("fewer flows/s with export", f"{result.slowdown:.1%} (median of all the pairs)"),
+        ("hub CPU per flow over off", f"{result.cpu_added:+.1%} (median of all the pairs)"),
     ]
     if result.same:
         # Neither hub traces: no target to check, the figures are the noise between hubs.
@@ -142,7 +186,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="two hubs side by side, tracing off and exporting every trace"
     )
-    parser.add_argument("--slices", type=positive, default=10, help="slices per hub (10)")
+    parser.add_argument(
+        "--rounds", type=positive, default=1, help="pairs of hubs started one after the other (1)"
+    )
+    parser.add_argument(
+        "--slices", type=positive, default=10, help="slices per hub in each round (10)"
+    )
     parser.add_argument("--flows", type=positive, default=1000, help="flows per slice (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
     parser.add_argument(
@@ -154,7 +203,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return report_or_fail(
-        "trace_paired", lambda: run(args.slices, args.flows, args.in_flight, args.same), report
+        "trace_paired",
+        lambda: run(args.rounds, args.slices, args.flows, args.in_flight, args.same),
+        report,
     )
 
 

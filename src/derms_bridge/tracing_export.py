@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Spans per export, as the SDK's batch processor sends them.
 BATCH_SIZE = 512
+#: Spans the export thread encodes before it lets the GIL go: about 0.25 ms of work.
+ENCODED_AT_ONCE = 64
 #: A connection idle this long is closed before the next export: servers close theirs
 #: after a few seconds of quiet (uvicorn's default is 5 s, the batch delay's too), and an
 #: export on one they closed would fail and be tried again for nothing.
@@ -364,13 +366,13 @@ class SpanBatches:
     counted), and the thread that exports them: every `delay` seconds, or as soon as a
     batch is full.
 
-    A span is encoded as it ends, by the thread that ends it, and waits as its bytes:
-    before, every span object (its dicts, lists and context) was kept alive until its
-    batch left, and the export thread's encoding of a whole batch held the GIL from the
-    event loop for about 2 ms at a time. What the thread does is join the bytes and post
-    them, mostly outside the GIL. The encoder's remembered bytes are shared by the threads
-    that end spans: a dict's get and set are atomic, and two threads that write the same
-    value's bytes write the same bytes."""
+    The export thread encodes a batch's spans one after the other, ENCODED_AT_ONCE at a
+    time with the GIL let go between: each span so cost about 4 us of CPU, where encoded as
+    it ended, between the hub's other work, it cost 10 (bench/README.md, 2026-12-05,
+    trace-batch-encode: the encoder's code and remembered bytes stay in the CPU's caches
+    through a batch, and are cold again at every span's end). A whole batch at once held the
+    GIL from the event loop for about 2 ms; a chunk holds it for about 0.25. A finished span
+    is no longer changed, so the thread reads it as it was ended."""
 
     def __init__(
         self,
@@ -387,7 +389,7 @@ class SpanBatches:
         self._most_waiting = most_waiting
         self._dropped = dropped
         # A deque's append and popleft are atomic: the hub's threads add without a lock.
-        self._waiting: deque[bytes] = deque()
+        self._waiting: deque[SpanData] = deque()
         self._full = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="span export", daemon=True)
@@ -401,15 +403,7 @@ class SpanBatches:
             if self._dropped is not None:
                 self._dropped(QUEUE_FULL, 1)
             return
-        try:
-            waiting.append(self._encode(span))
-        except Exception as exc:
-            # The flow that ended the span goes on without it; the error by its kind only,
-            # as its text might quote an attribute's value.
-            log.error("span not exported: %s", type(exc).__name__)
-            if self._dropped is not None:
-                self._dropped(EXPORT_FAILED, 1)
-            return
+        waiting.append(span)
         if len(waiting) >= BATCH_SIZE:
             self._full.set()
 
@@ -432,7 +426,9 @@ class SpanBatches:
         times the CPU per span (bench/README.md, 2026-12-05, wave7-trace)."""
         waiting = self._waiting
         while len(waiting) >= BATCH_SIZE or (everything and waiting):
-            batch = [waiting.popleft() for _ in range(min(BATCH_SIZE, len(waiting)))]
+            batch = self._encoded([waiting.popleft() for _ in range(min(BATCH_SIZE, len(waiting)))])
+            if not batch:
+                continue
             try:
                 self._export(batch)
             except Exception as exc:
@@ -441,6 +437,25 @@ class SpanBatches:
                 log.error("spans not exported: %s", type(exc).__name__)
                 if self._dropped is not None:
                     self._dropped(EXPORT_FAILED, len(batch))
+
+    def _encoded(self, spans: list[SpanData]) -> list[bytes]:
+        """The spans' bytes; a span that cannot be encoded is dropped and counted, the
+        others go."""
+        encoded: list[bytes] = []
+        failed = 0
+        for index, span in enumerate(spans):
+            if index and not index % ENCODED_AT_ONCE:
+                # Lets the GIL go, so that the event loop waits for a chunk at most.
+                time.sleep(0)
+            try:
+                encoded.append(self._encode(span))
+            except Exception as exc:
+                # The error by its kind only, as its text might quote an attribute's value.
+                log.error("span not exported: %s", type(exc).__name__)
+                failed += 1
+        if failed and self._dropped is not None:
+            self._dropped(EXPORT_FAILED, failed)
+        return encoded
 
 
 class _Refused(Exception):
