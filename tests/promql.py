@@ -17,7 +17,11 @@ DASHBOARD = DEPLOY / "grafana" / "derms-bridge.json"
 #: What Prometheus adds to every scrape itself; no /metrics has it.
 FROM_PROMETHEUS = {"up"}
 #: What the hub measures only on PostgreSQL: no scrape of a hub on SQLite has it.
-POSTGRESQL_ONLY = {"derms_bridge_table_dead_rows", "derms_bridge_oldest_transaction_seconds"}
+POSTGRESQL_ONLY = {
+    "derms_bridge_table_dead_rows",
+    "derms_bridge_oldest_transaction_seconds",
+    "derms_bridge_database_autovacuum",
+}
 
 _KEYWORDS = {
     "and",

@@ -401,6 +401,12 @@ class _Storage(Collector):
                 "run (0: none); a long one stops vacuum and slows the work queues.",
                 value=size.oldest_transaction_seconds or 0.0,
             )
+            yield GaugeMetricFamily(
+                "derms_bridge_database_autovacuum",
+                "PostgreSQL: 1 when the server runs autovacuum, 0 when it does not (nothing "
+                "then reclaims what the purge deletes).",
+                value=1.0 if size.autovacuum else 0.0,
+            )
 
 
 async def exposition(

@@ -38,6 +38,9 @@ class DatabaseSize:
     #: PostgreSQL: how long the oldest transaction open on this database has run (one
     #: held open stops vacuum and slows the SKIP LOCKED queues); None: none open.
     oldest_transaction_seconds: float | None
+    #: PostgreSQL: whether the server runs autovacuum. Off, nothing reclaims what the purge
+    #: deletes: the tables and their indexes only grow, and searches slow down. None: SQLite.
+    autovacuum: bool | None
 
 
 async def database_size(engine: AsyncEngine) -> DatabaseSize:
@@ -68,6 +71,7 @@ async def _postgres(connection: AsyncConnection, oldest_instance: datetime | Non
             "AND xact_start IS NOT NULL"
         )
     )
+    autovacuum = await connection.scalar(text("SELECT current_setting('autovacuum')"))
     return DatabaseSize(
         dialect="postgresql",
         bytes=int(size or 0),
@@ -78,6 +82,7 @@ async def _postgres(connection: AsyncConnection, oldest_instance: datetime | Non
         oldest_transaction_seconds=(
             float(oldest_transaction) if oldest_transaction is not None else None
         ),
+        autovacuum=autovacuum == "on",
     )
 
 
@@ -107,6 +112,7 @@ async def _sqlite(connection: AsyncConnection, oldest_instance: datetime | None)
         tables=[TableSize(name, int(size), int(rows), None) for name, size, rows in tables],
         oldest_instance=oldest_instance,
         oldest_transaction_seconds=None,
+        autovacuum=None,
     )
 
 

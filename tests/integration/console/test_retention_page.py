@@ -11,7 +11,7 @@ from tests.integration.console.conftest import (
     page_text,
     table_rows,
 )
-from tests.integration.engine.test_retention import age
+from tests.integration.engine.test_retention import age, server_autovacuum
 from tests.payloads import customer_unavailability_message
 
 
@@ -34,12 +34,19 @@ async def test_the_storage_page_shows_the_database_and_the_retention_in_force(
         await kept.log_in()
         page = await kept.client.get("/console/storage")
         schedules = await kept.client.get("/console/schedules")
+        autovacuum = await server_autovacuum(kept.hub.store.engine)
 
     assert page.status_code == 200
     assert 'href="/console/storage" aria-current="page"' in page.text
     text = page_text(page.text)
     # The instance goes whole, its payload with it: no payload waits apart.
     assert "waiting for the purge 0 payloads, 1 instances, 0 file rows" in text
+    if autovacuum is None:
+        assert "autovacuum" not in text
+    elif autovacuum == "on":
+        assert "autovacuum on" in text
+    else:
+        assert "autovacuum off: nothing reclaims what the purge deletes" in text
     rows = {row[0]: row for row in table_rows(page.text)}
     assert rows["instances"][1].endswith(("KB", "MB", "kB"))
     assert rows["every other flow"][1:] == [

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from derms_bridge.bootstrap import Hub
 from derms_bridge.engine import storage
@@ -514,11 +515,23 @@ async def test_the_metrics_show_the_storage_measured_at_most_once_a_minute(
         _gauge(first, "derms_bridge_oldest_instance_timestamp_seconds")
         < (datetime.now(UTC) - timedelta(days=99)).timestamp()
     )
-    if hub.hub.store.engine.dialect.name == "postgresql":
+    autovacuum = await server_autovacuum(hub.hub.store.engine)
+    if autovacuum is not None:
         assert _gauge(first, "derms_bridge_oldest_transaction_seconds") >= 0
         assert _gauge(first, 'derms_bridge_table_dead_rows{table="instances"}') >= 0
+        assert _gauge(first, "derms_bridge_database_autovacuum") == (autovacuum == "on")
+    else:
+        assert "derms_bridge_database_autovacuum" not in first
     # Measured again only a minute later: the same figures.
     assert _gauge(second, 'derms_bridge_purge_waiting{kind="instances"}') == 3
+
+
+async def server_autovacuum(engine: AsyncEngine) -> str | None:
+    """What the PostgreSQL server says of its autovacuum ("on", "off"); None on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    async with engine.connect() as connection:
+        return str(await connection.scalar(text("SHOW autovacuum")))
 
 
 def _gauge(text: str, name: str) -> float:
