@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 PROMTOOL := /usr/bin/promtool
+NGINX := /usr/sbin/nginx
 
 .PHONY: sandbox demo test lint typecheck unit bench clean screenshots
 
@@ -48,6 +49,10 @@ unit: $(INSTALLED)
 $(PROMTOOL):
 	apt-get update && apt-get install -y prometheus
 
+# deploy/nginx's reverse proxy example is checked by Debian's nginx (`nginx -t`).
+$(NGINX):
+	apt-get update && apt-get install -y nginx
+
 # pytest-xdist's workers for `make test`, each a pytest process with servers and databases of
 # its own (tests/README.md). The suite mostly waits on loopback servers, hub processes and
 # timers, so more workers than CI's two cores pays. PYTEST_WORKERS=0 runs it in one process.
@@ -56,7 +61,7 @@ PYTEST = $(BIN)/pytest --numprocesses $(PYTEST_WORKERS) --dist worksteal $(PYTES
 
 # mypy (about 20 s of one core) runs beside pytest, into $(VENV)/typecheck.out: printed after
 # pytest's summary when it finds anything, which fails `make test` as a failed test does.
-test: lint $(CHROMIUM) $(PROMTOOL)
+test: lint $(CHROMIUM) $(PROMTOOL) $(NGINX)
 	@echo "$(MYPY) > $(VENV)/typecheck.out, beside:"
 	@echo "$(PYTEST)"
 	@$(MYPY) > $(VENV)/typecheck.out 2>&1 & typecheck=$$!; \
