@@ -8,17 +8,18 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from derms_bridge.errors import DatabaseUnavailable
 
@@ -81,11 +82,16 @@ _POSTGRES_OUTAGE_STATES = ("25006", "53", "57P", "08")
 
 
 def _refusal(context: ExceptionContext) -> DatabaseUnavailable | None:
-    error = context.original_exception
     if context.dialect is None or context.is_pre_ping:
         # The pool's check of a connection it hands out: a dead one is replaced, not news.
         return None
-    if context.dialect.name == "sqlite":
+    return _refusal_of(context.original_exception, context.dialect.name, context.is_disconnect)
+
+
+def _refusal_of(
+    error: BaseException, database: str, disconnected: bool
+) -> DatabaseUnavailable | None:
+    if database == "sqlite":
         text = str(error).lower()
         if type(error).__name__ == "OperationalError" and any(
             words in text for words in _SQLITE_OUTAGES
@@ -93,7 +99,7 @@ def _refusal(context: ExceptionContext) -> DatabaseUnavailable | None:
             return DatabaseUnavailable(f"the database refuses writes: {text}")
         return None
     state = getattr(error, "sqlstate", None) or ""
-    if context.is_disconnect or state.startswith(_POSTGRES_OUTAGE_STATES):
+    if disconnected or state.startswith(_POSTGRES_OUTAGE_STATES):
         reason = getattr(getattr(error, "diag", None), "message_primary", None)
         return DatabaseUnavailable(
             f"the database refuses writes: {reason or type(error).__name__} (SQLSTATE {state})"
@@ -279,49 +285,87 @@ def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
     return None if _sqlite_file(engine) is None else SqliteSideConnection(engine.url)
 
 
-class KeptConnection:
-    """One connection of an async engine, kept open for transactions that come one at a time
-    (the group commit's): taking a connection from the pool for each cost its checkout and
-    its pre-ping, a round trip. A transaction that fails ends the connection, so the next
-    takes one from the pool, checked. `close` it when the hub stops.
+#: PostgreSQL statements and their parameters (store/instance_writes.py's `Statement`): one
+#: execution's, or a list of one per execution.
+PipelinedStatement = tuple[str, Sequence[Any] | Mapping[str, Any] | list[Any]]
 
-    A transaction goes in psycopg's pipeline mode: its BEGIN, statements and COMMIT are sent
-    together and answered together, one round trip where each took one of its own (four for
-    a flow's instance, five for its outcome). A round trip waits for the server's process
-    to be scheduled, which on a loaded machine of few cores was most of a flow's writing
-    time. A statement's error comes back at a later statement or at the COMMIT, raised as
-    itself; the transaction is then rolled back as the connection is given up."""
+
+class KeptConnection:
+    """A psycopg connection to an async engine's PostgreSQL, kept open for transactions that
+    come one at a time (the group commit's) and run by psycopg itself: taking a connection
+    from the pool for each cost its checkout and its pre-ping, a round trip, and running the
+    statements through SQLAlchemy (its execution context per statement, `run_sync`'s
+    greenlet, its transaction's bookkeeping) cost more of the event loop's CPU than psycopg
+    did sending them. It connects as the engine does (its dialect's arguments and psycopg
+    adapters), in autocommit mode; a transaction that fails ends the connection, and the next
+    opens another. `close` it when the hub stops.
+
+    A transaction's statements go in psycopg's pipeline mode and are followed by one Sync:
+    sent together and answered together, one round trip. With no BEGIN of their own they are
+    one implicit transaction, which the server commits at the Sync before it answers it, or
+    rolls back whole at the first statement that fails (its error raised when the pipeline
+    ends). Begun by psycopg outside autocommit, the BEGIN and the COMMIT each waited for
+    their own Sync, and leaving the pipeline for a third: three round trips. Errors are
+    raised as the engine raises them: a refusal as DatabaseUnavailable, any other as
+    SQLAlchemy's DBAPIError of its kind (IntegrityError, DataError...)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._connection: AsyncConnection | None = None
+        self._dialect = engine.dialect
+        self._connect_args = engine.dialect.create_connect_args(engine.url)
+        self._connection: psycopg.AsyncConnection[Any] | None = None
 
-    async def run(self, work: Callable[[Connection], _T]) -> _T:
-        """`work` in a transaction of its own; one at a time."""
-        if self._connection is None:
-            self._connection = await self._engine.connect()
+    async def run(self, statements: Sequence[PipelinedStatement]) -> None:
+        """`statements` in a transaction of their own, committed when this returns; one at a
+        time."""
         connection = self._connection
         try:
-            raw = await connection.get_raw_connection()
-            async with cast(psycopg.AsyncConnection[Any], raw.driver_connection).pipeline():
-                # Begun and committed by hand: rolled back in the pipeline, a statement that
-                # failed would have been raised as the pipeline's abort, not as its error.
-                transaction = await connection.begin()
-                result = await connection.run_sync(work)
-                await transaction.commit()
-            return result
-        except BaseException:
+            if connection is None:
+                args, params = self._connect_args
+                connection = await psycopg.AsyncConnection.connect(
+                    *args, **{**params, "autocommit": True}
+                )
+                self._connection = connection
+            async with connection.pipeline():
+                cursor = connection.cursor()
+                for sql, parameters in statements:
+                    if isinstance(parameters, list):
+                        await cursor.executemany(sql, parameters)
+                    else:
+                        await cursor.execute(sql, parameters)
+        except BaseException as failed:
             # Failed or stopped midway: what is left of the pipeline in the driver is
-            # unknown, so the connection goes (closed, and its transaction with it).
+            # unknown, so the connection goes, and the transaction with it.
             self._connection = None
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
+            disconnected = connection is None or connection.broken or connection.closed
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+            if isinstance(failed, psycopg.Error):
+                raise _as_the_engine_raises(failed, self._dialect, disconnected) from failed
             raise
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
+
+
+def _as_the_engine_raises(error: psycopg.Error, dialect: Dialect, disconnected: bool) -> Exception:
+    """`error` as a statement run by the engine raises it: DatabaseUnavailable for a
+    refusal (`_raise_outage`), else SQLAlchemy's exception of its kind, without the
+    statement's parameters (the flows' payloads)."""
+    refusal = _refusal_of(error, dialect.name, disconnected)
+    if refusal is not None:
+        return refusal
+    return DBAPIError.instance(
+        None,
+        None,
+        error,
+        psycopg.Error,
+        hide_parameters=True,
+        connection_invalidated=disconnected,
+        dialect=dialect,
+    )
 
 
 def kept_connection(engine: AsyncEngine) -> KeptConnection | None:

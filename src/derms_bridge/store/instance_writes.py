@@ -47,24 +47,32 @@ class InstanceWrite:
 
     rows: dict[Executable, Rows]
 
-    def __call__(self, connection: Connection) -> None:
-        """This write alone, in the transaction `connection` is in."""
-        run_together([self], connection)
-
 
 def run_together(writes: Sequence[InstanceWrite], connection: Connection) -> list[None]:
-    """Every write's rows, each statement run once for all of them: as an executemany, or
-    on PostgreSQL an insert as one execution over arrays of the rows' values."""
-    for statement in STATEMENT_ORDER:
-        rows = [row for write in writes for row in write.rows.get(statement, ())]
-        if rows:
-            compiled = _compiled(statement, connection.dialect, tuple(rows[0]))
-            connection.exec_driver_sql(compiled.sql, compiled.parameters(rows))
+    """Every write's rows, in the transaction `connection` is in (SQLite's)."""
+    for sql, parameters in statements(writes, connection.dialect):
+        connection.exec_driver_sql(sql, parameters)
     return [None] * len(writes)
 
 
+Parameters = tuple[Any, ...] | dict[str, Any]
+#: A statement's SQL and its parameters: one execution's, or a list of one per execution.
+Statement = tuple[str, Parameters | list[Parameters]]
+
+
+def statements(writes: Sequence[InstanceWrite], dialect: Dialect) -> list[Statement]:
+    """Every write's rows, each statement once for all of them: as an executemany, or on
+    PostgreSQL an insert as one execution over arrays of the rows' values."""
+    found: list[Statement] = []
+    for statement in STATEMENT_ORDER:
+        rows = [row for write in writes for row in write.rows.get(statement, ())]
+        if rows:
+            compiled = _compiled(statement, dialect, tuple(rows[0]))
+            found.append((compiled.sql, compiled.parameters(rows)))
+    return found
+
+
 Processor = Callable[[Any], Any]
-Parameters = list[tuple[Any, ...]] | Rows | dict[str, list[Any]]
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,12 @@ class _Compiled:
     binds: tuple[tuple[str, Processor | None], ...]
     form: Literal["positional", "named", "arrays"]
 
-    def parameters(self, rows: Rows) -> Parameters:
+    def parameters(self, rows: Rows) -> Parameters | list[Parameters]:
         if self.form == "arrays":
-            return {
-                name: [row[name] for row in rows] if to is None else [to(row[name]) for row in rows]
+            return tuple(
+                [row[name] for row in rows] if to is None else [to(row[name]) for row in rows]
                 for name, to in self.binds
-            }
+            )
         if self.form == "named":
             return [
                 {name: row[name] if to is None else to(row[name]) for name, to in self.binds}
@@ -117,7 +125,7 @@ def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) ->
     table = quote(cast(Any, statement).table.name)
     columns = ", ".join(quote(name) for name in names)
     arrays = ", ".join(
-        f"%({name})s{_cast(compiled, compiled.binds[name].type, dialect)}[]" for name in names
+        f"%s{_cast(compiled, compiled.binds[name].type, dialect)}[]" for name in names
     )
     # Only the names of the hub's own table and columns are written into the SQL; every
     # value is bound.
