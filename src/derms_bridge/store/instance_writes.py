@@ -60,14 +60,25 @@ Parameters = tuple[Any, ...] | dict[str, Any]
 Statement = tuple[str, Parameters | list[Parameters]]
 
 
+#: Rows up to which an insert on PostgreSQL lists its rows' values, each a parameter of its
+#: own; more go as arrays, a parameter per column. psycopg converts a value in C, an array
+#: in Python, element by element, after finding its elements' type: for the one or two
+#: flows a transaction holds at a light load, the arrays' conversion was half the group
+#: commit's CPU. A statement per number of rows, each prepared by the server once used a
+#: few times (psycopg's prepare_threshold).
+LISTED_ROWS = 8
+
+
 def statements(writes: Sequence[InstanceWrite], dialect: Dialect) -> list[Statement]:
     """Every write's rows, each statement once for all of them: as an executemany, or on
-    PostgreSQL an insert as one execution over arrays of the rows' values."""
+    PostgreSQL an insert as one execution, of its rows listed or of arrays of their
+    values."""
     found: list[Statement] = []
     for statement in STATEMENT_ORDER:
         rows = [row for write in writes for row in write.rows.get(statement, ())]
         if rows:
-            compiled = _compiled(statement, dialect, tuple(rows[0]))
+            listed = len(rows) if len(rows) <= LISTED_ROWS else 0
+            compiled = _compiled(statement, dialect, tuple(rows[0]), listed)
             found.append((compiled.sql, compiled.parameters(rows)))
     return found
 
@@ -79,14 +90,20 @@ Processor = Callable[[Any], Any]
 class _Compiled:
     """A statement's SQL for one database, and its rows' values as the driver takes them,
     each converted by its column type's bind processor as SQLAlchemy does for a statement it
-    runs: per row, in the order of the SQL's placeholders or by their names, or one array
-    per column."""
+    runs: per row, in the order of the SQL's placeholders or by their names; for one
+    execution, every row's in turn, or one array per column."""
 
     sql: str
     binds: tuple[tuple[str, Processor | None], ...]
-    form: Literal["positional", "named", "arrays"]
+    form: Literal["positional", "named", "listed", "arrays"]
 
     def parameters(self, rows: Rows) -> Parameters | list[Parameters]:
+        if self.form == "listed":
+            return tuple(
+                row[name] if to is None else to(row[name])
+                for row in rows
+                for name, to in self.binds
+            )
         if self.form == "arrays":
             return tuple(
                 [row[name] for row in rows] if to is None else [to(row[name]) for row in rows]
@@ -103,14 +120,17 @@ class _Compiled:
         ]
 
 
-@lru_cache(maxsize=64)
-def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
-    """Compiled once per database and set of columns. Run as a statement, SQLAlchemy built
-    its parameters anew for every row, which cost the group commit's thread more than the
-    database's own work on them. On PostgreSQL, psycopg sent and the server ran each row of
-    an executemany as an execution of its own, where one over arrays takes all the rows of
-    an insert; the outcomes' update stays one execution per row, each finding its instance
-    by the primary key (joined to arrays, the planner scanned the whole table)."""
+@lru_cache(maxsize=256)
+def _compiled(
+    statement: Executable, dialect: Dialect, keys: tuple[str, ...], listed: int
+) -> _Compiled:
+    """Compiled once per database and set of columns (on PostgreSQL, an insert of `listed`
+    rows; 0, of arrays). Run as a statement, SQLAlchemy built its parameters anew for every
+    row, which cost the group commit's thread more than the database's own work on them.
+    On PostgreSQL, psycopg sent and the server ran each row of an executemany as an
+    execution of its own, where one insert takes all its rows; the outcomes' update stays
+    one execution per row, each finding its instance by the primary key (joined to arrays,
+    the planner scanned the whole table)."""
     compiled = cast(Any, statement).compile(dialect=dialect, column_keys=list(keys))
     names: list[str] = compiled.positiontup if dialect.positional else list(compiled.binds)
     binds = tuple(
@@ -124,11 +144,14 @@ def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) ->
     quote = dialect.identifier_preparer.quote
     table = quote(cast(Any, statement).table.name)
     columns = ", ".join(quote(name) for name in names)
-    arrays = ", ".join(
-        f"%s{_cast(compiled, compiled.binds[name].type, dialect)}[]" for name in names
-    )
+    casts = [_cast(compiled, compiled.binds[name].type, dialect) for name in names]
     # Only the names of the hub's own table and columns are written into the SQL; every
     # value is bound.
+    if listed:
+        row = "(" + ", ".join(f"%s{cast_}" for cast_ in casts) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * listed)}"  # noqa: S608
+        return _Compiled(sql=sql, binds=binds, form="listed")
+    arrays = ", ".join(f"%s{cast_}[]" for cast_ in casts)
     sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
     return _Compiled(sql=sql, binds=binds, form="arrays")
 
