@@ -10,6 +10,8 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -300,54 +302,84 @@ class KeptConnection:
     adapters), in autocommit mode; a transaction that fails ends the connection, and the next
     opens another. `close` it when the hub stops.
 
-    A transaction's statements go in psycopg's pipeline mode and are followed by one Sync:
-    sent together and answered together, one round trip. With no BEGIN of their own they are
-    one implicit transaction, which the server commits at the Sync before it answers it, or
-    rolls back whole at the first statement that fails (its error raised when the pipeline
-    ends). Begun by psycopg outside autocommit, the BEGIN and the COMMIT each waited for
-    their own Sync, and leaving the pipeline for a third: three round trips. Errors are
-    raised as the engine raises them: a refusal as DatabaseUnavailable, any other as
-    SQLAlchemy's DBAPIError of its kind (IntegrityError, DataError...)."""
+    The connection stays in psycopg's pipeline mode, and a transaction is its statements
+    and one Sync: sent together and answered together, one round trip. With no BEGIN of
+    their own they are one implicit transaction, which the server commits at the Sync
+    before it answers it, or rolls back whole at the first statement that fails (its error
+    raised by the Sync). Begun by psycopg outside autocommit, the BEGIN and the COMMIT each
+    waited for a Sync of their own, and leaving the pipeline for a third: three round trips;
+    entering and leaving the pipeline for each transaction cost a third of psycopg's CPU
+    for it. Errors are raised as the engine raises them: a refusal as DatabaseUnavailable,
+    any other as SQLAlchemy's DBAPIError of its kind (IntegrityError, DataError...)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._dialect = engine.dialect
         self._connect_args = engine.dialect.create_connect_args(engine.url)
-        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._open: _Pipelined | None = None
 
     async def run(self, statements: Sequence[PipelinedStatement]) -> None:
         """`statements` in a transaction of their own, committed when this returns; one at a
         time."""
-        connection = self._connection
         try:
-            if connection is None:
-                args, params = self._connect_args
-                connection = await psycopg.AsyncConnection.connect(
-                    *args, **{**params, "autocommit": True}
-                )
-                self._connection = connection
-            async with connection.pipeline():
-                cursor = connection.cursor()
-                for sql, parameters in statements:
-                    if isinstance(parameters, list):
-                        await cursor.executemany(sql, parameters)
-                    else:
-                        await cursor.execute(sql, parameters)
+            if self._open is None:
+                self._open = await _Pipelined.opened(self._connect_args)
+            cursor = self._open.connection.cursor()
+            for sql, parameters in statements:
+                if isinstance(parameters, list):
+                    await cursor.executemany(sql, parameters)
+                else:
+                    await cursor.execute(sql, parameters)
+            await self._open.pipeline.sync()
         except BaseException as failed:
             # Failed or stopped midway: what is left of the pipeline in the driver is
             # unknown, so the connection goes, and the transaction with it.
-            self._connection = None
-            disconnected = connection is None or connection.broken or connection.closed
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close()
+            gone, self._open = self._open, None
+            disconnected = gone is None or gone.connection.broken or gone.connection.closed
+            if gone is not None:
+                await gone.given_up()
             if isinstance(failed, psycopg.Error):
                 raise _as_the_engine_raises(failed, self._dialect, disconnected) from failed
             raise
 
     async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
+        gone, self._open = self._open, None
+        if gone is not None:
+            await gone.close()
+
+
+@dataclass(frozen=True)
+class _Pipelined:
+    """A connection in pipeline mode, until it is closed."""
+
+    connection: psycopg.AsyncConnection[Any]
+    entered: AbstractAsyncContextManager[psycopg.AsyncPipeline]
+    pipeline: psycopg.AsyncPipeline
+
+    @classmethod
+    async def opened(cls, connect_args: tuple[Sequence[Any], Mapping[str, Any]]) -> _Pipelined:
+        args, params = connect_args
+        connection = await psycopg.AsyncConnection.connect(*args, **{**params, "autocommit": True})
+        try:
+            entered = connection.pipeline()
+            return cls(connection, entered, await entered.__aenter__())
+        except BaseException:
             await connection.close()
+            raise
+
+    async def close(self) -> None:
+        """Out of pipeline mode (what is pending answered), then closed."""
+        try:
+            await self.entered.__aexit__(None, None, None)
+        finally:
+            await self.connection.close()
+
+    async def given_up(self) -> None:
+        """Closed first, without a word more to the server, and then out of pipeline mode,
+        which fails on the closed connection."""
+        with contextlib.suppress(Exception):
+            await self.connection.close()
+        with contextlib.suppress(Exception):
+            await self.entered.__aexit__(None, None, None)
 
 
 def _as_the_engine_raises(error: psycopg.Error, dialect: Dialect, disconnected: bool) -> Exception:
