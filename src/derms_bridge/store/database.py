@@ -334,7 +334,9 @@ class KeptConnection:
             # Failed or stopped midway: what is left of the pipeline in the driver is
             # unknown, so the connection goes, and the transaction with it.
             gone, self._open = self._open, None
-            disconnected = gone is None or gone.connection.broken or gone.connection.closed
+            # As the engine tells them: a connection that could not be opened is not one
+            # that was lost.
+            disconnected = gone is not None and (gone.connection.broken or gone.connection.closed)
             if gone is not None:
                 await gone.given_up()
             if isinstance(failed, psycopg.Error):
