@@ -5,10 +5,9 @@ burst, hundreds of those writes wait at once; each in a transaction of its own t
 loop several trips to the database's thread and back, and SQLite one commit each, one writer
 at a time. Here the writes that arrive while a transaction is under way wait for the next one,
 and go in it together (on SQLite in one call off the event loop, on PostgreSQL in one round
-trip): a writer is answered only once the
-transaction that holds its write has committed, so nothing is acknowledged that a crash could
-lose. A write that fails its shared transaction is run again alone, so that one bad write
-fails only its own caller.
+trip): a writer is answered only once the transaction that holds its write has committed,
+so nothing is acknowledged that a crash could lose. A write that fails its shared
+transaction is run again alone, so that one bad write fails only its own caller.
 """
 
 from __future__ import annotations

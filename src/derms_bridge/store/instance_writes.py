@@ -5,7 +5,9 @@ write cost the group commit's thread, on PostgreSQL a round trip each, more than
 
 A write is the rows it adds to each statement. Writes committed together run each
 statement once with every write's rows, in STATEMENT_ORDER: the instances first, so that
-the rows naming them find them; a write run alone runs its own rows in the same order.
+the rows naming them find them; a write run alone runs its own rows in the same order. On
+SQLite `run_together` runs them on a connection of SQLAlchemy's; on PostgreSQL psycopg runs
+`statements` itself (store/database.py, KeptConnection).
 """
 
 from __future__ import annotations
