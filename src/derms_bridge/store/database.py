@@ -338,7 +338,7 @@ class KeptConnection:
             # that was lost.
             disconnected = gone is not None and (gone.connection.broken or gone.connection.closed)
             if gone is not None:
-                await gone.given_up()
+                await gone.close()
             if isinstance(failed, psycopg.Error):
                 raise _as_the_engine_raises(failed, self._dialect, disconnected) from failed
             raise
@@ -369,15 +369,10 @@ class _Pipelined:
             raise
 
     async def close(self) -> None:
-        """Out of pipeline mode (what is pending answered), then closed."""
-        try:
-            await self.entered.__aexit__(None, None, None)
-        finally:
-            await self.connection.close()
-
-    async def given_up(self) -> None:
-        """Closed first, without a word more to the server, and then out of pipeline mode,
-        which fails on the closed connection."""
+        """Closed without waiting on the server (between two transactions nothing is
+        pending; a transaction given up is abandoned, rolled back by the server), then out
+        of pipeline mode, which fails on the closed connection and only sets psycopg's
+        objects straight."""
         with contextlib.suppress(Exception):
             await self.connection.close()
         with contextlib.suppress(Exception):
