@@ -8,17 +8,20 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from derms_bridge.errors import DatabaseUnavailable
 
@@ -81,11 +84,16 @@ _POSTGRES_OUTAGE_STATES = ("25006", "53", "57P", "08")
 
 
 def _refusal(context: ExceptionContext) -> DatabaseUnavailable | None:
-    error = context.original_exception
     if context.dialect is None or context.is_pre_ping:
         # The pool's check of a connection it hands out: a dead one is replaced, not news.
         return None
-    if context.dialect.name == "sqlite":
+    return _refusal_of(context.original_exception, context.dialect.name, context.is_disconnect)
+
+
+def _refusal_of(
+    error: BaseException, database: str, disconnected: bool
+) -> DatabaseUnavailable | None:
+    if database == "sqlite":
         text = str(error).lower()
         if type(error).__name__ == "OperationalError" and any(
             words in text for words in _SQLITE_OUTAGES
@@ -93,7 +101,7 @@ def _refusal(context: ExceptionContext) -> DatabaseUnavailable | None:
             return DatabaseUnavailable(f"the database refuses writes: {text}")
         return None
     state = getattr(error, "sqlstate", None) or ""
-    if context.is_disconnect or state.startswith(_POSTGRES_OUTAGE_STATES):
+    if disconnected or state.startswith(_POSTGRES_OUTAGE_STATES):
         reason = getattr(getattr(error, "diag", None), "message_primary", None)
         return DatabaseUnavailable(
             f"the database refuses writes: {reason or type(error).__name__} (SQLSTATE {state})"
@@ -279,49 +287,114 @@ def sqlite_side_connection(engine: AsyncEngine) -> SqliteSideConnection | None:
     return None if _sqlite_file(engine) is None else SqliteSideConnection(engine.url)
 
 
-class KeptConnection:
-    """One connection of an async engine, kept open for transactions that come one at a time
-    (the group commit's): taking a connection from the pool for each cost its checkout and
-    its pre-ping, a round trip. A transaction that fails ends the connection, so the next
-    takes one from the pool, checked. `close` it when the hub stops.
+#: PostgreSQL statements and their parameters (store/instance_writes.py's `Statement`): one
+#: execution's, or a list of one per execution.
+PipelinedStatement = tuple[str, Sequence[Any] | Mapping[str, Any] | list[Any]]
 
-    A transaction goes in psycopg's pipeline mode: its BEGIN, statements and COMMIT are sent
-    together and answered together, one round trip where each took one of its own (four for
-    a flow's instance, five for its outcome). A round trip waits for the server's process
-    to be scheduled, which on a loaded machine of few cores was most of a flow's writing
-    time. A statement's error comes back at a later statement or at the COMMIT, raised as
-    itself; the transaction is then rolled back as the connection is given up."""
+
+class KeptConnection:
+    """A psycopg connection to an async engine's PostgreSQL, kept open for transactions that
+    come one at a time (the group commit's) and run by psycopg itself: taking a connection
+    from the pool for each cost its checkout and its pre-ping, a round trip, and running the
+    statements through SQLAlchemy (its execution context per statement, `run_sync`'s
+    greenlet, its transaction's bookkeeping) cost more of the event loop's CPU than psycopg
+    did sending them. It connects as the engine does (its dialect's arguments and psycopg
+    adapters), in autocommit mode; a transaction that fails ends the connection, and the next
+    opens another. `close` it when the hub stops.
+
+    The connection stays in psycopg's pipeline mode, and a transaction is its statements
+    and one Sync: sent together and answered together, one round trip. With no BEGIN of
+    their own they are one implicit transaction, which the server commits at the Sync
+    before it answers it, or rolls back whole at the first statement that fails (its error
+    raised by the Sync). Begun by psycopg outside autocommit, the BEGIN and the COMMIT each
+    waited for a Sync of their own, and leaving the pipeline for a third: three round trips;
+    entering and leaving the pipeline for each transaction cost a third of psycopg's CPU
+    for it. Errors are raised as the engine raises them: a refusal as DatabaseUnavailable,
+    any other as SQLAlchemy's DBAPIError of its kind (IntegrityError, DataError...)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._connection: AsyncConnection | None = None
+        self._dialect = engine.dialect
+        self._connect_args = engine.dialect.create_connect_args(engine.url)
+        self._open: _Pipelined | None = None
 
-    async def run(self, work: Callable[[Connection], _T]) -> _T:
-        """`work` in a transaction of its own; one at a time."""
-        if self._connection is None:
-            self._connection = await self._engine.connect()
-        connection = self._connection
+    async def run(self, statements: Sequence[PipelinedStatement]) -> None:
+        """`statements` in a transaction of their own, committed when this returns; one at a
+        time."""
         try:
-            raw = await connection.get_raw_connection()
-            async with cast(psycopg.AsyncConnection[Any], raw.driver_connection).pipeline():
-                # Begun and committed by hand: rolled back in the pipeline, a statement that
-                # failed would have been raised as the pipeline's abort, not as its error.
-                transaction = await connection.begin()
-                result = await connection.run_sync(work)
-                await transaction.commit()
-            return result
-        except BaseException:
+            if self._open is None:
+                self._open = await _Pipelined.opened(self._connect_args)
+            cursor = self._open.connection.cursor()
+            for sql, parameters in statements:
+                if isinstance(parameters, list):
+                    await cursor.executemany(sql, parameters)
+                else:
+                    await cursor.execute(sql, parameters)
+            await self._open.pipeline.sync()
+        except BaseException as failed:
             # Failed or stopped midway: what is left of the pipeline in the driver is
-            # unknown, so the connection goes (closed, and its transaction with it).
-            self._connection = None
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
+            # unknown, so the connection goes, and the transaction with it.
+            gone, self._open = self._open, None
+            # As the engine tells them: a connection that could not be opened is not one
+            # that was lost.
+            disconnected = gone is not None and (gone.connection.broken or gone.connection.closed)
+            if gone is not None:
+                await gone.close()
+            if isinstance(failed, psycopg.Error):
+                raise _as_the_engine_raises(failed, self._dialect, disconnected) from failed
             raise
 
     async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
+        gone, self._open = self._open, None
+        if gone is not None:
+            await gone.close()
+
+
+@dataclass(frozen=True)
+class _Pipelined:
+    """A connection in pipeline mode, until it is closed."""
+
+    connection: psycopg.AsyncConnection[Any]
+    entered: AbstractAsyncContextManager[psycopg.AsyncPipeline]
+    pipeline: psycopg.AsyncPipeline
+
+    @classmethod
+    async def opened(cls, connect_args: tuple[Sequence[Any], Mapping[str, Any]]) -> _Pipelined:
+        args, params = connect_args
+        connection = await psycopg.AsyncConnection.connect(*args, **{**params, "autocommit": True})
+        try:
+            entered = connection.pipeline()
+            return cls(connection, entered, await entered.__aenter__())
+        except BaseException:
             await connection.close()
+            raise
+
+    async def close(self) -> None:
+        """Closed without waiting on the server (between two transactions nothing is
+        pending; a transaction given up is abandoned, rolled back by the server), then out
+        of pipeline mode, which fails on the closed connection and only sets psycopg's
+        objects straight."""
+        with contextlib.suppress(Exception):
+            await self.connection.close()
+        with contextlib.suppress(Exception):
+            await self.entered.__aexit__(None, None, None)
+
+
+def _as_the_engine_raises(error: psycopg.Error, dialect: Dialect, disconnected: bool) -> Exception:
+    """`error` as a statement run by the engine raises it: DatabaseUnavailable for a
+    refusal (`_raise_outage`), else SQLAlchemy's exception of its kind, without the
+    statement's parameters (the flows' payloads)."""
+    refusal = _refusal_of(error, dialect.name, disconnected)
+    if refusal is not None:
+        return refusal
+    return DBAPIError.instance(
+        None,
+        None,
+        error,
+        psycopg.Error,
+        hide_parameters=True,
+        connection_invalidated=disconnected,
+        dialect=dialect,
+    )
 
 
 def kept_connection(engine: AsyncEngine) -> KeptConnection | None:

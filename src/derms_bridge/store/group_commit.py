@@ -4,10 +4,10 @@ A flow writes its instance before it calls anyone and its outcome before it answ
 burst, hundreds of those writes wait at once; each in a transaction of its own took the event
 loop several trips to the database's thread and back, and SQLite one commit each, one writer
 at a time. Here the writes that arrive while a transaction is under way wait for the next one,
-and go in it together, in one call off the event loop: a writer is answered only once the
-transaction that holds its write has committed, so nothing is acknowledged that a crash could
-lose. A write that fails its shared transaction is run again alone, so that one bad write
-fails only its own caller.
+and go in it together (on SQLite in one call off the event loop, on PostgreSQL in one round
+trip): a writer is answered only once the transaction that holds its write has committed,
+so nothing is acknowledged that a crash could lose. A write that fails its shared
+transaction is run again alone, so that one bad write fails only its own caller.
 """
 
 from __future__ import annotations
@@ -16,19 +16,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection
-
-Work = Callable[[Connection], Any]
-_W = TypeVar("_W", bound=Work)
-#: Runs a piece of work in a transaction of its own, in one call off the event loop.
-InOneCall = Callable[[Work], Awaitable[Any]]
-#: Runs works in one transaction, their results in their order: one after the other, or
-#: merged (store/instance_writes.py runs each statement once for all of them).
-Together = Callable[[Sequence[_W], Connection], list[Any]]
-
-
-def one_after_the_other(works: Sequence[Work], connection: Connection) -> list[Any]:
-    return [work(connection) for work in works]
+_W = TypeVar("_W")
+#: Commits works in one transaction of their own, and gives their results in their order:
+#: what a work is, and how works are merged, is the caller's (store/instance_writes.py runs
+#: each statement once for all of them).
+CommitTogether = Callable[[Sequence[_W]], Awaitable[list[Any]]]
 
 
 #: Writes in one transaction at most: a flow's two writes are a few rows each, and a bound
@@ -37,15 +29,8 @@ MOST_IN_ONE_COMMIT = 256
 
 
 class GroupCommit(Generic[_W]):
-    def __init__(
-        self,
-        in_one_call: InOneCall,
-        together: Together[_W] = one_after_the_other,
-        *,
-        most: int = MOST_IN_ONE_COMMIT,
-    ) -> None:
-        self._in_one_call = in_one_call
-        self._together = together
+    def __init__(self, commit: CommitTogether[_W], *, most: int = MOST_IN_ONE_COMMIT) -> None:
+        self._commit_together = commit
         self._most = most
         self._waiting: list[tuple[_W, asyncio.Future[Any]]] = []
         self._committing: asyncio.Task[None] | None = None
@@ -78,7 +63,7 @@ class GroupCommit(Generic[_W]):
     async def _commit(self, batch: list[tuple[_W, asyncio.Future[Any]]]) -> None:
         works = [work for work, _ in batch]
         try:
-            results = await self._in_one_call(lambda connection: self._together(works, connection))
+            results = await self._commit_together(works)
         except Exception:
             for work, written in batch:
                 await self._alone(work, written)
@@ -89,7 +74,7 @@ class GroupCommit(Generic[_W]):
 
     async def _alone(self, work: _W, written: asyncio.Future[Any]) -> None:
         try:
-            result = await self._in_one_call(work)
+            [result] = await self._commit_together([work])
         except Exception as exc:
             if not written.done():
                 written.set_exception(exc)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -45,6 +46,7 @@ from derms_bridge.store.instance_writes import (
     finished,
     key_rows,
     run_together,
+    statements,
 )
 from derms_bridge.store.tables import (
     ActivityRow,
@@ -102,7 +104,7 @@ class InstanceStore:
         self._side = sqlite_side_connection(engine)
         self._checkpointer = wal_checkpointer(engine, self._side)
         self._kept = kept_connection(engine)
-        self._group: GroupCommit[InstanceWrite] = GroupCommit(self._in_one_group_call, run_together)
+        self._group: GroupCommit[InstanceWrite] = GroupCommit(self._commit_together)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
@@ -135,12 +137,13 @@ class InstanceStore:
         async with self.writer_turn():
             return await self._side.run(work)
 
-    async def _in_one_group_call(self, work: Callable[[Connection], _T]) -> _T:
-        """The group commit's transactions, one at a time: on PostgreSQL by the connection
-        kept for them."""
+    async def _commit_together(self, writes: Sequence[InstanceWrite]) -> list[None]:
+        """The group commit's transactions, one at a time: on PostgreSQL by psycopg, on the
+        connection kept for them."""
         if self._kept is None:
-            return await self.in_one_call(work)
-        return await self._kept.run(work)
+            return await self.in_one_call(partial(run_together, writes))
+        await self._kept.run(statements(writes, self.engine.dialect))
+        return [None] * len(writes)
 
     async def aclose(self) -> None:
         if self._kept is not None:
