@@ -14,23 +14,10 @@ import pytest
 from sqlalchemy.exc import DataError
 
 from derms_bridge.errors import DatabaseUnavailable
-from derms_bridge.schemas.ops import Activity
-from derms_bridge.store.database import migrate, open_engine
+from derms_bridge.store.database import open_engine
 from derms_bridge.store.instances import InstanceStore
-from tests.conftest import POSTGRES_ADMIN_URL
-
-
-def called(target: str) -> Activity:
-    return Activity(
-        target=target,
-        operation="updateStageStatus",
-        method="POST",
-        path="/stages",
-        http_status=200,
-        duration_ms=2.5,
-        error=None,
-        at=datetime.now(UTC),
-    )
+from tests.conftest import POSTGRES_ADMIN_URL, postgres_database
+from tests.integration.engine.conftest import answered_call, unanswered_opt_out
 
 
 async def created(store: InstanceStore, instance_id: str) -> None:
@@ -65,7 +52,7 @@ async def test_a_statement_that_fails_undoes_the_others_of_its_transaction(
             status="succeeded",
             reply={"ok": True},
             error=None,
-            activities=[called("t" * 40)],
+            activities=[answered_call("t" * 40)],
             keys=[],
         ),
         return_exceptions=True,
@@ -88,16 +75,7 @@ async def test_rows_written_together_read_back_as_written_however_they_went(
     store: InstanceStore, flows: int
 ) -> None:
     at = datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC)
-    unanswered = Activity(
-        target="derms",
-        operation="dacsOptOut",
-        method=None,
-        path=None,
-        http_status=None,
-        duration_ms=30000.25,
-        error="DERMS did not answer dacsOptOut within 30 s",
-        at=at,
-    )
+    unanswered = unanswered_opt_out(at)
     ids = [str(uuid.uuid4()) for _ in range(flows)]
     payload = {"note": 'l\'été "chaud" \\ {a,b} ✓', "absent": None, "list": [1, 2.5]}
 
@@ -120,7 +98,7 @@ async def test_rows_written_together_read_back_as_written_however_they_went(
                 status="failed",
                 reply=None,
                 error='"quoted"\nand NULL',
-                activities=[unanswered, called("cpmcs")],
+                activities=[unanswered, answered_call("cpmcs")],
                 keys=[],
             )
             for instance_id in ids
@@ -154,14 +132,8 @@ async def test_rows_written_together_read_back_as_written_however_they_went(
 def database_of_its_own(database_url: str) -> Iterator[str]:
     """A migrated PostgreSQL database for one test, which it may make refuse writes."""
     postgres_only(database_url)
-    name = f"derms_bridge_refusing_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url)
-    yield url
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("derms_bridge_refusing") as url:
+        yield url
 
 
 @pytest.fixture

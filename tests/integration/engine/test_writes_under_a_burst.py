@@ -11,24 +11,12 @@ import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from derms_bridge.schemas.ops import Activity, InstanceFilter
+from derms_bridge.schemas.ops import InstanceFilter
 from derms_bridge.store.instances import InstanceStore
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.integration.engine.conftest import answered_call, unanswered_opt_out
 
 BURST = 120
-
-
-def called(target: str) -> Activity:
-    return Activity(
-        target=target,
-        operation="createProgramEvent",
-        method="POST",
-        path="/events",
-        http_status=200,
-        duration_ms=1.5,
-        error=None,
-        at=datetime.now(UTC),
-    )
 
 
 async def one_flow(store: InstanceStore, instance_id: str, n: int) -> None:
@@ -44,7 +32,7 @@ async def one_flow(store: InstanceStore, instance_id: str, n: int) -> None:
         status="succeeded",
         reply={"n": n},
         error=None,
-        activities=[called("cpmcs"), called("derms")],
+        activities=[answered_call("cpmcs"), answered_call("derms")],
         keys=[("program_event", f"PE-{n}")],
     )
 
@@ -94,16 +82,7 @@ async def test_what_flows_written_together_kept_reads_back_as_they_wrote_it(
     store: InstanceStore,
 ) -> None:
     at = datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC)
-    unanswered = Activity(
-        target="derms",
-        operation="dacsOptOut",
-        method=None,
-        path=None,
-        http_status=None,
-        duration_ms=30000.25,
-        error="DERMS did not answer dacsOptOut within 30 s",
-        at=at,
-    )
+    unanswered = unanswered_opt_out(at)
     ids = [str(uuid.uuid4()) for _ in range(3)]
 
     async def flow(instance_id: str, n: int) -> None:
