@@ -132,6 +132,23 @@ def postgres_database(prefix: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def postgres_read_only(url: str, on: bool) -> None:
+    """The PostgreSQL database of `url` made to refuse writes (or take them again) under
+    the connections open to it, which are ended, as a failover would: they keep their
+    old setting otherwise."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            f'ALTER DATABASE "{name}" SET default_transaction_read_only = '
+            + ("on" if on else "off")
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
 def empty_tables(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:

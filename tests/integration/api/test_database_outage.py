@@ -11,13 +11,11 @@ import logging
 import os
 import sqlite3
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from derms_bridge.bootstrap import build_hub, local_file_stores
@@ -28,9 +26,10 @@ from derms_bridge.settings.connections import Caller
 from derms_bridge.store.database import migrate
 from tests.conftest import (
     DERMS_AUTH,
-    POSTGRES_ADMIN_URL,
     HubUnderTest,
     hub_settings,
+    postgres_database,
+    postgres_read_only,
     serving,
 )
 from tests.integration.api.test_metrics import scrape, value
@@ -77,27 +76,13 @@ class Fault:
                 except OSError:
                     pass
             return
-        self._read_only(True)
+        postgres_read_only(self.url, True)
 
     def end(self) -> None:
         if self.url.startswith("sqlite"):
             (self._folder / "filler").unlink(missing_ok=True)
             return
-        self._read_only(False)
-
-    def _read_only(self, read_only: bool) -> None:
-        name = self.url.rsplit("/", 1)[1]
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                f'ALTER DATABASE "{name}" SET default_transaction_read_only = '
-                + ("on" if read_only else "off")
-            )
-            # The hub's open connections keep their old setting: end them, as a failover would.
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
+        postgres_read_only(self.url, False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -116,18 +101,12 @@ async def outage_hub(
     if request.param == "postgresql":
         if os.environ.get("DERMS_BRIDGE_TEST_POSTGRES", "on").lower() == "off":
             pytest.skip("PostgreSQL left out on purpose (DERMS_BRIDGE_TEST_POSTGRES=off)")
-        name = f"derms_bridge_outage_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
         folder = tmp_path
+        database = postgres_database("derms_bridge_outage")
     else:
         folder = tmp_path / "small-disk"
-        url = ""
-    with small_disk(folder) if request.param == "sqlite" else nullcontext(folder):
-        if request.param == "sqlite":
-            url = f"sqlite:///{folder / 'hub.db'}"
-        migrate(url)
+        database = sqlite_on_small_disk(folder)
+    with database as url:
         settings = hub_settings(url, cpmcs_server.url, derms_server.url, mailbox, callers)
         built = build_hub(settings, default_lookups, local_file_stores(tmp_path / "stores"))
         fault = Fault(url, folder)
@@ -136,9 +115,15 @@ async def outage_hub(
                 yield under_test, fault
         finally:
             fault.end()
-    if request.param == "postgresql":
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def sqlite_on_small_disk(folder: Path) -> Iterator[str]:
+    """A migrated SQLite database on a small tmpfs at `folder`; its URL."""
+    with small_disk(folder):
+        url = f"sqlite:///{folder / 'hub.db'}"
+        migrate(url)
+        yield url
 
 
 def enrollment_batch(message_id: str) -> dict[str, object]:

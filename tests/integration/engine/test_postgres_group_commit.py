@@ -9,14 +9,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 from sqlalchemy.exc import DataError
 
 from derms_bridge.errors import DatabaseUnavailable
 from derms_bridge.store.database import open_engine
 from derms_bridge.store.instances import InstanceStore
-from tests.conftest import POSTGRES_ADMIN_URL, postgres_database
+from tests.conftest import postgres_database, postgres_read_only
 from tests.integration.engine.conftest import answered_call, unanswered_opt_out
 
 
@@ -143,34 +142,18 @@ async def refusing_store(database_of_its_own: str) -> AsyncIterator[InstanceStor
     await instances.aclose()
 
 
-def read_only(url: str, on: bool) -> None:
-    """The database made to refuse writes (or take them again) under the hub's open
-    connections, which end, as in a failover."""
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(
-            f'ALTER DATABASE "{name}" SET default_transaction_read_only = '
-            + ("on" if on else "off")
-        )
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-
-
 async def test_writes_the_database_refuses_are_an_outage_and_go_once_it_takes_them(
     refusing_store: InstanceStore, database_of_its_own: str
 ) -> None:
     await created(refusing_store, str(uuid.uuid4()))
 
-    read_only(database_of_its_own, True)
+    postgres_read_only(database_of_its_own, True)
     during = [str(uuid.uuid4()) for _ in range(6)]
     refused = await asyncio.gather(
         *(created(refusing_store, instance_id) for instance_id in during),
         return_exceptions=True,
     )
-    read_only(database_of_its_own, False)
+    postgres_read_only(database_of_its_own, False)
     after = [str(uuid.uuid4()) for _ in range(6)]
     await asyncio.gather(*(created(refusing_store, instance_id) for instance_id in after))
 
