@@ -72,7 +72,9 @@ class CpmcsClient:
             operation,
             method,
             template.format(**{k: quote(v, safe="") for k, v in path.items()}),
-            json=body.model_dump(mode="json", exclude_none=True) if body is not None else None,
+            json_body=body.model_dump_json(exclude_none=True).encode()
+            if body is not None
+            else None,
             read=model_reader(answer, "CPMCS", operation),
             observer=self._observer,
             business_error=cpmcs_business_error,
@@ -85,7 +87,7 @@ class CpmcsClient:
             operation,
             method,
             path,
-            raw_json=body_json,
+            json_body=body_json,
             read=lambda _answer: None,
             observer=self._observer,
             business_error=cpmcs_business_error,

@@ -66,7 +66,7 @@ class DermsClient:
             operation,
             "POST",
             OPERATIONS[operation],
-            json=body.model_dump(mode="json", exclude_none=True),
+            json_body=body.model_dump_json(exclude_none=True).encode(),
             read=model_reader(answer, "DERMS", operation),
             observer=self._observer,
         )
@@ -77,7 +77,7 @@ class DermsClient:
             operation,
             "POST",
             OPERATIONS[operation],
-            json=body.model_dump(mode="json", exclude_none=True),
+            json_body=body.model_dump_json(exclude_none=True).encode(),
             read=lambda _answer: None,
             observer=self._observer,
         )

@@ -192,18 +192,17 @@ class HttpConnection:
             await self._session.close()
 
     async def _send(
-        self, method: str, path: str, json: Any, raw_json: bytes | None, headers: Mapping[str, str]
+        self, method: str, path: str, json_body: bytes | None, headers: Mapping[str, str]
     ) -> Answer:
         headers = {**headers}
-        if raw_json is not None:
+        if json_body is not None:
             headers["Content-Type"] = "application/json"
         # No redirect is followed: it would carry the body, and perhaps a credential, to
         # wherever the answer points, outside the configured host.
         async with self._client().request(
             method,
             self.base_url + path,
-            json=json,
-            data=raw_json,
+            data=json_body,
             headers=headers,
             allow_redirects=False,
         ) as response:
@@ -214,23 +213,20 @@ class HttpConnection:
         operation: str,
         method: str,
         path: str,
-        json: Any,
-        raw_json: bytes | None,
+        json_body: bytes | None,
         trace: Mapping[str, str],
     ) -> Answer:
         """One request and its whole answer, sending `trace` (the call's trace headers);
         what stops it becomes a TechnicalFault."""
         with self._faults(operation):
             if self._oauth is None:
-                return await self._send(method, path, json, raw_json, trace)
+                return await self._send(method, path, json_body, trace)
             bearer = await self._oauth.header(self._client(), trace)
-            answer = await self._send(
-                method, path, json, raw_json, {**trace, "Authorization": bearer}
-            )
+            answer = await self._send(method, path, json_body, {**trace, "Authorization": bearer})
             if answer.status == 401:
                 bearer = await self._oauth.header(self._client(), trace, renew=True)
                 answer = await self._send(
-                    method, path, json, raw_json, {**trace, "Authorization": bearer}
+                    method, path, json_body, {**trace, "Authorization": bearer}
                 )
             return answer
 
@@ -347,18 +343,18 @@ class HttpConnection:
         *,
         read: Callable[[Answer], T],
         observer: CallObserver | None,
-        json: Any = None,
-        raw_json: bytes | None = None,
+        json_body: bytes | None = None,
         business_error: BusinessErrorReader | None = None,
     ) -> T:
-        """Send one request and read its answer with `read`; a fault or a business error
-        raises, and either way the call is reported to `observer` once."""
+        """Send one request, with `json_body` (JSON already written) as its body if any, and
+        read its answer with `read`; a fault or a business error raises, and either way the
+        call is reported to `observer` once."""
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
         with self._span(operation, method, path) as span:
             try:
-                answer = await self._exchange(operation, method, path, json, raw_json, span.headers)
+                answer = await self._exchange(operation, method, path, json_body, span.headers)
                 status = answer.status
                 if status in (401, 403):
                     raise TechnicalFault(
