@@ -137,17 +137,16 @@ class FlowEngine:
         repeats: TraceRef | None = None,
     ) -> RunOutcome:
         """Run a flow for a caller waiting on its answer: the reply, or the fault it gets."""
-        instance_id = new_instance_id()
-        result = await self.run_flow(
+        _, outcome = await self._run_new(
             flow,
             message,
             caller=caller,
             resubmit_of=resubmit_of,
             parent_id=parent_id,
-            instance_id=instance_id,
+            instance_id=new_instance_id(),
             repeats=repeats,
         )
-        return _outcome(instance_id, result)
+        return outcome
 
     async def run_flow(
         self,
@@ -162,7 +161,28 @@ class FlowEngine:
     ) -> FlowResult[Any]:
         """Run a flow as a new instance; `repeats`: the trace of the run it resubmits,
         linked from this one's."""
-        instance_id = instance_id or new_instance_id()
+        result, _ = await self._run_new(
+            flow,
+            message,
+            caller=caller,
+            resubmit_of=resubmit_of,
+            parent_id=parent_id,
+            instance_id=instance_id or new_instance_id(),
+            repeats=repeats,
+        )
+        return result
+
+    async def _run_new(
+        self,
+        flow: SyncFlow[Any, Any],
+        message: Any,
+        *,
+        caller: str | None,
+        resubmit_of: str | None,
+        parent_id: str | None,
+        instance_id: str,
+        repeats: TraceRef | None,
+    ) -> tuple[FlowResult[Any], RunOutcome]:
         keys = flow.business_keys(message)
         with instance_span(
             flow.info.key, instance_id, caller=caller, resubmit_of=resubmit_of, repeats=repeats
@@ -179,9 +199,9 @@ class FlowEngine:
                 trace=tracing.ref_of(span),
             )
             metrics.instance_received(flow.info.key)
-            result = await self._run(flow, message, instance_id, caller, keys)
+            result, outcome = await self._run(flow, message, instance_id, caller, keys)
             ended_as(span, result.status)
-            return result
+            return result, outcome
 
     async def run_written(
         self, flow: SyncFlow[Any, Any], message: Any, *, instance_id: str, caller: str | None
@@ -194,7 +214,7 @@ class FlowEngine:
             parent=tracing.under(await self.store.trace_of(instance_id)),
             attributes={"derms_bridge.instance_id": instance_id},
         ) as span:
-            result = await self._run(flow, message, instance_id, caller, keys, after_kept=True)
+            result, _ = await self._run(flow, message, instance_id, caller, keys, after_kept=True)
             ended_as(span, result.status)
             return result
 
@@ -207,14 +227,15 @@ class FlowEngine:
         keys: list[tuple[str, str]],
         *,
         after_kept: bool = False,
-    ) -> FlowResult[Any]:
+    ) -> tuple[FlowResult[Any], RunOutcome]:
+        """The run's result, and the answer it gives (the reply written with its outcome)."""
         started = time.perf_counter()
         with instance_logged(instance_id, flow.info.key), metrics.instance_running(flow.info.key):
-            result = await self._run_recorded(
+            result, outcome = await self._run_recorded(
                 flow, message, instance_id, caller, keys, after_kept=after_kept
             )
         metrics.instance_finished(flow.info.key, result.status, time.perf_counter() - started)
-        return result
+        return result, outcome
 
     async def _run_recorded(
         self,
@@ -225,7 +246,7 @@ class FlowEngine:
         keys: list[tuple[str, str]],
         *,
         after_kept: bool,
-    ) -> FlowResult[Any]:
+    ) -> tuple[FlowResult[Any], RunOutcome]:
         run = FlowRun(
             instance_id=instance_id, flow=flow.info, handler=self._error_handler, keys=keys
         )
@@ -237,17 +258,18 @@ class FlowEngine:
             error = f"the flow stopped: {type(exc).__name__}: {exc}"
             await run.report(error)
             result = FlowResult.failed(flow.crash_reply(message, error), error)
+        outcome = _outcome(instance_id, result)
         await self.store.finish(
             instance_id,
             status=result.status,
-            reply=_outcome(instance_id, result).reply,
+            reply=outcome.reply,
             error=result.error,
             activities=run.activities,
             keys=run.new_keys,
             skipped_reason=result.skipped_reason,
             after_kept=after_kept,
         )
-        return result
+        return result, outcome
 
     async def record_scheduled(
         self,
