@@ -225,8 +225,8 @@ async def run(message: EnrollmentRequestMessage, ctx: FlowContext) -> FlowResult
     # one after the other in the batch's order.
     groups = in_turns([ordering_keys(er) for _position, er in valid])
     if len(groups) == 1:
-        # One group (a batch of one record, the most common) goes in this task: gathering
-        # it in a task of its own cost more than the rest of the flow's own work.
+        # One group (a batch of one record, the usual) needs no task of its own: gathered,
+        # it cost the event loop a task and a gather, about 5 us a flow.
         await in_turn(groups[0])
     else:
         await asyncio.gather(*(in_turn(group) for group in groups))
