@@ -118,8 +118,7 @@ def ref_of(span: Span) -> TraceRef | None:
     if not found.is_valid:
         return None
     return TraceRef(
-        trace.format_trace_id(found.trace_id),
-        trace.format_span_id(found.span_id) if found.trace_flags.sampled else None,
+        f"{found.trace_id:032x}", f"{found.span_id:016x}" if found.trace_flags.sampled else None
     )
 
 
@@ -405,9 +404,9 @@ class InstanceScope:
         self._request = request = waiting.pop()
         for link in _links(self._links):
             request.add_link(link.context)
-        for key, value in self._attributes.items():
-            if value is not None:
-                request.set_attribute(key, value)
+        request.set_attributes(
+            {key: value for key, value in self._attributes.items() if value is not None}
+        )
         return request
 
     def __exit__(
