@@ -6,8 +6,9 @@ the event loop thread's CPU per flow and the whole process's.
 
 trace_paired.py compares two hub processes, and two processes with the same code differ
 by up to 14% in CPU, more than the 5% it must tell: it takes many rounds. Here both arms
-run in one process, seconds apart; the medians of the pairs move by about 5 us a flow from
-run to run (bench/README.md, trace-wrap). It reads CPU only (no flows per second: the
+run in one process, seconds apart; with the default 56 phases (28 pairs, about a minute)
+the medians of the pairs stayed within about 5 us a flow of each other from run to run,
+with 28 phases within 14 (bench/README.md, trace-wrap). It reads CPU only (no flows per second: the
 phases' boundaries fall among requests in flight), and `--control` keeps exporting off
 in both arms, what the method reads when there is nothing to find.
 
@@ -165,7 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="one hub turning exporting off and on, phase after phase"
     )
-    parser.add_argument("--phases", type=positive, default=28, help="phases measured (28)")
+    parser.add_argument("--phases", type=positive, default=56, help="phases measured (56)")
     parser.add_argument("--flows", type=positive, default=1000, help="flows per phase (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
     parser.add_argument(
