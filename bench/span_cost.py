@@ -39,25 +39,23 @@ PATH = "/rest/apis/cross/digitalAssets/programEnrollments/enroll"
 def message() -> None:
     """One synchronous message's spans, as TracedRequests, the engine and the HTTP client
     make them."""
-    with tracing.span(
-        "POST",
-        kind=tracing.SpanKind.SERVER,
-        parent=tracing.continued({}),
-        attributes={"http.request.method": "POST", "url.path": "/enroll-to-dacs"},
+    with tracing.request(
+        "POST /enroll-to-dacs",
+        tracing.continued({}),
+        {
+            "http.request.method": "POST",
+            "url.path": "/enroll-to-dacs",
+            "http.route": "/enroll-to-dacs",
+        },
     ) as request:
-        with (
-            tracing.serving(request),
-            instance_span("enrollment_request", INSTANCE_ID, caller="derms") as instance,
-        ):
+        with instance_span("enrollment_request", INSTANCE_ID, caller="derms") as instance:
             with tracing.outbound(
                 "CPMCS enrollProgram",
                 {"http.request.method": "POST", "server.address": LOOPBACK, "url.path": PATH},
             ) as call:
                 call.answered(200, None)
             ended_as(instance, "done")
-        request.set_attribute("http.response.status_code", 200)
-        request.update_name("POST /enroll-to-dacs")
-        request.set_attribute("http.route", "/enroll-to-dacs")
+        tracing.answered(request, 200)
 
 
 def microseconds_per_message(messages: int, endpoint: str | None) -> float:

@@ -41,7 +41,7 @@ from derms_bridge.settings.tracing import Tracing
 if TYPE_CHECKING:
     from derms_bridge.tracing_export import ExportingTracer
 
-__all__ = ["Span", "SpanKind", "TraceRef", "Tracing"]
+__all__ = ["AttributeValue", "Span", "SpanKind", "TraceRef", "Tracing"]
 
 _NO_OP: trace.Tracer = trace.NoOpTracer()
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -118,8 +118,7 @@ def ref_of(span: Span) -> TraceRef | None:
     if not found.is_valid:
         return None
     return TraceRef(
-        trace.format_trace_id(found.trace_id),
-        trace.format_span_id(found.span_id) if found.trace_flags.sampled else None,
+        f"{found.trace_id:032x}", f"{found.span_id:016x}" if found.trace_flags.sampled else None
     )
 
 
@@ -322,14 +321,33 @@ def span(
     return SpanScope(name, kind, parent, links, attributes, current)
 
 
-class _Serving:
-    __slots__ = ("_request", "_token")
+class RequestScope:
+    """A request's span (SERVER), started on the way in and ended on the way out: the
+    current span while the request is served, and the one the first instance it brings
+    takes as its own (`instance`). An exception out of the `with` block marks it failed by
+    its type. A class rather than a span and a serving scope nested: every message comes in
+    one, and the ASGI wrapper (api/traced_requests.py) is where exporting costs the event
+    loop most beside the spans' own making."""
 
-    def __init__(self, request: Span) -> None:
-        self._request = request
+    __slots__ = ("_attributes", "_name", "_parent", "_span", "_token", "_waiting")
 
-    def __enter__(self) -> None:
-        self._token = _request_span.set([self._request])
+    def __init__(
+        self,
+        name: str,
+        parent: otel_context.Context | None,
+        attributes: dict[str, AttributeValue],
+    ) -> None:
+        self._name = name
+        self._parent = parent
+        self._attributes = attributes
+
+    def __enter__(self) -> Span:
+        self._span = started = _exporting.tracer.start_span(
+            self._name, context=self._parent, kind=SpanKind.SERVER, attributes=self._attributes
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(started))
+        self._waiting = _request_span.set([started])
+        return started
 
     def __exit__(
         self,
@@ -337,12 +355,26 @@ class _Serving:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _request_span.reset(self._token)
+        _request_span.reset(self._waiting)
+        otel_context.detach(self._token)
+        if isinstance(error, Exception):
+            failed(self._span, type(error).__name__)
+        self._span.end()
 
 
-def serving(request: Span) -> _Serving:
-    """A request is served inside: the first instance it brings takes its span (instance)."""
-    return _Serving(request)
+def request(
+    name: str, parent: otel_context.Context | None, attributes: dict[str, AttributeValue]
+) -> RequestScope:
+    """A request's span around the `with` block (RequestScope), `attributes` a fresh dict
+    (the span keeps it)."""
+    return RequestScope(name, parent, attributes)
+
+
+def answered(request_span: Span, status: int) -> None:
+    """The status a request was answered with; a server error marks it failed."""
+    request_span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        failed(request_span, str(status))
 
 
 class InstanceScope:
@@ -372,9 +404,9 @@ class InstanceScope:
         self._request = request = waiting.pop()
         for link in _links(self._links):
             request.add_link(link.context)
-        for key, value in self._attributes.items():
-            if value is not None:
-                request.set_attribute(key, value)
+        request.set_attributes(
+            {key: value for key, value in self._attributes.items() if value is not None}
+        )
         return request
 
     def __exit__(

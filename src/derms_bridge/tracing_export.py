@@ -77,6 +77,13 @@ class RecordedSpan(trace.Span):
     scalar attributes and never an event: an event, an exception's above all, would carry
     text that may quote a payload (docs/tracing.md)."""
 
+    # What most spans keep as they are, read from the class until a span sets its own:
+    # every request makes one, and each store in its `__init__` is CPU on the event loop.
+    end_unix_nano = 0
+    status_code = StatusCode.UNSET._value_
+    status_message = ""
+    trace_state = ""
+
     def __init__(
         self,
         batches: SpanBatches,
@@ -91,18 +98,20 @@ class RecordedSpan(trace.Span):
         self._context = context
         self.trace_id = context.trace_id
         self.span_id = context.span_id
-        self.parent_span_id = parent.span_id if parent is not None else None
-        self.parent_is_remote = parent is not None and parent.is_remote
-        self.trace_state = _header_of(context.trace_state)
+        if parent is None:
+            self.parent_span_id = None
+            self.parent_is_remote = False
+        else:
+            self.parent_span_id = parent.span_id
+            self.parent_is_remote = parent.is_remote
+        if context.trace_state is not trace.DEFAULT_TRACE_STATE:
+            self.trace_state = _header_of(context.trace_state)
         self.name = name
         # `_value_`, not `value`: the property costs about 1 us a span.
         self.kind = kind._value_ + 1
         self.start_unix_nano = time.time_ns()
-        self.end_unix_nano = 0
         self.attributes = attributes
         self.links = links
-        self.status_code = StatusCode.UNSET.value
-        self.status_message = ""
 
     def end(self, end_time: int | None = None) -> None:
         if self.end_unix_nano:
@@ -117,8 +126,11 @@ class RecordedSpan(trace.Span):
         return not self.end_unix_nano
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
-        for key, value in attributes.items():
-            self.set_attribute(key, value)
+        if not self.end_unix_nano:
+            kept = self.attributes
+            for key, value in attributes.items():
+                if isinstance(value, _SCALARS):
+                    kept[key] = value
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if not self.end_unix_nano and isinstance(value, _SCALARS):

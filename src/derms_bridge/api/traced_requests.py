@@ -12,6 +12,21 @@ from derms_bridge import tracing
 UNTRACED = ("/metrics", "/healthz", "/readyz")
 
 
+class _Answering:
+    """A traced request's `send`: the response's status goes on the request's span."""
+
+    __slots__ = ("_send", "_span")
+
+    def __init__(self, send: Send, span: tracing.Span) -> None:
+        self._send = send
+        self._span = span
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            tracing.answered(self._span, message["status"])
+        await self._send(message)
+
+
 class TracedRequests:
     """Pure ASGI, so that a request's body still streams through untouched."""
 
@@ -33,26 +48,30 @@ class TracedRequests:
             await self._app(scope, receive, send)
             return
         method = scope["method"]
-        with tracing.span(
-            method,
-            kind=tracing.SpanKind.SERVER,
-            parent=tracing.continued(headers),
-            attributes={"http.request.method": method, "url.path": scope["path"]},
+        attributes: dict[str, tracing.AttributeValue] = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+        }
+        # A flow's trigger comes with its route already found (api/plain_triggers.py): its
+        # span is named for it from the start. Any other request's route is known once the
+        # app's routing has run.
+        template = _template(scope)
+        if template is not None:
+            attributes["http.route"] = template
+        with tracing.request(
+            f"{method} {template}" if template is not None else method,
+            tracing.continued(headers),
+            attributes,
         ) as span:
-
-            async def answered(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    span.set_attribute("http.response.status_code", message["status"])
-                    if message["status"] >= 500:
-                        tracing.failed(span, str(message["status"]))
-                await send(message)
-
             try:
-                with tracing.serving(span):
-                    await self._app(scope, receive, answered)
+                await self._app(scope, receive, _Answering(send, span))
             finally:
-                route = scope.get("route")
-                template = getattr(route, "path", None)
-                if isinstance(template, str):
+                if template is None and (template := _template(scope)) is not None:
                     span.update_name(f"{method} {template}")
                     span.set_attribute("http.route", template)
+
+
+def _template(scope: Scope) -> str | None:
+    """The path template of the route chosen for the request, once one is."""
+    template = getattr(scope.get("route"), "path", None)
+    return template if isinstance(template, str) else None

@@ -17,9 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from derms_bridge import tracing
 from derms_bridge.api.app import create_app
+from derms_bridge.api.traced_requests import TracedRequests
 from derms_bridge.bootstrap import Hub, build_hub
 from derms_bridge.logs import JsonLines
 from derms_bridge.lookups import Lookups
@@ -47,6 +50,8 @@ CALLER_TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 COLLECTOR_KEY = "otlp-key-5d1c0e9a"
 SERVER, CLIENT = 2, 3
 ERROR = 2
+#: An HTTP request's ASGI scope, less its method and path.
+REQUEST_SCOPE: dict[str, Any] = {"type": "http", "headers": [], "query_string": b""}
 #: A sample ratio at which a trace the hub starts is, to all purposes, never sampled
 #: (TraceIdRatioBased: one trace id in 10**12).
 NEVER_SAMPLED = 1e-12
@@ -218,6 +223,7 @@ async def test_a_flow_1_batch_is_one_trace_continued_from_its_caller(
     request = one(spans, "POST /enroll-to-dacs")
     assert (request.kind, request.parent_id) == (SERVER, CALLER_SPAN)
     assert request.attributes["http.response.status_code"] == 200
+    assert request.attributes["http.route"] == "/enroll-to-dacs"
     assert request.attributes["derms_bridge.instance_id"] == instance_id
     assert request.attributes["derms_bridge.flow"] == "enrollment_request"
     assert request.attributes["derms_bridge.status"] == "succeeded"
@@ -451,3 +457,55 @@ async def test_an_exception_marks_its_span_failed_by_its_type_without_its_text(
     assert step.status == ERROR
     assert step.attributes == {"error.type": "ValueError"}
     no_payload_or_secret(receiver.spans, "Ada Lovelace", "4567890123")
+
+
+async def test_a_request_span_is_named_by_its_route_and_a_server_error_fails_it(
+    receiver: OtlpReceiver,
+) -> None:
+    """A trigger's route is found before the request reaches TracedRequests
+    (api/plain_triggers.py), any other's by the app's routing inside it: both name the span."""
+
+    def endpoint() -> None:
+        """Never called: the routes only name the requests."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith("/late/"):
+            scope["route"] = Route("/late/{number}", endpoint)
+        status = 503 if scope["path"].startswith("/late/") else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def sent(message: Message) -> None:
+        answers.append(message)
+
+    answers: list[Message] = []
+    traced = TracedRequests(app)
+    tracing.start_exporting(Tracing(endpoint=receiver.endpoint), process="test")
+    try:
+        early = {"route": Route("/early", endpoint, methods=["POST"])}
+        await traced({**REQUEST_SCOPE, "method": "POST", "path": "/early", **early}, receive, sent)
+        await traced({**REQUEST_SCOPE, "method": "GET", "path": "/late/7"}, receive, sent)
+    finally:
+        await tracing.stop_exporting()
+
+    assert [answer.get("status") for answer in answers] == [200, None, 503, None]
+    trigger = one(receiver.spans, "POST /early")
+    assert (trigger.kind, trigger.status) == (SERVER, 0)
+    assert trigger.attributes == {
+        "http.request.method": "POST",
+        "url.path": "/early",
+        "http.route": "/early",
+        "http.response.status_code": 200,
+    }
+    routed = one(receiver.spans, "GET /late/{number}")
+    assert (routed.kind, routed.status) == (SERVER, ERROR)
+    assert routed.attributes == {
+        "http.request.method": "GET",
+        "url.path": "/late/7",
+        "http.route": "/late/{number}",
+        "http.response.status_code": 503,
+        "error.type": "503",
+    }

@@ -1,0 +1,109 @@
+"""Loaded by every Python process started with this folder first on PYTHONPATH
+(bench/trace_toggled.py puts it there for its hub alone): in a hub that exports its traces
+(`serve`, DERMS_BRIDGE_TRACING__ENDPOINT set) and is given TRACE_TOGGLE_OUT, exporting is
+turned off and on again every TRACE_TOGGLE_FLOWS POSTs, in the order on, off, off, on (so
+that nothing that comes every second phase falls on one arm), and each phase's CPU per
+request is appended to TRACE_TOGGLE_OUT as a JSON line: the event loop's thread
+(`time.thread_time`, read on it) and the whole process's. Off, the tracer is the no-op one
+and TracedRequests lets requests by, as in a hub without a `tracing` block; the exporter
+and its thread stay, sending what the last phase left. With TRACE_TOGGLE_CONTROL set,
+exporting stays off in both arms (what the method reads when there is nothing to find)."""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+
+def _toggled(out: str, phase: int, control: bool) -> None:
+    from derms_bridge import tracing
+    from derms_bridge.api import traced_requests
+
+    exporting = tracing._exporting
+    state: dict[str, Any] = {"requests": 0, "phases": 0, "on": True, "cpu": None, "kept": None}
+    served = traced_requests.TracedRequests.__call__
+
+    def counted() -> None:
+        state["requests"] += 1
+        now = (time.thread_time(), time.process_time())
+        if state["cpu"] is None:
+            state["cpu"] = now
+            return
+        if state["requests"] % phase:
+            return
+        (loop_before, process_before) = state["cpu"]
+        with open(out, "a") as lines:
+            measured = {
+                "pid": os.getpid(),
+                "on": state["on"],
+                "loop_us": (now[0] - loop_before) / phase * 1e6,
+                "process_us": (now[1] - process_before) / phase * 1e6,
+            }
+            lines.write(json.dumps(measured) + "\n")
+        state["cpu"] = now
+        if state["kept"] is None:
+            # The hub starts exporting after its app is made: what it made, kept at the first
+            # turn.
+            state["kept"] = (exporting.exporter, exporting.tracer)
+        state["phases"] += 1
+        state["on"] = state["phases"] % 4 in (0, 3)
+        if state["on"] and not control:
+            exporting.exporter, exporting.tracer = state["kept"]
+        else:
+            exporting.exporter, exporting.tracer = None, tracing._NO_OP
+
+    async def counting(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            counted()
+        await served(self, scope, receive, send)
+
+    traced_requests.TracedRequests.__call__ = counting  # type: ignore[method-assign]
+
+
+class _AfterTheApp(importlib.abc.MetaPathFinder):
+    """Toggles once the hub's app module is loaded: it imports the tracing it serves with."""
+
+    def __init__(self, out: str, phase: int, control: bool) -> None:
+        self._toggle = (out, phase, control)
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name != "derms_bridge.api.app":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        assert spec is not None
+        assert isinstance(spec.loader, importlib.abc.Loader)
+        loader = spec.loader
+        loaded = loader.exec_module
+        toggle = self._toggle
+
+        def exec_module(module: ModuleType) -> None:
+            loaded(module)
+            _toggled(*toggle)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if (
+    os.environ.get("TRACE_TOGGLE_OUT")
+    and os.environ.get("DERMS_BRIDGE_TRACING__ENDPOINT")
+    and "serve" in sys.argv
+):
+    sys.meta_path.insert(
+        0,
+        _AfterTheApp(
+            os.environ["TRACE_TOGGLE_OUT"],
+            int(os.environ.get("TRACE_TOGGLE_FLOWS", "1000")),
+            bool(os.environ.get("TRACE_TOGGLE_CONTROL")),
+        ),
+    )
