@@ -32,7 +32,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-MYPY := $(BIN)/mypy src tests $(wildcard bench/*.py)
+MYPY := $(BIN)/mypy src tests $(wildcard bench/*.py bench/*/*.py)
 
 typecheck: $(INSTALLED)
 	$(MYPY)
