@@ -267,7 +267,7 @@ class WalCheckpointer:
 
     def soon(self) -> None:
         """Copy the log now, beside the writes, without waiting for the round: for a writer
-        that fills it faster than the rounds copy it (the purge, 40 MB a second), whose
+        that fills it faster than the rounds copy it (the purge), whose
         commits would else take it past the net and copy it themselves, 80 to 100 ms while
         the writes behind them wait. Past RESTART_PAGES the copy ends as a round does, on
         the writing thread, so that the next commit starts the log over: under the purge's

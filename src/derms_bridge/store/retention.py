@@ -464,9 +464,9 @@ class RetentionStore:
             size = self._slice
             went = await self._in_a_slice(goes, found[:size], remove)
             del found[:size]
-            # A slice writes some 300 pages to the log, 40 MB a second: copied as it goes,
-            # the log never reaches the net where a commit copies it itself, the writes
-            # behind it waiting 80 to 100 ms.
+            # A slice writes a few hundred pages to the log: copied as they come, the log
+            # never reaches the net where a commit copies it itself, the writes behind it
+            # waiting 80 to 100 ms.
             self._instances.log_copied_soon()
             for table, rows in went.items():
                 removed[table] = removed.get(table, 0) + rows
