@@ -267,11 +267,11 @@ class WalCheckpointer:
 
     def soon(self) -> None:
         """Copy the log now, beside the writes, without waiting for the round: for a writer
-        that fills it faster than the rounds copy it (the purge), whose
-        commits would else take it past the net and copy it themselves, 80 to 100 ms while
-        the writes behind them wait. Past RESTART_PAGES the copy ends as a round does, on
-        the writing thread, so that the next commit starts the log over: under the purge's
-        writes the log is never copied to its end otherwise."""
+        that fills it faster than the rounds copy it (the purge), whose commits would else
+        take it past the net and copy it themselves, 80 to 100 ms while the writes behind
+        them wait. Past RESTART_PAGES the copy ends as a round does, on the writing thread,
+        so that the next commit starts the log over: under the purge's writes the log is
+        never copied to its end otherwise."""
         self._woken.set()
 
     def _run(self) -> None:
