@@ -126,16 +126,26 @@ class InstanceStore:
         async with self._sqlite_writer:
             yield
 
-    async def in_one_call(self, work: Callable[[Connection], _T]) -> _T:
+    async def in_one_call(
+        self, work: Callable[[Connection], _T], *, durable: bool = True, keys_checked: bool = True
+    ) -> _T:
         """`work` in a write transaction of its own, in one call off the event loop. On
         SQLite by the side connection's thread: through aiosqlite each statement would take
         the event loop three or four trips to its thread and back, and those trips cost more
-        CPU than the statements."""
+        CPU than the statements. `durable` and `keys_checked` as `SqliteSideConnection.run`
+        takes them, on SQLite (PostgreSQL's commits are durable, and no foreign key names
+        an instance there)."""
         if self._side is None:
             async with self.writing() as connection:
                 return await connection.run_sync(work)
         async with self.writer_turn():
-            return await self._side.run(work)
+            return await self._side.run(work, durable=durable, keys_checked=keys_checked)
+
+    def log_copied_soon(self) -> None:
+        """On SQLite, the write-ahead log copied into the file now, beside the writes, for a
+        writer that fills it fast (the purge; `WalCheckpointer.soon`). Elsewhere nothing."""
+        if self._checkpointer is not None:
+            self._checkpointer.soon()
 
     async def _commit_together(self, writes: Sequence[InstanceWrite]) -> list[None]:
         """The group commit's transactions, one at a time: on PostgreSQL by psycopg, on the

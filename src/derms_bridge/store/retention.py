@@ -49,9 +49,11 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    CompoundSelect,
     Connection,
     Select,
     String,
+    Update,
     and_,
     any_,
     bindparam,
@@ -91,10 +93,12 @@ from derms_bridge.store.tables import (
 )
 
 #: How long the statements of a slice of a batch hold SQLite's one writer, about (its commit
-#: comes on top): a trigger's write that comes meanwhile waits for them. At 8 ms a slice
-#: held a few instances and its commit cost more than its statements: the purge went at
-#: 220-310 instances a second on 1,000,000 (bench/README.md, store_scale.py).
-SLICE_SECONDS = 0.02
+#: comes on top, about a millisecond unsynced): a trigger's write that comes meanwhile waits
+#: for them, and a trigger writes twice. At 20 ms the triggers' p99 rose by 75 to 115 ms
+#: beside a purge, at 5 ms by 25 to 35 ms, at 3 ms by 11 to 15 ms, on 1,000,000 instances;
+#: at 8 ms, when each slice's statements were built anew and its commit synced, a slice held
+#: a few instances and the purge went at 220-310 a second (bench/README.md, store_scale.py).
+SLICE_SECONDS = 0.003
 #: The first slice's instances, before any slice was timed.
 FIRST_SLICE = 50
 #: After a slice, SQLite's writer is left free for this share of the slice's time: another
@@ -233,26 +237,14 @@ class RetentionStore:
         expired are emptied, and the instances marked, so that their file rows go next
         (`delete_file_rows`) and no resubmit starts from what is gone. Empty: none left (or
         none of those found may go now: the next run sees them again)."""
-        postgres = self._postgres
+        statements = _STATEMENTS[self._postgres]
 
         def empty_payloads(connection: Connection, taken: Taken) -> Removed:
-            connection.execute(
-                update(InstanceRow)
-                .where(_among(InstanceRow.id, taken.ids, postgres))
-                .values(payload=None, reply=None, payload_purged_at=now)
-            )
+            connection.execute(statements.empty_payloads, {**_bound(taken.ids), "now": now})
             if taken.with_file_job:
-                connection.execute(
-                    update(FileJobRow)
-                    .where(_among(FileJobRow.instance_id, taken.with_file_job, postgres))
-                    .values(set_aside=None, set_aside_zlib=None)
-                )
+                connection.execute(statements.empty_set_aside, _bound(taken.with_file_job))
             if taken.with_staged_file:
-                connection.execute(
-                    update(StagedFileRow)
-                    .where(_among(StagedFileRow.instance_id, taken.with_staged_file, postgres))
-                    .values(chunks_kept=False)
-                )
+                connection.execute(statements.unkeep_chunks, _bound(taken.with_staged_file))
             return {"instances": len(taken.ids)}
 
         return await self._batch(_Goes(expiry, whole=False), archive, empty_payloads)
@@ -289,7 +281,7 @@ class RetentionStore:
             }
             return {table: rows for table, rows in removed.items() if rows}
 
-        return await self._instances.in_one_call(delete_rows)
+        return await self._instances.in_one_call(delete_rows, durable=False)
 
     async def delete_instances(self, expiry: Expiry, archive: Archiving | None = None) -> Removed:
         """One batch of expired instances, deleted with every row of theirs, counted by
@@ -314,7 +306,7 @@ class RetentionStore:
             deleted = connection.execute(statement).rowcount
             return {"schedule_ticks": deleted} if deleted else {}
 
-        return await self._instances.in_one_call(delete_ticks)
+        return await self._instances.in_one_call(delete_ticks, durable=False)
 
     async def count_skipped_ticks(self, flows: tuple[str, ...], before: datetime) -> int:
         """The skipped ticks `delete_skipped_ticks` would remove now."""
@@ -328,10 +320,11 @@ class RetentionStore:
         """The instances as an archive keeps them: every column of theirs, with their
         business keys and their activities in order (file rows are left out)."""
         postgres = self._postgres
+        bound = _bound(ids)
         async with self._instances.engine.connect() as connection:
             instances = (
                 await connection.execute(
-                    select(InstanceRow).where(_among(InstanceRow.id, ids, postgres))
+                    select(InstanceRow).where(_among(InstanceRow.id, postgres)), bound
                 )
             ).mappings()
             records = {
@@ -340,16 +333,18 @@ class RetentionStore:
             }
             keys = await connection.execute(
                 select(BusinessKeyRow.instance_id, BusinessKeyRow.kind, BusinessKeyRow.value)
-                .where(_among(BusinessKeyRow.instance_id, ids, postgres))
-                .order_by(BusinessKeyRow.id)
+                .where(_among(BusinessKeyRow.instance_id, postgres))
+                .order_by(BusinessKeyRow.id),
+                bound,
             )
             for instance_id, kind, value in keys.all():
                 records[instance_id]["business_keys"].append({"kind": kind, "value": value})
             activities = (
                 await connection.execute(
                     select(ActivityRow)
-                    .where(_among(ActivityRow.instance_id, ids, postgres))
-                    .order_by(ActivityRow.instance_id, ActivityRow.seq)
+                    .where(_among(ActivityRow.instance_id, postgres))
+                    .order_by(ActivityRow.instance_id, ActivityRow.seq),
+                    bound,
                 )
             ).mappings()
             for activity in activities:
@@ -426,6 +421,7 @@ class RetentionStore:
         the lock, so that they see what committed before it; the statements' rows are never
         read one by one in Python. Empty: none left (or none of those found may go now)."""
         while True:
+            bound: dict[str, str] = {}
             if archive is None:
                 rows = self._whole_search(goes, _ended(goes.expiry))
             else:
@@ -433,9 +429,10 @@ class RetentionStore:
                 if not found:
                     return {}
                 await archive(await self.archived(found))
-                rows = _whole_columns().where(_among(InstanceRow.id, found, True))
+                rows = _whole_columns().where(_among(InstanceRow.id, True))
+                bound = _bound(found)
             async with self._instances.writing() as connection:
-                locked = (await connection.execute(_locked(rows, goes.expiry))).one()
+                locked = (await connection.execute(_locked(rows, goes.expiry), bound)).one()
                 if not locked.locked:
                     if archive is None:
                         return {}
@@ -467,6 +464,10 @@ class RetentionStore:
             size = self._slice
             went = await self._in_a_slice(goes, found[:size], remove)
             del found[:size]
+            # A slice writes a few hundred pages to the log: copied as they come, the log
+            # never reaches the net where a commit copies it itself, the writes behind it
+            # waiting 80 to 100 ms.
+            self._instances.log_copied_soon()
             for table, rows in went.items():
                 removed[table] = removed.get(table, 0) + rows
             await asyncio.sleep((time.perf_counter() - started) * REST_SHARE)
@@ -487,7 +488,15 @@ class RetentionStore:
             took = time.perf_counter() - started
             return removed
 
-        removed: Removed = await self._instances.in_one_call(still_going_removed)
+        # Not durable: a slice that a power loss undoes is removed again by the next run, and
+        # the next trigger's synced commit makes it durable with its own. Its foreign keys
+        # unchecked: a slice deletes an instance's rows with it, and none that a kept
+        # instance or schedule names (`_checked`, in the same transaction).
+        removed: Removed = await self._instances.in_one_call(
+            still_going_removed,
+            durable=False,
+            keys_checked=False,
+        )
         sized = round(len(found) * SLICE_SECONDS / took) if took > 0 else self.batch_size
         self._slice = max(1, min(self.batch_size, sized, 2 * self._slice))
         return removed
@@ -576,19 +585,78 @@ def _payloads_in_order(expiry: Expiry, most: int) -> Select[str]:
 
 
 def _among(
-    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
-    ids: Sequence[str],
-    postgres: bool,
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None], postgres: bool
 ) -> ColumnElement[bool]:
-    """`column` is one of `ids`, bound as one value whatever their number: a JSON array,
-    read on PostgreSQL into an array (`= ANY`, an index's condition), on SQLite by
-    json_each. (An array bound as such took psycopg 2.7 ms of the event loop's CPU to write
-    for 1,000 ids, against 0.1 ms for the JSON, and a batch binds a dozen.)"""
-    as_json: BindParameter[str] = bindparam(None, json.dumps(list(ids)), String)
+    """`column` is one of the ids bound as `ids` (`_bound`), one value whatever their
+    number: a JSON array, read on PostgreSQL into an array (`= ANY`, an index's condition),
+    on SQLite by json_each. (An array bound as such took psycopg 2.7 ms of the event loop's
+    CPU to write for 1,000 ids, against 0.1 ms for the JSON, and a batch binds a dozen.)"""
+    as_json: BindParameter[str] = bindparam("ids", type_=String)
     if postgres:
         listed = func.jsonb_array_elements_text(cast(as_json, JSONB))
         return column == any_(func.array(select(listed).scalar_subquery()))
     return column.in_(select(func.json_each(as_json).table_valued("value").c.value))
+
+
+def _bound(ids: Sequence[str]) -> dict[str, str]:
+    """`ids` as `_among` reads them."""
+    return {"ids": json.dumps(list(ids))}
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """What a batch (PostgreSQL's payloads) or a slice (SQLite) runs, given its ids as
+    `_bound` binds them, built once per database: built for each slice, a dozen
+    statements took SQLAlchemy 2 to 3 ms of CPU, more than SQLite took to run them for a
+    few hundred instances (bench/README.md, store_scale.py)."""
+
+    ended: Select[str, str, str, datetime | None, datetime | None]
+    jobs: Select[str, str]
+    staged: Select[str, str]
+    named: CompoundSelect[str | None]
+    empty_payloads: Update
+    empty_set_aside: Update
+    unkeep_chunks: Update
+
+    @classmethod
+    def built(cls, postgres: bool) -> _Statements:
+        other = aliased(InstanceRow)
+        return cls(
+            ended=select(
+                InstanceRow.id,
+                InstanceRow.flow,
+                InstanceRow.status,
+                InstanceRow.finished_at,
+                InstanceRow.payload_purged_at,
+            )
+            .where(_among(InstanceRow.id, postgres))
+            .with_for_update(of=InstanceRow, skip_locked=True),
+            jobs=select(FileJobRow.instance_id, FileJobRow.state)
+            .where(_among(FileJobRow.instance_id, postgres))
+            .with_for_update(),
+            staged=select(StagedFileRow.instance_id, StagedFileRow.state)
+            .where(_among(StagedFileRow.instance_id, postgres))
+            .with_for_update(),
+            named=union_all(
+                select(other.resubmit_of).where(_among(other.resubmit_of, postgres)),
+                select(other.parent_id).where(_among(other.parent_id, postgres)),
+                select(ScheduleRow.last_instance),
+                select(ScheduleRow.running_instance),
+            ),
+            empty_payloads=update(InstanceRow)
+            .where(_among(InstanceRow.id, postgres))
+            .values(
+                payload=None,
+                reply=None,
+                payload_purged_at=bindparam("now", type_=InstanceRow.payload_purged_at.type),
+            ),
+            empty_set_aside=update(FileJobRow)
+            .where(_among(FileJobRow.instance_id, postgres))
+            .values(set_aside=None, set_aside_zlib=None),
+            unkeep_chunks=update(StagedFileRow)
+            .where(_among(StagedFileRow.instance_id, postgres))
+            .values(chunks_kept=False),
+        )
 
 
 def _taken(connection: Connection, goes: _Goes, found: list[str], *, postgres: bool) -> Taken:
@@ -598,17 +666,7 @@ def _taken(connection: Connection, goes: _Goes, found: list[str], *, postgres: b
     every expired instance's index entry (PostgreSQL's BitmapAnd, SQLite's search of the
     index of flow, status and end), and the check of what names them the whole index of
     resubmit_of (a merge anti join), each batch."""
-    rows = connection.execute(
-        select(
-            InstanceRow.id,
-            InstanceRow.flow,
-            InstanceRow.status,
-            InstanceRow.finished_at,
-            InstanceRow.payload_purged_at,
-        )
-        .where(_among(InstanceRow.id, found, postgres))
-        .with_for_update(of=InstanceRow, skip_locked=True)
-    ).all()
+    rows = connection.execute(_STATEMENTS[postgres].ended, _bound(found)).all()
     ended = [
         instance_id
         for instance_id, flow, status, finished_at, purged_at in rows
@@ -622,33 +680,17 @@ def _checked(connection: Connection, goes: _Goes, ids: list[str], *, postgres: b
     file work finished and, whole, nothing kept naming them."""
     if not ids:
         return Taken([], [], [])
+    statements = _STATEMENTS[postgres]
+    bound = _bound(ids)
     # What committed between the search and the lock is seen by these statements, which
     # start after it: a file resumed (or a transfer), a resubmit naming an instance. What
     # comes after the lock waits for it (and finds the instance gone: InstanceGone).
-    jobs = connection.execute(
-        select(FileJobRow.instance_id, FileJobRow.state)
-        .where(_among(FileJobRow.instance_id, ids, postgres))
-        .with_for_update()
-    ).all()
+    jobs = connection.execute(statements.jobs, bound).all()
     busy = {instance_id for instance_id, state in jobs if state != "done"}
-    staged = connection.execute(
-        select(StagedFileRow.instance_id, StagedFileRow.state)
-        .where(_among(StagedFileRow.instance_id, ids, postgres))
-        .with_for_update()
-    ).all()
+    staged = connection.execute(statements.staged, bound).all()
     busy |= {instance_id for instance_id, state in staged if state in ("queued", "running")}
     if goes.whole:
-        other = aliased(InstanceRow)
-        busy |= set(
-            connection.scalars(
-                union_all(
-                    select(other.resubmit_of).where(_among(other.resubmit_of, ids, postgres)),
-                    select(other.parent_id).where(_among(other.parent_id, ids, postgres)),
-                    select(ScheduleRow.last_instance),
-                    select(ScheduleRow.running_instance),
-                )
-            )
-        )
+        busy |= set(connection.scalars(statements.named, bound))
     return Taken(
         [each for each in ids if each not in busy],
         [instance_id for instance_id, _ in jobs if instance_id not in busy],
@@ -700,20 +742,22 @@ _Named = type[
 def _delete_with_rows(connection: Connection, taken: Taken) -> Removed:
     """SQLite: the instances deleted with every row of theirs, a statement a table, counted
     by table."""
-    statements = [
-        (rows.__tablename__, delete(rows).where(_among(rows.instance_id, ids, False)))
-        for rows, ids in _rows_of(taken)
-        if ids
-    ]
-    statements.append(
-        ("instances", delete(InstanceRow).where(_among(InstanceRow.id, taken.ids, False)))
-    )
     removed: Removed = {}
-    for table, statement in statements:
-        deleted = connection.execute(statement).rowcount
+    for rows, ids in [*_rows_of(taken), (InstanceRow, taken.ids)]:
+        if not ids:
+            continue
+        deleted = connection.execute(_DELETES[rows.__tablename__], _bound(ids)).rowcount
         if deleted:
-            removed[table] = deleted
+            removed[rows.__tablename__] = deleted
     return removed
+
+
+#: SQLite: each table's rows of the instances bound as `ids` deleted, by table; built once
+#: (see `_Statements`).
+_DELETES = {
+    rows.__tablename__: delete(rows).where(_among(rows.instance_id, False))
+    for rows, _ in _rows_of(Taken([], [], []))
+} | {InstanceRow.__tablename__: delete(InstanceRow).where(_among(InstanceRow.id, False))}
 
 
 #: A row's place in its table: a TID scan reads it straight from its page.
@@ -820,3 +864,6 @@ def _checked_and_deleted() -> Select[Any]:
 
 
 _CHECKED_AND_DELETED = _checked_and_deleted()
+
+#: By whether the database is PostgreSQL.
+_STATEMENTS = {postgres: _Statements.built(postgres) for postgres in (False, True)}

@@ -89,6 +89,45 @@ async def found(hub: HubUnderTest, instance_id: str) -> dict[str, Any] | None:
     return detail
 
 
+#: Where a row names an instance: (table, column).
+NAMING_INSTANCES = [
+    *[
+        (table, "instance_id")
+        for table in (
+            "business_keys",
+            "activities",
+            "error_notices",
+            "file_jobs",
+            "segments",
+            "staged_files",
+            "staged_file_chunks",
+            "schedule_ticks",
+        )
+    ],
+    ("instances", "resubmit_of"),
+    ("instances", "parent_id"),
+    ("schedules", "last_instance"),
+    ("schedules", "running_instance"),
+]
+
+
+async def naming_no_instance(hub: HubUnderTest) -> dict[str, int]:
+    """Rows that name an instance that is gone, by table and column: none, whatever the
+    purge removed (on SQLite its transactions leave the foreign keys unchecked)."""
+    found = {}
+    async with hub.hub.store.engine.connect() as connection:
+        for table, column in NAMING_INSTANCES:
+            dangling = await connection.scalar(
+                text(
+                    f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL "
+                    f"AND {column} NOT IN (SELECT id FROM instances)"
+                )
+            )
+            if dangling:
+                found[f"{table}.{column}"] = dangling
+    return found
+
+
 def purge_of(
     hub: HubUnderTest, retention: Retention | None = None, batch_size: int = 1000
 ) -> Purge:
@@ -229,6 +268,7 @@ async def test_a_resubmit_and_the_run_it_repeats_go_together_never_one_without_t
     assert report.removed["instances"] == 2
     assert await found(hub, first) is None
     assert await found(hub, second) is None
+    assert await naming_no_instance(hub) == {}
 
 
 async def test_instances_that_must_stay_hold_back_none_of_those_after_them(
@@ -252,6 +292,7 @@ async def test_instances_that_must_stay_hold_back_none_of_those_after_them(
     assert [await found(hub, each) for each in going] == [None, None, None]
     for each in named:
         assert await found(hub, each) is not None
+    assert await naming_no_instance(hub) == {}
 
 
 async def test_a_resubmit_of_an_instance_the_purge_took_names_nothing(
@@ -339,6 +380,7 @@ async def test_a_files_rows_go_once_it_is_done_and_its_instance_stays_searchable
     await age(hub.hub, 90)
     assert (await hub.hub.purge.run()).removed["file_jobs"] == 1
     assert await found(hub, file_id) is None
+    assert await naming_no_instance(hub) == {}
 
 
 async def test_a_purge_beside_triggers_loses_none_of_them(hub: HubUnderTest) -> None:
@@ -366,6 +408,7 @@ async def test_a_purge_beside_triggers_loses_none_of_them(hub: HubUnderTest) -> 
     assert [await found(hub, each) for each in old[:3]] == [None, None, None]
     page = await hub.client.get("/ops/instances", params={"limit": 500}, auth=OPERATOR_AUTH)
     assert page.json()["total"] == 20
+    assert await naming_no_instance(hub) == {}
 
 
 async def test_a_batch_goes_whole_whatever_size_its_slices_take(hub: HubUnderTest) -> None:
