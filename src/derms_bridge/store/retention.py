@@ -226,9 +226,12 @@ class RetentionStore:
         self._postgres = instances.engine.dialect.name == "postgresql"
         #: SQLite: the instances of the next slice, sized by the last one's time.
         self._slice = min(FIRST_SLICE, batch_size)
-        #: Where the next batch's search of whole instances starts, by what it selects: after
-        #: the last batch's last (received then, and its id).
-        self._next_after: dict[_Goes, tuple[datetime, str]] = {}
+        #: Where the next batch's search of whole instances starts, by the flows and
+        #: statuses it selects: after the last batch's last (received then, and its id), for
+        #: the cut-off it was found under. Keyed without the cut-off, which every run moves,
+        #: so that a run that stopped midway leaves no entry behind for good: the kinds of
+        #: instances the settings expire bound it.
+        self._next_after: dict[tuple[tuple[str, ...], tuple[str, ...]], _After] = {}
 
     async def purge_payloads(
         self, expiry: Expiry, now: datetime, archive: Archiving | None = None
@@ -438,7 +441,7 @@ class RetentionStore:
                         return {}
                     continue
                 if archive is None:
-                    self._next_after[goes] = (locked.last_received, locked.last_id)
+                    self._resume_after(goes, locked.last_received, locked.last_id)
                 counted = (
                     await connection.execute(
                         _CHECKED_AND_DELETED, {"ids": locked.ids, "places": locked.places}
@@ -525,8 +528,11 @@ class RetentionStore:
         async with self._instances.engine.connect() as connection:
             found = (await connection.execute(self._whole_search(goes, conditions))).all()
         if found:
-            self._next_after[goes] = (found[-1].received_at, found[-1].id)
+            self._resume_after(goes, found[-1].received_at, found[-1].id)
         return [row.id for row in found]
+
+    def _resume_after(self, goes: _Goes, last_received: datetime, last_id: str) -> None:
+        self._next_after[_kind(goes.expiry)] = _After(goes.expiry.before, last_received, last_id)
 
     def _whole_search(self, goes: _Goes, conditions: list[ColumnElement[bool]]) -> _Whole:
         """A batch of whole instances, the oldest received first, after the last batch's
@@ -535,14 +541,27 @@ class RetentionStore:
         received = InstanceRow.received_at
         # An instance is received before it ends: this bounds the index's range.
         query = _whole_columns().where(*conditions, received < goes.expiry.before)
-        after = self._next_after.pop(goes, None)
-        if after is not None:
-            last_received, last_id = after
+        after = self._next_after.pop(_kind(goes.expiry), None)
+        if after is not None and after.before == goes.expiry.before:
+            last_received, last_id = after.last_received, after.last_id
             query = query.where(
                 received >= last_received,
                 or_(received > last_received, InstanceRow.id > last_id),
             )
         return query.order_by(received, InstanceRow.id).limit(self.batch_size)
+
+
+@dataclass(frozen=True)
+class _After:
+    """The last instance a search of whole instances found, under the cut-off `before`."""
+
+    before: datetime
+    last_received: datetime
+    last_id: str
+
+
+def _kind(expiry: Expiry) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return expiry.flows, expiry.statuses
 
 
 _Whole = Select[str, datetime, str, str, datetime | None, datetime | None]

@@ -23,7 +23,7 @@ from derms_bridge.schemas.ops import Activity
 from derms_bridge.settings import Schedule
 from derms_bridge.settings.retention import Keep, Retention, RetentionByOutcome
 from derms_bridge.store.instances import InstanceGone, as_utc
-from derms_bridge.store.retention import RetentionStore
+from derms_bridge.store.retention import Expiry, RetentionStore
 from derms_bridge.store.schedules import ScheduleStore
 from derms_bridge.store.tables import FileJobRow, InstanceRow, ScheduleTickRow, SegmentRow
 from tests.conftest import CPMCS_AUTH, DERMS_AUTH, OPERATOR_AUTH, HubUnderTest
@@ -292,6 +292,33 @@ async def test_instances_that_must_stay_hold_back_none_of_those_after_them(
     assert [await found(hub, each) for each in going] == [None, None, None]
     for each in named:
         assert await found(hub, each) is not None
+    assert await naming_no_instance(hub) == {}
+
+
+async def test_a_purge_stopped_midway_holds_back_nothing_the_next_run_expires(
+    hub: HubUnderTest,
+) -> None:
+    late = await unavailability(hub, "LATE")
+    early = [await unavailability(hub, f"EARLY-{n}") for n in range(3)]
+    await age(hub.hub, 200)
+    now = datetime.now(UTC)
+    # Received first, ended long after: expired only under the later run's cut-off.
+    async with hub.hub.store.writing() as connection:
+        await connection.execute(
+            update(InstanceRow)
+            .where(InstanceRow.id == late)
+            .values(finished_at=now - timedelta(days=50))
+        )
+    store = RetentionStore(hub.hub.store, batch_size=2)
+    flows, statuses = ("customer_unavailability",), ("succeeded",)
+
+    # A run that stopped after its first batch, behind the first two it found.
+    first = await store.delete_instances(Expiry(flows, statuses, now - timedelta(days=100)))
+    # The next run's cut-off is later: its search starts from the oldest again.
+    second = await store.delete_instances(Expiry(flows, statuses, now - timedelta(days=10)))
+
+    assert (first["instances"], second["instances"]) == (2, 2)
+    assert [await found(hub, each) for each in [late, *early]] == [None] * 4
     assert await naming_no_instance(hub) == {}
 
 
