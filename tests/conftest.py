@@ -153,6 +153,15 @@ def empty_tables(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
+            # A session a failed test left in its transaction would hold the TRUNCATE, and
+            # every test after it, until CI's limit: it is ended instead, the failure its own.
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND state LIKE 'idle in transaction%'"
+                )
+            )
             connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         else:
             for table in TABLES:
