@@ -527,7 +527,7 @@ async def measure(url: str, samples: int) -> list[Timing]:
     instances = InstanceStore(open_engine(url))
     draw = random.Random(5)
     now = datetime.now(UTC)
-    first, count = await _span(instances)
+    first, count = await received_span(instances)
     days = (now - first) / timedelta(days=1)
     timings: list[Timing] = []
 
@@ -628,7 +628,7 @@ async def measure(url: str, samples: int) -> list[Timing]:
             InstanceFilter(flows=("program_event_status_update",)), 200
         ),
     )
-    purge = _purge(instances, days)
+    purge = oldest_day_purge(instances, days)
     watch = StorageWatch(instances, purge)
     report = await watch.report()
     # The storage page and the scrape show the latest measure; a view that finds it a minute
@@ -645,7 +645,7 @@ async def measure(url: str, samples: int) -> list[Timing]:
     return timings
 
 
-async def _span(store: InstanceStore) -> tuple[datetime, int]:
+async def received_span(store: InstanceStore) -> tuple[datetime, int]:
     """When the oldest instance was received, and how many there are (PostgreSQL's
     estimate: counting them is no part of what is measured)."""
     async with store.engine.connect() as connection:
@@ -671,7 +671,7 @@ async def _some_ids(store: InstanceStore, flows: Sequence[str] = ()) -> list[str
         return list(await connection.scalars(query))
 
 
-def _purge(instances: InstanceStore, days: float) -> Purge:
+def oldest_day_purge(instances: InstanceStore, days: float) -> Purge:
     """The oldest day goes: every outcome's instances kept a day less than the fill spans,
     and their payloads as long. (With succeeded payloads kept 7 days, as the fill left
     them, a run on a database filled hours before also purged the payloads of the hours
@@ -694,8 +694,8 @@ async def purge_under_load(url: str, options: argparse.Namespace) -> PurgeRun:
     taken for `--baseline-seconds` first, after WARM_UP_SECONDS of it."""
     rate: float = options.trigger_rate
     instances = InstanceStore(open_engine(url))
-    first, _ = await _span(instances)
-    purge = _purge(instances, (datetime.now(UTC) - first) / timedelta(days=1))
+    first, _ = await received_span(instances)
+    purge = oldest_day_purge(instances, (datetime.now(UTC) - first) / timedelta(days=1))
     during: list[float] = []
     before: list[float] = []
     # The first triggers open the store's connections and warm its caches: not counted.
@@ -790,8 +790,10 @@ def time_migrations(sync_url: str, since: str) -> list[tuple[str, float]]:
 
 def _database_bytes(url: str) -> int:
     if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        return sum(each.stat().st_size for each in folder.iterdir())
+        # The file and its log and shared memory: a `--reuse`d file's folder may hold others.
+        path = Path(url.removeprefix("sqlite:///"))
+        files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm")]
+        return sum(each.stat().st_size for each in files if each.exists())
     with psycopg.connect(url) as connection:
         found = connection.execute("SELECT pg_database_size(current_database())").fetchone()
         return int(found[0]) if found else 0
@@ -883,7 +885,7 @@ def run(options: argparse.Namespace) -> Results:
 async def _count(url: str) -> int:
     store = InstanceStore(open_engine(url))
     try:
-        return (await _span(store))[1]
+        return (await received_span(store))[1]
     finally:
         await store.aclose()
 

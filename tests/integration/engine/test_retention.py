@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from derms_bridge.bootstrap import Hub
@@ -661,3 +661,40 @@ async def test_a_measure_older_than_a_minute_is_shown_while_the_next_is_taken(
     assert first.purge_waiting["instances"] == 1
     assert shown is first
     assert latest.measured_at > first.measured_at
+
+
+async def test_on_sqlite_whole_instances_are_searched_in_the_order_of_their_index(
+    hub: HubUnderTest,
+) -> None:
+    """SQLite's purge reads the expired instances by the index of received_at, in the order
+    the search gives them back. Left to choose, the planner took the index of status and
+    received_at and sorted every expired instance for each batch: 290 ms a batch with 60
+    days expired on 1,000,000 instances, against 2 ms (bench/README.md)."""
+    engine = hub.hub.store.engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner; PostgreSQL's search is planned by its statistics")
+    for n in range(3):
+        await unavailability(hub, f"OLD-{n}")
+    await age(hub.hub, 200)
+    searches: list[tuple[str, Any]] = []
+
+    def seen(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("SELECT instances.id, instances.received_at"):
+            searches.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        removed = await RetentionStore(hub.hub.store, batch_size=2).delete_instances(
+            Expiry(("customer_unavailability",), ("succeeded",), datetime.now(UTC))
+        )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+    assert removed["instances"] == 2
+    assert searches, "no search of whole instances was seen"
+    async with engine.connect() as connection:
+        for statement, parameters in searches:
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = [step for *_, step in plan.all()]
+            assert any("INDEX ix_instances_received_flow_status" in step for step in steps), steps
+            assert "USE TEMP B-TREE FOR ORDER BY" not in steps, steps
