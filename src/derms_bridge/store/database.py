@@ -178,13 +178,14 @@ class SqliteSideConnection:
     async def run(
         self, work: Callable[[Connection], _T], *, durable: bool = True, keys_checked: bool = True
     ) -> _T:
-        """`work` in a transaction of its own, on the connection's thread. Not `durable`:
-        committed without waiting for the disk (SQLite's `synchronous=NORMAL`), for work
-        that is done again when lost. Not `keys_checked`: SQLite leaves the foreign keys
-        unchecked, for work that checks what names the rows it deletes and deletes those
-        that name them itself (the purge); its transaction then takes the file's write lock
-        before its first statement (`BEGIN IMMEDIATE`), so that no other process changes
-        what it checked before it commits."""
+        """`work` in a transaction of its own, on the connection's thread, which holds the
+        file's write lock from its first statement (`BEGIN IMMEDIATE`): what it reads, no
+        other process changes before it commits. (pysqlite would begin it at the first
+        write, its reads before that each a snapshot of its own.) Not `durable`: committed
+        without waiting for the disk (SQLite's `synchronous=NORMAL`), for work that is done
+        again when lost. Not `keys_checked`: SQLite leaves the foreign keys unchecked, for
+        work that checks what names the rows it deletes and deletes those that name them
+        itself (the purge)."""
         return await asyncio.get_running_loop().run_in_executor(
             self._thread, self._in_transaction, work, durable, keys_checked
         )
@@ -200,8 +201,7 @@ class SqliteSideConnection:
             # pysqlite begins one at the first write).
             self._connection.exec_driver_sql(_SYNCHRONOUS[durable])
             self._connection.exec_driver_sql(_FOREIGN_KEYS[keys_checked])
-            if not keys_checked:
-                self._connection.exec_driver_sql("BEGIN IMMEDIATE")
+            self._connection.exec_driver_sql("BEGIN IMMEDIATE")
             return work(self._connection)
 
     def between_writes(self, step: Callable[[], _T]) -> _T:

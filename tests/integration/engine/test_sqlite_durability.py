@@ -4,6 +4,8 @@ only a crash of the hub's process, which is all that SQLite's NORMAL keeps in WA
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import text
@@ -34,4 +36,37 @@ async def test_each_connection_the_hub_writes_by_syncs_every_commit(tmp_path: Pa
     try:
         assert await side.run(synchronous) == FULL
     finally:
+        await side.close()
+
+
+async def test_a_side_transaction_reads_under_the_write_lock_it_writes_under(
+    tmp_path: Path,
+) -> None:
+    """Another process's write that is under way when a transaction of the writing thread
+    begins is waited for, and what the transaction reads is that write's result: a check
+    and the write it decides stand on one snapshot, whatever the other processes sharing
+    the file do."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    other.execute("INSERT INTO schedules (flow, ticks_through) VALUES ('purge', '2026-01-01')")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE schedules SET ticks_through = '2026-06-01' WHERE flow = 'purge'")
+
+    def read_then_write(connection: Connection) -> str:
+        seen: str = connection.execute(
+            text("SELECT ticks_through FROM schedules WHERE flow = 'purge'")
+        ).scalar_one()
+        connection.execute(text("UPDATE schedules SET lease_owner = 'x' WHERE flow = 'purge'"))
+        return seen
+
+    side = SqliteSideConnection(make_url(url))
+    try:
+        reading = asyncio.create_task(side.run(read_then_write))
+        await asyncio.sleep(0.3)
+        assert not reading.done()
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(reading, 10)).startswith("2026-06-01")
+    finally:
+        other.close()
         await side.close()
