@@ -204,8 +204,11 @@ def ref_of(span: Span) -> TraceRef | None:
     (tracing off, no caller's traceparent to continue)."""
     if not span.trace_id:
         return None
+    # An id's bytes in hex, as W3C Trace Context writes it: two thirds of the CPU of
+    # formatting the number with `:032x`.
     return TraceRef(
-        f"{span.trace_id:032x}", f"{span.span_id:016x}" if span.flags & SAMPLED else None
+        span.trace_id.to_bytes(16).hex(),
+        span.span_id.to_bytes(8).hex() if span.flags & SAMPLED else None,
     )
 
 
@@ -237,7 +240,7 @@ def linked(refs: Sequence[TraceRef | None]) -> list[SpanContext]:
 def current_trace_id() -> str | None:
     """The trace the running code belongs to, if it belongs to one."""
     trace_id = _current_span.get().trace_id
-    return f"{trace_id:032x}" if trace_id else None
+    return trace_id.to_bytes(16).hex() if trace_id else None
 
 
 def is_exporting() -> bool:
@@ -296,7 +299,12 @@ def _trace_headers(parent: Span) -> dict[str, str]:
     """The `traceparent` (and `tracestate`) of an outbound request made under `parent`, a
     span with a trace: what the W3C propagator's `inject` writes, without its setter's and
     formatters' calls (every outbound call makes one)."""
-    headers = {"traceparent": f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{parent.flags:02x}"}
+    headers = {
+        "traceparent": (
+            f"00-{parent.trace_id.to_bytes(16).hex()}-{parent.span_id.to_bytes(8).hex()}"
+            f"-{parent.flags:02x}"
+        )
+    }
     if parent.trace_state:
         headers["tracestate"] = parent.trace_state
     return headers
@@ -509,8 +517,9 @@ class InstanceScope:
             )
             return self._own.__enter__()
         self._request = request = waiting.pop()
-        for link in linked(self._links):
-            request.add_link(link)
+        if any(self._links):
+            for link in linked(self._links):
+                request.add_link(link)
         # A span keeps no attribute whose value is None.
         request.set_attributes(self._attributes)
         return request

@@ -302,7 +302,13 @@ class ExportingTracer:
         else:
             trace_id, sampled = self._root()
         span_id = _span_id()
-        headers = {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"}
+        # The ids' bytes in hex (tracing.ref_of says why).
+        headers = {
+            "traceparent": (
+                f"00-{trace_id.to_bytes(16).hex()}-{span_id.to_bytes(8).hex()}"
+                f"-{'01' if sampled else '00'}"
+            )
+        }
         if parent.trace_state:
             headers["tracestate"] = parent.trace_state
         if not sampled:
