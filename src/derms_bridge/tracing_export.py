@@ -7,10 +7,12 @@ span and exporter took about 150 us of CPU per synchronous message, 12-29% of wh
 whole flow costs (bench/README.md, trace_cost.py and span_cost.py). The hub's spans need
 none of what makes the SDK's dear: no span processors or limits to consult, attributes of
 the hub's own choosing (scalars), no events. What it keeps of OpenTelemetry is the API:
-these spans are the API's `Span`, so the context, `use_span` and the W3C propagator work
-with them as with the SDK's (an outbound call's, never the current span, is a RecordedCall
-instead: tracing.OutboundCall says why), and the sampling rule is the SDK's, ParentBased over
-TraceIdRatioBased, so every process and the SDK decide alike for the same trace id.
+these spans are the API's `Span` (tracing.Span: their ids plain numbers, their SpanContext
+made when asked for), so whatever reads a Span reads them as the SDK's (an outbound call's,
+never the current span, is a RecordedCall instead: tracing.OutboundCall says why), and the
+sampling rule is the SDK's, ParentBased over TraceIdRatioBased, so every process and the
+SDK decide alike for the same trace id. Which span is running is tracing.py's to keep, not
+the API's Context.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class RecordedSpan(Span):
     status_code = StatusCode.UNSET._value_
     status_message = ""
     trace_state = ""
+    links: Sequence[SpanContext] = ()
 
     def __init__(
         self,
@@ -86,8 +89,8 @@ class RecordedSpan(Span):
         parent: Span,
         name: str,
         kind: SpanKind,
-        attributes: dict[str, AttributeValue],
-        links: list[SpanContext],
+        attributes: dict[str, AttributeValue | None],
+        links: Sequence[SpanContext],
     ) -> None:
         self._batches = batches
         self.trace_id = trace_id
@@ -102,7 +105,8 @@ class RecordedSpan(Span):
         self.kind = kind._value_ + 1
         self.start_unix_nano = time.time_ns()
         self.attributes = attributes
-        self.links = links
+        if links:
+            self.links = links
 
     def end(self, end_time: int | None = None) -> None:
         if self.end_unix_nano:
@@ -126,7 +130,7 @@ class RecordedSpan(Span):
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if not self.end_unix_nano and context.is_valid:
-            self.links.append(context)
+            self.links = [*self.links, context]
 
     def update_name(self, name: str) -> None:
         if not self.end_unix_nano:
@@ -338,10 +342,10 @@ class ExportingTracer:
             parent,
             name,
             kind,
-            {key: value for key, value in attributes.items() if value is not None}
-            if attributes
-            else {},
-            linked(links) if links else [],
+            # Those whose value is None too: the encoder leaves them out, in the export
+            # thread (a comprehension here cost five times the copy).
+            dict(attributes) if attributes else {},
+            linked(links) if any(links) else (),
         )
 
     def shutdown(self) -> None:
