@@ -1,10 +1,13 @@
 """Traces with OpenTelemetry: every instance is a trace, exported over OTLP/HTTP when the
 settings' `tracing` block says where, and nothing at all when it does not.
 
-Without the block no exporting tracer is made: spans are the API's no-op ones, which cost a few
-attribute-free calls, and a caller's W3C `traceparent` still goes on to every outbound
-call (it is continued, never recorded). A hub in a test starts and stops its own
-exporter, so the tracer is this module's, not OpenTelemetry's process-wide global.
+Without the block no exporting tracer is made: a span records nothing and is its parent's
+carried on, as with the API's no-op tracer, which costs a few attribute-free calls, and a
+caller's W3C `traceparent` still goes on to every outbound call (it is continued, never
+recorded). A hub in a test starts and stops its own exporter, so the tracer is this
+module's, not OpenTelemetry's process-wide global; and the running span is kept in a
+context variable of this module's, not in OpenTelemetry's Context: every span is made,
+made current and read here, with its ids as plain numbers (`Span`).
 
 No span carries a payload, a secret or an error's text: names, identifiers, HTTP methods,
 paths and statuses only. An error is told by its type, its text stays in the instance's
