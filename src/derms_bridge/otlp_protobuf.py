@@ -60,8 +60,9 @@ class SpanData(Protocol):
     def start_unix_nano(self) -> int: ...
     @property
     def end_unix_nano(self) -> int: ...
+    #: An attribute whose value is None is left out.
     @property
-    def attributes(self) -> Mapping[str, AttributeValue]: ...
+    def attributes(self) -> Mapping[str, AttributeValue | None]: ...
     @property
     def links(self) -> Sequence[LinkData]: ...
     #: OTLP's StatusCode: 0 unset, 1 ok, 2 error.
@@ -114,9 +115,11 @@ class _KeyValues:
     def __init__(self) -> None:
         self._known: dict[str, dict[str | tuple[type, AttributeValue], bytes]] = {}
 
-    def encode(self, tag: bytes, attributes: Mapping[str, AttributeValue]) -> bytes:
+    def encode(self, tag: bytes, attributes: Mapping[str, AttributeValue | None]) -> bytes:
         written = []
         for name, value in attributes.items():
+            if value is None:
+                continue
             # A string is its own key (most values are); any other value with its type:
             # True, 1 and 1.0 are equal keys, and not the same value.
             key = value if type(value) is str else (type(value), value)

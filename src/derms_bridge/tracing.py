@@ -1,10 +1,13 @@
 """Traces with OpenTelemetry: every instance is a trace, exported over OTLP/HTTP when the
 settings' `tracing` block says where, and nothing at all when it does not.
 
-Without the block no exporting tracer is made: spans are the API's no-op ones, which cost a few
-attribute-free calls, and a caller's W3C `traceparent` still goes on to every outbound
-call (it is continued, never recorded). A hub in a test starts and stops its own
-exporter, so the tracer is this module's, not OpenTelemetry's process-wide global.
+Without the block no exporting tracer is made: a span records nothing and is its parent's
+carried on, as with the API's no-op tracer, which costs a few attribute-free calls, and a
+caller's W3C `traceparent` still goes on to every outbound call (it is continued, never
+recorded). A hub in a test starts and stops its own exporter, so the tracer is this
+module's, not OpenTelemetry's process-wide global; and the running span is kept in a
+context variable of this module's, not in OpenTelemetry's Context: every span is made,
+made current and read here, with its ids as plain numbers (`Span`).
 
 No span carries a payload, a secret or an error's text: names, identifiers, HTTP methods,
 paths and statuses only. An error is told by its type, its text stays in the instance's
@@ -21,19 +24,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import (
-    Link,
-    NonRecordingSpan,
-    Span,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util import types
 
 from derms_bridge.otlp_protobuf import AttributeValue
 from derms_bridge.settings.tracing import Tracing
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AttributeValue", "Span", "SpanKind", "TraceRef", "Tracing"]
 
-_NO_OP: trace.Tracer = trace.NoOpTracer()
 _PROPAGATOR = TraceContextTextMapPropagator()
 #: Why spans of sampled traces are not exported: made faster than the collector takes
 #: them, or refused by it (or it could not be reached).
@@ -51,17 +51,127 @@ QUEUE_FULL = "queue full"
 EXPORT_FAILED = "export failed"
 #: Told how many spans were dropped, and why (one of the two above).
 Dropped = Callable[[str, int], None]
+#: W3C trace flags: the trace is sampled.
+SAMPLED = 0x01
+
+
+class Span(trace.Span):
+    """A span of the hub's: the API's Span, with what its children, its outbound calls, its
+    instance and the logs read of it kept as plain numbers (trace id 0: no trace). Its
+    SpanContext is made only when one is asked for; the hub's own code never asks: every
+    span made would have cost one (a tuple checked and built in Python), and every reader
+    its properties (bench/README.md, 2026-12-05, trace-lean)."""
+
+    trace_id: int
+    span_id: int
+    #: The W3C trace flags, SAMPLED among them when the trace is.
+    flags: int
+    #: The W3C tracestate it carries, as its header has it, "" for none.
+    trace_state: str
+    #: Whether the span is a caller's, or the instance's a later work hangs under.
+    is_remote: bool
+
+    def get_span_context(self) -> SpanContext:
+        return SpanContext(
+            self.trace_id,
+            self.span_id,
+            self.is_remote,
+            TraceFlags(self.flags),
+            TraceState.from_header([self.trace_state]) if self.trace_state else None,
+        )
+
+
+class Unrecorded(Span):
+    """A span that records nothing: tracing off (a caller's span, continued), a trace not
+    sampled, or the span an instance's later work hangs under. It still carries its trace id
+    to the logs and its traceparent to every outbound call."""
+
+    __slots__ = ("flags", "is_remote", "span_id", "trace_id", "trace_state")
+
+    def __init__(
+        self, trace_id: int, span_id: int, flags: int, trace_state: str, is_remote: bool
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.trace_state = trace_state
+        self.is_remote = is_remote
+
+    def end(self, end_time: int | None = None) -> None:
+        """Nothing to end: nothing was recorded."""
+
+    def is_recording(self) -> bool:
+        return False
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        """Not recorded."""
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        """Not recorded."""
+
+    def add_event(
+        self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
+    ) -> None:
+        """Not recorded."""
+
+    def update_name(self, name: str) -> None:
+        """Not recorded."""
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """Not recorded."""
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """Not recorded."""
+
+
+#: The running span when there is no trace: tracing off and no caller's traceparent.
+NO_TRACE = Unrecorded(0, 0, 0, "", False)
+#: The running span: a context variable of the hub's own rather than OpenTelemetry's
+#: Context, whose `attach` copies a dict and makes two objects more each time, and whose
+#: readers take several calls to find the span (bench/README.md, trace-lean). Every span
+#: is made, made current and read through this module, so nothing else reads the API's.
+_current_span: ContextVar[Span] = ContextVar("derms_bridge_span", default=NO_TRACE)
 
 
 class _Tracer(Protocol):
     def start_span(
         self,
         name: str,
-        context: otel_context.Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        links: Sequence[Link] | None = None,
+        parent: Span,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue | None] | None,
+        links: Sequence[TraceRef | None],
     ) -> Span: ...
+
+
+class _NotRecording:
+    """The tracer when tracing is off: a span is its parent's, carried on (a caller's
+    traceparent goes on as it came), as with the API's no-op tracer."""
+
+    def start_span(
+        self,
+        name: str,
+        parent: Span,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue | None] | None,
+        links: Sequence[TraceRef | None],
+    ) -> Span:
+        if isinstance(parent, Unrecorded):
+            return parent
+        # A recorded span (exporting stopped meanwhile): its ids, never the span itself,
+        # which its own scope ends.
+        return Unrecorded(
+            parent.trace_id, parent.span_id, parent.flags, parent.trace_state, parent.is_remote
+        )
+
+
+_NO_OP: _Tracer = _NotRecording()
 
 
 @dataclass
@@ -91,40 +201,23 @@ class TraceRef:
     def sampled(self) -> bool:
         return self.span_id is not None
 
-    def parent(self) -> SpanContext:
-        """The span later work hangs under: the instance's when the trace is sampled; else
-        one of the same trace that is not sampled either (its id made up, as no span of the
-        trace was recorded), so that the work keeps the trace id, in its logs and its
-        traceparent, and records nothing."""
-        if self.span_id is None:
-            return SpanContext(
-                trace_id=int(self.trace_id, 16),
-                span_id=secrets.randbelow(2**64 - 1) + 1,
-                is_remote=True,
-                trace_flags=TraceFlags(TraceFlags.DEFAULT),
-            )
-        return SpanContext(
-            trace_id=int(self.trace_id, 16),
-            span_id=int(self.span_id, 16),
-            is_remote=True,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
-        )
-
 
 def ref_of(span: Span) -> TraceRef | None:
     """The span's trace id, and its span id when it is sampled; None when it has no trace
     (tracing off, no caller's traceparent to continue)."""
-    found = span.get_span_context()
-    if not found.is_valid:
+    if not span.trace_id:
         return None
+    # An id's bytes in hex, as W3C Trace Context writes it: two thirds of the CPU of
+    # formatting the number with `:032x`.
     return TraceRef(
-        f"{found.trace_id:032x}", f"{found.span_id:016x}" if found.trace_flags.sampled else None
+        span.trace_id.to_bytes(16).hex(),
+        span.span_id.to_bytes(8).hex() if span.flags & SAMPLED else None,
     )
 
 
 def current_ref() -> TraceRef | None:
     """The running span's TraceRef, if there is a trace to join."""
-    return ref_of(trace.get_current_span())
+    return ref_of(_current_span.get())
 
 
 def kept_ref(trace_id: str | None, span_id: str | None) -> TraceRef | None:
@@ -132,16 +225,25 @@ def kept_ref(trace_id: str | None, span_id: str | None) -> TraceRef | None:
     return TraceRef(trace_id, span_id) if trace_id is not None else None
 
 
-def _links(refs: Sequence[TraceRef | None]) -> list[Link]:
+def linked(refs: Sequence[TraceRef | None]) -> list[SpanContext]:
     """Links to the instances' spans that were recorded (sampled); a link to one that was
     not would lead nowhere."""
-    return [Link(ref.parent()) for ref in refs if ref is not None and ref.sampled]
+    return [
+        SpanContext(
+            int(ref.trace_id, 16),
+            int(ref.span_id, 16),
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+        for ref in refs
+        if ref is not None and ref.span_id is not None
+    ]
 
 
 def current_trace_id() -> str | None:
     """The trace the running code belongs to, if it belongs to one."""
-    found = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(found.trace_id) if found.is_valid else None
+    trace_id = _current_span.get().trace_id
+    return trace_id.to_bytes(16).hex() if trace_id else None
 
 
 def is_exporting() -> bool:
@@ -167,31 +269,47 @@ async def stop_exporting() -> None:
     await asyncio.to_thread(exporter.shutdown)
 
 
-def continued(headers: Mapping[str, str]) -> otel_context.Context | None:
-    """The context of a caller's `traceparent` (and `tracestate`), if it sent a valid one."""
+def continued(headers: Mapping[str, str]) -> Span | None:
+    """The span of a caller's `traceparent` (and `tracestate`), if it sent a valid one: the
+    parent of the request's."""
     if "traceparent" not in headers:
         return None
-    return _PROPAGATOR.extract(headers)
+    found = trace.get_current_span(_PROPAGATOR.extract(headers)).get_span_context()
+    if not found.is_valid:
+        return None
+    return Unrecorded(
+        found.trace_id,
+        found.span_id,
+        found.trace_flags,
+        found.trace_state.to_header() if found.trace_state else "",
+        True,
+    )
 
 
-def under(ref: TraceRef | None) -> otel_context.Context | None:
-    """A context whose parent is the span `ref` names, for work that joins its trace later."""
+def under(ref: TraceRef | None) -> Span | None:
+    """The parent of work that joins the trace `ref` names later: the instance's span when
+    the trace is sampled; else one of the same trace that is not sampled either (its id made
+    up, as no span of the trace was recorded), so that the work keeps the trace id, in its
+    logs and its traceparent, and records nothing."""
     if ref is None:
         return None
-    return trace.set_span_in_context(NonRecordingSpan(ref.parent()))
+    if ref.span_id is None:
+        return Unrecorded(int(ref.trace_id, 16), secrets.randbelow(2**64 - 1) + 1, 0, "", True)
+    return Unrecorded(int(ref.trace_id, 16), int(ref.span_id, 16), SAMPLED, "", True)
 
 
-def _trace_headers(found: SpanContext) -> dict[str, str]:
-    """The `traceparent` (and `tracestate`) of an outbound request made under `found`: what
-    the W3C propagator's `inject` writes, without its setter's and formatters' calls (every
-    outbound call makes one)."""
-    if not found.is_valid:
-        return {}
+def _trace_headers(parent: Span) -> dict[str, str]:
+    """The `traceparent` (and `tracestate`) of an outbound request made under `parent`, a
+    span with a trace: what the W3C propagator's `inject` writes, without its setter's and
+    formatters' calls (every outbound call makes one)."""
     headers = {
-        "traceparent": f"00-{found.trace_id:032x}-{found.span_id:016x}-{found.trace_flags:02x}"
+        "traceparent": (
+            f"00-{parent.trace_id.to_bytes(16).hex()}-{parent.span_id.to_bytes(8).hex()}"
+            f"-{parent.flags:02x}"
+        )
     }
-    if found.trace_state:
-        headers["tracestate"] = found.trace_state.to_header()
+    if parent.trace_state:
+        headers["tracestate"] = parent.trace_state
     return headers
 
 
@@ -234,12 +352,12 @@ _NOT_CARRIED = OutboundCall({})
 def outbound(name: str, attributes: dict[str, AttributeValue]) -> OutboundCall:
     """The span of an outbound HTTP call made under the running span, `attributes` the
     call's own (a fresh dict: the span keeps it)."""
-    parent = trace.get_current_span().get_span_context()
+    parent = _current_span.get()
     exporter = _exporting.exporter
     if exporter is not None:
         return exporter.outbound(name, parent, attributes)
     # Tracing off: a caller's traceparent goes on as it came (continued, never recorded).
-    return OutboundCall(_trace_headers(parent)) if parent.is_valid else _NOT_CARRIED
+    return OutboundCall(_trace_headers(parent)) if parent.trace_id else _NOT_CARRIED
 
 
 class SpanScope:
@@ -264,7 +382,7 @@ class SpanScope:
         self,
         name: str,
         kind: SpanKind,
-        parent: otel_context.Context | None,
+        parent: Span | None,
         links: Sequence[TraceRef | None],
         attributes: Mapping[str, AttributeValue | None] | None,
         current: bool,
@@ -275,24 +393,20 @@ class SpanScope:
         self._links = links
         self._attributes = attributes
         self._current = current
-        self._token: Token[otel_context.Context] | None = None
+        self._token: Token[Span] | None = None
 
     def __enter__(self) -> Span:
-        attributes = self._attributes
+        running = _current_span.get()
         self._span = started = _exporting.tracer.start_span(
             self._name,
-            context=self._parent,
-            kind=self._kind,
-            attributes=(
-                {key: value for key, value in attributes.items() if value is not None}
-                if attributes
-                else None
-            ),
-            links=_links(self._links) if self._links else None,
+            running if self._parent is None else self._parent,
+            self._kind,
+            self._attributes,
+            self._links,
         )
-        if self._current:
-            # Not the API's `use_span`, whose defaults would keep an exception's text.
-            self._token = otel_context.attach(trace.set_span_in_context(started))
+        # Tracing off, a span is the running one carried on: nothing to make current.
+        if self._current and started is not running:
+            self._token = _current_span.set(started)
         return started
 
     def __exit__(
@@ -302,7 +416,7 @@ class SpanScope:
         traceback: TracebackType | None,
     ) -> None:
         if self._token is not None:
-            otel_context.detach(self._token)
+            _current_span.reset(self._token)
         if isinstance(error, Exception):
             failed(self._span, type(error).__name__)
         self._span.end()
@@ -312,12 +426,13 @@ def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
-    parent: otel_context.Context | None = None,
+    parent: Span | None = None,
     links: Sequence[TraceRef | None] = (),
     attributes: Mapping[str, AttributeValue | None] | None = None,
     current: bool = True,
 ) -> SpanScope:
-    """A span around the `with` block (SpanScope)."""
+    """A span around the `with` block (SpanScope); `parent` is the running span unless
+    given (`continued`, `under`)."""
     return SpanScope(name, kind, parent, links, attributes, current)
 
 
@@ -332,20 +447,24 @@ class RequestScope:
     __slots__ = ("_attributes", "_name", "_parent", "_span", "_token", "_waiting")
 
     def __init__(
-        self,
-        name: str,
-        parent: otel_context.Context | None,
-        attributes: dict[str, AttributeValue],
+        self, name: str, parent: Span | None, attributes: dict[str, AttributeValue]
     ) -> None:
         self._name = name
         self._parent = parent
         self._attributes = attributes
+        self._token: Token[Span] | None = None
 
     def __enter__(self) -> Span:
+        running = _current_span.get()
         self._span = started = _exporting.tracer.start_span(
-            self._name, context=self._parent, kind=SpanKind.SERVER, attributes=self._attributes
+            self._name,
+            running if self._parent is None else self._parent,
+            SpanKind.SERVER,
+            self._attributes,
+            (),
         )
-        self._token = otel_context.attach(trace.set_span_in_context(started))
+        if started is not running:
+            self._token = _current_span.set(started)
         self._waiting = _request_span.set([started])
         return started
 
@@ -356,17 +475,16 @@ class RequestScope:
         traceback: TracebackType | None,
     ) -> None:
         _request_span.reset(self._waiting)
-        otel_context.detach(self._token)
+        if self._token is not None:
+            _current_span.reset(self._token)
         if isinstance(error, Exception):
             failed(self._span, type(error).__name__)
         self._span.end()
 
 
-def request(
-    name: str, parent: otel_context.Context | None, attributes: dict[str, AttributeValue]
-) -> RequestScope:
+def request(name: str, parent: Span | None, attributes: dict[str, AttributeValue]) -> RequestScope:
     """A request's span around the `with` block (RequestScope), `attributes` a fresh dict
-    (the span keeps it)."""
+    (the span keeps it); `parent` the caller's (`continued`), if it sent one."""
     return RequestScope(name, parent, attributes)
 
 
@@ -402,11 +520,11 @@ class InstanceScope:
             )
             return self._own.__enter__()
         self._request = request = waiting.pop()
-        for link in _links(self._links):
-            request.add_link(link.context)
-        request.set_attributes(
-            {key: value for key, value in self._attributes.items() if value is not None}
-        )
+        if any(self._links):
+            for link in linked(self._links):
+                request.add_link(link)
+        # A span keeps no attribute whose value is None.
+        request.set_attributes(self._attributes)
         return request
 
     def __exit__(

@@ -7,10 +7,12 @@ span and exporter took about 150 us of CPU per synchronous message, 12-29% of wh
 whole flow costs (bench/README.md, trace_cost.py and span_cost.py). The hub's spans need
 none of what makes the SDK's dear: no span processors or limits to consult, attributes of
 the hub's own choosing (scalars), no events. What it keeps of OpenTelemetry is the API:
-these spans are the API's `Span`, so the context, `use_span` and the W3C propagator work
-with them as with the SDK's (an outbound call's, never the current span, is a RecordedCall
-instead: tracing.OutboundCall says why), and the sampling rule is the SDK's, ParentBased over
-TraceIdRatioBased, so every process and the SDK decide alike for the same trace id.
+these spans are the API's `Span` (tracing.Span: their ids plain numbers, their SpanContext
+made when asked for), so whatever reads a Span reads them as the SDK's (an outbound call's,
+never the current span, is a RecordedCall instead: tracing.OutboundCall says why), and the
+sampling rule is the SDK's, ParentBased over TraceIdRatioBased, so every process and the
+SDK decide alike for the same trace id. Which span is running is tracing.py's to keep, not
+the API's Context.
 """
 
 from __future__ import annotations
@@ -27,23 +29,23 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import stamina
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import (
-    Link,
-    NonRecordingSpan,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-)
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util import types
 
 from derms_bridge import __version__
 from derms_bridge.otlp_protobuf import AttributeValue, ExportRequest, SpanData
 from derms_bridge.settings.tracing import Tracing
-from derms_bridge.tracing import EXPORT_FAILED, QUEUE_FULL, Dropped, OutboundCall
+from derms_bridge.tracing import (
+    EXPORT_FAILED,
+    QUEUE_FULL,
+    SAMPLED,
+    Dropped,
+    OutboundCall,
+    Span,
+    TraceRef,
+    Unrecorded,
+    linked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,69 +60,59 @@ IDLE_CONNECTION_SECONDS = 4.0
 #: Answers a collector gives when it may take the same export a moment later.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _LOW_64_BITS = 2**64 - 1
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: The attribute values a span keeps (the API allows sequences too; the hub sets none).
 _SCALARS = (str, bool, int, float)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
-def _header_of(trace_state: trace.TraceState) -> str:
-    """A tracestate as its header has it, "" for none."""
-    # Identity first: TraceState's len() is Python's, and nearly every span has none.
-    if trace_state is trace.DEFAULT_TRACE_STATE or not trace_state:
-        return ""
-    return trace_state.to_header()
-
-
-class RecordedSpan(trace.Span):
+class RecordedSpan(Span):
     """A sampled span of the hub's, its fields as the OTLP encoder reads them. It holds
     scalar attributes and never an event: an event, an exception's above all, would carry
     text that may quote a payload (docs/tracing.md)."""
 
     # What most spans keep as they are, read from the class until a span sets its own:
     # every request makes one, and each store in its `__init__` is CPU on the event loop.
+    flags = SAMPLED
+    is_remote = False
+    parent_span_id: int | None = None
+    parent_is_remote = False
     end_unix_nano = 0
     status_code = StatusCode.UNSET._value_
     status_message = ""
     trace_state = ""
+    links: Sequence[SpanContext] = ()
 
     def __init__(
         self,
         batches: SpanBatches,
-        context: SpanContext,
-        parent: SpanContext | None,
+        trace_id: int,
+        span_id: int,
+        parent: Span,
         name: str,
         kind: SpanKind,
-        attributes: dict[str, AttributeValue],
-        links: list[SpanContext],
+        attributes: dict[str, AttributeValue | None],
+        links: Sequence[SpanContext],
     ) -> None:
         self._batches = batches
-        self._context = context
-        self.trace_id = context.trace_id
-        self.span_id = context.span_id
-        if parent is None:
-            self.parent_span_id = None
-            self.parent_is_remote = False
-        else:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        if parent.trace_id:
             self.parent_span_id = parent.span_id
             self.parent_is_remote = parent.is_remote
-        if context.trace_state is not trace.DEFAULT_TRACE_STATE:
-            self.trace_state = _header_of(context.trace_state)
+            if parent.trace_state:
+                self.trace_state = parent.trace_state
         self.name = name
         # `_value_`, not `value`: the property costs about 1 us a span.
         self.kind = kind._value_ + 1
         self.start_unix_nano = time.time_ns()
         self.attributes = attributes
-        self.links = links
+        if links:
+            self.links = links
 
     def end(self, end_time: int | None = None) -> None:
         if self.end_unix_nano:
             return
         self.end_unix_nano = end_time or time.time_ns()
         self._batches.add(self)
-
-    def get_span_context(self) -> SpanContext:
-        return self._context
 
     def is_recording(self) -> bool:
         return not self.end_unix_nano
@@ -138,7 +130,7 @@ class RecordedSpan(trace.Span):
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if not self.end_unix_nano and context.is_valid:
-            self.links.append(context)
+            self.links = [*self.links, context]
 
     def update_name(self, name: str) -> None:
         if not self.end_unix_nano:
@@ -198,8 +190,7 @@ class RecordedCall(OutboundCall):
         batches: SpanBatches,
         trace_id: int,
         span_id: int,
-        parent: SpanContext | None,
-        trace_state: str,
+        parent: Span,
         name: str,
         attributes: dict[str, AttributeValue],
     ) -> None:
@@ -207,9 +198,13 @@ class RecordedCall(OutboundCall):
         self._batches = batches
         self.trace_id = trace_id
         self.span_id = span_id
-        self.parent_span_id = parent.span_id if parent is not None else None
-        self.parent_is_remote = parent is not None and parent.is_remote
-        self.trace_state = trace_state
+        if parent.trace_id:
+            self.parent_span_id: int | None = parent.span_id
+            self.parent_is_remote = parent.is_remote
+        else:
+            self.parent_span_id = None
+            self.parent_is_remote = False
+        self.trace_state = parent.trace_state
         self.name = name
         self.attributes = attributes
         self.status_code = StatusCode.UNSET._value_
@@ -262,7 +257,7 @@ def _trace_id() -> int:
 
 class ExportingTracer:
     """Starts the hub's spans: sampled ones are recorded and exported when they end; one
-    not sampled is the API's non-recording span, which still carries its trace id to the
+    not sampled records nothing (tracing.Unrecorded) and still carries its trace id to the
     logs and to every outbound call's traceparent."""
 
     def __init__(self, settings: Tracing, *, process: str, dropped: Dropped | None) -> None:
@@ -303,69 +298,54 @@ class ExportingTracer:
         return trace_id, (trace_id & _LOW_64_BITS) < self._bound
 
     def outbound(
-        self, name: str, parent: SpanContext, attributes: dict[str, AttributeValue]
+        self, name: str, parent: Span, attributes: dict[str, AttributeValue]
     ) -> OutboundCall:
         """An outbound call's span under `parent`: recorded when its trace is sampled."""
-        if parent.is_valid:
-            trace_id, sampled = parent.trace_id, parent.trace_flags.sampled
-            trace_state = _header_of(parent.trace_state)
+        if parent.trace_id:
+            trace_id, sampled = parent.trace_id, parent.flags & SAMPLED
         else:
             trace_id, sampled = self._root()
-            trace_state = ""
         span_id = _span_id()
-        headers = {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"}
-        if trace_state:
-            headers["tracestate"] = trace_state
+        # The ids' bytes in hex (tracing.ref_of says why).
+        headers = {
+            "traceparent": (
+                f"00-{trace_id.to_bytes(16).hex()}-{span_id.to_bytes(8).hex()}"
+                f"-{'01' if sampled else '00'}"
+            )
+        }
+        if parent.trace_state:
+            headers["tracestate"] = parent.trace_state
         if not sampled:
             return OutboundCall(headers)
-        return RecordedCall(
-            headers,
-            self._batches,
-            trace_id,
-            span_id,
-            parent if parent.is_valid else None,
-            trace_state,
-            name,
-            attributes,
-        )
+        return RecordedCall(headers, self._batches, trace_id, span_id, parent, name, attributes)
 
     def start_span(
         self,
         name: str,
-        context: Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        links: Sequence[Link] | None = None,
-    ) -> trace.Span:
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
-        if parent is not None and parent.is_valid:
+        parent: Span,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue | None] | None,
+        links: Sequence[TraceRef | None],
+    ) -> Span:
+        """A span under `parent`, or the root of a new trace when `parent` has none."""
+        if parent.trace_id:
             # ParentBased: the parent's decision, a caller's included.
-            trace_id, sampled, state = (
-                parent.trace_id,
-                parent.trace_flags.sampled,
-                parent.trace_state,
-            )
+            trace_id, sampled = parent.trace_id, parent.flags & SAMPLED
         else:
-            parent = None
             trace_id, sampled = self._root()
-            state = trace.DEFAULT_TRACE_STATE
-        started = SpanContext(
-            trace_id,
-            _span_id(),
-            is_remote=False,
-            trace_flags=_SAMPLED if sampled else _NOT_SAMPLED,
-            trace_state=state,
-        )
         if not sampled:
-            return NonRecordingSpan(started)
+            return Unrecorded(trace_id, _span_id(), 0, parent.trace_state, False)
         return RecordedSpan(
             self._batches,
-            started,
+            trace_id,
+            _span_id(),
             parent,
             name,
             kind,
+            # Those whose value is None too: the encoder leaves them out, in the export
+            # thread (a comprehension here cost five times the copy).
             dict(attributes) if attributes else {},
-            [link.context for link in links] if links else [],
+            linked(links) if any(links) else (),
         )
 
     def shutdown(self) -> None:

@@ -37,7 +37,7 @@ class Span:
     kind: int = 2
     start_unix_nano: int = 1_764_871_200_123_456_789
     end_unix_nano: int = 1_764_871_200_125_000_001
-    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    attributes: Mapping[str, AttributeValue | None] = field(default_factory=dict)
     links: Sequence[Link] = ()
     status_code: int = 0
     status_message: str = ""
@@ -173,3 +173,17 @@ def test_a_long_name_and_many_spans_need_lengths_of_several_bytes() -> None:
     assert len(read) == 600
     assert {span.name for span in read} == {name}
     assert [int.from_bytes(span.span_id, "big") for span in read] == list(range(1, 601))
+
+
+def test_an_attribute_whose_value_is_none_is_left_out() -> None:
+    (span,) = (
+        decoded(Span(attributes={"a.key": "kept", "b.key": None, "c.key": 3}))
+        .resource_spans[0]
+        .scope_spans[0]
+        .spans
+    )
+
+    assert [(kv.key, value_of(kv.value)) for kv in span.attributes] == [
+        ("a.key", "kept"),
+        ("c.key", 3),
+    ]

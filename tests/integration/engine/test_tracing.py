@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -509,3 +511,53 @@ async def test_a_request_span_is_named_by_its_route_and_a_server_error_fails_it(
         "http.response.status_code": 503,
         "error.type": "503",
     }
+
+
+@pytest.mark.parametrize("exporting", [True, False], ids=["exporting", "tracing-off"])
+async def test_a_callers_tracestate_goes_on_and_the_spans_read_as_the_api_reads_them(
+    receiver: OtlpReceiver, exporting: bool
+) -> None:
+    """The hub keeps its running span itself (tracing.py): what an outbound call sends, and
+    what OpenTelemetry's W3C propagator writes of the instance's span, agree."""
+    tracestate = "vendor=t61rcWkgMzE,other=1"
+    seen: list[tuple[dict[str, str], tracing.Span]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        with (
+            tracing.instance("instance x", attributes={"derms_bridge.flow": "x"}) as span,
+            tracing.outbound("CPMCS call", {"http.request.method": "POST"}) as call,
+        ):
+            seen.append((dict(call.headers), span))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def sent(message: Message) -> None:
+        """The answer is not what is looked at."""
+
+    headers = [(b"traceparent", CALLER_TRACEPARENT.encode()), (b"tracestate", tracestate.encode())]
+    if exporting:
+        tracing.start_exporting(Tracing(endpoint=receiver.endpoint), process="test")
+    try:
+        await TracedRequests(app)(
+            {**REQUEST_SCOPE, "method": "POST", "path": "/x", "headers": headers}, receive, sent
+        )
+    finally:
+        await tracing.stop_exporting()
+
+    [(call_headers, instance)] = seen
+    written: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(written, trace.set_span_in_context(instance))
+    assert call_headers["tracestate"] == written["tracestate"] == tracestate
+    if not exporting:
+        # Nothing recorded: the caller's span goes on as it came, to the call and the API.
+        assert call_headers["traceparent"] == written["traceparent"] == CALLER_TRACEPARENT
+        assert receiver.spans == []
+        return
+    request = one(receiver.spans, "POST")
+    [call] = children(receiver.spans, request)
+    assert (request.trace_id, request.parent_id) == (CALLER_TRACE, CALLER_SPAN)
+    assert call_headers["traceparent"] == f"00-{CALLER_TRACE}-{call.span_id}-01"
+    assert written["traceparent"] == f"00-{CALLER_TRACE}-{request.span_id}-01"
