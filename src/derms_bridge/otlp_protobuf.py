@@ -147,14 +147,21 @@ _REMOTE_LINK_FLAGS = b"\x35" + _flags(True)
 _LOCAL_SPAN_FLAGS = b"\x85\x01" + _flags(False)
 _REMOTE_SPAN_FLAGS = b"\x85\x01" + _flags(True)
 _UNSET_STATUS = b"\x7a\x00"
+#: An unset status and the flags after it, by whether the parent is remote: most spans'.
+_UNSET_STATUS_AND_FLAGS = (_UNSET_STATUS + _LOCAL_SPAN_FLAGS, _UNSET_STATUS + _REMOTE_SPAN_FLAGS)
 #: Span.kind's tag and value, by OTLP's SpanKind.
-_KINDS = {kind: b"\x30" + _ONE_BYTE[kind] for kind in range(6)}
+_KINDS = tuple(b"\x30" + _ONE_BYTE[kind] for kind in range(6))
 #: The start and end times, fixed64 each, after their tags.
 _TIMES = struct.Struct("<BQBQ")
 #: The trace id (two big-endian halves) and the span id, after their tags and lengths.
 _IDS = struct.Struct(">2sQQ2sQ")
+#: The same, and the parent span id after its tag and length.
+_IDS_AND_PARENT = struct.Struct(">2sQQ2sQ2sQ")
 _TRACE_ID_TAG = b"\x0a\x10"
 _SPAN_ID_TAG = b"\x12\x08"
+_PARENT_SPAN_ID_TAG = b"\x22\x08"
+#: A ScopeSpans.spans tag and a length of two bytes: a span of 128 to 16383 bytes.
+_SPAN_TAG_AND_TWO_BYTE_LENGTH = struct.Struct("<BBB")
 _LOW_64_BITS = 2**64 - 1
 
 
@@ -182,8 +189,8 @@ class ExportRequest:
 
     def __init__(self, resource: Mapping[str, AttributeValue], scope: str) -> None:
         self._key_values = _KeyValues()
-        #: Each span name's bytes, its kind's after it (fields 5 and 6).
-        self._names: dict[tuple[str, int], bytes] = {}
+        #: Each span name's field.
+        self._names: dict[str, bytes] = {}
         self._resource = _field(b"\x0a", self._key_values.encode(b"\x0a", resource))
         self._scope = _field(b"\x0a", _field(b"\x0a", scope.encode()))
 
@@ -198,33 +205,50 @@ class ExportRequest:
 
     def span(self, span: SpanData) -> bytes:
         """A finished span's bytes, as a ScopeSpans holds them."""
+        trace_id = span.trace_id
         parent = span.parent_span_id
         trace_state = span.trace_state
-        links = span.links
-        named = (span.name, span.kind)
-        name_and_kind = self._names.get(named)
-        if name_and_kind is None:
-            name_and_kind = _field(b"\x2a", span.name.encode()) + _KINDS[span.kind]
+        if trace_state or parent is None:
+            ids = _IDS.pack(
+                _TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW_64_BITS, _SPAN_ID_TAG, span.span_id
+            )
+            if trace_state:
+                ids += _field(b"\x1a", trace_state.encode())
+            if parent is not None:
+                ids += _PARENT_SPAN_ID_TAG + parent.to_bytes(8, "big")
+        else:
+            ids = _IDS_AND_PARENT.pack(
+                _TRACE_ID_TAG,
+                trace_id >> 64,
+                trace_id & _LOW_64_BITS,
+                _SPAN_ID_TAG,
+                span.span_id,
+                _PARENT_SPAN_ID_TAG,
+                parent,
+            )
+        name = span.name
+        name_field = self._names.get(name)
+        if name_field is None:
+            name_field = _field(b"\x2a", name.encode())
             if len(self._names) < KNOWN_NAMES:
-                self._names[named] = name_and_kind
-        trace_id = span.trace_id
+                self._names[name] = name_field
+        links = span.links
+        status_code = span.status_code
         body = b"".join(
             (
-                _IDS.pack(
-                    _TRACE_ID_TAG,
-                    trace_id >> 64,
-                    trace_id & _LOW_64_BITS,
-                    _SPAN_ID_TAG,
-                    span.span_id,
-                ),
-                _field(b"\x1a", trace_state.encode()) if trace_state else b"",
-                b"\x22\x08" + parent.to_bytes(8, "big") if parent is not None else b"",
-                name_and_kind,
+                ids,
+                name_field,
+                _KINDS[span.kind],
                 _TIMES.pack(0x39, span.start_unix_nano, 0x41, span.end_unix_nano),
                 self._key_values.encode(b"\x4a", span.attributes),
                 b"".join(map(_link, links)) if links else b"",
-                _status(span.status_code, span.status_message),
-                _REMOTE_SPAN_FLAGS if span.parent_is_remote else _LOCAL_SPAN_FLAGS,
+                _status(status_code, span.status_message)
+                + (_REMOTE_SPAN_FLAGS if span.parent_is_remote else _LOCAL_SPAN_FLAGS)
+                if status_code
+                else _UNSET_STATUS_AND_FLAGS[span.parent_is_remote],
             )
         )
+        size = len(body)
+        if 0x80 <= size < 0x4000:
+            return _SPAN_TAG_AND_TWO_BYTE_LENGTH.pack(0x12, size & 0x7F | 0x80, size >> 7) + body
         return _field(b"\x12", body)
