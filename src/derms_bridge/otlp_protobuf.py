@@ -109,6 +109,30 @@ def _any_value(value: AttributeValue) -> bytes:
     return b"\x21" + _DOUBLE.pack(value)
 
 
+def _key_value(tag: bytes, name: str, value: AttributeValue) -> bytes:
+    """A KeyValue field: its lengths one byte each when they fit, as a short string's do
+    (an instance id's, written for every request span)."""
+    any_value = _any_value(value)
+    name_bytes = name.encode()
+    name_size = len(name_bytes)
+    any_value_size = len(any_value)
+    size = name_size + any_value_size + 4
+    if size < 0x80:
+        return b"".join(
+            (
+                tag,
+                _ONE_BYTE[size],
+                b"\x0a",
+                _ONE_BYTE[name_size],
+                name_bytes,
+                b"\x12",
+                _ONE_BYTE[any_value_size],
+                any_value,
+            )
+        )
+    return _field(tag, _field(b"\x0a", name_bytes) + _field(b"\x12", any_value))
+
+
 class _KeyValues:
     """Each attribute's KeyValue bytes, remembered for the values that repeat."""
 
@@ -128,9 +152,7 @@ class _KeyValues:
                 known = self._known[name] = {}
             found = known.get(key)
             if found is None:
-                found = _field(
-                    tag, _field(b"\x0a", name.encode()) + _field(b"\x12", _any_value(value))
-                )
+                found = _key_value(tag, name, value)
                 if len(known) < KNOWN_VALUES_PER_NAME:
                     known[key] = found
             written.append(found)

@@ -187,3 +187,29 @@ def test_an_attribute_whose_value_is_none_is_left_out() -> None:
         ("a.key", "kept"),
         ("c.key", 3),
     ]
+
+
+def test_equal_values_of_one_attribute_keep_their_own_types_span_after_span() -> None:
+    values: list[AttributeValue] = [True, 1, 1.0, 0, False, 0.0, 1, True]
+    spans = [Span(attributes={"a.key": value}) for value in values]
+
+    read = decoded(*spans).resource_spans[0].scope_spans[0].spans
+
+    read_values = [value_of(span.attributes[0].value) for span in read]
+    assert [(type(value), value) for value in read_values] == [
+        (type(value), value) for value in values
+    ]
+
+
+def test_one_span_name_keeps_each_spans_own_kind() -> None:
+    read = decoded(Span(name="step", kind=1), Span(name="step", kind=3), Span(name="step", kind=1))
+
+    spans = read.resource_spans[0].scope_spans[0].spans
+    assert [(span.name, span.kind) for span in spans] == [("step", 1), ("step", 3), ("step", 1)]
+
+
+def test_a_long_attribute_value_needs_lengths_of_several_bytes() -> None:
+    value = "v" * 300
+    (span,) = decoded(Span(attributes={"a.key": value})).resource_spans[0].scope_spans[0].spans
+
+    assert [(kv.key, value_of(kv.value)) for kv in span.attributes] == [("a.key", value)]
