@@ -137,7 +137,7 @@ class _KeyValues:
     """Each attribute's KeyValue bytes, remembered for the values that repeat."""
 
     def __init__(self) -> None:
-        self._known: dict[str, dict[str | tuple[type, AttributeValue], bytes]] = {}
+        self._known: dict[str, dict[str | tuple[type, AttributeValue | bytes], bytes]] = {}
 
     def encode(self, tag: bytes, attributes: Mapping[str, AttributeValue | None]) -> bytes:
         written = []
@@ -145,8 +145,15 @@ class _KeyValues:
             if value is None:
                 continue
             # A string is its own key (most values are); any other value with its type:
-            # True, 1 and 1.0 are equal keys, and not the same value.
-            key = value if type(value) is str else (type(value), value)
+            # True, 1 and 1.0 are equal keys, and not the same value; a float by its bits,
+            # as 0.0 and -0.0 are equal too.
+            key: str | tuple[type, AttributeValue | bytes]
+            if type(value) is str:
+                key = value
+            elif type(value) is float:
+                key = (float, _DOUBLE.pack(value))
+            else:
+                key = (type(value), value)
             known = self._known.get(name)
             if known is None:
                 known = self._known[name] = {}

@@ -4,6 +4,7 @@ decodes it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -199,6 +200,16 @@ def test_equal_values_of_one_attribute_keep_their_own_types_span_after_span() ->
     assert [(type(value), value) for value in read_values] == [
         (type(value), value) for value in values
     ]
+
+
+def test_zero_and_negative_zero_of_one_attribute_keep_their_signs() -> None:
+    values: list[AttributeValue] = [0.0, -0.0, 0.0, -0.0]
+    spans = [Span(attributes={"a.key": value}) for value in values]
+
+    read = decoded(*spans).resource_spans[0].scope_spans[0].spans
+
+    signs = [math.copysign(1.0, span.attributes[0].value.double_value) for span in read]
+    assert signs == [1.0, -1.0, 1.0, -1.0]
 
 
 def test_one_span_name_keeps_each_spans_own_kind() -> None:
