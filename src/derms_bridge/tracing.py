@@ -452,7 +452,7 @@ class RequestScope(SpanScope):
     def __enter__(self) -> Span:
         started = SpanScope.__enter__(self)
         # A span that records nothing has nothing to give an instance: the instance's own
-        # is the same, carried on (and NO_TRACE is every request's).
+        # records nothing either and keeps the trace id (and NO_TRACE is every request's).
         if not isinstance(started, Unrecorded):
             started.awaiting_instance = True
         return started
