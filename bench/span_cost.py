@@ -39,7 +39,7 @@ PATH = "/rest/apis/cross/digitalAssets/programEnrollments/enroll"
 def message() -> None:
     """One synchronous message's spans, as TracedRequests, the engine and the HTTP client
     make them."""
-    with tracing.request(
+    request, token = tracing.start_request(
         "POST /enroll-to-dacs",
         tracing.continued({}),
         {
@@ -47,7 +47,8 @@ def message() -> None:
             "url.path": "/enroll-to-dacs",
             "http.route": "/enroll-to-dacs",
         },
-    ) as request:
+    )
+    try:
         with instance_span("enrollment_request", INSTANCE_ID, caller="derms") as instance:
             with tracing.outbound(
                 "CPMCS enrollProgram",
@@ -56,6 +57,8 @@ def message() -> None:
                 call.answered(200, None)
             ended_as(instance, "done")
         tracing.answered(request, 200)
+    finally:
+        tracing.end_request(request, token)
 
 
 def microseconds_per_message(messages: int, endpoint: str | None) -> float:

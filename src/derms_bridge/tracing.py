@@ -70,8 +70,12 @@ class Span(trace.Span):
     trace_state: str
     #: Whether the span is a caller's, or the instance's a later work hangs under.
     is_remote: bool
-    #: A request's span that no instance has taken as its own yet (RequestScope).
+    #: A request's span that no instance has taken as its own yet (start_request).
     awaiting_instance = False
+    #: Whether the span is recorded (exported when it ends). A class's own flag rather than
+    #: `isinstance`: Span is an abstract base class of the API's, and an isinstance check
+    #: that fails goes through ABCMeta's, a call in Python.
+    records: bool
 
     def get_span_context(self) -> SpanContext:
         return SpanContext(
@@ -89,6 +93,7 @@ class Unrecorded(Span):
     to the logs and its traceparent to every outbound call."""
 
     __slots__ = ("flags", "is_remote", "span_id", "trace_id", "trace_state")
+    records = False
 
     def __init__(
         self, trace_id: int, span_id: int, flags: int, trace_state: str, is_remote: bool
@@ -151,6 +156,10 @@ class _Tracer(Protocol):
         links: Sequence[TraceRef | None],
     ) -> Span: ...
 
+    def start_request(
+        self, name: str, parent: Span, attributes: dict[str, AttributeValue | None]
+    ) -> Span: ...
+
 
 class _NotRecording:
     """The tracer when tracing is off: a span is its parent's, carried on (a caller's
@@ -164,13 +173,18 @@ class _NotRecording:
         attributes: Mapping[str, AttributeValue | None] | None,
         links: Sequence[TraceRef | None],
     ) -> Span:
-        if isinstance(parent, Unrecorded):
+        if not parent.records:
             return parent
         # A recorded span (exporting stopped meanwhile): its ids, never the span itself,
         # which its own scope ends.
         return Unrecorded(
             parent.trace_id, parent.span_id, parent.flags, parent.trace_state, parent.is_remote
         )
+
+    def start_request(
+        self, name: str, parent: Span, attributes: dict[str, AttributeValue | None]
+    ) -> Span:
+        return self.start_span(name, parent, SpanKind.SERVER, None, ())
 
 
 _NO_OP: _Tracer = _NotRecording()
@@ -431,49 +445,41 @@ def span(
     return SpanScope(name, kind, parent, links, attributes, current)
 
 
-class RequestScope(SpanScope):
-    """A request's span (SERVER), started on the way in and ended on the way out: the
-    current span while the request is served, and the one the first instance it brings
-    takes as its own (`instance`), marked for it as `awaiting_instance`. An exception out
-    of the `with` block marks it failed by its type. One scope rather than a span and a
-    serving scope nested: every message comes in one, and the ASGI wrapper
-    (api/traced_requests.py) is where exporting costs the event loop most beside the spans'
-    own making."""
+def start_request(
+    name: str, parent: Span | None, attributes: dict[str, AttributeValue | None]
+) -> tuple[Span, Token[Span] | None]:
+    """A request's span (SERVER), started and made current, and the token that `end_request`
+    takes to end it: `parent` the caller's (`continued`), if it sent one; `attributes` a
+    fresh dict (the span keeps it). The first instance the request brings takes the span as
+    its own (`instance`), marked for it as `awaiting_instance`.
 
-    __slots__ = ()
-
-    # SpanScope's methods called by name: through `super()` the subclass added 0.35 us a
-    # request to two flat classes' cost in a warm loop, by name 0.14.
-    def __init__(
-        self, name: str, parent: Span | None, attributes: dict[str, AttributeValue]
-    ) -> None:
-        SpanScope.__init__(self, name, SpanKind.SERVER, parent, (), attributes, True)
-
-    def __enter__(self) -> Span:
-        started = SpanScope.__enter__(self)
-        # A span that records nothing has nothing to give an instance: the instance's own
-        # records nothing either and keeps the trace id (and NO_TRACE is every request's).
-        if not isinstance(started, Unrecorded):
-            started.awaiting_instance = True
-        return started
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        started = self._span
-        if started.awaiting_instance:
-            # Work the request left running (a task it started) makes its own spans.
-            started.awaiting_instance = False
-        SpanScope.__exit__(self, kind, error, traceback)
+    Two functions around a `try` rather than a scope object's `with`: every message comes
+    in one, and the ASGI wrapper (api/traced_requests.py) is where exporting costs the
+    event loop most beside the spans' own making (bench/README.md, 2026-12-05, lean3)."""
+    running = _current_span.get()
+    started = _exporting.tracer.start_request(
+        name, running if parent is None else parent, attributes
+    )
+    if started is running:
+        # Tracing off and no caller's trace: the running span carried on, nothing to make
+        # current (NO_TRACE is every such request's).
+        return started, None
+    # A span that records nothing has nothing to give an instance: the instance's own
+    # records nothing either and keeps the trace id.
+    if started.records:
+        started.awaiting_instance = True
+    return started, _current_span.set(started)
 
 
-def request(name: str, parent: Span | None, attributes: dict[str, AttributeValue]) -> RequestScope:
-    """A request's span around the `with` block (RequestScope), `attributes` a fresh dict
-    (the span keeps it); `parent` the caller's (`continued`), if it sent one."""
-    return RequestScope(name, parent, attributes)
+def end_request(started: Span, token: Token[Span] | None) -> None:
+    """End a request's span (`start_request`); an exception out of the request marks it
+    failed first (`failed`, by its type)."""
+    if started.awaiting_instance:
+        # Work the request left running (a task it started) makes its own spans.
+        started.awaiting_instance = False
+    if token is not None:
+        _current_span.reset(token)
+    started.end()
 
 
 def answered(request_span: Span, status: int) -> None:

@@ -71,6 +71,7 @@ class RecordedSpan(Span):
 
     # What most spans keep as they are, read from the class until a span sets its own:
     # every request makes one, and each store in its `__init__` is CPU on the event loop.
+    records = True
     flags = SAMPLED
     is_remote = False
     parent_span_id: int | None = None
@@ -332,6 +333,30 @@ class ExportingTracer:
         links: Sequence[TraceRef | None],
     ) -> Span:
         """A span under `parent`, or the root of a new trace when `parent` has none."""
+        return self._started(
+            name,
+            parent,
+            kind,
+            # Those whose value is None too: the encoder leaves them out, in the export
+            # thread (a comprehension here cost five times the copy).
+            dict(attributes) if attributes else {},
+            linked(links) if any(links) else (),
+        )
+
+    def start_request(
+        self, name: str, parent: Span, attributes: dict[str, AttributeValue | None]
+    ) -> Span:
+        """A request's span (tracing.start_request): it keeps `attributes`, a fresh dict."""
+        return self._started(name, parent, SpanKind.SERVER, attributes, ())
+
+    def _started(
+        self,
+        name: str,
+        parent: Span,
+        kind: SpanKind,
+        attributes: dict[str, AttributeValue | None],
+        links: Sequence[SpanContext],
+    ) -> Span:
         if parent.trace_id:
             # ParentBased: the parent's decision, a caller's included.
             trace_id, sampled = parent.trace_id, parent.flags & SAMPLED
@@ -346,10 +371,8 @@ class ExportingTracer:
             parent,
             name,
             kind,
-            # Those whose value is None too: the encoder leaves them out, in the export
-            # thread (a comprehension here cost five times the copy).
-            dict(attributes) if attributes else {},
-            linked(links) if any(links) else (),
+            attributes,
+            links,
         )
 
     def shutdown(self) -> None:

@@ -50,7 +50,7 @@ class TracedRequests:
             await self._app(scope, receive, send)
             return
         method = scope["method"]
-        attributes: dict[str, tracing.AttributeValue] = {
+        attributes: dict[str, tracing.AttributeValue | None] = {
             "http.request.method": method,
             "url.path": scope["path"],
         }
@@ -60,17 +60,21 @@ class TracedRequests:
         template = _template(scope)
         if template is not None:
             attributes["http.route"] = template
-        with tracing.request(
+        span, token = tracing.start_request(
             f"{method} {template}" if template is not None else method,
             tracing.continued(headers),
             attributes,
-        ) as span:
-            try:
-                await self._app(scope, receive, _answering(send, span))
-            finally:
-                if template is None and (template := _template(scope)) is not None:
-                    span.update_name(f"{method} {template}")
-                    span.set_attribute("http.route", template)
+        )
+        try:
+            await self._app(scope, receive, _answering(send, span))
+        except Exception as error:
+            tracing.failed(span, type(error).__name__)
+            raise
+        finally:
+            if template is None and (template := _template(scope)) is not None:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+            tracing.end_request(span, token)
 
 
 def _template(scope: Scope) -> str | None:

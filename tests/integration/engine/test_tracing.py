@@ -513,6 +513,41 @@ async def test_a_request_span_is_named_by_its_route_and_a_server_error_fails_it(
     }
 
 
+async def test_a_request_the_app_fails_is_failed_by_its_type_and_leaves_no_span_running(
+    receiver: OtlpReceiver,
+) -> None:
+    """An exception out of the app ends the request's span, failed by the exception's type
+    and never its text, and the span is no longer the running one after the request."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("Ada Lovelace, 4567890123")
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def sent(message: Message) -> None:
+        """Nothing is answered: the server answers 500 for an app that fails."""
+
+    traced = TracedRequests(app)
+    tracing.start_exporting(Tracing(endpoint=receiver.endpoint), process="test")
+    try:
+        with pytest.raises(RuntimeError, match="Ada Lovelace"):
+            await traced({**REQUEST_SCOPE, "method": "POST", "path": "/boom"}, receive, sent)
+        running_after = tracing.current_trace_id()
+    finally:
+        await tracing.stop_exporting()
+
+    assert running_after is None
+    failed = one(receiver.spans, "POST")
+    assert (failed.kind, failed.status) == (SERVER, ERROR)
+    assert failed.attributes == {
+        "http.request.method": "POST",
+        "url.path": "/boom",
+        "error.type": "RuntimeError",
+    }
+    no_payload_or_secret(receiver.spans, "Ada Lovelace", "4567890123")
+
+
 @pytest.mark.parametrize("exporting", [True, False], ids=["exporting", "tracing-off"])
 async def test_a_callers_tracestate_goes_on_and_the_spans_read_as_the_api_reads_them(
     receiver: OtlpReceiver, exporting: bool
