@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Protocol
 
 #: A span's parent was remote, or not: OTLP's SpanFlags, set on every span and link.
@@ -79,6 +80,11 @@ _ONE_BYTE = tuple(bytes((number,)) for number in range(0x80))
 KNOWN_VALUES_PER_NAME = 64
 #: Span names remembered, at most: routes, calls and steps repeat; `segment <n>` may not.
 KNOWN_NAMES = 256
+#: Sets of attribute names (in their order) remembered, at most, and blocks of their values
+#: remembered per set: a flow's request spans and its calls' are a few blocks each (by
+#: caller, by status); a segment's, with its first line, seldom repeat.
+KNOWN_SHAPES = 64
+KNOWN_BLOCKS_PER_SHAPE = 128
 
 
 def _varint(number: int) -> bytes:
@@ -133,37 +139,183 @@ def _key_value(tag: bytes, name: str, value: AttributeValue) -> bytes:
     return _field(tag, _field(b"\x0a", name_bytes) + _field(b"\x12", any_value))
 
 
+#: What a block of attributes is remembered as: the places and types of its values that are
+#: neither strings nor None, and its KeyValues, split where each one-off value goes.
+_Block = tuple[tuple[tuple[int, type], ...], tuple[bytes, ...]]
+
+
 class _KeyValues:
-    """Each attribute's KeyValue bytes, remembered for the values that repeat."""
+    """A span's attributes as KeyValue fields: each attribute's bytes remembered for the
+    values that repeat, and the bytes of whole blocks of attributes that repeat together.
 
-    def __init__(self) -> None:
+    `one_off` names the attributes whose every value is one span's own (an instance's
+    id): written each time, never remembered, and left out of the blocks."""
+
+    def __init__(self, tag: bytes, one_off: Iterable[str] = ()) -> None:
+        self._tag = tag
+        #: Each one-off attribute's KeyValue up to its value, by the length of a string
+        #: value: as many as fit lengths of one byte.
+        self._one_offs = {name: _one_off_heads(tag, name) for name in one_off}
         self._known: dict[str, dict[str | tuple[type, AttributeValue | bytes], bytes]] = {}
+        #: By the names of the attributes, in their order.
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
 
-    def encode(self, tag: bytes, attributes: Mapping[str, AttributeValue | None]) -> bytes:
+    def encode(self, attributes: Mapping[str, AttributeValue | None]) -> bytes:
+        # Nearly every span's attributes are one of a few blocks, the same names with the
+        # same values but for an instance's id: one lookup for the block rather than one per
+        # attribute took a request span's from about 1.7 us to 0.9 (2026-12-05).
+        names = tuple(attributes)
+        shape = self._shapes.get(names)
+        if shape is None:
+            shape = self._shape(names)
+        if shape is _ONE_BY_ONE:
+            return self._one_by_one(attributes)
+        values = shape.repeating(attributes)
+        block = shape.blocks.get(values)
+        if block is None:
+            block = self._block(shape, attributes, values)
+        typed, segments = block
+        # A string equals only a string, None only None; but True, 1 and 1.0 are equal
+        # keys, and not the same value.
+        for place, kind in typed:
+            if type(values[place]) is not kind:
+                return self._one_by_one(attributes)
+        one_off = shape.one_off
+        if not one_off:
+            return segments[0]
+        if len(one_off) == 1:
+            (name,) = one_off
+            return b"".join((segments[0], self._one_off_value(name, attributes[name]), segments[1]))
+        parts = [segments[0]]
+        for name, after in zip(one_off, segments[1:], strict=True):
+            parts += (self._one_off_value(name, attributes[name]), after)
+        return b"".join(parts)
+
+    def _shape(self, names: tuple[str, ...]) -> _Shape:
+        repeating = [name for name in names if name not in self._one_offs]
+        # A block of one attribute is one lookup already.
+        shape = (
+            _Shape(repeating, [name for name in names if name in self._one_offs])
+            if len(repeating) > 1
+            else _ONE_BY_ONE
+        )
+        if len(self._shapes) < KNOWN_SHAPES:
+            self._shapes[names] = shape
+        return shape
+
+    def _block(
+        self,
+        shape: _Shape,
+        attributes: Mapping[str, AttributeValue | None],
+        values: tuple[AttributeValue | None, ...],
+    ) -> _Block:
+        """The block of `values`, remembered while there is room."""
+        segments: list[bytes] = []
+        pieces: list[bytes] = []
+        for name, value in attributes.items():
+            if name in self._one_offs:
+                segments.append(b"".join(pieces))
+                pieces = []
+            elif value is not None:
+                pieces.append(self._key_value(name, value))
+        segments.append(b"".join(pieces))
+        block = (
+            tuple(
+                (place, type(value))
+                for place, value in enumerate(values)
+                if value is not None and type(value) is not str
+            ),
+            tuple(segments),
+        )
+        # A block with a float is left to the attributes one by one: they tell 0.0 from
+        # -0.0 (equal keys), and know a NaN (equal to no key, itself included) by its bits.
+        if len(shape.blocks) < KNOWN_BLOCKS_PER_SHAPE and not any(
+            isinstance(value, float) for value in values
+        ):
+            shape.blocks[values] = block
+        return block
+
+    def _one_by_one(self, attributes: Mapping[str, AttributeValue | None]) -> bytes:
         written = []
         for name, value in attributes.items():
             if value is None:
                 continue
-            # A string is its own key (most values are); any other value with its type:
-            # True, 1 and 1.0 are equal keys, and not the same value; a float by its bits,
-            # as 0.0 and -0.0 are equal too.
-            key: str | tuple[type, AttributeValue | bytes]
-            if type(value) is str:
-                key = value
-            elif type(value) is float:
-                key = (float, _DOUBLE.pack(value))
-            else:
-                key = (type(value), value)
-            known = self._known.get(name)
-            if known is None:
-                known = self._known[name] = {}
-            found = known.get(key)
-            if found is None:
-                found = _key_value(tag, name, value)
-                if len(known) < KNOWN_VALUES_PER_NAME:
-                    known[key] = found
-            written.append(found)
+            written.append(
+                self._one_off_value(name, value)
+                if name in self._one_offs
+                else self._key_value(name, value)
+            )
         return b"".join(written)
+
+    def _one_off_value(self, name: str, value: AttributeValue | None) -> bytes:
+        if type(value) is str:
+            heads = self._one_offs[name]
+            encoded = value.encode()
+            if len(encoded) < len(heads):
+                return heads[len(encoded)] + encoded
+        return b"" if value is None else _key_value(self._tag, name, value)
+
+    def _key_value(self, name: str, value: AttributeValue) -> bytes:
+        # A string is its own key (most values are); any other value with its type:
+        # True, 1 and 1.0 are equal keys, and not the same value; a float by its bits,
+        # as 0.0 and -0.0 are equal too.
+        key: str | tuple[type, AttributeValue | bytes]
+        if type(value) is str:
+            key = value
+        elif type(value) is float:
+            key = (float, _DOUBLE.pack(value))
+        else:
+            key = (type(value), value)
+        known = self._known.get(name)
+        if known is None:
+            known = self._known[name] = {}
+        found = known.get(key)
+        if found is None:
+            found = _key_value(self._tag, name, value)
+            if len(known) < KNOWN_VALUES_PER_NAME:
+                known[key] = found
+        return found
+
+
+def _one_off_heads(tag: bytes, name: str) -> tuple[bytes, ...]:
+    """A KeyValue of `name` up to its string value, by the value's length: those whose
+    lengths fit one byte each, as `_key_value` writes them."""
+    name_bytes = name.encode()
+    return tuple(
+        b"".join(
+            (
+                tag,
+                _ONE_BYTE[len(name_bytes) + size + 6],
+                b"\x0a",
+                _ONE_BYTE[len(name_bytes)],
+                name_bytes,
+                b"\x12",
+                _ONE_BYTE[size + 2],
+                b"\x0a",
+                _ONE_BYTE[size],
+            )
+        )
+        for size in range(0x80 - 6 - len(name_bytes))
+    )
+
+
+class _Shape:
+    """Spans' attributes of the same names in the same order: the blocks remembered of
+    them, by the values that repeat."""
+
+    __slots__ = ("blocks", "one_off", "repeating")
+
+    def __init__(self, repeating: list[str], one_off: list[str]) -> None:
+        #: The values that repeat, as a tuple: two of them at least.
+        self.repeating = itemgetter(*repeating)
+        #: The one-off attributes among them, in their order.
+        self.one_off = tuple(one_off)
+        self.blocks: dict[tuple[AttributeValue | None, ...], _Block] = {}
+
+
+#: The shape of attributes written one by one, no block of them remembered (its getter is
+#: never called).
+_ONE_BY_ONE = _Shape(["", ""], [])
 
 
 def _flags(is_remote: bool) -> bytes:
@@ -216,11 +368,15 @@ class ExportRequest:
     """The fixed parts of a process's exports, written once: its resource and its
     instrumentation scope."""
 
-    def __init__(self, resource: Mapping[str, AttributeValue], scope: str) -> None:
-        self._key_values = _KeyValues()
+    def __init__(
+        self, resource: Mapping[str, AttributeValue], scope: str, one_off: Iterable[str] = ()
+    ) -> None:
+        """`one_off`: the names of attributes whose every value is one span's own (an
+        instance's id), written each time rather than remembered."""
+        self._key_values = _KeyValues(b"\x4a", one_off)
         #: Each span name's field.
         self._names: dict[str, bytes] = {}
-        self._resource = _field(b"\x0a", self._key_values.encode(b"\x0a", resource))
+        self._resource = _field(b"\x0a", _KeyValues(b"\x0a").encode(resource))
         self._scope = _field(b"\x0a", _field(b"\x0a", scope.encode()))
 
     def encode(self, spans: Iterable[SpanData]) -> bytes:
@@ -269,7 +425,7 @@ class ExportRequest:
                 name_field,
                 _KINDS[span.kind],
                 _TIMES.pack(0x39, span.start_unix_nano, 0x41, span.end_unix_nano),
-                self._key_values.encode(b"\x4a", span.attributes),
+                self._key_values.encode(span.attributes),
                 b"".join(map(_link, links)) if links else b"",
                 _status(status_code, span.status_message)
                 + (_REMOTE_SPAN_FLAGS if span.parent_is_remote else _LOCAL_SPAN_FLAGS)

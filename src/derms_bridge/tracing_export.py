@@ -62,6 +62,10 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _LOW_64_BITS = 2**64 - 1
 #: The attribute values a span keeps (the API allows sequences too; the hub sets none).
 _SCALARS = (str, bool, int, float)
+#: Attributes whose every value is one span's own: an instance's id, and the id of the
+#: instance it resubmits (engine/run_context.py). The encoder writes them each time and
+#: remembers the rest of a span's attributes as one block.
+ONE_OFF_ATTRIBUTES = ("derms_bridge.instance_id", "derms_bridge.resubmit_of")
 
 
 class RecordedSpan(Span):
@@ -274,6 +278,7 @@ class ExportingTracer:
                 "telemetry.sdk.language": "python",
             },
             scope="derms_bridge",
+            one_off=ONE_OFF_ATTRIBUTES,
         )
         collector = OtlpHttpCollector(
             str(settings.endpoint),

@@ -13,11 +13,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from derms_bridge.otlp_protobuf import HAS_IS_REMOTE, IS_REMOTE, AttributeValue, ExportRequest
+from derms_bridge.otlp_protobuf import (
+    HAS_IS_REMOTE,
+    IS_REMOTE,
+    KNOWN_BLOCKS_PER_SHAPE,
+    KNOWN_SHAPES,
+    AttributeValue,
+    ExportRequest,
+)
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 SPAN_ID = 0x00F067AA0BA902B7
 RESOURCE = {"service.name": "derms-bridge", "service.instance.id": "host-1234-abcd"}
+#: As the hub names them: each value is one span's own.
+ONE_OFF = ("derms_bridge.instance_id", "derms_bridge.resubmit_of")
 
 
 @dataclass(frozen=True)
@@ -44,8 +53,8 @@ class Span:
     status_message: str = ""
 
 
-def decoded(*spans: Span) -> ExportTraceServiceRequest:
-    body = ExportRequest(RESOURCE, scope="derms_bridge").encode(spans)
+def decoded(*spans: Span, one_off: Sequence[str] = ()) -> ExportTraceServiceRequest:
+    body = ExportRequest(RESOURCE, scope="derms_bridge", one_off=one_off).encode(spans)
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
     # Written in field order, as protobuf writes it: a parser that is strict about it
@@ -57,6 +66,14 @@ def decoded(*spans: Span) -> ExportTraceServiceRequest:
 def value_of(value: AnyValue) -> object:
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind else None
+
+
+def attributes_of(request: ExportTraceServiceRequest) -> list[list[tuple[str, object]]]:
+    """Each span's attributes, in their order."""
+    return [
+        [(kv.key, value_of(kv.value)) for kv in span.attributes]
+        for span in request.resource_spans[0].scope_spans[0].spans
+    ]
 
 
 def test_the_resource_and_scope_hold_the_process_and_every_span_of_the_batch() -> None:
@@ -224,3 +241,133 @@ def test_a_long_attribute_value_needs_lengths_of_several_bytes() -> None:
     (span,) = decoded(Span(attributes={"a.key": value})).resource_spans[0].scope_spans[0].spans
 
     assert [(kv.key, value_of(kv.value)) for kv in span.attributes] == [("a.key", value)]
+
+
+def test_spans_of_the_same_attributes_keep_each_its_own_id_in_its_place() -> None:
+    spans = [
+        Span(
+            attributes={
+                "http.request.method": "POST",
+                "url.path": "/device-status",
+                "derms_bridge.instance_id": f"01JF{index:022d}",
+                "derms_bridge.flow": "device_status",
+                "derms_bridge.resubmit_of": None,
+                "http.response.status_code": 200,
+            }
+        )
+        for index in range(3)
+    ]
+
+    read = attributes_of(decoded(*spans, one_off=ONE_OFF))
+
+    assert read == [
+        [
+            ("http.request.method", "POST"),
+            ("url.path", "/device-status"),
+            ("derms_bridge.instance_id", f"01JF{index:022d}"),
+            ("derms_bridge.flow", "device_status"),
+            ("http.response.status_code", 200),
+        ]
+        for index in range(3)
+    ]
+
+
+@pytest.mark.parametrize("value", ["", "naïve ✓ 日本", "v" * 300, 7, True, 0.5])
+def test_a_one_off_value_of_any_kind_reads_back_as_written(value: AttributeValue) -> None:
+    spans = [
+        Span(
+            attributes={
+                "http.request.method": "POST",
+                "derms_bridge.instance_id": value,
+                "derms_bridge.resubmit_of": resubmitted,
+                "derms_bridge.flow": "device_status",
+            }
+        )
+        for resubmitted in ("01JFRESUBMITTED", None, value)
+    ]
+
+    read = attributes_of(decoded(*spans, one_off=ONE_OFF))
+
+    assert [[type(value) for _, value in attributes] for attributes in read] == [
+        [str, type(value), str, str],
+        [str, type(value), str],
+        [str, type(value), type(value), str],
+    ]
+    assert read == [
+        [
+            ("http.request.method", "POST"),
+            ("derms_bridge.instance_id", value),
+            ("derms_bridge.resubmit_of", "01JFRESUBMITTED"),
+            ("derms_bridge.flow", "device_status"),
+        ],
+        [
+            ("http.request.method", "POST"),
+            ("derms_bridge.instance_id", value),
+            ("derms_bridge.flow", "device_status"),
+        ],
+        [
+            ("http.request.method", "POST"),
+            ("derms_bridge.instance_id", value),
+            ("derms_bridge.resubmit_of", value),
+            ("derms_bridge.flow", "device_status"),
+        ],
+    ]
+
+
+def block_of(value: AttributeValue, index: int) -> dict[str, AttributeValue | None]:
+    """Attributes that are the same span after span but for `value` and an instance's id."""
+    return {
+        "http.request.method": "POST",
+        "a.key": value,
+        "derms_bridge.instance_id": f"01JF{index:022d}",
+        "derms_bridge.status": "succeeded",
+    }
+
+
+def test_equal_values_among_other_attributes_keep_their_own_types_span_after_span() -> None:
+    values: list[AttributeValue] = [True, 1, 1.0, 0, False, 0.0, 1, True, 200, 200.0, 200]
+    spans = [Span(attributes=block_of(value, index)) for index, value in enumerate(values)]
+
+    read = decoded(*spans, one_off=ONE_OFF).resource_spans[0].scope_spans[0].spans
+
+    read_values = [value_of(span.attributes[1].value) for span in read]
+    assert [(type(value), value) for value in read_values] == [
+        (type(value), value) for value in values
+    ]
+
+
+def test_zero_and_negative_zero_among_other_attributes_keep_their_signs() -> None:
+    values: list[AttributeValue] = [0.0, -0.0, 0.0, -0.0]
+    spans = [Span(attributes=block_of(value, index)) for index, value in enumerate(values)]
+
+    read = decoded(*spans, one_off=ONE_OFF).resource_spans[0].scope_spans[0].spans
+
+    signs = [math.copysign(1.0, span.attributes[1].value.double_value) for span in read]
+    assert signs == [1.0, -1.0, 1.0, -1.0]
+
+
+def test_nan_among_other_attributes_reads_back_as_nan_with_its_sign_span_after_span() -> None:
+    nan = float("nan")
+    values = [nan, -nan, float("nan"), -nan] * 50
+    spans = [Span(attributes=block_of(value, index)) for index, value in enumerate(values)]
+
+    read = decoded(*spans, one_off=ONE_OFF).resource_spans[0].scope_spans[0].spans
+
+    read_values = [span.attributes[1].value.double_value for span in read]
+    assert all(map(math.isnan, read_values))
+    assert [math.copysign(1.0, value) for value in read_values] == [1.0, -1.0, 1.0, -1.0] * 50
+
+
+def test_more_blocks_and_sets_of_names_than_are_remembered_read_back_as_written() -> None:
+    attributes: list[dict[str, AttributeValue | None]] = [
+        block_of(f"status {index}", index) for index in range(KNOWN_BLOCKS_PER_SHAPE + 10)
+    ]
+    attributes += [
+        {"http.request.method": "GET", f"a.key.{index}": index, "derms_bridge.instance_id": "i"}
+        for index in range(KNOWN_SHAPES + 10)
+    ]
+    attributes += [block_of("status 0", 0), block_of("after", 1)]
+
+    read = attributes_of(decoded(*[Span(attributes=each) for each in attributes], one_off=ONE_OFF))
+
+    assert read == [list(each.items()) for each in attributes]
