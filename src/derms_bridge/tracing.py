@@ -77,6 +77,11 @@ class Span(trace.Span):
     #: that fails goes through ABCMeta's, a call in Python.
     records: bool
 
+    def keep_attributes(self, attributes: Mapping[str, AttributeValue | None]) -> None:
+        """The hub's own attributes, scalars by their type: kept as they are, without the
+        API's `set_attributes` looking at each value (one whose value is None is left out
+        when the span is exported)."""
+
     def get_span_context(self) -> SpanContext:
         return SpanContext(
             self.trace_id,
@@ -518,8 +523,7 @@ class InstanceScope:
         if any(self._links):
             for link in linked(self._links):
                 running.add_link(link)
-        # A span keeps no attribute whose value is None.
-        running.set_attributes(self._attributes)
+        running.keep_attributes(self._attributes)
         return running
 
     def __exit__(

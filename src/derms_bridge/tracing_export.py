@@ -129,6 +129,10 @@ class RecordedSpan(Span):
                 if isinstance(value, _SCALARS):
                     kept[key] = value
 
+    def keep_attributes(self, attributes: Mapping[str, AttributeValue | None]) -> None:
+        if not self.end_unix_nano:
+            self.attributes.update(attributes)
+
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if not self.end_unix_nano and isinstance(value, _SCALARS):
             self.attributes[key] = value
