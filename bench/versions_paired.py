@@ -9,11 +9,18 @@ on both alike, and each pair of slices is compared on its own. The medians of th
 ratios (this over base: flows per second, and the hub's CPU per flow) are printed; nothing
 is checked against a target. Each hub has a database of its own: a SQLite file in its
 directory, or with ``--postgres`` a database this script creates on that server per hub
-and drops after (the server's CPU is not counted). Every reply is checked.
+and drops after (the server's CPU is not counted). Every reply is checked. With
+``--export`` both hubs export every trace to trace_cost.py's receiver: what a change to
+tracing costs or saves, the rest of the hub's work the same on both sides.
+
+Two hub processes of the same code differ too, and the second of a pair has read up to 3%
+less CPU per flow than the first (bench/README.md, lean3): a change is told only against
+that, by running the base against a copy of itself (``--this`` a copy of the base's
+``src``) as often as the change.
 
     .venv/bin/python bench/versions_paired.py --base /work/wt/main-base/src [--this SRC]
         [--slices N] [--flows N] [--in-flight C] [--workload flow6|mix]
-        [--postgres postgresql://USER@HOST:PORT/DB]
+        [--postgres postgresql://USER@HOST:PORT/DB] [--export]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derms_bridge.lookups import load_lookups
+from derms_bridge.sandbox.servers import LOOPBACK
 from harness import positive, report_or_fail, table
 from paired import Slices, alternating_slices
 from processes import (
@@ -37,6 +45,7 @@ from processes import (
     LOOKUPS_DIR,
     HubProcess,
     simulator_process,
+    spawned_server,
 )
 from sync_flows import (
     REPO,
@@ -44,6 +53,7 @@ from sync_flows import (
     bench_database,
     flows_hub,
 )
+from trace_cost import exporting_to, serve_receiver
 
 ARMS = ("base", "this")
 WORKLOADS: dict[str, Workload] = {"flow6": "flow 6", "mix": "mix"}
@@ -57,6 +67,7 @@ class Result:
     sources: dict[str, Path]
     slices: dict[str, Slices]
     load: tuple[float, float]
+    exporting: bool
 
     def ratios(self, of: str) -> list[float]:
         this, base = (getattr(self.slices[arm], of) for arm in ("this", "base"))
@@ -86,6 +97,7 @@ def run(
     flows: int,
     in_flight: int,
     postgres: str | None,
+    export: bool,
 ) -> Result:
     load_before = os.getloadavg()[0]
     lookups = load_lookups(LOOKUPS_DIR)
@@ -93,6 +105,9 @@ def run(
     with ExitStack() as stack:
         cpmcs_url = stack.enter_context(simulator_process(CPMCS_SIMULATOR, "the CPMCS simulator"))
         derms_url = stack.enter_context(simulator_process(DERMS_SIMULATOR, "the DERMS simulator"))
+        if export:
+            receiver = stack.enter_context(spawned_server(serve_receiver, "the OTLP receiver"))
+            stack.enter_context(exporting_to(f"http://{LOOPBACK}:{receiver}/v1/traces", 1.0))
         hubs: dict[str, HubProcess] = {}
         for name in ARMS:
             database_url = stack.enter_context(bench_database(postgres))
@@ -108,6 +123,7 @@ def run(
         sources=sources,
         slices=measured,
         load=(load_before, os.getloadavg()[0]),
+        exporting=export,
     )
 
 
@@ -124,6 +140,7 @@ def report(result: Result) -> str:
             f"{result.flows:,} ({result.workload}, each hub in its own process, {result.database})",
         ),
         ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
+        ("tracing", "both hubs export every trace" if result.exporting else "off"),
     ]
     for name in ARMS:
         rows += [
@@ -162,6 +179,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="flow6")
     parser.add_argument("--postgres", help="a PostgreSQL server's URL (default: SQLite)")
+    parser.add_argument(
+        "--export", action="store_true", help="both hubs export every trace to a receiver"
+    )
     args = parser.parse_args(argv)
     for source in (args.base, args.this):
         if not (source / "derms_bridge").is_dir():
@@ -181,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             args.flows,
             args.in_flight,
             args.postgres,
+            args.export,
         ),
         report,
     )
