@@ -477,8 +477,8 @@ def start_request(
 
 
 def end_request(started: Span, token: Token[Span] | None) -> None:
-    """End a request's span (`start_request`); an exception out of the request marks it
-    failed first (`failed`, by its type)."""
+    """End a request's span (`start_request`), the running span again what it was before;
+    a request that raised is marked `failed` by its caller first, by the exception's type."""
     if started.awaiting_instance:
         # Work the request left running (a task it started) makes its own spans.
         started.awaiting_instance = False
