@@ -13,14 +13,16 @@ and drops after (the server's CPU is not counted). Every reply is checked. With
 ``--export`` both hubs export every trace to trace_cost.py's receiver: what a change to
 tracing costs or saves, the rest of the hub's work the same on both sides.
 
-Two hub processes of the same code differ too, and the second of a pair has read up to 3%
-less CPU per flow than the first (bench/README.md, lean3): a change is told only against
-that, by running the base against a copy of itself (``--this`` a copy of the base's
-``src``) as often as the change.
+Two hub processes of the same code differ too, by a few percent for their whole lives, and
+the one started second read up to 3% less CPU per flow than the first (bench/README.md,
+lean3): ``--rounds`` starts a fresh pair for each round, the version started first swapped
+from round to round, and the medians are taken over every round's pairs of slices. The
+noise left is read by running the base against a copy of itself (``--this`` a copy of the
+base's ``src``).
 
     .venv/bin/python bench/versions_paired.py --base /work/wt/main-base/src [--this SRC]
         [--slices N] [--flows N] [--in-flight C] [--workload flow6|mix]
-        [--postgres postgresql://USER@HOST:PORT/DB] [--export]
+        [--postgres postgresql://USER@HOST:PORT/DB] [--export] [--rounds N]
 """
 
 from __future__ import annotations
@@ -65,12 +67,25 @@ class Result:
     flows: int
     database: str
     sources: dict[str, Path]
-    slices: dict[str, Slices]
+    #: Each round's pair of hubs' slices.
+    rounds: list[dict[str, Slices]]
     load: tuple[float, float]
     exporting: bool
 
+    @property
+    def slices(self) -> dict[str, Slices]:
+        """Each version's slices, round after round."""
+        return {
+            arm: Slices(
+                rates=[rate for measured in self.rounds for rate in measured[arm].rates],
+                cpu_ms=[cpu for measured in self.rounds for cpu in measured[arm].cpu_ms],
+            )
+            for arm in ARMS
+        }
+
     def ratios(self, of: str) -> list[float]:
-        this, base = (getattr(self.slices[arm], of) for arm in ("this", "base"))
+        slices = self.slices
+        this, base = (getattr(slices[arm], of) for arm in ("this", "base"))
         return [mine / theirs for mine, theirs in zip(this, base, strict=True)]
 
 
@@ -98,6 +113,7 @@ def run(
     in_flight: int,
     postgres: str | None,
     export: bool,
+    rounds: int,
 ) -> Result:
     load_before = os.getloadavg()[0]
     lookups = load_lookups(LOOKUPS_DIR)
@@ -108,20 +124,29 @@ def run(
         if export:
             receiver = stack.enter_context(spawned_server(serve_receiver, "the OTLP receiver"))
             stack.enter_context(exporting_to(f"http://{LOOPBACK}:{receiver}/v1/traces", 1.0))
-        hubs: dict[str, HubProcess] = {}
-        for name in ARMS:
-            database_url = stack.enter_context(bench_database(postgres))
-            with serving_source(sources[name]):
-                hubs[name] = stack.enter_context(flows_hub(cpmcs_url, derms_url, database_url))
-        measured = asyncio.run(
-            alternating_slices(hubs, workload, "V", slices, flows, in_flight, lookups)
-        )
+        measured: list[dict[str, Slices]] = []
+        for index in range(rounds):
+            with ExitStack() as round_stack:
+                hubs: dict[str, HubProcess] = {}
+                for name in ARMS if index % 2 == 0 else ARMS[::-1]:
+                    database_url = round_stack.enter_context(bench_database(postgres))
+                    with serving_source(sources[name]):
+                        hubs[name] = round_stack.enter_context(
+                            flows_hub(cpmcs_url, derms_url, database_url)
+                        )
+                measured.append(
+                    asyncio.run(
+                        alternating_slices(
+                            hubs, workload, f"V{index}", slices, flows, in_flight, lookups
+                        )
+                    )
+                )
     return Result(
         workload=workload,
         flows=flows,
         database="PostgreSQL" if postgres else "SQLite",
         sources=sources,
-        slices=measured,
+        rounds=measured,
         load=(load_before, os.getloadavg()[0]),
         exporting=export,
     )
@@ -132,6 +157,7 @@ def report(result: Result) -> str:
         return " ".join(format(value, form) for value in values)
 
     rate_ratios, cpu_ratios = result.ratios("rates"), result.ratios("cpu_ms")
+    slices = result.slices
     rows = [
         ("base", str(result.sources["base"])),
         ("this", str(result.sources["this"])),
@@ -139,23 +165,24 @@ def report(result: Result) -> str:
             "flows per slice",
             f"{result.flows:,} ({result.workload}, each hub in its own process, {result.database})",
         ),
+        ("rounds", f"{len(result.rounds)} (a fresh pair of hubs each, the first started swapped)"),
         ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
         ("tracing", "both hubs export every trace" if result.exporting else "off"),
     ]
     for name in ARMS:
         rows += [
-            (name, listed(result.slices[name].rates, ",.0f") + " flows/s"),
-            ("  hub CPU per flow", listed(result.slices[name].cpu_ms, ".2f") + " ms"),
+            (name, listed(slices[name].rates, ",.0f") + " flows/s"),
+            ("  hub CPU per flow", listed(slices[name].cpu_ms, ".2f") + " ms"),
         ]
     rows += [
         ("this / base, flows/s", listed(rate_ratios, ".3f") + " (each pair of slices)"),
         ("this / base, CPU per flow", listed(cpu_ratios, ".3f")),
         (
             "medians, base / this",
-            f"{statistics.median(result.slices['base'].rates):,.0f} / "
-            f"{statistics.median(result.slices['this'].rates):,.0f} flows/s, "
-            f"{statistics.median(result.slices['base'].cpu_ms):.3f} / "
-            f"{statistics.median(result.slices['this'].cpu_ms):.3f} ms CPU per flow",
+            f"{statistics.median(slices['base'].rates):,.0f} / "
+            f"{statistics.median(slices['this'].rates):,.0f} flows/s, "
+            f"{statistics.median(slices['base'].cpu_ms):.3f} / "
+            f"{statistics.median(slices['this'].cpu_ms):.3f} ms CPU per flow",
         ),
         ("flows/s, this over base", f"{statistics.median(rate_ratios) - 1:+.1%} (median pair)"),
         ("CPU per flow, this over base", f"{statistics.median(cpu_ratios) - 1:+.1%} (median pair)"),
@@ -174,7 +201,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=REPO / "src",
         help="the version measured against the base (default: this checkout's src)",
     )
-    parser.add_argument("--slices", type=positive, default=10, help="slices per hub (10)")
+    parser.add_argument(
+        "--rounds", type=positive, default=1, help="fresh pairs of hubs, one after the other (1)"
+    )
+    parser.add_argument("--slices", type=positive, default=10, help="slices per hub, a round (10)")
     parser.add_argument("--flows", type=positive, default=1000, help="flows per slice (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="flow6")
@@ -202,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             args.in_flight,
             args.postgres,
             args.export,
+            args.rounds,
         ),
         report,
     )
