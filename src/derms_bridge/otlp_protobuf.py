@@ -279,25 +279,13 @@ class _KeyValues:
 
 
 def _one_off_heads(tag: bytes, name: str) -> tuple[bytes, ...]:
-    """A KeyValue of `name` up to its string value, by the value's length: those whose
-    lengths fit one byte each, as `_key_value` writes them."""
-    name_bytes = name.encode()
-    return tuple(
-        b"".join(
-            (
-                tag,
-                _ONE_BYTE[len(name_bytes) + size + 6],
-                b"\x0a",
-                _ONE_BYTE[len(name_bytes)],
-                name_bytes,
-                b"\x12",
-                _ONE_BYTE[size + 2],
-                b"\x0a",
-                _ONE_BYTE[size],
-            )
-        )
-        for size in range(0x80 - 6 - len(name_bytes))
-    )
+    """`_key_value`'s KeyValue of `name` up to its string value, by the value's length: for
+    each length whose KeyValue's lengths fit one byte each."""
+    heads = []
+    for size in range(0x80 - 6 - len(name.encode())):
+        written = _key_value(tag, name, "x" * size)
+        heads.append(written[: len(written) - size])
+    return tuple(heads)
 
 
 class _Shape:
