@@ -2,7 +2,8 @@
 out: the hub turns exporting off and on every `--flows` requests (toggled_export/
 sitecustomize.py, loaded by this hub alone), in the order on, off, off, on, fed flow 6
 without a pause, and each "on" phase is compared with the "off" phase of the same rank:
-the event loop thread's CPU per flow and the whole process's.
+the event loop thread's CPU per flow and the whole process's, each other thread's (the
+export thread, the database's) and the cyclic collector's.
 
 trace_paired.py compares two hub processes, and two processes with the same code differ
 by up to 14% in CPU, more than the 5% it must tell: it takes many rounds. Here both arms
@@ -53,6 +54,10 @@ class Phase:
     on: bool
     loop_us: float
     process_us: float
+    #: Each thread's by its name, the event loop's ("MainThread") among them.
+    threads_us: dict[str, float]
+    #: The cyclic collector's, in whichever thread it ran (mostly the event loop's).
+    collector_us: float
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,20 @@ class Result:
 
     def added(self, part: str) -> list[float]:
         return [getattr(on, part) - getattr(off, part) for on, off in self.pairs]
+
+    def thread_added(self) -> dict[str, float]:
+        """Each thread but the event loop's, on over off at the median of the pairs: those
+        running in both phases of every pair."""
+        names = set.intersection(
+            *(set(on.threads_us) & set(off.threads_us) for on, off in self.pairs)
+        )
+        names.discard("MainThread")
+        return {
+            name: statistics.median(
+                on.threads_us[name] - off.threads_us[name] for on, off in self.pairs
+            )
+            for name in names
+        }
 
     def off_median(self, part: str) -> float:
         return statistics.median(float(getattr(off, part)) for _, off in self.pairs)
@@ -128,7 +147,10 @@ def run(phases: int, flows: int, in_flight: int, control: bool) -> Result:
         measured = [json.loads(line) for line in out.read_text().splitlines()]
     return Result(
         flows=flows,
-        phases=[Phase(m["on"], m["loop_us"], m["process_us"]) for m in measured],
+        phases=[
+            Phase(m["on"], m["loop_us"], m["process_us"], m["threads_us"], m["collector_us"])
+            for m in measured
+        ],
         control=control,
         load=(load_before, os.getloadavg()[0]),
     )
@@ -159,6 +181,21 @@ def report(result: Result) -> str:
                 f"{median:+.1f} us per flow, {median / off:+.1%}",
             ),
         ]
+    threads = result.thread_added()
+    rows += [
+        ("other threads, on over off", "us per flow (median of the pairs)"),
+        *(
+            (f"  {name}", f"{added:+.1f}")
+            # The busiest first; a thread that adds less than 0.05 us a flow is idle.
+            for name, added in sorted(threads.items(), key=lambda item: -abs(item[1]))
+            if abs(added) >= 0.05
+        ),
+        (
+            "cyclic collector, on over off",
+            f"{statistics.median(result.added('collector_us')):+.1f} us per flow "
+            f"(of {result.off_median('collector_us'):.0f} off)",
+        ),
+    ]
     return table(rows)
 
 

@@ -4,22 +4,55 @@
 turned off and on again every TRACE_TOGGLE_FLOWS POSTs, in the order on, off, off, on (so
 that nothing that comes every second phase falls on one arm), and each phase's CPU per
 request is appended to TRACE_TOGGLE_OUT as a JSON line: the event loop's thread
-(`time.thread_time`, read on it) and the whole process's. Off, the tracer is the no-op one
-and TracedRequests lets requests by, as in a hub without a `tracing` block; the exporter
-and its thread stay, sending what the last phase left. With TRACE_TOGGLE_CONTROL set,
-exporting stays off in both arms (what the method reads when there is nothing to find)."""
+(`time.thread_time`, read on it), the whole process's, each thread's by its name (the
+export thread's, the database's) and the cyclic collector's (timed by `gc.callbacks`).
+Off, the tracer is the no-op one and TracedRequests lets requests by, as in a hub without
+a `tracing` block; the exporter and its thread stay, sending what the last phase left.
+With TRACE_TOGGLE_CONTROL set, exporting stays off in both arms (what the method reads when
+there is nothing to find)."""
 
 from __future__ import annotations
 
+import gc
 import importlib.abc
 import importlib.machinery
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
+
+
+def _threads_cpu() -> dict[str, float]:
+    """Each live thread's CPU seconds so far, by its name (those of one name summed)."""
+    cpu: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except OSError:
+            # Ended since it was listed.
+            continue
+        cpu[thread.name] = cpu.get(thread.name, 0.0) + seconds
+    return cpu
+
+
+def _timed_collector() -> dict[str, float]:
+    """The seconds the cyclic collector has taken so far, kept up to date in the dict."""
+    timed = {"seconds": 0.0, "started": 0.0}
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            timed["started"] = time.perf_counter()
+        else:
+            timed["seconds"] += time.perf_counter() - timed["started"]
+
+    gc.callbacks.append(collecting)
+    return timed
 
 
 def _toggled(out: str, phase: int, control: bool) -> None:
@@ -29,22 +62,28 @@ def _toggled(out: str, phase: int, control: bool) -> None:
     exporting = tracing._exporting
     state: dict[str, Any] = {"requests": 0, "phases": 0, "on": True, "cpu": None, "kept": None}
     served = traced_requests.TracedRequests.__call__
+    collector = _timed_collector()
 
     def counted() -> None:
         state["requests"] += 1
-        now = (time.thread_time(), time.process_time())
+        now = (time.thread_time(), time.process_time(), _threads_cpu(), collector["seconds"])
         if state["cpu"] is None:
             state["cpu"] = now
             return
         if state["requests"] % phase:
             return
-        (loop_before, process_before) = state["cpu"]
+        (loop_before, process_before, threads_before, collector_before) = state["cpu"]
         with open(out, "a") as lines:
             measured = {
                 "pid": os.getpid(),
                 "on": state["on"],
                 "loop_us": (now[0] - loop_before) / phase * 1e6,
                 "process_us": (now[1] - process_before) / phase * 1e6,
+                "threads_us": {
+                    name: (seconds - threads_before.get(name, 0.0)) / phase * 1e6
+                    for name, seconds in now[2].items()
+                },
+                "collector_us": (now[3] - collector_before) / phase * 1e6,
             }
             lines.write(json.dumps(measured) + "\n")
         state["cpu"] = now
