@@ -20,9 +20,9 @@ from tests.browser.conftest import screenshot
 from tests.e2e.test_sandbox_process import (
     STARTUP_SECONDS,
     Output,
-    six_free_ports,
     start_demo,
 )
+from tests.ports import ports_to_bind
 
 SEED = 1
 #: How long one moment of the day may take to come: the full day's reservation file included.
@@ -50,7 +50,7 @@ class DemoProcess:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[DemoProcess]:
-    port = six_free_ports()
+    port = ports_to_bind(6)
     scale = os.environ.get("DERMS_BRIDGE_DEMO_SCALE", "0.02")
     process = start_demo(tmp_path, port, seed=SEED, scale=scale, stderr=subprocess.DEVNULL)
     assert process.stdout is not None

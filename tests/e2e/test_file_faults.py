@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from derms_bridge.sandbox.cpmcs_sim import RESERVE_DEVICE_PATH
-from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
+from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import (
     DERMS_AUTH,
@@ -42,6 +42,7 @@ from tests.conftest import (
 from tests.csv_files import write_reservation_csv
 from tests.e2e.test_sandbox_process import ROOT, STARTUP_SECONDS, Output, console_script
 from tests.multipart import CONTENT_TYPE, Part, multipart_body
+from tests.ports import ports_to_bind
 
 RESERVATION = "/device-reservation-to-dacs"
 RESERVATION_ACK = "/device-reservation-ack"
@@ -360,7 +361,7 @@ def test_a_hub_killed_mid_file_finishes_it_after_a_restart(
         hashes=caller_hashes,
         segments={"size": 100, "parallelism": 2, "lease_seconds": 2, "poll_seconds": 0.2},
     )
-    port = free_port()
+    port = ports_to_bind()
     hub = serve(processes, settings, port)
     # 30 segments, two at a time, 100 ms each: the file takes about 1.5 s.
     cpmcs_sim.put("/_sim/faults", json={"latency_ms": 100}).raise_for_status()
@@ -477,7 +478,7 @@ def test_a_hub_stopped_mid_file_exits_at_once_and_its_restart_finishes_the_file(
         },
         processes={"stop_grace_seconds": STOP_GRACE_SECONDS},
     )
-    port = free_port()
+    port = ports_to_bind()
     hub = serve(processes, settings, port)
     # Two segments a second: the file would take the hub 20 s.
     cpmcs_sim.put("/_sim/faults", json={"latency_ms": 1000}).raise_for_status()
@@ -549,7 +550,7 @@ def test_a_segment_cpmcs_refuses_fails_the_file_and_the_resend_completes_it(
             "retry": {"attempts": 1},
         },
     )
-    port = free_port()
+    port = ports_to_bind()
     hub = serve(processes, settings, port)
     cpmcs_sim.put(
         "/_sim/faults",
@@ -637,7 +638,7 @@ def test_two_worker_processes_share_one_file_on_postgresql(
         hashes=caller_hashes,
         segments={"size": 50, "parallelism": 2, "lease_seconds": 10, "poll_seconds": 0.1},
     )
-    port = free_port()
+    port = ports_to_bind()
     # The API process migrates the database; the worker starts on the migrated schema.
     hub = serve(processes, settings, port)
     worker = start_worker(processes, settings, postgres_url)
@@ -728,7 +729,7 @@ def test_a_worker_stopped_mid_file_hands_its_segments_to_the_other_at_once(
         },
         processes={"stop_grace_seconds": STOP_GRACE_SECONDS},
     )
-    port = free_port()
+    port = ports_to_bind()
     hub = serve(processes, settings, port)
     worker = start_worker(processes, settings, postgres_url)
     # A second a segment, four at a time in each process: about 15 s for the two; a worker
@@ -808,7 +809,7 @@ def test_an_acknowledgement_slower_than_the_lease_is_sent_once(
         },
         read_seconds=SLOW_READ_SECONDS,
     )
-    port = free_port()
+    port = ports_to_bind()
     serve(processes, settings, port)
     start_worker(processes, settings, postgres_url)
     derms_sim.put("/_sim/faults", json={"latency_ms": SLOWER_THAN_THE_LEASE_MS}).raise_for_status()
@@ -857,7 +858,7 @@ def test_segments_slower_than_the_lease_are_sent_once(
         },
         read_seconds=SLOW_READ_SECONDS,
     )
-    port = free_port()
+    port = ports_to_bind()
     serve(processes, settings, port)
     worker = start_worker(processes, settings, postgres_url)
     cpmcs_sim.put("/_sim/faults", json={"latency_ms": SLOWER_THAN_THE_LEASE_MS}).raise_for_status()
@@ -890,7 +891,7 @@ def test_an_upload_its_client_gives_up_on_keeps_no_file(
         hashes=caller_hashes,
         segments={"size": 1000},
     )
-    port = free_port()
+    port = ports_to_bind()
     serve(processes, settings, port)
     csv_file = write_reservation_csv(tmp_path / "reservations.csv", 200_000)
     message = json.dumps(reservation("RSV-GONE")).encode()

@@ -14,7 +14,7 @@ import httpx
 import yaml
 
 from derms_bridge.api.http_server import MAX_HEAD_BYTES, MAX_HEADERS
-from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
+from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.e2e.test_file_faults import (  # the fixtures as well, for this module's tests
     Processes,
@@ -23,6 +23,7 @@ from tests.e2e.test_file_faults import (  # the fixtures as well, for this modul
     serve,
     write_settings,
 )
+from tests.ports import ports_to_bind
 
 
 def answer_to(port: int, head: bytes, *, chunk: int = 64 * 1024, total: int = 0) -> bytes:
@@ -57,7 +58,7 @@ def test_huge_or_countless_headers_are_refused_and_others_go_on(
         hashes=caller_hashes,
         segments={},
     )
-    port = free_port()
+    port = ports_to_bind()
     serve(processes, settings, port)
 
     huge = answer_to(
@@ -102,7 +103,7 @@ def test_forwarded_headers_are_believed_only_from_the_proxies_the_settings_name(
         settings["console"] = {"session_secret": "s" * 32}
         settings["server"] = {"trusted_proxies": trusted_proxies}
         settings_file.write_text(yaml.safe_dump(settings))
-        port = free_port()
+        port = ports_to_bind()
         hub = serve(processes, settings_file, port)
         try:
             page = httpx.get(

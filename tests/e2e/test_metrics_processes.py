@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
+from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH
 from tests.e2e.test_file_faults import (  # the fixtures as well, for this module's tests
@@ -24,6 +24,7 @@ from tests.e2e.test_file_faults import (  # the fixtures as well, for this modul
     write_settings,
 )
 from tests.payloads import enrollment_message, enrollment_request
+from tests.ports import ports_to_bind
 
 FLOW = "enrollment_request"
 CPMCS_PASSWORD = "cpmcs-password-never-logged"
@@ -81,7 +82,7 @@ def test_two_processes_count_into_one_scrape_and_log_their_instances(
         "password": CPMCS_PASSWORD,
     }
     settings_file.write_text(yaml.safe_dump(settings))
-    first_port, second_port = free_port(), free_port()
+    first_port, second_port = ports_to_bind(), ports_to_bind()
     first = serve(processes, settings_file, first_port)
     second = serve(processes, settings_file, second_port)
 

@@ -14,9 +14,9 @@ from tests.e2e.test_sandbox_process import (
     Output,
     console_script,
     listens,
-    six_free_ports,
     start_demo,
 )
+from tests.ports import ports_to_bind
 
 #: Start-up, then the short day itself (about 30 s on an idle machine).
 DEMO_SECONDS = STARTUP_SECONDS + 240.0
@@ -27,7 +27,7 @@ SCALE = 0.02
 def test_a_short_demo_day_loses_nothing_and_recovers_from_the_cpmcs_outage(
     tmp_path: Path,
 ) -> None:
-    port = six_free_ports()
+    port = ports_to_bind(6)
     process = start_demo(tmp_path, port, seed=SEED, scale=str(SCALE))
     assert process.stdout is not None
     assert process.stderr is not None

@@ -19,7 +19,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from derms_bridge.sandbox.servers import LOOPBACK
+from tests.ports import ports_to_bind
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "examples" / "enrollment-request.json"
@@ -42,31 +43,10 @@ def console_script() -> Path:
     return beside if beside.is_file() else ROOT / ".venv" / "bin" / "derms-bridge"
 
 
-def is_free(port: int) -> bool:
-    """Nothing listens on the port, so a server could bind it (as uvicorn does, reusing it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
-
-
 def listens(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(2)
         return probe.connect_ex((LOOPBACK, port)) == 0
-
-
-def six_free_ports() -> int:
-    """A port P such that P to P+5 are free: the hub, its three simulators, the FTP server
-    and the object store."""
-    for _ in range(100):
-        port = free_port()
-        if port + 5 <= 65535 and all(is_free(port + n) for n in range(1, 6)):
-            return port
-    raise RuntimeError("found no six free ports in a row on loopback")
 
 
 def start_demo(
@@ -159,7 +139,7 @@ def wait_until_healthy(sandbox: Sandbox) -> None:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    port = six_free_ports()
+    port = ports_to_bind(6)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DERMS_BRIDGE_")}
     # Run where its var/ (the FTP server's files, the object store's) is the test's own.
     process = subprocess.Popen(  # noqa: S603

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from derms_bridge.sandbox.servers import LOOPBACK, ServerThread, free_port
+from derms_bridge.sandbox.servers import LOOPBACK, ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from tests.conftest import DERMS_AUTH, OPERATOR_AUTH
 from tests.e2e.test_file_faults import (
@@ -23,6 +23,7 @@ from tests.e2e.test_file_faults import (
     write_settings,
 )
 from tests.e2e.test_sandbox_process import STARTUP_SECONDS, console_script
+from tests.ports import ports_to_bind
 
 __all__ = ["caller_hashes", "postgres_url", "processes"]
 
@@ -61,7 +62,7 @@ def test_several_processes_answer_on_one_port_on_postgresql(
         hashes=caller_hashes,
         segments={},
     )
-    port = free_port()
+    port = ports_to_bind()
     hub = processes.start(
         "serve", "--config", str(settings), "--port", str(port), "--processes", "2"
     )

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from derms_bridge.connectors.file_storage import open_storage
 from derms_bridge.connectors.file_storage.interface import FileStorage, Folder
 from derms_bridge.sandbox.ftp_server import FtpServer
-from derms_bridge.sandbox.servers import LOOPBACK, free_port
+from derms_bridge.sandbox.servers import LOOPBACK
 from derms_bridge.settings.file_storage import (
     FtpSettings,
     LocalFolderSettings,
@@ -33,6 +33,7 @@ from derms_bridge.settings.file_storage import (
     S3Settings,
     SftpSettings,
 )
+from tests.ports import ports_to_bind
 from tests.stores import (
     NAMESPACE,
     OCI_USER,
@@ -141,7 +142,7 @@ class S3Server:
 def s3_server() -> Iterator[S3Server]:
     # moto's server in a process of its own (rather than ThreadedMotoServer), so that the
     # memory the streaming test measures is the adapter's, not moto's copy of the objects.
-    port = free_port()
+    port = ports_to_bind()
     server = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
         [sys.executable, "-m", "moto.server", "--host", LOOPBACK, "--port", str(port)],
         stdout=subprocess.DEVNULL,

@@ -18,11 +18,12 @@ from derms_bridge.bootstrap import build_hub, local_file_stores
 from derms_bridge.lookups import Lookups
 from derms_bridge.sandbox.cpmcs_sim import HEALTH_CHECK_PATH
 from derms_bridge.sandbox.derms_sim import create_derms_app
-from derms_bridge.sandbox.servers import ServerThread, free_port
+from derms_bridge.sandbox.servers import ServerThread
 from derms_bridge.sandbox.smtp_sink import SmtpSink
 from derms_bridge.settings.connections import Caller
 from tests.conftest import DERMS_AUTH, empty_tables, hub_settings
 from tests.csv_files import Corruption, write_outcome_csv, write_reservation_csv
+from tests.ports import ports_to_bind
 
 #: Long enough for a loaded machine to run a hub's worker through a few files.
 DEADLINE_SECONDS = 120.0
@@ -56,7 +57,7 @@ def derms(
     """The admin side of a DERMS simulator that sends to a hub serving on loopback, with its
     workers, and takes that hub's acknowledgements; resends after RETRY_DELAY_SECONDS."""
     empty_tables(database_url)
-    hub_port = free_port()
+    hub_port = ports_to_bind()
     derms_app = create_derms_app(hub_url=f"http://127.0.0.1:{hub_port}", hub_credentials=DERMS_AUTH)
     with ServerThread(derms_app, name="sending DERMS simulator") as derms_server:
         settings = hub_settings(database_url, cpmcs_server.url, derms_server.url, mailbox, callers)

@@ -17,21 +17,22 @@ from derms_bridge.sandbox.run import (
     sandbox_settings,
     start_simulators,
 )
-from derms_bridge.sandbox.servers import free_port
 from tests.conftest import LOOKUPS_DIR
+from tests.ports import ports_to_bind
 
 
 async def test_the_hub_finds_the_device_score_files_in_both_sandbox_stores(
     tmp_path: Path,
 ) -> None:
     lookups = load_lookups(LOOKUPS_DIR)
+    first = ports_to_bind(6)
     ports = SandboxPorts(
-        hub=free_port(),
-        cpmcs=free_port(),
-        derms=free_port(),
-        smtp=free_port(),
-        ftp=free_port(),
-        object_store=free_port(),
+        hub=first,
+        cpmcs=first + 1,
+        derms=first + 2,
+        smtp=first + 3,
+        ftp=first + 4,
+        object_store=first + 5,
     )
     files = prepare_sandbox_files(tmp_path, lookups)
     settings = sandbox_settings(ports, f"sqlite:///{tmp_path / 'hub.db'}", LOOKUPS_DIR, files)
