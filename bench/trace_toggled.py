@@ -1,17 +1,18 @@
 """What exporting every trace costs one hub process, with the process's own noise taken
-out: the hub turns exporting off and on every `--flows` requests (toggled_export/
-sitecustomize.py, loaded by this hub alone), in the order on, off, off, on, fed flow 6
-without a pause, and each "on" phase is compared with the "off" phase of the same rank:
-the event loop thread's CPU per flow and the whole process's, each other thread's (the
-export thread, the database's) and the cyclic collector's.
+out: the hub turns exporting off and on between phases of `--flows` flows of flow 6
+(toggled_export/sitecustomize.py, loaded by this hub alone), in the order on, off, off,
+on, and each "on" phase is compared with the "off" phase of the same rank: flows per
+second, the event loop thread's CPU per flow and the whole process's, each other thread's
+(the export thread, the database's) and the cyclic collector's.
 
 trace_paired.py compares two hub processes, and two processes with the same code differ
-by up to 14% in CPU, more than the 5% it must tell: it takes many rounds. Here both arms
-run in one process, seconds apart; with the default 56 phases (28 pairs, about a minute)
-the medians of the pairs stayed within about 5 us a flow of each other from run to run,
-with 28 phases within 14 (bench/README.md, trace-wrap). It reads CPU only (no flows per second: the
-phases' boundaries fall among requests in flight), and `--control` keeps exporting off
-in both arms, what the method reads when there is nothing to find.
+by up to 14% in CPU, more than the 5% it must tell: it takes many rounds, and its rounds'
+medians spread from -11% to +19% (bench/README.md, lean4). Here both arms run in one
+process, a second apart. A phase's flows are all answered before the benchmark ends it
+(`POST /_bench/toggle`, answered by sitecustomize.py), so no request runs across two
+phases, and its flows per second are the flows over the seconds from its first request to
+its last answer. `--control` keeps exporting off in both arms: what the method reads when
+there is nothing to find.
 
     .venv/bin/python bench/trace_toggled.py [--phases N] [--flows N] [--in-flight C]
         [--control]
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -31,9 +33,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+
 from derms_bridge.lookups import load_lookups
 from derms_bridge.sandbox.servers import LOOPBACK
-from harness import positive, report_or_fail, table
+from harness import BenchmarkFailure, positive, report_or_fail, table, verdict
 from processes import (
     CPMCS_SIMULATOR,
     DERMS_SIMULATOR,
@@ -42,16 +46,22 @@ from processes import (
     spawned_server,
 )
 from sync_flows import WARM_UP_FLOWS, chains, flows_hub, hub_arm, run_bounded, session
-from trace_cost import exporting_to, serve_receiver
+from trace_cost import MAX_SLOWDOWN, exporting_to, serve_receiver
 
 SITE = Path(__file__).with_name("toggled_export")
-#: Phases left out: the warm-up's, and the first after it.
+#: toggled_export/sitecustomize.py's.
+TOGGLE_PATH = "/_bench/toggle"
+#: Phases left out: the warm-up's (on), and the first after it (off), so that each pair's
+#: phases are neighbours: (3, 2), (4, 5), (7, 6), ...
 SKIPPED_PHASES = 2
+#: The resampling's own seed: the same phases give the same interval.
+RESAMPLING_SEED = 16
 
 
 @dataclass(frozen=True)
 class Phase:
     on: bool
+    flows_per_second: float
     loop_us: float
     process_us: float
     #: Each thread's by its name, the event loop's ("MainThread") among them.
@@ -63,19 +73,49 @@ class Phase:
 @dataclass(frozen=True)
 class Result:
     flows: int
-    phases: list[Phase]
+    #: Each run's phases, a hub process of its own per run.
+    runs: list[list[Phase]]
     control: bool
     load: tuple[float, float]
 
-    def _arm(self, on: bool) -> list[Phase]:
-        return [phase for phase in self.phases[SKIPPED_PHASES:] if phase.on is on]
+    @property
+    def run_pairs(self) -> list[list[tuple[Phase, Phase]]]:
+        """Each run's pairs: its "on" phases with its "off" phases of the same rank."""
+        paired = []
+        for phases in self.runs:
+            kept = phases[SKIPPED_PHASES:]
+            on = [phase for phase in kept if phase.on]
+            off = [phase for phase in kept if not phase.on]
+            paired.append(list(zip(on, off, strict=False)))
+        return paired
 
     @property
     def pairs(self) -> list[tuple[Phase, Phase]]:
-        return list(zip(self._arm(True), self._arm(False), strict=False))
+        """Every run's pairs, pooled."""
+        return [pair for pairs in self.run_pairs for pair in pairs]
 
     def added(self, part: str) -> list[float]:
         return [getattr(on, part) - getattr(off, part) for on, off in self.pairs]
+
+    def slowdowns(self, pairs: list[tuple[Phase, Phase]]) -> list[float]:
+        """Each pair's share of flows per second lost with export on."""
+        return [1 - on.flows_per_second / off.flows_per_second for on, off in pairs]
+
+    def slowdown_interval(self, resamples: int = 2000) -> tuple[float, float]:
+        """Where the pooled median of the slowdowns lies nine times in ten: the runs drawn
+        again with replacement, then each drawn run's pairs (a run's hub process may differ
+        from another's as a whole)."""
+        draw = random.Random(RESAMPLING_SEED)
+        runs = [self.slowdowns(pairs) for pairs in self.run_pairs]
+        medians = sorted(
+            statistics.median(
+                lost
+                for run in draw.choices(runs, k=len(runs))
+                for lost in draw.choices(run, k=len(run))
+            )
+            for _ in range(resamples)
+        )
+        return medians[resamples // 20], medians[resamples - 1 - resamples // 20]
 
     def thread_added(self) -> dict[str, float]:
         """Each thread but the event loop's, on over off at the median of the pairs: those
@@ -96,12 +136,11 @@ class Result:
 
 
 @contextmanager
-def toggled(out: Path, flows: int, control: bool) -> Iterator[None]:
+def toggled(out: Path, control: bool) -> Iterator[None]:
     """The hubs started inside load toggled_export/sitecustomize.py."""
     wanted = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")])),
         "TRACE_TOGGLE_OUT": str(out),
-        "TRACE_TOGGLE_FLOWS": str(flows),
         "TRACE_TOGGLE_CONTROL": "1" if control else "",
     }
     before = {name: os.environ.get(name) for name in wanted}
@@ -115,20 +154,32 @@ def toggled(out: Path, flows: int, control: bool) -> Iterator[None]:
                 os.environ[name] = value
 
 
-async def fed(url: str, phases: int, flows: int, in_flight: int) -> None:
+async def fed(url: str, phases: int, flows: int, in_flight: int) -> list[float]:
+    """Each phase's flows per second, the warm-up's first; the hub ends each phase (the
+    warm-up's too) when told, once all its flows are answered."""
     lookups = load_lookups(LOOKUPS_DIR)
     client = session(url, in_flight)
     try:
         arm = hub_arm(client)
-        await run_bounded(arm, chains("flow 6", "TW", WARM_UP_FLOWS, lookups), 8)
+        seconds = [await run_bounded(arm, chains("flow 6", "TW", WARM_UP_FLOWS, lookups), 8)]
+        await end_phase(client)
         for index in range(phases):
-            await run_bounded(arm, chains("flow 6", f"TS{index:03d}", flows, lookups), in_flight)
+            work = chains("flow 6", f"TS{index:03d}", flows, lookups)
+            seconds.append(await run_bounded(arm, work, in_flight))
+            await end_phase(client)
     finally:
         await client.close()
+    return [WARM_UP_FLOWS / seconds[0], *(flows / taken for taken in seconds[1:])]
 
 
-def run(phases: int, flows: int, in_flight: int, control: bool) -> Result:
-    load_before = os.getloadavg()[0]
+async def end_phase(client: aiohttp.ClientSession) -> None:
+    async with client.post(TOGGLE_PATH) as answer:
+        if answer.status != 204:
+            raise BenchmarkFailure(f"the hub answered {answer.status} to {TOGGLE_PATH}")
+
+
+def run(phases: int, flows: int, in_flight: int, control: bool) -> list[Phase]:
+    """One hub process's phases, the warm-up's first."""
     with tempfile.TemporaryDirectory(prefix="trace-toggled-") as scratch:
         out = Path(scratch) / "phases.jsonl"
         with spawned_server(serve_receiver, "the OTLP receiver") as port, ExitStack() as stack:
@@ -140,19 +191,24 @@ def run(phases: int, flows: int, in_flight: int, control: bool) -> Result:
             )
             with (
                 exporting_to(f"http://{LOOPBACK}:{port}/v1/traces", 1.0),
-                toggled(out, flows, control),
+                toggled(out, control),
             ):
                 hub = stack.enter_context(flows_hub(cpmcs_url, derms_url))
-            asyncio.run(fed(hub.url, phases + SKIPPED_PHASES, flows, in_flight))
+            rates = asyncio.run(fed(hub.url, phases + SKIPPED_PHASES - 1, flows, in_flight))
         measured = [json.loads(line) for line in out.read_text().splitlines()]
+    if len(measured) != len(rates):
+        raise BenchmarkFailure(f"the hub ended {len(measured)} phases, the load {len(rates)}")
+    return [
+        Phase(m["on"], rate, m["loop_us"], m["process_us"], m["threads_us"], m["collector_us"])
+        for m, rate in zip(measured, rates, strict=True)
+    ]
+
+
+def measure(runs: int, phases: int, flows: int, in_flight: int, control: bool) -> Result:
+    load_before = os.getloadavg()[0]
+    measured = [run(phases, flows, in_flight, control) for _ in range(runs)]
     return Result(
-        flows=flows,
-        phases=[
-            Phase(m["on"], m["loop_us"], m["process_us"], m["threads_us"], m["collector_us"])
-            for m in measured
-        ],
-        control=control,
-        load=(load_before, os.getloadavg()[0]),
+        flows=flows, runs=measured, control=control, load=(load_before, os.getloadavg()[0])
     )
 
 
@@ -161,13 +217,40 @@ def report(result: Result) -> str:
         return " ".join(f"{value:+.0f}" for value in values)
 
     rows = [
-        ("flows per phase", f"{result.flows:,} (flow 6, one hub process)"),
+        ("flows per phase", f"{result.flows:,} (flow 6)"),
         ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
         (
             "exporting",
             "off in both arms (--control)" if result.control else "toggled on, off, off, on",
         ),
+        ("runs", f"{len(result.runs)} (a hub process each)"),
         ("pairs of phases", f"{len(result.pairs)}"),
+    ]
+    slowdown = statistics.median(result.slowdowns(result.pairs))
+    low, high = result.slowdown_interval()
+    rows += [
+        (
+            "flows/s, off",
+            f"{statistics.median(off.flows_per_second for _, off in result.pairs):,.0f} (median)",
+        ),
+        (
+            "  fewer on than off",
+            " ".join(f"{lost:+.1%}" for lost in result.slowdowns(result.pairs)) + " (each pair)"
+            if len(result.runs) == 1
+            else " ".join(
+                f"{statistics.median(result.slowdowns(pairs)):+.1%}" for pairs in result.run_pairs
+            )
+            + " (each run's median)",
+        ),
+        (
+            "  median, all pairs",
+            f"{slowdown:+.2%} (nine times in ten within {low:+.2%} to {high:+.2%})",
+        ),
+        (
+            f"  fewer flows/s <= {MAX_SLOWDOWN:.0%}",
+            f"{verdict(slowdown <= MAX_SLOWDOWN)} at the median, "
+            f"{verdict(high <= MAX_SLOWDOWN)} at the interval's top",
+        ),
     ]
     for part, name in (("loop_us", "event loop thread"), ("process_us", "whole process")):
         added = result.added(part)
@@ -203,7 +286,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="one hub turning exporting off and on, phase after phase"
     )
-    parser.add_argument("--phases", type=positive, default=56, help="phases measured (56)")
+    parser.add_argument("--runs", type=positive, default=1, help="hub processes, in turn (1)")
+    parser.add_argument("--phases", type=positive, default=56, help="phases a run (56)")
     parser.add_argument("--flows", type=positive, default=1000, help="flows per phase (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
     parser.add_argument(
@@ -215,7 +299,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return report_or_fail(
-        "trace_toggled", lambda: run(args.phases, args.flows, args.in_flight, args.control), report
+        "trace_toggled",
+        lambda: measure(args.runs, args.phases, args.flows, args.in_flight, args.control),
+        report,
     )
 
 

@@ -1,14 +1,18 @@
 """Loaded by every Python process started with this folder first on PYTHONPATH
 (bench/trace_toggled.py puts it there for its hub alone): in a hub that exports its traces
-(`serve`, DERMS_BRIDGE_TRACING__ENDPOINT set) and is given TRACE_TOGGLE_OUT, exporting is
-turned off and on again every TRACE_TOGGLE_FLOWS POSTs, in the order on, off, off, on (so
-that nothing that comes every second phase falls on one arm), and each phase's CPU per
-request is appended to TRACE_TOGGLE_OUT as a JSON line: the event loop's thread
-(`time.thread_time`, read on it), the whole process's, each thread's by its name (the
-export thread's, the database's) and the cyclic collector's (timed by `gc.callbacks`).
+(`serve`, DERMS_BRIDGE_TRACING__ENDPOINT set) and is given TRACE_TOGGLE_OUT, a
+`POST /_bench/toggle` ends a phase: the phase's CPU per request is appended to
+TRACE_TOGGLE_OUT as a JSON line (the event loop's thread, `time.thread_time` read on it; the
+whole process's; each thread's by its name, the export thread's and the database's among
+them; the cyclic collector's, timed by `gc.callbacks`) with the POSTs it served, and
+exporting is turned off or on for the next, in the order on, off, off, on (so that nothing
+that comes every second phase falls on one arm). The benchmark sends the toggle once a
+phase's flows are all answered, so no request runs across two phases.
+
 Off, the tracer is the no-op one and TracedRequests lets requests by, as in a hub without
-a `tracing` block; the exporter and its thread stay, sending what the last phase left.
-With TRACE_TOGGLE_CONTROL set, exporting stays off in both arms (what the method reads when
+a `tracing` block; the exporter and its thread stay, and the spans an "on" phase leaves
+waiting (under a batch) go with the next "on" phase's, or after the batch delay. With
+TRACE_TOGGLE_CONTROL set, exporting stays off in both arms (what the method reads when
 there is nothing to find)."""
 
 from __future__ import annotations
@@ -55,7 +59,11 @@ def _timed_collector() -> dict[str, float]:
     return timed
 
 
-def _toggled(out: str, phase: int, control: bool) -> None:
+#: The path that ends a phase; answered here, never by the hub.
+TOGGLE_PATH = "/_bench/toggle"
+
+
+def _toggled(out: str, control: bool) -> None:
     from derms_bridge import tracing
     from derms_bridge.api import traced_requests
 
@@ -64,29 +72,27 @@ def _toggled(out: str, phase: int, control: bool) -> None:
     served = traced_requests.TracedRequests.__call__
     collector = _timed_collector()
 
-    def counted() -> None:
-        state["requests"] += 1
-        now = (time.thread_time(), time.process_time(), _threads_cpu(), collector["seconds"])
-        if state["cpu"] is None:
-            state["cpu"] = now
-            return
-        if state["requests"] % phase:
-            return
+    def cpu_now() -> tuple[float, float, dict[str, float], float]:
+        return (time.thread_time(), time.process_time(), _threads_cpu(), collector["seconds"])
+
+    def toggle() -> None:
+        now = cpu_now()
         (loop_before, process_before, threads_before, collector_before) = state["cpu"]
+        requests = max(state["requests"], 1)
         with open(out, "a") as lines:
             measured = {
                 "pid": os.getpid(),
                 "on": state["on"],
-                "loop_us": (now[0] - loop_before) / phase * 1e6,
-                "process_us": (now[1] - process_before) / phase * 1e6,
+                "requests": state["requests"],
+                "loop_us": (now[0] - loop_before) / requests * 1e6,
+                "process_us": (now[1] - process_before) / requests * 1e6,
                 "threads_us": {
-                    name: (seconds - threads_before.get(name, 0.0)) / phase * 1e6
+                    name: (seconds - threads_before.get(name, 0.0)) / requests * 1e6
                     for name, seconds in now[2].items()
                 },
-                "collector_us": (now[3] - collector_before) / phase * 1e6,
+                "collector_us": (now[3] - collector_before) / requests * 1e6,
             }
             lines.write(json.dumps(measured) + "\n")
-        state["cpu"] = now
         if state["kept"] is None:
             # The hub starts exporting after its app is made: what it made, kept at the first
             # turn.
@@ -97,10 +103,19 @@ def _toggled(out: str, phase: int, control: bool) -> None:
             exporting.exporter, exporting.tracer = state["kept"]
         else:
             exporting.exporter, exporting.tracer = None, tracing._NO_OP
+        state["requests"] = 0
+        state["cpu"] = cpu_now()
 
     async def counting(self: Any, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            counted()
+            if state["cpu"] is None:
+                state["cpu"] = cpu_now()
+            if scope["path"] == TOGGLE_PATH:
+                toggle()
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            state["requests"] += 1
         await served(self, scope, receive, send)
 
     traced_requests.TracedRequests.__call__ = counting  # type: ignore[method-assign]
@@ -109,8 +124,8 @@ def _toggled(out: str, phase: int, control: bool) -> None:
 class _AfterTheApp(importlib.abc.MetaPathFinder):
     """Toggles once the hub's app module is loaded: it imports the tracing it serves with."""
 
-    def __init__(self, out: str, phase: int, control: bool) -> None:
-        self._toggle = (out, phase, control)
+    def __init__(self, out: str, control: bool) -> None:
+        self._toggle = (out, control)
 
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -142,7 +157,6 @@ if (
         0,
         _AfterTheApp(
             os.environ["TRACE_TOGGLE_OUT"],
-            int(os.environ.get("TRACE_TOGGLE_FLOWS", "1000")),
             bool(os.environ.get("TRACE_TOGGLE_CONTROL")),
         ),
     )
