@@ -12,10 +12,13 @@ process, a second apart. A phase's flows are all answered before the benchmark e
 (`POST /_bench/toggle`, answered by sitecustomize.py), so no request runs across two
 phases, and its flows per second are the flows over the seconds from its first request to
 its last answer. `--control` keeps exporting off in both arms: what the method reads when
-there is nothing to find.
+there is nothing to find. `--made-only` makes and ends the spans of the "on" phases as ever
+but queues none for the export thread: what making them costs the event loop on its own.
+`--runs` starts a hub process per run and pools their pairs, with the interval in which
+the pooled median lies nine times in ten when the runs and their pairs are drawn again.
 
-    .venv/bin/python bench/trace_toggled.py [--phases N] [--flows N] [--in-flight C]
-        [--control]
+    .venv/bin/python bench/trace_toggled.py [--runs N] [--phases N] [--flows N]
+        [--in-flight C] [--control | --made-only]
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Result:
     #: Each run's phases, a hub process of its own per run.
     runs: list[list[Phase]]
     control: bool
+    made_only: bool
     load: tuple[float, float]
 
     @property
@@ -136,12 +140,13 @@ class Result:
 
 
 @contextmanager
-def toggled(out: Path, control: bool) -> Iterator[None]:
+def toggled(out: Path, control: bool, made_only: bool) -> Iterator[None]:
     """The hubs started inside load toggled_export/sitecustomize.py."""
     wanted = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")])),
         "TRACE_TOGGLE_OUT": str(out),
         "TRACE_TOGGLE_CONTROL": "1" if control else "",
+        "TRACE_TOGGLE_MADE_ONLY": "1" if made_only else "",
     }
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
@@ -178,7 +183,7 @@ async def end_phase(client: aiohttp.ClientSession) -> None:
             raise BenchmarkFailure(f"the hub answered {answer.status} to {TOGGLE_PATH}")
 
 
-def run(phases: int, flows: int, in_flight: int, control: bool) -> list[Phase]:
+def run(phases: int, flows: int, in_flight: int, control: bool, made_only: bool) -> list[Phase]:
     """One hub process's phases, the warm-up's first."""
     with tempfile.TemporaryDirectory(prefix="trace-toggled-") as scratch:
         out = Path(scratch) / "phases.jsonl"
@@ -191,7 +196,7 @@ def run(phases: int, flows: int, in_flight: int, control: bool) -> list[Phase]:
             )
             with (
                 exporting_to(f"http://{LOOPBACK}:{port}/v1/traces", 1.0),
-                toggled(out, control),
+                toggled(out, control, made_only),
             ):
                 hub = stack.enter_context(flows_hub(cpmcs_url, derms_url))
             rates = asyncio.run(fed(hub.url, phases + SKIPPED_PHASES - 1, flows, in_flight))
@@ -204,11 +209,17 @@ def run(phases: int, flows: int, in_flight: int, control: bool) -> list[Phase]:
     ]
 
 
-def measure(runs: int, phases: int, flows: int, in_flight: int, control: bool) -> Result:
+def measure(
+    runs: int, phases: int, flows: int, in_flight: int, control: bool, made_only: bool
+) -> Result:
     load_before = os.getloadavg()[0]
-    measured = [run(phases, flows, in_flight, control) for _ in range(runs)]
+    measured = [run(phases, flows, in_flight, control, made_only) for _ in range(runs)]
     return Result(
-        flows=flows, runs=measured, control=control, load=(load_before, os.getloadavg()[0])
+        flows=flows,
+        runs=measured,
+        control=control,
+        made_only=made_only,
+        load=(load_before, os.getloadavg()[0]),
     )
 
 
@@ -221,7 +232,10 @@ def report(result: Result) -> str:
         ("load average", f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"),
         (
             "exporting",
-            "off in both arms (--control)" if result.control else "toggled on, off, off, on",
+            "off in both arms (--control)"
+            if result.control
+            else "toggled on, off, off, on"
+            + (": spans made, none exported (--made-only)" if result.made_only else ""),
         ),
         ("runs", f"{len(result.runs)} (a hub process each)"),
         ("pairs of phases", f"{len(result.pairs)}"),
@@ -306,6 +320,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--control", action="store_true", help="exporting off in both arms (the noise floor)"
     )
+    parser.add_argument(
+        "--made-only",
+        action="store_true",
+        help="spans made and ended, none exported (what making them costs on its own)",
+    )
     return parser.parse_args(argv)
 
 
@@ -313,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return report_or_fail(
         "trace_toggled",
-        lambda: measure(args.runs, args.phases, args.flows, args.in_flight, args.control),
+        lambda: measure(
+            args.runs, args.phases, args.flows, args.in_flight, args.control, args.made_only
+        ),
         report,
     )
 

@@ -13,7 +13,8 @@ Off, the tracer is the no-op one and TracedRequests lets requests by, as in a hu
 a `tracing` block; the exporter and its thread stay, and the spans an "on" phase leaves
 waiting (under a batch) go with the next "on" phase's, or after the batch delay. With
 TRACE_TOGGLE_CONTROL set, exporting stays off in both arms (what the method reads when
-there is nothing to find)."""
+there is nothing to find); with TRACE_TOGGLE_MADE_ONLY, the "on" phases make and end their
+spans as ever but none is queued for the export thread (what making them costs on its own)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,11 @@ def _timed_collector() -> dict[str, float]:
 TOGGLE_PATH = "/_bench/toggle"
 
 
-def _toggled(out: str, control: bool) -> None:
+def _dropped(span: object) -> None:
+    """A finished span, left out of the export (TRACE_TOGGLE_MADE_ONLY)."""
+
+
+def _toggled(out: str, control: bool, made_only: bool) -> None:
     from derms_bridge import tracing
     from derms_bridge.api import traced_requests
 
@@ -97,6 +102,8 @@ def _toggled(out: str, control: bool) -> None:
             # The hub starts exporting after its app is made: what it made, kept at the first
             # turn.
             state["kept"] = (exporting.exporter, exporting.tracer)
+            if made_only:
+                exporting.exporter._batches.add = _dropped  # type: ignore[method-assign,union-attr]
         state["phases"] += 1
         state["on"] = state["phases"] % 4 in (0, 3)
         if state["on"] and not control:
@@ -124,8 +131,8 @@ def _toggled(out: str, control: bool) -> None:
 class _AfterTheApp(importlib.abc.MetaPathFinder):
     """Toggles once the hub's app module is loaded: it imports the tracing it serves with."""
 
-    def __init__(self, out: str, control: bool) -> None:
-        self._toggle = (out, control)
+    def __init__(self, out: str, control: bool, made_only: bool) -> None:
+        self._toggle = (out, control, made_only)
 
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -158,5 +165,6 @@ if (
         _AfterTheApp(
             os.environ["TRACE_TOGGLE_OUT"],
             bool(os.environ.get("TRACE_TOGGLE_CONTROL")),
+            bool(os.environ.get("TRACE_TOGGLE_MADE_ONLY")),
         ),
     )
