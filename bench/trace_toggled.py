@@ -317,10 +317,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phases", type=positive, default=56, help="phases a run (56)")
     parser.add_argument("--flows", type=positive, default=1000, help="flows per phase (1000)")
     parser.add_argument("--in-flight", type=positive, default=32, help="in flight (32)")
-    parser.add_argument(
+    arms = parser.add_mutually_exclusive_group()
+    arms.add_argument(
         "--control", action="store_true", help="exporting off in both arms (the noise floor)"
     )
-    parser.add_argument(
+    arms.add_argument(
         "--made-only",
         action="store_true",
         help="spans made and ended, none exported (what making them costs on its own)",
