@@ -73,6 +73,11 @@ class Phase:
     collector_us: float
 
 
+def slowdowns(pairs: list[tuple[Phase, Phase]]) -> list[float]:
+    """Each pair's share of flows per second lost with export on."""
+    return [1 - on.flows_per_second / off.flows_per_second for on, off in pairs]
+
+
 @dataclass(frozen=True)
 class Result:
     flows: int
@@ -101,16 +106,12 @@ class Result:
     def added(self, part: str) -> list[float]:
         return [getattr(on, part) - getattr(off, part) for on, off in self.pairs]
 
-    def slowdowns(self, pairs: list[tuple[Phase, Phase]]) -> list[float]:
-        """Each pair's share of flows per second lost with export on."""
-        return [1 - on.flows_per_second / off.flows_per_second for on, off in pairs]
-
     def slowdown_interval(self, resamples: int = 2000) -> tuple[float, float]:
         """Where the pooled median of the slowdowns lies nine times in ten: the runs drawn
         again with replacement, then each drawn run's pairs (a run's hub process may differ
         from another's as a whole)."""
         draw = random.Random(RESAMPLING_SEED)
-        runs = [self.slowdowns(pairs) for pairs in self.run_pairs]
+        runs = [slowdowns(pairs) for pairs in self.run_pairs]
         medians = sorted(
             statistics.median(
                 lost
@@ -240,7 +241,7 @@ def report(result: Result) -> str:
         ("runs", f"{len(result.runs)} (a hub process each)"),
         ("pairs of phases", f"{len(result.pairs)}"),
     ]
-    slowdown = statistics.median(result.slowdowns(result.pairs))
+    slowdown = statistics.median(slowdowns(result.pairs))
     low, high = result.slowdown_interval()
     rows += [
         (
@@ -249,10 +250,10 @@ def report(result: Result) -> str:
         ),
         (
             "  fewer on than off",
-            " ".join(f"{lost:+.1%}" for lost in result.slowdowns(result.pairs)) + " (each pair)"
+            " ".join(f"{lost:+.1%}" for lost in slowdowns(result.pairs)) + " (each pair)"
             if len(result.runs) == 1
             else " ".join(
-                f"{statistics.median(result.slowdowns(pairs)):+.1%}" for pairs in result.run_pairs
+                f"{statistics.median(slowdowns(pairs)):+.1%}" for pairs in result.run_pairs
             )
             + " (each run's median)",
         ),

@@ -44,7 +44,8 @@ def ports_to_bind(count: int = 1) -> int:
     """A port P such that P to P + count - 1 are free and outside the ephemeral range.
 
     Each pytest worker looks in a stretch of its own, so two workers never take the same port;
-    another test run on the machine is kept off by the random pick and the check.
+    another test run on the machine taking the same block at the same moment is made unlikely
+    by the random pick, not ruled out.
     """
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
